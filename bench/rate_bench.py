@@ -1,0 +1,146 @@
+"""Benchmark `tollgate rate` against a plain pyarrow CSV→Parquet conversion of the same file.
+
+Generates 1,000,000 `generic` CDRs and a 50,000-prefix deck with effective-dated versions,
+then reports, in one run:
+  (a) plain pyarrow CSV-to-Parquet conversion of the file (a whole process, like b),
+  (b) `tollgate rate` end to end (a whole process: interpreter, imports, parse, validate,
+      rate customer and supplier side, write Parquet and the quarantine file),
+  (c) the ratio b/a, (d) CDRs per second end to end, (e) peak RSS of each process.
+Targets (issue 2): ratio <= 2.0, peak RSS <= 1 GB; goal 1,000,000 CDRs/s.
+
+    .venv/bin/python bench/rate_bench.py [--rows N] [--prefixes N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PLAIN_CONVERSION = """
+import sys, pyarrow.csv as csv, pyarrow.parquet as pq
+pq.write_table(csv.read_csv(sys.argv[1]), sys.argv[2], compression="zstd")
+"""
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in bytes (this child alone, via wait4), and stdout."""
+    began = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        child = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - began
+        out.seek(0)
+        text = out.read().decode()
+    if child.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed ({child.returncode}):\n{text}")
+    return wall, usage.ru_maxrss * 1024, text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--prefixes", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = parser.parse_args()
+
+    from functions.ingest.samples import generate_generic_csv
+    from functions.rate.samples import generate_deck_csv
+
+    work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
+    env = dict(os.environ, TOLLGATE_CACHE_DIR=str(work / "cache"))
+    python = sys.executable
+    tollgate = [python, "-m", "functions.cli"]
+    try:
+        began = time.perf_counter()
+        cdrs = work / "cdrs.csv"
+        cdrs.write_bytes(generate_generic_csv(args.rows, seed=1, bad_fraction=0.001))
+        sell = work / "sell.csv"
+        sell.write_bytes(generate_deck_csv(args.prefixes, seed=2, india_mobile_rate="0.008"))
+        buy = work / "buy.csv"
+        buy.write_bytes(
+            generate_deck_csv(
+                args.prefixes, seed=2, india_mobile_rate="0.0065", rate_multiplier=0.8
+            )
+        )
+        size_mb = cdrs.stat().st_size / 1e6
+        print(
+            f"generated {args.rows:,} CDRs ({size_mb:.0f} MB) and two {args.prefixes:,}-prefix "
+            f"decks in {time.perf_counter() - began:.1f} s"
+        )
+
+        rate_argv = [
+            *tollgate,
+            "rate",
+            str(cdrs),
+            "--format",
+            "generic",
+            "--customer-deck",
+            str(sell),
+            "--supplier-deck",
+            str(buy),
+            "--out",
+            str(work / "rated.parquet"),
+        ]
+        cold_wall, cold_rss, _ = run_measured(rate_argv, env)  # compiles and caches the decks
+
+        plain, rated, output = [], [], ""
+        for _ in range(args.runs):
+            plain.append(
+                run_measured(
+                    [python, "-c", PLAIN_CONVERSION, str(cdrs), str(work / "plain.parquet")], env
+                )
+            )
+            rated.append(run_measured(rate_argv, env))
+            output = rated[-1][2]
+        a = statistics.median(w for w, _, _ in plain)
+        b = statistics.median(w for w, _, _ in rated)
+        rss_a = max(r for _, r, _ in plain)
+        rss_b = max(r for _, r, _ in rated)
+
+        print("\n`tollgate rate` output (last run):")
+        print("  " + output.strip().replace("\n", "\n  "))
+        print(f"\nresults (median of {args.runs} runs, whole processes, 2-core machine)")
+        print(
+            f"  (a) plain pyarrow CSV->Parquet      {a:8.2f} s   peak RSS {rss_a / 2**20:7.0f} MiB"
+        )
+        print(
+            f"  (b) tollgate rate, end to end       {b:8.2f} s   peak RSS {rss_b / 2**20:7.0f} MiB"
+        )
+        print(
+            f"      first run (compiles both decks) {cold_wall:8.2f} s   "
+            f"peak RSS {cold_rss / 2**20:7.0f} MiB"
+        )
+        ratio = b / a
+        print(
+            f"  (c) ratio b/a                       {ratio:8.2f}     target <= 2.0  "
+            f"{'MET' if ratio <= 2.0 else 'NOT MET'}"
+        )
+        print(f"  (d) CDRs per second, end to end     {args.rows / b:12,.0f} goal 1,000,000/s")
+        peak = max(rss_b, cold_rss)
+        print(
+            f"  (e) peak RSS of tollgate rate       {peak / 2**20:8.0f} MiB target <= 1024 MiB "
+            f"{'MET' if peak <= 2**30 else 'NOT MET'}"
+        )
+    finally:
+        if args.keep:
+            print(f"files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tollgate: serverless billing for wholesale VoIP carriers."""

@@ -1,0 +1,171 @@
+"""`tollgate rate`: rate one CDR file offline against rate decks (also the what-if tool)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+from functions.cli import CliError
+
+USAGE_EXAMPLE = (
+    "tollgate rate cdrs.csv --format generic --customer-deck sell.csv "
+    "--supplier-deck buy.csv --out rated.parquet"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rate",
+        help="rate a CDR file against rate decks",
+        description=f"Rate every CDR of a file. Example: {USAGE_EXAMPLE}",
+    )
+    parser.add_argument("cdr_file", metavar="CDR_FILE", type=Path)
+    parser.add_argument("--format", required=True, dest="fmt", metavar="FMT")
+    parser.add_argument("--customer-deck", required=True, type=Path, metavar="DECK.csv")
+    parser.add_argument("--supplier-deck", type=Path, metavar="DECK.csv")
+    parser.add_argument("--customer-currency", default="USD", metavar="CUR")
+    parser.add_argument("--supplier-currency", default="USD", metavar="CUR")
+    parser.add_argument(
+        "--fx", type=Path, metavar="FX.csv", help="from_currency,to_currency,rate,effective_from"
+    )
+    parser.add_argument("--timezone", default="UTC", metavar="TZ", help="the switch's time zone")
+    parser.add_argument("--out", required=True, type=Path, metavar="OUT.(csv|parquet)")
+    parser.add_argument(
+        "--quarantine",
+        type=Path,
+        metavar="Q.(csv|parquet)",
+        help="where rejected rows go (default: OUT with .quarantine.csv)",
+    )
+    parser.add_argument("--decimals", type=int, default=6, help="amount decimal places")
+    parser.add_argument("--rounding", default="half_up", choices=("half_up", "up", "down"))
+    parser.set_defaults(run=run)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _output_kind(path: Path, option: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise CliError(f"{option} {path}: the file name must end in .csv or .parquet")
+    return suffix[1:]
+
+
+def run(args: argparse.Namespace) -> int:
+    # Heavy imports here, so `tollgate --help` stays instant.
+    from functions.ingest.formats import CdrFileError, UnknownFormatError, parse_cdr_file
+    from functions.rate.deck import InvalidDeckError, load_deck
+    from functions.rate.fx import FxError, parse_fx
+    from functions.rate.rated import rate_cdrs, summarise
+    from functions.rate.rating import DeckIndex
+    from functions.shared.money import Rounding
+
+    began = time.perf_counter()
+    out_kind = _output_kind(args.out, "--out")
+    quarantine_path = args.quarantine or args.out.with_suffix(".quarantine.csv")
+    quarantine_kind = _output_kind(quarantine_path, "--quarantine")
+    try:
+        rounding = Rounding(args.decimals, args.rounding)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+
+    def deck(path: Path, currency: str) -> DeckIndex:
+        try:
+            loaded = load_deck(path, currency=currency)
+        except OSError as error:
+            raise CliError(f"cannot read deck {path}: {error.strerror or error}") from None
+        except InvalidDeckError as error:
+            raise CliError(f"invalid deck {path}:\n{error}") from None
+        return DeckIndex.build(loaded.table, loaded.currency)
+
+    customer = deck(args.customer_deck, args.customer_currency)
+    supplier = deck(args.supplier_deck, args.supplier_currency) if args.supplier_deck else None
+    fx = None
+    if args.fx:
+        try:
+            fx = parse_fx(_read(args.fx, "FX table").decode(), str(args.fx))
+        except (FxError, UnicodeDecodeError) as error:
+            raise CliError(str(error)) from None
+
+    data = _read(args.cdr_file, "CDR file")
+    try:
+        parsed = parse_cdr_file(data, args.fmt, timezone=args.timezone, source=str(args.cdr_file))
+    except (UnknownFormatError, CdrFileError) as error:
+        raise CliError(str(error)) from None
+    try:
+        rated = rate_cdrs(parsed.cdrs, customer, supplier, fx=fx, rounding=rounding)
+    except FxError as error:
+        raise CliError(str(error)) from None
+
+    _write(rated, args.out, out_kind)
+    quarantine = parsed.quarantine.add_column(
+        0, "file", _repeat(str(args.cdr_file), parsed.quarantine.num_rows)
+    )
+    _write(quarantine, quarantine_path, quarantine_kind)
+    summary = summarise(rated, parsed.quarantine, parsed.rows_in, rounding.decimals)
+    _print_summary(summary, args, quarantine_path, time.perf_counter() - began)
+    return 0
+
+
+def _repeat(value: str, count: int):
+    import pyarrow as pa
+
+    return pa.repeat(pa.scalar(value), count).cast(pa.string())
+
+
+def _write(table, path: Path, kind: str) -> None:
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "parquet":
+            pq.write_table(table, path, compression="zstd")
+        else:
+            pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error}") from None
+
+
+def _print_summary(
+    summary, args: argparse.Namespace, quarantine_path: Path, seconds: float
+) -> None:
+    def count(n: int) -> str:
+        return f"{n:>12,}"
+
+    def breakdown(reasons: dict[str, int]) -> str:
+        parts = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items()))
+        return f"  ({parts})" if parts else ""
+
+    out = sys.stdout
+    print(f"file           {args.cdr_file} ({args.fmt})", file=out)
+    print(f"rows in        {count(summary.rows_in)}", file=out)
+    print(f"  rated        {count(summary.rated)}", file=out)
+    print(f"  unrated      {count(summary.unrated)}{breakdown(summary.unrated_reasons)}", file=out)
+    print(
+        f"  quarantined  {count(summary.quarantined)}{breakdown(summary.quarantine_reasons)}"
+        f"  -> {quarantine_path}",
+        file=out,
+    )
+    check = "reconciles" if summary.reconciles else "DOES NOT RECONCILE"
+    print(f"accounting     rows in = rated + unrated + quarantined: {check}", file=out)
+    minutes = (Decimal(summary.billed_seconds) / 60).quantize(Decimal("0.1"))
+    print(f"billed minutes {minutes:>15,}", file=out)
+    cur = summary.currency
+    print(f"customer total {summary.customer_total:>15} {cur}", file=out)
+    if summary.supplier_total is not None:
+        print(f"supplier cost  {summary.supplier_total:>15} {cur}", file=out)
+        print(f"margin         {summary.margin_total:>15} {cur}", file=out)
+        if summary.supplier_unrated:
+            print(
+                f"warning        {summary.supplier_unrated:,} calls have no supplier rate", file=out
+            )
+    rate = summary.rows_in / seconds if seconds > 0 else 0
+    print(f"output         {args.out}  ({seconds:.2f} s, {rate:,.0f} CDRs/s)", file=out)

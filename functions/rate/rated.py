@@ -1,0 +1,190 @@
+"""Rated CDRs: the canonical CDR table priced on the sell side and, optionally, the buy side.
+
+Column-wise end to end: the engine returns numpy columns, this module turns them into one
+Arrow table whose money columns are decimal128 built straight from integer units.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from functions.rate.fx import FxError, FxTable
+from functions.rate.rating import (
+    REASON_CLOSED,
+    REASON_NO_RATE,
+    STATUS_RATED,
+    STATUS_UNRATED,
+    DeckIndex,
+    Pricing,
+    convert,
+    price,
+)
+from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
+
+_REASONS = pa.array([None, REASON_NO_RATE, REASON_CLOSED], pa.string())
+_STATUSES = pa.array([STATUS_RATED, STATUS_UNRATED], pa.string())
+
+
+def start_seconds(cdrs: pa.Table) -> np.ndarray:
+    """Call start as whole epoch seconds (floor): deck times are whole seconds, so
+    effective_from <= t and t < effective_to compare the same on the floor."""
+    micros = pc.cast(cdrs.column("start_time"), pa.int64()).to_numpy()
+    return np.floor_divide(micros, 1_000_000)
+
+
+def _dict(indices: np.ndarray, dictionary: pa.Array) -> pa.Array:
+    return pc.take(dictionary, pa.array(indices.astype(np.int8)))
+
+
+def _deck_column(index: DeckIndex, name: str, row: np.ndarray) -> pa.Array:
+    """A deck column taken per call; null where no deck row applies."""
+    indices = pa.array(np.maximum(row, 0), mask=row < 0)
+    return index.deck.column(name).combine_chunks().take(indices)
+
+
+def _reason_code(pricing: Pricing) -> np.ndarray:
+    return np.where(pricing.rated, 0, np.where(pricing.closed, 2, 1))
+
+
+def rate_cdrs(
+    cdrs: pa.Table,
+    customer: DeckIndex,
+    supplier: DeckIndex | None = None,
+    *,
+    fx: FxTable | None = None,
+    rounding: Rounding | None = None,
+) -> pa.Table:
+    """One row per CDR: status, reason, matched prefix, billed seconds, amounts and margin.
+
+    Amounts are in the customer deck's currency (`currency`), except `supplier_amount`,
+    which is what the supplier bills in its own currency (`supplier_currency`);
+    `supplier_cost` is that same call converted exactly and rounded once.
+    """
+    rounding = rounding or Rounding()
+    scale = rounding.decimals
+    callee = cdrs.column("callee").combine_chunks()
+    start = start_seconds(cdrs)
+    answered = cdrs.column("billsec").to_numpy()
+
+    sell = price(customer, callee, start, answered, rounding)
+    unrated = ~sell.rated
+    columns: dict[str, pa.Array] = {
+        "line": cdrs.column("line").combine_chunks(),
+        "call_id": cdrs.column("call_id").combine_chunks(),
+        "start_time": cdrs.column("start_time").combine_chunks(),
+        "callee": callee,
+        "billsec": cdrs.column("billsec").combine_chunks(),
+        "status": _dict(unrated, _STATUSES),
+        "reason": _dict(_reason_code(sell), _REASONS),
+        "matched_prefix": _deck_column(customer, "prefix", sell.row),
+        "destination": _deck_column(customer, "destination", sell.row),
+        "billed_seconds": pa.array(sell.billed, pa.int64()),
+        "customer_rate": decimal_array(
+            customer.rate_e8[np.maximum(sell.row, 0)], RATE_SCALE, unrated
+        ),
+        "customer_amount": decimal_array(sell.amount, scale, unrated),
+        "currency": pa.repeat(pa.scalar(customer.currency), len(cdrs)).cast(pa.string()),
+    }
+    if supplier is not None:
+        buy = price(supplier, callee, start, answered, rounding)
+        if supplier.currency == customer.currency:
+            cost = buy.amount
+        elif fx is None:
+            raise FxError(
+                f"the customer deck is in {customer.currency} and the supplier deck in "
+                f"{supplier.currency}: an FX table is required (--fx FILE)"
+            )
+        else:
+            numerator, denominator = fx.ratio(supplier.currency, customer.currency, start)
+            cost = convert(buy.exact, numerator, denominator, rounding)
+        no_cost = ~buy.rated
+        no_margin = unrated | no_cost
+        columns |= {
+            "supplier_status": _dict(no_cost, _STATUSES),
+            "supplier_reason": _dict(_reason_code(buy), _REASONS),
+            "supplier_prefix": _deck_column(supplier, "prefix", buy.row),
+            "supplier_rate": decimal_array(
+                supplier.rate_e8[np.maximum(buy.row, 0)], RATE_SCALE, no_cost
+            ),
+            "supplier_amount": decimal_array(buy.amount, scale, no_cost),
+            "supplier_currency": pa.repeat(pa.scalar(supplier.currency), len(cdrs)).cast(
+                pa.string()
+            ),
+            "supplier_cost": decimal_array(cost, scale, no_cost),
+            "margin": decimal_array(sell.amount - cost, scale, no_margin),
+        }
+    return pa.table(columns)
+
+
+@dataclass(frozen=True)
+class RatingSummary:
+    """Counts that reconcile (rows in = rated + unrated + quarantined) and money totals."""
+
+    rows_in: int
+    rated: int
+    unrated: int
+    quarantined: int
+    unrated_reasons: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    supplier_unrated: int = 0
+    billed_seconds: int = 0
+    currency: str = "USD"
+    customer_total: Decimal = Decimal(0)
+    supplier_total: Decimal | None = None  # supplier cost, in `currency`
+    margin_total: Decimal | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_in == self.rated + self.unrated + self.quarantined
+
+
+def _sum_units(column: pa.ChunkedArray, scale: int) -> Decimal:
+    """Exact total of a decimal column: summed as integers, never as floats."""
+    from functions.shared.money import units_from_decimal_array
+
+    units = units_from_decimal_array(column, scale)
+    return units_to_decimal(int(units.astype(object).sum()) if len(units) else 0, scale)
+
+
+def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int) -> RatingSummary:
+    status = rated.column("status")
+    n_rated = int(pc.sum(pc.equal(status, STATUS_RATED)).as_py() or 0)
+    reasons = Counter(
+        {
+            row["values"]: row["counts"]
+            for row in pc.value_counts(rated.column("reason").drop_null()).to_pylist()
+        }
+    )
+    quarantine_reasons = Counter(
+        {
+            row["values"]: row["counts"]
+            for row in pc.value_counts(quarantine.column("reason")).to_pylist()
+        }
+    )
+    has_supplier = "supplier_cost" in rated.column_names
+    return RatingSummary(
+        rows_in=rows_in,
+        rated=n_rated,
+        unrated=rated.num_rows - n_rated,
+        quarantined=quarantine.num_rows,
+        unrated_reasons=dict(reasons),
+        quarantine_reasons=dict(quarantine_reasons),
+        supplier_unrated=(
+            int(pc.sum(pc.equal(rated.column("supplier_status"), STATUS_UNRATED)).as_py() or 0)
+            if has_supplier
+            else 0
+        ),
+        billed_seconds=int(pc.sum(rated.column("billed_seconds")).as_py() or 0),
+        currency=rated.column("currency")[0].as_py() if rated.num_rows else "",
+        customer_total=_sum_units(rated.column("customer_amount"), decimals),
+        supplier_total=_sum_units(rated.column("supplier_cost"), decimals)
+        if has_supplier
+        else None,
+        margin_total=_sum_units(rated.column("margin"), decimals) if has_supplier else None,
+    )

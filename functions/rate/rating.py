@@ -1,0 +1,357 @@
+"""The rating contract, column-wise: longest live prefix, billing increments, exact amounts.
+
+No Python loop runs per CDR. A deck is compiled once into a `DeckIndex`:
+
+* Prefix lookup. Every prefix of length L is the interval [p·10^(K-L), (p+1)·10^(K-L)) of
+  K-digit numbers (K = the deck's longest prefix). The intervals nest like a trie, so cutting
+  them at every boundary gives disjoint "cells", each labelled with its innermost (longest)
+  prefix; a number is padded to K digits and found with one `searchsorted`. Fixed-width
+  padding keeps "012" and "12" apart, so leading zeros need no special case.
+* Effective dates. Each prefix's versions become a timeline of non-overlapping segments
+  [start, end) → deck row, encoded as sorted int64 keys (prefix id, start): one more
+  `searchsorted` says which version is live at the call's start, if any.
+* Fallback. When the innermost prefix has no live version (or is longer than a short
+  number), the call moves to the parent prefix; the loop runs over prefix depth (≤ 18), each
+  pass only over the calls still unresolved.
+
+Money is integer arithmetic (see functions.shared.money): rate and connect fee in 10^-8, so
+connect_fee + rate·billed/60 is held exactly as the integer (connect_fee·60 + rate·billed) in
+units of 10^-8/60, and rounded once by the named `Rounding`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from functions.shared.money import INT64_MAX, RATE_SCALE, Rounding
+
+# Effective times are packed next to a prefix id in one int64 key: 40 bits of seconds
+# centred on 1970 (±17,000 years) under 22 bits of prefix id (4 million prefixes).
+_TIME_BITS = 40
+_TIME_MAX = (1 << _TIME_BITS) - 1
+_TIME_ZERO = 1 << (_TIME_BITS - 1)
+_MAX_PREFIXES = 1 << 22
+MAX_PREFIX_DIGITS = 18  # a K-digit number must fit in int64
+_NUMERIC_COLUMNS = (
+    "rate_e8",
+    "connect_fee_e8",
+    "increment_first",
+    "increment_next",
+    "effective_from",
+    "effective_to",
+    "closed",
+)
+
+STATUS_RATED = "rated"
+STATUS_UNRATED = "unrated"
+REASON_NO_RATE = "no_rate"
+REASON_CLOSED = "closed"
+
+
+class DeckIndexError(ValueError):
+    """The deck cannot be indexed (too many prefixes, prefix too long)."""
+
+
+def _clip_time(seconds: np.ndarray) -> np.ndarray:
+    """Epoch seconds → the 40-bit key range; ALWAYS and NEVER land on its two ends."""
+    seconds = np.asarray(seconds, dtype=np.int64)
+    return np.clip(seconds, -_TIME_ZERO, _TIME_MAX - _TIME_ZERO) + _TIME_ZERO
+
+
+def _timeline(
+    prefix_id: np.ndarray, eff_from: np.ndarray, eff_to: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-overlapping live segments per prefix: (start, end, deck row), sorted by key.
+
+    The contract: at time t the live row is the one with the latest effective_from such that
+    effective_from <= t < effective_to. Rows arrive sorted by (prefix, effective_from), so a
+    row is live from its start until its own end or the next row's start, whichever comes
+    first. That is the whole answer unless an earlier row outlasts a later one (a short
+    promotion inside a long-running rate); only those prefixes take the slow, exact sweep.
+    """
+    n = len(prefix_id)
+    rows = np.arange(n, dtype=np.int64)
+    same_next = np.zeros(n, dtype=bool)
+    same_next[:-1] = prefix_id[1:] == prefix_id[:-1]
+    next_from = np.empty(n, dtype=np.int64)
+    next_from[:-1] = eff_from[1:]
+    next_from[-1:] = _TIME_MAX
+    start = eff_from
+    end = np.where(same_next, np.minimum(eff_to, next_from), eff_to)
+
+    # Does an earlier row of the same prefix outlast this one? Running max of effective_to
+    # within each prefix: keys (group << 40 | effective_to) only grow across groups, so one
+    # maximum.accumulate over all rows never mixes two prefixes.
+    group_start = np.ones(n, dtype=bool)
+    group_start[1:] = ~same_next[:-1]
+    group = np.cumsum(group_start, dtype=np.int64) - 1
+    running = np.maximum.accumulate((group << _TIME_BITS) | eff_to) & _TIME_MAX
+    earlier_max = np.full(n, -1, dtype=np.int64)
+    earlier_max[1:] = np.where(group_start[1:], -1, running[:-1])
+    nested = earlier_max > eff_to
+    simple = np.ones(n, dtype=bool)
+    if nested.any():
+        complex_ids = np.unique(prefix_id[nested])
+        simple = ~np.isin(prefix_id, complex_ids)
+    keep = simple & (end > start)
+    seg_pid, seg_start, seg_end, seg_row = prefix_id[keep], start[keep], end[keep], rows[keep]
+    if not simple.all():
+        extra = _sweep(prefix_id[~simple], eff_from[~simple], eff_to[~simple], rows[~simple])
+        seg_pid = np.concatenate([seg_pid, extra[0]])
+        seg_start = np.concatenate([seg_start, extra[1]])
+        seg_end = np.concatenate([seg_end, extra[2]])
+        seg_row = np.concatenate([seg_row, extra[3]])
+    keys = (seg_pid.astype(np.int64) << _TIME_BITS) | seg_start
+    order = np.argsort(keys, kind="stable")
+    return keys[order], seg_end[order], seg_row[order]
+
+
+def _sweep(
+    pid: np.ndarray, eff_from: np.ndarray, eff_to: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The exact timeline for prefixes whose versions nest; a loop per prefix, not per CDR."""
+    out: list[tuple[int, int, int, int]] = []
+    for p in np.unique(pid):
+        sel = pid == p
+        starts, ends, ids = eff_from[sel], eff_to[sel], rows[sel]
+        bounds = np.unique(np.concatenate([starts, ends]))
+        for lo, hi in itertools.pairwise(bounds):
+            live = (starts <= lo) & (lo < ends)
+            if not live.any():
+                continue
+            winner = int(ids[live][np.argmax(starts[live])])
+            if out and out[-1][0] == p and out[-1][3] == winner and out[-1][2] == lo:
+                out[-1] = (int(p), out[-1][1], int(hi), winner)
+            else:
+                out.append((int(p), int(lo), int(hi), winner))
+    if not out:
+        empty = np.array([], dtype=np.int64)
+        return empty, empty, empty, empty
+    cols = np.array(out, dtype=np.int64).T
+    return cols[0], cols[1], cols[2], cols[3]
+
+
+@dataclass(frozen=True, slots=True)
+class DeckIndex:
+    """A deck compiled for column-wise lookups. Build with `DeckIndex.build`."""
+
+    deck: pa.Table  # the deck's rows (functions.rate.deck.DECK_SCHEMA), indexed by row number
+    currency: str
+    width: int  # K: numbers are compared as K-digit integers
+    cell_lo: np.ndarray  # sorted lower bounds of the cells
+    cell_prefix: np.ndarray  # innermost prefix id per cell (-1: no prefix covers it)
+    prefix_len: np.ndarray  # digits per prefix id
+    prefix_parent: np.ndarray  # longest shorter prefix id, or -1
+    prefix_text: pa.Array  # prefix digits per prefix id
+    seg_key: np.ndarray  # (prefix id << 40 | start) per timeline segment, sorted
+    seg_end: np.ndarray
+    seg_row: np.ndarray
+    rate_e8: np.ndarray
+    connect_fee_e8: np.ndarray
+    increment_first: np.ndarray
+    increment_next: np.ndarray
+    closed: np.ndarray
+
+    @classmethod
+    def build(cls, deck: pa.Table, currency: str = "USD") -> DeckIndex:
+        deck = deck.sort_by([("prefix", "ascending"), ("effective_from", "ascending")])
+        prefixes = deck.column("prefix").combine_chunks()
+        unique = pc.unique(prefixes)
+        if len(unique) >= _MAX_PREFIXES:
+            raise DeckIndexError(f"a deck may hold at most {_MAX_PREFIXES - 1} prefixes")
+        lengths = pc.utf8_length(unique).to_numpy(zero_copy_only=False).astype(np.int64)
+        width = int(lengths.max()) if len(lengths) else 1
+        if width > MAX_PREFIX_DIGITS:
+            raise DeckIndexError(f"prefixes longer than {MAX_PREFIX_DIGITS} digits")
+        value = _pad_to_int(unique, width)
+        span = np.power(10, width - lengths, dtype=np.int64)
+        lo, hi = value, value + span
+
+        # Prefix ids in (lo, length) order: a parent precedes its children.
+        order = np.lexsort((lengths, lo))
+        lo, hi, lengths, value = lo[order], hi[order], lengths[order], value[order]
+        unique = unique.take(pa.array(order))
+        parent = _parents(unique, lengths)
+        cell_lo, cell_prefix = _cells(lo, hi, parent)
+
+        pid_of_row = pc.index_in(prefixes, value_set=unique).to_numpy().astype(np.int64)
+        col = {name: deck.column(name).to_numpy() for name in _NUMERIC_COLUMNS}
+        seg_key, seg_end, seg_row = _timeline(
+            pid_of_row, _clip_time(col["effective_from"]), _clip_time(col["effective_to"])
+        )
+        return cls(
+            deck=deck,
+            currency=currency,
+            width=width,
+            cell_lo=cell_lo,
+            cell_prefix=cell_prefix,
+            prefix_len=lengths,
+            prefix_parent=parent,
+            prefix_text=unique,
+            seg_key=seg_key,
+            seg_end=seg_end,
+            seg_row=seg_row,
+            rate_e8=col["rate_e8"].astype(np.int64),
+            connect_fee_e8=col["connect_fee_e8"].astype(np.int64),
+            increment_first=col["increment_first"].astype(np.int64),
+            increment_next=col["increment_next"].astype(np.int64),
+            closed=col["closed"].astype(bool),
+        )
+
+    def lookup(self, callee: pa.Array | pa.ChunkedArray, start_s: np.ndarray) -> np.ndarray:
+        """Deck row live for each call (its longest prefix with a live version), -1 if none."""
+        if isinstance(callee, pa.ChunkedArray):
+            callee = callee.combine_chunks()
+        n = len(callee)
+        row = np.full(n, -1, dtype=np.int64)
+        if n == 0 or len(self.cell_lo) == 0:
+            return row
+        digits = pc.utf8_length(callee).to_numpy(zero_copy_only=False).astype(np.int64)
+        number = _pad_to_int(pc.utf8_slice_codeunits(callee, 0, self.width), self.width)
+        cell = np.searchsorted(self.cell_lo, number, side="right") - 1
+        candidate = np.where(cell >= 0, self.cell_prefix[np.maximum(cell, 0)], -1)
+        when = _clip_time(start_s)
+
+        pending = np.flatnonzero(candidate >= 0)
+        cand = candidate[pending]
+        while len(pending):
+            fits = self.prefix_len[cand] <= digits[pending]
+            key = (cand << _TIME_BITS) | when[pending]
+            seg = np.searchsorted(self.seg_key, key, side="right") - 1
+            seg_ok = seg >= 0
+            seg = np.maximum(seg, 0)
+            live = (
+                fits
+                & seg_ok
+                & ((self.seg_key[seg] >> _TIME_BITS) == cand)
+                & (when[pending] < self.seg_end[seg])
+            )
+            row[pending[live]] = self.seg_row[seg[live]]
+            cand = self.prefix_parent[cand[~live]]
+            pending = pending[~live]
+            more = cand >= 0
+            pending, cand = pending[more], cand[more]
+        return row
+
+
+def _pad_to_int(digits: pa.Array, width: int) -> np.ndarray:
+    """'4477' with width 6 → 447700: the number as the K-digit integer it starts."""
+    padded = pc.utf8_rpad(digits, width=width, padding="0")
+    return pc.cast(padded, pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _parents(text: pa.Array, lengths: np.ndarray) -> np.ndarray:
+    """Longest proper prefix of each prefix that is itself in the deck, or -1.
+
+    One pass per prefix length (at most 18), each over all prefixes with Arrow's hash
+    lookup: shorter matches are overwritten by longer ones.
+    """
+    parent = np.full(len(text), -1, dtype=np.int64)
+    for length in range(1, int(lengths.max(initial=0))):
+        longer = np.flatnonzero(lengths > length)
+        if not len(longer):
+            continue
+        head = pc.utf8_slice_codeunits(text.take(pa.array(longer)), 0, length)
+        found = pc.fill_null(pc.index_in(head, value_set=text), -1).to_numpy().astype(np.int64)
+        hit = found >= 0
+        parent[longer[hit]] = found[hit]
+    return parent
+
+
+def _cells(lo: np.ndarray, hi: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the nested intervals at every boundary; label each cell with its innermost prefix."""
+    bounds = np.unique(np.concatenate([lo, hi]))
+    # The candidate for a cell starting at b is the last prefix with lo <= b (the longest
+    # such, as ids are sorted by lo then length); climb parents until one still covers b.
+    cand = np.searchsorted(lo, bounds, side="right") - 1
+    pending = np.flatnonzero(cand >= 0)
+    label = np.full(len(bounds), -1, dtype=np.int64)
+    while len(pending):
+        c = cand[pending]
+        covers = hi[c] > bounds[pending]
+        label[pending[covers]] = c[covers]
+        pending = pending[~covers]
+        cand[pending] = parent[cand[pending]]
+        pending = pending[cand[pending] >= 0]
+    return bounds, label
+
+
+def billed_seconds(answered: np.ndarray, first: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Billing increment A/B: 0 if s = 0; A if 0 < s <= A; else A + ceil((s-A)/B)·B."""
+    answered = answered.astype(np.int64)
+    over = np.maximum(answered - first, 0)
+    steps = -(-over // step)
+    billed = first + steps * step
+    return np.where(answered <= 0, 0, billed)
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """One side's price for each call (customer, reseller or supplier)."""
+
+    row: np.ndarray  # deck row used (-1: none live)
+    closed: np.ndarray  # the live row closes the code
+    billed: np.ndarray  # billed seconds (0 where unrated)
+    exact: np.ndarray  # connect_fee·60 + rate·billed, in 10^-8/60 (int64 or object ints)
+    amount: np.ndarray  # exact rounded once: integer units of 10^-decimals
+    rated: np.ndarray  # a live, open rate applied
+
+    @property
+    def reason(self) -> np.ndarray:
+        return np.where(self.rated, "", np.where(self.closed, REASON_CLOSED, REASON_NO_RATE))
+
+
+def exact_divisor(rounding: Rounding) -> int:
+    """Divide an exact amount (10^-8/60 units) by this to get 10^-decimals units."""
+    return 60 * 10 ** (RATE_SCALE - rounding.decimals)
+
+
+def price(
+    index: DeckIndex,
+    callee: pa.Array | pa.ChunkedArray,
+    start_s: np.ndarray,
+    answered: np.ndarray,
+    rounding: Rounding,
+) -> Pricing:
+    """Price every call against one deck by the rating contract."""
+    row = index.lookup(callee, start_s)
+    found = row >= 0
+    safe = np.maximum(row, 0)
+    closed = found & index.closed[safe]
+    rated = found & ~closed
+    answered = np.asarray(answered, dtype=np.int64)
+    billed = np.where(
+        rated,
+        billed_seconds(answered, index.increment_first[safe], index.increment_next[safe]),
+        0,
+    )
+    # Unanswered calls cost exactly 0: no connect fee.
+    fee = np.where(rated & (answered > 0), index.connect_fee_e8[safe], 0)
+    rate = np.where(rated, index.rate_e8[safe], 0)
+    exact = _exact_amount(fee, rate, billed)
+    amount = rounding.divide(exact, exact_divisor(rounding))
+    return Pricing(row=row, closed=closed, billed=billed, exact=exact, amount=amount, rated=rated)
+
+
+def _exact_amount(fee: np.ndarray, rate: np.ndarray, billed: np.ndarray) -> np.ndarray:
+    if len(rate) == 0:
+        return np.zeros(0, dtype=np.int64)
+    bound = int(np.abs(rate).max()) * int(billed.max()) + 60 * int(np.abs(fee).max())
+    if bound <= INT64_MAX:
+        return fee * 60 + rate * billed
+    # Beyond int64 (a very long call on a very expensive code): exact Python integers.
+    return fee.astype(object) * 60 + rate.astype(object) * billed.astype(object)
+
+
+def convert(
+    exact: np.ndarray, numerator: np.ndarray, denominator: np.ndarray, rounding: Rounding
+) -> np.ndarray:
+    """An exact amount times an exact FX ratio, rounded once to the target's units."""
+    scaled_num = exact.astype(object) * numerator.astype(object)
+    scaled_den = denominator.astype(object) * exact_divisor(rounding)
+    return rounding.divide(scaled_num, scaled_den).astype(np.int64)

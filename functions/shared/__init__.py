@@ -1,0 +1,1 @@
+"""The small kernel every context shares: the canonical CDR and exact money."""

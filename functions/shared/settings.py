@@ -1,0 +1,38 @@
+"""Names of the AWS resources, read once from the environment.
+
+The same names are declared in infra/template.yaml (its defaults) and provisioned by the
+local stack, so a handler finds its resources the same way on AWS and on the laptop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    cdr_bucket: str  # raw CDR drops: incoming/{tenant}/{switch}/{file name}
+    lake_bucket: str  # normalized/, rated/, quarantine/, decks/, dedup/
+    accounts_table: str  # tenants, switches, accounts, deck versions
+    ledger_table: str  # balances, balance postings, payments
+    files_table: str  # processed-file ledger and duplicate-claim sets
+    ingest_queue: str
+    rate_queue: str
+    event_bus: str
+
+
+@cache
+def settings() -> Settings:
+    env = os.environ.get
+    return Settings(
+        cdr_bucket=env("TOLLGATE_CDR_BUCKET", "tollgate-cdr"),
+        lake_bucket=env("TOLLGATE_LAKE_BUCKET", "tollgate-lake"),
+        accounts_table=env("TOLLGATE_ACCOUNTS_TABLE", "tollgate-accounts"),
+        ledger_table=env("TOLLGATE_LEDGER_TABLE", "tollgate-ledger"),
+        files_table=env("TOLLGATE_FILES_TABLE", "tollgate-files"),
+        ingest_queue=env("TOLLGATE_INGEST_QUEUE", "tollgate-ingest"),
+        rate_queue=env("TOLLGATE_RATE_QUEUE", "tollgate-rate"),
+        event_bus=env("TOLLGATE_EVENT_BUS", "tollgate"),
+    )

@@ -1,0 +1,104 @@
+"""A deliberately naive, per-call Decimal implementation of the rating contract.
+
+It shares no code with the vectorised engine: the property tests compare the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+
+ROUNDING = {"half_up": ROUND_HALF_UP, "up": ROUND_UP, "down": ROUND_DOWN}
+
+
+@dataclass(frozen=True)
+class Entry:
+    prefix: str
+    rate: Decimal
+    connect_fee: Decimal = Decimal(0)
+    first: int = 1
+    step: int = 1
+    effective_from: int | None = None  # epoch seconds; None = always
+    effective_to: int | None = None  # exclusive; None = never
+    closed: bool = False
+    destination: str = ""
+
+
+def live_entry(entries: list[Entry], number: str, t: int) -> Entry | None:
+    for length in range(len(number), 0, -1):
+        head = number[:length]
+        live = [
+            e
+            for e in entries
+            if e.prefix == head
+            and (e.effective_from is None or e.effective_from <= t)
+            and (e.effective_to is None or t < e.effective_to)
+        ]
+        if live:
+            return max(
+                live, key=lambda e: -(2**62) if e.effective_from is None else e.effective_from
+            )
+    return None
+
+
+def billed(seconds: int, first: int, step: int) -> int:
+    if seconds <= 0:
+        return 0
+    if seconds <= first:
+        return first
+    over = seconds - first
+    return first + ((over + step - 1) // step) * step
+
+
+def rate_call(
+    entries: list[Entry],
+    number: str,
+    t: int,
+    seconds: int,
+    decimals: int = 6,
+    method: str = "half_up",
+) -> tuple[str, str, int, Decimal]:
+    """(status, reason, billed seconds, amount) for one call."""
+    entry = live_entry(entries, number, t)
+    if entry is None:
+        return "unrated", "no_rate", 0, Decimal(0)
+    if entry.closed:
+        return "unrated", "closed", 0, Decimal(0)
+    secs = billed(seconds, entry.first, entry.step)
+    if seconds <= 0:
+        return "rated", "", 0, Decimal(0).quantize(Decimal(1).scaleb(-decimals))
+    exact = entry.connect_fee + entry.rate * Decimal(secs) / Decimal(60)
+    amount = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUNDING[method])
+    return "rated", "", secs, amount
+
+
+ALWAYS = -(2**62)
+NEVER = 2**62
+
+
+def deck_table(entries: list[Entry]):
+    """The compiled-deck table (functions.rate.deck.DECK_SCHEMA) for reference entries."""
+    import pyarrow as pa
+
+    def units(value: Decimal) -> int:
+        return int(value.scaleb(8))
+
+    return pa.table(
+        {
+            "prefix": pa.array([e.prefix for e in entries], pa.string()),
+            "destination": pa.array([e.destination for e in entries], pa.string()),
+            "rate_e8": pa.array([units(e.rate) for e in entries], pa.int64()),
+            "connect_fee_e8": pa.array([units(e.connect_fee) for e in entries], pa.int64()),
+            "increment_first": pa.array([e.first for e in entries], pa.int32()),
+            "increment_next": pa.array([e.step for e in entries], pa.int32()),
+            "effective_from": pa.array(
+                [ALWAYS if e.effective_from is None else e.effective_from for e in entries],
+                pa.int64(),
+            ),
+            "effective_to": pa.array(
+                [NEVER if e.effective_to is None else e.effective_to for e in entries], pa.int64()
+            ),
+            "closed": pa.array([e.closed for e in entries], pa.bool_()),
+            "line": pa.array(range(2, 2 + len(entries)), pa.int64()),
+        }
+    )
