@@ -165,7 +165,8 @@ def _print_summary(
         print(f"margin         {summary.margin_total:>15} {cur}", file=out)
         if summary.supplier_unrated:
             print(
-                f"warning        {summary.supplier_unrated:,} calls have no supplier rate", file=out
+                f"warning        {summary.supplier_unrated:,} rated calls have no supplier cost",
+                file=out,
             )
     rate = summary.rows_in / seconds if seconds > 0 else 0
     print(f"output         {args.out}  ({seconds:.2f} s, {rate:,.0f} CDRs/s)", file=out)

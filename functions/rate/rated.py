@@ -152,9 +152,13 @@ def _sum_units(column: pa.ChunkedArray, scale: int) -> Decimal:
     return units_to_decimal(int(units.astype(object).sum()) if len(units) else 0, scale)
 
 
+def _count(mask: pa.ChunkedArray | pa.Array) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
 def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int) -> RatingSummary:
     status = rated.column("status")
-    n_rated = int(pc.sum(pc.equal(status, STATUS_RATED)).as_py() or 0)
+    n_rated = _count(pc.equal(status, STATUS_RATED))
     reasons = Counter(
         {
             row["values"]: row["counts"]
@@ -175,11 +179,14 @@ def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int
         quarantined=quarantine.num_rows,
         unrated_reasons=dict(reasons),
         quarantine_reasons=dict(quarantine_reasons),
-        supplier_unrated=(
-            int(pc.sum(pc.equal(rated.column("supplier_status"), STATUS_UNRATED)).as_py() or 0)
-            if has_supplier
-            else 0
-        ),
+        supplier_unrated=_count(
+            pc.and_(
+                pc.equal(status, STATUS_RATED),
+                pc.equal(rated.column("supplier_status"), STATUS_UNRATED),
+            )
+        )
+        if has_supplier
+        else 0,
         billed_seconds=int(pc.sum(rated.column("billed_seconds")).as_py() or 0),
         currency=rated.column("currency")[0].as_py() if rated.num_rows else "",
         customer_total=_sum_units(rated.column("customer_amount"), decimals),

@@ -1,0 +1,104 @@
+"""Adapters, one module per store: accounts, ledger, files (DynamoDB) and lake (S3).
+
+Every adapter takes the tenant as an argument and builds its keys itself, so one tenant's
+request can never name another tenant's item. Identifiers that become part of a key are
+checked here: they cannot contain a key separator (`#`, `/`, `=`), so no id can be crafted
+to reach outside its tenant.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from functions.shared.settings import settings
+
+# tenant, switch and account ids: what an operator types; no key separators.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# file ids, posting ids, payment ids: opaque tokens (hashes, references); no separators.
+_TOKEN = re.compile(r"[A-Za-z0-9_.:+@-]{1,128}")
+
+
+class StoreError(Exception):
+    """Base of the adapters' own errors."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """The named tenant, switch, account, deck version or file does not exist."""
+
+
+class ConflictError(StoreError):
+    """The item exists with different contents, or a state change is not allowed."""
+
+
+def check_name(kind: str, value: str) -> str:
+    """A tenant, switch or account id, or ValueError naming what is wrong."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError(
+            f"invalid {kind} id {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def check_token(kind: str, value: str) -> str:
+    """A file, posting or payment id, or ValueError naming what is wrong."""
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise ValueError(
+            f"invalid {kind} {value!r}: use 1-128 letters, digits or '_.:+@-' characters"
+        )
+    return value
+
+
+_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+@cache
+def client(service: str) -> Any:
+    """One boto3 client per service per process (clients are thread-safe); reset in tests."""
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+
+
+def reset() -> None:
+    """Forget cached clients and settings, e.g. after a test changes the environment."""
+    client.cache_clear()
+    settings.cache_clear()
+
+
+def provision() -> None:
+    """Create the tables and buckets named by settings() if missing (local stack, tests).
+
+    Same shape as infra/template.yaml: `pk` S HASH, `sk` S RANGE, on-demand.
+    """
+    names = settings()
+    dynamodb = client("dynamodb")
+    existing = set(dynamodb.list_tables()["TableNames"])
+    for table in (names.accounts_table, names.ledger_table, names.files_table):
+        if table in existing:
+            continue
+        dynamodb.create_table(
+            TableName=table,
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    s3 = client("s3")
+    buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    region = s3.meta.region_name
+    placement = {} if region == "us-east-1" else {"LocationConstraint": region}
+    for bucket in (names.cdr_bucket, names.lake_bucket):
+        if bucket not in buckets:
+            if placement:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=placement)
+            else:
+                s3.create_bucket(Bucket=bucket)

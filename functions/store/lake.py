@@ -1,0 +1,272 @@
+"""S3 objects through boto3: Parquet tables, deck versions, raw CDR drops, dedup hash sets.
+
+Parquet is serialised in memory (pyarrow's own S3 client does not run under in-process moto).
+
+Key layout:
+    CDR bucket   incoming/{tenant}/{switch}/{name}                              raw drop
+    lake bucket  {area}/tenant={t}/date={d}/{file_id}.parquet                   area: normalized,
+                                                                                quarantine, rated
+                 decks/tenant={t}/account={a}/v{n}.parquet                      immutable
+                 dedup/tenant={t}/switch={s}/date={d}/set/v{n:08d}-{file_id}.npy
+                 dedup/tenant={t}/switch={s}/date={d}/claims/{file_id}-v{n}.npy
+
+A hash set is one sorted, unique uint64 array (.npy). Its key names both the version it is
+and the file that wrote it, so two files racing to write version n never overwrite each
+other's set; the loser's set is simply never referenced. A claim result is keyed by the file
+and the version its commit would produce, so duplicate deliveries of one file racing each
+other cannot leave a result that disagrees with the committed set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import ClientError
+
+from functions.shared.settings import settings
+from functions.store import ConflictError, NotFoundError, check_name, check_token, client
+
+TABLE_AREAS = ("normalized", "quarantine", "rated")
+_CDR_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
+_SET_KEY = re.compile(
+    r"dedup/tenant=(?P<tenant>[^/]+)/switch=(?P<switch>[^/]+)/date=(?P<day>[0-9-]{10})"
+    r"/set/v(?P<version>[0-9]{8})-(?P<file_id>[^/]+)\.npy"
+)
+
+
+def _day(day: dt.date | str) -> str:
+    if isinstance(day, dt.datetime):
+        raise TypeError("day must be a date or 'YYYY-MM-DD', not a datetime")
+    if isinstance(day, dt.date):
+        return day.isoformat()
+    return dt.date.fromisoformat(day).isoformat()
+
+
+def _put(bucket: str, key: str, body: bytes, **extra: str) -> str:
+    """Put an object; returns its ETag (unquoted)."""
+    response = client("s3").put_object(Bucket=bucket, Key=key, Body=body, **extra)
+    return response["ETag"].strip('"')
+
+
+def _get(bucket: str, key: str) -> bytes:
+    try:
+        return client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise NotFoundError(f"no object s3://{bucket}/{key}") from None
+        raise
+
+
+def _exists(bucket: str, key: str) -> bool:
+    try:
+        client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def table_to_parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def table_from_parquet(data: bytes) -> pa.Table:
+    return pq.read_table(pa.BufferReader(data))
+
+
+# --- raw CDR drops ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CdrObject:
+    tenant: str
+    switch: str
+    name: str
+    key: str
+
+
+def cdr_key(tenant: str, switch: str, name: str) -> str:
+    if not _CDR_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"invalid CDR file name {name!r}")
+    return f"incoming/{check_name('tenant', tenant)}/{check_name('switch', switch)}/{name}"
+
+
+def parse_cdr_key(key: str) -> CdrObject:
+    """Tenant, switch and file name of a CDR bucket key (already URL-decoded)."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "incoming":
+        raise ValueError(f"not a CDR drop key: {key!r}")
+    _, tenant, switch, name = parts
+    return CdrObject(tenant, switch, name, cdr_key(tenant, switch, name))
+
+
+def put_cdr(tenant: str, switch: str, name: str, data: bytes) -> CdrObject:
+    """Drop a raw CDR file into the CDR bucket (its notification starts the ingest)."""
+    key = cdr_key(tenant, switch, name)
+    _put(settings().cdr_bucket, key, data)
+    return CdrObject(tenant, switch, name, key)
+
+
+def get_cdr(tenant: str, switch: str, name: str) -> tuple[bytes, str]:
+    """A raw CDR file's bytes and ETag."""
+    key = cdr_key(tenant, switch, name)
+    try:
+        response = client("s3").get_object(Bucket=settings().cdr_bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            raise NotFoundError(f"no CDR file {name!r} from switch {switch!r}") from None
+        raise
+    return response["Body"].read(), response["ETag"].strip('"')
+
+
+# --- Parquet tables per file -----------------------------------------------------------
+
+
+def table_key(area: str, tenant: str, day: dt.date | str, file_id: str) -> str:
+    if area not in TABLE_AREAS:
+        raise ValueError(f"invalid area {area!r}: use one of {', '.join(TABLE_AREAS)}")
+    tenant = check_name("tenant", tenant)
+    return f"{area}/tenant={tenant}/date={_day(day)}/{check_token('file id', file_id)}.parquet"
+
+
+def put_table(area: str, tenant: str, day: dt.date | str, file_id: str, table: pa.Table) -> str:
+    """Write a file's normalised, quarantine or rated table; returns the key."""
+    key = table_key(area, tenant, day, file_id)
+    _put(settings().lake_bucket, key, table_to_parquet(table))
+    return key
+
+
+def get_table(area: str, tenant: str, day: dt.date | str, file_id: str) -> pa.Table:
+    return table_from_parquet(_get(settings().lake_bucket, table_key(area, tenant, day, file_id)))
+
+
+# --- rate decks ------------------------------------------------------------------------
+
+
+def deck_key(tenant: str, account: str, version: int) -> str:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"invalid deck version {version!r}")
+    tenant = check_name("tenant", tenant)
+    return f"decks/tenant={tenant}/account={check_name('account', account)}/v{version}.parquet"
+
+
+def put_deck(tenant: str, account: str, version: int, table: pa.Table) -> tuple[str, str]:
+    """Write deck version n (once: ConflictError if v{n} exists with other bytes).
+
+    Returns (key, sha256 of the Parquet bytes).
+    """
+    key = deck_key(tenant, account, version)
+    bucket = settings().lake_bucket
+    body = table_to_parquet(table)
+    digest = hashlib.sha256(body).hexdigest()
+    if _exists(bucket, key):
+        if hashlib.sha256(_get(bucket, key)).hexdigest() != digest:
+            raise ConflictError(f"deck version {version} of {account!r} exists with other rows")
+        return key, digest
+    _put(bucket, key, body, Metadata={"sha256": digest})
+    return key, digest
+
+
+def get_deck(tenant: str, account: str, version: int) -> pa.Table:
+    return table_from_parquet(_get(settings().lake_bucket, deck_key(tenant, account, version)))
+
+
+# --- duplicate-claim hash sets and claim results ---------------------------------------
+
+
+def _dedup_prefix(tenant: str, switch: str, day: dt.date | str) -> str:
+    tenant = check_name("tenant", tenant)
+    return f"dedup/tenant={tenant}/switch={check_name('switch', switch)}/date={_day(day)}"
+
+
+def hash_set_key(tenant: str, switch: str, day: dt.date | str, version: int, file_id: str) -> str:
+    """Key of the hash set that `file_id` proposes as `version` of the day's claimed set."""
+    if version < 1:
+        raise ValueError("a hash set version starts at 1")
+    prefix = _dedup_prefix(tenant, switch, day)
+    return f"{prefix}/set/v{version:08d}-{check_token('file id', file_id)}.npy"
+
+
+def _check_set_key(key: str) -> str:
+    if not _SET_KEY.fullmatch(key):
+        raise ValueError(f"not a hash set key: {key!r}")
+    return key
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _from_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def put_hash_set(key: str, hashes: np.ndarray) -> None:
+    """Store a claimed-hash set: uint64, strictly increasing (sorted and unique)."""
+    hashes = np.asarray(hashes)
+    if hashes.dtype != np.uint64 or hashes.ndim != 1:
+        raise TypeError(f"a hash set is a 1-d uint64 array, got {hashes.dtype} {hashes.shape}")
+    if hashes.size > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
+        raise ValueError("a hash set must be sorted and unique (np.unique / np.union1d)")
+    _put(settings().lake_bucket, _check_set_key(key), _npy(hashes))
+
+
+def get_hash_set(key: str | None) -> np.ndarray:
+    """The hash set stored under `key` (None = version 0 = the empty set).
+
+    NotFoundError if a superseded set was deleted meanwhile: re-read the claim.
+    """
+    if key is None:
+        return np.empty(0, dtype=np.uint64)
+    array = _from_npy(_get(settings().lake_bucket, _check_set_key(key)))
+    if array.dtype != np.uint64:
+        raise ConflictError(f"{key} does not hold a uint64 hash set")
+    return array
+
+
+def delete_hash_set(key: str) -> None:
+    """Drop a superseded set (only the current version's set is ever read)."""
+    client("s3").delete_object(Bucket=settings().lake_bucket, Key=_check_set_key(key))
+
+
+def claim_result_key(
+    tenant: str, switch: str, day: dt.date | str, file_id: str, version: int
+) -> str:
+    prefix = _dedup_prefix(tenant, switch, day)
+    return f"{prefix}/claims/{check_token('file id', file_id)}-v{int(version)}.npy"
+
+
+def put_claim_result(
+    tenant: str,
+    switch: str,
+    day: dt.date | str,
+    file_id: str,
+    version: int,
+    result: np.ndarray,
+) -> str:
+    """Store what a file claimed when committing `version`: a bool/uint8 mask or uint64 hashes."""
+    result = np.asarray(result)
+    if result.dtype not in (np.bool_, np.uint8, np.uint64) or result.ndim != 1:
+        raise TypeError(f"a claim result is a 1-d bool/uint8/uint64 array, got {result.dtype}")
+    key = claim_result_key(tenant, switch, day, file_id, version)
+    _put(settings().lake_bucket, key, _npy(result))
+    return key
+
+
+def get_claim_result(
+    tenant: str, switch: str, day: dt.date | str, file_id: str, version: int
+) -> np.ndarray:
+    key = claim_result_key(tenant, switch, day, file_id, version)
+    return _from_npy(_get(settings().lake_bucket, key))

@@ -1,0 +1,291 @@
+"""`tollgate tenant|switch|account|cdr|file|balance|payment` and `deck upload`, in-process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from moto import mock_aws
+
+from functions import store
+from functions.cli import CliError, ops
+from functions.shared.settings import settings
+from functions.store import accounts, files, lake, ledger
+
+DECK = (
+    b"prefix,destination,rate,connect_fee,increment\n"
+    b"44,UK,0.0123,0,60/60\n"
+    b"447,UK Mobile,0.05,0,1/1\n"
+)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        store.provision()
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_clients():
+    store.reset()  # clients are cached per process: build them in this module's environment
+    yield
+    store.reset()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ops.register(commands)
+    deck = commands.add_parser("deck")
+    ops.register_deck_upload(deck.add_subparsers(dest="deck_action", required=True))
+    return parser
+
+
+def tollgate(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    return args.run(args)
+
+
+def last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def acme(aws):
+    tollgate("tenant", "create", "acme", "--currency", "USD", "--timezone", "Europe/London")
+    tollgate("switch", "create", "acme", "sbc-1", "--format", "freeswitch-csv")
+    tollgate("account", "create", "acme", "cust", "--kind", "customer", "--credit-limit", "100")
+
+
+def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
+    assert tollgate("tenant", "create", "acme", "--currency", "eur", "--json") == 0
+    assert last_json(capsys) == {"tenant": "acme", "currency": "EUR", "timezone": "UTC"}
+    tollgate(
+        "switch", "create", "acme", "vos", "--format", "vos3000", "--timezone", "Asia/Shanghai",
+        "--customer-field", "callerip", "--supplier-field", "calleeip", "--json",
+    )  # fmt: skip
+    assert last_json(capsys) == {
+        "tenant": "acme",
+        "switch": "vos",
+        "format": "vos3000",
+        "timezone": "Asia/Shanghai",
+        "customer_field": "callerip",
+        "supplier_field": "calleeip",
+    }
+    tollgate("account", "create", "acme", "res", "--kind", "reseller")
+    tollgate(
+        "account", "create", "acme", "cust", "--kind", "customer", "--parent", "res",
+        "--prepaid", "--credit-limit", "250.5", "--json",
+    )  # fmt: skip
+    assert last_json(capsys) == {
+        "tenant": "acme",
+        "account": "cust",
+        "kind": "customer",
+        "parent": "res",
+        "billing": "prepaid",
+        "credit_limit": "250.500000",
+        "currency": "EUR",
+        "status": "active",
+        "deck_version": None,
+    }
+    assert accounts.get_account("acme", "cust").credit_limit_micro == 250_500_000
+    tollgate("account", "create", "acme", "sup", "--kind", "supplier")
+    assert "created supplier acme/sup (postpaid, credit limit 0.000000 EUR)" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("switch", "create", "nope", "sw", "--format", "generic"), "unknown tenant 'nope'"),
+        (("switch", "create", "acme", "sw", "--format", "cisco"), "unknown format 'cisco'"),
+        (("account", "create", "nope", "a", "--kind", "customer"), "unknown tenant 'nope'"),
+        (("account", "create", "acme", "a", "--kind", "customer", "--parent", "cust"),
+         "parent 'cust' is a customer, not a reseller"),
+        (("account", "create", "acme", "a", "--kind", "customer", "--parent", "ghost"),
+         "unknown parent account 'ghost'"),
+        (("account", "create", "acme", "a", "--kind", "customer", "--credit-limit", "1.0000001"),
+         "more than 6 decimal places"),
+        (("account", "create", "acme", "a", "--kind", "customer", "--credit-limit", "-5"),
+         "must not be negative"),
+        (("account", "create", "acme", "cust", "--kind", "customer"), "already exists"),
+        (("tenant", "create", "acme"), "tenant 'acme' already exists"),
+        (("tenant", "create", "x", "--timezone", "Mars/Olympus"), "unknown time zone"),
+        (("tenant", "create", "x", "--currency", "dollars"), "invalid currency"),
+        (("tenant", "create", "a#b"), "invalid tenant id"),
+        (("balance", "acme", "ghost"), "unknown account 'ghost'"),
+        (("balance", "nope", "cust"), "unknown account 'cust' in tenant 'nope'"),
+        (("payment", "record", "acme", "cust", "1.2345678"), "more than 6 decimal places"),
+        (("payment", "record", "acme", "cust", "abc"), "invalid amount 'abc'"),
+        (("payment", "record", "acme", "cust", "0"), "must be positive"),
+        (("payment", "record", "acme", "ghost", "5"), "unknown account 'ghost'"),
+        (("file", "status", "nope"), "unknown tenant 'nope'"),
+        (("file", "status", "acme", "f404"), "unknown file 'f404'"),
+        (("cdr", "drop", "acme", "ghost", "x.csv"), "unknown switch 'ghost'"),
+        (("deck", "upload", "acme", "ghost", "d.csv"), "unknown account 'ghost'"),
+    ],
+)  # fmt: skip
+def test_errors_name_what_is_wrong(acme, argv, message):
+    with pytest.raises(CliError, match=message):
+        tollgate(*argv)
+
+
+def test_cli_errors_exit_non_zero_through_main(acme, monkeypatch, capsys):
+    import functions.cli as cli
+
+    monkeypatch.setattr(cli, "build_parser", _parser)
+    assert cli.main(["balance", "acme", "ghost"]) == 2
+    assert "tollgate: error: unknown account 'ghost'" in capsys.readouterr().err
+
+
+def test_balance_json_shows_exact_six_place_amounts(acme, capsys):
+    ledger.post_balances("acme", "f1", {"cust": -12_345_600})
+    assert tollgate("balance", "acme", "cust", "--json") == 0
+    assert last_json(capsys) == {
+        "tenant": "acme",
+        "account": "cust",
+        "currency": "USD",
+        "balance": "-12.345600",
+        "reserved": "0.000000",
+    }
+    tollgate("balance", "acme", "cust")
+    assert capsys.readouterr().out == "acme/cust: balance -12.345600 USD (reserved 0.000000)\n"
+
+
+def test_payment_with_a_reference_is_recorded_once(acme, capsys):
+    ledger.post_balances("acme", "f1", {"cust": -12_345_600})
+    tollgate("payment", "record", "acme", "cust", "10.000001", "--reference", "wire 77/A", "--json")
+    first = last_json(capsys)
+    assert (first["recorded"], first["amount"], first["balance"]) == (
+        True,
+        "10.000001",
+        "-2.345599",
+    )
+    tollgate("payment", "record", "acme", "cust", "10.000001", "--reference", "wire 77/A", "--json")
+    again = last_json(capsys)
+    assert (again["recorded"], again["balance"]) == (False, "-2.345599")
+    assert again["payment_id"] == first["payment_id"]
+    with pytest.raises(CliError, match="another amount"):
+        tollgate("payment", "record", "acme", "cust", "11", "--reference", "wire 77/A")
+    tollgate("payment", "record", "acme", "cust", "0.5")  # no reference: a new payment each time
+    tollgate("payment", "record", "acme", "cust", "0.5")
+    assert ledger.get_balance("acme", "cust") == (-1_345_599, 0)
+
+
+def test_cdr_drop_puts_the_file_under_incoming(acme, tmp_path, capsys):
+    path = tmp_path / "cdr-0001.csv"
+    path.write_bytes(b"call_id,callee\n1,4420\n")
+    assert tollgate("cdr", "drop", "acme", "sbc-1", str(path), "--json") == 0
+    assert last_json(capsys) == {
+        "tenant": "acme",
+        "switch": "sbc-1",
+        "file": "cdr-0001.csv",
+        "bucket": settings().cdr_bucket,
+        "key": "incoming/acme/sbc-1/cdr-0001.csv",
+        "bytes": 22,
+    }
+    got = store.client("s3").get_object(
+        Bucket=settings().cdr_bucket, Key="incoming/acme/sbc-1/cdr-0001.csv"
+    )
+    assert got["Body"].read() == path.read_bytes()
+    with pytest.raises(CliError, match="cannot read"):
+        tollgate("cdr", "drop", "acme", "sbc-1", str(tmp_path / "missing.csv"))
+
+
+def test_file_status_json_prints_one_object_per_file(acme, capsys):
+    files.put_file("acme", "f1", "ingested", {"rows": 10, "quarantined": 1})
+    files.put_file("acme", "f2", "ingested", {"rows": 4})
+    files.set_file_status("acme", "f2", "done", {"rated": 2, "unrated": 1, "duplicates": 1})
+    files.put_file("globex", "f3", "ingested", {"rows": 1})  # another tenant: not listed
+    assert tollgate("file", "status", "acme", "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        {"file": "f1", "status": "ingested", "rows": 10, "rated": 0, "unrated": 0,
+         "quarantined": 1, "duplicates": 0},
+        {"file": "f2", "status": "done", "rows": 4, "rated": 2, "unrated": 1,
+         "quarantined": 0, "duplicates": 1},
+    ]  # fmt: skip
+    tollgate("file", "status", "acme", "f2", "--json")
+    assert last_json(capsys)["status"] == "done"
+    tollgate("file", "status", "acme")
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["file", "status", "rows", "rated", "unrated", "quarantined",
+                              "duplicates"]  # fmt: skip
+    assert out[2].split() == ["f2", "done", "4", "2", "1", "0", "1"]
+
+
+def test_deck_upload_activates_a_new_version_and_keeps_the_old_readable(acme, tmp_path, capsys):
+    deck = tmp_path / "uk.csv"
+    deck.write_bytes(DECK)
+    assert tollgate("deck", "upload", "acme", "cust", str(deck), "--json") == 0
+    first = last_json(capsys)
+    assert (first["version"], first["active"], first["rows"], first["currency"]) == (
+        1, True, 2, "USD",
+    )  # fmt: skip
+    deck.write_bytes(DECK + b"33,France,0.02,0,60/60\n")
+    tollgate("deck", "upload", "acme", "cust", str(deck), "--json")
+    assert last_json(capsys)["version"] == 2
+    assert accounts.active_deck("acme", "cust").version == 2
+    assert lake.get_deck("acme", "cust", 1).num_rows == 2  # a rater on v1 still reads v1
+    assert lake.get_deck("acme", "cust", 2).num_rows == 3
+    meta = lake.get_deck("acme", "cust", 2).schema.metadata
+    assert meta[b"tollgate.currency"] == b"USD"
+
+
+def test_invalid_deck_names_its_lines_and_changes_nothing(acme, tmp_path, capsys):
+    deck = tmp_path / "bad.csv"
+    deck.write_bytes(b"prefix,rate\n44,0.01\n45,abc\n46,\n")
+    with pytest.raises(CliError) as error:
+        tollgate("deck", "upload", "acme", "cust", str(deck))
+    assert "line 3" in str(error.value) and "line 4" in str(error.value)
+    assert accounts.get_account("acme", "cust").deck_version is None
+    assert accounts.list_deck_versions("acme", "cust") == []
+    assert tollgate("deck", "upload", "acme", "cust", str(deck), "--skip-invalid") == 0
+    out = capsys.readouterr().out
+    assert "deck v1 of acme/cust active: 1 rates in USD" in out and "skipped 2" in out
+
+
+def test_deck_in_another_currency_than_the_account_is_refused(acme, tmp_path):
+    deck = tmp_path / "eur.csv"
+    deck.write_bytes(DECK)
+    with pytest.raises(CliError, match="deck currency EUR differs"):
+        tollgate("deck", "upload", "acme", "cust", str(deck), "--currency", "EUR")
+
+
+def test_pointer_flips_only_after_the_parquet_exists(acme, tmp_path, monkeypatch):
+    deck = tmp_path / "uk.csv"
+    deck.write_bytes(DECK)
+    tollgate("deck", "upload", "acme", "cust", str(deck))
+
+    def s3_down(*args, **kwargs):
+        raise RuntimeError("S3 unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lake, "put_deck", s3_down)
+        with pytest.raises(RuntimeError):
+            tollgate("deck", "upload", "acme", "cust", str(deck))
+    assert accounts.active_deck("acme", "cust").version == 1  # v1 still in force
+    assert lake.get_deck("acme", "cust", 1).num_rows == 2
+
+    seen = []
+    flip = accounts.activate_deck
+
+    def checked_flip(tenant, account, version):
+        seen.append(lake.get_deck(tenant, account, version).num_rows)  # raises if absent
+        return flip(tenant, account, version)
+
+    monkeypatch.setattr(accounts, "activate_deck", checked_flip)
+    tollgate("deck", "upload", "acme", "cust", str(deck))
+    assert seen == [2]
+    assert accounts.active_deck("acme", "cust").version == 3  # v2 was reserved, never used

@@ -1,0 +1,191 @@
+"""Processed-file ledger and the duplicate-claim protocol against moto."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+
+from functions import store
+from functions.store import NotFoundError, files, lake
+
+DAY = "2024-03-01"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        store.provision()
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_clients():
+    store.reset()  # clients are cached per process: build them in this module's environment
+    yield
+    store.reset()
+
+
+@pytest.fixture
+def atomic_items(monkeypatch):
+    """Serialise moto's item writes, as DynamoDB serialises writes to one item."""
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "transact_write_items", "get_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, __original=original, **kwargs):
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+# --- processed files -------------------------------------------------------------------
+
+
+def test_file_goes_from_ingested_to_done_with_its_counts(aws):
+    meta = {"switch": "sbc-1", "date": DAY, "key": "incoming/acme/sbc-1/a.csv", "bytes": 1234}
+    assert files.put_file("acme", "f1", "ingested", {"rows": 10, "quarantined": 2}, meta)
+    record = files.get_file("acme", "f1")
+    assert record.status == "ingested"
+    assert record.counts == {
+        "rows": 10,
+        "rated": 0,
+        "unrated": 0,
+        "quarantined": 2,
+        "duplicates": 0,
+    }
+    assert record.meta == meta
+    assert files.set_file_status("acme", "f1", "done", {"rated": 6, "unrated": 1, "duplicates": 1})
+    done = files.get_file("acme", "f1")
+    assert done.status == "done"
+    assert done.counts == {"rows": 10, "rated": 6, "unrated": 1, "quarantined": 2, "duplicates": 1}
+    assert done.created_at == record.created_at and done.updated_at >= record.updated_at
+
+
+def test_status_never_moves_back(aws):
+    files.put_file("acme", "f1", "ingested", {"rows": 3})
+    files.set_file_status("acme", "f1", "done", {"rated": 3})
+    assert files.set_file_status("acme", "f1", "done", {"rated": 3})  # a retried rate step
+    assert not files.put_file("acme", "f1", "ingested", {"rows": 3})  # a late ingest retry
+    assert not files.set_file_status("acme", "f1", "ingested")
+    assert files.get_file("acme", "f1").status == "done"
+    files.put_file("acme", "bad", "rejected", {"rows": 0}, {"reason": "unknown format"})
+    assert not files.set_file_status("acme", "bad", "done")
+    assert files.get_file("acme", "bad").status == "rejected"
+
+
+def test_an_ingest_retry_before_rating_rewrites_the_same_record(aws):
+    assert files.put_file("acme", "f1", "ingested", {"rows": 3})
+    assert files.put_file("acme", "f1", "ingested", {"rows": 3})
+    assert files.get_file("acme", "f1").counts["rows"] == 3
+
+
+def test_bad_status_counts_and_unknown_files_are_named(aws):
+    with pytest.raises(ValueError, match="invalid file status 'finished'"):
+        files.put_file("acme", "f1", "finished")
+    with pytest.raises(ValueError, match=r"unknown count\(s\) \['calls'\]"):
+        files.put_file("acme", "f1", "ingested", {"calls": 1})
+    with pytest.raises(ValueError, match="non-negative"):
+        files.put_file("acme", "f1", "ingested", {"rows": -1})
+    with pytest.raises(NotFoundError, match="unknown file 'f9'"):
+        files.get_file("acme", "f9")
+    with pytest.raises(NotFoundError, match="unknown file 'f9'"):
+        files.set_file_status("acme", "f9", "done")
+
+
+def test_files_of_two_tenants_never_mix(aws):
+    files.put_file("acme", "same-id", "ingested", {"rows": 1})
+    files.put_file("globex", "same-id", "ingested", {"rows": 2})
+    files.put_file("globex", "other", "ingested", {"rows": 5})
+    files.set_file_status("globex", "same-id", "done")
+    assert [(r.file_id, r.status) for r in files.list_files("acme")] == [("same-id", "ingested")]
+    assert [r.file_id for r in files.list_files("globex")] == ["other", "same-id"]
+    assert files.get_file("acme", "same-id").counts["rows"] == 1
+
+
+# --- duplicate claims ------------------------------------------------------------------
+
+
+def test_claim_starts_empty_and_moves_one_version_per_commit(aws):
+    empty = files.read_claim("acme", "sbc-1", DAY)
+    assert (empty.version, empty.file_ids, empty.set_key) == (0, (), None)
+    assert files.commit_claim("acme", "sbc-1", DAY, 0, "k1", "f1")
+    assert not files.commit_claim("acme", "sbc-1", DAY, 0, "k1b", "f2")  # lost the race
+    assert files.commit_claim("acme", "sbc-1", DAY, 1, "k2", "f2")
+    assert not files.commit_claim("acme", "sbc-1", DAY, 2, "k3", "f1")  # already listed
+    claim = files.read_claim("acme", "sbc-1", DAY)
+    assert (claim.version, claim.file_ids, claim.set_key) == (2, ("f1", "f2"), "k2")
+    assert (claim.committed_version("f1"), claim.committed_version("f2")) == (1, 2)
+    assert claim.committed_version("f3") is None
+    assert files.read_claim("acme", "sbc-2", DAY).version == 0  # per switch
+    assert files.read_claim("globex", "sbc-1", DAY).version == 0  # per tenant
+    assert files.read_claim("acme", "sbc-1", "2024-03-02").version == 0  # per day
+
+
+def _claim(file_id: str, hashes: np.ndarray, race: threading.Barrier | None = None):
+    """The rate service's side of the protocol (docs/architecture.md), for the tests."""
+    attempts = 0
+    while True:
+        claim = files.read_claim("acme", "sbc-1", DAY)
+        committed = claim.committed_version(file_id)
+        if committed is not None:  # a retry: reuse what was claimed then
+            return lake.get_claim_result("acme", "sbc-1", DAY, file_id, committed), attempts
+        attempts += 1
+        current = lake.get_hash_set(claim.set_key)
+        new = ~np.isin(hashes, current)
+        version = claim.version + 1
+        key = lake.hash_set_key("acme", "sbc-1", DAY, version, file_id)
+        lake.put_hash_set(key, np.union1d(current, hashes))
+        lake.put_claim_result("acme", "sbc-1", DAY, file_id, version, new)
+        if race is not None and attempts == 1:
+            race.wait()  # both files have computed against the same version
+        if files.commit_claim("acme", "sbc-1", DAY, claim.version, key, file_id):
+            return new, attempts
+
+
+def test_two_files_racing_claim_every_hash_exactly_once(aws, atomic_items):
+    a = np.arange(0, 1000, dtype=np.uint64) * np.uint64(7919)
+    b = np.arange(500, 1500, dtype=np.uint64) * np.uint64(7919)  # 500 calls overlap with a
+    race = threading.Barrier(2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        (mask_a, tries_a), (mask_b, tries_b) = pool.map(
+            lambda fh: _claim(*fh, race=race), [("fa", a), ("fb", b)]
+        )
+    assert sorted([tries_a, tries_b]) == [1, 2]  # the loser recomputed once
+    claimed = np.concatenate([a[mask_a], b[mask_b]])
+    assert len(claimed) == len(np.unique(claimed)) == 1500  # each hash once, none lost
+    winner_mask, loser_mask = (mask_a, mask_b) if tries_a == 1 else (mask_b, mask_a)
+    assert winner_mask.all() and loser_mask.sum() == 500  # loser saw the winner's set
+    claim = files.read_claim("acme", "sbc-1", DAY)
+    assert claim.version == 2 and set(claim.file_ids) == {"fa", "fb"}
+    assert np.array_equal(lake.get_hash_set(claim.set_key), np.union1d(a, b))
+    # A redelivered file finds itself listed and reuses its stored result.
+    again, tries = _claim("fb", b)
+    assert tries == 0 and np.array_equal(again, mask_b)
+
+
+def test_many_files_racing_share_a_day_without_double_claims(aws, atomic_items):
+    rng = np.random.default_rng(7)
+    pool_of_calls = rng.choice(2**40, size=3000, replace=False).astype(np.uint64)
+    batches = {f"f{i}": rng.choice(pool_of_calls, size=600, replace=False) for i in range(6)}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = dict(
+            zip(batches, pool.map(lambda fh: _claim(*fh)[0], batches.items()), strict=True)
+        )
+    claimed = np.concatenate([batches[f][m] for f, m in results.items()])
+    assert len(claimed) == len(np.unique(claimed))
+    assert set(claimed.tolist()) == set(np.concatenate(list(batches.values())).tolist())
+    assert files.read_claim("acme", "sbc-1", DAY).version == 6

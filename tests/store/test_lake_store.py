@@ -1,0 +1,120 @@
+"""S3 objects through boto3 against moto: Parquet, decks, raw drops, hash sets."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from moto import mock_aws
+
+from functions import store
+from functions.shared.money import decimal_array, units_from_decimal_array
+from functions.shared.settings import settings
+from functions.store import ConflictError, NotFoundError, lake
+
+DAY = "2024-03-01"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        store.provision()
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_clients():
+    store.reset()  # clients are cached per process: build them in this module's environment
+    yield
+    store.reset()
+
+
+def test_rated_table_round_trips_money_to_the_micro_unit(aws):
+    units = np.array([1, -12_345_600, 2**62 - 1], dtype=np.int64)
+    table = pa.table({"call_id": ["a", "b", "c"], "amount": decimal_array(units, 6)})
+    key = lake.put_table("rated", "acme", DAY, "f1", table)
+    assert key == "rated/tenant=acme/date=2024-03-01/f1.parquet"
+    back = lake.get_table("rated", "acme", DAY, "f1")
+    assert back.equals(table)
+    assert units_from_decimal_array(back.column("amount"), 6).tolist() == units.tolist()
+    assert back.column("amount")[1].as_py() == Decimal("-12.345600")
+
+
+def test_tables_are_keyed_by_tenant_and_missing_ones_are_named(aws):
+    lake.put_table("normalized", "acme", DAY, "f1", pa.table({"x": [1]}))
+    with pytest.raises(NotFoundError, match="normalized/tenant=globex/date=2024-03-01/f1"):
+        lake.get_table("normalized", "globex", DAY, "f1")
+    with pytest.raises(ValueError, match="invalid area"):
+        lake.table_key("decks", "acme", DAY, "f1")
+    with pytest.raises(ValueError, match="invalid tenant id"):
+        lake.table_key("rated", "acme/../globex", DAY, "f1")
+
+
+def test_cdr_drop_lands_under_incoming_tenant_switch(aws):
+    dropped = lake.put_cdr("acme", "sbc-1", "cdr 2024-03-01.csv", b"a,b\n1,2\n")
+    assert dropped.key == "incoming/acme/sbc-1/cdr 2024-03-01.csv"
+    body = store.client("s3").get_object(Bucket=settings().cdr_bucket, Key=dropped.key)
+    assert body["Body"].read() == b"a,b\n1,2\n"
+    data, etag = lake.get_cdr("acme", "sbc-1", "cdr 2024-03-01.csv")
+    assert data == b"a,b\n1,2\n" and etag
+    assert lake.parse_cdr_key(dropped.key) == dropped
+    for bad in ("incoming/acme/a.csv", "other/acme/sbc-1/a.csv", "incoming/a#b/sbc-1/a.csv"):
+        with pytest.raises(ValueError):
+            lake.parse_cdr_key(bad)
+    with pytest.raises(ValueError, match="invalid CDR file name"):
+        lake.cdr_key("acme", "sbc-1", "../x")
+
+
+def test_deck_versions_are_immutable_objects(aws):
+    v1 = pa.table({"prefix": ["44"], "rate_e8": [1_000_000]})
+    key, sha = lake.put_deck("acme", "cust", 1, v1)
+    assert key == "decks/tenant=acme/account=cust/v1.parquet"
+    assert lake.put_deck("acme", "cust", 1, v1) == (key, sha)  # a retry is harmless
+    with pytest.raises(ConflictError, match="deck version 1"):
+        lake.put_deck("acme", "cust", 1, pa.table({"prefix": ["44"], "rate_e8": [2]}))
+    assert lake.get_deck("acme", "cust", 1).equals(v1)
+    with pytest.raises(NotFoundError):
+        lake.get_deck("globex", "cust", 1)
+
+
+def test_hash_sets_are_sorted_unique_uint64(aws):
+    key = lake.hash_set_key("acme", "sbc-1", DAY, 3, "f1")
+    assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/set/v00000003-f1.npy"
+    hashes = np.array([3, 2**64 - 1, 9, 2**63], dtype=np.uint64)
+    lake.put_hash_set(key, np.unique(hashes))
+    back = lake.get_hash_set(key)
+    assert back.dtype == np.uint64 and back.tolist() == sorted(hashes.tolist())
+    assert lake.get_hash_set(None).size == 0
+    with pytest.raises(ValueError, match="sorted and unique"):
+        lake.put_hash_set(key, hashes)
+    with pytest.raises(TypeError, match="uint64"):
+        lake.put_hash_set(key, np.array([1, 2], dtype=np.int64))
+    with pytest.raises(ValueError, match="not a hash set key"):
+        lake.put_hash_set("rated/tenant=acme/date=2024-03-01/f1.parquet", np.unique(hashes))
+    lake.delete_hash_set(key)
+    with pytest.raises(NotFoundError):
+        lake.get_hash_set(key)
+
+
+def test_claim_results_are_per_file_and_version(aws):
+    mask = np.array([True, False, True])
+    key = lake.put_claim_result("acme", "sbc-1", DAY, "f1", 2, mask)
+    assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/claims/f1-v2.npy"
+    assert lake.get_claim_result("acme", "sbc-1", DAY, "f1", 2).tolist() == mask.tolist()
+    new_hashes = np.array([5, 7], dtype=np.uint64)
+    lake.put_claim_result("acme", "sbc-1", DAY, "f1", 3, new_hashes)
+    assert lake.get_claim_result("acme", "sbc-1", DAY, "f1", 3).dtype == np.uint64
+    with pytest.raises(NotFoundError):
+        lake.get_claim_result("globex", "sbc-1", DAY, "f1", 2)
+    with pytest.raises(TypeError):
+        lake.put_claim_result("acme", "sbc-1", DAY, "f1", 4, np.array([1.5]))
