@@ -73,7 +73,7 @@ def main() -> None:
         buy = work / "buy.csv"
         buy.write_bytes(
             generate_deck_csv(
-                args.prefixes, seed=2, india_mobile_rate="0.0065", rate_multiplier=0.8
+                args.prefixes, seed=2, india_mobile_rate="0.0065", rate_percent=80
             )
         )
         size_mb = cdrs.stat().st_size / 1e6

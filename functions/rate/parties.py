@@ -75,8 +75,7 @@ class Parties:
 @dataclass(frozen=True)
 class PartyRating:
     table: pa.Table  # one row per CDR (RATED columns below)
-    deltas: dict[str, int]  # account → balance change in micro-units (rounding decimals)
-    currency_of: dict[str, str]  # account → currency of its delta
+    currency_of: dict[str, str]  # account → currency it was priced in
 
 
 def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.ndarray]]:
@@ -269,29 +268,34 @@ def rate_parties(cdrs: pa.Table, parties: Parties, rounding: Rounding | None = N
         "margin": decimal_array(top_amount - buy.amount, scale, ~margin_ok),
         "date": pc.cast(cdrs.column("start_time"), pa.date32()).combine_chunks(),
     }
-    deltas = _deltas(names, levels, buy, rated, has_cost)
     currency_of = {name: names.currencies[i] for i, name in enumerate(names.names)}
-    return PartyRating(table=pa.table(columns), deltas=deltas, currency_of=currency_of)
+    return PartyRating(table=pa.table(columns), currency_of=currency_of)
 
 
-def _deltas(names: _Names, levels: list[_Level], buy: _Level, rated, has_cost) -> dict[str, int]:
-    """Balance change per account: each sell-side payer is charged (negative); the supplier
-    is credited with what the carrier owes it (positive). Summed as int64, exactly."""
+def balance_deltas(rated: pa.Table, decimals: int = 6) -> dict[str, int]:
+    """Balance change per account from a rated table, in integer units of 10^-decimals.
+
+    Each sell-side payer is charged (negative); the supplier is credited with what the
+    carrier owes it (positive). Computed from the table as stored, so a retry that reuses
+    stored output posts exactly what the first attempt would have. Sums are decimal, exact.
+    """
+    sides = [("customer", "customer_amount", -1), ("supplier", "supplier_amount", 1)]
+    sides += [
+        (f"reseller{d}", f"reseller{d}_amount", -1) for d in range(1, MAX_RESELLER_LEVELS + 1)
+    ]
     deltas: dict[str, int] = {}
-    for level, mask, sign in [(level, rated, -1) for level in levels] + [(buy, has_cost, 1)]:
-        use = mask & (level.account >= 0)
-        if not use.any():
-            continue
-        summed = (
-            pa.table({"account": level.account[use], "amount": level.amount[use]})
-            .group_by("account")
-            .aggregate([("amount", "sum")])
+    for account_column, amount_column, sign in sides:
+        pairs = rated.select([account_column, amount_column]).filter(
+            pc.and_(pc.is_valid(rated[account_column]), pc.is_valid(rated[amount_column]))
         )
-        for code, total in zip(
-            summed.column("account").to_pylist(),
-            summed.column("amount_sum").to_pylist(),
+        if not pairs.num_rows:
+            continue
+        summed = pairs.group_by(account_column).aggregate([(amount_column, "sum")])
+        for account, total in zip(
+            summed.column(account_column).to_pylist(),
+            summed.column(f"{amount_column}_sum").to_pylist(),
             strict=True,
         ):
-            name = names.names[code]
-            deltas[name] = deltas.get(name, 0) + sign * int(total)
-    return deltas
+            units = int(total.scaleb(decimals))
+            deltas[account] = deltas.get(account, 0) + sign * units
+    return {account: delta for account, delta in deltas.items() if delta}

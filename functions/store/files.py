@@ -11,7 +11,7 @@ an ingest retried after rating has finished leaves the file `done`.
 Duplicate claim for (tenant, switch, day): `files` lists the committed files in commit order,
 so the file at position i moved the claim from version i to i+1 (version == len(files)).
 `commit_claim` moves version v to v+1 on the condition that the version is still v and the
-file is not listed; the claimed hashes themselves live in S3 (see functions.store.lake).
+file is not listed; the claimed calls themselves live in S3 (see functions.store.lake).
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def _day(day: dt.date | str) -> str:
 class Claim:
     version: int  # 0 = nothing claimed yet
     file_ids: tuple[str, ...]  # committed files, in commit order
-    set_key: str | None  # S3 key of the claimed-hash set at `version` (None at version 0)
+    set_key: str | None  # S3 key of the claimed-call set at `version` (None at version 0)
 
     def committed_version(self, file_id: str) -> int | None:
         """The version this file's commit produced, or None if it has not committed."""

@@ -1,4 +1,4 @@
-"""S3 objects through boto3: Parquet tables, deck versions, raw CDR drops, dedup hash sets.
+"""S3 objects through boto3: Parquet tables, deck versions, raw CDR drops, claimed-call sets.
 
 Parquet is serialised in memory (pyarrow's own S3 client does not run under in-process moto).
 
@@ -7,10 +7,10 @@ Key layout:
     lake bucket  {area}/tenant={t}/date={d}/{file_id}.parquet                   area: normalized,
                                                                                 quarantine, rated
                  decks/tenant={t}/account={a}/v{n}.parquet                      immutable
-                 dedup/tenant={t}/switch={s}/date={d}/set/v{n:08d}-{file_id}.npy
+                 dedup/tenant={t}/switch={s}/date={d}/set/v{n:08d}-{file_id}.parquet
                  dedup/tenant={t}/switch={s}/date={d}/claims/{file_id}-v{n}.npy
 
-A hash set is one sorted, unique uint64 array (.npy). Its key names both the version it is
+A claimed-call set is one Parquet column of unique call keys. Its key names the version it is
 and the file that wrote it, so two files racing to write version n never overwrite each
 other's set; the loser's set is simply never referenced. A claim result is keyed by the file
 and the version its commit would produce, so duplicate deliveries of one file racing each
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
@@ -37,7 +38,7 @@ TABLE_AREAS = ("normalized", "quarantine", "rated")
 _CDR_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
 _SET_KEY = re.compile(
     r"dedup/tenant=(?P<tenant>[^/]+)/switch=(?P<switch>[^/]+)/date=(?P<day>[0-9-]{10})"
-    r"/set/v(?P<version>[0-9]{8})-(?P<file_id>[^/]+)\.npy"
+    r"/set/v(?P<version>[0-9]{8})-(?P<file_id>[^/]+)\.parquet"
 )
 
 
@@ -189,17 +190,17 @@ def _dedup_prefix(tenant: str, switch: str, day: dt.date | str) -> str:
     return f"dedup/tenant={tenant}/switch={check_name('switch', switch)}/date={_day(day)}"
 
 
-def hash_set_key(tenant: str, switch: str, day: dt.date | str, version: int, file_id: str) -> str:
-    """Key of the hash set that `file_id` proposes as `version` of the day's claimed set."""
+def claim_set_key(tenant: str, switch: str, day: dt.date | str, version: int, file_id: str) -> str:
+    """Key of the claimed-call set that `file_id` proposes as `version` of the day's set."""
     if version < 1:
-        raise ValueError("a hash set version starts at 1")
+        raise ValueError("a claimed-call set version starts at 1")
     prefix = _dedup_prefix(tenant, switch, day)
-    return f"{prefix}/set/v{version:08d}-{check_token('file id', file_id)}.npy"
+    return f"{prefix}/set/v{version:08d}-{check_token('file id', file_id)}.parquet"
 
 
 def _check_set_key(key: str) -> str:
     if not _SET_KEY.fullmatch(key):
-        raise ValueError(f"not a hash set key: {key!r}")
+        raise ValueError(f"not a claimed-call set key: {key!r}")
     return key
 
 
@@ -213,30 +214,34 @@ def _from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def put_hash_set(key: str, hashes: np.ndarray) -> None:
-    """Store a claimed-hash set: uint64, strictly increasing (sorted and unique)."""
-    hashes = np.asarray(hashes)
-    if hashes.dtype != np.uint64 or hashes.ndim != 1:
-        raise TypeError(f"a hash set is a 1-d uint64 array, got {hashes.dtype} {hashes.shape}")
-    if hashes.size > 1 and not bool(np.all(hashes[1:] > hashes[:-1])):
-        raise ValueError("a hash set must be sorted and unique (np.unique / np.union1d)")
-    _put(settings().lake_bucket, _check_set_key(key), _npy(hashes))
+def put_claim_set(key: str, calls: pa.Array) -> None:
+    """Store a day's claimed calls: unique strings (call key = call id and start).
+
+    Exact strings rather than 64-bit hashes: no collision can ever drop a real call as a
+    duplicate, and Arrow's hash join (`is_in`) checks a million keys in ~0.1 s.
+    """
+    if not pa.types.is_string(calls.type) and not pa.types.is_large_string(calls.type):
+        raise TypeError(f"a claimed-call set is a string array, got {calls.type}")
+    if calls.null_count or pc.count_distinct(calls).as_py() != len(calls):
+        raise ValueError("a claimed-call set must hold unique, non-null keys")
+    table = pa.table({"call": calls})
+    _put(settings().lake_bucket, _check_set_key(key), table_to_parquet(table))
 
 
-def get_hash_set(key: str | None) -> np.ndarray:
-    """The hash set stored under `key` (None = version 0 = the empty set).
+def get_claim_set(key: str | None) -> pa.Array:
+    """The claimed-call set stored under `key` (None = version 0 = the empty set).
 
     NotFoundError if a superseded set was deleted meanwhile: re-read the claim.
     """
     if key is None:
-        return np.empty(0, dtype=np.uint64)
-    array = _from_npy(_get(settings().lake_bucket, _check_set_key(key)))
-    if array.dtype != np.uint64:
-        raise ConflictError(f"{key} does not hold a uint64 hash set")
-    return array
+        return pa.array([], pa.string())
+    table = table_from_parquet(_get(settings().lake_bucket, _check_set_key(key)))
+    if table.column_names != ["call"]:
+        raise ConflictError(f"{key} does not hold a claimed-call set")
+    return table.column("call").combine_chunks()
 
 
-def delete_hash_set(key: str) -> None:
+def delete_claim_set(key: str) -> None:
     """Drop a superseded set (only the current version's set is ever read)."""
     client("s3").delete_object(Bucket=settings().lake_bucket, Key=_check_set_key(key))
 
@@ -256,10 +261,10 @@ def put_claim_result(
     version: int,
     result: np.ndarray,
 ) -> str:
-    """Store what a file claimed when committing `version`: a bool/uint8 mask or uint64 hashes."""
+    """Store what a file claimed when committing `version`: a mask over its calls."""
     result = np.asarray(result)
-    if result.dtype not in (np.bool_, np.uint8, np.uint64) or result.ndim != 1:
-        raise TypeError(f"a claim result is a 1-d bool/uint8/uint64 array, got {result.dtype}")
+    if result.dtype not in (np.bool_, np.uint8) or result.ndim != 1:
+        raise TypeError(f"a claim result is a 1-d bool/uint8 mask, got {result.dtype}")
     key = claim_result_key(tenant, switch, day, file_id, version)
     _put(settings().lake_bucket, key, _npy(result))
     return key

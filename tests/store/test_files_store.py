@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
@@ -135,7 +136,7 @@ def test_claim_starts_empty_and_moves_one_version_per_commit(aws):
     assert files.read_claim("acme", "sbc-1", "2024-03-02").version == 0  # per day
 
 
-def _claim(file_id: str, hashes: np.ndarray, race: threading.Barrier | None = None):
+def _claim(file_id: str, calls: list[str], race: threading.Barrier | None = None):
     """The rate service's side of the protocol (docs/architecture.md), for the tests."""
     attempts = 0
     while True:
@@ -144,11 +145,11 @@ def _claim(file_id: str, hashes: np.ndarray, race: threading.Barrier | None = No
         if committed is not None:  # a retry: reuse what was claimed then
             return lake.get_claim_result("acme", "sbc-1", DAY, file_id, committed), attempts
         attempts += 1
-        current = lake.get_hash_set(claim.set_key)
-        new = ~np.isin(hashes, current)
+        current = set(lake.get_claim_set(claim.set_key).to_pylist())
+        new = np.array([c not in current for c in calls])
         version = claim.version + 1
-        key = lake.hash_set_key("acme", "sbc-1", DAY, version, file_id)
-        lake.put_hash_set(key, np.union1d(current, hashes))
+        key = lake.claim_set_key("acme", "sbc-1", DAY, version, file_id)
+        lake.put_claim_set(key, pa.array(sorted(current | set(calls))))
         lake.put_claim_result("acme", "sbc-1", DAY, file_id, version, new)
         if race is not None and attempts == 1:
             race.wait()  # both files have computed against the same version
@@ -156,22 +157,23 @@ def _claim(file_id: str, hashes: np.ndarray, race: threading.Barrier | None = No
             return new, attempts
 
 
-def test_two_files_racing_claim_every_hash_exactly_once(aws, atomic_items):
-    a = np.arange(0, 1000, dtype=np.uint64) * np.uint64(7919)
-    b = np.arange(500, 1500, dtype=np.uint64) * np.uint64(7919)  # 500 calls overlap with a
+def test_two_files_racing_claim_every_call_exactly_once(aws, atomic_items):
+    a = [f"call-{i}|1709251200" for i in range(0, 1000)]
+    b = [f"call-{i}|1709251200" for i in range(500, 1500)]  # 500 calls overlap with a
     race = threading.Barrier(2)
     with ThreadPoolExecutor(max_workers=2) as pool:
         (mask_a, tries_a), (mask_b, tries_b) = pool.map(
             lambda fh: _claim(*fh, race=race), [("fa", a), ("fb", b)]
         )
     assert sorted([tries_a, tries_b]) == [1, 2]  # the loser recomputed once
-    claimed = np.concatenate([a[mask_a], b[mask_b]])
-    assert len(claimed) == len(np.unique(claimed)) == 1500  # each hash once, none lost
+    claimed = [c for c, m in zip(a, mask_a, strict=True) if m]
+    claimed += [c for c, m in zip(b, mask_b, strict=True) if m]
+    assert len(claimed) == len(set(claimed)) == 1500  # each call once, none lost
     winner_mask, loser_mask = (mask_a, mask_b) if tries_a == 1 else (mask_b, mask_a)
     assert winner_mask.all() and loser_mask.sum() == 500  # loser saw the winner's set
     claim = files.read_claim("acme", "sbc-1", DAY)
     assert claim.version == 2 and set(claim.file_ids) == {"fa", "fb"}
-    assert np.array_equal(lake.get_hash_set(claim.set_key), np.union1d(a, b))
+    assert set(lake.get_claim_set(claim.set_key).to_pylist()) == set(a) | set(b)
     # A redelivered file finds itself listed and reuses its stored result.
     again, tries = _claim("fb", b)
     assert tries == 0 and np.array_equal(again, mask_b)
@@ -179,13 +181,13 @@ def test_two_files_racing_claim_every_hash_exactly_once(aws, atomic_items):
 
 def test_many_files_racing_share_a_day_without_double_claims(aws, atomic_items):
     rng = np.random.default_rng(7)
-    pool_of_calls = rng.choice(2**40, size=3000, replace=False).astype(np.uint64)
-    batches = {f"f{i}": rng.choice(pool_of_calls, size=600, replace=False) for i in range(6)}
+    pool_of_calls = np.array([f"call-{i}|1709251200" for i in range(3000)])
+    batches = {f"f{i}": list(rng.choice(pool_of_calls, size=600, replace=False)) for i in range(6)}
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = dict(
             zip(batches, pool.map(lambda fh: _claim(*fh)[0], batches.items()), strict=True)
         )
-    claimed = np.concatenate([batches[f][m] for f, m in results.items()])
-    assert len(claimed) == len(np.unique(claimed))
-    assert set(claimed.tolist()) == set(np.concatenate(list(batches.values())).tolist())
+    claimed = [c for f, m in results.items() for c, new in zip(batches[f], m, strict=True) if new]
+    assert len(claimed) == len(set(claimed))
+    assert set(claimed) == {c for batch in batches.values() for c in batch}
     assert files.read_claim("acme", "sbc-1", DAY).version == 6

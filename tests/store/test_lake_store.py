@@ -87,23 +87,22 @@ def test_deck_versions_are_immutable_objects(aws):
         lake.get_deck("globex", "cust", 1)
 
 
-def test_hash_sets_are_sorted_unique_uint64(aws):
-    key = lake.hash_set_key("acme", "sbc-1", DAY, 3, "f1")
-    assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/set/v00000003-f1.npy"
-    hashes = np.array([3, 2**64 - 1, 9, 2**63], dtype=np.uint64)
-    lake.put_hash_set(key, np.unique(hashes))
-    back = lake.get_hash_set(key)
-    assert back.dtype == np.uint64 and back.tolist() == sorted(hashes.tolist())
-    assert lake.get_hash_set(None).size == 0
-    with pytest.raises(ValueError, match="sorted and unique"):
-        lake.put_hash_set(key, hashes)
-    with pytest.raises(TypeError, match="uint64"):
-        lake.put_hash_set(key, np.array([1, 2], dtype=np.int64))
-    with pytest.raises(ValueError, match="not a hash set key"):
-        lake.put_hash_set("rated/tenant=acme/date=2024-03-01/f1.parquet", np.unique(hashes))
-    lake.delete_hash_set(key)
+def test_claimed_call_sets_hold_unique_call_keys(aws):
+    key = lake.claim_set_key("acme", "sbc-1", DAY, 3, "f1")
+    assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/set/v00000003-f1.parquet"
+    calls = pa.array(["a|1709251200000000", "b|1709251200000000", "a|1709251201000000"])
+    lake.put_claim_set(key, calls)
+    assert lake.get_claim_set(key).to_pylist() == calls.to_pylist()
+    assert len(lake.get_claim_set(None)) == 0
+    with pytest.raises(ValueError, match="unique"):
+        lake.put_claim_set(key, pa.array(["a", "a"]))
+    with pytest.raises(TypeError, match="string"):
+        lake.put_claim_set(key, pa.array([1, 2]))
+    with pytest.raises(ValueError, match="not a claimed-call set key"):
+        lake.put_claim_set("rated/tenant=acme/date=2024-03-01/f1.parquet", calls)
+    lake.delete_claim_set(key)
     with pytest.raises(NotFoundError):
-        lake.get_hash_set(key)
+        lake.get_claim_set(key)
 
 
 def test_claim_results_are_per_file_and_version(aws):
@@ -111,9 +110,8 @@ def test_claim_results_are_per_file_and_version(aws):
     key = lake.put_claim_result("acme", "sbc-1", DAY, "f1", 2, mask)
     assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/claims/f1-v2.npy"
     assert lake.get_claim_result("acme", "sbc-1", DAY, "f1", 2).tolist() == mask.tolist()
-    new_hashes = np.array([5, 7], dtype=np.uint64)
-    lake.put_claim_result("acme", "sbc-1", DAY, "f1", 3, new_hashes)
-    assert lake.get_claim_result("acme", "sbc-1", DAY, "f1", 3).dtype == np.uint64
+    lake.put_claim_result("acme", "sbc-1", DAY, "f1", 3, mask.astype(np.uint8))
+    assert lake.get_claim_result("acme", "sbc-1", DAY, "f1", 3).dtype == np.uint8
     with pytest.raises(NotFoundError):
         lake.get_claim_result("globex", "sbc-1", DAY, "f1", 2)
     with pytest.raises(TypeError):

@@ -1,0 +1,302 @@
+"""FreeSWITCH: mod_cdr_csv (`freeswitch-csv`) and mod_json_cdr (`freeswitch-json`), formats.md §1.
+
+Which switch field becomes which canonical field is stated once, in CSV_FIELDS / JSON_FIELDS.
+Neither shipped CSV template carries the supplier: it stays null here and the pipeline may fill
+it from another field (e.g. sip_gateway_name in a custom template) by changing that mapping.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from functions.ingest.formats.source import (
+    CdrFileError,
+    read_csv_rows,
+    read_json_records,
+    sniff_width,
+)
+from functions.ingest.validate import (
+    TIME_FIELDS,
+    MappedRows,
+    cast_or_null,
+    empty_parsed_file,
+    parse_local_times,
+    validate,
+)
+from functions.shared.cdr import UTC_MICROS, ParsedFile
+
+CSV_NAME = "freeswitch-csv"
+JSON_NAME = "freeswitch-json"
+
+# The built-in `default` template (13 fields, hard-coded in mod_cdr_csv.c) and the shipped
+# `example` template (the same 13 + codecs), chosen per file by field count.
+DEFAULT_TEMPLATE = (
+    "caller_id_name",
+    "caller_id_number",
+    "destination_number",
+    "context",
+    "start_stamp",
+    "answer_stamp",
+    "end_stamp",
+    "duration",
+    "billsec",
+    "hangup_cause",
+    "uuid",
+    "bleg_uuid",
+    "accountcode",
+)
+EXAMPLE_TEMPLATE = (*DEFAULT_TEMPLATE, "read_codec", "write_codec")
+
+# Canonical field ← mod_cdr_csv variable (None: not in the template).
+CSV_FIELDS: dict[str, str | None] = {
+    "call_id": "uuid",
+    "caller": "caller_id_number",
+    "callee": "destination_number",
+    "start_time": "start_stamp",
+    "answer_time": "answer_stamp",
+    "end_time": "end_stamp",
+    "billsec": "billsec",
+    "disposition": "hangup_cause",
+    "customer": "accountcode",
+    "supplier": None,
+}
+
+# Hangup cause → canonical disposition (formats.md §1.3). NORMAL_CLEARING is ANSWERED only
+# when the leg was answered; every cause not listed is a FAILED attempt. Any cause with
+# billsec > 0 ends ANSWERED in validation (e.g. MEDIA_TIMEOUT after answer).
+HANGUP_DISPOSITIONS: dict[str, str] = {
+    "USER_BUSY": "BUSY",
+    "NO_ANSWER": "NO_ANSWER",
+    "NO_USER_RESPONSE": "NO_ANSWER",
+    "SUBSCRIBER_ABSENT": "NO_ANSWER",
+    "ORIGINATOR_CANCEL": "CANCEL",
+    "LOSE_RACE": "CANCEL",
+    "NORMAL_CIRCUIT_CONGESTION": "CONGESTION",
+    "SWITCH_CONGESTION": "CONGESTION",
+}
+_DEFAULT_FAILURE = "FAILED"
+
+
+def parse_csv(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+    """mod_cdr_csv Master.csv; stamps are wall-clock times in the switch's `timezone`."""
+    if not data or data.isspace():
+        return empty_parsed_file()
+    width = sniff_width(data, (len(DEFAULT_TEMPLATE), len(EXAMPLE_TEMPLATE)), source=source)
+    names = list(DEFAULT_TEMPLATE if width == len(DEFAULT_TEMPLATE) else EXAMPLE_TEMPLATE)
+    # Values are never escaped: a `"` in a caller name either mangles that name (harmless) or
+    # shifts the field count, which read_csv_rows quarantines as column_count.
+    rows = read_csv_rows(data, source=source, column_names=names)
+    table = rows.table
+    # The default template writes `", "` before accountcode: skipinitialspace, then unquote.
+    table = table.set_column(
+        names.index("accountcode"), "accountcode", _unquote_spaced(table["accountcode"])
+    )
+    fields = _map_text(table, CSV_FIELDS)
+    times = parse_local_times({f: table[CSV_FIELDS[f]] for f in TIME_FIELDS}, timezone)
+    fields["disposition"] = hangup_disposition(table["hangup_cause"], fields["answer_time_text"])
+    for name, (instants, problem) in times.items():
+        fields[name] = instants
+        fields[f"{name}_problem"] = problem
+    fields["line"] = rows.line
+    mapped = MappedRows(
+        fields=pa.table(fields),
+        raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
+        rejected=rows.rejected,
+    )
+    return validate(mapped)
+
+
+def hangup_disposition(cause, answer_text):
+    """Canonical disposition from hangup_cause (vectorised); see HANGUP_DISPOSITIONS."""
+    keys = pa.array(list(HANGUP_DISPOSITIONS))
+    values = pa.array(list(HANGUP_DISPOSITIONS.values()))
+    mapped = pc.take(values, pc.index_in(cause, keys))
+    answered = pc.invert(pc.fill_null(pc.equal(answer_text, ""), True))
+    clearing = pc.if_else(answered, "ANSWERED", "NO_ANSWER")
+    mapped = pc.if_else(pc.equal(cause, "NORMAL_CLEARING"), clearing, mapped)
+    mapped = pc.coalesce(mapped, _DEFAULT_FAILURE)
+    # An empty cause says nothing: validation derives the disposition from billsec.
+    return pc.if_else(pc.fill_null(pc.equal(cause, ""), True), "", mapped)
+
+
+def _unquote_spaced(column):
+    trimmed = pc.utf8_ltrim(column, " ")
+    quoted = pc.and_(
+        pc.and_(pc.starts_with(trimmed, '"'), pc.ends_with(trimmed, '"')),
+        pc.greater_equal(pc.utf8_length(trimmed), 2),
+    )
+    return pc.if_else(quoted, pc.utf8_slice_codeunits(trimmed, 1, -1), trimmed)
+
+
+def _map_text(table: pa.Table, mapping: dict[str, str | None]) -> dict[str, object]:
+    n = table.num_rows
+    out: dict[str, object] = {}
+    for canonical, switch_field in mapping.items():
+        column = table[switch_field] if switch_field else pa.nulls(n, pa.string())
+        key = f"{canonical}_text" if canonical in TIME_FIELDS else canonical
+        out[key] = column
+    return out
+
+
+# --- mod_json_cdr -------------------------------------------------------------------------
+
+# Canonical field ← where in a mod_json_cdr document, first present wins. `profile.` is
+# callflow[0].caller_profile (not URL-encoded); `variables.` values are URL-encoded.
+JSON_FIELDS: dict[str, tuple[str, ...]] = {
+    "call_id": ("variables.uuid", "profile.uuid"),
+    "caller": ("profile.caller_id_number", "variables.sip_from_user"),
+    "callee": (
+        "profile.destination_number",
+        "variables.sip_req_user",
+        "variables.dialed_extension",
+    ),
+    "start_epoch": ("variables.start_epoch",),
+    "answer_epoch": ("variables.answer_epoch",),
+    "end_epoch": ("variables.end_epoch",),
+    "start_stamp": ("variables.start_stamp",),
+    "answer_stamp": ("variables.answer_stamp",),
+    "end_stamp": ("variables.end_stamp",),
+    "billsec": ("variables.billsec",),
+    "hangup_cause": ("variables.hangup_cause",),
+    "customer": ("variables.accountcode",),
+    "supplier": (),
+}
+
+
+def is_b_leg(document: dict) -> bool:
+    """The B-leg rule: the leg's caller profile names an `originator` (the A-leg that created it).
+
+    With log-b-leg=true (the default) mod_json_cdr writes both legs of every bridged call; the
+    A-leg is the customer's call and the one billed. Documents without a callflow fall back to
+    the channel direction: `outbound` legs are B-legs on a Class-4 switch, where customers'
+    calls always arrive inbound.
+    """
+    profile = _profile(document)
+    if profile is not None:
+        return bool(profile.get("originator"))
+    variables = document.get("variables") or {}
+    channel = document.get("channel_data") or {}
+    direction = variables.get("direction") or channel.get("direction") or ""
+    return unquote(str(direction)) == "outbound"
+
+
+def parse_json(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+    """mod_json_cdr documents; B-legs are dropped BEFORE counting rows_in (not CDRs to bill)."""
+    return parse_json_legs(data, timezone=timezone, source=source)[0]
+
+
+def parse_json_legs(
+    data: bytes, *, timezone: str = "UTC", source: str = "<file>"
+) -> tuple[ParsedFile, int]:
+    """`parse_json` plus the number of B-legs dropped, for ingest metrics."""
+    if not data or data.isspace():
+        raise CdrFileError(f"{source}: no JSON document in the file")
+    decoded = read_json_records(data, source=source)
+    columns: dict[str, list[str]] = {name: [] for name in JSON_FIELDS}
+    lines: list[int] = []
+    raws: list[str] = []
+    bad: list[int] = []
+    b_legs = 0
+    for record, line, raw in zip(decoded.records, decoded.lines, decoded.raws, strict=True):
+        if not isinstance(record, dict):
+            bad.append(len(lines))
+            lines.append(line)
+            raws.append(raw)
+            for values in columns.values():
+                values.append("")
+            continue
+        if is_b_leg(record):
+            b_legs += 1
+            continue
+        lines.append(line)
+        raws.append(raw)
+        for name, paths in JSON_FIELDS.items():
+            columns[name].append(_lookup(record, paths))
+    table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
+    fields = {
+        "line": pa.array(lines, pa.int64()),
+        "call_id": table["call_id"],
+        "caller": table["caller"],
+        "callee": table["callee"],
+        "billsec": table["billsec"],
+        "customer": table["customer"],
+        "supplier": table["supplier"],
+    }
+    stamps = parse_local_times(
+        {f: table[f.replace("_time", "_stamp")] for f in TIME_FIELDS}, timezone
+    )
+    for name in TIME_FIELDS:
+        # Epochs are UTC and exact; the local stamps are only a fallback. FS writes
+        # answer_epoch=0 for an unanswered leg.
+        epoch_text = table[name.replace("_time", "_epoch")]
+        seconds = cast_or_null(_blank_or_zero_to_null(epoch_text), pa.int64())
+        from_epoch = pc.cast(pc.multiply(seconds, 1_000_000), pa.int64()).cast(UTC_MICROS)
+        stamp_text = table[name.replace("_time", "_stamp")]
+        use_epoch = pc.invert(pc.is_null(_blank_or_zero_to_null(epoch_text)))
+        fields[name] = pc.if_else(use_epoch, from_epoch, stamps[name][0])
+        fields[f"{name}_text"] = pc.if_else(use_epoch, epoch_text, stamp_text)
+        fields[f"{name}_problem"] = pc.if_else(
+            use_epoch, pa.scalar(None, pa.string()), stamps[name][1]
+        )
+    fields["disposition"] = hangup_disposition(table["hangup_cause"], fields["answer_time_text"])
+    mapped_table = pa.table(fields)
+    rejected = decoded.rejected
+    if bad:
+        keep = np.ones(len(lines), bool)
+        keep[bad] = False
+        rejected = _not_an_object(rejected, [lines[i] for i in bad], [raws[i] for i in bad])
+        mapped_table = mapped_table.filter(pa.array(keep))
+        raws = [raw for i, raw in enumerate(raws) if keep[i]]
+    raw_column = pa.array(raws, pa.string())
+    mapped = MappedRows(
+        fields=mapped_table,
+        raw=lambda positions: raw_column.take(pa.array(positions, pa.int64())),
+        rejected=rejected,
+    )
+    return validate(mapped), b_legs
+
+
+def _profile(document: dict) -> dict | None:
+    callflow = document.get("callflow")
+    if isinstance(callflow, dict):  # older FS versions write a single object
+        callflow = [callflow]
+    if isinstance(callflow, list) and callflow and isinstance(callflow[0], dict):
+        profile = callflow[0].get("caller_profile")
+        return profile if isinstance(profile, dict) else None
+    return None
+
+
+def _lookup(document: dict, paths: tuple[str, ...]) -> str:
+    for path in paths:
+        where, key = path.split(".", 1)
+        if where == "profile":
+            value = (_profile(document) or {}).get(key)
+            text = "" if value is None else str(value)
+        else:
+            value = (document.get("variables") or {}).get(key)
+            text = "" if value is None else unquote(str(value))
+        if text:
+            return text
+    return ""
+
+
+def _blank_or_zero_to_null(text):
+    blank = pc.fill_null(pc.is_in(text, pa.array(["", "0"])), True)
+    return pc.if_else(blank, pa.scalar(None, pa.string()), text)
+
+
+def _not_an_object(rejected: pa.Table, lines: list[int], raws: list[str]) -> pa.Table:
+    extra = pa.table(
+        {
+            "line": pa.array(lines, pa.int64()),
+            "reason": pa.array(["malformed"] * len(lines)),
+            "field": pa.array([""] * len(lines)),
+            "detail": pa.array(["record is not a JSON object"] * len(lines)),
+            "raw": pa.array(raws, pa.string()),
+        }
+    ).cast(rejected.schema)
+    return pa.concat_tables([rejected, extra])

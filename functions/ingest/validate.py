@@ -1,0 +1,412 @@
+"""The checks every CDR passes after its format has mapped switch fields onto canonical names.
+
+A format hands over `MappedRows`: one row per input CDR, fields still as the switch wrote them
+(text), plus the times it has already parsed. `validate` decides, column-wise, which rows become
+canonical CDRs and which are quarantined, with exactly one reason per quarantined row.
+
+Checks, in priority order (a row is quarantined for the FIRST check it fails):
+1. missing_field: call_id, callee, start_time or billsec empty.
+2. bad_number: callee not dialable after `normalise_numbers`.
+3. bad_time: a time present but unparsable (start, answer, end), then order:
+   start <= answer <= end (end >= start when unanswered).
+4. bad_duration: billsec (or pdd_ms when given) not a whole number >= 0; billsec > 0 without an
+   answer time (the switch billed talk time on a call it says was never answered).
+5. bad_disposition: disposition not one of DISPOSITIONS after the format's mapping.
+6. duplicate_call_id: the call id occurred on an earlier row of the same file. The FIRST row
+   with that id wins whether or not it was itself accepted, so a re-sent CDR never slips in
+   behind a quarantined original.
+
+Disposition rule: a row with billsec > 0 is ANSWERED whatever the switch's final cause said
+(talk time was had; e.g. FreeSWITCH MEDIA_TIMEOUT after answer). An empty disposition becomes
+ANSWERED when billsec > 0, else NO_ANSWER.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from functions.ingest.numbers import normalise_numbers
+from functions.shared.cdr import CDR_SCHEMA, DISPOSITIONS, QUARANTINE_SCHEMA, UTC_MICROS, ParsedFile
+
+TIME_FIELDS = ("start_time", "answer_time", "end_time")
+TEXT_FIELDS = ("call_id", "caller", "callee", "billsec", "disposition", "customer", "supplier")
+REQUIRED_FIELDS = ("call_id", "callee", "start_time", "billsec")
+
+# Raw text of rows, by position in `MappedRows.fields`; only called for quarantined rows.
+RawText = Callable[[np.ndarray], pa.Array]
+
+
+@dataclass(frozen=True, slots=True)
+class MappedRows:
+    """A format's output before validation.
+
+    `fields` has `line` (int64), the TEXT_FIELDS and optional `pdd_ms` as strings exactly as the
+    switch wrote them ("" or null = absent), and for each time field both `<field>` (parsed,
+    timestamp[us, UTC], null when absent or unparsable) and `<field>_text` (what the switch
+    wrote, quoted in details). An optional `<field>_problem` string says why a time failed
+    (e.g. a local time inside a DST gap); absent, the detail is "is not a valid time".
+    `rejected` are rows the format itself could not map (column_count, malformed), already in
+    QUARANTINE_SCHEMA.
+    """
+
+    fields: pa.Table
+    raw: RawText
+    rejected: pa.Table
+
+
+def empty_quarantine() -> pa.Table:
+    return QUARANTINE_SCHEMA.empty_table()
+
+
+def empty_parsed_file() -> ParsedFile:
+    return ParsedFile(cdrs=CDR_SCHEMA.empty_table(), quarantine=empty_quarantine(), rows_in=0)
+
+
+def validate(rows: MappedRows) -> ParsedFile:
+    """Accept or quarantine every mapped row; see the module docstring for the rules."""
+    fields = rows.fields
+    n = fields.num_rows
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Arrow kernels release the GIL: the independent column checks share the two cores.
+        callee_job = pool.submit(normalise_numbers, fields["callee"])
+        dup_job = pool.submit(_repeated_call_ids, fields["call_id"])
+        billsec_job = pool.submit(parse_whole_numbers, fields["billsec"])
+        pdd_job = pool.submit(_pdd, fields)
+        callee = callee_job.result()
+        billsec = billsec_job.result()
+        pdd_ms = pdd_job.result()
+        repeated = dup_job.result()
+
+    checks = _Checks(n)
+    for name in REQUIRED_FIELDS:
+        text = fields[f"{name}_text" if name in TIME_FIELDS else name]
+        checks.add("missing_field", name, _mask(_is_blank(text)), lambda f, v: f"{f} is empty")
+    checks.add(
+        "bad_number",
+        "callee",
+        _mask(pc.is_null(callee)),
+        lambda f, v: f"{f}: {v!r} is not a dialable number",
+    )
+    start, answer, end = (fields[f] for f in TIME_FIELDS)
+    for name in TIME_FIELDS:
+        unparsed = pc.and_(pc.is_null(fields[name]), pc.invert(_is_blank(fields[f"{name}_text"])))
+        problem = f"{name}_problem"
+        checks.add(
+            "bad_time",
+            name,
+            _mask(unparsed),
+            lambda f, v: f"{f}: {v!r} is not a valid time",
+            detail_column=problem if problem in fields.column_names else None,
+        )
+    checks.add(
+        "bad_time",
+        "answer_time",
+        _mask(pc.less(answer, start)),
+        lambda f, v: f"{f}: {v!r} is before start_time",
+    )
+    checks.add(
+        "bad_time",
+        "end_time",
+        _mask(pc.less(end, pc.coalesce(answer, start))),
+        lambda f, v: f"{f}: {v!r} is before the call was answered or started",
+    )
+    checks.add(
+        "bad_duration",
+        "billsec",
+        _mask(pc.is_null(billsec)),
+        lambda f, v: f"{f}: {v!r} is not a whole number of seconds",
+    )
+    checks.add(
+        "bad_duration",
+        "billsec",
+        _mask(pc.less(billsec, 0)),
+        lambda f, v: f"{f}: {v!r} is negative",
+    )
+    if "pdd_ms" in fields.column_names:
+        bad_pdd = pc.or_(pc.is_null(pdd_ms), pc.less(pdd_ms, 0))
+        given = pc.invert(_is_blank(fields["pdd_ms"]))
+        checks.add(
+            "bad_duration",
+            "pdd_ms",
+            _mask(pc.and_(given, bad_pdd)),
+            lambda f, v: f"{f}: {v!r} is not a whole number of milliseconds >= 0",
+        )
+    checks.add(
+        "bad_duration",
+        "billsec",
+        _mask(pc.and_(pc.greater(billsec, 0), pc.is_null(answer))),
+        lambda f, v: f"{f}: {v!r} seconds billed but the call has no answer_time",
+    )
+    disposition = _disposition(fields["disposition"], billsec)
+    checks.add(
+        "bad_disposition",
+        "disposition",
+        _mask(pc.invert(pc.is_in(disposition, pa.array(DISPOSITIONS)))),
+        lambda f, v: f"{f}: {v!r} is not one of {', '.join(DISPOSITIONS)}",
+    )
+    checks.add(
+        "duplicate_call_id",
+        "call_id",
+        repeated,
+        lambda f, v: f"{f}: {v!r} already occurred earlier in the file",
+    )
+
+    failed = checks.failed()
+    cdrs = pa.table(
+        {
+            "line": fields["line"],
+            "call_id": fields["call_id"],
+            "caller": _blank_to_null(fields["caller"]),
+            "callee": callee,
+            "start_time": start,
+            "answer_time": answer,
+            "end_time": end,
+            "billsec": billsec,
+            "disposition": disposition,
+            "customer": _blank_to_null(fields["customer"]),
+            "supplier": _blank_to_null(fields["supplier"]),
+            "pdd_ms": pdd_ms,
+        }
+    )
+    if failed.any():
+        cdrs = cdrs.filter(pa.array(~failed))
+    cdrs = cdrs.cast(CDR_SCHEMA)
+    quarantine = pa.concat_tables([rows.rejected, checks.quarantine(fields, rows.raw)])
+    if quarantine.num_rows:
+        quarantine = quarantine.take(pc.sort_indices(quarantine["line"]))
+    return ParsedFile(cdrs=cdrs, quarantine=quarantine, rows_in=n + rows.rejected.num_rows)
+
+
+class _Checks:
+    """First-failure bookkeeping: one reason, field and detail per quarantined row."""
+
+    def __init__(self, n: int) -> None:
+        self._first = np.zeros(n, np.int16)  # 0 = passed so far, k = failed check k
+        self._checks: list[tuple[str, str, Callable[[str, str], str], str | None]] = []
+
+    def add(
+        self,
+        reason: str,
+        field: str,
+        mask: np.ndarray,
+        detail: Callable[[str, str], str],
+        *,
+        detail_column: str | None = None,
+    ) -> None:
+        self._checks.append((reason, field, detail, detail_column))
+        if mask.any():
+            self._first[mask & (self._first == 0)] = len(self._checks)
+
+    def failed(self) -> np.ndarray:
+        return self._first > 0
+
+    def quarantine(self, fields: pa.Table, raw: RawText) -> pa.Table:
+        positions = np.flatnonzero(self._first)
+        if len(positions) == 0:
+            return empty_quarantine()
+        which = self._first[positions]
+        order = np.argsort(which, kind="stable")
+        positions, which = positions[order], which[order]
+        reasons, names, details = [], [], []
+        # One Python string per QUARANTINED row only: accepted rows never leave Arrow.
+        for k in np.unique(which):
+            reason, field, detail, detail_column = self._checks[k - 1]
+            at = pa.array(positions[which == k])
+            source = fields[f"{field}_text" if field in TIME_FIELDS else field]
+            values = source.take(at).to_pylist()
+            problems = fields[detail_column].take(at).to_pylist() if detail_column else None
+            for i, value in enumerate(values):
+                if problems and problems[i]:
+                    details.append(f"{field}: {value!r} {problems[i]}")
+                else:
+                    details.append(detail(field, "" if value is None else value))
+            reasons += [reason] * len(values)
+            names += [field] * len(values)
+        table = pa.table(
+            {
+                "line": fields["line"].take(pa.array(positions)),
+                "reason": pa.array(reasons, pa.string()),
+                "field": pa.array(names, pa.string()),
+                "detail": pa.array(details, pa.string()),
+                "raw": raw(positions),
+            }
+        )
+        return table.cast(QUARANTINE_SCHEMA)
+
+
+def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean numpy mask, null counting as False (a null comparison proves nothing)."""
+    filled = pc.fill_null(values, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks() if filled.num_chunks != 1 else filled.chunk(0)
+    return filled.to_numpy(zero_copy_only=False)
+
+
+def _is_blank(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.fill_null(pc.equal(text, ""), True)
+
+
+def _blank_to_null(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
+def _pdd(fields: pa.Table) -> pa.Array | pa.ChunkedArray:
+    if "pdd_ms" not in fields.column_names:
+        return pa.nulls(fields.num_rows, pa.int64())
+    return parse_whole_numbers(fields["pdd_ms"])
+
+
+def _disposition(text: pa.Array | pa.ChunkedArray, billsec) -> pa.Array | pa.ChunkedArray:
+    derived = pc.if_else(pc.greater(billsec, 0), "ANSWERED", "NO_ANSWER")
+    given = pc.if_else(_is_blank(text), derived, text)
+    return pc.if_else(pc.fill_null(pc.greater(billsec, 0), False), "ANSWERED", given)
+
+
+def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Decimal integers (optional sign) as int64; null where absent or not an integer."""
+    return cast_or_null(_blank_to_null(text), pa.int64())
+
+
+def cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType):
+    """`pc.cast` that yields null for the values that do not convert, instead of failing.
+
+    The whole-column cast is the fast path; a failing chunk is bisected, so the cost grows with
+    the number of bad values, not the number of rows, and acceptance never depends on what
+    else is in the file (exactly the values Arrow's cast accepts are accepted).
+    """
+    if isinstance(values, pa.ChunkedArray):
+        return pa.chunked_array([cast_or_null(c, target) for c in values.chunks], type=target)
+    try:
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(values) <= 16:
+        return pa.array([_cast_one(v, target) for v in values], type=target)
+    half = len(values) // 2
+    return pa.concat_arrays(
+        [cast_or_null(values.slice(0, half), target), cast_or_null(values.slice(half), target)]
+    )
+
+
+def _cast_one(value: pa.Scalar, target: pa.DataType):
+    try:
+        return pc.cast(pa.array([value.as_py()], value.type), target)[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def parse_iso_times(text: pa.Array | pa.ChunkedArray):
+    """ISO 8601 instants that carry a zone (`Z`, `+02:00`, `+0200`) as UTC; null otherwise."""
+    return cast_or_null(_blank_to_null(text), UTC_MICROS)
+
+
+def parse_local_times(
+    text: dict[str, pa.Array | pa.ChunkedArray], timezone: str
+) -> dict[str, tuple[pa.Array, pa.Array]]:
+    """`%Y-%m-%d %H:%M:%S` wall-clock times of a switch in `timezone`, as UTC instants.
+
+    Returns per field (instants, problem). Wall-clock times inside a DST gap cannot have been
+    written by a running switch, so they are nulled with a problem ("does not exist in …").
+    An ambiguous time (the repeated hour in autumn) is read as the EARLIER instant (still summer
+    time), except answer/end times that would then precede the call's start: those take the
+    LATER instant, which is what a call spanning the change back actually did.
+    """
+    out: dict[str, tuple[pa.Array, pa.Array]] = {}
+    start_earliest = None
+    for name in TIME_FIELDS:
+        naive = pc.strptime(
+            _blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True
+        )
+        if timezone in ("UTC", "Etc/UTC", "GMT"):
+            out[name] = (pc.cast(naive, UTC_MICROS), pa.nulls(len(naive), pa.string()))
+            continue
+        earliest = _assume(naive, timezone, "earliest")
+        latest = _assume(naive, timezone, "latest")
+        gap = _assume(naive, timezone, "earliest", nonexistent="latest")
+        nonexistent = pc.not_equal(earliest, gap)
+        if start_earliest is None:
+            start_earliest = earliest
+            chosen = earliest
+        else:
+            chosen = pc.if_else(
+                pc.fill_null(pc.less(earliest, start_earliest), False), latest, earliest
+            )
+        chosen = pc.if_else(nonexistent, pa.scalar(None, UTC_MICROS), chosen)
+        problem = pc.if_else(
+            nonexistent,
+            f"does not exist in {timezone} (clocks went forward)",
+            pa.scalar(None, pa.string()),
+        )
+        out[name] = (pc.cast(chosen, UTC_MICROS), problem)
+    return out
+
+
+def _assume(naive, timezone: str, ambiguous: str, nonexistent: str = "earliest"):
+    local = pc.assume_timezone(naive, timezone, ambiguous=ambiguous, nonexistent=nonexistent)
+    return pc.cast(local, UTC_MICROS)
+
+
+def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True for rows whose call id occurred on an earlier row (blank ids never repeat)."""
+    ids = call_id.combine_chunks() if isinstance(call_id, pa.ChunkedArray) else call_id
+    n = len(ids)
+    if n < 2:
+        return np.zeros(n, bool)
+    hashes = _hash_strings(ids)
+    if hashes is not None:
+        ordered = np.sort(hashes)
+        collided = ordered[1:][ordered[1:] == ordered[:-1]]
+        if len(collided) == 0:
+            return np.zeros(n, bool)
+        # Equal hashes are only candidates; the exact comparison runs on those rows alone.
+        candidates = np.flatnonzero(np.isin(hashes, collided))
+    else:
+        candidates = np.arange(n)
+    repeated = np.zeros(n, bool)
+    subset = ids.take(pa.array(candidates))
+    # dictionary_encode numbers values in order of first appearance, so a row repeats an
+    # earlier one exactly when its code is not above every code seen before it.
+    codes = pc.dictionary_encode(subset).indices.to_numpy(zero_copy_only=False)
+    blank = _mask(_is_blank(subset))
+    codes = np.where(blank, -1, codes)
+    seen_max = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
+    repeated[candidates] = (codes <= seen_max) & ~blank
+    return repeated
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hash_strings(ids: pa.Array) -> np.ndarray | None:
+    """A 64-bit hash per string from a fixed-width view of the bytes; None if too irregular."""
+    if ids.null_count:
+        ids = pc.fill_null(ids, "")
+    offsets = np.frombuffer(ids.buffers()[1], np.int32)[ids.offset : ids.offset + len(ids) + 1]
+    widths = np.diff(offsets)
+    width = int(widths.max())
+    if width > 64:
+        return None
+    data = np.frombuffer(ids.buffers()[2] or b"", np.uint8)
+    words = (width + 7) // 8 + 1
+    matrix = np.zeros((len(ids), words * 8), np.uint8)
+    if (widths == width).all():
+        matrix[:, :width] = data[offsets[0] : offsets[-1]].reshape(len(ids), width)
+    else:
+        padded = pc.utf8_rpad(ids, width, "\x00")  # rows already at width stay as they are
+        poff = np.frombuffer(padded.buffers()[1], np.int32)[: len(ids) + 1]
+        pdata = np.frombuffer(padded.buffers()[2], np.uint8)[poff[0] : poff[-1]]
+        matrix[:, :width] = pdata.reshape(len(ids), width)
+    # Length in the last word keeps "a" and "a\0" apart.
+    matrix[:, -8:] = widths.astype("<u8").view(np.uint8).reshape(-1, 8)
+    view = matrix.view(np.uint64)
+    hashes = np.zeros(len(ids), np.uint64)
+    for k in range(words):
+        hashes = (hashes ^ view[:, k]) * _GOLDEN
+        hashes ^= hashes >> np.uint64(29)
+    return hashes

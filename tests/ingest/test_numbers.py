@@ -1,0 +1,44 @@
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from functions.ingest.numbers import normalise_number, normalise_numbers
+
+CASES = [
+    ("442071234567", "442071234567"),
+    ("+44 20 7123-4567", "442071234567"),
+    ("0091 98765-43210", "919876543210"),
+    ("+0044123", "0044123"),  # only ONE prefix is removed
+    ("000441", "0441"),
+    ("44abc", None),
+    ("+", None),
+    ("00", None),
+    ("", None),
+    ("++44", None),
+    ("(212) 555-0100", None),
+    ("44\t20", None),
+    ("٣٣", None),  # non-ASCII digits are not dialable
+]
+
+
+@pytest.mark.parametrize(("dialled", "expected"), CASES)
+def test_scalar_rule_strips_separators_and_one_international_prefix(dialled, expected):
+    assert normalise_number(dialled) == expected
+
+
+def test_vectorised_rule_matches_the_scalar_rule_and_keeps_nulls():
+    dialled = [d for d, _ in CASES] + [None]
+    assert normalise_numbers(pa.array(dialled)).to_pylist() == [e for _, e in CASES] + [None]
+
+
+def test_vectorised_rule_works_on_chunked_columns():
+    column = pa.chunked_array([["+447911123456"], ["0033 6-12"]])
+    assert normalise_numbers(column).to_pylist() == ["447911123456", "33612"]
+
+
+@given(st.lists(st.text(alphabet="0123456789+- a", max_size=8), max_size=30))
+def test_vectorised_and_scalar_rules_always_agree(dialled):
+    assert normalise_numbers(pa.array(dialled, pa.string())).to_pylist() == [
+        normalise_number(d) for d in dialled
+    ]

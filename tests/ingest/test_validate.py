@@ -1,0 +1,114 @@
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from functions.ingest.validate import (
+    MappedRows,
+    cast_or_null,
+    empty_quarantine,
+    parse_iso_times,
+    parse_local_times,
+    validate,
+)
+
+UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def mapped(**columns):
+    n = len(columns["call_id"])
+    base = {
+        "line": list(range(1, n + 1)),
+        "caller": ["1555"] * n,
+        "callee": ["447911123456"] * n,
+        "billsec": ["0"] * n,
+        "disposition": [""] * n,
+        "customer": ["acct42"] * n,
+        "supplier": ["VEND_BT"] * n,
+        "start_time_text": ["2024-05-01T12:00:00Z"] * n,
+        "answer_time_text": [""] * n,
+        "end_time_text": ["2024-05-01T12:00:30Z"] * n,
+    }
+    base.update(columns)
+    table = {k: pa.array(v, pa.int64() if k == "line" else pa.string()) for k, v in base.items()}
+    for name in ("start_time", "answer_time", "end_time"):
+        table[name] = parse_iso_times(table[f"{name}_text"])
+    texts = pa.array([f"row {i}" for i in range(1, n + 1)])
+    return MappedRows(
+        fields=pa.table(table),
+        raw=lambda positions: texts.take(pa.array(positions)),
+        rejected=empty_quarantine(),
+    )
+
+
+def test_positive_billsec_without_answer_is_bad_duration():
+    parsed = validate(mapped(call_id=["a"], billsec=["30"]))
+    assert parsed.quarantine.to_pylist() == [
+        {
+            "line": 1,
+            "reason": "bad_duration",
+            "field": "billsec",
+            "detail": "billsec: '30' seconds billed but the call has no answer_time",
+            "raw": "row 1",
+        }
+    ]
+
+
+def test_billed_seconds_make_a_call_answered_whatever_the_cause():
+    parsed = validate(
+        mapped(
+            call_id=["a", "b"],
+            billsec=["30", "0"],
+            disposition=["FAILED", ""],
+            answer_time_text=["2024-05-01T12:00:00Z", ""],
+        )
+    )
+    assert parsed.cdrs["disposition"].to_pylist() == ["ANSWERED", "NO_ANSWER"]
+
+
+def test_first_failing_check_decides_the_reason():
+    parsed = validate(mapped(call_id=["a"], callee=["44abc"], billsec=["-1"]))
+    assert parsed.quarantine["reason"].to_pylist() == ["bad_number"]
+
+
+def test_duplicate_of_a_quarantined_first_row_is_still_a_duplicate():
+    parsed = validate(mapped(call_id=["a", "a", "b"], callee=["", "4477", "4478"]))
+    assert parsed.cdrs["call_id"].to_pylist() == ["b"]
+    assert parsed.quarantine["reason"].to_pylist() == ["missing_field", "duplicate_call_id"]
+
+
+def test_duplicates_are_found_among_ids_of_different_lengths():
+    ids = ["x", "yy", "x", "zzz", "yy", "x\x00"]
+    parsed = validate(mapped(call_id=ids))
+    assert parsed.cdrs["line"].to_pylist() == [1, 2, 4, 6]
+
+
+def test_cast_or_null_nulls_only_the_bad_values():
+    values = pa.array(["1", "x", None, "-4", "2.5"] * 10)
+    assert cast_or_null(values, pa.int64()).to_pylist() == [1, None, None, -4, None] * 10
+
+
+def test_iso_times_need_a_zone_and_accept_fractions():
+    text = pa.array(["2024-05-01T14:00:07+02:00", "2024-05-01T12:00:07.250Z", "2024-05-01 12:00"])
+    assert parse_iso_times(text).to_pylist() == [
+        datetime(2024, 5, 1, 12, 0, 7, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, 7, 250000, tzinfo=UTC),
+        None,
+    ]
+
+
+def test_local_times_in_spring_gap_are_reported_not_guessed():
+    times = parse_local_times(
+        {
+            "start_time": pa.array(["2024-03-31 01:30:00", "2024-03-31 00:30:00"]),
+            "answer_time": pa.array(["", ""]),
+            "end_time": pa.array(["2024-03-31 03:00:00", "2024-03-31 00:31:00"]),
+        },
+        "Europe/London",
+    )
+    instants, problems = times["start_time"]
+    assert instants.to_pylist() == [None, datetime(2024, 3, 31, 0, 30, tzinfo=UTC)]
+    assert problems.to_pylist() == ["does not exist in Europe/London (clocks went forward)", None]
+    assert times["end_time"][0].to_pylist() == [
+        datetime(2024, 3, 31, 2, 0, tzinfo=UTC),  # 03:00 BST
+        datetime(2024, 3, 31, 0, 31, tzinfo=UTC),  # 00:31 GMT
+    ]
