@@ -1,0 +1,70 @@
+"""`tollgate local up`: the AWS stack and the Lambda handlers on this machine, no Docker."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from functions.cli import CliError
+
+DEFAULT_PORT = 5077  # not moto's 5000 nor LocalStack's 4566, so it runs beside either
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "local", help="run the stack locally (moto + in-process Lambda handlers)"
+    )
+    commands = parser.add_subparsers(dest="local_command", required=True, metavar="COMMAND")
+    up = commands.add_parser(
+        "up",
+        help="start moto, provision infra/template.yaml, run app.py's handlers; Ctrl-C stops",
+    )
+    up.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    up.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    up.add_argument(
+        "--visibility-timeout",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="redeliver failed messages after this long (default: the queue's own, 1800 s)",
+    )
+    up.set_defaults(run=run_up)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    # Imported here: moto and boto3 are heavy, and other commands should not pay for them.
+    from functions.local.stack import LocalStack, LocalStackError, environment
+
+    stopping = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stopping.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    stack = LocalStack(args.port, host=args.host, visibility_timeout=args.visibility_timeout)
+    try:
+        try:
+            stack.start()
+        except LocalStackError as error:
+            raise CliError(str(error)) from error
+        variables = environment(stack.endpoint_url)
+        for key, value in variables.items():
+            print(f"{key}={value}")
+        sys.stdout.flush()
+        exports = " ".join(f"{key}={value}" for key, value in variables.items())
+        running = ", ".join(stack.runner.function_names) or "no handlers"
+        print(
+            f"tollgate local: up, running {running}."
+            f"\n  In another shell: export {exports}\n  Ctrl-C stops.",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print("tollgate local: stopped", file=sys.stderr)
+    return 0
