@@ -1,0 +1,222 @@
+"""Rate one normalised file for every party, charge balances exactly once, publish totals.
+
+Steps, each safe to repeat after a crash at any point:
+1. claim the file's calls per (switch, day): calls already claimed by another file are
+   duplicates (a CDR resent in a later file is never charged twice);
+2. rate the new calls for the customer, every reseller level and the supplier, and store
+   the rated Parquet; a retry reuses a day already stored, so what is posted always matches
+   what the lake holds, even if a deck changed in between;
+3. post the per-account deltas derived from the stored rated tables, once (the ledger's
+   posting marker);
+4. publish the file's totals, then mark the file done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from functions.rate.parties import Account, Parties, balance_deltas, rate_parties
+from functions.rate.rating import DeckIndex
+from functions.shared.money import units_to_str
+
+CLAIM_ATTEMPTS = 20  # lost races before giving up (the message is then retried by SQS)
+
+
+class Lake(Protocol):
+    def get_table(self, area: str, tenant: str, day: Any, file_id: str) -> pa.Table: ...
+    def put_table(self, area: str, tenant: str, day: Any, file_id: str, table: pa.Table) -> str: ...
+    def get_deck(self, tenant: str, account: str, version: int) -> pa.Table: ...
+    def claim_set_key(self, tenant, switch, day, version: int, file_id: str) -> str: ...
+    def get_claim_set(self, key: str | None) -> pa.Array: ...
+    def put_claim_set(self, key: str, calls: pa.Array) -> None: ...
+    def delete_claim_set(self, key: str) -> None: ...
+    def put_claim_result(self, tenant, switch, day, file_id, version, result) -> str: ...
+    def get_claim_result(self, tenant, switch, day, file_id, version) -> np.ndarray: ...
+
+
+class Files(Protocol):
+    def get_file(self, tenant: str, file_id: str) -> Any: ...
+    def set_file_status(self, tenant: str, file_id: str, status: str, counts=None) -> bool: ...
+    def read_claim(self, tenant: str, switch: str, day: Any) -> Any: ...
+    def commit_claim(self, tenant, switch, day, expected_version, new_set_key, file_id) -> bool: ...
+
+
+class Accounts(Protocol):
+    def list_accounts(self, tenant: str) -> list[Any]: ...
+
+
+class Ledger(Protocol):
+    def post_balances(self, tenant: str, posting_id: str, deltas: dict[str, int]) -> bool: ...
+
+
+class Events(Protocol):
+    def publish_file_rated(self, detail: dict) -> None: ...
+
+
+@dataclass
+class DeckCache:
+    """Compiled decks kept warm across invocations; a version is immutable once stored."""
+
+    loaded: dict[tuple[str, str, int], DeckIndex] = field(default_factory=dict)
+
+    def get(self, key: tuple[str, str, int], load: Callable[[], DeckIndex]) -> DeckIndex:
+        if key not in self.loaded:
+            self.loaded[key] = load()
+        return self.loaded[key]
+
+
+@dataclass(frozen=True, slots=True)
+class RateOutcome:
+    file_id: str
+    status: str  # done | already
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def call_keys(cdrs: pa.Table) -> pa.Array:
+    """What makes a call the same call again: the switch's call id and its start."""
+    start = pc.cast(pc.cast(cdrs.column("start_time"), pa.int64()), pa.string())
+    return pc.binary_join_element_wise(cdrs.column("call_id"), start, "|").combine_chunks()
+
+
+def claim_new_calls(
+    tenant: str, switch: str, day: str, file_id: str, keys: pa.Array, *, lake: Lake, files: Files
+) -> np.ndarray:
+    """Mask of this file's calls on `day` that no other file claimed first (see module doc).
+
+    The day's claimed set lives in S3, versioned; the claim item in DynamoDB moves from
+    version v to v+1 under a condition, so concurrent files serialise without a write per
+    call. A retry finds the file listed and reuses the result it stored before committing.
+    """
+    for _ in range(CLAIM_ATTEMPTS):
+        claim = files.read_claim(tenant, switch, day)
+        committed = claim.committed_version(file_id)
+        if committed is not None:
+            return lake.get_claim_result(tenant, switch, day, file_id, committed).astype(bool)
+        try:
+            claimed = lake.get_claim_set(claim.set_key)
+        except LookupError:  # superseded and deleted since we read the claim: read again
+            continue
+        new = pc.invert(pc.is_in(keys, value_set=claimed)).to_numpy(zero_copy_only=False)
+        version = claim.version + 1
+        set_key = lake.claim_set_key(tenant, switch, day, version, file_id)
+        lake.put_claim_set(set_key, pa.concat_arrays([claimed, keys.filter(pa.array(new))]))
+        lake.put_claim_result(tenant, switch, day, file_id, version, new)
+        if files.commit_claim(tenant, switch, day, claim.version, set_key, file_id):
+            if claim.set_key:
+                lake.delete_claim_set(claim.set_key)
+            return new
+    raise RuntimeError(f"{file_id}: lost {CLAIM_ATTEMPTS} claim races on {switch} {day}")
+
+
+def load_parties(tenant: str, *, accounts: Accounts, lake: Lake, decks: DeckCache) -> Parties:
+    found = accounts.list_accounts(tenant)
+    parties = {a.account: Account(a.account, a.kind, a.parent, a.currency) for a in found}
+    indexes = {}
+    for a in found:
+        if a.deck_version is None:
+            continue
+        key = (tenant, a.account, a.deck_version)
+        indexes[a.account] = decks.get(
+            key,
+            lambda a=a: DeckIndex.build(
+                lake.get_deck(tenant, a.account, a.deck_version), a.currency
+            ),
+        )
+    return Parties(parties, indexes)
+
+
+def rate_file(
+    tenant: str,
+    switch: str,
+    file_id: str,
+    *,
+    lake: Lake,
+    files: Files,
+    accounts: Accounts,
+    ledger: Ledger,
+    events: Events,
+    decks: DeckCache,
+) -> RateOutcome:
+    record = files.get_file(tenant, file_id)
+    if record.status != "ingested":
+        return RateOutcome(file_id, "already", dict(record.counts))
+    days: list[str] = list(record.meta.get("days", []))
+    parties: Parties | None = None
+    rated_days: list[pa.Table] = []
+    duplicates = 0
+    for day in days:
+        normalised = lake.get_table("normalized", tenant, day, file_id)
+        new = claim_new_calls(
+            tenant, switch, day, file_id, call_keys(normalised), lake=lake, files=files
+        )
+        duplicates += int((~new).sum())
+        try:
+            rated = lake.get_table("rated", tenant, day, file_id)  # a retry: keep what is stored
+        except LookupError:
+            parties = parties or load_parties(tenant, accounts=accounts, lake=lake, decks=decks)
+            rated = rate_parties(normalised.filter(pa.array(new)), parties).table
+            lake.put_table("rated", tenant, day, file_id, rated)
+        rated_days.append(rated)
+
+    rated = pa.concat_tables(rated_days) if rated_days else None
+    deltas = balance_deltas(rated) if rated is not None else {}
+    ledger.post_balances(tenant, file_id, deltas)
+    n_rated = int(pc.sum(pc.equal(rated["status"], "rated")).as_py() or 0) if rated else 0
+    counts = {
+        "rows": int(record.counts.get("rows", 0)),
+        "rated": n_rated,
+        "unrated": (rated.num_rows if rated else 0) - n_rated,
+        "quarantined": int(record.counts.get("quarantined", 0)),
+        "duplicates": duplicates,
+    }
+    events.publish_file_rated(file_rated_detail(tenant, switch, file_id, counts, deltas, rated))
+    files.set_file_status(tenant, file_id, "done", counts=counts)
+    return RateOutcome(file_id, "done", counts)
+
+
+MAX_DESTINATIONS_IN_EVENT = 400  # EventBridge events are capped at 256 KB
+
+
+def file_rated_detail(
+    tenant: str,
+    switch: str,
+    file_id: str,
+    counts: dict[str, int],
+    deltas: dict[str, int],
+    rated: pa.Table | None,
+) -> dict:
+    """The `FileRated` event: per-account totals and minutes per destination."""
+    destinations: list[dict] = []
+    if rated is not None and rated.num_rows:
+        answered = rated.filter(pc.equal(rated["status"], "rated"))
+        by_destination = (
+            answered.group_by(["customer", "destination"])
+            .aggregate([("billed_seconds", "sum"), ("call_id", "count")])
+            .sort_by([("billed_seconds_sum", "descending")])
+        )
+        for row in by_destination.slice(0, MAX_DESTINATIONS_IN_EVENT).to_pylist():
+            minutes = (Decimal(row["billed_seconds_sum"]) / 60).quantize(Decimal("0.01"))
+            destinations.append(
+                {
+                    "customer": row["customer"],
+                    "destination": row["destination"],
+                    "calls": row["call_id_count"],
+                    "minutes": str(minutes),
+                }
+            )
+    return {
+        "tenant": tenant,
+        "switch": switch,
+        "file_id": file_id,
+        "counts": counts,
+        "accounts": {account: units_to_str(delta, 6) for account, delta in sorted(deltas.items())},
+        "destinations": destinations,
+        "destinations_truncated": len(destinations) == MAX_DESTINATIONS_IN_EVENT,
+    }

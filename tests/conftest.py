@@ -1,0 +1,62 @@
+"""Shared fixtures: a moto-backed AWS account holding every Tollgate store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from moto import mock_aws
+
+from functions import store
+from functions.shared.settings import settings
+from functions.store import queues
+
+FAKE_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "1",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+def provision_all() -> None:
+    """Tables and buckets (store.provision), plus the rate queue and the event bus."""
+    store.provision()
+    names = settings()
+    sqs = store.client("sqs")
+    for queue in (names.ingest_queue, names.rate_queue):
+        sqs.create_queue(QueueName=queue)
+    store.client("events").create_event_bus(Name=names.event_bus)
+
+
+def fresh_clients() -> None:
+    store.reset()
+    queues.reset()
+
+
+@contextmanager
+def moto_account() -> Iterator[None]:
+    """A fresh, empty in-process moto account with every store provisioned."""
+    fresh_clients()
+    with mock_aws():
+        provision_all()
+        yield
+    fresh_clients()
+
+
+@pytest.fixture
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region; never a real endpoint."""
+    for name, value in FAKE_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+@pytest.fixture
+def aws(aws_environment: None) -> Iterator[None]:
+    """An empty, in-process moto account with every store provisioned."""
+    with moto_account():
+        yield

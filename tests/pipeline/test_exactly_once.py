@@ -1,0 +1,244 @@
+"""Exactly once, nothing lost: the ingest and rate services under redelivery and crashes.
+
+The services run against real moto stores. A crash is injected before every store call
+of the whole two-file sequence (so between every pair of steps); the failed step is then
+redelivered, as SQS would, until it succeeds. Every run must end in exactly the state of a
+clean run: balances to the micro-unit, file records and counts, the rated lake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from functions.ingest.service import ingest
+from functions.rate.service import DeckCache, rate_file
+from functions.store import accounts, events, files, lake, ledger, queues
+from tests.conftest import moto_account
+from tests.pipeline.carrier import (
+    EXPECTED_BALANCES,
+    FIRST_FILE,
+    SECOND_FILE,
+    SWITCH,
+    TENANT,
+    drop,
+    set_up_carrier,
+)
+
+
+class Crash(Exception):
+    """A Lambda dying mid-way (timeout, out of memory, a lost connection)."""
+
+
+class Faults:
+    """Counts store calls across every wrapped adapter; raises Crash before call `at`."""
+
+    def __init__(self, at: int | None = None) -> None:
+        self.at = at
+        self.calls = 0
+        self.crashed = False
+
+    def wrap(self, adapter):
+        faults = self
+
+        class Wrapped:
+            def __getattr__(self, name):
+                target = getattr(adapter, name)
+                if not callable(target) or name.endswith("_key"):  # key builders are pure
+                    return target
+
+                def call(*args, **kwargs):
+                    faults.calls += 1
+                    if faults.calls == faults.at:
+                        faults.crashed = True
+                        raise Crash(f"crash before {adapter.__name__}.{name}")
+                    return target(*args, **kwargs)
+
+                return call
+
+        return Wrapped()
+
+
+class Published:
+    """The event port, recording what was published (delivery is at least once)."""
+
+    def __init__(self) -> None:
+        self.details: list[dict] = []
+
+    def publish_file_rated(self, detail: dict) -> None:
+        events.publish_file_rated(detail)
+        self.details.append(detail)
+
+
+def process(faults: Faults, published: Published) -> None:
+    """Both files through ingest and rate; a crashed step is redelivered until it succeeds."""
+    port = faults.wrap
+    decks = DeckCache()
+
+    def until_done(step: Callable[[], object]) -> object:
+        for _ in range(5):
+            try:
+                return step()
+            except Crash:
+                continue
+        raise AssertionError("a step kept failing after redelivery")
+
+    for name, text in (("day1.csv", FIRST_FILE), ("day1-resent.csv", SECOND_FILE)):
+        dropped = drop(name, text)
+        until_done(
+            lambda d=dropped: ingest(
+                d,
+                lake=port(lake),
+                switches=port(accounts),
+                files=port(files),
+                rate_requests=port(queues),
+            )
+        )
+        until_done(
+            lambda d=dropped: rate_file(
+                TENANT,
+                SWITCH,
+                d.file_id,
+                lake=port(lake),
+                files=port(files),
+                accounts=port(accounts),
+                ledger=port(ledger),
+                events=published,
+                decks=decks,
+            )
+        )
+
+
+def snapshot() -> dict:
+    """Everything money and accounting depend on."""
+    records = sorted(files.list_files(TENANT), key=lambda r: r.meta["name"])
+    rated = {}
+    for record in records:
+        for day in record.meta.get("days", []):
+            table = lake.get_table("rated", TENANT, day, record.file_id)
+            rated[(record.meta["name"], day)] = table.sort_by("call_id").to_pylist()
+    return {
+        "balances": {a: ledger.get_balance(TENANT, a) for a in EXPECTED_BALANCES},
+        "files": [(r.meta["name"], r.status, r.counts) for r in records],
+        "rated": rated,
+    }
+
+
+def run_with_faults(tmp_path: Path, faults: Faults) -> tuple[dict, Published]:
+    """Both files through a fresh account; the end state and what was published."""
+    set_up_carrier(tmp_path)
+    published = Published()
+    process(faults, published)
+    files_seen = {r.file_id for r in files.list_files(TENANT)}
+    # every file's totals were published at least once; consumers key on file_id
+    assert {d["file_id"] for d in published.details} == files_seen
+    return snapshot(), published
+
+
+@pytest.fixture
+def clean_run(aws, tmp_path) -> tuple[dict, int, Published]:
+    faults = Faults()
+    state, published = run_with_faults(tmp_path, faults)
+    return state, faults.calls, published
+
+
+def test_a_clean_run_charges_every_party_to_the_micro_unit(clean_run):
+    state, _, published = clean_run
+    assert state["balances"] == {a: (v, 0) for a, v in EXPECTED_BALANCES.items()}
+    assert state["files"] == [
+        (
+            "day1-resent.csv",
+            "done",
+            {"rows": 3, "rated": 1, "unrated": 0, "quarantined": 0, "duplicates": 2},
+        ),
+        (
+            "day1.csv",
+            "done",
+            {"rows": 7, "rated": 4, "unrated": 1, "quarantined": 2, "duplicates": 0},
+        ),
+    ]
+    first = state["rated"][("day1.csv", "2024-05-01")]
+    by_call = {row["call_id"]: row for row in first}
+    assert by_call["c2"]["customer_amount"] == Decimal("0.009658")
+    assert by_call["c2"]["reseller1"] == "resellco"
+    assert by_call["c2"]["reseller1_amount"] == Decimal("0.007625")
+    assert by_call["c2"]["reseller1_margin"] == Decimal("0.002033")
+    assert by_call["c2"]["supplier_amount"] == Decimal("0.006608")
+    assert by_call["c2"]["margin"] == Decimal("0.001017")
+    assert by_call["c3"]["billed_seconds"] == 66
+    assert by_call["c5"]["reason"] == "no_rate"
+    assert sorted(d["file_id"] for d in published.details) == sorted(
+        r.file_id for r in files.list_files(TENANT)
+    )
+
+
+def test_counts_reconcile_per_file(clean_run):
+    state, _, _ = clean_run
+    for _, _, counts in state["files"]:
+        accounted = (
+            counts["rated"] + counts["unrated"] + counts["quarantined"] + counts["duplicates"]
+        )
+        assert counts["rows"] == accounted
+
+
+def test_a_crash_before_any_store_call_then_redelivery_changes_nothing(aws_environment, tmp_path):
+    with moto_account():
+        counting = Faults()
+        expected, _ = run_with_faults(tmp_path / "clean", counting)
+    assert counting.calls > 40  # the sequence really exercises the stores
+    for at in range(1, counting.calls + 1):
+        with moto_account():
+            faults = Faults(at)
+            state, _ = run_with_faults(tmp_path / str(at), faults)
+            assert faults.crashed, at
+            assert state == expected, f"crash before store call {at}"
+
+
+def test_the_same_s3_event_delivered_twice_is_rated_and_charged_once(aws, tmp_path):
+    set_up_carrier(tmp_path)
+    dropped = drop("day1.csv", FIRST_FILE)
+    stores = {"lake": lake, "files": files, "accounts": accounts, "ledger": ledger}
+    for _ in range(2):
+        ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+        rate_file(TENANT, SWITCH, dropped.file_id, events=events, decks=DeckCache(), **stores)
+    assert ledger.get_balance(TENANT, "direct") == (-(8_000 + 13_200), 0)
+    assert len(files.list_files(TENANT)) == 1
+
+
+def test_a_rated_file_keeps_its_charges_when_a_deck_changes_before_a_retry(aws, tmp_path):
+    """A retry after the rated output was stored posts what the lake holds, not a re-rating."""
+    set_up_carrier(tmp_path)
+    dropped = drop("day1.csv", FIRST_FILE)
+    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+
+    class CrashOnPost:
+        def post_balances(self, *args):
+            raise Crash("after the rated output, before the posting")
+
+    stores = {"lake": lake, "files": files, "accounts": accounts}
+    with pytest.raises(Crash):
+        rate_file(
+            TENANT,
+            SWITCH,
+            dropped.file_id,
+            ledger=CrashOnPost(),
+            events=events,
+            decks=DeckCache(),
+            **stores,
+        )
+    cheaper = tmp_path / "cheaper.csv"
+    cheaper.write_text("prefix,rate\n917,0.001\n44,0.001\n")
+    from tests.pipeline.carrier import run
+
+    run("deck", "upload", TENANT, "direct", str(cheaper))
+    rate_file(
+        TENANT, SWITCH, dropped.file_id, ledger=ledger, events=events, decks=DeckCache(), **stores
+    )
+    rated = lake.get_table("rated", TENANT, "2024-05-01", dropped.file_id)
+    charged = pc.sum(rated.filter(pc.equal(rated["customer"], "direct"))["customer_amount"])
+    assert charged.as_py() == Decimal("0.021200")
+    assert ledger.get_balance(TENANT, "direct") == (-21_200, 0)
