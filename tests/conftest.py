@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 
 from functions import store
 from functions.shared.settings import settings
-from functions.store import queues
 
 FAKE_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -34,7 +35,6 @@ def provision_all() -> None:
 
 def fresh_clients() -> None:
     store.reset()
-    queues.reset()
 
 
 @contextmanager
@@ -60,3 +60,21 @@ def aws(aws_environment: None) -> Iterator[None]:
     """An empty, in-process moto account with every store provisioned."""
     with moto_account():
         yield
+
+
+@pytest.fixture
+def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serialise moto's item writes, as DynamoDB serialises writes to one item.
+
+    moto evaluates a condition and applies the write in separate Python steps without a
+    lock, so threads could interleave where DynamoDB cannot; this restores that guarantee.
+    """
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "transact_write_items", "get_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self, *args, __original=original, **kwargs):
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)

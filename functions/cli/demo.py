@@ -1,15 +1,44 @@
 """`tollgate demo`: what `make demo` runs.
 
-`--offline` generates a sell deck, a buy deck and a day of CDRs and rates them with
-`tollgate rate` (the offline what-if path).
+The pipeline on the embedded local stack: one tenant, two suppliers, three customers (one a
+reseller with its own customer), their rate decks, and a generated day of traffic from a
+FreeSWITCH, an Asterisk and a VOS3000 switch (malformed rows included, one file resent),
+dropped into the CDR bucket through the CLI's own code path. It prints per-file counts,
+traffic per customer x destination (SQL on DuckDB over the lake's Parquet), balances, and
+ASR/ACD per supplier.
+
+`--offline` instead rates one generated file with `tollgate rate` (the what-if path).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+from decimal import Decimal
 from pathlib import Path
 
-from functions.cli import CliError
+from functions.cli import CliError, main
+
+TENANT = "globalvoice"
+# account, kind, parent, India mobile rate, rate level (% of the sample deck's rates)
+ACCOUNTS = (
+    ("VEND_TATA", "supplier", None, "0.0065", 78),
+    ("VEND_BT", "supplier", None, "0.0066", 80),
+    ("ACME_TEL", "customer", None, "0.008", 100),
+    ("BLUEWAVE", "customer", None, "0.0085", 104),
+    ("DESI_CONNECT", "reseller", None, "0.0075", 95),  # what the carrier sells the reseller
+    ("DESI_RETAIL", "customer", "DESI_CONNECT", "0.0095", 115),  # what the reseller sells on
+)
+CALLING = ("ACME_TEL", "BLUEWAVE", "DESI_RETAIL")  # the accounts whose CDRs name them
+SUPPLIERS = ("VEND_TATA", "VEND_BT")
+DECK_PREFIXES = 20_000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,39 +50,343 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.cdrs < 1:
-        raise CliError("--cdrs must be positive")
-    return offline_demo(args.workdir, args.cdrs)
+    if args.cdrs < 1_000:
+        raise CliError("--cdrs must be at least 1,000")
+    if args.offline:
+        return offline_demo(args.workdir, args.cdrs)
+    return pipeline_demo(args.workdir, args.cdrs)
+
+
+class Progress:
+    """A one-line progress bar on stderr (no dependency, no per-item cost)."""
+
+    def __init__(self, label: str, total: int, unit: str = "") -> None:
+        self.label, self.total, self.unit = label, max(total, 1), unit
+        self.began = time.perf_counter()
+
+    def show(self, done: int, note: str = "") -> None:
+        width = 30
+        filled = min(width, width * done // self.total)
+        bar = "#" * filled + "." * (width - filled)
+        elapsed = time.perf_counter() - self.began
+        sys.stderr.write(
+            f"\r  {self.label:<22} [{bar}] {done:>9,}/{self.total:,}{self.unit} "
+            f"{elapsed:5.1f}s {note}"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def heading(text: str) -> None:
+    print(f"\n== {text} " + "=" * max(0, 86 - len(text)))
+
+
+def pipeline_demo(workdir: Path, n_cdrs: int) -> int:
+    from functions.local.stack import LocalStack
+    from functions.store import reset
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    # The handlers log one JSON line per file (as on Lambda); the demo prints its own report.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # Import the handlers now, so their loggers bind to this process's real stdout.
+    for handler in ("functions.ingest.handler", "functions.rate.handler"):
+        importlib.import_module(handler)
+
+    # Failed deliveries come back after 5 s, not the queues' 30 minutes: a demo of minutes.
+    with LocalStack(0, visibility_timeout=5) as stack:
+        reset()  # clients bound to the local endpoint from here on
+        print(f"local stack up at {stack.endpoint_url} (moto server, handlers from app.py)")
+        heading("set-up: tenant, switches, accounts, rate decks")
+        set_up(workdir)
+        heading("a day of traffic")
+        drops = generate_traffic(workdir, n_cdrs)
+        heading("dropping the files into s3://tollgate-cdr/incoming/ (tollgate cdr drop)")
+        for switch, path in drops:
+            _tollgate("cdr", "drop", TENANT, switch, str(path), quiet=True)
+            print(f"  dropped {path.name:<28} -> switch {switch}")
+        wait_for_pipeline(stack, len(drops))
+        report(workdir)
+    print(f"\ndemo finished in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
+def _tollgate(*argv: str, quiet: bool = False) -> None:
+    if quiet:
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = main(list(argv))
+    else:
+        print("$ tollgate " + " ".join(argv))
+        status = main(list(argv))
+    if status:
+        raise CliError(f"tollgate {' '.join(argv)} failed")
+
+
+def set_up(workdir: Path) -> None:
+    from functions.rate.samples import generate_deck_csv
+
+    _tollgate("tenant", "create", TENANT, "--currency", "USD")
+    for name, kind, parent, _, _ in ACCOUNTS:
+        extra = ["--parent", parent] if parent else []
+        extra += ["--prepaid", "--credit-limit", "0"] if name == "BLUEWAVE" else ["--postpaid"]
+        _tollgate("account", "create", TENANT, name, "--kind", kind, *extra)
+    _tollgate(
+        "switch",
+        "create",
+        TENANT,
+        "fs-lon1",
+        "--format",
+        "freeswitch-csv",
+        "--timezone",
+        "Europe/London",
+        "--default-supplier",
+        "VEND_BT",
+    )
+    _tollgate("switch", "create", TENANT, "ast-nyc1", "--format", "asterisk-csv")
+    _tollgate("switch", "create", TENANT, "vos-sg1", "--format", "vos3000")
+    for name, _, _, india_mobile, percent in ACCOUNTS:
+        deck = workdir / f"deck-{name}.csv"
+        deck.write_bytes(
+            generate_deck_csv(
+                DECK_PREFIXES, seed=7, india_mobile_rate=india_mobile, rate_percent=percent
+            )
+        )
+        _tollgate("deck", "upload", TENANT, name, str(deck))
+
+
+def generate_traffic(workdir: Path, n_cdrs: int) -> list[tuple[str, Path]]:
+    """Files of the three switches (about 2:2:1), malformed rows, and one file resent."""
+    from functions.ingest import samples
+
+    parties = {"customers": CALLING, "suppliers": SUPPLIERS}
+    per = max(n_cdrs // 5, 200)
+    plan = [
+        (
+            "fs-lon1",
+            "Master.csv.2024-05-01-00-00-00",
+            lambda n, s: samples.generate_freeswitch_csv(
+                n, s, timezone="Europe/London", bad_fraction=0.002, **parties
+            ),
+        ),
+        (
+            "fs-lon1",
+            "Master.csv.2024-05-01-12-00-00",
+            lambda n, s: samples.generate_freeswitch_csv(
+                n, s, template="default", timezone="Europe/London", bad_fraction=0.002, **parties
+            ),
+        ),
+        (
+            "ast-nyc1",
+            "Master-0001.csv",
+            lambda n, s: samples.generate_asterisk_csv(n, s, bad_fraction=0.002, **parties),
+        ),
+        (
+            "ast-nyc1",
+            "Master-0002.csv.gz",
+            lambda n, s: _gzip(
+                samples.generate_asterisk_csv(n, s, columns=16, bad_fraction=0.002, **parties)
+            ),
+        ),
+        (
+            "vos-sg1",
+            "GetCdr-20240501.json",
+            lambda n, s: samples.generate_vos3000_json(n, s, bad_fraction=0.002, **parties),
+        ),
+    ]
+    progress = Progress("generating CDR files", per * len(plan), " CDRs")
+    drops = []
+    for i, (switch, name, make) in enumerate(plan):
+        path = workdir / name
+        path.write_bytes(make(per, 100 + i))
+        drops.append((switch, path))
+        progress.show(per * (i + 1), name)
+    progress.close()
+    # A switch operator re-exports a file under a new name: every call in it is a duplicate.
+    resent = workdir / "Master-0001-resent.csv"
+    shutil.copyfile(workdir / "Master-0001.csv", resent)
+    drops.append(("ast-nyc1", resent))
+    print(
+        f"  {per * len(plan):,} CDRs in {len(plan)} files, plus {resent.name} "
+        f"(a copy of Master-0001.csv) — {per * (len(plan) + 1):,} rows in all"
+    )
+    return drops
+
+
+def _gzip(data: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(data, compresslevel=1)
+
+
+def wait_for_pipeline(stack, n_files: int) -> None:
+    from functions.store import files
+
+    heading("the pipeline: S3 -> SQS -> ingest -> SQS -> rate -> DynamoDB + lake + EventBridge")
+    progress = Progress("files rated", n_files)
+    deadline = time.monotonic() + 240
+    while True:
+        if time.monotonic() > deadline:
+            progress.close()
+            raise CliError(f"the pipeline did not finish: {stack.runner.errors[-1:]}")
+        records = files.list_files(TENANT)
+        done = [r for r in records if r.status in ("done", "rejected")]
+        rows = sum(r.counts.get("rows", 0) for r in done)
+        progress.show(len(done), f"{rows:,} rows accounted for")
+        if len(done) >= n_files:
+            break
+        time.sleep(0.25)
+    progress.close()
+    stack.wait_idle(timeout=120)
+    errors = stack.runner.errors
+    if errors:
+        print(f"  note: {len(errors)} handler failure(s) were retried by SQS redelivery")
+
+
+def report(workdir: Path) -> None:
+    from functions.store import accounts, files, lake, ledger
+
+    heading("per file (tollgate file status)")
+    records = sorted(files.list_files(TENANT), key=lambda r: r.meta.get("name", ""))
+    columns = ("rows", "rated", "unrated", "quarantined", "duplicates")
+    print(f"  {'file':<32}{'switch':<10}{'status':<8}" + "".join(f"{c:>12}" for c in columns))
+    totals = dict.fromkeys(columns, 0)
+    for r in records:
+        counts = [r.counts.get(c, 0) for c in columns]
+        for c, v in zip(columns, counts, strict=True):
+            totals[c] += v
+        print(
+            f"  {r.meta.get('name', r.file_id):<32}{r.meta.get('switch', ''):<10}{r.status:<8}"
+            + "".join(f"{v:>12,}" for v in counts)
+        )
+    print(f"  {'total':<50}" + "".join(f"{totals[c]:>12,}" for c in columns))
+    reconciled = totals["rows"] == sum(totals[c] for c in columns[1:])
+    print(
+        f"  rows = rated + unrated + quarantined + duplicates: "
+        f"{'reconciles' if reconciled else 'DOES NOT RECONCILE'}"
+    )
+
+    lake_dir = Path(tempfile.mkdtemp(prefix="tollgate-lake-", dir=workdir))
+    lake.copy_area("rated", TENANT, lake_dir)
+    sql = SqlOverLake(lake_dir)
+
+    heading("traffic per customer x destination (DuckDB over the lake's rated Parquet)")
+    rows = sql.named("traffic_by_customer_destination")
+    print(
+        f"  {'customer':<13}{'destination':<40}{'minutes':>11}{'rate':>17}"
+        f"{'revenue':>14}{'cost':>14}{'margin':>13}"
+    )
+    for shown, row in enumerate(rows):
+        if shown == 24:
+            print(f"  ... {len(rows) - shown} more customer x destination rows")
+            break
+        rate = (
+            f"{row['min_rate']:.4f}"
+            if row["min_rate"] == row["max_rate"]
+            else f"{row['min_rate']:.4f}-{row['max_rate']:.4f}"
+        )
+        print(
+            f"  {row['customer']:<13}{(row['destination'] or '')[:39]:<40}"
+            f"{row['minutes']:>11,.1f}{rate:>17}{_money(row['revenue'])}{_money(row['cost'])}"
+            f"{_money(row['margin'], 13)}"
+        )
+    totals = sql.query(
+        "SELECT sum(customer_amount) AS revenue, sum(supplier_amount) AS cost, "
+        "sum(margin) AS margin FROM cdrs_rated WHERE status = 'rated'"
+    )[0]
+    print(
+        f"  {'all customers, all destinations':<81}{_money(totals['revenue'])}"
+        f"{_money(totals['cost'])}{_money(totals['margin'], 13)}"
+    )
+    india = sql.query(
+        "SELECT customer, min(customer_rate) AS sell, min(supplier_rate) AS buy "
+        "FROM cdrs_rated WHERE destination = 'India - Mobile' AND status = 'rated' "
+        "AND customer = 'ACME_TEL' GROUP BY customer"
+    )
+    for row in india:
+        print(
+            f"  India mobile for {row['customer']}: sold at {row['sell']:.4f}, "
+            f"bought at {row['buy']:.4f}"
+        )
+
+    heading("balances (tollgate balance; customers: payments minus charges; suppliers: owed)")
+    for account in accounts.list_accounts(TENANT):
+        balance, reserved = ledger.get_balance(TENANT, account.account)
+        print(
+            f"  {account.account:<14}{account.kind:<10}{Decimal(balance).scaleb(-6):>16.6f} "
+            f"{account.currency}  (reserved {Decimal(reserved).scaleb(-6):.6f})"
+        )
+
+    heading("supplier quality (ASR = answered / attempts, ACD = mean answered minutes)")
+    print(
+        f"  {'supplier':<14}{'attempts':>10}{'answered':>10}{'ASR':>8}{'ACD':>8}"
+        f"{'minutes':>13}{'cost':>14}"
+    )
+    for row in sql.named("supplier_quality"):
+        print(
+            f"  {row['supplier'] or '(none)':<14}{row['attempts']:>10,}{row['answered']:>10,}"
+            f"{row['asr']:>8.1%}{row['acd_minutes']:>8.2f}{row['minutes']:>13,.1f}"
+            f"{_money(row['cost'])}"
+        )
+    shutil.rmtree(lake_dir, ignore_errors=True)
+
+
+def _money(value, width: int = 14) -> str:
+    return f"{'-' if value is None else f'{value:,.2f}':>{width}}"
+
+
+class SqlOverLake:
+    """The named queries of infra/queries/ on DuckDB, over one tenant's copied Parquet."""
+
+    QUERIES = Path(__file__).resolve().parents[2] / "infra" / "queries"
+
+    def __init__(self, lake_dir: Path) -> None:
+        import duckdb
+
+        self.db = duckdb.connect()
+        pattern = str(lake_dir / "rated" / "**" / "*.parquet")
+        self.db.execute(
+            "CREATE VIEW cdrs_rated AS SELECT * FROM "
+            f"read_parquet('{pattern}', hive_partitioning = true)"
+        )
+
+    def query(self, sql: str) -> list[dict]:
+        cursor = self.db.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def named(self, name: str) -> list[dict]:
+        return self.query((self.QUERIES / f"{name}.sql").read_text())
 
 
 def offline_demo(workdir: Path, n_cdrs: int) -> int:
-    from functions.cli import main
     from functions.ingest.samples import generate_generic_csv
     from functions.rate.samples import generate_deck_csv
 
     workdir.mkdir(parents=True, exist_ok=True)
     sell, buy, cdrs = workdir / "sell-deck.csv", workdir / "buy-deck.csv", workdir / "cdrs.csv"
-    sell.write_bytes(generate_deck_csv(20_000, seed=7, india_mobile_rate="0.008"))
-    buy.write_bytes(generate_deck_csv(20_000, seed=7, india_mobile_rate="0.0065", rate_percent=80))
+    sell.write_bytes(generate_deck_csv(DECK_PREFIXES, seed=7, india_mobile_rate="0.008"))
+    buy.write_bytes(
+        generate_deck_csv(DECK_PREFIXES, seed=7, india_mobile_rate="0.0065", rate_percent=80)
+    )
     cdrs.write_bytes(generate_generic_csv(n_cdrs, seed=11, bad_fraction=0.002))
-    print(f"generated {sell}, {buy} (20,000 prefixes each) and {cdrs} ({n_cdrs:,} CDRs)\n")
     print(
-        f"$ tollgate rate {cdrs} --format generic --customer-deck {sell} "
-        f"--supplier-deck {buy} --out {workdir / 'rated.parquet'}"
+        f"generated {sell}, {buy} ({DECK_PREFIXES:,} prefixes each) and {cdrs} ({n_cdrs:,} CDRs)\n"
     )
-    return main(
-        [
-            "rate",
-            str(cdrs),
-            "--format",
-            "generic",
-            "--customer-deck",
-            str(sell),
-            "--supplier-deck",
-            str(buy),
-            "--out",
-            str(workdir / "rated.parquet"),
-            "--quarantine",
-            str(workdir / "quarantine.csv"),
-        ]
-    )
+    argv = [
+        "rate",
+        str(cdrs),
+        "--format",
+        "generic",
+        "--customer-deck",
+        str(sell),
+        "--supplier-deck",
+        str(buy),
+        "--out",
+        str(workdir / "rated.parquet"),
+        "--quarantine",
+        str(workdir / "quarantine.csv"),
+    ]
+    print("$ tollgate " + " ".join(argv))
+    return main(argv)

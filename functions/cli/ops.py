@@ -126,6 +126,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument(
         "--supplier-field", default="supplier", help="CDR field naming the supplier"
     )
+    create.add_argument(
+        "--default-supplier",
+        metavar="ACCOUNT",
+        help="supplier of calls whose CDR names none (e.g. FreeSWITCH's stock CSV templates)",
+    )
     _json_flag(create)
     create.set_defaults(run=run_switch_create)
 
@@ -160,7 +165,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     file_actions = file.add_subparsers(dest="file_action", required=True, metavar="ACTION")
     status = file_actions.add_parser("status", help="processing status and counts")
     status.add_argument("tenant")
-    status.add_argument("file", nargs="?", help="a file id (default: every file)")
+    status.add_argument(
+        "file", nargs="?", help="a file name as dropped, or a file id (default: every file)"
+    )
     _json_flag(status)
     status.set_defaults(run=run_file_status)
 
@@ -226,6 +233,7 @@ def run_switch_create(args: argparse.Namespace) -> int:
         timezone=_timezone(args.timezone) if args.timezone else None,
         customer_field=args.customer_field,
         supplier_field=args.supplier_field,
+        default_supplier=args.default_supplier,
     )
     payload = {
         "tenant": switch.tenant,
@@ -234,6 +242,7 @@ def run_switch_create(args: argparse.Namespace) -> int:
         "timezone": switch.timezone,
         "customer_field": switch.customer_field,
         "supplier_field": switch.supplier_field,
+        "default_supplier": switch.default_supplier,
     }
     _emit(
         args,
@@ -297,7 +306,20 @@ def run_cdr_drop(args: argparse.Namespace) -> int:
 
 
 def _file_payload(record: Any) -> dict[str, Any]:
-    return {"file": record.file_id, "status": record.status, **record.counts}
+    meta = record.meta or {}
+    payload = {
+        "file": meta.get("name", record.file_id),
+        "switch": meta.get("switch"),
+        "file_id": record.file_id,
+        "status": record.status,
+    }
+    payload |= {name: record.counts.get(name, 0) for name in FILE_COUNTS}
+    if meta.get("error"):
+        payload["error"] = meta["error"]
+    return payload
+
+
+FILE_COUNTS = ("rows", "rated", "unrated", "quarantined", "duplicates")
 
 
 @_guarded
@@ -305,9 +327,11 @@ def run_file_status(args: argparse.Namespace) -> int:
     from functions.store import accounts, files
 
     accounts.get_tenant(args.tenant)
-    records = (
-        [files.get_file(args.tenant, args.file)] if args.file else files.list_files(args.tenant)
-    )
+    records = files.list_files(args.tenant)
+    if args.file:  # the name it was dropped under (all its drops), or its file id
+        records = [r for r in records if args.file in (r.file_id, (r.meta or {}).get("name"))]
+        if not records:
+            raise CliError(f"no file {args.file!r} in tenant {args.tenant}")
     if args.json:
         for record in records:  # JSON Lines: one object per file
             print(json.dumps(_file_payload(record)))

@@ -32,8 +32,8 @@ _DESTINATIONS = (
     (0.05, 49_15_0000_0000, 5_0000_0000),  # Germany mobile 49 15x-17x (10-digit NSN form)
 )
 _CALLERS = (1_212_000_0000, 9_000_0000)  # CLIs presented by the customers' PBXs (NYC range)
-_CUSTOMERS = ("ACME_TEL", "BLUEWAVE", "NORTHSTAR_VOIP", "CALLHUB_UK", "DESI_CONNECT")
-_SUPPLIERS = ("VEND_TATA", "VEND_BICS", "VEND_IDT", "VEND_BT", "VEND_MTN")
+CUSTOMERS = ("ACME_TEL", "BLUEWAVE", "NORTHSTAR_VOIP", "CALLHUB_UK", "DESI_CONNECT")
+SUPPLIERS = ("VEND_TATA", "VEND_BICS", "VEND_IDT", "VEND_BT", "VEND_MTN")
 # Unanswered outcomes and their share of unanswered calls.
 _UNANSWERED = (("NO_ANSWER", 0.55), ("BUSY", 0.2), ("FAILED", 0.1), ("CONGESTION", 0.05))
 _CANCEL_SHARE = 0.10
@@ -142,7 +142,15 @@ def _choose(rng: np.random.Generator, n: int, names: tuple[str, ...]) -> pa.Arra
     return pa.array(np.asarray(names, dtype=object)[rng.integers(0, len(names), n)], pa.string())
 
 
-def _calls(n: int, seed: int, *, unanswered_fraction: float, span_seconds: int) -> _Calls:
+def _calls(
+    n: int,
+    seed: int,
+    *,
+    unanswered_fraction: float,
+    span_seconds: int,
+    customers: tuple[str, ...] = CUSTOMERS,
+    suppliers: tuple[str, ...] = SUPPLIERS,
+) -> _Calls:
     rng = np.random.default_rng(seed)
     weights = np.array([d[0] for d in _DESTINATIONS])
     which = rng.choice(len(_DESTINATIONS), size=n, p=weights / weights.sum())
@@ -174,8 +182,8 @@ def _calls(n: int, seed: int, *, unanswered_fraction: float, span_seconds: int) 
         billsec=billsec,
         answered=answered,
         disposition=pa.array(disposition, pa.string()),
-        customer=_choose(rng, n, _CUSTOMERS),
-        supplier=_choose(rng, n, _SUPPLIERS),
+        customer=_choose(rng, n, customers),
+        supplier=_choose(rng, n, suppliers),
         pdd_ms=pdd_ms,
     )
 
@@ -232,11 +240,20 @@ def generate_generic_csv(
     *,
     bad_fraction: float = 0.0,
     unanswered_fraction: float = 0.35,
+    customers: tuple[str, ...] = CUSTOMERS,
+    suppliers: tuple[str, ...] = SUPPLIERS,
     duplicate_fraction: float = 0.0,
     span_seconds: int = 86_400,
 ) -> bytes:
     """A `generic` CSV: ISO 8601 times (mostly Z, some with +02:00 / -05:00 offsets)."""
-    calls = _calls(n, seed, unanswered_fraction=unanswered_fraction, span_seconds=span_seconds)
+    calls = _calls(
+        n,
+        seed,
+        unanswered_fraction=unanswered_fraction,
+        span_seconds=span_seconds,
+        customers=customers,
+        suppliers=suppliers,
+    )
     rng = np.random.default_rng(seed + 1)
     # Most carriers send UTC; some send their local offset (a Berlin and a New York switch).
     offset_h = np.array([0, 0, 0, 2, -5])[rng.integers(0, 5, n)]
@@ -302,11 +319,20 @@ def generate_freeswitch_csv(
     timezone: str = "UTC",
     bad_fraction: float = 0.0,
     unanswered_fraction: float = 0.35,
+    customers: tuple[str, ...] = CUSTOMERS,
+    suppliers: tuple[str, ...] = SUPPLIERS,
 ) -> bytes:
     """mod_cdr_csv output: `example` (15 fields) or built-in `default` (13, `", "` quirk)."""
     if template not in ("example", "default"):
         raise ValueError(f"unknown mod_cdr_csv template {template!r}")
-    calls = _calls(n, seed, unanswered_fraction=unanswered_fraction, span_seconds=86_400)
+    calls = _calls(
+        n,
+        seed,
+        unanswered_fraction=unanswered_fraction,
+        span_seconds=86_400,
+        customers=customers,
+        suppliers=suppliers,
+    )
     rng = np.random.default_rng(seed + 2)
 
     def stamp(epoch: np.ndarray) -> pa.Array:
@@ -363,11 +389,20 @@ def generate_asterisk_csv(
     timezone: str = "UTC",
     bad_fraction: float = 0.0,
     unanswered_fraction: float = 0.35,
+    customers: tuple[str, ...] = CUSTOMERS,
+    suppliers: tuple[str, ...] = SUPPLIERS,
 ) -> bytes:
     """Asterisk cdr_csv Master.csv with 16 or 18 columns (loguniqueid + loguserfield)."""
     if columns not in (16, 18):
         raise ValueError("Asterisk Master.csv has 16 or 18 columns")
-    calls = _calls(n, seed, unanswered_fraction=unanswered_fraction, span_seconds=86_400)
+    calls = _calls(
+        n,
+        seed,
+        unanswered_fraction=unanswered_fraction,
+        span_seconds=86_400,
+        customers=customers,
+        suppliers=suppliers,
+    )
     rng = np.random.default_rng(seed + 3)
     answered = pa.array(calls.answered)
 
@@ -376,7 +411,9 @@ def generate_asterisk_csv(
 
     seq = _numbers(np.arange(n) + 0x1A)
     chan_no = pc.utf8_lpad(seq, 8, "0")
-    trunk = pc.utf8_lower(pc.utf8_replace_slice(calls.supplier, 0, 5, "carrier"))
+    # The outgoing peer is named after the supplier's account, so the parser's
+    # dstchannel → supplier mapping lands on it.
+    trunk = calls.supplier
     names = _choose(rng, n, ('""Alice""', '""Smith, John""', '""Reception""'))
     clid = pc.binary_join_element_wise(names, " <", calls.caller, ">", "")
     dstchannel = pc.binary_join_element_wise("SIP/", trunk, "-", chan_no, "")
@@ -418,11 +455,20 @@ def generate_vos3000_json(
     layout: str = "array",
     bad_fraction: float = 0.0,
     unanswered_fraction: float = 0.35,
+    customers: tuple[str, ...] = CUSTOMERS,
+    suppliers: tuple[str, ...] = SUPPLIERS,
 ) -> bytes:
     """VOS3000 GetCdr InfoCdr records: JSON `array`, `{"infoCdrs": [...]}` `object`, or `lines`."""
     if layout not in ("array", "object", "lines"):
         raise ValueError(f"unknown layout {layout!r}")
-    calls = _calls(n, seed, unanswered_fraction=unanswered_fraction, span_seconds=86_400)
+    calls = _calls(
+        n,
+        seed,
+        unanswered_fraction=unanswered_fraction,
+        span_seconds=86_400,
+        customers=customers,
+        suppliers=suppliers,
+    )
     rng = np.random.default_rng(seed + 4)
     bad = _corrupt(rng, n, bad_fraction, ("bad_number", "no_callee"))
     callee = _replace(_replace(calls.callee, bad["bad_number"], "44abc"), bad["no_callee"], "")

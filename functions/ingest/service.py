@@ -93,7 +93,12 @@ def ingest(
         switch = switches.get_switch(drop.tenant, drop.switch)
         data, _ = lake.get_cdr(drop.tenant, drop.switch, drop.name)
         parsed = parse_cdr_file(data, switch.format, timezone=switch.timezone, source=drop.name)
-        cdrs = assign_parties(parsed.cdrs, switch.customer_field, switch.supplier_field)
+        cdrs = assign_parties(
+            parsed.cdrs,
+            switch.customer_field,
+            switch.supplier_field,
+            switch.default_supplier,
+        )
     except (LookupError, ValueError) as error:
         # Unknown tenant or switch, unknown format, unreadable file: nothing to retry.
         # The raw file stays where it was dropped; the record says why it was refused.
@@ -117,14 +122,21 @@ def ingest(
     )
 
 
-def assign_parties(cdrs: pa.Table, customer_field: str, supplier_field: str) -> pa.Table:
-    """Point `customer` and `supplier` at the CDR fields this switch uses to name them."""
+def assign_parties(
+    cdrs: pa.Table, customer_field: str, supplier_field: str, default_supplier: str | None = None
+) -> pa.Table:
+    """Point `customer` and `supplier` at the CDR fields this switch uses to name them;
+    calls whose CDR names no supplier go to the switch's default supplier, if it has one."""
     for role, field in (("customer", customer_field), ("supplier", supplier_field)):
         if field == role:
             continue
         if field not in STRING_FIELDS:
             raise ValueError(f"switch maps {role} to {field!r}, not one of {STRING_FIELDS}")
         cdrs = cdrs.set_column(cdrs.schema.get_field_index(role), role, cdrs.column(field))
+    if default_supplier:
+        supplier = pc.fill_null(cdrs.column("supplier"), default_supplier)
+        supplier = pc.if_else(pc.equal(supplier, ""), default_supplier, supplier)
+        cdrs = cdrs.set_column(cdrs.schema.get_field_index("supplier"), "supplier", supplier)
     return cdrs
 
 

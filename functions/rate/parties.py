@@ -80,6 +80,8 @@ class PartyRating:
 
 def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.ndarray]]:
     """Row indices per distinct value (a handful of accounts per file)."""
+    if len(column) == 0:
+        return []
     encoded = pc.dictionary_encode(column)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
@@ -266,7 +268,6 @@ def rate_parties(cdrs: pa.Table, parties: Parties, rounding: Rounding | None = N
         "supplier_amount": decimal_array(buy.amount, scale, ~has_cost),
         "supplier_currency": names.currency_column(buy.account),
         "margin": decimal_array(top_amount - buy.amount, scale, ~margin_ok),
-        "date": pc.cast(cdrs.column("start_time"), pa.date32()).combine_chunks(),
     }
     currency_of = {name: names.currencies[i] for i, name in enumerate(names.names)}
     return PartyRating(table=pa.table(columns), currency_of=currency_of)

@@ -21,9 +21,10 @@ from functions.rate.rating import (
     STATUS_RATED,
     STATUS_UNRATED,
     DeckIndex,
+    DialledNumbers,
     Pricing,
     convert,
-    price,
+    price_numbers,
 )
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
 
@@ -44,8 +45,26 @@ def _dict(indices: np.ndarray, dictionary: pa.Array) -> pa.Array:
 
 def _deck_column(index: DeckIndex, name: str, row: np.ndarray) -> pa.Array:
     """A deck column taken per call; null where no deck row applies."""
-    indices = pa.array(np.maximum(row, 0), mask=row < 0)
+    missing = row < 0
+    indices = pa.array(np.maximum(row, 0), mask=missing if missing.any() else None)
     return index.deck.column(name).combine_chunks().take(indices)
+
+
+def _money(units: np.ndarray, scale: int, missing: np.ndarray) -> pa.Array:
+    """`decimal_array` without its copies for the usual case: int64 units, precision 18.
+
+    The 16-byte values are written into one numpy buffer that Arrow then owns by reference.
+    """
+    if units.dtype != np.int64:  # exact Python ints (overflow path): the general builder
+        return decimal_array(units, scale, missing)
+    words = np.empty((len(units), 2), dtype=np.int64)
+    words[:, 0] = units
+    np.right_shift(units, 63, out=words[:, 1])  # sign extension into the high word
+    null_count = int(np.count_nonzero(missing))
+    validity = pa.py_buffer(np.packbits(~missing, bitorder="little")) if null_count else None
+    return pa.Array.from_buffers(
+        pa.decimal128(18, scale), len(units), [validity, pa.py_buffer(words)], null_count
+    )
 
 
 def _reason_code(pricing: Pricing) -> np.ndarray:
@@ -71,8 +90,9 @@ def rate_cdrs(
     callee = cdrs.column("callee").combine_chunks()
     start = start_seconds(cdrs)
     answered = cdrs.column("billsec").to_numpy()
+    numbers = DialledNumbers.of(callee)  # padded and sorted once for both decks
 
-    sell = price(customer, callee, start, answered, rounding)
+    sell = price_numbers(customer, numbers, start, answered, rounding)
     unrated = ~sell.rated
     columns: dict[str, pa.Array] = {
         "line": cdrs.column("line").combine_chunks(),
@@ -85,14 +105,12 @@ def rate_cdrs(
         "matched_prefix": _deck_column(customer, "prefix", sell.row),
         "destination": _deck_column(customer, "destination", sell.row),
         "billed_seconds": pa.array(sell.billed, pa.int64()),
-        "customer_rate": decimal_array(
-            customer.rate_e8[np.maximum(sell.row, 0)], RATE_SCALE, unrated
-        ),
-        "customer_amount": decimal_array(sell.amount, scale, unrated),
+        "customer_rate": _money(customer.rate_e8[np.maximum(sell.row, 0)], RATE_SCALE, unrated),
+        "customer_amount": _money(sell.amount, scale, unrated),
         "currency": pa.repeat(pa.scalar(customer.currency), len(cdrs)).cast(pa.string()),
     }
     if supplier is not None:
-        buy = price(supplier, callee, start, answered, rounding)
+        buy = price_numbers(supplier, numbers, start, answered, rounding)
         if supplier.currency == customer.currency:
             cost = buy.amount
         elif fx is None:
@@ -109,15 +127,13 @@ def rate_cdrs(
             "supplier_status": _dict(no_cost, _STATUSES),
             "supplier_reason": _dict(_reason_code(buy), _REASONS),
             "supplier_prefix": _deck_column(supplier, "prefix", buy.row),
-            "supplier_rate": decimal_array(
-                supplier.rate_e8[np.maximum(buy.row, 0)], RATE_SCALE, no_cost
-            ),
-            "supplier_amount": decimal_array(buy.amount, scale, no_cost),
+            "supplier_rate": _money(supplier.rate_e8[np.maximum(buy.row, 0)], RATE_SCALE, no_cost),
+            "supplier_amount": _money(buy.amount, scale, no_cost),
             "supplier_currency": pa.repeat(pa.scalar(supplier.currency), len(cdrs)).cast(
                 pa.string()
             ),
-            "supplier_cost": decimal_array(cost, scale, no_cost),
-            "margin": decimal_array(sell.amount - cost, scale, no_margin),
+            "supplier_cost": _money(cost, scale, no_cost),
+            "margin": _money(sell.amount - cost, scale, no_margin),
         }
     return pa.table(columns)
 
@@ -145,11 +161,19 @@ class RatingSummary:
 
 
 def _sum_units(column: pa.ChunkedArray, scale: int) -> Decimal:
-    """Exact total of a decimal column: summed as integers, never as floats."""
+    """Exact total of a decimal column: summed as integers, never as floats.
+
+    Two int64 sums, of the high and the low 32 bits of every value, cannot overflow below
+    2^31 rows, and recombine exactly as Python ints.
+    """
     from functions.shared.money import units_from_decimal_array
 
     units = units_from_decimal_array(column, scale)
-    return units_to_decimal(int(units.astype(object).sum()) if len(units) else 0, scale)
+    if len(units) >= 1 << 31:
+        return units_to_decimal(int(units.astype(object).sum()), scale)
+    high = int(np.sum(units >> 32, dtype=np.int64))
+    low = int(np.sum(units & 0xFFFFFFFF, dtype=np.int64))
+    return units_to_decimal((high << 32) + low, scale)
 
 
 def _count(mask: pa.ChunkedArray | pa.Array) -> int:

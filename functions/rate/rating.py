@@ -151,6 +151,8 @@ class DeckIndex:
     seg_key: np.ndarray  # (prefix id << 40 | start) per timeline segment, sorted
     seg_end: np.ndarray
     seg_row: np.ndarray
+    seg_first: np.ndarray  # per prefix id: its first segment (segments are contiguous)
+    seg_count: np.ndarray  # per prefix id: how many segments it has
     rate_e8: np.ndarray
     connect_fee_e8: np.ndarray
     increment_first: np.ndarray
@@ -184,6 +186,9 @@ class DeckIndex:
         seg_key, seg_end, seg_row = _timeline(
             pid_of_row, _clip_time(col["effective_from"]), _clip_time(col["effective_to"])
         )
+        seg_pid = seg_key >> _TIME_BITS
+        seg_first = np.searchsorted(seg_pid, np.arange(len(unique)), side="left")
+        seg_count = np.searchsorted(seg_pid, np.arange(len(unique)), side="right") - seg_first
         return cls(
             deck=deck,
             currency=currency,
@@ -196,6 +201,8 @@ class DeckIndex:
             seg_key=seg_key,
             seg_end=seg_end,
             seg_row=seg_row,
+            seg_first=seg_first,
+            seg_count=seg_count,
             rate_e8=col["rate_e8"].astype(np.int64),
             connect_fee_e8=col["connect_fee_e8"].astype(np.int64),
             increment_first=col["increment_first"].astype(np.int64),
@@ -205,38 +212,78 @@ class DeckIndex:
 
     def lookup(self, callee: pa.Array | pa.ChunkedArray, start_s: np.ndarray) -> np.ndarray:
         """Deck row live for each call (its longest prefix with a live version), -1 if none."""
-        if isinstance(callee, pa.ChunkedArray):
-            callee = callee.combine_chunks()
-        n = len(callee)
+        return self.lookup_numbers(DialledNumbers.of(callee), start_s)
+
+    def lookup_numbers(self, numbers: DialledNumbers, start_s: np.ndarray) -> np.ndarray:
+        """`lookup` for callees already prepared (shared by every deck a file is rated on)."""
+        n = len(numbers.head)
         row = np.full(n, -1, dtype=np.int64)
         if n == 0 or len(self.cell_lo) == 0:
             return row
-        digits = pc.utf8_length(callee).to_numpy(zero_copy_only=False).astype(np.int64)
-        number = _pad_to_int(pc.utf8_slice_codeunits(callee, 0, self.width), self.width)
+        # Work in the numbers' (roughly) sorted order: searchsorted then walks the cells
+        # almost sequentially instead of missing the cache on every call.
+        order = numbers.order
+        digits = numbers.digits[order]
+        number = numbers.head[order] // 10 ** (MAX_PREFIX_DIGITS - self.width)
         cell = np.searchsorted(self.cell_lo, number, side="right") - 1
         candidate = np.where(cell >= 0, self.cell_prefix[np.maximum(cell, 0)], -1)
-        when = _clip_time(start_s)
+        when = _clip_time(np.asarray(start_s)[order])
 
+        found = np.full(n, -1, dtype=np.int64)
         pending = np.flatnonzero(candidate >= 0)
         cand = candidate[pending]
         while len(pending):
-            fits = self.prefix_len[cand] <= digits[pending]
-            key = (cand << _TIME_BITS) | when[pending]
-            seg = np.searchsorted(self.seg_key, key, side="right") - 1
-            seg_ok = seg >= 0
-            seg = np.maximum(seg, 0)
-            live = (
-                fits
-                & seg_ok
-                & ((self.seg_key[seg] >> _TIME_BITS) == cand)
-                & (when[pending] < self.seg_end[seg])
-            )
-            row[pending[live]] = self.seg_row[seg[live]]
+            at = when[pending]
+            seg = self._segment_at(cand, at)
+            live = (self.prefix_len[cand] <= digits[pending]) & (seg >= 0)
+            live[live] = at[live] < self.seg_end[seg[live]]
+            found[pending[live]] = self.seg_row[seg[live]]
             cand = self.prefix_parent[cand[~live]]
             pending = pending[~live]
             more = cand >= 0
             pending, cand = pending[more], cand[more]
+        row[order] = found
         return row
+
+    def _segment_at(self, prefix: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """Per call, the last segment of its prefix starting at or before `when`, or -1.
+
+        A prefix's segments are contiguous and sorted by start, and most prefixes have one or
+        two: step through them (a loop over versions, each pass only over the calls whose
+        prefix has that many) instead of a binary search over all segments.
+        """
+        seg = np.full(len(prefix), -1, dtype=np.int64)
+        first, count = self.seg_first[prefix], self.seg_count[prefix]
+        active = np.flatnonzero(count > 0)
+        step = 0
+        while len(active):
+            at = first[active] + step
+            started = (self.seg_key[at] & _TIME_MAX) <= when[active]
+            active, at = active[started], at[started]
+            seg[active] = at
+            step += 1
+            active = active[count[active] > step]
+        return seg
+
+
+@dataclass(frozen=True, slots=True)
+class DialledNumbers:
+    """Callees prepared once for prefix lookups in any number of decks."""
+
+    head: np.ndarray  # first MAX_PREFIX_DIGITS digits, right-padded with zeros, as int64
+    digits: np.ndarray  # number of digits
+    order: np.ndarray  # a permutation sorting `head` roughly (by its top 16 bits)
+
+    @classmethod
+    def of(cls, callee: pa.Array | pa.ChunkedArray) -> DialledNumbers:
+        if isinstance(callee, pa.ChunkedArray):
+            callee = callee.combine_chunks()
+        digits = pc.utf8_length(callee).to_numpy(zero_copy_only=False).astype(np.int64)
+        head = _pad_to_int(pc.utf8_slice_codeunits(callee, 0, MAX_PREFIX_DIGITS), MAX_PREFIX_DIGITS)
+        # 10^18 < 2^60: the top 16 bits bucket the numbers, and a stable sort of 16-bit keys
+        # is a radix sort, several times cheaper than sorting the full values.
+        order = np.argsort((head >> 44).astype(np.uint16), kind="stable")
+        return cls(head=head, digits=digits, order=order)
 
 
 def _pad_to_int(digits: pa.Array, width: int) -> np.ndarray:
@@ -319,7 +366,18 @@ def price(
     rounding: Rounding,
 ) -> Pricing:
     """Price every call against one deck by the rating contract."""
-    row = index.lookup(callee, start_s)
+    return price_numbers(index, DialledNumbers.of(callee), start_s, answered, rounding)
+
+
+def price_numbers(
+    index: DeckIndex,
+    numbers: DialledNumbers,
+    start_s: np.ndarray,
+    answered: np.ndarray,
+    rounding: Rounding,
+) -> Pricing:
+    """`price` for callees already prepared with `DialledNumbers.of`."""
+    row = index.lookup_numbers(numbers, start_s)
     found = row >= 0
     safe = np.maximum(row, 0)
     closed = found & index.closed[safe]

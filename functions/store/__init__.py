@@ -9,6 +9,7 @@ to reach outside its tenant.
 from __future__ import annotations
 
 import re
+import sys
 from functools import cache
 from typing import Any
 
@@ -64,9 +65,20 @@ def client(service: str) -> Any:
 
 
 def reset() -> None:
-    """Forget cached clients and settings, e.g. after a test changes the environment."""
+    """Forget cached clients, settings and bound models, e.g. when the endpoint changes.
+
+    PynamoDB keeps a connection per model class and the queue adapter caches queue URLs, so
+    the adapters that have been imported drop theirs too.
+    """
     client.cache_clear()
     settings.cache_clear()
+    for name in ("accounts", "files"):
+        adapter = sys.modules.get(f"{__name__}.{name}")
+        if adapter is not None:
+            adapter._models.cache_clear()
+    queues = sys.modules.get(f"{__name__}.queues")
+    if queues is not None:
+        queues.reset()
 
 
 def provision() -> None:

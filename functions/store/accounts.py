@@ -67,6 +67,7 @@ class _SwitchItem(_Item):
     timezone = UnicodeAttribute()
     customer_field = UnicodeAttribute()
     supplier_field = UnicodeAttribute()
+    default_supplier = UnicodeAttribute(null=True)
 
 
 class _AccountItem(_Item):
@@ -164,6 +165,9 @@ class Switch:
     timezone: str
     customer_field: str  # the CDR field that names the customer account
     supplier_field: str  # the CDR field that names the supplier account
+    # The supplier of calls whose CDR names none: a switch trunked to one vendor, or a
+    # format (FreeSWITCH's stock CSV templates) without a gateway field.
+    default_supplier: str | None = None
 
 
 def _switch(item: _SwitchItem) -> Switch:
@@ -174,6 +178,7 @@ def _switch(item: _SwitchItem) -> Switch:
         timezone=item.timezone,
         customer_field=item.customer_field,
         supplier_field=item.supplier_field,
+        default_supplier=item.default_supplier,
     )
 
 
@@ -185,9 +190,14 @@ def create_switch(
     timezone: str | None = None,
     customer_field: str = "customer",
     supplier_field: str = "supplier",
+    default_supplier: str | None = None,
 ) -> Switch:
     """Register a switch of a known tenant (time zone defaults to the tenant's)."""
     owner = get_tenant(tenant)
+    if default_supplier is not None:
+        supplier = get_account(tenant, default_supplier)
+        if supplier.kind != "supplier":
+            raise ValueError(f"default supplier {default_supplier!r} is a {supplier.kind}")
     item = _m().switch(
         tenant,
         f"SWITCH#{check_name('switch', switch)}",
@@ -195,6 +205,7 @@ def create_switch(
         timezone=timezone or owner.timezone,
         customer_field=customer_field,
         supplier_field=supplier_field,
+        default_supplier=default_supplier,
     )
     item.created_at = _now()
     try:

@@ -24,6 +24,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -149,6 +150,30 @@ def put_table(area: str, tenant: str, day: dt.date | str, file_id: str, table: p
 
 def get_table(area: str, tenant: str, day: dt.date | str, file_id: str) -> pa.Table:
     return table_from_parquet(_get(settings().lake_bucket, table_key(area, tenant, day, file_id)))
+
+
+def copy_area(area: str, tenant: str, target: Path) -> list[Path]:
+    """Copy one tenant's Parquet of an area to a local folder, keeping the hive layout.
+
+    For SQL engines that cannot read s3:// offline (DuckDB here): only this tenant's
+    partitions are copied, so a query over the folder can only ever see this tenant.
+    """
+    if area not in TABLE_AREAS:
+        raise ValueError(f"invalid area {area!r}: use one of {', '.join(TABLE_AREAS)}")
+    prefix = f"{area}/tenant={check_name('tenant', tenant)}/"
+    bucket = settings().lake_bucket
+    copied = []
+    for page in (
+        client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    ):
+        for entry in page.get("Contents", []):
+            if not entry["Key"].endswith(".parquet"):
+                continue
+            path = target / entry["Key"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_get(bucket, entry["Key"]))
+            copied.append(path)
+    return copied
 
 
 # --- rate decks ------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import argparse
 import json
 
 import pytest
-from moto import mock_aws
 
 from functions import store
 from functions.cli import CliError, ops
@@ -18,28 +17,6 @@ DECK = (
     b"44,UK,0.0123,0,60/60\n"
     b"447,UK Mobile,0.05,0,1/1\n"
 )
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        store.provision()
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_clients():
-    store.reset()  # clients are cached per process: build them in this module's environment
-    yield
-    store.reset()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,6 +58,7 @@ def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
         "timezone": "Asia/Shanghai",
         "customer_field": "callerip",
         "supplier_field": "calleeip",
+        "default_supplier": None,
     }
     tollgate("account", "create", "acme", "res", "--kind", "reseller")
     tollgate(
@@ -131,7 +109,7 @@ def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
         (("payment", "record", "acme", "cust", "0"), "must be positive"),
         (("payment", "record", "acme", "ghost", "5"), "unknown account 'ghost'"),
         (("file", "status", "nope"), "unknown tenant 'nope'"),
-        (("file", "status", "acme", "f404"), "unknown file 'f404'"),
+        (("file", "status", "acme", "f404"), "no file 'f404' in tenant acme"),
         (("cdr", "drop", "acme", "ghost", "x.csv"), "unknown switch 'ghost'"),
         (("deck", "upload", "acme", "ghost", "d.csv"), "unknown account 'ghost'"),
     ],
@@ -204,25 +182,33 @@ def test_cdr_drop_puts_the_file_under_incoming(acme, tmp_path, capsys):
 
 
 def test_file_status_json_prints_one_object_per_file(acme, capsys):
-    files.put_file("acme", "f1", "ingested", {"rows": 10, "quarantined": 1})
-    files.put_file("acme", "f2", "ingested", {"rows": 4})
+    files.put_file(
+        "acme",
+        "f1",
+        "ingested",
+        {"rows": 10, "quarantined": 1},
+        {"name": "a.csv", "switch": "sbc-1"},
+    )
+    files.put_file("acme", "f2", "ingested", {"rows": 4}, {"name": "b.csv", "switch": "sbc-1"})
     files.set_file_status("acme", "f2", "done", {"rated": 2, "unrated": 1, "duplicates": 1})
     files.put_file("globex", "f3", "ingested", {"rows": 1})  # another tenant: not listed
     assert tollgate("file", "status", "acme", "--json") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
-        {"file": "f1", "status": "ingested", "rows": 10, "rated": 0, "unrated": 0,
-         "quarantined": 1, "duplicates": 0},
-        {"file": "f2", "status": "done", "rows": 4, "rated": 2, "unrated": 1,
-         "quarantined": 0, "duplicates": 1},
+        {"file": "a.csv", "switch": "sbc-1", "file_id": "f1", "status": "ingested", "rows": 10,
+         "rated": 0, "unrated": 0, "quarantined": 1, "duplicates": 0},
+        {"file": "b.csv", "switch": "sbc-1", "file_id": "f2", "status": "done", "rows": 4,
+         "rated": 2, "unrated": 1, "quarantined": 0, "duplicates": 1},
     ]  # fmt: skip
-    tollgate("file", "status", "acme", "f2", "--json")
+    tollgate("file", "status", "acme", "b.csv", "--json")  # by the name it was dropped under
     assert last_json(capsys)["status"] == "done"
+    tollgate("file", "status", "acme", "f2", "--json")  # or by its id
+    assert last_json(capsys)["file"] == "b.csv"
     tollgate("file", "status", "acme")
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["file", "status", "rows", "rated", "unrated", "quarantined",
                               "duplicates"]  # fmt: skip
-    assert out[2].split() == ["f2", "done", "4", "2", "1", "0", "1"]
+    assert out[2].split() == ["b.csv", "done", "4", "2", "1", "0", "1"]
 
 
 def test_deck_upload_activates_a_new_version_and_keeps_the_old_readable(acme, tmp_path, capsys):

@@ -265,3 +265,33 @@ def test_every_row_is_accepted_or_quarantined_exactly_once(rows):
     # The first good row of each call id is the accepted one.
     accepted_ids = parsed.cdrs["call_id"].to_pylist()
     assert len(accepted_ids) == len(set(accepted_ids))
+
+
+def test_wrong_width_rows_of_a_large_file_keep_physical_lines_in_every_block():
+    # Over 8 MB, so the CSV reader splits the file into blocks and reads them in parallel;
+    # the short rows (one repeated verbatim) must still get their own physical lines.
+    good = [
+        f"id-{i},15551230000,4420712{i % 10000:04d},2024-05-01T12:00:00Z,"
+        f"2024-05-01T12:00:07Z,2024-05-01T12:01:12Z,65,ANSWERED,acct42,VEND_BT"
+        for i in range(80_000)
+    ]
+    bad = {5: "x-1,short", 40_000: "x-2,too,few", 60_000: "x-1,short", 79_999: "7"}
+    lines = [HEADER]
+    for i, row in enumerate(good):
+        if i in bad:
+            lines.append(bad[i])
+        lines.append(row)
+    parsed = parse("\r\n".join(lines) + "\r\n")
+    expected = [(number, row) for number, row in enumerate(lines, 1) if row in bad.values()]
+    quarantine = parsed.quarantine
+    found = zip(quarantine["line"].to_pylist(), quarantine["raw"].to_pylist(), strict=True)
+    assert list(found) == expected
+    assert set(quarantine["reason"].to_pylist()) == {"column_count"}
+    # Every accepted row's line is the one its call id was written on.
+    cdrs = parsed.cdrs
+    by_line = dict(zip(cdrs["line"].to_pylist(), cdrs["call_id"].to_pylist(), strict=True))
+    assert by_line == {
+        number: row.split(",")[0]
+        for number, row in enumerate(lines, 1)
+        if number > 1 and row not in bad.values()
+    }

@@ -137,3 +137,10 @@ def test_every_row_is_kept_once_in_input_order(parties):
     assert t.column("call_id").to_pylist() == ["c0", "c1", "c2", "c3"]
     assert t.column("reason").to_pylist() == [None, "unknown_customer", "no_rate", None]
     assert t.column("matched_prefix").to_pylist() == ["917", None, None, "917"]
+
+
+def test_a_file_whose_calls_were_all_charged_before_rates_to_an_empty_table(parties):
+    result = rate_parties(cdrs([("direct", "tata", "917012345678", 60)]).slice(0, 0), parties)
+    assert result.table.num_rows == 0
+    assert "customer_amount" in result.table.column_names
+    assert balance_deltas(result.table) == {}

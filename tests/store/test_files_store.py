@@ -8,49 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pytest
-from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
-from functions import store
 from functions.store import NotFoundError, files, lake
 
 DAY = "2024-03-01"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        store.provision()
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_clients():
-    store.reset()  # clients are cached per process: build them in this module's environment
-    yield
-    store.reset()
-
-
-@pytest.fixture
-def atomic_items(monkeypatch):
-    """Serialise moto's item writes, as DynamoDB serialises writes to one item."""
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "transact_write_items", "get_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self, *args, __original=original, **kwargs):
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 # --- processed files -------------------------------------------------------------------

@@ -7,7 +7,6 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
-from moto import mock_aws
 
 from functions import store
 from functions.shared.money import decimal_array, units_from_decimal_array
@@ -15,28 +14,6 @@ from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, lake
 
 DAY = "2024-03-01"
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        store.provision()
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_clients():
-    store.reset()  # clients are cached per process: build them in this module's environment
-    yield
-    store.reset()
 
 
 def test_rated_table_round_trips_money_to_the_micro_unit(aws):

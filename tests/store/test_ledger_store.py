@@ -2,58 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
 
 from functions import store
 from functions.shared.settings import settings
 from functions.store import ConflictError, ledger
-
-
-@pytest.fixture
-def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        store.provision()
-        yield
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_clients():
-    store.reset()  # clients are cached per process: build them in this module's environment
-    yield
-    store.reset()
-
-
-@pytest.fixture
-def atomic_items(monkeypatch):
-    """Serialise moto's item writes, as DynamoDB serialises writes to one item.
-
-    moto evaluates a condition and applies the write in separate Python steps without a
-    lock, so threads could interleave where DynamoDB cannot; this restores that guarantee.
-    """
-    lock = threading.RLock()
-    for name in ("put_item", "update_item", "transact_write_items", "get_item"):
-        original = getattr(DynamoDBBackend, name)
-
-        def locked(self, *args, __original=original, **kwargs):
-            with lock:
-                return __original(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
 def test_posting_adds_exact_micro_unit_deltas(aws):
