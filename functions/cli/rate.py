@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,10 +66,12 @@ def _output_kind(path: Path, option: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # Heavy imports here, so `tollgate --help` stays instant.
-    from functions.ingest.formats import CdrFileError, UnknownFormatError, parse_cdr_file
+    import pyarrow as pa
+
+    from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
     from functions.rate.deck import InvalidDeckError, load_deck
     from functions.rate.fx import FxError, parse_fx
-    from functions.rate.rated import rate_cdrs, summarise
+    from functions.rate.rated import RatingSummary, rate_cdrs, summarise
     from functions.rate.rating import DeckIndex
     from functions.shared.money import Rounding
 
@@ -100,22 +103,33 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(error)) from None
 
     data = _read(args.cdr_file, "CDR file")
-    try:
-        parsed = parse_cdr_file(data, args.fmt, timezone=args.timezone, source=str(args.cdr_file))
-    except (UnknownFormatError, CdrFileError) as error:
-        raise CliError(str(error)) from None
-    del data  # the raw file (the size of the input) is not needed past parsing
-    try:
-        rated = rate_cdrs(parsed.cdrs, customer, supplier, fx=fx, rounding=rounding)
-    except FxError as error:
-        raise CliError(str(error)) from None
-    rejected, rows_in = parsed.quarantine, parsed.rows_in
-    del parsed  # the CDR columns not carried into `rated` are freed before writing
+    parts = iter_cdr_chunks(data, args.fmt, timezone=args.timezone, source=str(args.cdr_file))
+    del data  # the iterator holds the (decompressed) bytes only while it reads them
+    summaries, rejected = [], []
+    # Each part is written on a second thread while the next one is parsed and rated: the
+    # Parquet encoder and Arrow's kernels release the GIL, so the two cores share the work.
+    with _Output(args.out, out_kind) as output, ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        try:
+            for part in parts:
+                rated = rate_cdrs(part.cdrs, customer, supplier, fx=fx, rounding=rounding)
+                summaries.append(summarise(rated, part.quarantine, part.rows_in, rounding.decimals))
+                rejected.append(part.quarantine)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(output.write, rated)
+                del part, rated
+        except (UnknownFormatError, CdrFileError, FxError) as error:
+            raise CliError(str(error)) from None
+        finally:
+            if pending is not None:
+                pending.result()
 
-    _write(rated, args.out, out_kind)
-    quarantine = rejected.add_column(0, "file", _repeat(str(args.cdr_file), rejected.num_rows))
-    _write(quarantine, quarantine_path, quarantine_kind)
-    summary = summarise(rated, rejected, rows_in, rounding.decimals)
+    quarantine = pa.concat_tables(rejected)
+    quarantine = quarantine.add_column(0, "file", _repeat(str(args.cdr_file), quarantine.num_rows))
+    with _Output(quarantine_path, quarantine_kind) as output:
+        output.write(quarantine)
+    summary = RatingSummary.merge(summaries)
     _print_summary(summary, args, quarantine_path, time.perf_counter() - began)
     return 0
 
@@ -126,28 +140,43 @@ def _repeat(value: str, count: int):
     return pa.repeat(pa.scalar(value), count).cast(pa.string())
 
 
-def _write(table, path: Path, kind: str) -> None:
-    import pyarrow.csv as pa_csv
-    import pyarrow.parquet as pq
+class _Output:
+    """One output file written part by part: Parquet row groups or CSV, created on first use."""
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if kind == "parquet":
-            pq.write_table(
-                table,
-                path,
-                compression=PARQUET_COMPRESSION,
-                # Dictionary pages only where values repeat; on near-unique columns (ids,
-                # numbers, times) the attempt is wasted work before the fallback.
-                use_dictionary=[c for c in table.column_names if c not in _UNIQUE_COLUMNS],
-                # decimal128(18, s) as INT64 (the Parquet spec's encoding for precision <= 18):
-                # the same exact values, cheaper to encode than 16-byte fixed-length arrays.
-                store_decimal_as_integer=True,
-            )
-        else:
-            pa_csv.write_csv(table, path, write_options=pa_csv.WriteOptions(quoting_style="needed"))
-    except OSError as error:
-        raise CliError(f"cannot write {path}: {error}") from None
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind, self._writer = path, kind, None
+
+    def __enter__(self) -> _Output:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, table) -> None:
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+
+        try:
+            if self._writer is None and self.kind == "parquet":
+                self._writer = pq.ParquetWriter(
+                    self.path,
+                    table.schema,
+                    compression=PARQUET_COMPRESSION,
+                    # Dictionary pages only where values repeat; on near-unique columns
+                    # (ids, numbers, times) the attempt is wasted work before the fallback.
+                    use_dictionary=[c for c in table.column_names if c not in _UNIQUE_COLUMNS],
+                    # decimal128(18, s) as INT64 (the Parquet spec's encoding for precision
+                    # <= 18): the same exact values, cheaper than 16-byte fixed-length arrays.
+                    store_decimal_as_integer=True,
+                )
+            elif self._writer is None:
+                options = pa_csv.WriteOptions(quoting_style="needed")
+                self._writer = pa_csv.CSVWriter(self.path, table.schema, write_options=options)
+            self._writer.write_table(table)
+        except OSError as error:
+            raise CliError(f"cannot write {self.path}: {error}") from None
+
+    def __exit__(self, *exc_info) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _print_summary(

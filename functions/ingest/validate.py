@@ -180,7 +180,13 @@ def validate(rows: MappedRows) -> ParsedFile:
     quarantine = pa.concat_tables([rows.rejected, checks.quarantine(fields, rows.raw)])
     if quarantine.num_rows:
         quarantine = quarantine.take(pc.sort_indices(quarantine["line"]))
-    return ParsedFile(cdrs=cdrs, quarantine=quarantine, rows_in=n + rows.rejected.num_rows)
+    ids = fields["call_id"]
+    call_ids = pc.unique(ids.filter(pc.invert(_is_blank(ids))))
+    if isinstance(call_ids, pa.ChunkedArray):
+        call_ids = call_ids.combine_chunks()
+    return ParsedFile(
+        cdrs=cdrs, quarantine=quarantine, rows_in=n + rows.rejected.num_rows, call_ids=call_ids
+    )
 
 
 class _Checks:

@@ -159,6 +159,35 @@ class RatingSummary:
     def reconciles(self) -> bool:
         return self.rows_in == self.rated + self.unrated + self.quarantined
 
+    @classmethod
+    def merge(cls, parts: list[RatingSummary]) -> RatingSummary:
+        """One summary for a file rated in parts: counts and exact totals add up."""
+
+        def total(name: str) -> Decimal | None:
+            values = [getattr(p, name) for p in parts]
+            return None if any(v is None for v in values) else sum(values, Decimal(0))
+
+        def reasons(name: str) -> dict[str, int]:
+            merged: Counter[str] = Counter()
+            for part in parts:
+                merged.update(getattr(part, name))
+            return dict(merged)
+
+        return cls(
+            rows_in=sum(p.rows_in for p in parts),
+            rated=sum(p.rated for p in parts),
+            unrated=sum(p.unrated for p in parts),
+            quarantined=sum(p.quarantined for p in parts),
+            unrated_reasons=reasons("unrated_reasons"),
+            quarantine_reasons=reasons("quarantine_reasons"),
+            supplier_unrated=sum(p.supplier_unrated for p in parts),
+            billed_seconds=sum(p.billed_seconds for p in parts),
+            currency=next((p.currency for p in parts if p.currency), ""),
+            customer_total=total("customer_total") or Decimal(0),
+            supplier_total=total("supplier_total"),
+            margin_total=total("margin_total"),
+        )
+
 
 def _sum_units(column: pa.ChunkedArray, scale: int) -> Decimal:
     """Exact total of a decimal column: summed as integers, never as floats.

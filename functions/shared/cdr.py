@@ -70,6 +70,9 @@ class ParsedFile:
     cdrs: pa.Table
     quarantine: pa.Table
     rows_in: int
+    # Every call id the file's rows carry, accepted or quarantined (distinct): what a later
+    # part of the same file is checked against for duplicates when a file is read in chunks.
+    call_ids: pa.Array | None = None
 
     def __post_init__(self) -> None:
         accounted = self.cdrs.num_rows + self.quarantine.num_rows

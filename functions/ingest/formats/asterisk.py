@@ -69,11 +69,17 @@ DISPOSITIONS: dict[str, str] = {
 _PEER = r"^[A-Za-z0-9_]+/(?P<peer>.+?)-[0-9a-fA-F]+(?:;[0-9]+)?$"
 
 
-def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+WIDTHS = (len(COLUMNS_16), len(COLUMNS_18))
+
+
+def parse(
+    data: bytes, *, timezone: str = "UTC", source: str = "<file>", width: int | None = None
+) -> ParsedFile:
     """Master.csv rows; call_id is uniqueid (18 columns) or channel@start (16 columns)."""
     if not data or data.isspace():
         return empty_parsed_file()
-    width = sniff_width(data, (len(COLUMNS_16), len(COLUMNS_18)), source=source)
+    # `width` is given when a file is read in parts: the layout is the whole file's.
+    width = width or sniff_width(data, WIDTHS, source=source)
     names = list(COLUMNS_16 if width == len(COLUMNS_16) else COLUMNS_18)
     rows = read_csv_rows(data, source=source, column_names=names)
     table = rows.table

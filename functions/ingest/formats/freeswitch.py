@@ -81,11 +81,17 @@ HANGUP_DISPOSITIONS: dict[str, str] = {
 _DEFAULT_FAILURE = "FAILED"
 
 
-def parse_csv(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+WIDTHS = (len(DEFAULT_TEMPLATE), len(EXAMPLE_TEMPLATE))
+
+
+def parse_csv(
+    data: bytes, *, timezone: str = "UTC", source: str = "<file>", width: int | None = None
+) -> ParsedFile:
     """mod_cdr_csv Master.csv; stamps are wall-clock times in the switch's `timezone`."""
     if not data or data.isspace():
         return empty_parsed_file()
-    width = sniff_width(data, (len(DEFAULT_TEMPLATE), len(EXAMPLE_TEMPLATE)), source=source)
+    # `width` is given when a file is read in parts: the template is the whole file's.
+    width = width or sniff_width(data, WIDTHS, source=source)
     names = list(DEFAULT_TEMPLATE if width == len(DEFAULT_TEMPLATE) else EXAMPLE_TEMPLATE)
     # Values are never escaped: a `"` in a caller name either mangles that name (harmless) or
     # shifts the field count, which read_csv_rows quarantines as column_count.
