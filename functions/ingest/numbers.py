@@ -17,6 +17,21 @@ _PREFIXES = ("+", "00")
 
 def normalise_numbers(dialled: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Normalised digits per row; null where the number is not dialable (or was null)."""
+    if isinstance(dialled, pa.ChunkedArray):
+        dialled = dialled.combine_chunks()
+    # Bare digits without a leading "00" are already normalised.
+    plain = pc.fill_null(
+        pc.and_not(pc.ascii_is_decimal(dialled), pc.starts_with(dialled, "00")), False
+    )
+    if len(dialled) >= 1024 and not pc.all(plain).as_py():
+        # Most switches send bare digits: only the other rows need the rewrite.
+        others = pc.invert(plain)
+        rewritten = _normalise(dialled.filter(others))
+        return pc.replace_with_mask(dialled, others, rewritten)
+    return _normalise(dialled)
+
+
+def _normalise(dialled: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     digits = dialled
     for separator in _SEPARATORS:
         digits = pc.replace_substring(digits, separator, "")

@@ -275,8 +275,25 @@ def _disposition(text: pa.Array | pa.ChunkedArray, billsec) -> pa.Array | pa.Chu
 
 
 def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Decimal integers (optional sign) as int64; null where absent or not an integer."""
-    return cast_or_null(_blank_to_null(text), pa.int64())
+    """Decimal integers (optional sign) as int64; null where absent or not an integer.
+
+    Plain digit strings (nearly every row) are cast in one pass; only the others (signs,
+    blanks, junk) go through the exact cast-or-null, so a few bad values cost a few rows'
+    work rather than a bisection of the whole column.
+    """
+    text = _blank_to_null(text)
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    plain = pc.fill_null(pc.ascii_is_decimal(text), False)
+    if pc.all(plain).as_py() or len(text) < 1024:
+        return cast_or_null(text, pa.int64())
+    others = pc.invert(plain)
+    try:
+        digits = pc.cast(pc.if_else(plain, text, pa.scalar("0")), pa.int64())
+    except pa.ArrowInvalid:  # beyond int64: let the exact path decide row by row
+        return cast_or_null(text, pa.int64())
+    rest = cast_or_null(text.filter(others), pa.int64())
+    return pc.replace_with_mask(digits, others, rest)
 
 
 def cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType):

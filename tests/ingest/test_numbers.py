@@ -42,3 +42,13 @@ def test_vectorised_and_scalar_rules_always_agree(dialled):
     assert normalise_numbers(pa.array(dialled, pa.string())).to_pylist() == [
         normalise_number(d) for d in dialled
     ]
+
+
+def test_the_bare_digit_fast_path_agrees_with_the_rule_on_a_large_mixed_column():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    shapes = ["4477009", "+44 7700", "0044-77", "", None, "44abc", "+", "00", "007", "0", "0012"]
+    dialled = [rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)]
+    expected = [None if v is None else normalise_number(v) for v in dialled]
+    assert normalise_numbers(pa.array(dialled, pa.string())).to_pylist() == expected

@@ -112,3 +112,15 @@ def test_local_times_in_spring_gap_are_reported_not_guessed():
         datetime(2024, 3, 31, 2, 0, tzinfo=UTC),  # 03:00 BST
         datetime(2024, 3, 31, 0, 31, tzinfo=UTC),  # 00:31 GMT
     ]
+
+
+def test_whole_numbers_fast_path_accepts_exactly_what_the_exact_cast_accepts():
+    import numpy as np
+
+    from functions.ingest.validate import _blank_to_null, cast_or_null, parse_whole_numbers
+
+    rng = np.random.default_rng(2)
+    shapes = ["12", "-5", "+7", "", None, "12s", "99999999999999999999", "0", "007", " 3"]
+    text = pa.array([rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)], pa.string())
+    exact = cast_or_null(_blank_to_null(text), pa.int64())
+    assert parse_whole_numbers(text).to_pylist() == exact.to_pylist()
