@@ -37,9 +37,9 @@ def test_parts_hold_exactly_the_rows_lines_and_reasons_of_the_whole_file(fmt, ch
 
 
 def test_a_call_id_first_seen_on_a_quarantined_row_makes_a_later_part_a_duplicate():
-    header = ",".join(
-        ["call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition"]
-        + ["customer,supplier"]
+    header = (
+        "call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,"
+        "customer,supplier"
     )
     good = (
         "{id},1555,447700900123,2024-05-01T10:00:00Z,2024-05-01T10:00:05Z,"
