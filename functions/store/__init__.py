@@ -55,6 +55,27 @@ def check_token(kind: str, value: str) -> str:
     return value
 
 
+def check_slot(slot: object) -> tuple[str, str | None]:
+    """A duplicate-claim slot: a day (date or 'YYYY-MM-DD') or an hour ('YYYY-MM-DDTHH').
+
+    Returns (day, hour or None), both validated, so a slot can only name a real day and hour.
+    """
+    import datetime as dt
+
+    if isinstance(slot, dt.datetime):
+        raise TypeError("a slot is a date or 'YYYY-MM-DD[THH]', not a datetime")
+    if isinstance(slot, dt.date):
+        return slot.isoformat(), None
+    if not isinstance(slot, str) or not _SLOT.fullmatch(slot):
+        raise ValueError(f"invalid claim slot {slot!r}: use YYYY-MM-DD or YYYY-MM-DDTHH")
+    day, _, hour = slot.partition("T")
+    dt.date.fromisoformat(day)
+    if hour and not 0 <= int(hour) <= 23:
+        raise ValueError(f"invalid claim slot {slot!r}: hour {hour} is not 00-23")
+    return day, hour or None
+
+
+_SLOT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2})?")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 

@@ -36,7 +36,7 @@ from pynamodb.expressions.operand import Path, Value
 from pynamodb.models import Model
 
 from functions.shared.settings import settings
-from functions.store import NotFoundError, check_name, check_token
+from functions.store import NotFoundError, check_name, check_slot, check_token
 
 FILE_STATUSES = ("ingested", "rejected", "done")
 COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates")
@@ -260,7 +260,9 @@ class Claim:
 
 
 def _claim_sk(switch: str, day: dt.date | str) -> str:
-    return f"DEDUP#{check_name('switch', switch)}#{_day(day)}"
+    day_part, hour = check_slot(day)
+    slot = f"{day_part}T{hour}" if hour else day_part
+    return f"DEDUP#{check_name('switch', switch)}#{slot}"
 
 
 def read_claim(tenant: str, switch: str, day: dt.date | str) -> Claim:
