@@ -33,12 +33,20 @@ import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, check_name, check_token, client
+from functions.store import (
+    ConflictError,
+    NotFoundError,
+    check_name,
+    check_slot,
+    check_token,
+    client,
+)
 
 TABLE_AREAS = ("normalized", "quarantine", "rated")
 _CDR_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
 _SET_KEY = re.compile(
     r"dedup/tenant=(?P<tenant>[^/]+)/switch=(?P<switch>[^/]+)/date=(?P<day>[0-9-]{10})"
+    r"(?:/hour=(?P<hour>[0-9]{2}))?"
     r"/set/v(?P<version>[0-9]{8})-(?P<file_id>[^/]+)\.parquet"
 )
 
@@ -212,7 +220,9 @@ def get_deck(tenant: str, account: str, version: int) -> pa.Table:
 
 def _dedup_prefix(tenant: str, switch: str, day: dt.date | str) -> str:
     tenant = check_name("tenant", tenant)
-    return f"dedup/tenant={tenant}/switch={check_name('switch', switch)}/date={_day(day)}"
+    day_part, hour = check_slot(day)
+    where = f"date={day_part}/hour={hour}" if hour else f"date={day_part}"
+    return f"dedup/tenant={tenant}/switch={check_name('switch', switch)}/{where}"
 
 
 def claim_set_key(tenant: str, switch: str, day: dt.date | str, version: int, file_id: str) -> str:
@@ -300,3 +310,61 @@ def get_claim_result(
 ) -> np.ndarray:
     key = claim_result_key(tenant, switch, day, file_id, version)
     return _from_npy(_get(settings().lake_bucket, key))
+
+
+# --- re-rating: pending rewrites of a rated table --------------------------------------
+#
+#     lake bucket  rerate/tenant={t}/pending/date={d}/{file_id}.parquet
+#
+# One object per (tenant, day, file) while a re-rating of that rated table is between
+# "difference decided" and "rated table replaced": the new rated table, with the posting it
+# owes in its schema metadata (functions.rate.rerate). Written whole, so it either exists
+# complete or not at all; deleted once the live rated table has been replaced.
+
+_PENDING_KEY = re.compile(
+    r"rerate/tenant=(?P<tenant>[^/]+)/pending/date=(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"/(?P<file_id>[^/]+)\.parquet"
+)
+
+
+def rerate_pending_key(tenant: str, day: dt.date | str, file_id: str) -> str:
+    tenant = check_name("tenant", tenant)
+    file_id = check_token("file id", file_id)
+    return f"rerate/tenant={tenant}/pending/date={_day(day)}/{file_id}.parquet"
+
+
+def put_rerate_pending(tenant: str, day: dt.date | str, file_id: str, table: pa.Table) -> str:
+    """Store the re-rated table owed to (day, file), metadata included; returns the key."""
+    key = rerate_pending_key(tenant, day, file_id)
+    _put(settings().lake_bucket, key, table_to_parquet(table))
+    return key
+
+
+def get_rerate_pending(tenant: str, day: dt.date | str, file_id: str) -> pa.Table:
+    """The pending re-rated table of (day, file); NotFoundError if none is pending."""
+    return table_from_parquet(
+        _get(settings().lake_bucket, rerate_pending_key(tenant, day, file_id))
+    )
+
+
+def delete_rerate_pending(tenant: str, day: dt.date | str, file_id: str) -> None:
+    """Forget a finished re-rating (deleting an absent object is not an error in S3)."""
+    client("s3").delete_object(
+        Bucket=settings().lake_bucket, Key=rerate_pending_key(tenant, day, file_id)
+    )
+
+
+def list_rerate_pending(tenant: str) -> list[tuple[str, str]]:
+    """(day, file_id) of every pending re-rating of the tenant, sorted."""
+    prefix = f"rerate/tenant={check_name('tenant', tenant)}/pending/"
+    found = []
+    for page in (
+        client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings().lake_bucket, Prefix=prefix)
+    ):
+        for entry in page.get("Contents", []):
+            match = _PENDING_KEY.fullmatch(entry["Key"])
+            if match and match["tenant"] == tenant:
+                found.append((match["day"], match["file_id"]))
+    return sorted(found)
