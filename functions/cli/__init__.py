@@ -8,7 +8,7 @@ import sys
 
 # Command modules, each with `register(subparsers)`. Imported lazily by name so that one
 # command's heavy imports (moto, duckdb) never slow another command down.
-COMMAND_MODULES = ("rate", "deck", "ops", "rerate", "local", "demo")
+COMMAND_MODULES = ("rate", "deck", "ops", "rerate", "finance", "local", "demo")
 
 
 class CliError(Exception):

@@ -269,7 +269,9 @@ def report(workdir: Path) -> None:
 
     lake_dir = Path(tempfile.mkdtemp(prefix="tollgate-lake-", dir=workdir))
     lake.copy_area("rated", TENANT, lake_dir)
-    sql = SqlOverLake(lake_dir)
+    from functions.invoice.lake_sql import LocalLakeSql
+
+    sql = LocalLakeSql(TENANT, lake_dir)
 
     heading("traffic per customer x destination (DuckDB over the lake's rated Parquet)")
     rows = sql.named("traffic_by_customer_destination")
@@ -334,30 +336,6 @@ def report(workdir: Path) -> None:
 
 def _money(value, width: int = 14) -> str:
     return f"{'-' if value is None else f'{value:,.2f}':>{width}}"
-
-
-class SqlOverLake:
-    """The named queries of infra/queries/ on DuckDB, over one tenant's copied Parquet."""
-
-    QUERIES = Path(__file__).resolve().parents[2] / "infra" / "queries"
-
-    def __init__(self, lake_dir: Path) -> None:
-        import duckdb
-
-        self.db = duckdb.connect()
-        pattern = str(lake_dir / "rated" / "**" / "*.parquet")
-        self.db.execute(
-            "CREATE VIEW cdrs_rated AS SELECT * FROM "
-            f"read_parquet('{pattern}', hive_partitioning = true)"
-        )
-
-    def query(self, sql: str) -> list[dict]:
-        cursor = self.db.execute(sql)
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-    def named(self, name: str) -> list[dict]:
-        return self.query((self.QUERIES / f"{name}.sql").read_text())
 
 
 def offline_demo(workdir: Path, n_cdrs: int) -> int:

@@ -42,4 +42,12 @@ def handle_normalized_files(event: dict, context: Any) -> dict:
         except Exception:
             logger.exception("rating failed; SQS will redeliver", message_id=record["messageId"])
             failures.append({"itemIdentifier": record["messageId"]})
+    if failures and len(failures) == len(event.get("Records", [])):
+        # Nothing succeeded: raise, so Lambda retries the batch even where the event source
+        # mapping does not report partial failures (Chalice does not enable it).
+        raise BatchFailedError(f"{len(failures)} record(s) failed; SQS will redeliver")
     return {"batchItemFailures": failures}
+
+
+class BatchFailedError(RuntimeError):
+    """Every record of an SQS batch failed."""

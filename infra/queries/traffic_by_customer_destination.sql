@@ -1,12 +1,15 @@
--- Traffic by customer x destination: attempts, answered, minutes, ASR, ACD, the rates
--- charged, revenue, cost and margin. Money stays DECIMAL end to end (sums of decimal(18,6)).
--- Runs unchanged on Athena (table cdrs_rated) and on DuckDB (a view of the same Parquet).
+-- Traffic by customer x destination over everything in scope (one tenant): attempts,
+-- answered, billed minutes, ASR, ACD, the rates charged, revenue, cost and margin.
+-- revenue = sum(customer_amount), in `currency`; cost = sum(supplier_amount), in the
+-- supplier's currency; margin = the carrier's margin (see docs/lake.md). Money stays
+-- DECIMAL end to end (sums of decimal(18,6)). Runs unchanged on Athena and on DuckDB.
 SELECT
     customer,
     destination,
+    currency,
     count(*) AS attempts,
     count(*) FILTER (WHERE billsec > 0) AS answered,
-    CAST(sum(billed_seconds) AS DECIMAL(18, 2)) / 60 AS minutes,
+    CAST(CAST(sum(billed_seconds) AS DECIMAL(18, 4)) / 60 AS DECIMAL(18, 4)) AS minutes,
     CAST(count(*) FILTER (WHERE billsec > 0) AS DOUBLE) / count(*) AS asr,
     CAST(sum(billsec) FILTER (WHERE billsec > 0) AS DOUBLE)
         / nullif(count(*) FILTER (WHERE billsec > 0), 0) / 60 AS acd_minutes,
@@ -17,5 +20,5 @@ SELECT
     sum(margin) AS margin
 FROM cdrs_rated
 WHERE status = 'rated'
-GROUP BY customer, destination
+GROUP BY customer, destination, currency
 ORDER BY revenue DESC, customer, destination

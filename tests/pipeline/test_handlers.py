@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
+import pytest
 
-from functions.ingest.handler import dropped_files, handle_cdr_drops
+from functions.ingest.handler import BatchFailedError, dropped_files, handle_cdr_drops
 from functions.ingest.service import assign_parties
 from functions.rate.handler import handle_normalized_files
 from functions.store import files, lake
@@ -99,3 +100,8 @@ def test_a_switch_default_supplier_fills_cdrs_that_name_none():
     assert out.column("supplier").to_pylist() == ["VEND_BT", "VEND_BT", "VEND_X"]
     out = assign_parties(table, "caller", "supplier")
     assert out.column("customer").to_pylist() == ["1", "2", "3"]
+
+
+def test_a_batch_whose_every_record_failed_raises_so_lambda_retries_it(aws):
+    with pytest.raises(BatchFailedError):
+        handle_cdr_drops(sqs_event("{not json"), LambdaContext())

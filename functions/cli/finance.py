@@ -1,0 +1,171 @@
+"""`tollgate query` and `tollgate report`: SQL over one tenant's lake tables.
+
+The engine: Athena (through awswrangler, in the tenant's database of views and workgroup)
+on AWS; DuckDB over a local copy of the tenant's Parquet on the local stack
+(`AWS_ENDPOINT_URL` set), with `--engine duckdb`, or with `--lake-dir`. The same SQL text
+runs on both. Either way the tenant is the engine's scope, never a clause of the SQL:
+locally only that tenant's partitions are copied and registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from functions.cli import CliError
+from functions.invoice.report import FORMATS, format_report, format_rows
+
+ENGINES = ("auto", "duckdb", "athena")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    query = subparsers.add_parser(
+        "query",
+        help="run SQL over one tenant's lake tables (cdrs_rated, cdrs_normalized, cdrs_quarantine)",
+    )
+    query.add_argument("--tenant", required=True, help="the tenant whose rows the SQL sees")
+    query.add_argument("sql", nargs="?", help="the SQL text (or --named NAME)")
+    query.add_argument("--named", metavar="NAME", help="run a named query of infra/queries/")
+    query.add_argument("--format", choices=FORMATS, default="table")
+    _engine_arguments(query)
+    query.set_defaults(run=run_query)
+
+    report = subparsers.add_parser(
+        "report", help="traffic per customer x destination over days FROM..TO (inclusive)"
+    )
+    report.add_argument("tenant")
+    report.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
+    report.add_argument("--format", choices=FORMATS, default="table")
+    _engine_arguments(report)
+    report.set_defaults(run=run_report)
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto: DuckDB on the local stack (AWS_ENDPOINT_URL set) or with --lake-dir, "
+        "Athena otherwise",
+    )
+    parser.add_argument(
+        "--lake-dir",
+        type=Path,
+        help="a local copy of the lake (hive layout) to query with DuckDB instead of S3",
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("TOLLGATE_ATHENA_DATABASE", "tollgate"),
+        help="Athena: the Glue database of infra/glue.yaml (tenant views: DATABASE_t_TENANT)",
+    )
+    parser.add_argument(
+        "--workgroup-prefix",
+        default=os.environ.get("TOLLGATE_ATHENA_WORKGROUP", "tollgate"),
+        help="Athena: tenant workgroups are PREFIX-t-TENANT",
+    )
+
+
+def engine_name(args: argparse.Namespace) -> str:
+    if args.engine == "athena":
+        if args.lake_dir is not None:
+            raise CliError("--lake-dir is a local copy for DuckDB; it cannot go with Athena")
+        return "athena"
+    if args.engine == "duckdb" or args.lake_dir is not None or os.environ.get("AWS_ENDPOINT_URL"):
+        return "duckdb"
+    return "athena"
+
+
+def _areas(sql: str) -> list[str]:
+    """The lake areas a SQL text names (only those are copied; the rest stay empty)."""
+    from functions.invoice.lake_sql import TABLES
+
+    lowered = sql.lower()
+    return [area for table, (area, _) in TABLES.items() if table in lowered]
+
+
+@contextlib.contextmanager
+def open_engine(args: argparse.Namespace, tenant: str, sql: str) -> Iterator:
+    """A LakeSql for the tenant: LocalLakeSql (DuckDB) or AthenaSql."""
+    if engine_name(args) == "athena":
+        from functions.store.athena import AthenaSql
+
+        yield AthenaSql(tenant, args.database, args.workgroup_prefix)
+        return
+    from functions.invoice.lake_sql import LocalLakeSql, check_tenant
+
+    check_tenant(tenant)
+    if args.lake_dir is not None:
+        if not args.lake_dir.is_dir():
+            raise CliError(f"no such folder: {args.lake_dir}")
+        with LocalLakeSql(tenant, args.lake_dir) as engine:
+            yield engine
+        return
+    from functions.store import lake
+
+    with tempfile.TemporaryDirectory(prefix="tollgate-lake-") as folder:
+        for area in _areas(sql):
+            lake.copy_area(area, tenant, Path(folder))
+        with LocalLakeSql(tenant, folder) as engine:
+            yield engine
+
+
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Engine, store and input errors become one clear CliError line."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        import duckdb
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from functions.store import StoreError
+
+        try:
+            return run(args)
+        except duckdb.Error as error:
+            raise CliError(f"query failed: {str(error).splitlines()[0]}") from error
+        except (StoreError, ValueError) as error:
+            raise CliError(str(error)) from error
+        except ClientError as error:
+            raise CliError(f"AWS refused: {error}") from error
+        except BotoCoreError as error:
+            raise CliError(f"cannot reach AWS: {error}") from error
+
+    wrapper.__name__ = run.__name__
+    wrapper.__doc__ = run.__doc__
+    return wrapper
+
+
+def _print(text: str) -> None:
+    if text:
+        print(text)
+
+
+@_guarded
+def run_query(args: argparse.Namespace) -> int:
+    from functions.invoice.lake_sql import named_query
+
+    if (args.sql is None) == (args.named is None):
+        raise CliError("give the SQL text or --named NAME (one of them)")
+    sql = named_query(args.named) if args.named else args.sql
+    if not sql.strip():
+        raise CliError("the SQL text is empty")
+    with open_engine(args, args.tenant, sql) as engine:
+        rows = engine.query(sql)
+    _print(format_rows(rows, args.format))
+    return 0
+
+
+@_guarded
+def run_report(args: argparse.Namespace) -> int:
+    from functions.invoice.lake_sql import check_day, report_sql
+
+    first, last = check_day(args.date_from), check_day(args.date_to)
+    sql = report_sql(first, last)
+    with open_engine(args, args.tenant, sql) as engine:
+        rows = engine.query(sql)
+    _print(format_report(rows, args.format, first, last))
+    return 0

@@ -1,0 +1,1 @@
+"""Invoice cycles and finance aggregates: SQL over the lake, report shaping (pure)."""

@@ -1,0 +1,314 @@
+"""SQL over the lake's Parquet for one tenant: the tables, the named queries, DuckDB locally.
+
+The same SQL text runs on Athena (Glue tables of infra/glue.yaml, per-tenant views; see
+functions/store/athena.py) and on DuckDB over a local copy of the lake (`LocalLakeSql`).
+Tables, as both engines see them:
+
+    cdrs_rated       rated/tenant={t}/date={d}/{file_id}.parquet       one row per CDR
+    cdrs_normalized  normalized/tenant={t}/date={d}/{file_id}.parquet  one row per CDR
+    cdrs_quarantine  quarantine/tenant={t}/date={d}/{file_id}.parquet  one row per bad row
+
+plus the partition columns `tenant` and `date` (a 'YYYY-MM-DD' string: the call's UTC day;
+for quarantine the day the file arrived). The column lists below are the one description of
+those tables: infra/glue.yaml declares exactly them (tests/infra/test_glue.py) and
+docs/lake.md documents them.
+
+Tenant scope (local): a `LocalLakeSql` registers only the files under
+`{area}/tenant={tenant}/`, as Arrow datasets, and then switches DuckDB's file access and
+Python-variable lookup off and locks its configuration. Whatever the SQL text says (another
+tenant's `WHERE tenant = ...`, `read_parquet('...')`, `UNION`, `ATTACH`), the engine has no
+other rows to read and no way to open a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+QUERY_DIR = Path(__file__).resolve().parents[2] / "infra" / "queries"
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions.store.check_name
+_QUERY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_DAY_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    type: str  # the Glue / Athena type; DuckDB gets the same through Arrow
+    comment: str  # meaning and unit (Glue column comment, docs/lake.md)
+
+
+MONEY = "decimal(18,6)"  # amounts: currency units, exact, rounded once (6 places by default)
+RATE = "decimal(18,8)"  # per-minute rates: currency units per minute, exact to 10^-8
+
+RATED_COLUMNS: tuple[Column, ...] = (
+    Column("line", "bigint", "physical line of the CDR in its source file (1-based)"),
+    Column("call_id", "string", "the switch's call id"),
+    Column("start_time", "timestamp", "call start, UTC (microseconds)"),
+    Column("caller", "string", "calling number as the switch sent it"),
+    Column("callee", "string", "dialled number, normalised E.164 digits (no + or 00)"),
+    Column("billsec", "bigint", "answered (talk) seconds; 0 = unanswered"),
+    Column("disposition", "string", "ANSWERED, NO_ANSWER, BUSY, FAILED, CONGESTION or CANCEL"),
+    Column("status", "string", "rated (every sell-side level priced) or unrated"),
+    Column("reason", "string", "why unrated (no_rate, closed, no_deck, ...); null when rated"),
+    Column("customer", "string", "the account that sent the call (direct customer)"),
+    Column("matched_prefix", "string", "the customer deck's prefix that priced the call"),
+    Column("destination", "string", "the customer deck's destination name for that prefix"),
+    Column("billed_seconds", "bigint", "seconds billed to the customer after its increment"),
+    Column("customer_rate", RATE, "customer's rate, currency units per minute"),
+    Column("customer_amount", MONEY, "what the direct customer is charged, in `currency`"),
+    Column("currency", "string", "ISO 4217 currency of the customer's deck"),
+    *(
+        column
+        for k in (1, 2, 3)
+        for column in (
+            Column(
+                f"reseller{k}", "string", f"reseller level {k} above the customer (1 = its parent)"
+            ),
+            Column(
+                f"reseller{k}_amount", MONEY, f"what reseller {k} is charged by the level above"
+            ),
+            Column(
+                f"reseller{k}_margin",
+                MONEY,
+                f"what reseller {k} keeps: the charge of the level below minus its own",
+            ),
+        )
+    ),
+    Column("supplier", "string", "the account that terminated the call"),
+    Column("supplier_reason", "string", "why no supplier cost (supplier_no_rate, ...); else null"),
+    Column("supplier_prefix", "string", "the supplier deck's prefix that priced the call"),
+    Column("supplier_rate", RATE, "supplier's rate, supplier_currency units per minute"),
+    Column("supplier_amount", MONEY, "what the supplier bills the carrier, in supplier_currency"),
+    Column("supplier_currency", "string", "ISO 4217 currency of the supplier's deck"),
+    Column(
+        "margin",
+        MONEY,
+        "the carrier's margin: what the top of the sell chain pays minus supplier_amount; "
+        "null without a supplier cost or when the currencies differ",
+    ),
+)
+
+NORMALIZED_COLUMNS: tuple[Column, ...] = (
+    Column("line", "bigint", "physical line of the CDR in its source file (1-based)"),
+    Column("call_id", "string", "the switch's call id"),
+    Column("caller", "string", "calling number as the switch sent it"),
+    Column("callee", "string", "dialled number, normalised E.164 digits (no + or 00)"),
+    Column("start_time", "timestamp", "call start, UTC (microseconds)"),
+    Column("answer_time", "timestamp", "answer time, UTC; null if unanswered"),
+    Column("end_time", "timestamp", "call end, UTC"),
+    Column("billsec", "bigint", "answered (talk) seconds; 0 = unanswered"),
+    Column("disposition", "string", "ANSWERED, NO_ANSWER, BUSY, FAILED, CONGESTION or CANCEL"),
+    Column("customer", "string", "the account that sent the call"),
+    Column("supplier", "string", "the account that terminated the call"),
+    Column("pdd_ms", "bigint", "post-dial delay, milliseconds"),
+)
+
+QUARANTINE_COLUMNS: tuple[Column, ...] = (
+    Column("file", "string", "name of the CDR file the row came from"),
+    Column("line", "bigint", "physical line in that file (1-based; header is line 1)"),
+    Column("reason", "string", "column_count, malformed, missing_field, bad_number, ..."),
+    Column("field", "string", "the field at fault; empty when the whole row is"),
+    Column("detail", "string", "a human sentence"),
+    Column("raw", "string", "the row's raw text"),
+)
+
+PARTITION_COLUMNS: tuple[Column, ...] = (
+    Column("tenant", "string", "tenant id (partition; injected: every Athena query names it)"),
+    Column("date", "string", "YYYY-MM-DD, UTC day of the call (quarantine: day of arrival)"),
+)
+
+# table name -> (lake area, columns)
+TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
+    "cdrs_rated": ("rated", RATED_COLUMNS),
+    "cdrs_normalized": ("normalized", NORMALIZED_COLUMNS),
+    "cdrs_quarantine": ("quarantine", QUARANTINE_COLUMNS),
+}
+
+
+def arrow_type(glue_type: str) -> pa.DataType:
+    if glue_type == "string":
+        return pa.string()
+    if glue_type == "bigint":
+        return pa.int64()
+    if glue_type == "timestamp":
+        return pa.timestamp("us", tz="UTC")
+    found = re.fullmatch(r"decimal\((\d+),(\d+)\)", glue_type)
+    if found:
+        return pa.decimal128(int(found[1]), int(found[2]))
+    raise ValueError(f"no Arrow type for {glue_type!r}")
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The Arrow schema of a table as queried: its columns, then tenant and date."""
+    _, columns = TABLES[table]
+    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in (*columns, *PARTITION_COLUMNS)])
+
+
+def check_tenant(tenant: str) -> str:
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        raise ValueError(
+            f"invalid tenant id {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return tenant
+
+
+def check_day(day: dt.date | str) -> str:
+    """'YYYY-MM-DD' of a date or of an ISO date string; ValueError otherwise."""
+    if isinstance(day, dt.datetime):
+        raise ValueError("a day is a date, not a datetime")
+    if isinstance(day, dt.date):
+        return day.isoformat()
+    try:
+        return dt.date.fromisoformat(str(day)).isoformat()
+    except ValueError:
+        raise ValueError(f"invalid date {day!r}: use YYYY-MM-DD") from None
+
+
+# --- named queries ---------------------------------------------------------------------
+
+
+def named_query_names() -> list[str]:
+    """The queries shipped in infra/queries/ (file stem = name), sorted."""
+    return sorted(path.stem for path in QUERY_DIR.glob("*.sql"))
+
+
+def named_query(name: str) -> str:
+    """The text of infra/queries/{name}.sql: one source for Athena and DuckDB."""
+    if not _QUERY_NAME.fullmatch(name) or name not in named_query_names():
+        known = ", ".join(named_query_names())
+        raise ValueError(f"unknown named query {name!r}: use one of {known}")
+    return (QUERY_DIR / f"{name}.sql").read_text()
+
+
+def _as_subquery(sql: str) -> str:
+    body = sql.strip()
+    return body[:-1].rstrip() if body.endswith(";") else body
+
+
+def report_sql(date_from: dt.date | str, date_to: dt.date | str) -> str:
+    """The traffic summary per customer x destination for days from..to (inclusive).
+
+    Built on the named query traffic_by_customer_destination_day, so the per-day logic has
+    one source; the days are checked ISO dates, so the literals cannot carry SQL.
+    """
+    first, last = check_day(date_from), check_day(date_to)
+    if first > last:
+        raise ValueError(f"--from {first} is after --to {last}")
+    daily = _as_subquery(named_query("traffic_by_customer_destination_day"))
+    return f"""SELECT
+    customer,
+    destination,
+    currency,
+    sum(attempts) AS attempts,
+    sum(answered) AS answered,
+    sum(billed_seconds) AS billed_seconds,
+    CAST(CAST(sum(billed_seconds) AS DECIMAL(18, 4)) / 60 AS DECIMAL(18, 4)) AS minutes,
+    CAST(sum(answered) AS DOUBLE) / sum(attempts) AS asr,
+    CAST(sum(answered_seconds) AS DOUBLE) / nullif(sum(answered), 0) / 60 AS acd_minutes,
+    min(min_rate) AS min_rate,
+    max(max_rate) AS max_rate,
+    sum(revenue) AS revenue,
+    sum(cost) AS cost,
+    sum(margin) AS margin
+FROM (
+{daily}
+) daily
+WHERE day BETWEEN '{first}' AND '{last}'
+GROUP BY customer, destination, currency
+ORDER BY customer, destination, currency
+"""
+
+
+class LakeSql(Protocol):
+    """What the CLI needs of an engine: rows as dicts, in column order."""
+
+    tenant: str
+
+    def query(self, sql: str) -> list[dict[str, Any]]: ...
+
+
+# --- DuckDB over a local copy of the lake ---------------------------------------------
+
+
+class LocalLakeSql:
+    """DuckDB over one tenant's Parquet in a local folder with the lake's hive layout.
+
+    `lake_dir` holds `{normalized,quarantine,rated}/tenant={t}/date={d}/*.parquet` (what
+    functions.store.lake.copy_area writes). Only `tenant`'s files are registered, whatever
+    else the folder holds; see the module doc for why SQL text cannot reach further.
+    """
+
+    def __init__(self, tenant: str, lake_dir: Path | str) -> None:
+        import duckdb
+        import pyarrow.dataset as ds
+
+        self.tenant = check_tenant(tenant)
+        self.lake_dir = Path(lake_dir)
+        self.files: dict[str, list[Path]] = {}
+        self.db = duckdb.connect(":memory:")
+        partitioning = ds.partitioning(
+            pa.schema([pa.field(c.name, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
+        )
+        for table, (area, _) in TABLES.items():
+            files = self._tenant_files(area)
+            self.files[table] = files
+            schema = table_schema(table)
+            if files:
+                data = ds.dataset(
+                    [str(f) for f in files],
+                    schema=schema,
+                    format="parquet",
+                    partitioning=partitioning,
+                    partition_base_dir=str(self.lake_dir / area),
+                )
+            else:
+                data = schema.empty_table()
+            self.db.register(table, data)
+        # From here on SQL can read only what is registered above.
+        self.db.execute("SET python_enable_replacements = false")
+        self.db.execute("SET enable_external_access = false")
+        self.db.execute("SET lock_configuration = true")
+
+    def _tenant_files(self, area: str) -> list[Path]:
+        base = self.lake_dir / area / f"tenant={self.tenant}"
+        if not base.is_dir():
+            return []
+        return sorted(
+            path
+            for day in base.iterdir()
+            if day.is_dir() and _DAY_DIR.fullmatch(day.name)
+            for path in day.glob("*.parquet")
+            if path.is_file()
+        )
+
+    def describe(self, sql: str) -> list[tuple[str, str]]:
+        """(column, DuckDB type) of a query's result, e.g. ('revenue', 'DECIMAL(38,6)')."""
+        cursor = self.db.execute(sql)
+        return [(d[0], str(d[1])) for d in cursor.description]
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        cursor = self.db.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return self.query(named_query(name))
+
+    def report(self, date_from: dt.date | str, date_to: dt.date | str) -> list[dict[str, Any]]:
+        return self.query(report_sql(date_from, date_to))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> LocalLakeSql:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,317 @@
+"""infra/glue.yaml: the Glue tables over the lake, the workgroup, the named queries; and the
+per-tenant Athena scope of functions/store/athena.py (run as far as this machine allows)."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+import yaml
+
+from functions.invoice.lake_sql import (
+    PARTITION_COLUMNS,
+    TABLES,
+    LocalLakeSql,
+    arrow_type,
+    named_query,
+    named_query_names,
+)
+from functions.store import athena
+
+GLUE_PATH = Path(__file__).resolve().parents[2] / "infra" / "glue.yaml"
+TEMPLATE = yaml.safe_load(GLUE_PATH.read_text())
+RESOURCES = TEMPLATE["Resources"]
+
+
+def resources(kind: str) -> dict[str, dict]:
+    return {k: r["Properties"] for k, r in RESOURCES.items() if r["Type"] == kind}
+
+
+def table_inputs() -> dict[str, dict]:
+    return {
+        p["TableInput"]["Name"]: p["TableInput"] for p in resources("AWS::Glue::Table").values()
+    }
+
+
+def render(value, **parameters: str):
+    """A template value with Fn::Sub / Ref resolved the way CloudFormation does."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        text = value["Fn::Sub"]
+        for name, replacement in parameters.items():
+            text = text.replace("${" + name + "}", replacement)
+        assert "${" not in text.replace("${!", ""), f"unresolved: {text}"
+        return text.replace("${!", "${")
+    if isinstance(value, dict) and "Ref" in value:
+        return parameters[value["Ref"]]
+    if isinstance(value, dict):
+        return {k: render(v, **parameters) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, **parameters) for v in value]
+    return value
+
+
+PARAMETERS = {
+    "LakeBucketName": "tollgate-lake",
+    "ProjectionStartDate": "2020-01-01",
+    "LakeDatabase": "tollgate",
+    "AWS::AccountId": "123456789012",
+}
+
+
+def test_cfn_lint_passes():
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), str(GLUE_PATH)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_three_tables_over_their_lake_areas():
+    inputs = table_inputs()
+    assert set(inputs) == set(TABLES)
+    for name, table in inputs.items():
+        area, columns = TABLES[name]
+        rendered = render(table, **PARAMETERS)
+        assert rendered["TableType"] == "EXTERNAL_TABLE"
+        storage = rendered["StorageDescriptor"]
+        assert storage["Location"] == f"s3://tollgate-lake/{area}/"
+        assert storage["SerdeInfo"]["SerializationLibrary"] == (
+            "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        )
+        assert storage["InputFormat"].endswith("MapredParquetInputFormat")
+        assert [(c["Name"], c["Type"]) for c in storage["Columns"]] == [
+            (c.name, c.type) for c in columns
+        ]
+        assert all(c["Comment"] for c in storage["Columns"])
+        assert [(c["Name"], c["Type"]) for c in rendered["PartitionKeys"]] == [
+            ("tenant", "string"),
+            ("date", "string"),
+        ]
+
+
+def test_partition_projection_needs_no_crawler():
+    for name, table in table_inputs().items():
+        area, _ = TABLES[name]
+        parameters = render(table["Parameters"], **PARAMETERS)
+        assert parameters["projection.enabled"] == "true"
+        assert parameters["projection.tenant.type"] == "injected"
+        assert parameters["projection.date.type"] == "date"
+        assert parameters["projection.date.format"] == "yyyy-MM-dd"
+        assert parameters["projection.date.range"] == "2020-01-01,NOW"
+        assert parameters["storage.location.template"] == (
+            f"s3://tollgate-lake/{area}/tenant=${{tenant}}/date=${{date}}/"
+        )
+
+
+def test_the_location_template_is_the_lake_adapters_key():
+    from functions.store.lake import table_key
+
+    template = render(table_inputs()["cdrs_rated"]["Parameters"], **PARAMETERS)[
+        "storage.location.template"
+    ]
+    folder = template.replace("${tenant}", "acme").replace("${date}", "2024-05-01")
+    key = table_key("rated", "acme", "2024-05-01", "f1")
+    assert f"s3://tollgate-lake/{key}".startswith(folder)
+
+
+def test_money_and_rates_are_decimal():
+    rated = {
+        c["Name"]: c["Type"] for c in table_inputs()["cdrs_rated"]["StorageDescriptor"]["Columns"]
+    }
+    money = [n for n in rated if n.endswith(("_amount", "_margin")) or n == "margin"]
+    assert len(money) == 9
+    assert {rated[n] for n in money} == {"decimal(18,6)"}
+    assert {rated[n] for n in rated if n.endswith("_rate")} == {"decimal(18,8)"}
+
+
+def test_glue_columns_are_what_the_pipeline_writes():
+    """The declared columns equal the Parquet the rate and ingest services write."""
+    from functions.rate.parties import Account, Parties, rate_parties
+    from functions.rate.rating import DeckIndex
+    from functions.shared.cdr import CDR_SCHEMA, QUARANTINE_SCHEMA
+    from tests.rate.reference import Entry, deck_table
+
+    t0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    cdrs = pa.Table.from_pylist(
+        [
+            {
+                "line": 2,
+                "call_id": "c1",
+                "caller": "1",
+                "callee": "917001",
+                "start_time": t0,
+                "billsec": 61,
+                "disposition": "ANSWERED",
+                "customer": "acme",
+                "supplier": "tata",
+            }
+        ],
+        schema=CDR_SCHEMA,
+    )
+    deck = DeckIndex.build(deck_table([Entry("917", Decimal("0.01"))]), "USD")
+    parties = Parties(
+        {"acme": Account("acme", "customer"), "tata": Account("tata", "supplier")},
+        {"acme": deck, "tata": deck},
+    )
+    written = {
+        "cdrs_rated": rate_parties(cdrs, parties).table.schema,
+        "cdrs_normalized": CDR_SCHEMA,
+        "cdrs_quarantine": pa.schema([pa.field("file", pa.string()), *QUARANTINE_SCHEMA]),
+    }
+    for name, table in table_inputs().items():
+        declared = [
+            (c["Name"], arrow_type(c["Type"])) for c in table["StorageDescriptor"]["Columns"]
+        ]
+        assert declared == [(f.name, f.type) for f in written[name]], name
+
+
+def test_named_queries_are_the_sql_files():
+    queries = resources("AWS::Athena::NamedQuery")
+    by_name = {p["Name"]: p for p in queries.values()}
+    assert set(by_name) == set(named_query_names())
+    for name, query in by_name.items():
+        assert query["QueryString"] == named_query(name), f"{name}: edit infra/queries/{name}.sql"
+        assert query["Database"] == {"Ref": "LakeDatabase"}
+        assert query["WorkGroup"] == {"Ref": "OperatorsWorkGroup"}
+
+
+def test_the_operators_workgroup_enforces_its_settings():
+    (workgroup,) = resources("AWS::Athena::WorkGroup").values()
+    configuration = render(workgroup["WorkGroupConfiguration"], **PARAMETERS)
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["ResultConfiguration"]["OutputLocation"] == (
+        "s3://tollgate-lake/athena-results/operators/"
+    )
+
+
+def test_the_table_inputs_are_valid_glue_requests(aws):
+    """botocore validates each TableInput against the Glue API model; moto stores it."""
+    from functions.store import client
+
+    glue = client("glue")
+    glue.create_database(DatabaseInput={"Name": "tollgate"})
+    for table in table_inputs().values():
+        glue.create_table(DatabaseName="tollgate", TableInput=render(table, **PARAMETERS))
+    stored = glue.get_table(DatabaseName="tollgate", Name="cdrs_rated")["Table"]
+    assert stored["Parameters"]["projection.tenant.type"] == "injected"
+    assert [k["Name"] for k in stored["PartitionKeys"]] == [c.name for c in PARTITION_COLUMNS]
+
+
+# --- the per-tenant scope on Athena ------------------------------------------------------
+
+
+def test_tenant_names_are_distinct_and_valid():
+    tenants = ["acme", "Acme", "a-b", "a_b", "a.b", "a_2db"]
+    databases = [athena.tenant_database(t) for t in tenants]
+    assert len(set(databases)) == len(tenants)
+    assert all(athena.check_database(d) for d in databases)
+    assert athena.tenant_database("acme") == "tollgate_t_acme"
+    assert athena.tenant_workgroup("acme") == "tollgate-t-acme"
+    with pytest.raises(ValueError):
+        athena.tenant_view_ddl("x' OR tenant <> '")
+
+
+def test_view_ddl_text():
+    assert athena.tenant_view_ddl("acme") == [
+        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_rated" AS\n'
+        'SELECT * FROM "tollgate"."cdrs_rated" WHERE tenant = \'acme\'',
+        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_normalized" AS\n'
+        'SELECT * FROM "tollgate"."cdrs_normalized" WHERE tenant = \'acme\'',
+        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_quarantine" AS\n'
+        'SELECT * FROM "tollgate"."cdrs_quarantine" WHERE tenant = \'acme\'',
+    ]
+
+
+def test_view_ddl_scopes_the_named_queries(tmp_path):
+    """The DDL, run on DuckDB over both tenants' rows, gives the same answers as the local
+    engine: the named queries' unchanged text, with the tenant's database as context."""
+    from tests.finance.conftest import write_lake
+
+    lake_dir = write_lake(tmp_path)
+    db = duckdb.connect()
+    db.execute("CREATE SCHEMA tollgate")
+    for table in TABLES:
+        rows = []
+        for tenant in ("alpha", "bravo"):
+            with LocalLakeSql(tenant, lake_dir) as one:
+                rows.append(one.db.sql(f"SELECT * FROM {table}").to_arrow_table())
+        both = pa.concat_tables(rows)
+        db.register("both_tenants", both)
+        db.execute(f"CREATE TABLE tollgate.{table} AS SELECT * FROM both_tenants")
+        db.unregister("both_tenants")
+    db.execute(f'CREATE SCHEMA "{athena.tenant_database("alpha")}"')
+    for ddl in athena.tenant_view_ddl("alpha"):
+        db.execute(ddl)
+    db.execute(f"SET search_path = '{athena.tenant_database('alpha')}'")
+    with LocalLakeSql("alpha", lake_dir) as local:
+        for name in named_query_names():
+            assert db.execute(named_query(name)).fetchall() == [
+                tuple(r.values()) for r in local.named(name)
+            ], name
+    assert db.execute("SELECT DISTINCT tenant FROM cdrs_rated").fetchall() == [("alpha",)]
+
+
+def test_athena_request_runs_the_sql_unchanged_in_the_tenants_scope():
+    import awswrangler as wr
+
+    sql = "SELECT count(*) FROM cdrs_rated WHERE tenant = 'bravo'"
+    request = athena.AthenaSql("alpha").request(sql)
+    inspect.signature(wr.athena.read_sql_query).bind(**request)  # a real call's arguments
+    assert request["sql"] == sql
+    assert request["database"] == "tollgate_t_alpha"
+    assert request["workgroup"] == "tollgate-t-alpha"
+    other = athena.AthenaSql("alpha", database="billing", workgroup_prefix="tg").request(sql)
+    assert (other["database"], other["workgroup"]) == ("billing_t_alpha", "tg-t-alpha")
+
+
+def test_lake_formation_filters_are_the_tenants_rows():
+    requests = athena.data_cells_filter_requests("acme", "123456789012")
+    assert [r["TableData"]["TableName"] for r in requests] == list(athena.TABLES)
+    assert {r["TableData"]["RowFilter"]["FilterExpression"] for r in requests} == {
+        "tenant = 'acme'"
+    }
+
+
+def test_provision_tenant_creates_its_database_and_workgroup(aws):
+    """Under moto: Glue and the workgroup are real state; the view DDL 'succeeds' unrun."""
+    from functions.store import client
+
+    (operators,) = resources("AWS::Athena::WorkGroup").values()
+    client("athena").create_work_group(
+        Name="tollgate",
+        Configuration=render(operators["WorkGroupConfiguration"], **PARAMETERS),
+    )
+    client("glue").create_database(DatabaseInput={"Name": "tollgate"})
+    for _ in range(2):  # idempotent
+        scope = athena.provision_tenant("acme")
+    assert scope == athena.TenantScope("acme", "tollgate_t_acme", "tollgate-t-acme")
+    database = client("glue").get_database(Name="tollgate_t_acme")["Database"]
+    assert database["Parameters"] == {"tollgate:tenant": "acme"}
+    workgroup = client("athena").get_work_group(WorkGroup="tollgate-t-acme")["WorkGroup"]
+    configuration = workgroup["Configuration"]
+    assert configuration["EnforceWorkGroupConfiguration"] is True
+    assert configuration["ResultConfiguration"]["OutputLocation"] == (
+        "s3://tollgate-lake/athena-results/tenant=acme/"
+    )
+    executions = client("athena").list_query_executions(WorkGroup="tollgate")["QueryExecutionIds"]
+    texts = [
+        client("athena").get_query_execution(QueryExecutionId=e)["QueryExecution"]["Query"]
+        for e in executions
+    ]
+    assert sorted(texts) == sorted(athena.tenant_view_ddl("acme") * 2)
+
+
+def test_every_column_and_named_query_is_documented():
+    doc = (GLUE_PATH.parents[1] / "docs" / "lake.md").read_text()
+    for _, columns in TABLES.values():
+        for column in (*columns, *PARTITION_COLUMNS):
+            assert f"| `{column.name}` | {column.type} | {column.comment} |" in doc
+    for name in named_query_names():
+        assert f"`{name}`" in doc
