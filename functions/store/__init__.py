@@ -55,6 +55,17 @@ def check_token(kind: str, value: str) -> str:
     return value
 
 
+def check_day(day: object) -> str:
+    """A day as 'YYYY-MM-DD' (from a date or that string); a datetime is refused."""
+    import datetime as dt
+
+    if isinstance(day, dt.datetime):
+        raise TypeError("day must be a date or 'YYYY-MM-DD', not a datetime")
+    if isinstance(day, dt.date):
+        return day.isoformat()
+    return dt.date.fromisoformat(day).isoformat()
+
+
 def check_slot(slot: object) -> tuple[str, str | None]:
     """A duplicate-claim slot: a day (date or 'YYYY-MM-DD') or an hour ('YYYY-MM-DDTHH').
 

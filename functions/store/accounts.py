@@ -22,38 +22,20 @@ from types import SimpleNamespace
 
 from pynamodb.attributes import (
     BooleanAttribute,
-    NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
-from pynamodb.models import Model
 
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name
+from functions.store.items import IntAttribute, Item, bind
 
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 ACCOUNT_STATUSES = ("active", "suspended")
 
 
-class _IntAttribute(NumberAttribute):
-    """An exact integer (micro-units, counters): never read back through float."""
-
-    def serialize(self, value: int) -> str:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an int, got {type(value).__name__}")
-        return str(value)
-
-    def deserialize(self, value: str) -> int:
-        return int(value)
-
-
-class _Item(Model):
-    class Meta:
-        table_name = "unbound"  # bound per table name at runtime (PynamoDB#922)
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
+class _Item(Item):
     created_at = UTCDateTimeAttribute(null=True)
 
 
@@ -74,33 +56,29 @@ class _AccountItem(_Item):
     kind = UnicodeAttribute()
     parent = UnicodeAttribute(null=True)
     prepaid = BooleanAttribute()
-    credit_limit = _IntAttribute()  # micro-units
+    credit_limit = IntAttribute()  # micro-units
     currency = UnicodeAttribute()
     status = UnicodeAttribute()
-    deck_version = _IntAttribute(null=True)  # active version; absent = no deck yet
-    deck_seq = _IntAttribute(null=True)  # last version number handed out
+    deck_version = IntAttribute(null=True)  # active version; absent = no deck yet
+    deck_seq = IntAttribute(null=True)  # last version number handed out
 
 
 class _DeckItem(_Item):
     key = UnicodeAttribute()
     currency = UnicodeAttribute()
-    rows = _IntAttribute()
-    skipped = _IntAttribute()
+    rows = IntAttribute()
+    skipped = IntAttribute()
     source = UnicodeAttribute()
     sha256 = UnicodeAttribute()
 
 
 @cache
 def _models(table: str) -> SimpleNamespace:
-    def bind(base: type[_Item]) -> type[_Item]:
-        meta = type("Meta", (), {"table_name": table})
-        return type(base.__name__, (base,), {"Meta": meta})
-
     return SimpleNamespace(
-        tenant=bind(_TenantItem),
-        switch=bind(_SwitchItem),
-        account=bind(_AccountItem),
-        deck=bind(_DeckItem),
+        tenant=bind(_TenantItem, table),
+        switch=bind(_SwitchItem, table),
+        account=bind(_AccountItem, table),
+        deck=bind(_DeckItem, table),
     )
 
 

@@ -26,17 +26,16 @@ from typing import Any
 from pynamodb.attributes import (
     ListAttribute,
     MapAttribute,
-    NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from pynamodb.expressions.condition import Contains
 from pynamodb.expressions.operand import Path, Value
-from pynamodb.models import Model
 
 from functions.shared.settings import settings
 from functions.store import NotFoundError, check_name, check_slot, check_token
+from functions.store.items import IntAttribute, Item, bind
 
 FILE_STATUSES = ("ingested", "rejected", "done")
 COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates")
@@ -48,50 +47,27 @@ _REPLACES = {
 }
 
 
-class _IntAttribute(NumberAttribute):
-    """An exact integer: never read back through float."""
-
-    def serialize(self, value: int) -> str:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"expected an int, got {type(value).__name__}")
-        return str(value)
-
-    def deserialize(self, value: str) -> int:
-        return int(value)
-
-
-class _Item(Model):
-    class Meta:
-        table_name = "unbound"  # bound per table name at runtime (PynamoDB#922)
-
-    pk = UnicodeAttribute(hash_key=True)
-    sk = UnicodeAttribute(range_key=True)
-
-
-class _FileItem(_Item):
+class _FileItem(Item):
     status = UnicodeAttribute()
-    rows = _IntAttribute(default=0)
-    rated = _IntAttribute(default=0)
-    unrated = _IntAttribute(default=0)
-    quarantined = _IntAttribute(default=0)
-    duplicates = _IntAttribute(default=0)
+    rows = IntAttribute(default=0)
+    rated = IntAttribute(default=0)
+    unrated = IntAttribute(default=0)
+    quarantined = IntAttribute(default=0)
+    duplicates = IntAttribute(default=0)
     meta = MapAttribute(default=dict)  # strings, ints, bools: where the file came from
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
 
 
-class _ClaimItem(_Item):
-    version = _IntAttribute()
+class _ClaimItem(Item):
+    version = IntAttribute()
     files = ListAttribute(of=UnicodeAttribute)
     set_key = UnicodeAttribute()
 
 
 @cache
 def _models(table: str) -> SimpleNamespace:
-    def bind(base: type[_Item]) -> type[_Item]:
-        return type(base.__name__, (base,), {"Meta": type("Meta", (), {"table_name": table})})
-
-    return SimpleNamespace(file=bind(_FileItem), claim=bind(_ClaimItem))
+    return SimpleNamespace(file=bind(_FileItem, table), claim=bind(_ClaimItem, table))
 
 
 def _m() -> SimpleNamespace:
@@ -235,14 +211,6 @@ def list_files(tenant: str) -> list[FileRecord]:
 
 
 # --- duplicate claims ------------------------------------------------------------------
-
-
-def _day(day: dt.date | str) -> str:
-    if isinstance(day, dt.datetime):
-        raise TypeError("day must be a date or 'YYYY-MM-DD', not a datetime")
-    if isinstance(day, dt.date):
-        return day.isoformat()
-    return dt.date.fromisoformat(day).isoformat()
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from functions.shared.settings import settings
 from functions.store import (
     ConflictError,
     NotFoundError,
+    check_day,
     check_name,
     check_slot,
     check_token,
@@ -49,14 +50,6 @@ _SET_KEY = re.compile(
     r"(?:/hour=(?P<hour>[0-9]{2}))?"
     r"/set/v(?P<version>[0-9]{8})-(?P<file_id>[^/]+)\.parquet"
 )
-
-
-def _day(day: dt.date | str) -> str:
-    if isinstance(day, dt.datetime):
-        raise TypeError("day must be a date or 'YYYY-MM-DD', not a datetime")
-    if isinstance(day, dt.date):
-        return day.isoformat()
-    return dt.date.fromisoformat(day).isoformat()
 
 
 def _put(bucket: str, key: str, body: bytes, **extra: str) -> str:
@@ -146,7 +139,7 @@ def table_key(area: str, tenant: str, day: dt.date | str, file_id: str) -> str:
     if area not in TABLE_AREAS:
         raise ValueError(f"invalid area {area!r}: use one of {', '.join(TABLE_AREAS)}")
     tenant = check_name("tenant", tenant)
-    return f"{area}/tenant={tenant}/date={_day(day)}/{check_token('file id', file_id)}.parquet"
+    return f"{area}/tenant={tenant}/date={check_day(day)}/{check_token('file id', file_id)}.parquet"
 
 
 def put_table(area: str, tenant: str, day: dt.date | str, file_id: str, table: pa.Table) -> str:
@@ -330,7 +323,7 @@ _PENDING_KEY = re.compile(
 def rerate_pending_key(tenant: str, day: dt.date | str, file_id: str) -> str:
     tenant = check_name("tenant", tenant)
     file_id = check_token("file id", file_id)
-    return f"rerate/tenant={tenant}/pending/date={_day(day)}/{file_id}.parquet"
+    return f"rerate/tenant={tenant}/pending/date={check_day(day)}/{file_id}.parquet"
 
 
 def put_rerate_pending(tenant: str, day: dt.date | str, file_id: str, table: pa.Table) -> str:

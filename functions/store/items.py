@@ -1,0 +1,33 @@
+"""What the PynamoDB adapters (accounts, files) share: the item base and exact integers."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.models import Model
+
+
+class IntAttribute(NumberAttribute):
+    """An exact integer (micro-units, counters): never read back through float."""
+
+    def serialize(self, value: int) -> str:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"expected an int, got {type(value).__name__}")
+        return str(value)
+
+    def deserialize(self, value: str) -> int:
+        return int(value)
+
+
+class Item(Model):
+    """Every item's key: `pk` starts with the tenant, `sk` names the item within it."""
+
+    class Meta:
+        table_name = "unbound"  # bound per table name at runtime (PynamoDB#922)
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+
+
+def bind(base: type[Item], table: str) -> type[Item]:
+    """`base` as a model of the table named at run time (settings decide, not the class)."""
+    return type(base.__name__, (base,), {"Meta": type("Meta", (), {"table_name": table})})
