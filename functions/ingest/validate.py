@@ -391,7 +391,7 @@ def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
     n = len(ids)
     if n < 2:
         return np.zeros(n, bool)
-    hashes = _hash_strings(ids)
+    hashes = hash_strings(ids)
     if hashes is not None:
         ordered = np.sort(hashes)
         collided = ordered[1:][ordered[1:] == ordered[:-1]]
@@ -416,7 +416,7 @@ def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _hash_strings(ids: pa.Array) -> np.ndarray | None:
+def hash_strings(ids: pa.Array) -> np.ndarray | None:
     """A 64-bit hash per string from a fixed-width view of the bytes; None if too irregular."""
     if ids.null_count:
         ids = pc.fill_null(ids, "")

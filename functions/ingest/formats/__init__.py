@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from functions.ingest.formats import asterisk, freeswitch, generic, vos3000
 from functions.ingest.formats.source import CdrFileError, decompress, sniff_width
+from functions.ingest.validate import hash_strings
 from functions.shared.cdr import ParsedFile
 
 __all__ = ["FORMATS", "CdrFileError", "UnknownFormatError", "iter_cdr_chunks", "parse_cdr_file"]
@@ -92,7 +93,7 @@ def iter_cdr_chunks(
             yield parser(data, timezone=timezone, source=source)
             return
         header, first_line = data[:start], 2
-    earlier: list[pa.Array] = []
+    earlier = _EarlierCallIds()
     while start < len(data):
         end = min(start + chunk_bytes, len(data))
         if end < len(data):
@@ -103,9 +104,9 @@ def iter_cdr_chunks(
         # The parser numbered the part's lines from 1 (or 2 after the header).
         part = _shift_lines(part, first_line - (2 if header else 1))
         if earlier:
-            part = _earlier_duplicates(part, pa.concat_arrays(earlier), body, first_line)
+            part = _earlier_duplicates(part, earlier, body, first_line)
         if part.call_ids is not None:
-            earlier.append(part.call_ids)
+            earlier.add(part.call_ids)
         yield part
         first_line += body.count(b"\n")
         start = end
@@ -123,11 +124,53 @@ def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
     return ParsedFile(shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids)
 
 
+class _EarlierCallIds:
+    """Every call id of the earlier parts, checked without rebuilding a hash set per part.
+
+    The ids are kept with their 64-bit hashes, sorted: a part's ids are looked up with one
+    `searchsorted`, and only the hash hits (real repeats, or the rare collision) are compared
+    as exact strings.
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[pa.Array] = []
+        self.hashes: list[np.ndarray] = []
+        self.sorted = np.empty(0, np.uint64)
+        self.exact_only = False  # ids too irregular to hash: compare strings directly
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def add(self, ids: pa.Array) -> None:
+        hashes = hash_strings(ids) if len(ids) else np.empty(0, np.uint64)
+        if hashes is None:
+            self.exact_only, hashes = True, np.empty(0, np.uint64)
+        self.ids.append(ids)
+        self.hashes.append(hashes)
+        self.sorted = np.sort(np.concatenate([self.sorted, hashes]))
+
+    def repeated(self, ids: pa.Array) -> np.ndarray:
+        """True where `ids` holds a call id an earlier part had."""
+        everything = pa.concat_arrays(self.ids)
+        hashes = hash_strings(ids) if len(ids) and not self.exact_only else None
+        if hashes is None:
+            return pc.is_in(ids, value_set=everything).to_numpy(zero_copy_only=False)
+        at = np.minimum(np.searchsorted(self.sorted, hashes), max(len(self.sorted) - 1, 0))
+        hit = self.sorted[at] == hashes if len(self.sorted) else np.zeros(len(ids), bool)
+        if not hit.any():
+            return hit
+        earlier = everything.filter(pa.array(np.isin(np.concatenate(self.hashes), hashes[hit])))
+        exact = pc.is_in(ids.filter(pa.array(hit)), value_set=earlier)
+        hit[np.flatnonzero(hit)] = exact.to_numpy(zero_copy_only=False)
+        return hit
+
+
 def _earlier_duplicates(
-    part: ParsedFile, earlier: pa.Array, body: bytes, first_line: int
+    part: ParsedFile, earlier: _EarlierCallIds, body: bytes, first_line: int
 ) -> ParsedFile:
     """Quarantine the part's accepted rows whose call id an earlier part already had."""
-    repeated = pc.is_in(part.cdrs.column("call_id"), value_set=earlier)
+    call_id = part.cdrs.column("call_id").combine_chunks()
+    repeated = pa.array(earlier.repeated(call_id))
     if not pc.any(repeated).as_py():
         return part
     moved = part.cdrs.filter(repeated)
