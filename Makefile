@@ -1,4 +1,5 @@
 # Two set-up commands: `make demo` and `make test`. Each creates .venv and installs what it needs.
+# `make layers`, `make package` and `make deploy` (docs/deploy.md) use .venv-package instead.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,4 +27,152 @@ bench: $(STAMP)
 	$(BIN)/python bench/rate_bench.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(PACKAGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+
+# --- packaging and deployment (docs/deploy.md); never part of `make test` -------------------
+# Lambda runs python3.12, and Chalice takes the runtime and the wheels it fetches from the
+# interpreter that packages: so packaging has its own Python 3.12 venv, .venv-package.
+PACKAGE_PYTHON ?= $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/local/bin/python3.12 /usr/bin/python3.12,$(shell $(p) -c 'import sys; print("$(p)") if sys.version_info[:2] == (3, 12) else None' 2>/dev/null)))
+PACKAGE_VENV := .venv-package
+PACKAGE_BIN := $(PACKAGE_VENV)/bin
+PACKAGE_STAMP := $(PACKAGE_VENV)/.installed
+PACKAGE_DIR := build/package
+LAYER_ZIP := build/layers/arrow.zip
+MERGE_TEMPLATE := build/merge.json
+# Deep-merged in this order into the one merge template Chalice takes (later files refine).
+MERGE_SOURCES := infra/template.yaml infra/glue.yaml infra/package.yaml
+STACK_NAME ?= tollgate
+REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+ARTIFACT_BUCKET ?=
+PARAMETERS ?=
+AWS ?= $(or $(shell command -v aws 2>/dev/null),$(PACKAGE_BIN)/aws)
+
+.PHONY: layers package deploy
+
+$(PACKAGE_STAMP):
+	@test -n "$(PACKAGE_PYTHON)" || { echo "make package needs Python 3.12 (the Lambda runtime): make package PACKAGE_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(PACKAGE_PYTHON) -c 'import sys; sys.exit("PACKAGE_PYTHON must be Python 3.12") if sys.version_info[:2] != (3, 12) else None'
+	test -x $(PACKAGE_BIN)/python || $(PACKAGE_PYTHON) -m venv $(PACKAGE_VENV)
+	$(PACKAGE_BIN)/python -m pip install --quiet --disable-pip-version-check "chalice>=1.34,<2" "cfn-lint>=1"
+	touch $@
+
+layers: $(LAYER_ZIP)
+
+$(LAYER_ZIP): layers/build.sh | $(PACKAGE_STAMP)
+	LAYERS_OUT=$(@D) layers/build.sh $(PACKAGE_BIN)/python
+
+$(MERGE_TEMPLATE): $(MERGE_SOURCES) | $(PACKAGE_STAMP)
+	@mkdir -p $(@D)
+	$(PACKAGE_BIN)/python -c "$$MERGE_TEMPLATES" $@ $(MERGE_SOURCES)
+
+# Chalice packages app.py, chalicelib/ and vendor/ only: functions/ goes in as vendor/functions,
+# a copy without __pycache__ (the dev venv's 3.11 bytecode is dead weight on python3.12).
+define VENDOR_FUNCTIONS
+import shutil
+shutil.copytree("functions", "vendor/functions", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+endef
+export VENDOR_FUNCTIONS
+
+# build/package/: sam.json (the one template; JSON, as CloudFormation rejects YAML aliases), deployment.zip (app.py, functions/ through the
+# vendor/functions link, requirements.txt's packages) and arrow-layer.zip.
+package: $(PACKAGE_STAMP) $(LAYER_ZIP) $(MERGE_TEMPLATE)
+	rm -rf vendor/functions $(PACKAGE_DIR)
+	$(PACKAGE_BIN)/python -c "$$VENDOR_FUNCTIONS"
+	AWS_DEFAULT_REGION=$(REGION) $(PACKAGE_BIN)/chalice package --stage dev \
+		--pkg-format cloudformation --merge-template $(MERGE_TEMPLATE) $(PACKAGE_DIR)
+	cp $(LAYER_ZIP) $(PACKAGE_DIR)/arrow-layer.zip
+	$(PACKAGE_BIN)/cfn-lint $(PACKAGE_DIR)/sam.json
+	$(PACKAGE_BIN)/python -c "$$CHECK_PACKAGE" $(PACKAGE_DIR)
+	$(PACKAGE_BIN)/python bench/cold_start.py --packaged $(PACKAGE_DIR) --runs 5 --check
+
+$(PACKAGE_BIN)/aws: | $(PACKAGE_STAMP)
+	$(PACKAGE_BIN)/python -m pip install --quiet --disable-pip-version-check awscli
+
+# Uploads the zips to ARTIFACT_BUCKET and creates or updates the stack STACK_NAME.
+deploy: package $(if $(filter $(PACKAGE_BIN)/aws,$(AWS)),$(PACKAGE_BIN)/aws)
+	@test -n "$(ARTIFACT_BUCKET)" || { echo "make deploy needs ARTIFACT_BUCKET=<an S3 bucket of yours in $(REGION)> (docs/deploy.md)" >&2; exit 1; }
+	$(AWS) cloudformation package --region $(REGION) --template-file $(PACKAGE_DIR)/sam.json \
+		--s3-bucket $(ARTIFACT_BUCKET) --s3-prefix $(STACK_NAME) \
+		--output-template-file $(PACKAGE_DIR)/packaged.yaml
+	$(AWS) cloudformation deploy --region $(REGION) --stack-name $(STACK_NAME) \
+		--template-file $(PACKAGE_DIR)/packaged.yaml \
+		--s3-bucket $(ARTIFACT_BUCKET) --s3-prefix $(STACK_NAME) \
+		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+		$(if $(strip $(PARAMETERS)),--parameter-overrides $(PARAMETERS))
+
+# Deep-merge CloudFormation templates the way `chalice package --merge-template` does; no two
+# files may declare the same resource, output or condition, nor one parameter differently.
+define MERGE_TEMPLATES
+import json
+import sys
+
+import yaml
+from chalice.package import TemplateDeepMerger
+
+target, *sources = sys.argv[1:]
+merged, owner = {}, {}
+for path in sources:
+    with open(path) as f:
+        template = yaml.safe_load(f)
+    for section in ("Parameters", "Conditions", "Resources", "Outputs"):
+        for name, body in (template.get(section) or {}).items():
+            key = (section, name)
+            if key in owner:
+                first, seen = owner[key]
+                same = section == "Parameters" and all(
+                    seen.get(k) == body.get(k) for k in ("Type", "Default")
+                )
+                if not same:
+                    sys.exit(f"{path}: {section}/{name} is already declared by {first}")
+            owner[key] = (path, body)
+    merged = TemplateDeepMerger().merge(template, merged)
+with open(target, "w") as f:
+    json.dump(merged, f, indent=2)
+print(f"{target}: {len(merged['Resources'])} resources from {', '.join(sources)}")
+endef
+export MERGE_TEMPLATES
+
+# What `make package` must have produced; prints the sizes against Lambda's 250 MB limit.
+define CHECK_PACKAGE
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+LIMIT = 262_144_000  # Lambda: function + all its layers, unzipped (250 MiB)
+out = Path(sys.argv[1])
+template = json.loads((out / "sam.json").read_text())
+functions = {
+    name: r["Properties"]
+    for name, r in template["Resources"].items()
+    if r["Type"] == "AWS::Serverless::Function"
+}
+assert set(functions) == {"HandleCdrDrops", "HandleNormalizedFiles"}, sorted(functions)
+for name, props in functions.items():
+    assert props["Runtime"] == "python3.12", (name, props["Runtime"])
+    assert props["Layers"] == [{"Ref": "ArrowLayer"}], (name, props["Layers"])
+    (event,) = props["Events"].values()
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+
+
+def unzipped(path):
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+    return sum(i.file_size for i in infos), [i.filename for i in infos]
+
+
+code, names = unzipped(out / "deployment.zip")
+layer, layer_names = unzipped(out / "arrow-layer.zip")
+tops = {n.split("/", 1)[0] for n in names}
+for needed in ("app.py", "functions/ingest/handler.py", "functions/rate/handler.py"):
+    assert needed in names, f"deployment.zip lacks {needed}"
+assert not tops & {"pandas", "awswrangler", "pyarrow", "numpy"}, sorted(tops)
+assert not [n for n in names if ".cpython-" in n and "-312-" not in n], "built for another Python"
+assert not [n for n in names if "__pycache__" in n], "bytecode in deployment.zip"
+assert "python/pyarrow/__init__.py" in layer_names and "python/numpy/__init__.py" in layer_names
+print(f"deployment.zip  {(out / 'deployment.zip').stat().st_size / 1e6:7.1f} MB zipped {code / 1e6:7.1f} MB unzipped")
+print(f"arrow-layer.zip {(out / 'arrow-layer.zip').stat().st_size / 1e6:7.1f} MB zipped {layer / 1e6:7.1f} MB unzipped")
+print(f"function + layer: {(code + layer) / 1e6:.1f} MB unzipped of Lambda's {LIMIT / 1e6:.1f} MB")
+assert code + layer < LIMIT, "over Lambda's 250 MB unzipped limit"
+endef
+export CHECK_PACKAGE

@@ -28,8 +28,10 @@ from functions.rate.rating import (
 )
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
 
-_REASONS = pa.array([None, REASON_NO_RATE, REASON_CLOSED], pa.string())
-_STATUSES = pa.array([STATUS_RATED, STATUS_UNRATED], pa.string())
+# Labels by code. Plain tuples: building Arrow arrays at import would make pyarrow probe for
+# pandas (0.17 s) on every cold start where pandas happens to be installed.
+_REASONS = (None, REASON_NO_RATE, REASON_CLOSED)
+_STATUSES = (STATUS_RATED, STATUS_UNRATED)
 
 
 def start_seconds(cdrs: pa.Table) -> np.ndarray:
@@ -39,8 +41,8 @@ def start_seconds(cdrs: pa.Table) -> np.ndarray:
     return np.floor_divide(micros, 1_000_000)
 
 
-def _dict(indices: np.ndarray, dictionary: pa.Array) -> pa.Array:
-    return pc.take(dictionary, pa.array(indices.astype(np.int8)))
+def _dict(indices: np.ndarray, labels: tuple[str | None, ...]) -> pa.Array:
+    return pc.take(pa.array(labels, pa.string()), pa.array(indices.astype(np.int8)))
 
 
 def _deck_column(index: DeckIndex, name: str, row: np.ndarray) -> pa.Array:

@@ -126,7 +126,7 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
         for name, props in tables.items()
         if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
     }
-    assert recovering == {"AccountsTable", "LedgerTable"}
+    assert recovering == {"AccountsTable", "LedgerTable", "FilesTable"}
 
 
 @pytest.mark.parametrize(

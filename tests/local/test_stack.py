@@ -259,6 +259,7 @@ def test_every_template_resource_exists_as_declared(start_stack):
     physical = stack.resources["resources"]
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
     dynamodb, events = boto3.client("dynamodb"), boto3.client("events")
+    logs = boto3.client("logs")
 
     def queue_arn(logical_id: str) -> str:
         attributes = sqs.get_queue_attributes(
@@ -319,6 +320,25 @@ def test_every_template_resource_exists_as_declared(start_stack):
         elif kind == "AWS::Events::EventBus":
             assert props["Name"] == {"Ref": "EventBusName"}
             assert events.describe_event_bus(Name=name)["Name"] == name == settings().event_bus
+        elif kind == "AWS::Logs::LogGroup":
+            group = f"/aws/events/{settings().event_bus}/file-rated"
+            found = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+            assert [(g["logGroupName"], g.get("retentionInDays")) for g in found] == [
+                (group, props["RetentionInDays"])
+            ]
+        elif kind == "AWS::Events::Rule":
+            rules = events.list_rules(EventBusName=settings().event_bus)["Rules"]
+            [rule] = [r for r in rules if r.get("Description") == props["Description"]]
+            assert json.loads(rule["EventPattern"]) == props["EventPattern"]
+            targets = events.list_targets_by_rule(
+                Rule=rule["Name"], EventBusName=settings().event_bus
+            )["Targets"]
+            assert [t["Arn"].split(":log-group:")[1].removesuffix(":*") for t in targets] == [
+                f"/aws/events/{settings().event_bus}/file-rated"
+            ]
+        elif kind == "AWS::Logs::ResourcePolicy":
+            names = [p["policyName"] for p in logs.describe_resource_policies()["resourcePolicies"]]
+            assert f"{settings().event_bus}-file-rated-to-logs" in names
         else:
             pytest.fail(f"no local check for {kind} ({logical_id}); add one")
         checked.add(logical_id)
