@@ -145,11 +145,10 @@ def _choose(rng: np.random.Generator, n: int, names: tuple[str, ...]) -> pa.Arra
 def _calls(
     n: int,
     seed: int,
-    *,
     unanswered_fraction: float,
-    span_seconds: int,
-    customers: tuple[str, ...] = CUSTOMERS,
-    suppliers: tuple[str, ...] = SUPPLIERS,
+    customers: tuple[str, ...],
+    suppliers: tuple[str, ...],
+    span_seconds: int = 86_400,
 ) -> _Calls:
     rng = np.random.default_rng(seed)
     weights = np.array([d[0] for d in _DESTINATIONS])
@@ -246,14 +245,7 @@ def generate_generic_csv(
     span_seconds: int = 86_400,
 ) -> bytes:
     """A `generic` CSV: ISO 8601 times (mostly Z, some with +02:00 / -05:00 offsets)."""
-    calls = _calls(
-        n,
-        seed,
-        unanswered_fraction=unanswered_fraction,
-        span_seconds=span_seconds,
-        customers=customers,
-        suppliers=suppliers,
-    )
+    calls = _calls(n, seed, unanswered_fraction, customers, suppliers, span_seconds)
     rng = np.random.default_rng(seed + 1)
     # Most carriers send UTC; some send their local offset (a Berlin and a New York switch).
     offset_h = np.array([0, 0, 0, 2, -5])[rng.integers(0, 5, n)]
@@ -325,14 +317,7 @@ def generate_freeswitch_csv(
     """mod_cdr_csv output: `example` (15 fields) or built-in `default` (13, `", "` quirk)."""
     if template not in ("example", "default"):
         raise ValueError(f"unknown mod_cdr_csv template {template!r}")
-    calls = _calls(
-        n,
-        seed,
-        unanswered_fraction=unanswered_fraction,
-        span_seconds=86_400,
-        customers=customers,
-        suppliers=suppliers,
-    )
+    calls = _calls(n, seed, unanswered_fraction, customers, suppliers)
     rng = np.random.default_rng(seed + 2)
 
     def stamp(epoch: np.ndarray) -> pa.Array:
@@ -395,14 +380,7 @@ def generate_asterisk_csv(
     """Asterisk cdr_csv Master.csv with 16 or 18 columns (loguniqueid + loguserfield)."""
     if columns not in (16, 18):
         raise ValueError("Asterisk Master.csv has 16 or 18 columns")
-    calls = _calls(
-        n,
-        seed,
-        unanswered_fraction=unanswered_fraction,
-        span_seconds=86_400,
-        customers=customers,
-        suppliers=suppliers,
-    )
+    calls = _calls(n, seed, unanswered_fraction, customers, suppliers)
     rng = np.random.default_rng(seed + 3)
     answered = pa.array(calls.answered)
 
@@ -461,14 +439,7 @@ def generate_vos3000_json(
     """VOS3000 GetCdr InfoCdr records: JSON `array`, `{"infoCdrs": [...]}` `object`, or `lines`."""
     if layout not in ("array", "object", "lines"):
         raise ValueError(f"unknown layout {layout!r}")
-    calls = _calls(
-        n,
-        seed,
-        unanswered_fraction=unanswered_fraction,
-        span_seconds=86_400,
-        customers=customers,
-        suppliers=suppliers,
-    )
+    calls = _calls(n, seed, unanswered_fraction, customers, suppliers)
     rng = np.random.default_rng(seed + 4)
     bad = _corrupt(rng, n, bad_fraction, ("bad_number", "no_callee"))
     callee = _replace(_replace(calls.callee, bad["bad_number"], "44abc"), bad["no_callee"], "")
