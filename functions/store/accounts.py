@@ -16,7 +16,7 @@ A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from types import SimpleNamespace
 
@@ -29,7 +29,7 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name
-from functions.store.items import IntAttribute, Item, bind
+from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 ACCOUNT_STATUSES = ("active", "suspended")
@@ -86,16 +86,8 @@ def _m() -> SimpleNamespace:
     return _models(settings().accounts_table)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _deck_sk(account: str, version: int) -> str:
     return f"DECK#{account}#v{version:010d}"
-
-
-def _conditional_failed(error: PutError | UpdateError) -> bool:
-    return error.cause_response_code == "ConditionalCheckFailedException"
 
 
 # --- tenants ---------------------------------------------------------------------------
@@ -115,11 +107,11 @@ def _tenant(item: _TenantItem) -> Tenant:
 def create_tenant(tenant: str, *, currency: str = "USD", timezone: str = "UTC") -> Tenant:
     """Create a tenant; ConflictError if it exists."""
     item = _m().tenant(check_name("tenant", tenant), "TENANT", currency=currency, timezone=timezone)
-    item.created_at = _now()
+    item.created_at = now()
     try:
         item.save(condition=_m().tenant.pk.does_not_exist())
     except PutError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             raise ConflictError(f"tenant {tenant!r} already exists") from None
         raise
     return _tenant(item)
@@ -185,11 +177,11 @@ def create_switch(
         supplier_field=supplier_field,
         default_supplier=default_supplier,
     )
-    item.created_at = _now()
+    item.created_at = now()
     try:
         item.save(condition=_m().switch.pk.does_not_exist())
     except PutError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             raise ConflictError(f"switch {switch!r} already exists in tenant {tenant!r}") from None
         raise
     return _switch(item)
@@ -277,11 +269,11 @@ def create_account(
         currency=currency or owner.currency,
         status="active",
     )
-    item.created_at = _now()
+    item.created_at = now()
     try:
         item.save(condition=_m().account.pk.does_not_exist())
     except PutError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             raise ConflictError(
                 f"account {account!r} already exists in tenant {tenant!r}"
             ) from None
@@ -383,11 +375,11 @@ def put_deck_version(
         source=source,
         sha256=sha256,
     )
-    item.created_at = _now()
+    item.created_at = now()
     try:
         item.save(condition=model.pk.does_not_exist())
     except PutError as error:
-        if not _conditional_failed(error):
+        if not conditional_failed(error):
             raise
         existing = get_deck_version(tenant, account, version)
         if (existing.key, existing.sha256) != (key, sha256):
@@ -431,7 +423,7 @@ def activate_deck(tenant: str, account: str, version: int) -> bool:
     try:
         item.update(actions=[model.deck_version.set(version)], condition=condition)
     except UpdateError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             return False
         raise
     return True

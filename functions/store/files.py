@@ -35,7 +35,7 @@ from pynamodb.expressions.operand import Path, Value
 
 from functions.shared.settings import settings
 from functions.store import NotFoundError, check_name, check_slot, check_token
-from functions.store.items import IntAttribute, Item, bind
+from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 FILE_STATUSES = ("ingested", "rejected", "done")
 COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates")
@@ -72,14 +72,6 @@ def _models(table: str) -> SimpleNamespace:
 
 def _m() -> SimpleNamespace:
     return _models(settings().files_table)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _conditional_failed(error: PutError | UpdateError) -> bool:
-    return error.cause_response_code == "ConditionalCheckFailedException"
 
 
 # --- processed files -------------------------------------------------------------------
@@ -135,14 +127,14 @@ def put_file(
 ) -> bool:
     """Write a file's record; False (nothing written) if it is already at a later status."""
     model = _m().file
-    now = _now()
+    written = now()
     item = model(
         check_name("tenant", tenant),
         f"FILE#{check_token('file id', file_id)}",
         status=_check_status(status),
         meta=dict(meta or {}),
-        created_at=now,
-        updated_at=now,
+        created_at=written,
+        updated_at=written,
         **_check_counts(counts or {}),
     )
     existing = _get_item(tenant, file_id)
@@ -152,7 +144,7 @@ def put_file(
     try:
         item.save(condition=condition)
     except PutError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             return False
         raise
     return True
@@ -172,14 +164,14 @@ def set_file_status(
     if _get_item(tenant, file_id) is None:
         raise NotFoundError(f"unknown file {file_id!r} in tenant {tenant!r}")
     item = model(tenant, f"FILE#{file_id}")
-    actions = [model.status.set(status), model.updated_at.set(_now())]
+    actions = [model.status.set(status), model.updated_at.set(now())]
     actions += [getattr(model, name).set(value) for name, value in checked.items()]
     try:
         item.update(
             actions=actions, condition=model.pk.exists() & model.status.is_in(*_REPLACES[status])
         )
     except UpdateError as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             return False
         raise
     return True
@@ -277,7 +269,7 @@ def commit_claim(
                 & ~Contains(Path(["files"]), Value(file_id)),
             )
     except (PutError, UpdateError) as error:
-        if _conditional_failed(error):
+        if conditional_failed(error):
             return False
         raise
     return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
 
@@ -31,3 +34,12 @@ class Item(Model):
 def bind(base: type[Item], table: str) -> type[Item]:
     """`base` as a model of the table named at run time (settings decide, not the class)."""
     return type(base.__name__, (base,), {"Meta": type("Meta", (), {"table_name": table})})
+
+
+def conditional_failed(error: PutError | UpdateError) -> bool:
+    """True when a write was refused by its condition (the item was not as expected)."""
+    return error.cause_response_code == "ConditionalCheckFailedException"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
