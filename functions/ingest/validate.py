@@ -265,9 +265,14 @@ def _pdd(fields: pa.Table) -> pa.Array | pa.ChunkedArray:
 
 
 def _disposition(text: pa.Array | pa.ChunkedArray, billsec) -> pa.Array | pa.ChunkedArray:
+    answered = pc.fill_null(pc.greater(billsec, 0), False)
+    blank = _is_blank(text)
+    relabel = pc.and_(answered, pc.not_equal(text, "ANSWERED"))
+    if not pc.any(blank).as_py() and not pc.any(relabel).as_py():
+        return text  # what the switch wrote already follows the rule: no new strings
     derived = pc.if_else(pc.greater(billsec, 0), "ANSWERED", "NO_ANSWER")
-    given = pc.if_else(_is_blank(text), derived, text)
-    return pc.if_else(pc.fill_null(pc.greater(billsec, 0), False), "ANSWERED", given)
+    given = pc.if_else(blank, derived, text)
+    return pc.if_else(answered, "ANSWERED", given)
 
 
 def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -292,15 +297,56 @@ def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunk
     return pc.replace_with_mask(digits, others, rest)
 
 
+_CAST_BLOCK = 4096
+_RETRIES_PER_BLOCK = 8
+_UNPARSED = "Failed to parse string: '"
+
+
 def cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType):
     """`pc.cast` that yields null for the values that do not convert, instead of failing.
 
-    The whole-column cast is the fast path; a failing chunk is bisected, so the cost grows with
-    the number of bad values, not the number of rows, and acceptance never depends on what
-    else is in the file (exactly the values Arrow's cast accepts are accepted).
+    The whole-column cast is the fast path. When it fails, the column is cast in blocks, and
+    in a failing block the value Arrow names in its error is nulled (with every copy of it)
+    before trying again, so a few bad values cost a few small casts. Acceptance never depends
+    on what else is in the file: exactly the values Arrow's cast accepts are accepted.
     """
     if isinstance(values, pa.ChunkedArray):
         return pa.chunked_array([cast_or_null(c, target) for c in values.chunks], type=target)
+    try:
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(values) <= _CAST_BLOCK:
+        return _cast_block(values, target)
+    blocks = range(0, len(values), _CAST_BLOCK)
+    return pa.concat_arrays([_cast_block(values.slice(at, _CAST_BLOCK), target) for at in blocks])
+
+
+def _cast_block(values: pa.Array, target: pa.DataType) -> pa.Array:
+    for _ in range(_RETRIES_PER_BLOCK):
+        try:
+            return pc.cast(values, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            unparsed = _unparsed_value(str(error), target)
+        if unparsed is None:
+            break
+        same = pc.fill_null(pc.equal(values, unparsed), False)
+        if not pc.any(same).as_py():  # the message did not name a value of this block
+            break
+        values = pc.if_else(same, pa.scalar(None, values.type), values)
+    return _bisect(values, target)
+
+
+def _unparsed_value(message: str, target: pa.DataType) -> str | None:
+    """The value in Arrow's "Failed to parse string: '<value>' as a scalar of type …"."""
+    end = message.find(f"' as a scalar of type {target}")
+    if not message.startswith(_UNPARSED) or end < len(_UNPARSED):
+        return None
+    return message[len(_UNPARSED) : end]
+
+
+def _bisect(values: pa.Array, target: pa.DataType) -> pa.Array:
+    """Cast halves until the failing values are isolated (the general, slower search)."""
     try:
         return pc.cast(values, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -309,7 +355,7 @@ def cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType):
         return pa.array([_cast_one(v, target) for v in values], type=target)
     half = len(values) // 2
     return pa.concat_arrays(
-        [cast_or_null(values.slice(0, half), target), cast_or_null(values.slice(half), target)]
+        [_bisect(values.slice(0, half), target), _bisect(values.slice(half), target)]
     )
 
 
@@ -378,7 +424,13 @@ def _call_ids(call_id: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array
     row-by-row search skipped.
     """
     ids = call_id.combine_chunks() if isinstance(call_id, pa.ChunkedArray) else call_id
-    given = ids.filter(pc.invert(_is_blank(ids)))
+    blank = _is_blank(ids)
+    given = ids.filter(pc.invert(blank)) if pc.any(blank).as_py() else ids
+    hashes = hash_strings(given) if len(given) else None
+    if hashes is not None:
+        ordered = np.sort(hashes)
+        if not (ordered[1:] == ordered[:-1]).any():  # distinct hashes: distinct ids
+            return np.zeros(len(ids), bool), given
     distinct = pc.unique(given)
     if len(distinct) == len(given):
         return np.zeros(len(ids), bool), distinct
@@ -433,6 +485,8 @@ def hash_strings(ids: pa.Array) -> np.ndarray | None:
     else:
         padded = pc.utf8_rpad(ids, width, "\x00")  # rows already at width stay as they are
         poff = np.frombuffer(padded.buffers()[1], np.int32)[: len(ids) + 1]
+        if poff[-1] - poff[0] != width * len(ids):  # padded by characters, not bytes (UTF-8)
+            return None
         pdata = np.frombuffer(padded.buffers()[2], np.uint8)[poff[0] : poff[-1]]
         matrix[:, :width] = pdata.reshape(len(ids), width)
     # Length in the last word keeps "a" and "a\0" apart.

@@ -17,7 +17,9 @@ Currency: the caller names the deck's currency (default USD). A header that name
 currency ("Rate (EUR/min)") is an error rather than silently adopted, because a forgotten
 --currency would otherwise mix currencies on one invoice.
 
-The file-reading and Parquet cache section at the end is the only I/O in this module.
+The file-reading and cache section at the end is the only I/O in this module: compiled decks
+are cached as Parquet (`load_deck`), and decks indexed for rating as Arrow IPC files that are
+memory-mapped back (`load_deck_index`), both under the deck's content key.
 """
 
 from __future__ import annotations
@@ -30,14 +32,17 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from functions.rate.rating import DeckIndex, DeckIndexFormatError
 from functions.shared.money import RATE_SCALE, units_from_decimal_array
 
 ALWAYS = -(2**62)  # effective_from of a row without one: in force since forever
@@ -681,14 +686,50 @@ def load_deck(
     """Read and compile a deck file, reusing `<cache_dir>/<sha256>.parquet` when present."""
     source = os.fspath(path)
     data = Path(path).read_bytes()
-    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = directory / f"{cache_key(data, currency, skip_invalid)}.parquet"
+    cached = _cache_dir(cache_dir) / f"{cache_key(data, currency, skip_invalid)}.parquet"
     deck = _read_cached(cached, source)
-    if deck is not None:
-        return deck
-    deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
-    _write_cached(cached, deck)
+    if deck is None:
+        deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
+        _write_cached(cached, deck)
     return deck
+
+
+def load_deck_index(
+    path: str | os.PathLike,
+    *,
+    currency: str = "USD",
+    skip_invalid: bool = False,
+    cache_dir: str | Path | None = None,
+) -> tuple[DeckIndex, tuple[DeckRowError, ...]]:
+    """A deck file indexed for rating, and the rows `skip_invalid` dropped.
+
+    Reuses `<cache_dir>/<sha256>.index.arrow` when present: a memory-mapped, zero-copy read,
+    so a hit costs hashing the file's bytes and little else (no CSV parsing, no Parquet).
+    A miss compiles the deck as `load_deck` does (raising InvalidDeckError alike, and
+    DeckIndexError for a deck that cannot be indexed) and writes both cache files.
+    """
+    source = os.fspath(path)
+    data = Path(path).read_bytes()
+    key = cache_key(data, currency, skip_invalid)
+    directory = _cache_dir(cache_dir)
+    cached = directory / f"{key}.index.arrow"
+    hit = _read_cached_index(cached)
+    if hit is not None:
+        return hit
+    # The bytes already hashed, not a second read: the file may change meanwhile, and the
+    # index must match its key.
+    compiled = directory / f"{key}.parquet"
+    deck = _read_cached(compiled, source)
+    if deck is None:
+        deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
+        _write_cached(compiled, deck)
+    index = DeckIndex.build(deck.table, deck.currency)
+    _write_cached_index(cached, index, deck.skipped)
+    return index, deck.skipped
+
+
+def _cache_dir(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
 
 def _read_cached(cached: Path, source: str) -> RateDeck | None:
@@ -706,9 +747,7 @@ def _read_cached(cached: Path, source: str) -> RateDeck | None:
         COMPILER_VERSION.encode()
     ):
         return None
-    skipped = tuple(
-        DeckRowError(**error) for error in json.loads(meta.get(_META_PREFIX + b"skipped", b"[]"))
-    )
+    skipped = _skipped_from(meta)
     # The key is the content, so the same deck under another name is still a hit; report the
     # path it was loaded from now.
     return RateDeck(
@@ -726,24 +765,75 @@ def _write_cached(cached: Path, deck: RateDeck) -> None:
         _META_PREFIX + b"currency": deck.currency.encode(),
         _META_PREFIX + b"source": deck.source.encode(),
         _META_PREFIX + b"compiler": COMPILER_VERSION.encode(),
-        _META_PREFIX + b"skipped": json.dumps(
-            [
-                {"line": e.line, "field": e.field, "value": e.value, "message": e.message}
-                for e in deck.skipped
-            ]
-        ).encode(),
+        _META_PREFIX + b"skipped": _skipped_json(deck.skipped),
     }
+    table = deck.table.replace_schema_metadata(metadata)
+    _replace_atomically(cached, lambda sink: pq.write_table(table, sink))
+
+
+def _read_cached_index(cached: Path) -> tuple[DeckIndex, tuple[DeckRowError, ...]] | None:
+    try:
+        # Closing the map early is safe: Arrow's buffers keep the mapped region alive.
+        with pa.memory_map(str(cached)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowException):
+        return None  # missing, torn or foreign: rebuild and overwrite it
+    meta = table.schema.metadata or {}
+    if meta.get(_META_PREFIX + b"compiler") != COMPILER_VERSION.encode():
+        return None
+    try:
+        index = DeckIndex.from_table(table)
+        skipped = _skipped_from(meta)
+    except (DeckIndexFormatError, ValueError, TypeError):
+        return None  # an index of another format (a stale cache) or a foreign file
+    if not index.deck.schema.equals(DECK_SCHEMA):
+        return None
+    return index, skipped
+
+
+def _write_cached_index(cached: Path, index: DeckIndex, skipped: tuple[DeckRowError, ...]) -> None:
+    table = index.to_table()
+    metadata = {
+        **table.schema.metadata,
+        _META_PREFIX + b"compiler": COMPILER_VERSION.encode(),
+        _META_PREFIX + b"skipped": _skipped_json(skipped),
+    }
+    table = table.replace_schema_metadata(metadata)
+
+    def write(sink: BinaryIO) -> None:
+        # Uncompressed (the IPC default), so the reader maps the buffers instead of copying.
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+    _replace_atomically(cached, write)
+
+
+def _skipped_json(skipped: tuple[DeckRowError, ...]) -> bytes:
+    fields = [
+        {"line": e.line, "field": e.field, "value": e.value, "message": e.message} for e in skipped
+    ]
+    return json.dumps(fields).encode()
+
+
+def _skipped_from(meta: dict[bytes, bytes]) -> tuple[DeckRowError, ...]:
+    stored = json.loads(meta.get(_META_PREFIX + b"skipped", b"[]"))
+    return tuple(DeckRowError(**error) for error in stored)
+
+
+def _replace_atomically(cached: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write a cache file through a temporary one; warn, never fail, if that is impossible."""
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".parquet.tmp")
+        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as sink:
-                pq.write_table(deck.table.replace_schema_metadata(metadata), sink)
+                write(sink)
             # Readers see either no file or a complete one, even with concurrent writers.
+            # Replacing (never rewriting in place) also keeps memory-mapped readers safe.
             os.replace(temporary, cached)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
     except OSError as error:
         # The cache only saves time; a read-only or full disk must not fail the import.
-        warnings.warn(f"deck cache not written ({cached}): {error}", stacklevel=3)
+        warnings.warn(f"deck cache not written ({cached}): {error}", stacklevel=4)

@@ -139,7 +139,7 @@ class _Level:
 
     def fill(self, rows: np.ndarray, code: int, index: DeckIndex, pricing) -> None:
         self.account[rows] = code
-        self.rate[rows] = np.where(pricing.rated, index.rate_e8[np.maximum(pricing.row, 0)], 0)
+        self.rate[rows] = pricing.rate_e8
         self.amount[rows] = pricing.amount
         self.billed[rows] = pricing.billed
         self.priced[rows] = pricing.rated

@@ -107,7 +107,7 @@ def rate_cdrs(
         "matched_prefix": _deck_column(customer, "prefix", sell.row),
         "destination": _deck_column(customer, "destination", sell.row),
         "billed_seconds": pa.array(sell.billed, pa.int64()),
-        "customer_rate": _money(customer.rate_e8[np.maximum(sell.row, 0)], RATE_SCALE, unrated),
+        "customer_rate": _money(sell.rate_e8, RATE_SCALE, unrated),
         "customer_amount": _money(sell.amount, scale, unrated),
         "currency": pa.repeat(pa.scalar(customer.currency), len(cdrs)).cast(pa.string()),
     }
@@ -129,7 +129,7 @@ def rate_cdrs(
             "supplier_status": _dict(no_cost, _STATUSES),
             "supplier_reason": _dict(_reason_code(buy), _REASONS),
             "supplier_prefix": _deck_column(supplier, "prefix", buy.row),
-            "supplier_rate": _money(supplier.rate_e8[np.maximum(buy.row, 0)], RATE_SCALE, no_cost),
+            "supplier_rate": _money(buy.rate_e8, RATE_SCALE, no_cost),
             "supplier_amount": _money(buy.amount, scale, no_cost),
             "supplier_currency": pa.repeat(pa.scalar(supplier.currency), len(cdrs)).cast(
                 pa.string()

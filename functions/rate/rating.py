@@ -17,6 +17,10 @@ No Python loop runs per CDR. A deck is compiled once into a `DeckIndex`:
 Money is integer arithmetic (see functions.shared.money): rate and connect fee in 10^-8, so
 connect_fee + rate·billed/60 is held exactly as the integer (connect_fee·60 + rate·billed) in
 units of 10^-8/60, and rounded once by the named `Rounding`.
+
+Building an index costs ~0.1 s for a 50,000-prefix deck, so `DeckIndex.to_table` and
+`DeckIndex.from_table` carry a built index through one Arrow table (functions.rate.deck caches
+it as an Arrow IPC file); reading it back is zero-copy.
 """
 
 from __future__ import annotations
@@ -55,6 +59,46 @@ REASON_CLOSED = "closed"
 
 class DeckIndexError(ValueError):
     """The deck cannot be indexed (too many prefixes, prefix too long)."""
+
+
+class DeckIndexFormatError(ValueError):
+    """A table is not a `DeckIndex.to_table` of this `INDEX_FORMAT`: rebuild the index."""
+
+
+# Bump whenever `DeckIndex.build` or the table layout changes: a stored index of another
+# format is then rejected by `DeckIndex.from_table` and rebuilt, never misread.
+INDEX_FORMAT = "deck-index-1"
+_META_FORMAT = b"tollgate.index.format"
+_META_CURRENCY = b"tollgate.index.currency"
+_META_WIDTH = b"tollgate.index.width"
+_DECK_COLUMN = "deck."  # prefix of the columns holding the deck's own rows
+# The numpy fields of a DeckIndex, with their dtypes. Booleans are stored as uint8 so that
+# reading them back is a view of the file, not an unpacking of Arrow's bitmaps.
+_ARRAY_FIELDS: dict[str, type] = {
+    "cell_lo": np.int64,
+    "cell_prefix": np.int64,
+    "prefix_len": np.int64,
+    "prefix_parent": np.int64,
+    "seg_key": np.int64,
+    "seg_end": np.int64,
+    "seg_row": np.int64,
+    "seg_first": np.int64,
+    "seg_count": np.int64,
+    "rate_e8": np.int64,
+    "connect_fee_e8": np.int64,
+    "increment_first": np.int64,
+    "increment_next": np.int64,
+    "closed": np.bool_,
+}
+_STORED_TYPE = {np.int64: pa.int64(), np.bool_: pa.uint8()}
+_STORED_DTYPE = {np.int64: np.int64, np.bool_: np.uint8}
+# Arrays that must agree in length: a table failing this is foreign, whatever it claims.
+_SAME_LENGTH = (
+    ("cell_lo", "cell_prefix"),
+    ("prefix_len", "prefix_parent", "prefix_text", "seg_first", "seg_count"),
+    ("seg_key", "seg_end", "seg_row"),
+    ("rate_e8", "connect_fee_e8", "increment_first", "increment_next", "closed", "deck"),
+)
 
 
 def _clip_time(seconds: np.ndarray) -> np.ndarray:
@@ -210,6 +254,73 @@ class DeckIndex:
             closed=col["closed"].astype(bool),
         )
 
+    def to_table(self) -> pa.Table:
+        """The whole index as one single-row table, for `from_table` (e.g. via Arrow IPC).
+
+        Each column is a list holding one whole array: the numpy fields, `prefix_text`, and
+        the deck's rows as `deck.<column>`. Currency, width and `INDEX_FORMAT` are schema
+        metadata.
+        """
+        names, columns = [], []
+        for name, dtype in _ARRAY_FIELDS.items():
+            values = np.ascontiguousarray(getattr(self, name), dtype=dtype)
+            names.append(name)
+            columns.append(_one_row(pa.array(values.view(_STORED_DTYPE[dtype]))))
+        names.append("prefix_text")
+        columns.append(_one_row(self.prefix_text))
+        for field in self.deck.schema:
+            names.append(_DECK_COLUMN + field.name)
+            columns.append(_one_row(self.deck.column(field.name).combine_chunks()))
+        metadata = {
+            _META_FORMAT: INDEX_FORMAT.encode(),
+            _META_CURRENCY: self.currency.encode(),
+            _META_WIDTH: str(self.width).encode(),
+        }
+        return pa.Table.from_arrays(columns, names=names, metadata=metadata)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> DeckIndex:
+        """The index `to_table` stored; arrays are views of the table's buffers, not copies.
+
+        The views are read-only (as they must be over a memory-mapped file): nothing writes
+        to an index, and a write would reach the table. Raises DeckIndexFormatError for a
+        table of another format or shape.
+        """
+        meta = table.schema.metadata or {}
+        if meta.get(_META_FORMAT) != INDEX_FORMAT.encode():
+            raise DeckIndexFormatError(f"not a {INDEX_FORMAT} table")
+        try:
+            # Full validation also bounds-checks the list offsets read from the file below;
+            # for one row of a few arrays it is a UTF-8 scan of the strings (~1.5 ms for a
+            # 50,000-prefix deck).
+            table.validate(full=True)
+            currency = meta[_META_CURRENCY].decode()
+            width = int(meta[_META_WIDTH])
+        except (pa.ArrowException, KeyError, ValueError) as error:
+            raise DeckIndexFormatError(f"unreadable {INDEX_FORMAT} table: {error}") from None
+        if table.num_rows != 1:
+            raise DeckIndexFormatError(f"a {INDEX_FORMAT} table has one row")
+        column = {name: _whole_array(table.column(name)) for name in table.column_names}
+        arrays: dict[str, np.ndarray | pa.Array] = {}
+        for name, dtype in _ARRAY_FIELDS.items():
+            stored = column.get(name)
+            if stored is None or stored.type != _STORED_TYPE[dtype] or stored.null_count:
+                raise DeckIndexFormatError(f"{INDEX_FORMAT} table: bad column {name}")
+            arrays[name] = _numpy_view(stored, dtype)
+        prefix_text = column.get("prefix_text")
+        if prefix_text is None or prefix_text.type != pa.string():
+            raise DeckIndexFormatError(f"{INDEX_FORMAT} table: bad column prefix_text")
+        arrays["prefix_text"] = prefix_text
+        deck_names = [n for n in table.column_names if n.startswith(_DECK_COLUMN)]
+        deck = pa.Table.from_arrays(
+            [column[n] for n in deck_names], names=[n[len(_DECK_COLUMN) :] for n in deck_names]
+        )
+        lengths = {name: len(values) for name, values in arrays.items()} | {"deck": deck.num_rows}
+        for group in _SAME_LENGTH:
+            if len({lengths[name] for name in group}) != 1:
+                raise DeckIndexFormatError(f"{INDEX_FORMAT} table: unequal {', '.join(group)}")
+        return cls(deck=deck, currency=currency, width=width, **arrays)
+
     def lookup(self, callee: pa.Array | pa.ChunkedArray, start_s: np.ndarray) -> np.ndarray:
         """Deck row live for each call (its longest prefix with a live version), -1 if none."""
         return self.lookup_numbers(DialledNumbers.of(callee), start_s)
@@ -286,6 +397,36 @@ class DialledNumbers:
         return cls(head=head, digits=digits, order=order)
 
 
+def _one_row(values: pa.Array) -> pa.ListArray:
+    """A list array of one element: the whole of `values`."""
+    offsets = pa.array(np.array([0, len(values)], dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, values)
+
+
+def _whole_array(column: pa.ChunkedArray) -> pa.Array:
+    """The one list of a one-row list column, as a zero-copy slice of its values."""
+    if column.num_chunks != 1 or not isinstance(column.type, pa.ListType):
+        raise DeckIndexFormatError(f"{INDEX_FORMAT} table: not one list per column")
+    return column.chunk(0).flatten()
+
+
+def _numpy_view(values: pa.Array, dtype: type) -> np.ndarray:
+    """A null-free fixed-width Arrow array as numpy, sharing its buffer.
+
+    np.frombuffer rather than Array.to_numpy: the latter makes pyarrow probe for pandas
+    (0.17 s when installed) on its first call, which would dwarf the rest of a cached load.
+    """
+    if len(values) == 0:
+        view = np.empty(0, dtype=dtype)  # an empty array may have no data buffer at all
+    else:
+        itemsize = np.dtype(dtype).itemsize
+        view = np.frombuffer(
+            values.buffers()[1], dtype=dtype, count=len(values), offset=values.offset * itemsize
+        )
+    view.flags.writeable = False
+    return view
+
+
 def _pad_to_int(digits: pa.Array, width: int) -> np.ndarray:
     """'4477' with width 6 → 447700: the number as the K-digit integer it starts."""
     padded = pc.utf8_rpad(digits, width=width, padding="0")
@@ -344,6 +485,7 @@ class Pricing:
     row: np.ndarray  # deck row used (-1: none live)
     closed: np.ndarray  # the live row closes the code
     billed: np.ndarray  # billed seconds (0 where unrated)
+    rate_e8: np.ndarray  # the applied per-minute rate in 10^-8 (0 where unrated)
     exact: np.ndarray  # connect_fee·60 + rate·billed, in 10^-8/60 (int64 or object ints)
     amount: np.ndarray  # exact rounded once: integer units of 10^-decimals
     rated: np.ndarray  # a live, open rate applied
@@ -380,20 +522,36 @@ def price_numbers(
     row = index.lookup_numbers(numbers, start_s)
     found = row >= 0
     safe = np.maximum(row, 0)
-    closed = found & index.closed[safe]
+
+    def per_call(values: np.ndarray, empty: int = 0) -> np.ndarray:
+        # An empty deck has no row 0 to take; every call is unrated there anyway, and `empty`
+        # only keeps the arithmetic below defined (an increment of 1, not 0).
+        return values[safe] if len(values) else np.full(len(row), empty, values.dtype)
+
+    closed = found & per_call(index.closed)
     rated = found & ~closed
     answered = np.asarray(answered, dtype=np.int64)
     billed = np.where(
         rated,
-        billed_seconds(answered, index.increment_first[safe], index.increment_next[safe]),
+        billed_seconds(
+            answered, per_call(index.increment_first, 1), per_call(index.increment_next, 1)
+        ),
         0,
     )
     # Unanswered calls cost exactly 0: no connect fee.
-    fee = np.where(rated & (answered > 0), index.connect_fee_e8[safe], 0)
-    rate = np.where(rated, index.rate_e8[safe], 0)
+    fee = np.where(rated & (answered > 0), per_call(index.connect_fee_e8), 0)
+    rate = np.where(rated, per_call(index.rate_e8), 0)
     exact = _exact_amount(fee, rate, billed)
     amount = rounding.divide(exact, exact_divisor(rounding))
-    return Pricing(row=row, closed=closed, billed=billed, exact=exact, amount=amount, rated=rated)
+    return Pricing(
+        row=row,
+        closed=closed,
+        billed=billed,
+        rate_e8=rate,
+        exact=exact,
+        amount=amount,
+        rated=rated,
+    )
 
 
 def _exact_amount(fee: np.ndarray, rate: np.ndarray, billed: np.ndarray) -> np.ndarray:

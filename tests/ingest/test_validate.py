@@ -1,6 +1,9 @@
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.ingest.validate import (
     MappedRows,
@@ -85,6 +88,47 @@ def test_duplicates_are_found_among_ids_of_different_lengths():
 def test_cast_or_null_nulls_only_the_bad_values():
     values = pa.array(["1", "x", None, "-4", "2.5"] * 10)
     assert cast_or_null(values, pa.int64()).to_pylist() == [1, None, None, -4, None] * 10
+
+
+def test_cast_or_null_finds_sparse_bad_values_at_block_edges_of_a_long_column():
+    from functions.ingest.validate import _CAST_BLOCK
+
+    n = 3 * _CAST_BLOCK + 5
+    values = [str(i) for i in range(n)]
+    bad = [0, _CAST_BLOCK - 1, _CAST_BLOCK, 2 * _CAST_BLOCK + 17, n - 1]
+    for at in bad:
+        values[at] = f"{at}x"
+    expected = [None if i in bad else i for i in range(n)]
+    assert cast_or_null(pa.array(values), pa.int64()).to_pylist() == expected
+
+
+TIME_SHAPES = [
+    "2024-05-01T12:00:07Z",
+    "2024-05-01T14:00:07+02:00",
+    "2024-05-01T12:00:07.5Z",
+    "2024-13-01T12:00:07Z",
+    "2024-05-01 12:00:07",
+    "x' as a scalar of type timestamp[us, tz=UTC]",
+    "it's",
+    "",
+]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    picks=st.lists(st.integers(0, len(TIME_SHAPES) - 1), min_size=1, max_size=3 * 4096),
+    named=st.booleans(),
+)
+def test_cast_or_null_accepts_exactly_what_a_per_value_cast_accepts(picks, named):
+    """Whether Arrow's error names the bad value (fast path) or not (bisection)."""
+    from functions.ingest import validate as module
+
+    values = [TIME_SHAPES[i] for i in picks]
+    expected = [module._cast_one(pa.scalar(v), UTC_US) for v in values]
+    with pytest.MonkeyPatch.context() as patch:
+        if not named:
+            patch.setattr(module, "_unparsed_value", lambda message, target: None)
+        assert cast_or_null(pa.array(values), UTC_US).to_pylist() == expected
 
 
 def test_iso_times_need_a_zone_and_accept_fractions():

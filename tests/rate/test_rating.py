@@ -3,6 +3,7 @@ per-call Decimal reference on random decks."""
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import numpy as np
@@ -101,6 +102,10 @@ def test_a_closed_code_leaves_the_call_unrated_without_falling_back_to_a_shorter
 
 def test_no_live_entry_for_any_prefix_is_unrated_no_rate():
     assert rate_one([Entry("44", D("0.01"))], "33123456", 0, 60)[:2] == ("unrated", "no_rate")
+
+
+def test_an_empty_deck_leaves_every_call_unrated_no_rate_at_zero():
+    assert rate_one([], "33123456", 0, 60) == ("unrated", "no_rate", 0, D("0.000000"))
 
 
 def test_a_number_shorter_than_a_prefix_never_matches_it():
@@ -264,3 +269,28 @@ def test_rounding_up_never_undercharges_and_down_never_overcharges(deck, calls):
     exact = up.exact.astype(object)  # units of 10^-8/60
     assert all(int(a) * 6000 >= int(e) for a, e in zip(up.amount, exact, strict=True))
     assert all(int(a) * 6000 <= int(e) for a, e in zip(down.amount, exact, strict=True))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deck=decks(), calls=CALLS)
+def test_an_index_round_trips_through_one_arrow_table_to_the_same_arrays_and_prices(deck, calls):
+    built = DeckIndex.build(deck_table(deck))
+    sink = pa.BufferOutputStream()
+    table = built.to_table()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    restored = DeckIndex.from_table(pa.ipc.open_file(sink.getvalue()).read_all())
+    for field in dataclasses.fields(DeckIndex):
+        a, b = getattr(restored, field.name), getattr(built, field.name)
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), field.name
+        else:
+            assert a == b if isinstance(b, str | int) else a.equals(b), field.name
+    args = (
+        pa.array([c[0] for c in calls]),
+        np.array([c[1] for c in calls]),
+        np.array([c[2] for c in calls]),
+    )
+    want, got = price(built, *args, Rounding()), price(restored, *args, Rounding())
+    for name in ("row", "rated", "closed", "billed", "amount"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name

@@ -7,6 +7,7 @@ freeswitch-json, asterisk-csv, vos3000.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -14,7 +15,6 @@ import pyarrow.compute as pc
 
 from functions.ingest.formats import asterisk, freeswitch, generic, vos3000
 from functions.ingest.formats.source import CdrFileError, decompress, sniff_width
-from functions.ingest.validate import hash_strings
 from functions.shared.cdr import ParsedFile
 
 __all__ = ["FORMATS", "CdrFileError", "UnknownFormatError", "iter_cdr_chunks", "parse_cdr_file"]
@@ -40,7 +40,10 @@ class UnknownFormatError(ValueError):
 _SPLITTABLE = {generic.NAME: True, freeswitch.CSV_NAME: False, asterisk.NAME: False}
 # Headerless formats whose layout (field count) is judged once over the whole file.
 _WIDTHS = {freeswitch.CSV_NAME: freeswitch.WIDTHS, asterisk.NAME: asterisk.WIDTHS}
-CHUNK_BYTES = 32 * 1024 * 1024
+# Under 32 MiB with the header and the last line: glibc's malloc serves blocks below its
+# highest mmap threshold (32 MiB on 64-bit) from the heap once one was freed, so each part's
+# copy reuses the last one's memory rather than faulting in fresh pages (~4 ms, not ~15).
+CHUNK_BYTES = 31 * 1024 * 1024
 
 
 def _parser(fmt: str) -> Parser:
@@ -94,22 +97,43 @@ def iter_cdr_chunks(
             return
         header, first_line = data[:start], 2
     earlier = _EarlierCallIds()
+    view = memoryview(data)
     while start < len(data):
         end = min(start + chunk_bytes, len(data))
         if end < len(data):
             newline = data.find(b"\n", end)
             end = len(data) if newline < 0 else newline + 1
-        body = data[start:end]
-        part = parser(header + body, **options)
+        # The part as the parser reads it, in one copy: header and body joined from a view.
+        text = b"".join((header, view[start:end]))
+        part = parser(text, **options)
         # The parser numbered the part's lines from 1 (or 2 after the header).
         part = _shift_lines(part, first_line - (2 if header else 1))
-        if earlier:
-            part = _earlier_duplicates(part, earlier, body, first_line)
+        lines = _PartLines(text, len(header))
         if part.call_ids is not None:
-            earlier.add(part.call_ids)
+            # Ids so far, scaled to the whole file: the table is sized once, not regrown.
+            expected = (earlier.count + len(part.call_ids)) * len(data) // end
+            repeated = earlier.add(part.call_ids, expected)
+            if len(repeated):
+                part = _earlier_duplicates(part, repeated, lines, first_line)
+        if end < len(data):
+            first_line += _line_count(part, lines, first_line)
+        # Released before the consumer holds the part, so the next part can reuse the memory.
+        del text, lines
         yield part
-        first_line += body.count(b"\n")
         start = end
+
+
+def _line_count(part: ParsedFile, lines: _PartLines, first_line: int) -> int:
+    """Physical lines in the part's body (which ends with a newline).
+
+    The parser numbers every line with text, accepted or quarantined, and drops only empty
+    ones. So when the body's last line has text, the part's highest line number is that
+    line's, and the body need not be scanned for newlines.
+    """
+    numbered = [t.column("line") for t in (part.cdrs, part.quarantine) if t.num_rows]
+    if numbered and lines.last_has_text():
+        return max(pc.max(line).as_py() for line in numbered) - first_line + 1
+    return lines.count()
 
 
 def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
@@ -124,62 +148,235 @@ def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
     return ParsedFile(shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids)
 
 
-class _EarlierCallIds:
-    """Every call id of the earlier parts, checked without rebuilding a hash set per part.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
-    The ids are kept with their 64-bit hashes, sorted: a part's ids are looked up with one
-    `searchsorted`, and only the hash hits (real repeats, or the rare collision) are compared
-    as exact strings.
+
+def _call_id_keys(ids: pa.Array) -> np.ndarray:
+    """A 64-bit key per call id (never 0), from the id's bytes alone.
+
+    Not validate.hash_strings: that pads an array's ids to its widest, so an id's hash there
+    depends on the other ids in the array (and it stops at 64 bytes). Here the ids are
+    hashed in groups of one byte length, usually the whole part: call ids tend to have one.
+    """
+    if ids.null_count:
+        ids = pc.fill_null(ids, "")
+    wide = pa.types.is_large_string(ids.type) or pa.types.is_large_binary(ids.type)
+    offsets = np.frombuffer(ids.buffers()[1], np.int64 if wide else np.int32)
+    offsets = offsets[ids.offset : ids.offset + len(ids) + 1]
+    lengths = np.diff(offsets)
+    if not len(ids):
+        return np.zeros(0, np.uint64)
+    if lengths.min() == lengths.max():
+        keys = _hash_width(ids.buffers()[2], int(offsets[0]), len(ids), int(lengths[0]))
+    else:
+        small = lengths.max() < 1 << 16  # NumPy sorts 16-bit integers by radix
+        order = np.argsort(lengths.astype(np.uint16) if small else lengths, kind="stable")
+        ordered = ids.take(pa.array(order))
+        cuts = [0, *(np.flatnonzero(np.diff(lengths[order])) + 1).tolist(), len(ids)]
+        keys = np.empty(len(ids), np.uint64)
+        for a, b in pairwise(cuts):
+            keys[order[a:b]] = _call_id_keys(ordered.slice(a, b - a))
+    return np.maximum(keys, np.uint64(1))  # 0 marks a free slot
+
+
+def _hash_width(data: pa.Buffer | None, start: int, n: int, width: int) -> np.ndarray:
+    """Hash `n` strings of `width` bytes each, back to back in `data` from `start`."""
+    if width < 8:
+        padded = np.zeros((n, 8), np.uint8)
+        if width:
+            padded[:, :width] = np.frombuffer(data, np.uint8, n * width, start).reshape(n, width)
+        words = [padded.view("<u8")[:, 0]]
+    else:
+        # Each string's 8-byte words, read in place (the last one overlaps when width is not
+        # a multiple of 8).
+        at = [start + min(word, width - 8) for word in range(0, width, 8)]
+        words = [np.ndarray((n,), "<u8", buffer=data, offset=o, strides=(width,)) for o in at]
+    hashes = np.full(n, width, np.uint64)
+    for word in words:
+        hashes ^= word
+        hashes *= _GOLDEN
+        hashes ^= hashes >> np.uint64(29)
+    for multiplier in _MIX:  # splitmix64's finish: every bit reaches the low and high bits
+        hashes ^= hashes >> np.uint64(31)
+        hashes *= multiplier
+    return hashes ^ (hashes >> np.uint64(31))
+
+
+_LOAD = 0.35  # the most of a call id table's slots in use
+
+
+class _EarlierCallIds:
+    """Every call id of the earlier parts, in a hash table on their 64-bit keys.
+
+    Open addressing with linear probing, in NumPy arrays: a slot holds the position + 1 of
+    the id stored there (positions number every part's ids in turn; 0 is a free slot), and
+    `key_of` holds each position's key. A part's ids are looked up and stored together, a
+    probe round at a time for all of them, so a part costs time in proportion to its own
+    ids, not to the file's. An equal key is only a candidate, confirmed by comparing the
+    stored id's text; an id whose candidate is another id (a collision) is kept as text in
+    `clashing` instead.
     """
 
     def __init__(self) -> None:
-        self.ids: list[pa.Array] = []
-        self.hashes: list[np.ndarray] = []
-        self.sorted = np.empty(0, np.uint64)
-        self.exact_only = False  # ids too irregular to hash: compare strings directly
+        self.ids: list[pa.Array] = []  # each part's call ids
+        self.count = 0  # ids in self.ids: the next part's first position
+        self.key_of = np.zeros(1 << 12, np.uint64)  # by position, with room to grow
+        self.table = np.zeros(1 << 12, np.uint32)
+        self.stored = 0  # ids in the table
+        self.clashing: set[str] = set()
 
-    def __bool__(self) -> bool:
-        return bool(self.ids)
+    def add(self, ids: pa.Array, expected: int = 0) -> pa.Array:
+        """Store a part's call ids (distinct); return those an earlier part already had.
 
-    def add(self, ids: pa.Array) -> None:
-        hashes = hash_strings(ids) if len(ids) else np.empty(0, np.uint64)
-        if hashes is None:
-            self.exact_only, hashes = True, np.empty(0, np.uint64)
+        `expected`: about how many ids the file will have in all, to size the table once.
+        """
+        start, end = self.count, self.count + len(ids)
+        if end >= 1 << 32:
+            raise ValueError("more than 2**32 call ids in one file")
+        keys = _call_id_keys(ids)
+        self._reserve(max(self.stored + len(ids), expected))
+        if end > len(self.key_of):
+            grown = np.zeros(max(end, 2 * len(self.key_of)), np.uint64)
+            grown[:start] = self.key_of[:start]
+            self.key_of = grown
+        self.key_of[start:end] = keys
+        held = self._place(keys, np.arange(start + 1, end + 1, dtype=np.uint32))
         self.ids.append(ids)
-        self.hashes.append(hashes)
-        self.sorted = np.sort(np.concatenate([self.sorted, hashes]))
+        self.count = end
+        hits = np.flatnonzero(held)
+        repeated = np.zeros(len(ids), bool)
+        if len(hits):
+            # A candidate: the same id in an earlier part, or (rarely) another id.
+            mine = ids.take(pa.array(hits))
+            same = _bools(pc.equal(mine, self._text(held[hits].astype(np.int64) - 1)))
+            if self.clashing:
+                same |= _bools(pc.is_in(mine, pa.array(list(self.clashing), ids.type)))
+            repeated[hits] = same
+            if not same.all():
+                self.clashing.update(mine.filter(pa.array(~same)).to_pylist())
+        return ids.filter(pa.array(repeated))
 
-    def repeated(self, ids: pa.Array) -> np.ndarray:
-        """True where `ids` holds a call id an earlier part had."""
-        everything = pa.concat_arrays(self.ids)
-        hashes = hash_strings(ids) if len(ids) and not self.exact_only else None
-        if hashes is None:
-            return pc.is_in(ids, value_set=everything).to_numpy(zero_copy_only=False)
-        at = np.minimum(np.searchsorted(self.sorted, hashes), max(len(self.sorted) - 1, 0))
-        hit = self.sorted[at] == hashes if len(self.sorted) else np.zeros(len(ids), bool)
-        if not hit.any():
-            return hit
-        earlier = everything.filter(pa.array(np.isin(np.concatenate(self.hashes), hashes[hit])))
-        exact = pc.is_in(ids.filter(pa.array(hit)), value_set=earlier)
-        hit[np.flatnonzero(hit)] = exact.to_numpy(zero_copy_only=False)
-        return hit
+    def _text(self, positions: np.ndarray) -> pa.Array:
+        """The ids at `positions`, taken from their own parts (no concatenation)."""
+        starts = np.cumsum([0, *(len(ids) for ids in self.ids)])
+        part = np.searchsorted(starts, positions, side="right") - 1
+        order = np.argsort(part, kind="stable")
+        pieces = [
+            self.ids[p].take(pa.array(positions[part == p] - starts[p]))
+            for p in np.unique(part).tolist()
+        ]
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return pa.concat_arrays(pieces).take(pa.array(inverse))
+
+    def _place(self, keys: np.ndarray, marks: np.ndarray) -> np.ndarray:
+        """Per key, the mark (position + 1) of the id holding an equal key on its probe run;
+        or 0, the key being stored, with its mark, at the free slot that ends the run."""
+        mask = len(self.table) - 1
+        slot = (keys & np.uint64(mask)).astype(np.intp)
+        held = np.zeros(len(keys), np.uint32)
+        todo = np.arange(len(keys))
+        at, mine, wanted = slot, marks, keys  # the first round: every key
+        while len(todo):
+            seen = self.table[at]
+            free = np.flatnonzero(seen == 0)
+            # Keys racing for a free slot: one write wins, the others see it and go on.
+            claimed = at[free]
+            self.table[claimed] = mine[free]
+            seen[free] = self.table[claimed]
+            other = np.flatnonzero(seen != mine)
+            taken = seen[other]
+            equal = self.key_of[taken - 1] == wanted[other]
+            held[todo[other[equal]]] = taken[equal]
+            todo = todo[other[~equal]]
+            slot[todo] = (slot[todo] + 1) & mask
+            at, mine, wanted = slot[todo], marks[todo], keys[todo]
+        self.stored += len(keys) - int(np.count_nonzero(held))
+        return held
+
+    def _reserve(self, target: int) -> None:
+        """Grow the table so that it stays at most `_LOAD` full with `target` ids."""
+        size = 1 << max(int(target / _LOAD) - 1, 1).bit_length()
+        if size <= len(self.table):
+            return
+        marks = self.table[self.table != 0]
+        self.table = np.zeros(size, np.uint32)
+        self.stored = 0
+        self._place(self.key_of[marks - 1], marks)  # distinct keys: every one is stored
+
+
+def _bools(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return mask.to_numpy(zero_copy_only=False)
+
+
+_BLOCK = 1 << 20
+
+
+class _PartLines:
+    """The physical lines of a part's body (after the header), located by newline counts per
+    1 MiB block: a cache-sized scan, and only the blocks holding wanted lines are indexed."""
+
+    def __init__(self, text: bytes, offset: int) -> None:
+        self.text, self.offset = text, offset
+        self.buffer = np.frombuffer(text, np.uint8)[offset:]
+        self._ends: np.ndarray | None = None  # newlines up to and including each block
+        self._blocks: dict[int, np.ndarray] = {}
+
+    def _counts(self) -> np.ndarray:
+        if self._ends is None:
+            counts = [
+                np.count_nonzero(self.buffer[at : at + _BLOCK] == 10)
+                for at in range(0, len(self.buffer), _BLOCK)
+            ]
+            self._ends = np.cumsum(np.array(counts, np.int64))
+        return self._ends
+
+    def last_has_text(self) -> bool:
+        """Whether the body's last line, before the newline it ends with, has text."""
+        end = len(self.text) - 1
+        start = max(self.text.rfind(b"\n", self.offset, end) + 1, self.offset)
+        return bool(self.text[start:end].rstrip(b"\r"))
+
+    def count(self) -> int:
+        """Newlines in the body: its physical lines, as it ends with one."""
+        ends = self._counts()
+        return int(ends[-1]) if len(ends) else 0
+
+    def _newlines(self, k: np.ndarray) -> np.ndarray:
+        """Offsets (in the body) of its newlines number `k` (from 0); its end past the last."""
+        ends = self._counts()
+        blocks = np.searchsorted(ends, k, side="right")
+        out = np.full(len(k), len(self.buffer), np.int64)
+        for block in np.unique(blocks[blocks < len(ends)]).tolist():
+            if block not in self._blocks:
+                at = block * _BLOCK
+                self._blocks[block] = np.flatnonzero(self.buffer[at : at + _BLOCK] == 10) + at
+            here = blocks == block
+            out[here] = self._blocks[block][k[here] - (ends[block - 1] if block else 0)]
+        return out
+
+    def raw(self, index: np.ndarray) -> list[str]:
+        """The text of the body's lines `index` (from 0), without their line endings."""
+        starts = np.zeros(len(index), np.int64)
+        later = index > 0
+        starts[later] = self._newlines(index[later] - 1) + 1
+        ends = self._newlines(index)
+        return [
+            self.text[self.offset + a : self.offset + b].decode("utf-8", "replace").rstrip("\r")
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
 
 
 def _earlier_duplicates(
-    part: ParsedFile, earlier: _EarlierCallIds, body: bytes, first_line: int
+    part: ParsedFile, repeated_ids: pa.Array, lines: _PartLines, first_line: int
 ) -> ParsedFile:
     """Quarantine the part's accepted rows whose call id an earlier part already had."""
-    call_id = part.cdrs.column("call_id").combine_chunks()
-    repeated = pa.array(earlier.repeated(call_id))
+    repeated = pc.is_in(part.cdrs.column("call_id"), value_set=repeated_ids)
     if not pc.any(repeated).as_py():
         return part
     moved = part.cdrs.filter(repeated)
-    # Raw text of the moved rows (a few): the body's lines, located by one newline scan.
-    ends = np.flatnonzero(np.frombuffer(body, np.uint8) == 10)
-    starts = np.concatenate([[0], ends + 1])
-    ends = np.concatenate([ends, [len(body)]])
-    index = moved.column("line").to_numpy() - first_line
-    raw = [body[starts[i] : ends[i]].decode("utf-8", "replace").rstrip("\r") for i in index]
+    raw = lines.raw(moved.column("line").to_numpy() - first_line)
     ids = moved.column("call_id").to_pylist()
     duplicates = pa.table(
         {

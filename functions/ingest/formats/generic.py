@@ -22,7 +22,7 @@ from functions.ingest.validate import (
     parse_iso_times,
     validate,
 )
-from functions.shared.cdr import ParsedFile
+from functions.shared.cdr import DISPOSITIONS, ParsedFile
 
 NAME = "generic"
 COLUMNS = (
@@ -73,4 +73,6 @@ def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> Pars
 
 
 def _disposition(text):
+    if pc.all(pc.is_in(text, pa.array(DISPOSITIONS))).as_py():
+        return text  # the usual file: nothing to rewrite
     return pc.replace_substring(pc.ascii_upper(text), "NO ANSWER", "NO_ANSWER")

@@ -14,7 +14,6 @@ import io
 import json
 import re
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,12 +65,6 @@ class PhysicalLines:
             starts, ends = starts[:-1], ends[:-1]
         self._starts, self._ends = starts, ends
 
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """Start and end offset of every physical line (end excludes the newline)."""
-        self._scan()
-        assert self._starts is not None and self._ends is not None
-        return self._starts, self._ends
-
     def text(self, lines: np.ndarray) -> pa.Array:
         """The raw text of physical `lines`, without the line ending."""
         self._scan()
@@ -107,15 +100,18 @@ def read_csv_rows(
     With `column_names` the file has no header and the names fix the expected width; otherwise
     line 1 is the header.
     """
-    invalid: list[tuple[int | None, str, int]] = []
+    invalid: list[tuple[int, str, int]] = []
 
     def on_invalid(row) -> str:
         invalid.append((row.number, row.text, row.actual_columns))
         return "skip"
 
-    def read(use_threads: bool) -> pa.Table:
+    def read() -> pa.Table:
+        # One thread: the single-threaded reader numbers each invalid row by its line (the
+        # threaded one cannot), and big files are read in parts while a second thread rates
+        # and writes the previous part, so both cores are busy anyway.
         read_options = pcsv.ReadOptions(
-            use_threads=use_threads, column_names=column_names, block_size=1 << 22
+            use_threads=False, column_names=column_names, block_size=1 << 22
         )
         parse_options = pcsv.ParseOptions(
             quote_char='"' if quoting else False,
@@ -143,26 +139,14 @@ def read_csv_rows(
     if not data or data.isspace():
         empty = pa.table({n: pa.array([], pa.string()) for n in column_names or []})
         return CsvRows(empty, pa.array([], pa.int64()), _empty_rejects(), PhysicalLines(data))
-    table = read(use_threads=True)
+    table = read()
     lines = PhysicalLines(data)
-    bad_lines = _locate_invalid_rows(lines, [text for _, text, _ in invalid])
-    if bad_lines is None:
-        # The threaded reader does not say where an invalid row was (row.number is None), and
-        # its texts did not map back onto lines one to one: the single-threaded reader does.
-        invalid.clear()
-        table = read(use_threads=False)
-        bad_lines = np.array([number for number, _, _ in invalid], dtype=np.int64)
-    else:
-        # Handler calls come in block completion order; report rows in file order.
-        order = np.argsort(bad_lines, kind="stable")
-        bad_lines = bad_lines[order]
-        invalid = [invalid[i] for i in order.tolist()]
+    bad_lines = np.array([number for number, _, _ in invalid], dtype=np.int64)
     # Empty lines are kept as rows (ignore_empty_lines=False) so that every physical line is
     # either a table row or an invalid row; they are dropped again below.
     first = 2 if header_line else 1
     row_lines = np.arange(first, first + table.num_rows + len(invalid), dtype=np.int64)
-    if len(bad_lines):
-        row_lines = row_lines[~np.isin(row_lines, bad_lines)]
+    row_lines = np.delete(row_lines, bad_lines - first)
     table, row_lines = _drop_empty_lines(table, row_lines, lines)
     width = len(table.column_names)
     rejected = pa.table(
@@ -173,78 +157,10 @@ def read_csv_rows(
             "detail": pa.array(
                 [f"{actual} fields, expected {width}" for _, _, actual in invalid], pa.string()
             ),
-            "raw": lines.text(bad_lines) if len(bad_lines) else pa.array([], pa.string()),
+            "raw": pa.array([text for _, text, _ in invalid], pa.string()),
         }
     ).cast(QUARANTINE_SCHEMA)
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
-
-
-def _locate_invalid_rows(lines: PhysicalLines, texts: list[str]) -> np.ndarray | None:
-    """Physical line of each invalid row, from its text; None if they do not map one to one.
-
-    A line's field count depends on that line alone (no newlines in values), so every line
-    with exactly an invalid row's text is invalid, and the lines found must pair off with the
-    texts. Lines are narrowed down column-wise (length, then first and last 8 bytes) and only
-    the few survivors are compared in full.
-    """
-    if not texts:
-        return np.zeros(0, dtype=np.int64)
-    wanted = [text.encode("utf-8") for text in texts]
-    starts, ends = lines.bounds()
-    buffer = np.frombuffer(lines.data, np.uint8)
-    has_cr = ends > starts
-    has_cr[has_cr] = buffer[ends[has_cr] - 1] == 13
-    lengths = ends - starts - has_cr
-    wanted_lengths = np.array([len(w) for w in wanted], dtype=np.int64)
-    candidates = np.flatnonzero(np.isin(lengths, wanted_lengths, kind="table"))
-    for edge in (_head_words, _tail_words):
-        if not len(candidates):
-            break
-        words = edge(buffer, starts[candidates], lengths[candidates])
-        wanted_words = np.array([edge(np.frombuffer(w, np.uint8), 0, len(w)) for w in wanted])
-        # Arrow's hash set: numpy's isin would compare against each wanted value in turn.
-        keep = pc.is_in(pa.array(words), pa.array(wanted_words.ravel(), pa.uint64()))
-        candidates = candidates[keep.to_numpy(zero_copy_only=False)]
-    by_text: dict[bytes, list[int]] = {}
-    data = lines.data
-    for line in candidates.tolist():  # lines whose length and edges match: a handful
-        text = bytes(data[starts[line] : starts[line] + lengths[line]])
-        by_text.setdefault(text, []).append(line + 1)
-    if any(len(by_text.get(w, ())) != n for w, n in Counter(wanted).items()):
-        return None
-    taken: Counter[bytes] = Counter()
-    out = np.empty(len(wanted), dtype=np.int64)
-    for i, w in enumerate(wanted):  # identical texts take their lines in file order
-        out[i] = by_text[w][taken[w]]
-        taken[w] += 1
-    return out
-
-
-def _head_words(buffer: np.ndarray, starts, lengths) -> np.ndarray:
-    """The first 8 bytes of each slice as a uint64, zero-filled when the slice is shorter."""
-    starts, lengths = np.atleast_1d(starts), np.atleast_1d(lengths)
-    inside = np.arange(8) < lengths[:, None]
-    return (_bytes_at(buffer, starts) * inside).view("<u8")[:, 0]
-
-
-def _tail_words(buffer: np.ndarray, starts, lengths) -> np.ndarray:
-    """The last 8 bytes of each slice as a uint64, zero-filled when the slice is shorter."""
-    starts, lengths = np.atleast_1d(starts), np.atleast_1d(lengths)
-    inside = np.arange(8) >= 8 - lengths[:, None]
-    return (_bytes_at(buffer, starts + lengths - 8) * inside).view("<u8")[:, 0]
-
-
-def _bytes_at(buffer: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The 8 bytes from each offset (m x 8); positions outside the buffer read as 0."""
-    out = np.zeros((len(at), 8), np.uint8)
-    ok = (at >= 0) & (at <= len(buffer) - 8)
-    if len(buffer) >= 8:
-        out[ok] = np.lib.stride_tricks.sliding_window_view(buffer, 8)[at[ok]]
-    for i in np.flatnonzero(~ok).tolist():  # slices in the first or last 8 bytes only
-        for j in range(8):
-            if 0 <= at[i] + j < len(buffer):
-                out[i, j] = buffer[at[i] + j]
-    return out
 
 
 def _newline_offsets(data: bytes) -> np.ndarray:
