@@ -6,6 +6,8 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import mmap
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +58,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _map(path: Path, what: str) -> bytes | mmap.mmap:
+    """The file's bytes, memory-mapped: its pages come from the page cache as they are read
+    (many per fault) instead of being copied into fresh memory first."""
+    try:
+        with path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size == 0:
+                return b""  # an empty file cannot be mapped
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as error:
         raise CliError(f"cannot read {what} {path}: {error.strerror or error}") from None
 
@@ -158,7 +172,7 @@ def _rate(args: argparse.Namespace) -> int:
         except (FxError, UnicodeDecodeError) as error:
             raise CliError(str(error)) from None
 
-    data = _read(args.cdr_file, "CDR file")
+    data = _map(args.cdr_file, "CDR file")
     parts = iter_cdr_chunks(data, args.fmt, timezone=args.timezone, source=str(args.cdr_file))
     del data  # the iterator holds the (decompressed) bytes only while it reads them
 

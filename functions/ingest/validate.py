@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -426,11 +427,9 @@ def _call_ids(call_id: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array
     ids = call_id.combine_chunks() if isinstance(call_id, pa.ChunkedArray) else call_id
     blank = _is_blank(ids)
     given = ids.filter(pc.invert(blank)) if pc.any(blank).as_py() else ids
-    hashes = hash_strings(given) if len(given) else None
-    if hashes is not None:
-        ordered = np.sort(hashes)
-        if not (ordered[1:] == ordered[:-1]).any():  # distinct hashes: distinct ids
-            return np.zeros(len(ids), bool), given
+    ordered = np.sort(call_id_keys(given))
+    if not (ordered[1:] == ordered[:-1]).any():  # distinct keys: distinct ids
+        return np.zeros(len(ids), bool), given
     distinct = pc.unique(given)
     if len(distinct) == len(given):
         return np.zeros(len(ids), bool), distinct
@@ -443,16 +442,13 @@ def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
     n = len(ids)
     if n < 2:
         return np.zeros(n, bool)
-    hashes = hash_strings(ids)
-    if hashes is not None:
-        ordered = np.sort(hashes)
-        collided = ordered[1:][ordered[1:] == ordered[:-1]]
-        if len(collided) == 0:
-            return np.zeros(n, bool)
-        # Equal hashes are only candidates; the exact comparison runs on those rows alone.
-        candidates = np.flatnonzero(np.isin(hashes, collided))
-    else:
-        candidates = np.arange(n)
+    keys = call_id_keys(ids)
+    ordered = np.sort(keys)
+    collided = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(collided) == 0:
+        return np.zeros(n, bool)
+    # Equal keys are only candidates; the exact comparison runs on those rows alone.
+    candidates = np.flatnonzero(np.isin(keys, collided))
     repeated = np.zeros(n, bool)
     subset = ids.take(pa.array(candidates))
     # dictionary_encode numbers values in order of first appearance, so a row repeats an
@@ -466,34 +462,55 @@ def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
-def hash_strings(ids: pa.Array) -> np.ndarray | None:
-    """A 64-bit hash per string from a fixed-width view of the bytes; None if too irregular."""
+def call_id_keys(ids: pa.Array) -> np.ndarray:
+    """A 64-bit key per call id (never 0), from the id's bytes alone.
+
+    A key depends on the id alone (not on the other ids of its array), so keys of different
+    parts of a file compare. Ids are hashed in groups of one byte length, usually the whole
+    array: a switch's call ids tend to have one.
+    """
     if ids.null_count:
         ids = pc.fill_null(ids, "")
-    offsets = np.frombuffer(ids.buffers()[1], np.int32)[ids.offset : ids.offset + len(ids) + 1]
-    widths = np.diff(offsets)
-    width = int(widths.max())
-    if width > 64:
-        return None
-    data = np.frombuffer(ids.buffers()[2] or b"", np.uint8)
-    words = (width + 7) // 8 + 1
-    matrix = np.zeros((len(ids), words * 8), np.uint8)
-    if (widths == width).all():
-        matrix[:, :width] = data[offsets[0] : offsets[-1]].reshape(len(ids), width)
+    wide = pa.types.is_large_string(ids.type) or pa.types.is_large_binary(ids.type)
+    offsets = np.frombuffer(ids.buffers()[1], np.int64 if wide else np.int32)
+    offsets = offsets[ids.offset : ids.offset + len(ids) + 1]
+    lengths = np.diff(offsets)
+    if not len(ids):
+        return np.zeros(0, np.uint64)
+    if lengths.min() == lengths.max():
+        keys = _hash_width(ids.buffers()[2], int(offsets[0]), len(ids), int(lengths[0]))
     else:
-        padded = pc.utf8_rpad(ids, width, "\x00")  # rows already at width stay as they are
-        poff = np.frombuffer(padded.buffers()[1], np.int32)[: len(ids) + 1]
-        if poff[-1] - poff[0] != width * len(ids):  # padded by characters, not bytes (UTF-8)
-            return None
-        pdata = np.frombuffer(padded.buffers()[2], np.uint8)[poff[0] : poff[-1]]
-        matrix[:, :width] = pdata.reshape(len(ids), width)
-    # Length in the last word keeps "a" and "a\0" apart.
-    matrix[:, -8:] = widths.astype("<u8").view(np.uint8).reshape(-1, 8)
-    view = matrix.view(np.uint64)
-    hashes = np.zeros(len(ids), np.uint64)
-    for k in range(words):
-        hashes = (hashes ^ view[:, k]) * _GOLDEN
+        small = lengths.max() < 1 << 16  # NumPy sorts 16-bit integers by radix
+        order = np.argsort(lengths.astype(np.uint16) if small else lengths, kind="stable")
+        ordered = ids.take(pa.array(order))
+        cuts = [0, *(np.flatnonzero(np.diff(lengths[order])) + 1).tolist(), len(ids)]
+        keys = np.empty(len(ids), np.uint64)
+        for a, b in pairwise(cuts):
+            keys[order[a:b]] = call_id_keys(ordered.slice(a, b - a))
+    return np.maximum(keys, np.uint64(1))  # 0 marks a free slot
+
+
+def _hash_width(data: pa.Buffer | None, start: int, n: int, width: int) -> np.ndarray:
+    """Hash `n` strings of `width` bytes each, back to back in `data` from `start`."""
+    if width < 8:
+        padded = np.zeros((n, 8), np.uint8)
+        if width:
+            padded[:, :width] = np.frombuffer(data, np.uint8, n * width, start).reshape(n, width)
+        words = [padded.view("<u8")[:, 0]]
+    else:
+        # Each string's 8-byte words, read in place (the last one overlaps when width is not
+        # a multiple of 8).
+        at = [start + min(word, width - 8) for word in range(0, width, 8)]
+        words = [np.ndarray((n,), "<u8", buffer=data, offset=o, strides=(width,)) for o in at]
+    hashes = np.full(n, width, np.uint64)
+    for word in words:
+        hashes ^= word
+        hashes *= _GOLDEN
         hashes ^= hashes >> np.uint64(29)
-    return hashes
+    for multiplier in _MIX:  # splitmix64's finish: every bit reaches the low and high bits
+        hashes ^= hashes >> np.uint64(31)
+        hashes *= multiplier
+    return hashes ^ (hashes >> np.uint64(31))

@@ -41,8 +41,21 @@ def start_seconds(cdrs: pa.Table) -> np.ndarray:
     return np.floor_divide(micros, 1_000_000)
 
 
-def _dict(indices: np.ndarray, labels: tuple[str | None, ...]) -> pa.Array:
-    return pc.take(pa.array(labels, pa.string()), pa.array(indices.astype(np.int8)))
+def _dict(codes: np.ndarray, labels: tuple[str | None, ...]) -> pa.DictionaryArray:
+    """Per call, one of a few labels (None: null), dictionary-encoded: no string per row,
+    and the Parquet writer stores the codes as they are instead of hashing every value."""
+    codes = np.asarray(codes, dtype=np.int8)
+    absent = [code for code, label in enumerate(labels) if label is None]
+    missing = np.isin(codes, absent) if absent else None
+    dictionary = pa.array(["" if label is None else label for label in labels], pa.string())
+    indices = pa.array(
+        codes, pa.int8(), mask=missing if missing is not None and missing.any() else None
+    )
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
+
+
+def _constant(label: str, count: int) -> pa.DictionaryArray:
+    return _dict(np.zeros(count, np.int8), (label,))
 
 
 def _deck_column(index: DeckIndex, name: str, row: np.ndarray) -> pa.Array:
@@ -109,7 +122,7 @@ def rate_cdrs(
         "billed_seconds": pa.array(sell.billed, pa.int64()),
         "customer_rate": _money(sell.rate_e8, RATE_SCALE, unrated),
         "customer_amount": _money(sell.amount, scale, unrated),
-        "currency": pa.repeat(pa.scalar(customer.currency), len(cdrs)).cast(pa.string()),
+        "currency": _constant(customer.currency, len(cdrs)),
     }
     if supplier is not None:
         buy = price_numbers(supplier, numbers, start, answered, rounding)
@@ -131,9 +144,7 @@ def rate_cdrs(
             "supplier_prefix": _deck_column(supplier, "prefix", buy.row),
             "supplier_rate": _money(buy.rate_e8, RATE_SCALE, no_cost),
             "supplier_amount": _money(buy.amount, scale, no_cost),
-            "supplier_currency": pa.repeat(pa.scalar(supplier.currency), len(cdrs)).cast(
-                pa.string()
-            ),
+            "supplier_currency": _constant(supplier.currency, len(cdrs)),
             "supplier_cost": _money(cost, scale, no_cost),
             "margin": _money(sell.amount - cost, scale, no_margin),
         }

@@ -112,10 +112,10 @@ def test_a_repeat_is_found_whatever_the_widths_of_the_other_ids_in_its_part():
 
 @pytest.mark.parametrize("distinct_keys", [1, 3])
 def test_call_ids_with_colliding_keys_are_told_apart_by_their_text(monkeypatch, distinct_keys):
-    real = formats._call_id_keys
+    real = formats.call_id_keys
     monkeypatch.setattr(
         formats,
-        "_call_id_keys",
+        "call_id_keys",
         lambda ids: real(ids) % np.uint64(distinct_keys) + np.uint64(1),
     )
     for seed in range(3):

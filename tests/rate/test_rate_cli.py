@@ -117,6 +117,23 @@ def test_a_file_read_in_many_parts_rates_exactly_like_one_part(tmp_path, monkeyp
     assert counts_and_totals(whole, "q1.csv") == counts_and_totals(parts, "q2.csv")
 
 
+def test_a_gzipped_file_rates_exactly_like_the_plain_one(files, capsys):
+    import gzip
+
+    assert rate(files, out="plain.parquet") == 0
+    (files / "cdrs.csv").write_bytes(gzip.compress(CDRS.encode()))
+    assert rate(files, out="gzipped.parquet") == 0
+    assert pq.read_table(files / "gzipped.parquet").equals(pq.read_table(files / "plain.parquet"))
+
+
+def test_an_empty_file_is_processed_with_nothing_to_rate(files, capsys):
+    (files / "cdrs.csv").write_bytes(b"")
+    assert rate(files) == 0
+    out = capsys.readouterr().out
+    assert "rows in                   0" in out
+    assert "reconciles" in out
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

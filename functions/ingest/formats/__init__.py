@@ -6,8 +6,8 @@ freeswitch-json, asterisk-csv, vos3000.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterator
-from itertools import pairwise
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from functions.ingest.formats import asterisk, freeswitch, generic, vos3000
 from functions.ingest.formats.source import CdrFileError, decompress, sniff_width
+from functions.ingest.validate import call_id_keys
 from functions.shared.cdr import ParsedFile
 
 __all__ = ["FORMATS", "CdrFileError", "UnknownFormatError", "iter_cdr_chunks", "parse_cdr_file"]
@@ -65,7 +66,7 @@ def parse_cdr_file(
 
 
 def iter_cdr_chunks(
-    data: bytes,
+    data: bytes | mmap.mmap,
     fmt: str,
     *,
     timezone: str = "UTC",
@@ -78,13 +79,14 @@ def iter_cdr_chunks(
     parts, duplicate call ids (the first row with an id wins, even a quarantined one), is
     checked against every call id of the earlier parts. Memory then follows the part, not
     the file, and a consumer can write one part while the next is parsed. Formats that are
-    not line-oriented, and small files, come as one part.
+    not line-oriented, and small files, come as one part. `data` may be a memory map of the
+    file: only the part being parsed is then copied into memory.
     """
     parser = _parser(fmt)
     data = decompress(data, source)
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     if fmt not in _SPLITTABLE or len(data) <= chunk_bytes + chunk_bytes // 2:
-        yield parser(data, timezone=timezone, source=source)
+        yield parser(bytes(data), timezone=timezone, source=source)
         return
     header, start, first_line = b"", 0, 1
     options: dict[str, object] = {"timezone": timezone, "source": source}
@@ -93,7 +95,7 @@ def iter_cdr_chunks(
     if _SPLITTABLE[fmt]:
         start = data.find(b"\n") + 1
         if start == 0:  # a header and nothing else
-            yield parser(data, timezone=timezone, source=source)
+            yield parser(bytes(data), timezone=timezone, source=source)
             return
         header, first_line = data[:start], 2
     earlier = _EarlierCallIds()
@@ -148,61 +150,6 @@ def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
     return ParsedFile(shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids)
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
-
-
-def _call_id_keys(ids: pa.Array) -> np.ndarray:
-    """A 64-bit key per call id (never 0), from the id's bytes alone.
-
-    Not validate.hash_strings: that pads an array's ids to its widest, so an id's hash there
-    depends on the other ids in the array (and it stops at 64 bytes). Here the ids are
-    hashed in groups of one byte length, usually the whole part: call ids tend to have one.
-    """
-    if ids.null_count:
-        ids = pc.fill_null(ids, "")
-    wide = pa.types.is_large_string(ids.type) or pa.types.is_large_binary(ids.type)
-    offsets = np.frombuffer(ids.buffers()[1], np.int64 if wide else np.int32)
-    offsets = offsets[ids.offset : ids.offset + len(ids) + 1]
-    lengths = np.diff(offsets)
-    if not len(ids):
-        return np.zeros(0, np.uint64)
-    if lengths.min() == lengths.max():
-        keys = _hash_width(ids.buffers()[2], int(offsets[0]), len(ids), int(lengths[0]))
-    else:
-        small = lengths.max() < 1 << 16  # NumPy sorts 16-bit integers by radix
-        order = np.argsort(lengths.astype(np.uint16) if small else lengths, kind="stable")
-        ordered = ids.take(pa.array(order))
-        cuts = [0, *(np.flatnonzero(np.diff(lengths[order])) + 1).tolist(), len(ids)]
-        keys = np.empty(len(ids), np.uint64)
-        for a, b in pairwise(cuts):
-            keys[order[a:b]] = _call_id_keys(ordered.slice(a, b - a))
-    return np.maximum(keys, np.uint64(1))  # 0 marks a free slot
-
-
-def _hash_width(data: pa.Buffer | None, start: int, n: int, width: int) -> np.ndarray:
-    """Hash `n` strings of `width` bytes each, back to back in `data` from `start`."""
-    if width < 8:
-        padded = np.zeros((n, 8), np.uint8)
-        if width:
-            padded[:, :width] = np.frombuffer(data, np.uint8, n * width, start).reshape(n, width)
-        words = [padded.view("<u8")[:, 0]]
-    else:
-        # Each string's 8-byte words, read in place (the last one overlaps when width is not
-        # a multiple of 8).
-        at = [start + min(word, width - 8) for word in range(0, width, 8)]
-        words = [np.ndarray((n,), "<u8", buffer=data, offset=o, strides=(width,)) for o in at]
-    hashes = np.full(n, width, np.uint64)
-    for word in words:
-        hashes ^= word
-        hashes *= _GOLDEN
-        hashes ^= hashes >> np.uint64(29)
-    for multiplier in _MIX:  # splitmix64's finish: every bit reaches the low and high bits
-        hashes ^= hashes >> np.uint64(31)
-        hashes *= multiplier
-    return hashes ^ (hashes >> np.uint64(31))
-
-
 _LOAD = 0.35  # the most of a call id table's slots in use
 
 
@@ -234,7 +181,7 @@ class _EarlierCallIds:
         start, end = self.count, self.count + len(ids)
         if end >= 1 << 32:
             raise ValueError("more than 2**32 call ids in one file")
-        keys = _call_id_keys(ids)
+        keys = call_id_keys(ids)
         self._reserve(max(self.stored + len(ids), expected))
         if end > len(self.key_of):
             grown = np.zeros(max(end, 2 * len(self.key_of)), np.uint64)

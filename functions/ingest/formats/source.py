@@ -31,8 +31,11 @@ class CdrFileError(ValueError):
 
 
 def decompress(data: bytes, source: str) -> bytes:
-    """Gunzip when the bytes start with the gzip magic, whatever the file is called."""
-    if not data.startswith(GZIP_MAGIC):
+    """Gunzip when the bytes start with the gzip magic, whatever the file is called.
+
+    `data` may be any bytes-like object with slicing (e.g. a memory map), returned as is
+    when it is not gzip."""
+    if data[:2] != GZIP_MAGIC:
         return data
     try:
         return gzip.decompress(data)
