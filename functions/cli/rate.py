@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ctypes.util
 import mmap
 import os
 import sys
@@ -120,12 +119,10 @@ def _keep_freed_memory() -> None:
     time than the rating itself. Buffers up to 64 MiB now come from the heap, and up to
     256 MiB of free heap is kept. Arrow's own pool (mimalloc) already reuses its memory.
     """
-    name = ctypes.util.find_library("c")
-    if not sys.platform.startswith("linux") or not name:
+    if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     except (OSError, AttributeError):  # not glibc (e.g. musl): keep its defaults
         return
     m_trim_threshold, m_mmap_threshold = -1, -3

@@ -67,3 +67,19 @@ def test_json_formats_and_small_files_come_as_one_part():
     vos = samples.generate_vos3000_json(50, seed=1)
     assert len(list(iter_cdr_chunks(vos, "vos3000", chunk_bytes=100))) == 1
     assert len(list(iter_cdr_chunks(FILES["generic"], "generic"))) == 1
+
+
+@given(chunk=st.integers(64, 10**8), chunks=st.integers(0, 100), extra=st.integers(1, 10**8))
+def test_parts_ramp_up_and_down_and_cover_the_file_exactly(chunk, chunks, extra):
+    from functions.ingest.formats import _part_size
+
+    total = chunk * chunks + extra % chunk + 1
+    sizes, remaining = [], total
+    while remaining > 0:
+        sizes.append(_part_size(len(sizes), remaining, chunk))
+        remaining -= sizes[-1]
+    assert sum(sizes) == total
+    assert sizes[0] <= chunk // 4 or len(sizes) == 1
+    # No part over a chunk and a half, and none (but a lone one) under an eighth of a chunk.
+    assert max(sizes) <= chunk + chunk // 2
+    assert len(sizes) == 1 or min(sizes) >= chunk // 8

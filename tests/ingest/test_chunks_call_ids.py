@@ -180,10 +180,11 @@ def test_duplicates_on_and_after_a_line_longer_than_a_mebibyte_keep_their_raw_te
     row = GOOD.format(id="a{:06d}")
     rows = [row.format(i) for i in range(14_000)]
     huge = row.format(5).replace(",c,s", "," + "c" * 1_200_000 + ",s")
-    lines = [*rows, huge, row.format(7), *(row.format(i) for i in range(20_000, 30_000))]
-    # The first part is exactly the 14,000 fixed-width rows; the second starts with the
-    # long line, a repeat of a000005, and then repeats a000007.
-    chunk_bytes = len(rows) * (len(rows[0]) + 1) - 1
+    lines = [*rows, huge, row.format(7), *(row.format(i) for i in range(20_000, 100_000))]
+    # The first part (a quarter chunk) is exactly the 14,000 fixed-width rows; the second
+    # starts with the long line, a repeat of a000005, and then repeats a000007.
+    chunk_bytes = 4 * len(rows) * (len(rows[0]) + 1) - 4
     parts = assert_parts_match_whole(csv(lines), chunk_bytes)
+    assert parts[0].rows_in == len(rows)
     assert duplicate_lines(parts) == [len(rows) + 2, len(rows) + 3]
     assert [q["raw"] for q in parts[1].quarantine.to_pylist()] == [huge, row.format(7)]

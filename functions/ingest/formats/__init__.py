@@ -6,6 +6,7 @@ freeswitch-json, asterisk-csv, vos3000.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 from collections.abc import Callable, Iterator
 
@@ -100,8 +101,10 @@ def iter_cdr_chunks(
         header, first_line = data[:start], 2
     earlier = _EarlierCallIds()
     view = memoryview(data)
-    while start < len(data):
-        end = min(start + chunk_bytes, len(data))
+    for number in itertools.count():
+        if start >= len(data):
+            break
+        end = start + _part_size(number, len(data) - start, chunk_bytes)
         if end < len(data):
             newline = data.find(b"\n", end)
             end = len(data) if newline < 0 else newline + 1
@@ -123,6 +126,15 @@ def iter_cdr_chunks(
         del text, lines
         yield part
         start = end
+
+
+def _part_size(number: int, remaining: int, chunk_bytes: int) -> int:
+    """Bytes for part `number` (from 0): a quarter and a half of `chunk_bytes` first, then
+    whole chunks, halving again towards the end. A consumer that works on one part while the
+    next is parsed then starts soon after the first parse, and finishes soon after the last."""
+    smallest = chunk_bytes // 4
+    size = min(chunk_bytes >> max(2 - number, 0), max(remaining // 2, smallest))
+    return remaining if remaining - size < smallest // 2 else size
 
 
 def _line_count(part: ParsedFile, lines: _PartLines, first_line: int) -> int:
