@@ -294,3 +294,12 @@ def test_an_index_round_trips_through_one_arrow_table_to_the_same_arrays_and_pri
     want, got = price(built, *args, Rounding()), price(restored, *args, Rounding())
     for name in ("row", "rated", "closed", "billed", "amount"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text("0123456789", min_size=1, max_size=24), min_size=1, max_size=50))
+def test_dialled_numbers_are_their_first_18_digits_right_padded_with_zeros(numbers):
+    from functions.rate.rating import DialledNumbers
+
+    head = DialledNumbers.of(pa.array(numbers)).head
+    assert head.tolist() == [int(n[:18].ljust(18, "0")) for n in numbers]
