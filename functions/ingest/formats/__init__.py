@@ -15,7 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.ingest.formats import asterisk, freeswitch, generic, vos3000
-from functions.ingest.formats.source import CdrFileError, decompress, sniff_width
+from functions.ingest.formats.source import (
+    CdrFileError,
+    PhysicalLines,
+    decompress,
+    sniff_width,
+)
 from functions.ingest.validate import call_id_keys
 from functions.shared.cdr import ParsedFile
 
@@ -113,7 +118,7 @@ def iter_cdr_chunks(
         part = parser(text, **options)
         # The parser numbered the part's lines from 1 (or 2 after the header).
         part = _shift_lines(part, first_line - (2 if header else 1))
-        lines = _PartLines(text, len(header))
+        lines = PhysicalLines(text, len(header))
         if part.call_ids is not None:
             # Ids so far, scaled to the whole file: the table is sized once, not regrown.
             expected = (earlier.count + len(part.call_ids)) * len(data) // end
@@ -137,7 +142,7 @@ def _part_size(number: int, remaining: int, chunk_bytes: int) -> int:
     return remaining if remaining - size < smallest // 2 else size
 
 
-def _line_count(part: ParsedFile, lines: _PartLines, first_line: int) -> int:
+def _line_count(part: ParsedFile, lines: PhysicalLines, first_line: int) -> int:
     """Physical lines in the part's body (which ends with a newline).
 
     The parser numbers every line with text, accepted or quarantined, and drops only empty
@@ -269,73 +274,15 @@ def _bools(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return mask.to_numpy(zero_copy_only=False)
 
 
-_BLOCK = 1 << 20
-
-
-class _PartLines:
-    """The physical lines of a part's body (after the header), located by newline counts per
-    1 MiB block: a cache-sized scan, and only the blocks holding wanted lines are indexed."""
-
-    def __init__(self, text: bytes, offset: int) -> None:
-        self.text, self.offset = text, offset
-        self.buffer = np.frombuffer(text, np.uint8)[offset:]
-        self._ends: np.ndarray | None = None  # newlines up to and including each block
-        self._blocks: dict[int, np.ndarray] = {}
-
-    def _counts(self) -> np.ndarray:
-        if self._ends is None:
-            counts = [
-                np.count_nonzero(self.buffer[at : at + _BLOCK] == 10)
-                for at in range(0, len(self.buffer), _BLOCK)
-            ]
-            self._ends = np.cumsum(np.array(counts, np.int64))
-        return self._ends
-
-    def last_has_text(self) -> bool:
-        """Whether the body's last line, before the newline it ends with, has text."""
-        end = len(self.text) - 1
-        start = max(self.text.rfind(b"\n", self.offset, end) + 1, self.offset)
-        return bool(self.text[start:end].rstrip(b"\r"))
-
-    def count(self) -> int:
-        """Newlines in the body: its physical lines, as it ends with one."""
-        ends = self._counts()
-        return int(ends[-1]) if len(ends) else 0
-
-    def _newlines(self, k: np.ndarray) -> np.ndarray:
-        """Offsets (in the body) of its newlines number `k` (from 0); its end past the last."""
-        ends = self._counts()
-        blocks = np.searchsorted(ends, k, side="right")
-        out = np.full(len(k), len(self.buffer), np.int64)
-        for block in np.unique(blocks[blocks < len(ends)]).tolist():
-            if block not in self._blocks:
-                at = block * _BLOCK
-                self._blocks[block] = np.flatnonzero(self.buffer[at : at + _BLOCK] == 10) + at
-            here = blocks == block
-            out[here] = self._blocks[block][k[here] - (ends[block - 1] if block else 0)]
-        return out
-
-    def raw(self, index: np.ndarray) -> list[str]:
-        """The text of the body's lines `index` (from 0), without their line endings."""
-        starts = np.zeros(len(index), np.int64)
-        later = index > 0
-        starts[later] = self._newlines(index[later] - 1) + 1
-        ends = self._newlines(index)
-        return [
-            self.text[self.offset + a : self.offset + b].decode("utf-8", "replace").rstrip("\r")
-            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-        ]
-
-
 def _earlier_duplicates(
-    part: ParsedFile, repeated_ids: pa.Array, lines: _PartLines, first_line: int
+    part: ParsedFile, repeated_ids: pa.Array, lines: PhysicalLines, first_line: int
 ) -> ParsedFile:
     """Quarantine the part's accepted rows whose call id an earlier part already had."""
     repeated = pc.is_in(part.cdrs.column("call_id"), value_set=repeated_ids)
     if not pc.any(repeated).as_py():
         return part
     moved = part.cdrs.filter(repeated)
-    raw = lines.raw(moved.column("line").to_numpy() - first_line)
+    raw = lines.text(moved.column("line").to_numpy() - first_line + 1)
     ids = moved.column("call_id").to_pylist()
     duplicates = pa.table(
         {
@@ -345,7 +292,7 @@ def _earlier_duplicates(
             "detail": pa.array(
                 [f"call_id: {v!r} already occurred earlier in the file" for v in ids], pa.string()
             ),
-            "raw": pa.array(raw, pa.string()),
+            "raw": raw,
         }
     ).cast(part.quarantine.schema)
     quarantine = pa.concat_tables([part.quarantine, duplicates])

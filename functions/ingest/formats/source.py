@@ -14,7 +14,7 @@ import io
 import json
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -50,33 +50,65 @@ def decode_text(data: bytes, source: str) -> str:
         raise CdrFileError(f"{source}: not UTF-8 text ({exc})") from exc
 
 
-@dataclass
+_BLOCK = 1 << 20
+
+
 class PhysicalLines:
-    """Newline offsets of a file, computed once (a NumPy scan) and only when needed."""
+    """The physical lines of `data` from `offset` on (e.g. after a header line), located by
+    newline counts per 1 MiB block: a cache-sized scan, and only the blocks holding wanted
+    lines are indexed (only quarantined rows ever need their text)."""
 
-    data: bytes
-    _starts: np.ndarray | None = field(default=None, repr=False)
-    _ends: np.ndarray | None = field(default=None, repr=False)
+    def __init__(self, data: bytes, offset: int = 0) -> None:
+        self.data, self.offset = data, offset
+        self.buffer = np.frombuffer(data, np.uint8)[offset:]
+        self._ends: np.ndarray | None = None  # newlines up to and including each block
+        self._blocks: dict[int, np.ndarray] = {}
 
-    def _scan(self) -> None:
-        if self._starts is not None:
-            return
-        newlines = _newline_offsets(self.data)
-        starts = np.concatenate([[0], newlines + 1])
-        ends = np.concatenate([newlines, [len(self.data)]])
-        if starts[-1] == len(self.data):  # a final newline does not open another line
-            starts, ends = starts[:-1], ends[:-1]
-        self._starts, self._ends = starts, ends
+    def _counts(self) -> np.ndarray:
+        if self._ends is None:
+            counts = [
+                np.count_nonzero(self.buffer[at : at + _BLOCK] == 10)
+                for at in range(0, len(self.buffer), _BLOCK)
+            ]
+            self._ends = np.cumsum(np.array(counts, np.int64))
+        return self._ends
+
+    def last_has_text(self) -> bool:
+        """Whether the body's last line, before the newline it ends with, has text."""
+        end = len(self.data) - 1
+        start = max(self.data.rfind(b"\n", self.offset, end) + 1, self.offset)
+        return bool(self.data[start:end].rstrip(b"\r"))
+
+    def count(self) -> int:
+        """Newlines in the body: its physical lines, as it ends with one."""
+        ends = self._counts()
+        return int(ends[-1]) if len(ends) else 0
+
+    def _newlines(self, k: np.ndarray) -> np.ndarray:
+        """Offsets (in the body) of its newlines number `k` (from 0); its end past the last."""
+        ends = self._counts()
+        blocks = np.searchsorted(ends, k, side="right")
+        out = np.full(len(k), len(self.buffer), np.int64)
+        for block in np.unique(blocks[blocks < len(ends)]).tolist():
+            if block not in self._blocks:
+                at = block * _BLOCK
+                self._blocks[block] = np.flatnonzero(self.buffer[at : at + _BLOCK] == 10) + at
+            here = blocks == block
+            out[here] = self._blocks[block][k[here] - (ends[block - 1] if block else 0)]
+        return out
 
     def text(self, lines: np.ndarray) -> pa.Array:
-        """The raw text of physical `lines`, without the line ending."""
-        self._scan()
-        assert self._starts is not None and self._ends is not None
-        out = []
-        for line in lines.tolist():
-            chunk = self.data[self._starts[line - 1] : self._ends[line - 1]]
-            out.append(chunk.rstrip(b"\r").decode("utf-8", errors="replace"))
-        return pa.array(out, pa.string())
+        """The raw text of `lines` (numbered from 1 at `offset`), without line endings."""
+        index = np.asarray(lines, dtype=np.int64) - 1
+        starts = np.zeros(len(index), np.int64)
+        later = index > 0
+        starts[later] = self._newlines(index[later] - 1) + 1
+        ends = self._newlines(index)
+        text = [
+            self.data[self.offset + a : self.offset + b].decode("utf-8", "replace").rstrip("\r")
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        return pa.array(text, pa.string())
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +196,6 @@ def read_csv_rows(
         }
     ).cast(QUARANTINE_SCHEMA)
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
-
-
-def _newline_offsets(data: bytes) -> np.ndarray:
-    """Offsets of every LF, scanned in slices so no file-sized mask is ever allocated."""
-    buffer = np.frombuffer(data, np.uint8)
-    step = 1 << 23
-    parts = [
-        np.flatnonzero(buffer[at : at + step] == 10) + at for at in range(0, len(buffer), step)
-    ]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _drop_empty_lines(
