@@ -1,9 +1,10 @@
 """Bytes of a CDR file → rows with their physical line numbers and, on demand, raw text.
 
 Line numbers are physical, 1-based, in the decompressed file (LF or CRLF endings); a CSV header
-is line 1. pyarrow.csv skips empty lines and numbers invalid rows by their ordinal among
-NON-empty lines, so rows are mapped back to physical lines here. Only quarantined rows ever
-need their text, which is sliced from the bytes by line offsets.
+is line 1. pyarrow.csv is told to keep empty lines as rows, so every line is a row or an
+invalid row and its single-threaded reader numbers invalid rows by physical line; empty lines
+are dropped afterwards. Only quarantined rows ever need their text, which is sliced from the
+bytes by line offsets (`PhysicalLines`).
 """
 
 from __future__ import annotations
