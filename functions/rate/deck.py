@@ -684,14 +684,9 @@ def load_deck(
     cache_dir: str | Path | None = None,
 ) -> RateDeck:
     """Read and compile a deck file, reusing `<cache_dir>/<sha256>.parquet` when present."""
-    source = os.fspath(path)
     data = Path(path).read_bytes()
-    cached = _cache_dir(cache_dir) / f"{cache_key(data, currency, skip_invalid)}.parquet"
-    deck = _read_cached(cached, source)
-    if deck is None:
-        deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
-        _write_cached(cached, deck)
-    return deck
+    key = cache_key(data, currency, skip_invalid)
+    return _compiled(data, os.fspath(path), currency, skip_invalid, _cache_dir(cache_dir), key)
 
 
 def load_deck_index(
@@ -708,7 +703,6 @@ def load_deck_index(
     A miss compiles the deck as `load_deck` does (raising InvalidDeckError alike, and
     DeckIndexError for a deck that cannot be indexed) and writes both cache files.
     """
-    source = os.fspath(path)
     data = Path(path).read_bytes()
     key = cache_key(data, currency, skip_invalid)
     directory = _cache_dir(cache_dir)
@@ -718,14 +712,22 @@ def load_deck_index(
         return hit
     # The bytes already hashed, not a second read: the file may change meanwhile, and the
     # index must match its key.
-    compiled = directory / f"{key}.parquet"
-    deck = _read_cached(compiled, source)
-    if deck is None:
-        deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
-        _write_cached(compiled, deck)
+    deck = _compiled(data, os.fspath(path), currency, skip_invalid, directory, key)
     index = DeckIndex.build(deck.table, deck.currency)
     _write_cached_index(cached, index, deck.skipped)
     return index, deck.skipped
+
+
+def _compiled(
+    data: bytes, source: str, currency: str, skip_invalid: bool, directory: Path, key: str
+) -> RateDeck:
+    """The deck compiled from `data`, from `<directory>/<key>.parquet` when present."""
+    cached = directory / f"{key}.parquet"
+    deck = _read_cached(cached, source)
+    if deck is None:
+        deck = parse_deck(data, source=source, currency=currency, skip_invalid=skip_invalid)
+        _write_cached(cached, deck)
+    return deck
 
 
 def _cache_dir(cache_dir: str | Path | None) -> Path:

@@ -6,7 +6,6 @@ freeswitch-json, asterisk-csv, vos3000.
 
 from __future__ import annotations
 
-import itertools
 import mmap
 from collections.abc import Callable, Iterator
 
@@ -106,9 +105,8 @@ def iter_cdr_chunks(
         header, first_line = data[:start], 2
     earlier = _EarlierCallIds()
     view = memoryview(data)
-    for number in itertools.count():
-        if start >= len(data):
-            break
+    number = 0
+    while start < len(data):
         end = start + _part_size(number, len(data) - start, chunk_bytes)
         if end < len(data):
             newline = data.find(b"\n", end)
@@ -130,7 +128,7 @@ def iter_cdr_chunks(
         # Released before the consumer holds the part, so the next part can reuse the memory.
         del text, lines
         yield part
-        start = end
+        start, number = end, number + 1
 
 
 def _part_size(number: int, remaining: int, chunk_bytes: int) -> int:
