@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from functions.cli import CliError
+from functions.cli import CliError, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
 from functions.shared.money import RATE_SCALE, units_to_str
@@ -46,9 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("--json", action="store_true", help="print a JSON object")
     diff.set_defaults(run=run_diff)
 
-    from functions.cli.ops import register_deck_upload
-
-    register_deck_upload(actions)
+    upload = actions.add_parser("upload", help="compile a deck and make it active")
+    upload.add_argument("tenant")
+    upload.add_argument("account")
+    upload.add_argument("deck", help="deck CSV file")
+    upload.add_argument("--currency", help="the deck's currency (default: the account's)")
+    upload.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
+    json_flag(upload)
+    upload.set_defaults(run=run_deck_upload)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -185,3 +190,69 @@ def _when(epoch: int, *, always_time: bool = False) -> str:
 
 def _days(days: float) -> str:
     return f"{days:g}"
+
+
+@guarded
+def run_deck_upload(args: argparse.Namespace) -> int:
+    from functions.rate.deck import InvalidDeckError, parse_deck
+    from functions.store import accounts, lake
+
+    account = accounts.get_account(args.tenant, args.account)
+    currency = currency_code(args.currency) if args.currency else account.currency
+    if currency != account.currency:
+        raise CliError(
+            f"deck currency {currency} differs from account {account.account}'s currency "
+            f"{account.currency}"
+        )
+    path = Path(args.deck)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {args.deck}: {error.strerror}") from None
+    try:
+        deck = parse_deck(data, source=path.name, currency=currency, skip_invalid=args.skip_invalid)
+    except InvalidDeckError as error:
+        raise CliError(f"invalid deck {error}") from None
+    # Order matters: the version number is reserved, the immutable Parquet written, the
+    # version recorded, and only then does the account's pointer move.
+    version = accounts.reserve_deck_version(args.tenant, args.account)
+    table = deck.table.replace_schema_metadata(
+        {
+            **(deck.table.schema.metadata or {}),
+            b"tollgate.currency": deck.currency.encode(),
+            b"tollgate.source": path.name.encode(),
+        }
+    )
+    key, sha256 = lake.put_deck(args.tenant, args.account, version, table)
+    accounts.put_deck_version(
+        args.tenant,
+        args.account,
+        version,
+        key=key,
+        currency=deck.currency,
+        rows=table.num_rows,
+        skipped=len(deck.skipped),
+        source=path.name,
+        sha256=sha256,
+    )
+    active = accounts.activate_deck(args.tenant, args.account, version)
+    payload = {
+        "tenant": account.tenant,
+        "account": account.account,
+        "version": version,
+        "active": active,
+        "rows": table.num_rows,
+        "skipped": len(deck.skipped),
+        "currency": deck.currency,
+        "key": key,
+    }
+    state = "active" if active else "stored (a newer version is already active)"
+    lines = [
+        f"deck v{version} of {account.tenant}/{account.account} {state}: "
+        f"{table.num_rows} rates in {deck.currency}"
+    ]
+    if deck.skipped:
+        lines.append(f"skipped {len(deck.skipped)} invalid rows:")
+        lines += [f"  {error}" for error in deck.skipped]
+    emit(args, payload, "\n".join(lines))
+    return 0

@@ -33,6 +33,8 @@ from functions.store.items import IntAttribute, Item, bind, conditional_failed, 
 
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 ACCOUNT_STATUSES = ("active", "suspended")
+ROUNDING_METHODS = ("half_up", "up", "down")  # functions.shared.money.RoundingMethod
+MAX_ROUNDING_DECIMALS = 6  # balances are micro-units: a charge must be a whole number of them
 
 
 class _Item(Item):
@@ -61,6 +63,9 @@ class _AccountItem(_Item):
     status = UnicodeAttribute()
     deck_version = IntAttribute(null=True)  # active version; absent = no deck yet
     deck_seq = IntAttribute(null=True)  # last version number handed out
+    # The contract's rounding of each charge (absent on items older than the setting).
+    rounding = UnicodeAttribute(null=True)
+    rounding_decimals = IntAttribute(null=True)
 
 
 class _DeckItem(_Item):
@@ -217,6 +222,8 @@ class Account:
     currency: str
     status: str  # active | suspended
     deck_version: int | None  # the active rate deck version; None before the first upload
+    rounding: str = "half_up"  # how each charge to this account is rounded, once
+    rounding_decimals: int = 6
 
 
 def _account(item: _AccountItem) -> Account:
@@ -230,7 +237,21 @@ def _account(item: _AccountItem) -> Account:
         currency=item.currency,
         status=item.status,
         deck_version=item.deck_version,
+        rounding=item.rounding or "half_up",
+        rounding_decimals=6 if item.rounding_decimals is None else item.rounding_decimals,
     )
+
+
+def _check_rounding(rounding: str, decimals: int) -> None:
+    if rounding not in ROUNDING_METHODS:
+        raise ValueError(f"invalid rounding {rounding!r}: use one of {', '.join(ROUNDING_METHODS)}")
+    if isinstance(decimals, bool) or not isinstance(decimals, int):
+        raise ValueError(f"invalid rounding decimals {decimals!r}: use a whole number")
+    if not 0 <= decimals <= MAX_ROUNDING_DECIMALS:
+        raise ValueError(
+            f"invalid rounding decimals {decimals}: use 0..{MAX_ROUNDING_DECIMALS} "
+            "(balances are kept in micro-units)"
+        )
 
 
 def create_account(
@@ -242,10 +263,16 @@ def create_account(
     prepaid: bool = False,
     credit_limit_micro: int = 0,
     currency: str | None = None,
+    rounding: str = "half_up",
+    rounding_decimals: int = 6,
 ) -> Account:
-    """Create an account; the parent, if any, must be a reseller of the same tenant."""
+    """Create an account; the parent, if any, must be a reseller of the same tenant.
+
+    A parent must exist already, so the reseller tree can never hold a cycle.
+    """
     owner = get_tenant(tenant)
     check_name("account", account)
+    _check_rounding(rounding, rounding_decimals)
     if kind not in ACCOUNT_KINDS:
         raise ValueError(f"invalid account kind {kind!r}: use one of {', '.join(ACCOUNT_KINDS)}")
     if credit_limit_micro < 0:
@@ -268,6 +295,8 @@ def create_account(
         credit_limit=credit_limit_micro,
         currency=currency or owner.currency,
         status="active",
+        rounding=rounding,
+        rounding_decimals=rounding_decimals,
     )
     item.created_at = now()
     try:
@@ -298,6 +327,18 @@ def list_accounts(tenant: str) -> list[Account]:
     model = _m().account
     items = model.query(check_name("tenant", tenant), model.sk.startswith("ACCOUNT#"))
     return [_account(item) for item in items]
+
+
+def set_rounding(tenant: str, account: str, rounding: str, decimals: int) -> Account:
+    """Store the contract's rounding rule on an account (used by rating and re-rating)."""
+    _check_rounding(rounding, decimals)
+    item = _account_item(tenant, account)
+    model = _m().account
+    item.update(
+        actions=[model.rounding.set(rounding), model.rounding_decimals.set(decimals)],
+        condition=model.pk.exists(),
+    )
+    return _account(item)
 
 
 def set_account_status(tenant: str, account: str, status: str) -> Account:

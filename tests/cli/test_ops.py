@@ -9,6 +9,8 @@ import pytest
 
 from functions import store
 from functions.cli import CliError, ops
+from functions.cli import deck as deck_commands
+from functions.cli import ledger as ledger_commands
 from functions.shared.settings import settings
 from functions.store import accounts, files, lake, ledger
 
@@ -22,9 +24,8 @@ DECK = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate")
     commands = parser.add_subparsers(dest="command", required=True)
-    ops.register(commands)
-    deck = commands.add_parser("deck")
-    ops.register_deck_upload(deck.add_subparsers(dest="deck_action", required=True))
+    for module in (ops, ledger_commands, deck_commands):
+        module.register(commands)
     return parser
 
 
@@ -75,6 +76,8 @@ def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
         "currency": "EUR",
         "status": "active",
         "deck_version": None,
+        "rounding": "half_up",
+        "decimals": 6,
     }
     assert accounts.get_account("acme", "cust").credit_limit_micro == 250_500_000
     tollgate("account", "create", "acme", "sup", "--kind", "supplier")
@@ -275,3 +278,20 @@ def test_pointer_flips_only_after_the_parquet_exists(acme, tmp_path, monkeypatch
     tollgate("deck", "upload", "acme", "cust", str(deck))
     assert seen == [2]
     assert accounts.active_deck("acme", "cust").version == 3  # v2 was reserved, never used
+
+
+def test_an_accounts_rounding_rule_is_stored_and_can_be_changed(aws, capsys):
+    tollgate("tenant", "create", "acme")
+    tollgate(
+        "account", "create", "acme", "cust", "--kind", "customer",
+        "--rounding", "up", "--decimals", "4", "--json",
+    )  # fmt: skip
+    assert last_json(capsys)["rounding"] == "up"
+    stored = accounts.get_account("acme", "cust")
+    assert (stored.rounding, stored.rounding_decimals) == ("up", 4)
+    tollgate("account", "set", "acme", "cust", "--rounding", "down", "--json")
+    assert last_json(capsys)["rounding"] == "down"
+    stored = accounts.get_account("acme", "cust")
+    assert (stored.rounding, stored.rounding_decimals) == ("down", 4)
+    with pytest.raises(CliError, match="use 0..6"):
+        tollgate("account", "set", "acme", "cust", "--decimals", "8")
