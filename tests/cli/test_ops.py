@@ -293,5 +293,5 @@ def test_an_accounts_rounding_rule_is_stored_and_can_be_changed(aws, capsys):
     assert last_json(capsys)["rounding"] == "down"
     stored = accounts.get_account("acme", "cust")
     assert (stored.rounding, stored.rounding_decimals) == ("down", 4)
-    with pytest.raises(CliError, match="use 0..6"):
+    with pytest.raises(CliError, match=r"use 0\.\.6"):
         tollgate("account", "set", "acme", "cust", "--decimals", "8")
