@@ -5,6 +5,7 @@ functions/store/athena.py) and on DuckDB over a local copy of the lake (`LocalLa
 Tables, as both engines see them:
 
     cdrs_rated       rated/tenant={t}/date={d}/{file_id}.parquet       one row per CDR
+    cdrs_charges     charges/tenant={t}/date={d}/{file_id}.parquet     one row per CDR x party
     cdrs_normalized  normalized/tenant={t}/date={d}/{file_id}.parquet  one row per CDR
     cdrs_quarantine  quarantine/tenant={t}/date={d}/{file_id}.parquet  one row per bad row
 
@@ -47,51 +48,61 @@ MONEY = "decimal(18,6)"  # amounts: currency units, exact, rounded once (6 place
 RATE = "decimal(18,8)"  # per-minute rates: currency units per minute, exact to 10^-8
 
 RATED_COLUMNS: tuple[Column, ...] = (
+    Column("file_id", "string", "the CDR file's id (as in tollgate file status)"),
     Column("line", "bigint", "physical line of the CDR in its source file (1-based)"),
     Column("call_id", "string", "the switch's call id"),
     Column("start_time", "timestamp", "call start, UTC (microseconds)"),
     Column("caller", "string", "calling number as the switch sent it"),
-    Column("callee", "string", "dialled number, normalised E.164 digits (no + or 00)"),
+    Column("callee", "string", "dialled number after the switch's translation, E.164 digits"),
+    Column("dialled", "string", "dialled number exactly as the switch sent it"),
     Column("billsec", "bigint", "answered (talk) seconds; 0 = unanswered"),
     Column("disposition", "string", "ANSWERED, NO_ANSWER, BUSY, FAILED, CONGESTION or CANCEL"),
-    Column("status", "string", "rated (every sell-side level priced) or unrated"),
-    Column("reason", "string", "why unrated (no_rate, closed, no_deck, ...); null when rated"),
-    Column("customer", "string", "the account that sent the call (direct customer)"),
+    Column("status", "string", "rated or unrated: the customer's charge (see cdrs_charges)"),
+    Column("reason", "string", "why the customer's charge is unrated (no_rate, ...); else null"),
+    Column("customer", "string", "the account that sent the call (null: unknown trunk)"),
     Column("matched_prefix", "string", "the customer deck's prefix that priced the call"),
     Column("destination", "string", "the customer deck's destination name for that prefix"),
     Column("billed_seconds", "bigint", "seconds billed to the customer after its increment"),
     Column("customer_rate", RATE, "customer's rate, currency units per minute"),
-    Column("customer_amount", MONEY, "what the direct customer is charged, in `currency`"),
+    Column("customer_amount", MONEY, "what the customer is charged, in `currency`"),
     Column("currency", "string", "ISO 4217 currency of the customer's deck"),
-    *(
-        column
-        for k in (1, 2, 3)
-        for column in (
-            Column(
-                f"reseller{k}", "string", f"reseller level {k} above the customer (1 = its parent)"
-            ),
-            Column(
-                f"reseller{k}_amount", MONEY, f"what reseller {k} is charged by the level above"
-            ),
-            Column(
-                f"reseller{k}_margin",
-                MONEY,
-                f"what reseller {k} keeps: the charge of the level below minus its own",
-            ),
-        )
-    ),
-    Column("supplier", "string", "the account that terminated the call"),
-    Column("supplier_reason", "string", "why no supplier cost (supplier_no_rate, ...); else null"),
+    Column("supplier", "string", "the account that terminated the call (null: unknown trunk)"),
+    Column("supplier_status", "string", "rated or unrated: the supplier's charge"),
+    Column("supplier_reason", "string", "why the supplier's charge is unrated; else null"),
     Column("supplier_prefix", "string", "the supplier deck's prefix that priced the call"),
     Column("supplier_rate", RATE, "supplier's rate, supplier_currency units per minute"),
-    Column("supplier_amount", MONEY, "what the supplier bills the carrier, in supplier_currency"),
+    Column("supplier_amount", MONEY, "what the carrier owes the supplier, in supplier_currency"),
     Column("supplier_currency", "string", "ISO 4217 currency of the supplier's deck"),
     Column(
         "margin",
         MONEY,
-        "the carrier's margin: what the top of the sell chain pays minus supplier_amount; "
-        "null without a supplier cost or when the currencies differ",
+        "the carrier's margin: what the top of the sell chain pays the carrier minus "
+        "supplier_amount; null unless both are rated in one currency",
     ),
+)
+
+CHARGES_COLUMNS: tuple[Column, ...] = (
+    Column("file_id", "string", "the CDR file's id (as in tollgate file status)"),
+    Column("line", "bigint", "physical line of the CDR in its source file (1-based)"),
+    Column("call_id", "string", "the switch's call id"),
+    Column("start_time", "timestamp", "call start, UTC (microseconds)"),
+    Column("account", "string", "the party charged (or owed: the supplier); null if unknown"),
+    Column("role", "string", "customer, reseller or supplier"),
+    Column("level", "bigint", "0 = the customer, 1.. each reseller upwards; null: supplier"),
+    Column("counterparty", "string", "who this party pays: its parent account, or carrier"),
+    Column("status", "string", "rated (moves the balance) or unrated"),
+    Column("reason", "string", "why unrated: unknown_account, no_deck, no_rate, closed, ..."),
+    Column("prefix", "string", "the prefix of this party's deck that priced the call"),
+    Column("destination", "string", "that deck's destination name for the prefix"),
+    Column("rate", RATE, "this party's rate, currency units per minute"),
+    Column("billed_seconds", "bigint", "seconds billed after this party's increment"),
+    Column(
+        "amount",
+        MONEY,
+        "what this party is charged (supplier: what the carrier owes it), rounded once by the "
+        "account's rule; null when unrated",
+    ),
+    Column("currency", "string", "ISO 4217 currency of this party's deck"),
 )
 
 NORMALIZED_COLUMNS: tuple[Column, ...] = (
@@ -126,6 +137,7 @@ PARTITION_COLUMNS: tuple[Column, ...] = (
 # table name -> (lake area, columns)
 TABLES: dict[str, tuple[str, tuple[Column, ...]]] = {
     "cdrs_rated": ("rated", RATED_COLUMNS),
+    "cdrs_charges": ("charges", CHARGES_COLUMNS),
     "cdrs_normalized": ("normalized", NORMALIZED_COLUMNS),
     "cdrs_quarantine": ("quarantine", QUARANTINE_COLUMNS),
 }
@@ -240,7 +252,7 @@ class LakeSql(Protocol):
 class LocalLakeSql:
     """DuckDB over one tenant's Parquet in a local folder with the lake's hive layout.
 
-    `lake_dir` holds `{normalized,quarantine,rated}/tenant={t}/date={d}/*.parquet` (what
+    `lake_dir` holds `{normalized,quarantine,rated,charges}/tenant={t}/date={d}/*.parquet` (what
     functions.store.lake.copy_area writes). Only `tenant`'s files are registered, whatever
     else the folder holds; see the module doc for why SQL text cannot reach further.
     """

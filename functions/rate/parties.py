@@ -1,48 +1,77 @@
-"""Rating every party of a call: the customer, each reseller above it, and the supplier.
+"""Charging every party of a call on its own: the customer, each reseller above it, the supplier.
 
-Each account has one active deck: for a customer, what its parent (a reseller or the
-carrier) sells to it; for a reseller, what its own parent sells to it; for a supplier, what
-the carrier pays it. A call from customer C under reseller R1 under reseller R2 is priced
-three times on the sell side (C pays R1, R1 pays R2, R2 pays the carrier) and once on the
-buy side (the carrier pays the supplier). Every level keeps its margin.
+Each account has its own effective-dated deck: for a customer, what its parent (a reseller or
+the carrier) sells to it; for a reseller, what its own parent sells to it; for a supplier, what
+the carrier pays it. A call from customer C under reseller R1 under reseller R2 yields four
+charges: C pays R1, R1 pays R2, R2 pays the carrier (levels 0, 1, 2), and the carrier owes the
+supplier. Chains have no depth limit.
 
-Loops run over accounts (a handful per file), each pricing its calls column-wise; no loop
-runs per CDR. Only fully rated calls (every sell-side level priced) move money; the others
-are kept with a reason and can be re-rated once the decks are fixed.
+Every charge is rated by its own deck alone (as CGRateS's chargers derive one run per party):
+a missing rate leaves only that charge unrated, with its own reason, so a reseller without a
+rate never leaves its customer uncharged, and the supplier's cost is booked whenever the
+supplier's deck prices the call, whatever happened on the sell side. Each charge is rounded
+once, by its own account's contract rule.
+
+The output is two tables: `charges` (one row per call x party: what moves balances) and `rated`
+(one row per call: the customer's and the supplier's charge side by side, and the carrier's
+margin). Loops run over accounts and chain levels (a handful per file), each pricing its calls
+column-wise; no loop runs per CDR.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.rated import start_seconds
-from functions.rate.rating import DeckIndex, price
+from functions.rate.rating import DeckIndex, DialledNumbers, Pricing, price_numbers
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array
 
-MAX_RESELLER_LEVELS = 3
+AMOUNT_SCALE = 6  # charges are stored and posted in micro-units, whatever an account rounds to
+CARRIER = "carrier"  # the counterparty at the top of every chain: the tenant itself
+ROLES = ("customer", "reseller", "supplier")
+STATUSES = ("rated", "unrated")
 
-# Why a call could not be charged. The sell side decides `status`; a supplier problem
-# leaves the call rated (the customer still owes) with `supplier_reason` set.
+# Why a charge could not be priced; each charge has its own.
 REASONS = (
     None,
-    "unknown_customer",  # the CDR's customer is not an account of the tenant
-    "not_a_customer",  # the CDR names a supplier or reseller as the customer
-    "no_deck",  # an account in the chain has no active deck
-    "no_rate",  # no live rate for the number at the customer level
-    "closed",  # the customer's live rate closes the code
-    "reseller_no_rate",  # a reseller level has no live rate
-    "reseller_closed",
-    "unknown_supplier",
-    "supplier_no_rate",
-    "supplier_closed",
-    "currency_mismatch",  # levels priced in different currencies: no margin computed
+    "unknown_account",  # the CDR (or its trunk) names no account of the tenant
+    "not_a_customer",  # the calling party is a supplier
+    "not_a_supplier",  # the terminating party is not a supplier
+    "no_deck",  # the account has no deck at all
+    "no_rate",  # no rate in force for the number at the call's start
+    "closed",  # the rate in force closes the code
+    "cycle",  # the account's reseller chain loops (refused at creation; never expected)
 )
-_CODE = {reason: i for i, reason in enumerate(REASONS)}
+_CODE = {reason: code for code, reason in enumerate(REASONS)}
+
+# cdrs_charges, in order: the contract of the lake table (functions/invoice/lake_sql.py).
+CHARGE_COLUMNS = (
+    "file_id",
+    "line",
+    "call_id",
+    "start_time",
+    "account",
+    "role",
+    "level",
+    "counterparty",
+    "status",
+    "reason",
+    "prefix",
+    "destination",
+    "rate",
+    "billed_seconds",
+    "amount",
+    "currency",
+)
+
+
+class ChainCycleError(ValueError):
+    """An account is its own ancestor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,35 +80,89 @@ class Account:
     kind: str  # customer | reseller | supplier
     parent: str | None = None
     currency: str = "USD"
+    rounding: Rounding = field(default_factory=Rounding)
+
+    def __post_init__(self) -> None:
+        if self.rounding.decimals > AMOUNT_SCALE:
+            raise ValueError(
+                f"account {self.account}: charges round to at most {AMOUNT_SCALE} decimals"
+            )
 
 
 @dataclass(frozen=True)
 class Parties:
-    """A tenant's accounts and their active decks, as the rate service loaded them."""
+    """A tenant's accounts and the decks their charges are priced with."""
 
     accounts: Mapping[str, Account]
     decks: Mapping[str, DeckIndex]
 
-    def sell_chain(self, customer: str) -> list[str]:
-        """The customer, then each reseller above it, nearest first."""
-        chain = [customer]
-        parent = self.accounts[customer].parent
-        while parent is not None and len(chain) <= MAX_RESELLER_LEVELS:
+    def sell_chain(self, account: str) -> list[str]:
+        """The calling account, then every reseller above it, nearest first."""
+        chain = [account]
+        parent = self.accounts[account].parent
+        while parent is not None:
             if parent in chain:
-                raise ValueError(f"account {parent} is its own ancestor")
+                raise ChainCycleError(f"account {parent} is its own ancestor")
             chain.append(parent)
-            parent = self.accounts[parent].parent if parent in self.accounts else None
+            above = self.accounts.get(parent)
+            parent = above.parent if above is not None else None
         return chain
+
+    def needed_by(self, customers: list[str], suppliers: list[str]) -> set[str]:
+        """Accounts whose decks a file with these calling and terminating accounts needs."""
+        needed = {s for s in suppliers if s in self.accounts}
+        for customer in customers:
+            if customer in self.accounts:
+                try:
+                    needed.update(self.sell_chain(customer))
+                except ChainCycleError:
+                    needed.add(customer)
+        return needed
 
 
 @dataclass(frozen=True)
 class PartyRating:
-    table: pa.Table  # one row per CDR (RATED columns below)
-    currency_of: dict[str, str]  # account → currency it was priced in
+    rated: pa.Table  # one row per call
+    charges: pa.Table  # one row per call x party
+
+
+@dataclass
+class _Block:
+    """The charges of one account at one level for a group of calls."""
+
+    rows: np.ndarray  # call indices
+    account: str | None
+    role: int  # index into ROLES
+    level: int  # -1: the supplier (no level)
+    counterparty: str | None
+    currency: str | None
+    reason: np.ndarray  # per call, a REASONS code
+    pricing: Pricing | None = None
+    deck: DeckIndex | None = None
+    micro: np.ndarray | None = None  # amounts in micro-units
+
+
+class _Calls:
+    """The file's calls, prepared once for every deck they are priced on."""
+
+    def __init__(self, cdrs: pa.Table) -> None:
+        self.cdrs = cdrs
+        self.n = cdrs.num_rows
+        self.numbers = DialledNumbers.of(cdrs.column("callee"))
+        self.start = start_seconds(cdrs)
+        self.answered = np.asarray(cdrs.column("billsec").to_numpy(), dtype=np.int64)
+
+    def price(self, rows: np.ndarray, deck: DeckIndex, rounding: Rounding) -> Pricing:
+        numbers = self.numbers
+        if len(rows) != self.n:
+            head, digits = numbers.head[rows], numbers.digits[rows]
+            order = np.argsort((head >> 44).astype(np.uint16), kind="stable")
+            numbers = DialledNumbers(head=head, digits=digits, order=order)
+        return price_numbers(deck, numbers, self.start[rows], self.answered[rows], rounding)
 
 
 def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.ndarray]]:
-    """Row indices per distinct value (a handful of accounts per file)."""
+    """Row indices per distinct value (a handful of accounts per file), in first-seen order."""
     if len(column) == 0:
         return []
     encoded = pc.dictionary_encode(column)
@@ -96,207 +179,307 @@ def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.nda
     ]
 
 
-class _Names:
-    """Accounts and currencies seen in one file, as small integer codes."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.currencies: list[str] = []
-        self._code: dict[str, int] = {}
-
-    def code(self, name: str, currency: str) -> int:
-        if name not in self._code:
-            self._code[name] = len(self.names)
-            self.names.append(name)
-            self.currencies.append(currency)
-        return self._code[name]
-
-    def column(self, codes: np.ndarray) -> pa.Array:
-        labels = pa.array(self.names, pa.string())
-        return labels.take(pa.array(np.maximum(codes, 0), mask=codes < 0))
-
-    def currency_codes(self, codes: np.ndarray) -> np.ndarray:
-        """A currency id per row (-1 where no account), comparable across levels."""
-        table = sorted(set(self.currencies))
-        lookup = np.array([table.index(c) for c in self.currencies] or [0], dtype=np.int64)
-        return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1)
-
-    def currency_column(self, codes: np.ndarray) -> pa.Array:
-        labels = pa.array(self.currencies or [""], pa.string())
-        return labels.take(pa.array(np.maximum(codes, 0), mask=codes < 0))
+def _unpriced(rows, account, role, level, counterparty, currency, reason) -> _Block:
+    codes = np.full(len(rows), _CODE[reason], dtype=np.int8)
+    return _Block(rows, account, role, level, counterparty, currency, codes)
 
 
-class _Level:
-    """Column buffers for one sell-side level (or the supplier), filled group by group."""
-
-    def __init__(self, n: int) -> None:
-        self.account = np.full(n, -1, dtype=np.int64)
-        self.rate = np.zeros(n, dtype=np.int64)
-        self.amount = np.zeros(n, dtype=np.int64)
-        self.billed = np.zeros(n, dtype=np.int64)
-        self.priced = np.zeros(n, dtype=bool)
-        self._parts: list[tuple[np.ndarray, DeckIndex, np.ndarray]] = []
-
-    def fill(self, rows: np.ndarray, code: int, index: DeckIndex, pricing) -> None:
-        self.account[rows] = code
-        self.rate[rows] = pricing.rate_e8
-        self.amount[rows] = pricing.amount
-        self.billed[rows] = pricing.billed
-        self.priced[rows] = pricing.rated
-        self._parts.append((rows, index, pricing.row))
-
-    def deck_column(self, name: str, n: int) -> pa.Array:
-        """A deck column (prefix, destination) per call, gathered deck by deck in Arrow."""
-        if not self._parts:
-            return pa.nulls(n, pa.string())
-        pieces, positions = [], []
-        for rows, index, deck_rows in self._parts:
-            indices = pa.array(np.maximum(deck_rows, 0), mask=deck_rows < 0)
-            pieces.append(index.deck.column(name).combine_chunks().take(indices))
-            positions.append(rows)
-        covered = np.concatenate(positions)
-        missing = np.setdiff1d(np.arange(n), covered, assume_unique=True)
-        pieces.append(pa.nulls(len(missing), pa.string()))
-        gathered = pa.concat_arrays(pieces)
-        where = np.empty(n, dtype=np.int64)
-        where[np.concatenate([covered, missing])] = np.arange(n)
-        return gathered.take(pa.array(where))
+def _priced(
+    calls: _Calls, rows, account: Account, deck: DeckIndex, role, level, counterparty
+) -> _Block:
+    pricing = calls.price(rows, deck, account.rounding)
+    reason = np.where(
+        pricing.rated, 0, np.where(pricing.closed, _CODE["closed"], _CODE["no_rate"])
+    ).astype(np.int8)
+    micro = pricing.amount * 10 ** (AMOUNT_SCALE - account.rounding.decimals)
+    return _Block(
+        rows,
+        account.account,
+        role,
+        level,
+        counterparty,
+        deck.currency,
+        reason,
+        pricing,
+        deck,
+        micro,
+    )
 
 
-def rate_parties(cdrs: pa.Table, parties: Parties, rounding: Rounding | None = None) -> PartyRating:
-    """Price every CDR for all parties; status, reasons, per-level amounts, balance deltas."""
-    rounding = rounding or Rounding()
-    n = cdrs.num_rows
-    callee = cdrs.column("callee").combine_chunks()
-    start = start_seconds(cdrs)
-    answered = cdrs.column("billsec").to_numpy()
-    reason = np.zeros(n, dtype=np.int8)
-    supplier_reason = np.zeros(n, dtype=np.int8)
-    names = _Names()
-    levels = [_Level(n) for _ in range(MAX_RESELLER_LEVELS + 1)]
-    buy = _Level(n)
-
-    def flag(codes: np.ndarray, rows: np.ndarray, name: str) -> None:
-        unset = rows[codes[rows] == 0]
-        codes[unset] = _CODE[name]
-
-    def priced(rows: np.ndarray, member: str, deck: DeckIndex, level: _Level):
-        pricing = price(deck, callee.take(pa.array(rows)), start[rows], answered[rows], rounding)
-        level.fill(rows, names.code(member, deck.currency), deck, pricing)
-        missing = rows[~pricing.rated]
-        return missing, missing[pricing.closed[~pricing.rated]]
-
-    for customer, rows in _groups(cdrs.column("customer")):
-        account = parties.accounts.get(customer) if customer else None
+def _sell_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
+    blocks: list[_Block] = []
+    for name, rows in _groups(calls.cdrs.column("customer")):
+        account = parties.accounts.get(name) if name else None
         if account is None:
-            flag(reason, rows, "unknown_customer")
+            blocks.append(_unpriced(rows, name, 0, 0, None, None, "unknown_account"))
             continue
-        if account.kind != "customer":
-            flag(reason, rows, "not_a_customer")
+        if account.kind == "supplier":
+            blocks.append(_unpriced(rows, name, 0, 0, None, None, "not_a_customer"))
             continue
-        for depth, member in enumerate(parties.sell_chain(customer)):
+        try:
+            chain = parties.sell_chain(name)
+        except ChainCycleError:
+            blocks.append(_unpriced(rows, name, 0, 0, None, account.currency, "cycle"))
+            continue
+        for level, member in enumerate(chain):
+            above = chain[level + 1] if level + 1 < len(chain) else CARRIER
+            role = 0 if level == 0 else 1
+            payer = parties.accounts.get(member)
             deck = parties.decks.get(member)
-            if deck is None:
-                flag(reason, rows, "no_deck")
-                break
-            missing, closed = priced(rows, member, deck, levels[depth])
-            prefix = "" if depth == 0 else "reseller_"
-            flag(reason, closed, f"{prefix}closed")
-            flag(reason, missing, f"{prefix}no_rate")
+            if payer is None:  # a parent that is not (or no longer) an account
+                blocks.append(_unpriced(rows, member, role, level, above, None, "unknown_account"))
+            elif deck is None:
+                blocks.append(
+                    _unpriced(rows, member, role, level, above, payer.currency, "no_deck")
+                )
+            else:
+                blocks.append(_priced(calls, rows, payer, deck, role, level, above))
+    return blocks
 
-    for supplier, rows in _groups(cdrs.column("supplier")):
-        account = parties.accounts.get(supplier) if supplier else None
-        if account is None or account.kind != "supplier":
-            flag(supplier_reason, rows, "unknown_supplier")
+
+def _buy_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
+    blocks: list[_Block] = []
+    for name, rows in _groups(calls.cdrs.column("supplier")):
+        account = parties.accounts.get(name) if name else None
+        if account is None:
+            blocks.append(_unpriced(rows, name, 2, -1, CARRIER, None, "unknown_account"))
+        elif account.kind != "supplier":
+            blocks.append(_unpriced(rows, name, 2, -1, CARRIER, None, "not_a_supplier"))
+        elif name not in parties.decks:
+            blocks.append(_unpriced(rows, name, 2, -1, CARRIER, account.currency, "no_deck"))
+        else:
+            blocks.append(_priced(calls, rows, account, parties.decks[name], 2, -1, CARRIER))
+    return blocks
+
+
+def _labels(values: list[str | None]) -> tuple[pa.Array, np.ndarray]:
+    """Distinct labels and, per value, its code (-1: null)."""
+    distinct = sorted({v for v in values if v is not None})
+    code = {v: i for i, v in enumerate(distinct)}
+    return pa.array(distinct, pa.string()), np.array(
+        [code.get(v, -1) if v is not None else -1 for v in values], dtype=np.int32
+    )
+
+
+def _dictionary(per_block: list[str | None], sizes: np.ndarray) -> pa.DictionaryArray:
+    """One label per block, repeated over its rows, as a dictionary array (no string per row)."""
+    dictionary, codes = _labels(per_block)
+    indices = np.repeat(codes, sizes)
+    mask = indices < 0
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.maximum(indices, 0), pa.int32(), mask=mask if mask.any() else None),
+        dictionary,
+    )
+
+
+def _constant(label: str, count: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(count, np.int32)), pa.array([label], pa.string())
+    )
+
+
+def _deck_text(blocks: list[_Block], column: str) -> pa.Array:
+    """A deck column (prefix, destination) for every charge; null where no rate applied."""
+    pieces = []
+    for block in blocks:
+        if block.pricing is None or len(block.deck.deck) == 0:
+            pieces.append(pa.nulls(len(block.rows), pa.string()))
             continue
-        deck = parties.decks.get(supplier)
-        if deck is None:
-            flag(supplier_reason, rows, "no_deck")
-            continue
-        missing, closed = priced(rows, supplier, deck, buy)
-        flag(supplier_reason, closed, "supplier_closed")
-        flag(supplier_reason, missing, "supplier_no_rate")
+        row = block.pricing.row
+        indices = pa.array(np.maximum(row, 0), mask=row < 0)
+        pieces.append(block.deck.deck.column(column).combine_chunks().take(indices))
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
 
-    rated = reason == 0
-    has_cost = rated & (supplier_reason == 0)
-    # The carrier's own revenue is what the top of the sell chain pays it.
-    top_amount = levels[0].amount.copy()
-    top_account = levels[0].account.copy()
-    for level in levels[1:]:
-        present = level.account >= 0
-        top_amount = np.where(present, level.amount, top_amount)
-        top_account = np.where(present, level.account, top_account)
-    same_currency = names.currency_codes(top_account) == names.currency_codes(buy.account)
-    margin_ok = has_cost & same_currency
-    flag(supplier_reason, np.flatnonzero(has_cost & ~same_currency), "currency_mismatch")
 
-    scale = rounding.decimals
-    reason_labels = pa.array(REASONS, pa.string())
-    columns: dict[str, pa.Array] = {
+def _numbers(blocks: list[_Block], name: str) -> np.ndarray:
+    parts = [
+        getattr(b.pricing, name) if b.pricing is not None else np.zeros(len(b.rows), np.int64)
+        for b in blocks
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _charges(calls: _Calls, blocks: list[_Block], file_id: str) -> pa.Table:
+    sizes = np.array([len(b.rows) for b in blocks], dtype=np.int64)
+    rows = np.concatenate([b.rows for b in blocks]) if blocks else np.zeros(0, np.int64)
+    take = pa.array(rows, pa.int64())
+    reason = np.concatenate([b.reason for b in blocks]) if blocks else np.zeros(0, np.int8)
+    unrated = reason != 0
+    micro = (
+        np.concatenate(
+            [b.micro if b.micro is not None else np.zeros(len(b.rows), np.int64) for b in blocks]
+        )
+        if blocks
+        else np.zeros(0, np.int64)
+    )
+    level = np.repeat(np.array([b.level for b in blocks], dtype=np.int64), sizes)
+    cdrs = calls.cdrs
+    columns = {
+        "file_id": _constant(file_id, len(rows)),
+        "line": cdrs.column("line").take(take).combine_chunks(),
+        "call_id": cdrs.column("call_id").take(take).combine_chunks(),
+        "start_time": cdrs.column("start_time").take(take).combine_chunks(),
+        "account": _dictionary([b.account for b in blocks], sizes),
+        "role": _dictionary([ROLES[b.role] for b in blocks], sizes),
+        "level": pa.array(level, pa.int64(), mask=level < 0),
+        "counterparty": _dictionary([b.counterparty for b in blocks], sizes),
+        "status": pa.DictionaryArray.from_arrays(
+            pa.array(unrated.astype(np.int8)), pa.array(STATUSES, pa.string())
+        ),
+        "reason": pa.DictionaryArray.from_arrays(
+            pa.array(np.maximum(reason - 1, 0).astype(np.int8), mask=~unrated),
+            pa.array(REASONS[1:], pa.string()),
+        ),
+        "prefix": _deck_text(blocks, "prefix"),
+        "destination": _deck_text(blocks, "destination"),
+        "rate": decimal_array(_numbers(blocks, "rate_e8"), RATE_SCALE, unrated),
+        "billed_seconds": pa.array(_numbers(blocks, "billed"), pa.int64()),
+        "amount": decimal_array(micro, AMOUNT_SCALE, unrated),
+        "currency": _dictionary([b.currency for b in blocks], sizes),
+    }
+    return pa.table(columns)
+
+
+def _per_call(n: int, blocks: list[_Block], starts: list[int]) -> tuple[pa.Array, np.ndarray]:
+    """Indices into the charges of the one block per call chosen (null where a call has none)."""
+    position = np.full(n, -1, dtype=np.int64)
+    for block, start in zip(blocks, starts, strict=True):
+        position[block.rows] = np.arange(start, start + len(block.rows))
+    missing = position < 0
+    take = pa.array(np.maximum(position, 0), pa.int64(), mask=missing if missing.any() else None)
+    return take, missing
+
+
+def rate_parties(
+    cdrs: pa.Table, parties: Parties, file_id: str = "", rounding: Rounding | None = None
+) -> PartyRating:
+    """Price every call for every party; `rounding` overrides every account's (what-if runs)."""
+    if rounding is not None:
+        parties = Parties(
+            {name: _with_rounding(a, rounding) for name, a in parties.accounts.items()},
+            parties.decks,
+        )
+    calls = _Calls(cdrs)
+    sell = _sell_blocks(calls, parties)
+    buy = _buy_blocks(calls, parties)
+    blocks = sell + buy
+    charges = _charges(calls, blocks, file_id)
+    start_of: dict[int, int] = {}
+    offset = 0
+    for block in blocks:
+        start_of[id(block)] = offset
+        offset += len(block.rows)
+
+    def chosen(picked: list[_Block]) -> tuple[pa.Array, np.ndarray]:
+        return _per_call(calls.n, picked, [start_of[id(b)] for b in picked])
+
+    customer_take, _ = chosen([b for b in sell if b.level == 0])
+    supplier_take, _ = chosen(buy)
+    # The carrier's own revenue is what the top of each chain pays it.
+    top_take, _ = chosen([b for b in sell if b.counterparty == CARRIER])
+    rated = _rated(calls, file_id, charges, customer_take, supplier_take, top_take)
+    return PartyRating(rated=rated, charges=charges)
+
+
+def _with_rounding(account: Account, rounding: Rounding) -> Account:
+    return Account(account.account, account.kind, account.parent, account.currency, rounding)
+
+
+def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+
+def _rated(
+    calls: _Calls,
+    file_id: str,
+    charges: pa.Table,
+    cust_take: pa.Array,
+    buy_take: pa.Array,
+    top_take: pa.Array,
+) -> pa.Table:
+    """One row per call: its customer charge, its supplier charge, the carrier's margin."""
+    cdrs = calls.cdrs
+
+    def side(take: pa.Array, name: str) -> pa.Array:
+        return _plain(charges.column(name)).take(take)
+
+    status = side(cust_take, "status")
+    supplier_status = side(buy_take, "status")
+    top_amount = side(top_take, "amount")
+    supplier_amount = side(buy_take, "amount")
+    same_currency = pc.fill_null(
+        pc.equal(side(top_take, "currency"), side(buy_take, "currency")), False
+    )
+    margin_ok = pc.and_(
+        pc.and_(pc.is_valid(top_amount), pc.is_valid(supplier_amount)), same_currency
+    )
+    margin = pc.if_else(
+        margin_ok,
+        pc.subtract(top_amount, supplier_amount).cast(pa.decimal128(18, AMOUNT_SCALE)),
+        pa.scalar(None, pa.decimal128(18, AMOUNT_SCALE)),
+    )
+    dialled = cdrs.column("dialled") if "dialled" in cdrs.column_names else cdrs.column("callee")
+    columns = {
+        "file_id": _constant(file_id, calls.n),
         "line": cdrs.column("line").combine_chunks(),
         "call_id": cdrs.column("call_id").combine_chunks(),
         "start_time": cdrs.column("start_time").combine_chunks(),
         "caller": cdrs.column("caller").combine_chunks(),
-        "callee": callee,
+        "callee": cdrs.column("callee").combine_chunks(),
+        "dialled": _plain(dialled),
         "billsec": cdrs.column("billsec").combine_chunks(),
         "disposition": cdrs.column("disposition").combine_chunks(),
-        "status": pa.array(["rated", "unrated"]).take(pa.array((~rated).astype(np.int8))),
-        "reason": reason_labels.take(pa.array(reason)),
+        "status": pc.fill_null(status, "unrated"),
+        "reason": side(cust_take, "reason"),
         "customer": cdrs.column("customer").combine_chunks(),
-        "matched_prefix": levels[0].deck_column("prefix", n),
-        "destination": levels[0].deck_column("destination", n),
-        "billed_seconds": pa.array(levels[0].billed),
-        "customer_rate": decimal_array(levels[0].rate, RATE_SCALE, ~levels[0].priced),
-        "customer_amount": decimal_array(levels[0].amount, scale, ~rated),
-        "currency": names.currency_column(levels[0].account),
-    }
-    for depth in range(1, MAX_RESELLER_LEVELS + 1):
-        level, below = levels[depth], levels[depth - 1]
-        present = rated & (level.account >= 0)
-        same = names.currency_codes(below.account) == names.currency_codes(level.account)
-        columns[f"reseller{depth}"] = names.column(level.account)
-        columns[f"reseller{depth}_amount"] = decimal_array(level.amount, scale, ~present)
-        # What this reseller keeps: what the level below pays it minus what it pays above.
-        columns[f"reseller{depth}_margin"] = decimal_array(
-            below.amount - level.amount, scale, ~(present & same)
-        )
-    columns |= {
+        "matched_prefix": side(cust_take, "prefix"),
+        "destination": side(cust_take, "destination"),
+        "billed_seconds": pc.fill_null(side(cust_take, "billed_seconds"), 0),
+        "customer_rate": side(cust_take, "rate"),
+        "customer_amount": side(cust_take, "amount"),
+        "currency": side(cust_take, "currency"),
         "supplier": cdrs.column("supplier").combine_chunks(),
-        "supplier_reason": reason_labels.take(pa.array(supplier_reason)),
-        "supplier_prefix": buy.deck_column("prefix", n),
-        "supplier_rate": decimal_array(buy.rate, RATE_SCALE, ~buy.priced),
-        "supplier_amount": decimal_array(buy.amount, scale, ~has_cost),
-        "supplier_currency": names.currency_column(buy.account),
-        "margin": decimal_array(top_amount - buy.amount, scale, ~margin_ok),
+        "supplier_status": supplier_status,
+        "supplier_reason": side(buy_take, "reason"),
+        "supplier_prefix": side(buy_take, "prefix"),
+        "supplier_rate": side(buy_take, "rate"),
+        "supplier_amount": supplier_amount,
+        "supplier_currency": side(buy_take, "currency"),
+        "margin": margin,
     }
-    currency_of = {name: names.currencies[i] for i, name in enumerate(names.names)}
-    return PartyRating(table=pa.table(columns), currency_of=currency_of)
+    return pa.table(columns)
 
 
-def balance_deltas(rated: pa.Table, decimals: int = 6) -> dict[str, int]:
-    """Balance change per account from a rated table, in integer units of 10^-decimals.
+def charge_deltas(charges: pa.Table) -> dict[str, int]:
+    """Balance change per account from a charges table, in micro-units, exactly.
 
-    Each sell-side payer is charged (negative); the supplier is credited with what the
-    carrier owes it (positive). Computed from the table as stored, so a retry that reuses
-    stored output posts exactly what the first attempt would have. Sums are decimal, exact.
+    A customer or reseller is charged (its balance falls); the supplier is owed (its balance,
+    what the carrier owes it, rises). Only rated charges move money. Computed from the table as
+    stored, so a retry that reuses stored output posts exactly what the first attempt would.
     """
-    sides = [("customer", "customer_amount", -1), ("supplier", "supplier_amount", 1)]
-    sides += [
-        (f"reseller{d}", f"reseller{d}_amount", -1) for d in range(1, MAX_RESELLER_LEVELS + 1)
-    ]
+    if charges.num_rows == 0:
+        return {}
+    rated = pc.equal(_plain(charges.column("status")), "rated")
+    picked = charges.filter(rated).select(["account", "role", "amount"])
+    if picked.num_rows == 0:
+        return {}
+    picked = pa.table(
+        {
+            "account": _plain(picked.column("account")),
+            "role": _plain(picked.column("role")),
+            "amount": picked.column("amount"),
+        }
+    )
+    summed = picked.group_by(["account", "role"]).aggregate([("amount", "sum")])
     deltas: dict[str, int] = {}
-    for account_column, amount_column, sign in sides:
-        pairs = rated.select([account_column, amount_column]).filter(
-            pc.and_(pc.is_valid(rated[account_column]), pc.is_valid(rated[amount_column]))
-        )
-        if not pairs.num_rows:
-            continue
-        summed = pairs.group_by(account_column).aggregate([(amount_column, "sum")])
-        for account, total in zip(
-            summed.column(account_column).to_pylist(),
-            summed.column(f"{amount_column}_sum").to_pylist(),
-            strict=True,
-        ):
-            units = int(total.scaleb(decimals))
-            deltas[account] = deltas.get(account, 0) + sign * units
+    for account, role, total in zip(
+        summed.column("account").to_pylist(),
+        summed.column("role").to_pylist(),
+        summed.column("amount_sum").to_pylist(),
+        strict=True,
+    ):
+        units = int(total.scaleb(AMOUNT_SCALE))
+        sign = 1 if role == "supplier" else -1
+        deltas[account] = deltas.get(account, 0) + sign * units
     return {account: delta for account, delta in deltas.items() if delta}

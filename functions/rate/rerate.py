@@ -1,79 +1,80 @@
 """Re-rating: price already charged calls again with the decks as they now stand.
 
-A corrected deck version or a back-dated rate changes what calls already rated should have
-cost. `rerate` re-prices them, rewrites the rated Parquet of the days concerned and moves
-each balance by the difference only, exactly once, however often it is retried or crashed.
+A corrected deck version, a back-dated rate or a trunk mapping added late changes what calls
+already rated should have cost. `rerate` re-prices them, rewrites the rated and charges Parquet
+of the days concerned and moves each balance by the difference only, exactly once, however
+often it is retried or crashed.
 
 Which calls. For every file of the tenant with status `done` and every one of its days in
 [first, last]: exactly the calls in the stored rated table of (day, file), i.e. the calls that
 file claimed (duplicates stay duplicates: the claims are not touched). They are taken again
-from the normalised table, row for row by `line` (unique within a file), and priced for
-every party by `rate_parties`, as the rate service did.
+from the normalised table, row for row by `line` (unique within a file), resolved to accounts
+by the switch's current trunk map and priced for every party by `rate_parties`, as the rate
+service did.
 
 With an account A, only the calls in which A is a party (customer, any reseller level or
-supplier, in the stored row or in the re-rated one) are replaced, whole: a call's amounts at
-every level come from one rating, so every party of those calls moves by its own difference
+supplier, in the stored charges or in the re-rated ones) are replaced, whole: a call's charges
+at every level come from one rating, so every party of those calls moves by its own difference
 (re-rating a customer's calls also corrects its reseller's and supplier's side of them). The
 other rows are kept byte for byte, so their parties' balances cannot move.
 
-Exactly once. Each rated table carries a generation in its Parquet metadata (absent = 0,
-as the rate service wrote it). Moving (day, file) from generation g to g+1 takes, in order:
-1. compute the new table and the difference per account: deltas(new) - deltas(stored);
-   unchanged → nothing is written; a difference of zero → the table is simply replaced;
-2. put the new table with its difference (and the old/new totals for the report) in its
-   metadata under `rerate/tenant=…/pending/date=…/{file_id}.parquet`: the intent;
+Exactly once. Both tables of (day, file) carry a generation in their Parquet metadata
+(absent = 0, as the rate service wrote them). Moving (day, file) from generation g to g+1 takes,
+in order:
+1. compute the new tables and the difference per account: deltas(new) - deltas(stored), both
+   from the charges tables; unchanged → nothing is written; no difference → the tables are
+   simply replaced;
+2. put the new rated table, then the new charges table with the difference (and the old/new
+   totals for the report) in its metadata, under `rerate/tenant=…/pending/date=…/`: the charges
+   object is the intent, written last so that it exists only complete with its rated table;
 3. post the difference under posting id `rerate:{day}:{file_id}:g{g+1}`;
-4. replace the live rated table (now at generation g+1);
-5. delete the pending object.
-Before anything else, every run finishes the tenant's pending objects, whatever range or
-account they were written for: if the live table is still at g the posting is (re)made,
-idempotently by its id, and the table replaced; if the live table already reached g+1 the
-posting was made (the table only moves after it) and the object is just deleted. Hence at
-every crash point: before 2 nothing changed; between 2 and 5 the pending object holds the
-difference that was decided, so a retry never recomputes it against a half-replaced state
-(the difference against the new table would be zero and the posting lost), and a deck
-changed meanwhile is only applied afterwards, as a further difference; after 5 the work is
-done and a retry finds new = stored. The posting id names the generation, not the run, so
-the same transition is never posted twice. Runs for one tenant must not overlap (there is
-no lease): two runs racing on one table still cannot charge twice (one posting id per
-generation; different amounts fail the ledger's digest check with ConflictError), but the
-loser's table write could leave the lake out of step with the balances.
-A run of the same range with unchanged decks writes and posts nothing.
+4. replace the live charges table, then the live rated table (now at generation g+1);
+5. delete the pending objects.
+Before anything else, every run finishes the tenant's pending intents, whatever range or
+account they were written for: if the live charges table is still at g the posting is
+(re)made, idempotently by its id, and the tables replaced; if it already reached g+1 the posting
+was made (the charges table only moves after it), so only the rated table is brought to g+1 if
+it is not yet, and the pending objects deleted. Hence at every crash point: before 2 nothing
+changed; between 2 and 5 the intent holds the difference that was decided, so a retry never
+recomputes it against a half-replaced state, and a deck changed meanwhile is only applied
+afterwards, as a further difference; after 5 the work is done and a retry finds new = stored.
+The posting id names the generation, not the run, so the same transition is never posted
+twice. Runs for one tenant must not overlap (there is no lease): two runs racing on one table
+still cannot charge twice (one posting id per generation; different amounts fail the ledger's
+digest check with ConflictError), but the loser's table write could leave the lake out of step
+with the balances. A run of the same range with unchanged decks writes and posts nothing.
 
-Money stays integer micro-units; the difference is a sum of exact per-row amounts.
+Money stays integer micro-units; the difference is a sum of exact per-charge amounts.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.rate.parties import MAX_RESELLER_LEVELS, Parties, balance_deltas, rate_parties
+from functions.rate.parties import Parties, charge_deltas, rate_parties
 from functions.rate.service import DeckCache, load_parties
 
 GENERATION = b"tollgate.rerate.generation"
 PENDING = b"tollgate.rerate.pending"
-PARTY_COLUMNS = (
-    "customer",
-    *(f"reseller{d}" for d in range(1, MAX_RESELLER_LEVELS + 1)),
-    "supplier",
-)
+AREAS = ("rated", "charges")
+# The intent is the charges table: written after the rated one, read first when finishing.
+INTENT = "charges"
 
 
 class Lake(Protocol):
     def get_table(self, area: str, tenant: str, day: Any, file_id: str) -> pa.Table: ...
     def put_table(self, area: str, tenant: str, day: Any, file_id: str, table: pa.Table) -> str: ...
     def get_deck(self, tenant: str, account: str, version: int) -> pa.Table: ...
-    def put_rerate_pending(self, tenant: str, day: Any, file_id: str, table: pa.Table) -> str: ...
-    def get_rerate_pending(self, tenant: str, day: Any, file_id: str) -> pa.Table: ...
-    def delete_rerate_pending(self, tenant: str, day: Any, file_id: str) -> None: ...
+    def put_rerate_pending(self, area, tenant, day, file_id: str, table: pa.Table) -> str: ...
+    def get_rerate_pending(self, area, tenant, day, file_id: str) -> pa.Table: ...
+    def delete_rerate_pending(self, area, tenant, day, file_id: str) -> None: ...
     def list_rerate_pending(self, tenant: str) -> list[tuple[str, str]]: ...
 
 
@@ -86,14 +87,18 @@ class Accounts(Protocol):
 
 
 class Ledger(Protocol):
-    def post_balances(self, tenant: str, posting_id: str, deltas: dict[str, int]) -> bool: ...
+    def post_balances(self, tenant: str, posting_id: str, deltas: dict[str, int], **kw) -> bool: ...
+
+
+# How a file's normalised calls get their accounts (the switch's trunk map), per switch.
+Resolver = Callable[[str, pa.Table], pa.Table]
 
 
 # --- pure core -------------------------------------------------------------------------
 
 
 def generation(table: pa.Table) -> int:
-    """How many times the rated table was re-rated (the rate service writes generation 0)."""
+    """How many times the table was re-rated (the rate service writes generation 0)."""
     return int((table.schema.metadata or {}).get(GENERATION, b"0"))
 
 
@@ -112,14 +117,10 @@ def subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
     return {a: new.get(a, 0) - old.get(a, 0) for a in accounts if new.get(a, 0) != old.get(a, 0)}
 
 
-def involves(table: pa.Table, account: str) -> np.ndarray:
-    """Rows in which `account` is a party at any level."""
-    mask = np.zeros(table.num_rows, dtype=bool)
-    for column in PARTY_COLUMNS:
-        if column in table.column_names:
-            hit = pc.fill_null(pc.equal(table[column], account), False)
-            mask |= hit.to_numpy(zero_copy_only=False)
-    return mask
+def _lines_of(charges: pa.Table, account: str) -> pa.Array:
+    """The lines (calls) in which `account` is a party at any level."""
+    party = pc.equal(charges.column("account").cast(pa.string()), account)
+    return pc.unique(charges.filter(pc.fill_null(party, False)).column("line")).combine_chunks()
 
 
 def _conform(fresh: pa.Table, stored: pa.Table) -> pa.Table | None:
@@ -132,44 +133,75 @@ def _conform(fresh: pa.Table, stored: pa.Table) -> pa.Table | None:
         return None
 
 
+def _splice(stored: pa.Table, fresh: pa.Table, selected: pa.Array) -> pa.Table:
+    """The stored rows of unselected calls, then the fresh rows of selected ones."""
+    in_stored = pc.is_in(stored.column("line"), value_set=selected)
+    in_fresh = pc.is_in(fresh.column("line"), value_set=selected)
+    return pa.concat_tables(
+        [stored.replace_schema_metadata(None).filter(pc.invert(in_stored)), fresh.filter(in_fresh)]
+    )
+
+
 @dataclass(frozen=True)
 class Rerating:
-    """One rated table re-rated: the table to store and what it changes."""
+    """One (day, file) re-rated: the tables to store and what they change."""
 
-    table: pa.Table  # the full new rated table (kept rows + replaced rows)
+    rated: pa.Table  # the full new rated table (kept rows + replaced rows)
+    charges: pa.Table
     unchanged: bool  # same rows as stored: nothing to write or post
     difference: dict[str, int]  # balance movement per account, micro-units
     old: dict[str, int]  # the selected calls' balance effect before / after (report)
     new: dict[str, int]
 
 
-def rerate_table(
-    stored: pa.Table, normalised: pa.Table, parties: Parties, account: str | None = None
+def rerate_tables(
+    stored_rated: pa.Table,
+    stored_charges: pa.Table,
+    normalised: pa.Table,
+    parties: Parties,
+    file_id: str,
+    account: str | None = None,
 ) -> Rerating:
-    """Re-price the calls of a stored rated table (only those of `account`, if given)."""
-    where = pc.index_in(stored["line"], value_set=normalised["line"].combine_chunks())
+    """Re-price the calls of a stored (day, file) (only those of `account`, if given)."""
+    where = pc.index_in(stored_rated["line"], value_set=normalised["line"].combine_chunks())
     if where.null_count:
         raise ValueError("the rated table names lines that are not in the normalised table")
-    fresh = rate_parties(normalised.take(where), parties).table
-    conformed = _conform(fresh, stored)
+    fresh = rate_parties(normalised.take(where), parties, file_id)
+    rated = _conform(fresh.rated, stored_rated)
+    charges = _conform(fresh.charges, stored_charges)
+    if account is not None and (rated is None or charges is None):
+        raise ValueError("the stored tables have another layout: re-rate every account")
     if account is None:
-        selected = np.ones(stored.num_rows, dtype=bool)
-        table = conformed if conformed is not None else fresh
+        selected = stored_rated.column("line").combine_chunks()
+        new_rated = rated if rated is not None else fresh.rated
+        new_charges = charges if charges is not None else fresh.charges
     else:
-        if conformed is None:
-            raise ValueError("the stored rated table has another layout: re-rate every account")
-        selected = involves(stored, account) | involves(conformed, account)
-        n = stored.num_rows
-        rows = np.where(selected, np.arange(n) + n, np.arange(n))
-        both = pa.concat_tables([stored.replace_schema_metadata(None), conformed])
-        table = both.take(pa.array(rows, pa.int64()))
-    table = table.replace_schema_metadata(stored.schema.metadata)
-    unchanged = conformed is not None and table.equals(stored)
-    chosen = pa.array(selected)
-    old = balance_deltas(stored.filter(chosen))
-    new = balance_deltas(table.filter(chosen))
+        selected = pc.unique(
+            pa.concat_arrays(
+                [_lines_of(stored_charges, account), _lines_of(fresh.charges, account)]
+            )
+        )
+        new_rated = _splice(stored_rated, rated, selected)
+        new_charges = _splice(stored_charges, charges, selected)
+    new_rated = new_rated.replace_schema_metadata(stored_rated.schema.metadata)
+    new_charges = new_charges.replace_schema_metadata(stored_charges.schema.metadata)
+    unchanged = (
+        rated is not None
+        and charges is not None
+        and new_rated.equals(stored_rated)
+        and new_charges.equals(stored_charges)
+    )
+
+    def of_selected(table: pa.Table) -> dict[str, int]:
+        return charge_deltas(table.filter(pc.is_in(table.column("line"), value_set=selected)))
+
     return Rerating(
-        table, unchanged, subtract(balance_deltas(table), balance_deltas(stored)), old, new
+        new_rated,
+        new_charges,
+        unchanged,
+        subtract(charge_deltas(new_charges), charge_deltas(stored_charges)),
+        of_selected(stored_charges),
+        of_selected(new_charges),
     )
 
 
@@ -243,40 +275,63 @@ def _day(value: str | dt.date) -> dt.date:
 # --- the service -----------------------------------------------------------------------
 
 
+def _replace(
+    tenant: str, day: str, file_id: str, area: str, table: pa.Table, gen: int, *, lake: Lake
+) -> None:
+    lake.put_table(
+        area, tenant, day, file_id, _with_metadata(table, {GENERATION: str(gen).encode()})
+    )
+
+
 def _apply(
     tenant: str,
     day: str,
     file_id: str,
-    pending: pa.Table,
     record: dict,
+    tables: Mapping[str, pa.Table],
     *,
     lake: Lake,
     ledger: Ledger,
 ) -> None:
-    """Steps 3-5: post the difference (once, by its id), replace the live table, forget it."""
-    ledger.post_balances(tenant, record["posting_id"], record["difference"])
-    table = _with_metadata(pending, {GENERATION: str(record["generation"]).encode()})
-    lake.put_table("rated", tenant, day, file_id, table)
-    lake.delete_rerate_pending(tenant, day, file_id)
+    """Steps 3-5: post the difference (once, by its id), replace the live tables, forget them."""
+    ledger.post_balances(
+        tenant,
+        record["posting_id"],
+        record["difference"],
+        kind="rerate",
+        description=record.get("description", f"re-rate {day} {file_id}"),
+    )
+    for area in (INTENT, "rated"):  # charges first: its generation says the posting was made
+        _replace(tenant, day, file_id, area, tables[area], record["generation"], lake=lake)
+    for area in AREAS:
+        lake.delete_rerate_pending(area, tenant, day, file_id)
 
 
-def _finish(
-    tenant: str, day: str, file_id: str, pending: pa.Table, *, lake: Lake, ledger: Ledger
-) -> dict | None:
+def _finish(tenant: str, day: str, file_id: str, *, lake: Lake, ledger: Ledger) -> dict | None:
     """Complete an interrupted re-rating; its record, or None if a later one superseded it."""
-    record = json.loads(pending.schema.metadata[PENDING])
-    live = generation(lake.get_table("rated", tenant, day, file_id))
-    if live == record["generation"] - 1:  # the table has not moved: post (again) and replace
-        _apply(tenant, day, file_id, pending, record, lake=lake, ledger=ledger)
+    intent = lake.get_rerate_pending(INTENT, tenant, day, file_id)
+    record = json.loads(intent.schema.metadata[PENDING])
+    live = generation(lake.get_table(INTENT, tenant, day, file_id))
+    if live == record["generation"] - 1:  # the tables have not moved: post (again) and replace
+        rated = lake.get_rerate_pending("rated", tenant, day, file_id)
+        _apply(
+            tenant, day, file_id, record, {INTENT: intent, "rated": rated}, lake=lake, ledger=ledger
+        )
         return record
     if live < record["generation"]:
         raise RuntimeError(
-            f"rated table {day}/{file_id} is at generation {live}, pending "
+            f"charges table {day}/{file_id} is at generation {live}, pending "
             f"re-rating expects {record['generation'] - 1}"
         )
-    # The live table reached this generation, so the posting was made (the table only
-    # moves after it): the crash came before the delete; or a later re-rating superseded it.
-    lake.delete_rerate_pending(tenant, day, file_id)
+    # The charges table reached this generation, so the posting was made (it only moves after
+    # it): the crash came before the rated table moved or before the deletes; or a later
+    # re-rating superseded this one.
+    rated_generation = generation(lake.get_table("rated", tenant, day, file_id))
+    if live == record["generation"] and rated_generation < live:
+        rated = lake.get_rerate_pending("rated", tenant, day, file_id)
+        _replace(tenant, day, file_id, "rated", rated, live, lake=lake)
+    for area in AREAS:
+        lake.delete_rerate_pending(area, tenant, day, file_id)
     return record if live == record["generation"] else None
 
 
@@ -291,8 +346,12 @@ def rerate(
     accounts: Accounts,
     ledger: Ledger,
     decks: DeckCache,
+    resolve: Resolver | None = None,
 ) -> RerateReport:
-    """Re-rate the tenant's rated calls of days first..last (see the module doc)."""
+    """Re-rate the tenant's rated calls of days first..last (see the module doc).
+
+    `resolve(switch, calls)` gives calls their accounts by the switch's current trunk map.
+    """
     first, last = _day(first), _day(last)
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
@@ -306,10 +365,9 @@ def rerate(
 
     for day, file_id in lake.list_rerate_pending(tenant):
         try:
-            pending = lake.get_rerate_pending(tenant, day, file_id)
+            record = _finish(tenant, day, file_id, lake=lake, ledger=ledger)
         except LookupError:  # finished by another run since the listing
             continue
-        record = _finish(tenant, day, file_id, pending, lake=lake, ledger=ledger)
         if record is not None:
             totals.add((day, file_id), record["old"], record["new"])
             report.tables.append(TableOutcome(day, file_id, names.get(file_id, ""), "finished"))
@@ -320,18 +378,25 @@ def rerate(
         for day in sorted(found.meta.get("days", [])):
             if not first <= _day(day) <= last:
                 continue
-            stored = lake.get_table("rated", tenant, day, found.file_id)
+            stored = {area: lake.get_table(area, tenant, day, found.file_id) for area in AREAS}
             normalised = lake.get_table("normalized", tenant, day, found.file_id)
-            change = rerate_table(stored, normalised, parties, account)
+            if resolve is not None:
+                normalised = resolve(str(found.meta.get("switch", "")), normalised)
+            change = rerate_tables(
+                stored["rated"], stored["charges"], normalised, parties, found.file_id, account
+            )
             totals.add((day, found.file_id), change.old, change.new)
             status = "unchanged" if change.unchanged else "rerated"
             report.tables.append(TableOutcome(day, found.file_id, names[found.file_id], status))
             if change.unchanged:
                 continue
-            new_generation = generation(stored) + 1
-            table = _with_metadata(change.table, {GENERATION: str(new_generation).encode()})
+            new_generation = generation(stored[INTENT]) + 1
+            tables = {"rated": change.rated, INTENT: change.charges}
             if not change.difference:  # no money moves: the replacement alone is enough
-                lake.put_table("rated", tenant, day, found.file_id, table)
+                for area in (INTENT, "rated"):
+                    _replace(
+                        tenant, day, found.file_id, area, tables[area], new_generation, lake=lake
+                    )
                 continue
             record = {
                 "generation": new_generation,
@@ -339,10 +404,12 @@ def rerate(
                 "difference": change.difference,
                 "old": change.old,
                 "new": change.new,
+                "description": f"re-rate {day} {names[found.file_id]}",
             }
-            pending = _with_metadata(table, {PENDING: json.dumps(record).encode()})
-            lake.put_rerate_pending(tenant, day, found.file_id, pending)
-            _apply(tenant, day, found.file_id, pending, record, lake=lake, ledger=ledger)
+            lake.put_rerate_pending("rated", tenant, day, found.file_id, change.rated)
+            intent = _with_metadata(change.charges, {PENDING: json.dumps(record).encode()})
+            lake.put_rerate_pending(INTENT, tenant, day, found.file_id, intent)
+            _apply(tenant, day, found.file_id, record, tables, lake=lake, ledger=ledger)
 
     currency_of = {name: a.currency for name, a in parties.accounts.items()}
     report.accounts = totals.changes(currency_of)

@@ -3,6 +3,7 @@
 Key layout (table `settings().files_table`; every pk is the tenant):
     pk={tenant}  sk=FILE#{file_id}              status, switch, day, counts, meta, timestamps
     pk={tenant}  sk=DEDUP#{switch}#{day}        version, files (committed file ids), set_key
+    pk={tenant}  sk=RUN#{file_id}               the committed pricing run of the file
 
 File status: `ingested` (normalised and quarantine Parquet written) → `done` (rated, posted);
 `rejected` is terminal for a file that could not be read at all. A status never moves back:
@@ -38,7 +39,7 @@ from functions.store import NotFoundError, check_name, check_slot, check_token
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 FILE_STATUSES = ("ingested", "rejected", "done")
-COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates")
+COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates", "unknown_account")
 # Which stored status a write of each status may replace (None = no item yet).
 _REPLACES = {
     "ingested": ("ingested",),
@@ -54,9 +55,15 @@ class _FileItem(Item):
     unrated = IntAttribute(default=0)
     quarantined = IntAttribute(default=0)
     duplicates = IntAttribute(default=0)
+    unknown_account = IntAttribute(default=0)
     meta = MapAttribute(default=dict)  # strings, ints, bools: where the file came from
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+
+
+class _RunItem(Item):
+    run = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
 
 
 class _ClaimItem(Item):
@@ -67,7 +74,9 @@ class _ClaimItem(Item):
 
 @cache
 def _models(table: str) -> SimpleNamespace:
-    return SimpleNamespace(file=bind(_FileItem, table), claim=bind(_ClaimItem, table))
+    return SimpleNamespace(
+        file=bind(_FileItem, table), claim=bind(_ClaimItem, table), run=bind(_RunItem, table)
+    )
 
 
 def _m() -> SimpleNamespace:
@@ -200,6 +209,48 @@ def list_files(tenant: str) -> list[FileRecord]:
     model = _m().file
     items = model.query(check_name("tenant", tenant), model.sk.startswith("FILE#"))
     return [_record(item) for item in items]
+
+
+# --- pricing runs ----------------------------------------------------------------------
+#
+# Two runs of one file may overlap (ingest re-sends rate requests on purpose, SQS redelivers),
+# and a deck may change between them. Each run stages its own output; the first to commit its
+# run id here decides what the lake publishes and the balances are posted from. A separate
+# item rather than an attribute of the file's record: an ingest retry rewrites that record.
+
+
+def get_pricing_run(tenant: str, file_id: str) -> str | None:
+    """The file's committed pricing run, or None before any run committed."""
+    try:
+        item = _m().run.get(
+            check_name("tenant", tenant),
+            f"RUN#{check_token('file id', file_id)}",
+            consistent_read=True,
+        )
+    except DoesNotExist:
+        return None
+    return item.run
+
+
+def commit_pricing_run(tenant: str, file_id: str, run: str) -> str:
+    """Commit `run` as the file's pricing run unless one is committed; return the committed one."""
+    model = _m().run
+    item = model(
+        check_name("tenant", tenant),
+        f"RUN#{check_token('file id', file_id)}",
+        run=check_token("pricing run", run),
+        created_at=now(),
+    )
+    try:
+        item.save(condition=model.pk.does_not_exist())
+    except PutError as error:
+        if not conditional_failed(error):
+            raise
+        committed = get_pricing_run(tenant, file_id)
+        if committed is None:  # pragma: no cover - items are never deleted
+            raise
+        return committed
+    return run
 
 
 # --- duplicate claims ------------------------------------------------------------------

@@ -5,7 +5,10 @@ Parquet is serialised in memory (pyarrow's own S3 client does not run under in-p
 Key layout:
     CDR bucket   incoming/{tenant}/{switch}/{name}                              raw drop
     lake bucket  {area}/tenant={t}/date={d}/{file_id}.parquet                   area: normalized,
-                                                                                quarantine, rated
+                                                                                quarantine, rated,
+                                                                                charges
+                 staging/tenant={t}/file={file_id}/run={run}/{area}/date={d}.parquet  a pricing
+                                                                                run's output
                  decks/tenant={t}/account={a}/v{n}.parquet                      immutable
                  dedup/tenant={t}/switch={s}/date={d}/set/v{n:08d}-{file_id}.parquet
                  dedup/tenant={t}/switch={s}/date={d}/claims/{file_id}-v{n}.npy
@@ -43,7 +46,7 @@ from functions.store import (
     client,
 )
 
-TABLE_AREAS = ("normalized", "quarantine", "rated")
+TABLE_AREAS = ("normalized", "quarantine", "rated", "charges")
 _CDR_NAME = re.compile(r"[^/\x00-\x1f\x7f]{1,255}")
 _SET_KEY = re.compile(
     r"dedup/tenant=(?P<tenant>[^/]+)/switch=(?P<switch>[^/]+)/date=(?P<day>[0-9-]{10})"
@@ -153,6 +156,53 @@ def get_table(area: str, tenant: str, day: dt.date | str, file_id: str) -> pa.Ta
     return table_from_parquet(_get(settings().lake_bucket, table_key(area, tenant, day, file_id)))
 
 
+# --- pricing runs: staged output, published once ---------------------------------------
+#
+# A run of the rate service writes its rated and charges tables under its own run id, outside
+# every table's location (Athena never reads staging/); the run committed on the files table is
+# then published. Publishing is a conditional put (If-None-Match: *): the first copy stays, so
+# a slow concurrent run can never replace it, nor overwrite a later re-rating.
+
+
+def staged_key(area: str, tenant: str, day: dt.date | str, file_id: str, run: str) -> str:
+    if area not in ("rated", "charges"):
+        raise ValueError(f"invalid staged area {area!r}: use rated or charges")
+    tenant = check_name("tenant", tenant)
+    file_id = check_token("file id", file_id)
+    where = f"run={check_token('pricing run', run)}/{area}/date={check_day(day)}"
+    return f"staging/tenant={tenant}/file={file_id}/{where}.parquet"
+
+
+def stage_table(
+    area: str, tenant: str, day: dt.date | str, file_id: str, run: str, table: pa.Table
+) -> str:
+    key = staged_key(area, tenant, day, file_id, run)
+    _put(settings().lake_bucket, key, table_to_parquet(table))
+    return key
+
+
+def get_staged_table(area: str, tenant: str, day: dt.date | str, file_id: str, run: str):
+    return table_from_parquet(
+        _get(settings().lake_bucket, staged_key(area, tenant, day, file_id, run))
+    )
+
+
+def publish_staged(area: str, tenant: str, day: dt.date | str, file_id: str, run: str) -> bool:
+    """Publish a run's staged table as the lake's; False if the lake already holds one."""
+    bucket = settings().lake_bucket
+    key = table_key(area, tenant, day, file_id)
+    if _exists(bucket, key):
+        return False
+    body = _get(bucket, staged_key(area, tenant, day, file_id, run))
+    try:
+        client("s3").put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            return False
+        raise
+    return True
+
+
 def copy_area(area: str, tenant: str, target: Path) -> list[Path]:
     """Copy one tenant's Parquet of an area to a local folder, keeping the hive layout.
 
@@ -178,34 +228,69 @@ def copy_area(area: str, tenant: str, target: Path) -> list[Path]:
 
 
 # --- rate decks ------------------------------------------------------------------------
+#
+#     lake bucket  decks/tenant={t}/account={a}/v{n}.parquet          the timeline after v{n}
+#                  decks/tenant={t}/account={a}/v{n}.upload.parquet   v{n}'s rows as uploaded
+#
+# Both immutable: written once (a conditional put), never rewritten nor deleted, so a rater
+# or an audit that read version n reads the same bytes for ever.
 
 
 def deck_key(tenant: str, account: str, version: int) -> str:
+    """Key of the account's rate timeline after `version` (functions.rate.timeline)."""
+    return f"{_deck_prefix(tenant, account, version)}.parquet"
+
+
+def deck_upload_key(tenant: str, account: str, version: int) -> str:
+    """Key of the rows `version` uploaded, as they entered the timeline."""
+    return f"{_deck_prefix(tenant, account, version)}.upload.parquet"
+
+
+def _deck_prefix(tenant: str, account: str, version: int) -> str:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"invalid deck version {version!r}")
     tenant = check_name("tenant", tenant)
-    return f"decks/tenant={tenant}/account={check_name('account', account)}/v{version}.parquet"
+    return f"decks/tenant={tenant}/account={check_name('account', account)}/v{version}"
 
 
 def put_deck(tenant: str, account: str, version: int, table: pa.Table) -> tuple[str, str]:
-    """Write deck version n (once: ConflictError if v{n} exists with other bytes).
+    """Write the timeline after version n (once: ConflictError if it exists with other bytes).
 
     Returns (key, sha256 of the Parquet bytes).
     """
-    key = deck_key(tenant, account, version)
+    return _put_once(deck_key(tenant, account, version), table, f"deck version {version}")
+
+
+def put_deck_upload(tenant: str, account: str, version: int, table: pa.Table) -> tuple[str, str]:
+    """Write the rows version n uploaded (once, as `put_deck`); returns (key, sha256)."""
+    key = deck_upload_key(tenant, account, version)
+    return _put_once(key, table, f"upload of deck version {version}")
+
+
+def _put_once(key: str, table: pa.Table, what: str) -> tuple[str, str]:
     bucket = settings().lake_bucket
     body = table_to_parquet(table)
     digest = hashlib.sha256(body).hexdigest()
-    if _exists(bucket, key):
+    try:
+        _put(bucket, key, body, Metadata={"sha256": digest}, IfNoneMatch="*")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+            raise
+        # A retry of the same write is harmless; other bytes under the key never are.
         if hashlib.sha256(_get(bucket, key)).hexdigest() != digest:
-            raise ConflictError(f"deck version {version} of {account!r} exists with other rows")
-        return key, digest
-    _put(bucket, key, body, Metadata={"sha256": digest})
+            raise ConflictError(f"{what} exists with other rows ({key})") from None
     return key, digest
 
 
 def get_deck(tenant: str, account: str, version: int) -> pa.Table:
+    """The account's whole rate timeline after `version` (what rating and re-rating read)."""
     return table_from_parquet(_get(settings().lake_bucket, deck_key(tenant, account, version)))
+
+
+def get_deck_upload(tenant: str, account: str, version: int) -> pa.Table:
+    """The rows `version` uploaded (NotFoundError for a rollback, which uploaded none)."""
+    key = deck_upload_key(tenant, account, version)
+    return table_from_parquet(_get(settings().lake_bucket, key))
 
 
 # --- duplicate-claim hash sets and claim results ---------------------------------------
@@ -305,50 +390,56 @@ def get_claim_result(
     return _from_npy(_get(settings().lake_bucket, key))
 
 
-# --- re-rating: pending rewrites of a rated table --------------------------------------
+# --- re-rating: pending rewrites of a (day, file)'s rated and charges tables -------------
 #
-#     lake bucket  rerate/tenant={t}/pending/date={d}/{file_id}.parquet
+#     lake bucket  rerate/tenant={t}/pending/date={d}/{file_id}.parquet          charges: intent
+#                  rerate/tenant={t}/pending/date={d}/{file_id}.rated.parquet    rated
 #
-# One object per (tenant, day, file) while a re-rating of that rated table is between
-# "difference decided" and "rated table replaced": the new rated table, with the posting it
-# owes in its schema metadata (functions.rate.rerate). Written whole, so it either exists
-# complete or not at all; deleted once the live rated table has been replaced.
+# While a re-rating of (tenant, day, file) is between "difference decided" and "tables
+# replaced": the new tables, the charges one carrying the posting it owes in its schema
+# metadata (functions.rate.rerate). Each is written whole, so it exists complete or not at all;
+# both are deleted once the live tables have been replaced. Only intents are listed.
 
 _PENDING_KEY = re.compile(
     r"rerate/tenant=(?P<tenant>[^/]+)/pending/date=(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})"
-    r"/(?P<file_id>[^/]+)\.parquet"
+    r"/(?P<file_id>[^/.]+)\.parquet"
 )
+_PENDING_SUFFIX = {"charges": ".parquet", "rated": ".rated.parquet"}
 
 
-def rerate_pending_key(tenant: str, day: dt.date | str, file_id: str) -> str:
+def rerate_pending_key(area: str, tenant: str, day: dt.date | str, file_id: str) -> str:
+    if area not in _PENDING_SUFFIX:
+        raise ValueError(f"invalid pending area {area!r}: use rated or charges")
     tenant = check_name("tenant", tenant)
     file_id = check_token("file id", file_id)
-    return f"rerate/tenant={tenant}/pending/date={check_day(day)}/{file_id}.parquet"
+    return f"rerate/tenant={tenant}/pending/date={check_day(day)}/{file_id}{_PENDING_SUFFIX[area]}"
 
 
-def put_rerate_pending(tenant: str, day: dt.date | str, file_id: str, table: pa.Table) -> str:
+def put_rerate_pending(
+    area: str, tenant: str, day: dt.date | str, file_id: str, table: pa.Table
+) -> str:
     """Store the re-rated table owed to (day, file), metadata included; returns the key."""
-    key = rerate_pending_key(tenant, day, file_id)
+    key = rerate_pending_key(area, tenant, day, file_id)
     _put(settings().lake_bucket, key, table_to_parquet(table))
     return key
 
 
-def get_rerate_pending(tenant: str, day: dt.date | str, file_id: str) -> pa.Table:
+def get_rerate_pending(area: str, tenant: str, day: dt.date | str, file_id: str) -> pa.Table:
     """The pending re-rated table of (day, file); NotFoundError if none is pending."""
     return table_from_parquet(
-        _get(settings().lake_bucket, rerate_pending_key(tenant, day, file_id))
+        _get(settings().lake_bucket, rerate_pending_key(area, tenant, day, file_id))
     )
 
 
-def delete_rerate_pending(tenant: str, day: dt.date | str, file_id: str) -> None:
+def delete_rerate_pending(area: str, tenant: str, day: dt.date | str, file_id: str) -> None:
     """Forget a finished re-rating (deleting an absent object is not an error in S3)."""
     client("s3").delete_object(
-        Bucket=settings().lake_bucket, Key=rerate_pending_key(tenant, day, file_id)
+        Bucket=settings().lake_bucket, Key=rerate_pending_key(area, tenant, day, file_id)
     )
 
 
 def list_rerate_pending(tenant: str) -> list[tuple[str, str]]:
-    """(day, file_id) of every pending re-rating of the tenant, sorted."""
+    """(day, file_id) of every pending re-rating intent of the tenant, sorted."""
     prefix = f"rerate/tenant={check_name('tenant', tenant)}/pending/"
     found = []
     for page in (
