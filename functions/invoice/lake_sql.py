@@ -109,15 +109,23 @@ NORMALIZED_COLUMNS: tuple[Column, ...] = (
     Column("line", "bigint", "physical line of the CDR in its source file (1-based)"),
     Column("call_id", "string", "the switch's call id"),
     Column("caller", "string", "calling number as the switch sent it"),
-    Column("callee", "string", "dialled number, normalised E.164 digits (no + or 00)"),
+    Column("callee", "string", "dialled number after the switch's translation, E.164 digits"),
     Column("start_time", "timestamp", "call start, UTC (microseconds)"),
     Column("answer_time", "timestamp", "answer time, UTC; null if unanswered"),
     Column("end_time", "timestamp", "call end, UTC"),
     Column("billsec", "bigint", "answered (talk) seconds; 0 = unanswered"),
     Column("disposition", "string", "ANSWERED, NO_ANSWER, BUSY, FAILED, CONGESTION or CANCEL"),
-    Column("customer", "string", "the account that sent the call"),
-    Column("supplier", "string", "the account that terminated the call"),
+    Column("customer", "string", "the CDR's own account field (trunk maps apply at rating)"),
+    Column("supplier", "string", "the CDR's own supplier field (trunk maps apply at rating)"),
     Column("pdd_ms", "bigint", "post-dial delay, milliseconds"),
+    Column("dialled", "string", "dialled number exactly as the switch sent it"),
+    Column(
+        "ingress_trunk", "string", "trunk or gateway the call came in on, as the switch named it"
+    ),
+    Column("ingress_ip", "string", "IP address the call came in from"),
+    Column("egress_trunk", "string", "trunk or gateway the call went out on"),
+    Column("egress_ip", "string", "IP address the call went out to"),
+    Column("egress_leg", "string", "the switch's name for this attempt's outgoing leg"),
 )
 
 QUARANTINE_COLUMNS: tuple[Column, ...] = (

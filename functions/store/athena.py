@@ -1,11 +1,11 @@
 """Athena over the lake, scoped to one tenant: a database of views, a workgroup, awswrangler.
 
-The Glue tables of infra/glue.yaml (`{database}.cdrs_rated`, `cdrs_normalized`,
-`cdrs_quarantine`) hold every tenant; their `tenant` partition is *injected*, so Athena
-refuses any query on them that does not name one tenant. A tenant's queries never run
-against them directly. When a tenant is created, `provision_tenant` gives it:
+The Glue tables of infra/glue.yaml (`{database}.cdrs_rated`, `cdrs_charges`,
+`cdrs_normalized`, `cdrs_quarantine`) hold every tenant; their `tenant` partition is
+*injected*, so Athena refuses any query on them that does not name one tenant. A tenant's
+queries never run against them directly. When a tenant is created, `provision_tenant` gives it:
 
-- a Glue database `{database}_t_{tenant}` holding three views with the tables' names, each
+- a Glue database `{database}_t_{tenant}` holding a view per table with the tables' names, each
   `SELECT * FROM {database}.<table> WHERE tenant = '<tenant>'` (`tenant_view_ddl`). The
   same SQL text (`SELECT ... FROM cdrs_rated`) that DuckDB runs locally runs here with that
   database as the query's context, and sees one tenant's rows only;
@@ -36,7 +36,7 @@ from functions.store import check_name, client
 
 DEFAULT_DATABASE = "tollgate"  # infra/glue.yaml DatabaseName
 DEFAULT_WORKGROUP = "tollgate"  # infra/glue.yaml WorkGroupName: the operators' workgroup
-TABLES = ("cdrs_rated", "cdrs_normalized", "cdrs_quarantine")
+TABLES = ("cdrs_rated", "cdrs_charges", "cdrs_normalized", "cdrs_quarantine")
 ENGINE_VERSION = "Athena engine version 3"
 TENANT_TAG = "tollgate:tenant"
 BYTES_SCANNED_CUTOFF = 100 * 1024**3  # per query, per tenant workgroup

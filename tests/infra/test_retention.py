@@ -53,7 +53,7 @@ def test_raw_cdrs_kept_13_months_at_least_and_cheaper_after_90_days():
 
 
 def test_normalised_and_rated_cdrs_kept_13_months_at_least_and_cheaper_after_90_days():
-    for area in ("normalized", "rated"):
+    for area in ("normalized", "rated", "charges"):
         rules = _applying("LakeBucket", lake.table_key(area, "acme", DAY, FILE_ID))
         expires = _expires_after(rules)
         assert expires is None or expires >= THIRTEEN_MONTHS, area
@@ -71,10 +71,18 @@ def test_what_rating_reads_back_never_expires():
         lake.deck_key("acme", "customer-1", 3),
         lake.claim_set_key("acme", "switch-1", "2024-05-01T13", 7, FILE_ID),
         lake.claim_result_key("acme", "switch-1", "2024-05-01T13", FILE_ID, 7),
-        lake.rerate_pending_key("acme", DAY, FILE_ID),
+        lake.rerate_pending_key("charges", "acme", DAY, FILE_ID),
+        lake.rerate_pending_key("rated", "acme", DAY, FILE_ID),
     ]
     for key in keys:
         assert _expires_after(_applying("LakeBucket", key)) is None, key
+
+
+def test_a_pricing_runs_staged_output_outlives_any_retry_and_then_expires():
+    key = lake.staged_key("charges", "acme", DAY, FILE_ID, "run1")
+    expires = _expires_after(_applying("LakeBucket", key))
+    sqs_max_retention_days = 14  # the longest a rate request can wait for its retry
+    assert expires is not None and expires > sqs_max_retention_days
 
 
 def test_incomplete_uploads_are_aborted_in_both_buckets():
