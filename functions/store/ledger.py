@@ -1,17 +1,24 @@
-"""Balances, balance postings and payments: the ledger table (boto3 low-level client).
+"""Balances, balance postings, payments, adjustments and their journal: the ledger table.
 
-Key layout (table `settings().ledger_table`; every pk is the tenant):
+Key layout (table `settings().ledger_table`; every pk is the tenant; boto3 low-level client):
     pk={tenant}  sk=BALANCE#{account}                  balance, reserved (integer micro-units)
     pk={tenant}  sk=POST#{posting_id}#{chunk}          marker: chunks, accounts, total, digest
-    pk={tenant}  sk=PAYMENT#{account}#{payment_id}     amount (micro-units), reference
+    pk={tenant}  sk=PAYMENT#{sha256(reference)}        a payment, named by its reference
+    pk={tenant}  sk=ADJUSTMENT#{sha256(reference)}     an adjustment, named by its reference
+    pk={tenant}  sk=ENTRY#{account}#{booked_at}#{posting_id}#{chunk}
+                                                       journal: kind, amount, description, ...
 
-Exactly once: a posting is one TransactWriteItems per chunk of at most 99 accounts, made of the
-chunk's marker put under `attribute_not_exists(pk)` and one `ADD balance :delta` per account.
-A retry of an applied chunk is cancelled by the marker's condition and changes nothing; a
-chunk that never ran is applied by the retry. ADD is atomic, so postings of different files to
-the same account add up whatever their interleaving. Amounts are integers, never floats.
-The low-level client is used so the transaction's items and cancellation reasons stay in the
-order written here (the marker is always item 0).
+Exactly once: a posting is one TransactWriteItems per chunk of at most 49 accounts, made of the
+chunk's marker put under `attribute_not_exists(pk)` and, per account, one `ADD balance :delta`
+and the journal entry of that movement. A retry of an applied chunk is cancelled by the
+marker's condition and changes nothing (no second entry either); a chunk that never ran is
+applied by the retry. ADD is atomic, so postings of different files to the same account add
+up whatever their interleaving. A payment or adjustment is the same shape with one account:
+its reference's item is the marker. Amounts are integers, never floats.
+
+The journal's sort key orders an account's entries by booking time (UTC, fixed width), so a
+statement is one range query. The low-level client is used so the transaction's items and
+cancellation reasons stay in the order written here (the marker is always item 0).
 """
 
 from __future__ import annotations
@@ -21,15 +28,21 @@ import operator
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.invoice.statement import Entry, payment_delta
 from functions.shared.settings import settings
 from functions.store import ConflictError, check_name, check_token, client
 
-CHUNK_ACCOUNTS = 99  # + 1 marker = DynamoDB's limit of 100 items per transaction
+# 1 marker + 2 items (balance, journal entry) per account <= DynamoDB's 100 per transaction
+CHUNK_ACCOUNTS = 49
+POSTING_KINDS = ("charges", "rerate")  # payments and adjustments have their own commands
+_DESCRIPTION_CHARS = 1024
+_REFERENCE_CHARS = 256
 _ATTEMPTS = 8  # transaction conflicts with concurrent writers of the same balance
 
 
@@ -41,8 +54,18 @@ def _key(tenant: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": tenant}, "sk": {"S": sk}}
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _now() -> datetime:
+    """The booking clock (UTC); tests replace it to compare runs entry for entry."""
+    return datetime.now(UTC)
+
+
+def _stamp(moment: datetime) -> str:
+    """A UTC time, fixed width, so that sort keys order as time does."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 def _int(value: Any) -> int:
@@ -93,31 +116,60 @@ def _digest(item: dict[str, Any]) -> str | None:
 # --- balances and postings -------------------------------------------------------------
 
 
-def post_balances(tenant: str, posting_id: str, deltas: Mapping[str, int]) -> bool:
-    """Add integer micro-unit deltas to balances, exactly once per posting id.
+def post_balances(
+    tenant: str,
+    posting_id: str,
+    deltas: Mapping[str, int],
+    *,
+    kind: str = "charges",
+    description: str = "",
+) -> bool:
+    """Add integer micro-unit deltas to balances and journal them, exactly once per posting id.
 
     True if anything was applied by this call, False if the whole posting had been applied
-    before. The chunks are the sorted accounts in groups of 99, so a retry with the same
-    deltas rebuilds the same chunks; a retry with different deltas raises ConflictError.
+    before. `kind` is "charges" (a file's charges) or "rerate" (a re-rating's difference);
+    `description` names what was posted (the file name, the re-rated day and file). The chunks
+    are the sorted accounts in groups of 49, so a retry with the same deltas rebuilds the same
+    chunks; a retry with different deltas raises ConflictError.
     """
     check_name("tenant", tenant)
     check_token("posting id", posting_id)
+    if kind not in POSTING_KINDS:
+        raise ValueError(f"invalid posting kind {kind!r}: use one of {', '.join(POSTING_KINDS)}")
+    description = _description(description)
     entries = sorted(
         (check_name("account", account), _int(delta)) for account, delta in deltas.items()
     )
     entries = [(account, delta) for account, delta in entries if delta != 0]
     chunks = [entries[i : i + CHUNK_ACCOUNTS] for i in range(0, len(entries), CHUNK_ACCOUNTS)]
     chunks = chunks or [[]]  # an empty posting still leaves its marker
+    booked_at = _now()
+    journal = {"kind": kind, "description": description, "booked_at": booked_at}
     applied = False
     for index, chunk in enumerate(chunks):
-        applied |= _post_chunk(tenant, posting_id, index, len(chunks), chunk)
+        applied |= _post_chunk(tenant, posting_id, index, len(chunks), chunk, journal)
     return applied
 
 
+def _description(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"a description is text, not {type(text).__name__}")
+    if len(text) > _DESCRIPTION_CHARS:
+        raise ValueError(f"a description has at most {_DESCRIPTION_CHARS} characters")
+    return text
+
+
 def _post_chunk(
-    tenant: str, posting_id: str, index: int, count: int, chunk: list[tuple[str, int]]
+    tenant: str,
+    posting_id: str,
+    index: int,
+    count: int,
+    chunk: list[tuple[str, int]],
+    journal: dict[str, Any],
 ) -> bool:
     table = _table()
+    # The digest covers the money only: a retry that names the file differently is the same
+    # posting, one that moves other amounts is not.
     body = "".join(f"{account}:{delta}\n" for account, delta in chunk)
     digest = hashlib.sha256(f"{count}\n{body}".encode()).hexdigest()
     marker = {
@@ -129,29 +181,67 @@ def _post_chunk(
                 "accounts": {"N": str(len(chunk))},
                 "total": {"N": str(sum(delta for _, delta in chunk))},
                 "digest": {"S": digest},
-                "created_at": {"S": _now()},
+                "kind": {"S": journal["kind"]},
+                "created_at": {"S": _stamp(journal["booked_at"])},
             },
             "ConditionExpression": "attribute_not_exists(pk)",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
-    updates = [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": _key(tenant, f"BALANCE#{account}"),
-                "UpdateExpression": "ADD balance :d",
-                "ExpressionAttributeValues": {":d": {"N": str(delta)}},
-            }
-        }
-        for account, delta in chunk
-    ]
-    existing = _transact([marker, *updates])
+    movements = []
+    for account, delta in chunk:
+        entry = Entry(
+            account=account,
+            booked_at=journal["booked_at"],
+            kind=journal["kind"],
+            posting_id=posting_id,
+            amount=delta,
+            description=journal["description"],
+        )
+        movements += _movement(table, tenant, entry, index)
+    existing = _transact([marker, *movements])
     if existing is None:
         return True
     if _digest(existing) not in (None, digest):
         raise ConflictError(f"posting {posting_id!r} chunk {index} was applied with other amounts")
     return False
+
+
+def _movement(table: str, tenant: str, entry: Entry, chunk: int) -> list[dict[str, Any]]:
+    """The two transaction items of one balance movement: the ADD and its journal entry."""
+    item = {
+        **_key(tenant, _entry_sk(entry, chunk)),
+        "account": {"S": entry.account},
+        "kind": {"S": entry.kind},
+        "posting_id": {"S": entry.posting_id},
+        "amount": {"N": str(entry.amount)},
+        "description": {"S": entry.description},
+        "booked_at": {"S": _stamp(entry.booked_at)},
+    }
+    if entry.reference is not None:
+        item["reference"] = {"S": entry.reference}
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": _key(tenant, f"BALANCE#{entry.account}"),
+                "UpdateExpression": "ADD balance :d",
+                "ExpressionAttributeValues": {":d": {"N": str(entry.amount)}},
+            }
+        },
+        {
+            "Put": {
+                "TableName": table,
+                "Item": item,
+                # never overwritten: the marker already makes it once; this makes a bug loud
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+    ]
+
+
+def _entry_sk(entry: Entry, chunk: int) -> str:
+    return f"ENTRY#{entry.account}#{_stamp(entry.booked_at)}#{entry.posting_id}#{chunk}"
 
 
 def get_balance(tenant: str, account: str) -> tuple[int, int]:
@@ -187,59 +277,182 @@ def posting_applied(tenant: str, posting_id: str) -> bool:
     return True
 
 
-# --- payments --------------------------------------------------------------------------
+# --- the journal -----------------------------------------------------------------------
+
+
+def list_entries(tenant: str, account: str, *, before: datetime | None = None) -> list[Entry]:
+    """An account's journal entries booked before `before` (all if None), in booking order."""
+    check_name("tenant", tenant)
+    check_name("account", account)
+    prefix = f"ENTRY#{account}#"
+    if before is None:
+        condition = "pk = :t AND begins_with(sk, :lo)"
+        values = {":t": {"S": tenant}, ":lo": {"S": prefix}}
+    else:
+        # Every sk of the account is prefix + stamp + "#...", so BETWEEN prefix and
+        # prefix + stamp(before) is exactly "booked before `before`".
+        condition = "pk = :t AND sk BETWEEN :lo AND :hi"
+        values = {
+            ":t": {"S": tenant},
+            ":lo": {"S": prefix},
+            ":hi": {"S": prefix + _stamp(before)},
+        }
+    query = {
+        "TableName": _table(),
+        "KeyConditionExpression": condition,
+        "ExpressionAttributeValues": values,
+        "ConsistentRead": True,
+    }
+    dynamodb = client("dynamodb")
+    entries: list[Entry] = []
+    while True:
+        page = dynamodb.query(**query)
+        entries += [_entry(item) for item in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return entries
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _entry(item: dict[str, Any]) -> Entry:
+    return Entry(
+        account=item["account"]["S"],
+        booked_at=_parse_stamp(item["booked_at"]["S"]),
+        kind=item["kind"]["S"],
+        posting_id=item["posting_id"]["S"],
+        amount=int(item["amount"]["N"]),
+        description=item.get("description", {}).get("S", ""),
+        reference=item.get("reference", {}).get("S"),
+    )
+
+
+# --- payments and adjustments ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A payment or adjustment as the ledger holds it; `recorded` False: it was there before."""
+
+    entry: Entry
+    paid: int  # a payment's amount as paid (positive); an adjustment's signed amount
+    recorded: bool
+
+
+class ReferenceConflictError(ConflictError):
+    """A reference already names another payment (or adjustment) than the one asked for."""
+
+    def __init__(self, message: str, recorded: Recorded) -> None:
+        super().__init__(message)
+        self.recorded = recorded
+
+
+def check_reference(reference: str) -> str:
+    """A bank's or PSP's reference, trimmed; any printable text, as banks spell them."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError("a reference is required and must not be empty")
+    reference = reference.strip()
+    if len(reference) > _REFERENCE_CHARS or not reference.isprintable():
+        raise ValueError(
+            f"invalid reference {reference[:40]!r}: use at most {_REFERENCE_CHARS} printable "
+            "characters"
+        )
+    return reference
 
 
 def record_payment(
+    tenant: str, account: str, amount_micro: int, *, reference: str, account_kind: str
+) -> Recorded:
+    """Record a payment once per reference (tenant-wide): the balance moves by payment_delta.
+
+    A customer or reseller paying raises its balance; paying a supplier lowers what the
+    carrier owes it. The same reference again with the same account and amount records
+    nothing (`recorded` False); with another account or amount it raises
+    ReferenceConflictError naming the recorded payment.
+    """
+    amount = _int(amount_micro)
+    delta = payment_delta(account_kind, amount)
+    description = "payment received" if delta > 0 else "payment made"
+    return _record_once(tenant, account, amount, delta, "payment", reference, description)
+
+
+def record_adjustment(
+    tenant: str, account: str, amount_micro: int, *, reference: str, reason: str
+) -> Recorded:
+    """Credit (amount > 0: the balance rises) or debit (< 0) a balance, once per reference.
+
+    The same reference again with the same account, amount and reason records nothing;
+    otherwise it raises ReferenceConflictError naming the recorded adjustment.
+    """
+    amount = _int(amount_micro)
+    if amount == 0:
+        raise ValueError("an adjustment must not be zero")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    reason = _description(reason.strip())
+    return _record_once(tenant, account, amount, amount, "adjustment", reference, reason)
+
+
+def _record_once(
     tenant: str,
     account: str,
-    amount_micro: int,
-    payment_id: str,
-    *,
-    reference: str | None = None,
-) -> bool:
-    """Credit a payment to the balance once per (account, payment id); False if recorded.
-
-    A customer's balance is payments minus charges. Recording the same payment id with
-    another amount raises ConflictError.
-    """
+    paid: int,
+    delta: int,
+    kind: str,
+    reference: str,
+    description: str,
+) -> Recorded:
     check_name("tenant", tenant)
     check_name("account", account)
-    check_token("payment id", payment_id)
-    amount = _int(amount_micro)
-    if amount <= 0:
-        raise ValueError("a payment amount must be positive")
-    table = _table()
-    item = {
-        **_key(tenant, f"PAYMENT#{account}#{payment_id}"),
-        "amount": {"N": str(amount)},
-        "created_at": {"S": _now()},
-        "digest": {"S": str(amount)},
-    }
-    if reference:
-        item["reference"] = {"S": reference}
-    existing = _transact(
-        [
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": item,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
-            },
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": _key(tenant, f"BALANCE#{account}"),
-                    "UpdateExpression": "ADD balance :d",
-                    "ExpressionAttributeValues": {":d": {"N": str(amount)}},
-                }
-            },
-        ]
+    reference = check_reference(reference)
+    # References are free text (spaces, slashes); their hash is a safe, fixed-size key.
+    key = hashlib.sha256(reference.encode()).hexdigest()
+    entry = Entry(
+        account=account,
+        booked_at=_now(),
+        kind=kind,
+        posting_id=f"{kind}:{key}",
+        amount=delta,
+        description=description,
+        reference=reference,
     )
+    table = _table()
+    marker_key = _key(tenant, f"{kind.upper()}#{key}")
+    marker = {
+        "Put": {
+            "TableName": table,
+            "Item": {
+                **marker_key,
+                "account": {"S": account},
+                "paid": {"N": str(paid)},
+                "amount": {"N": str(delta)},
+                "description": {"S": description},
+                "reference": {"S": reference},
+                "posting_id": {"S": entry.posting_id},
+                "kind": {"S": kind},
+                "booked_at": {"S": _stamp(entry.booked_at)},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
+    existing = _transact([marker, *_movement(table, tenant, entry, 0)])
     if existing is None:
-        return True
-    if _digest(existing) not in (None, str(amount)):
-        raise ConflictError(f"payment {payment_id!r} was already recorded with another amount")
-    return False
+        return Recorded(entry, paid, recorded=True)
+    if not existing:  # a store that does not return the old item: read it
+        existing = client("dynamodb").get_item(
+            TableName=table, Key=marker_key, ConsistentRead=True
+        )["Item"]
+    before = Recorded(_entry(existing), int(existing["paid"]["N"]), recorded=False)
+    same = (before.entry.account, before.paid, before.entry.description) == (
+        account,
+        paid,
+        description,
+    )
+    if not same:
+        raise ReferenceConflictError(
+            f"reference {reference!r} is already {kind} {before.entry.posting_id} of "
+            f"{before.paid} micro-units to account {before.entry.account!r}"
+            + (f" ({before.entry.description})" if kind == "adjustment" else "")
+            + f", booked {_stamp(before.entry.booked_at)}; nothing recorded",
+            before,
+        )
+    return before
