@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from functions.invoice.lake_sql import (
+    CHARGES_COLUMNS,
     NORMALIZED_COLUMNS,
     QUARANTINE_COLUMNS,
     RATED_COLUMNS,
@@ -45,7 +46,6 @@ def rated_row(
     *,
     status: str = "rated",
     reason: str | None = None,
-    reseller: tuple[str, str, str] | None = None,
     supplier_reason: str | None = None,
 ) -> dict:
     row = dict.fromkeys(c.name for c in RATED_COLUMNS)
@@ -73,13 +73,8 @@ def rated_row(
         "supplier_amount": None if cost is None else D(cost),
         "supplier_currency": None if supplier is None else "USD",
         "margin": None if margin is None else D(margin),
+        "supplier_status": "rated" if cost is not None else "unrated",
     }
-    if reseller:
-        row |= {
-            "reseller1": reseller[0],
-            "reseller1_amount": D(reseller[1]),
-            "reseller1_margin": D(reseller[2]),
-        }
     return row
 
 
@@ -144,8 +139,7 @@ ALPHA_RATED = [
                 "0.020000",
                 "SUPA",
                 "0.010001",
-                "0.004999",
-                reseller=("RES1", "0.015000", "0.005000"),
+                "0.004999",  # CUST3's reseller RES1 pays the carrier 0.015000 for this call
             ),
             rated_row(
                 "CUST2",
@@ -203,6 +197,80 @@ BRAVO_RATED = [
 ]
 
 
+def charge(
+    call: str,
+    account: str,
+    role: str,
+    level: int | None,
+    counterparty: str,
+    amount: str | None,
+) -> dict:
+    """One row of cdrs_charges; no amount = an unrated charge (no_rate)."""
+    return {
+        "file_id": "f",
+        "line": int(call.removeprefix("c")),
+        "call_id": call,
+        "start_time": dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC),
+        "account": account,
+        "role": role,
+        "level": level,
+        "counterparty": counterparty,
+        "status": "unrated" if amount is None else "rated",
+        "reason": "no_rate" if amount is None else None,
+        "prefix": None if amount is None else "917",
+        "destination": None if amount is None else INDIA,
+        "rate": None if amount is None else D("0.01000000"),
+        "billed_seconds": 0 if amount is None else 60,
+        "amount": None if amount is None else D(amount),
+        "currency": "USD",
+    }
+
+
+# Tenant alpha's charges: CUST3 under RES1 under RES2 (which pays the carrier), CUST1 direct.
+# balance_check: CUST1 -0.011001, CUST3 -0.030000, RES1 -0.027000, RES2 -0.019000,
+# SUPA +0.023703. reseller_margin: RES1 May 0.020000 - 0.019000, June 0.010000 - 0.008000;
+# RES2 May 0.019000 - 0.012000, June 0.008000 - 0.007000.
+ALPHA_CHARGES = [
+    (
+        D1,
+        "f1",
+        [
+            charge("c1", "CUST3", "customer", 0, "RES1", "0.020000"),
+            charge("c1", "RES1", "reseller", 1, "RES2", "0.015000"),
+            charge("c1", "RES2", "reseller", 2, "carrier", "0.012000"),
+            charge("c1", "SUPA", "supplier", None, "carrier", "0.010001"),
+            charge("c2", "CUST1", "customer", 0, "carrier", "0.011001"),
+            charge("c2", "SUPA", "supplier", None, "carrier", "0.007702"),
+            # RES2 has no rate for c3 and CUST3 none either: RES1 is still charged.
+            charge("c3", "CUST3", "customer", 0, "RES1", None),
+            charge("c3", "RES1", "reseller", 1, "RES2", "0.004000"),
+            charge("c3", "RES2", "reseller", 2, "carrier", None),
+            charge("c3", "SUPA", "supplier", None, "carrier", "0.001000"),
+        ],
+    ),
+    (
+        "2024-06-01",
+        "f4",
+        [
+            charge("c1", "CUST3", "customer", 0, "RES1", "0.010000"),
+            charge("c1", "RES1", "reseller", 1, "RES2", "0.008000"),
+            charge("c1", "RES2", "reseller", 2, "carrier", "0.007000"),
+            charge("c1", "SUPA", "supplier", None, "carrier", "0.005000"),
+        ],
+    ),
+]
+BRAVO_CHARGES = [
+    (
+        D1,
+        "g1",
+        [
+            charge("c1", "CUST3", "customer", 0, "RES1", "9000.000000"),
+            charge("c1", "RES1", "reseller", 1, "carrier", "1000.000000"),
+        ],
+    )
+]
+
+
 def quarantine_rows(file: str, *rows: tuple[str, str]) -> list[dict]:
     return [
         {"file": file, "line": i + 2, "reason": r, "field": f, "detail": "x", "raw": "a,b"}
@@ -246,11 +314,22 @@ ALPHA_NORMALIZED = [
 ]
 
 LAKE = {
-    "alpha": {"rated": ALPHA_RATED, "quarantine": ALPHA_QUARANTINE, "normalized": ALPHA_NORMALIZED},
-    "bravo": {"rated": BRAVO_RATED, "quarantine": BRAVO_QUARANTINE, "normalized": []},
+    "alpha": {
+        "rated": ALPHA_RATED,
+        "charges": ALPHA_CHARGES,
+        "quarantine": ALPHA_QUARANTINE,
+        "normalized": ALPHA_NORMALIZED,
+    },
+    "bravo": {
+        "rated": BRAVO_RATED,
+        "charges": BRAVO_CHARGES,
+        "quarantine": BRAVO_QUARANTINE,
+        "normalized": [],
+    },
 }
 COLUMNS = {
     "rated": RATED_COLUMNS,
+    "charges": CHARGES_COLUMNS,
     "quarantine": QUARANTINE_COLUMNS,
     "normalized": NORMALIZED_COLUMNS,
 }

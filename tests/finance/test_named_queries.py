@@ -30,8 +30,10 @@ REQUIRED = {
     "margin_by_supplier",
     "top_destinations_by_margin_loss",
     "quarantine_by_reason",
+    "balance_check",
+    "reseller_margin",
 }
-MONEY = {"revenue", "cost", "margin", "margin_loss", "net_margin"}
+MONEY = {"revenue", "cost", "margin", "margin_loss", "net_margin", "balance_effect"}
 
 
 @pytest.fixture
@@ -274,9 +276,30 @@ def test_margin_by_supplier(alpha):
         ),
         (None, None, "USD", 1, 1, D("1.0000"), D("0.012000"), None, None, None, 1),
     ]
-    # The reseller keeps 0.005000 of SUPA's calls: revenue - cost - margin.
+    # CUST3's reseller keeps 0.005000 of SUPA's calls: revenue - cost - margin.
     supa = rows[1]
     assert supa["revenue"] - supa["cost"] - supa["margin"] == D("0.005000")
+
+
+def test_balance_check_is_what_the_rated_charges_moved_each_balance_by(alpha):
+    rows = alpha.named("balance_check")
+    assert pick(rows, "account", "currency", "charges", "balance_effect") == [
+        ("CUST1", "USD", 1, D("-0.011001")),
+        ("CUST3", "USD", 2, D("-0.030000")),
+        ("RES1", "USD", 3, D("-0.027000")),
+        ("RES2", "USD", 2, D("-0.019000")),
+        ("SUPA", "USD", 4, D("0.023703")),
+    ]
+
+
+def test_reseller_margin_per_reseller_and_month(alpha):
+    rows = alpha.named("reseller_margin")
+    assert pick(rows, "reseller", "period", "calls", "revenue", "cost", "margin") == [
+        ("RES1", "2024-05", 1, D("0.020000"), D("0.019000"), D("0.001000")),
+        ("RES1", "2024-06", 1, D("0.010000"), D("0.008000"), D("0.002000")),
+        ("RES2", "2024-05", 2, D("0.019000"), D("0.012000"), D("0.007000")),
+        ("RES2", "2024-06", 1, D("0.008000"), D("0.007000"), D("0.001000")),
+    ]
 
 
 def test_top_destinations_by_margin_loss(alpha):
