@@ -1,15 +1,26 @@
-"""`tollgate balance|payment`: balances and the payments that move them.
+"""`tollgate balance|payment|adjust|statement`: balances, what moves them, and the record of it.
 
 Amounts are exact decimals in micro-units, printed with 6 places; every command takes --json.
+Payments and adjustments are named by their reference (the bank's or the PSP's): the same
+reference again records nothing and says so, whatever retried the command.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import uuid
+import datetime as dt
+from typing import Any
 
 from functions.cli import CliError, emit, guarded, json_flag, money_text, parse_amount
+
+_OWED = "what the carrier owes it"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,15 +32,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     payment = subparsers.add_parser("payment", help="payments")
     payment_actions = payment.add_subparsers(dest="payment_action", required=True, metavar="ACTION")
-    record = payment_actions.add_parser("record", help="credit a payment to an account")
+    record = payment_actions.add_parser(
+        "record",
+        help="record a payment: from a customer or reseller, or to a supplier",
+        description="A customer's or reseller's payment raises its balance; a payment to a "
+        "supplier lowers what the carrier owes it. Recorded once per reference.",
+    )
     record.add_argument("tenant")
     record.add_argument("account")
-    record.add_argument("amount", help="e.g. 100.50 (at most 6 decimal places)")
+    record.add_argument("amount", help="e.g. 100.50 (positive, at most 6 decimal places)")
     record.add_argument(
-        "--reference", help="the payment's reference; recording it again changes nothing"
+        "--reference",
+        required=True,
+        help="the bank's or PSP's transaction reference; recording it again changes nothing",
     )
     json_flag(record)
     record.set_defaults(run=run_payment_record)
+
+    adjust = subparsers.add_parser(
+        "adjust",
+        help="credit (+) or debit (-) an account's balance",
+        description="AMOUNT moves the balance as written: 12.50 raises it, -5.00 lowers it. "
+        "Recorded once per reference.",
+    )
+    adjust.add_argument("tenant")
+    adjust.add_argument("account")
+    adjust.add_argument("amount", help="signed, e.g. 12.50 or -5.00 (at most 6 decimal places)")
+    adjust.add_argument("--reason", required=True, help="why: printed on the statement")
+    adjust.add_argument(
+        "--reference", required=True, help="names this adjustment; recording it again is a no-op"
+    )
+    json_flag(adjust)
+    adjust.set_defaults(run=run_adjust)
+
+    statement = subparsers.add_parser(
+        "statement",
+        help="an account's opening balance, every posting of a period, its closing balance",
+        description="Days are calendar days in the tenant's time zone, both inclusive.",
+    )
+    statement.add_argument("tenant")
+    statement.add_argument("account")
+    statement.add_argument("--from", dest="first", type=_date, required=True, help="first day")
+    statement.add_argument("--to", dest="last", type=_date, required=True, help="last day")
+    json_flag(statement)
+    statement.set_defaults(run=run_statement)
 
 
 @guarded
@@ -54,13 +100,35 @@ def run_balance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _payment_id(reference: str | None) -> str:
-    """A reference of any spelling names one payment; without one, every call is new."""
-    if reference is None:
-        return f"pay-{uuid.uuid4().hex}"
-    if not reference.strip():
-        raise CliError("--reference must not be empty")
-    return "ref-" + hashlib.sha256(reference.encode()).hexdigest()[:40]
+# --- payments and adjustments ------------------------------------------------------------
+
+
+def _conflict(error: Any, currency: str) -> CliError:
+    """The reused reference's recorded payment or adjustment, named in the account's money."""
+    entry = error.recorded.entry
+    what = f"a payment of {money_text(error.recorded.paid)} {currency}"
+    if entry.kind == "adjustment":
+        what = f"an adjustment of {money_text(entry.amount)} {currency} ({entry.description})"
+    return CliError(
+        f"reference {entry.reference!r} is already {what} to account {entry.account!r}, "
+        f"booked {entry.booked_at.isoformat(timespec='seconds')}; nothing recorded"
+    )
+
+
+def _recorded_payload(account: Any, recorded: Any, balance: int) -> dict[str, Any]:
+    entry = recorded.entry
+    return {
+        "tenant": account.tenant,
+        "account": account.account,
+        "account_kind": account.kind,
+        "reference": entry.reference,
+        "recorded": recorded.recorded,
+        "status": "recorded" if recorded.recorded else "already recorded",
+        "currency": account.currency,
+        "balance_change": money_text(entry.amount),
+        "booked_at": entry.booked_at.isoformat(timespec="microseconds"),
+        "balance": money_text(balance),
+    }
 
 
 @guarded
@@ -71,26 +139,135 @@ def run_payment_record(args: argparse.Namespace) -> int:
     amount = parse_amount(args.amount, "amount")
     if amount <= 0:
         raise CliError(f"invalid amount {args.amount!r}: a payment must be positive")
-    payment_id = _payment_id(args.reference)
-    recorded = ledger.record_payment(
-        args.tenant, args.account, amount, payment_id, reference=args.reference
-    )
+    try:
+        recorded = ledger.record_payment(
+            args.tenant,
+            args.account,
+            amount,
+            reference=args.reference,
+            account_kind=account.kind,
+        )
+    except ledger.ReferenceConflictError as error:
+        raise _conflict(error, account.currency) from None
     balance, _ = ledger.get_balance(args.tenant, args.account)
     payload = {
-        "tenant": account.tenant,
-        "account": account.account,
-        "payment_id": payment_id,
-        "reference": args.reference,
+        **_recorded_payload(account, recorded, balance),
+        "payment_id": recorded.entry.posting_id,
         "amount": money_text(amount),
-        "currency": account.currency,
-        "recorded": recorded,
-        "balance": money_text(balance),
     }
-    verb = "recorded" if recorded else "already recorded, unchanged:"
+    direction = "to" if account.kind == "supplier" else "from"
+    owed = f" ({_OWED})" if account.kind == "supplier" else ""
+    done = "recorded" if recorded.recorded else "already recorded, nothing changed:"
     emit(
         args,
         payload,
-        f"{verb} payment {payload['amount']} {account.currency} to "
-        f"{account.tenant}/{account.account}; balance {payload['balance']}",
+        f"{done} payment {payload['amount']} {account.currency} {direction} "
+        f"{account.tenant}/{account.account}, reference {recorded.entry.reference!r}; "
+        f"balance {payload['balance']}{owed}",
     )
+    return 0
+
+
+@guarded
+def run_adjust(args: argparse.Namespace) -> int:
+    from functions.store import accounts, ledger
+
+    account = accounts.get_account(args.tenant, args.account)
+    amount = parse_amount(args.amount, "amount")
+    if amount == 0:
+        raise CliError(f"invalid amount {args.amount!r}: an adjustment must not be zero")
+    if not args.reason.strip():
+        raise CliError("--reason must not be empty")
+    try:
+        recorded = ledger.record_adjustment(
+            args.tenant, args.account, amount, reference=args.reference, reason=args.reason
+        )
+    except ledger.ReferenceConflictError as error:
+        raise _conflict(error, account.currency) from None
+    balance, _ = ledger.get_balance(args.tenant, args.account)
+    payload = {
+        **_recorded_payload(account, recorded, balance),
+        "adjustment_id": recorded.entry.posting_id,
+        "amount": money_text(amount),
+        "reason": recorded.entry.description,
+    }
+    side = "credit" if amount > 0 else "debit"
+    done = "recorded" if recorded.recorded else "already recorded, nothing changed:"
+    emit(
+        args,
+        payload,
+        f"{done} {side} {payload['amount']} {account.currency} to "
+        f"{account.tenant}/{account.account} ({payload['reason']}), reference "
+        f"{recorded.entry.reference!r}; balance {payload['balance']}",
+    )
+    return 0
+
+
+# --- statements --------------------------------------------------------------------------
+
+
+def statement_payload(account: Any, statement: Any) -> dict[str, Any]:
+    return {
+        "tenant": account.tenant,
+        "account": account.account,
+        "account_kind": account.kind,
+        "currency": account.currency,
+        "timezone": statement.timezone,
+        "from": statement.first_day.isoformat(),
+        "to": statement.last_day.isoformat(),
+        "opening_balance": money_text(statement.opening),
+        "closing_balance": money_text(statement.closing),
+        "net_change": money_text(statement.closing - statement.opening),
+        "totals": {kind: money_text(units) for kind, units in statement.totals().items()},
+        "lines": [
+            {
+                "booked_at": line.entry.booked_at.isoformat(timespec="microseconds"),
+                "day": line.day.isoformat(),
+                "kind": line.entry.kind,
+                "posting_id": line.entry.posting_id,
+                "description": line.entry.description,
+                "reference": line.entry.reference,
+                "amount": money_text(line.entry.amount),
+                "balance": money_text(line.balance),
+            }
+            for line in statement.lines
+        ],
+    }
+
+
+def format_statement(account: Any, statement: Any) -> str:
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(statement.timezone)
+    meaning = _OWED if account.kind == "supplier" else "payments minus charges"
+    out = [
+        f"statement of {account.tenant}/{account.account} ({account.kind}, {account.currency}; "
+        f"balance = {meaning})",
+        f"{statement.first_day} to {statement.last_day}, days in {statement.timezone}",
+        f"{'booked (local)':<18}{'kind':<12}{'amount':>18}{'balance':>20}  description [reference]",
+        f"{'opening balance':<48}{money_text(statement.opening):>20}",
+    ]
+    for line in statement.lines:
+        entry = line.entry
+        when = entry.booked_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+        detail = entry.description + (f" [{entry.reference}]" if entry.reference else "")
+        out.append(
+            f"{when:<18}{entry.kind:<12}{money_text(entry.amount):>18}"
+            f"{money_text(line.balance):>20}  {detail}"
+        )
+    out.append(f"{'closing balance':<48}{money_text(statement.closing):>20}")
+    return "\n".join(out)
+
+
+@guarded
+def run_statement(args: argparse.Namespace) -> int:
+    from functions.invoice.statement import build_statement, period_bounds
+    from functions.store import accounts, ledger
+
+    tenant = accounts.get_tenant(args.tenant)
+    account = accounts.get_account(args.tenant, args.account)
+    _, end = period_bounds(tenant.timezone, args.first, args.last)
+    entries = ledger.list_entries(args.tenant, args.account, before=end)
+    statement = build_statement(args.account, tenant.timezone, args.first, args.last, entries)
+    emit(args, statement_payload(account, statement), format_statement(account, statement))
     return 0

@@ -449,8 +449,8 @@ def _record_once(
     )
     if not same:
         raise ReferenceConflictError(
-            f"reference {reference!r} is already {kind} {before.entry.posting_id} of "
-            f"{before.paid} micro-units to account {before.entry.account!r}"
+            f"reference {reference!r} already names a {kind} of {before.paid} micro-units "
+            f"to account {before.entry.account!r}"
             + (f" ({before.entry.description})" if kind == "adjustment" else "")
             + f", booked {_stamp(before.entry.booked_at)}; nothing recorded",
             before,
