@@ -1,19 +1,35 @@
-"""`tollgate deck check|diff`: validate a carrier's A-Z deck, or compare two of them."""
+"""`tollgate deck check|diff|upload|list|show|rollback`: decks, and an account's rate history."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.cli import CliError, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
+from functions.rate.timeline import (
+    FULL,
+    MODES,
+    as_timeline,
+    compose,
+    effective_date,
+    in_force,
+    instant_text,
+    prepare,
+)
 from functions.shared.money import RATE_SCALE, units_to_str
 
 
@@ -46,14 +62,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     diff.add_argument("--json", action="store_true", help="print a JSON object")
     diff.set_defaults(run=run_diff)
 
-    upload = actions.add_parser("upload", help="compile a deck and make it active")
+    upload = actions.add_parser(
+        "upload", help="add a deck to an account's rate history (a new active version)"
+    )
     upload.add_argument("tenant")
     upload.add_argument("account")
     upload.add_argument("deck", help="deck CSV file")
+    upload.add_argument(
+        "--mode",
+        choices=MODES,
+        default=FULL,
+        help="full: an A-Z deck, the whole truth from its effective date (default); "
+        "changes: a notice, only its rows change",
+    )
+    upload.add_argument(
+        "--effective",
+        type=_moment,
+        default=None,
+        help="the deck's effective date: ISO date (00:00 UTC) or datetime (default: the "
+        "earliest effective_from in the file, else now)",
+    )
     upload.add_argument("--currency", help="the deck's currency (default: the account's)")
     upload.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
     json_flag(upload)
     upload.set_defaults(run=run_deck_upload)
+
+    listing = actions.add_parser("list", help="an account's deck versions, the active one marked")
+    listing.add_argument("tenant")
+    listing.add_argument("account")
+    json_flag(listing)
+    listing.set_defaults(run=run_deck_list)
+
+    show = actions.add_parser("show", help="the rates in force at a moment")
+    show.add_argument("tenant")
+    show.add_argument("account")
+    show.add_argument(
+        "--at", type=_moment, default=None, help="ISO date or datetime, UTC (default: now)"
+    )
+    show.add_argument(
+        "--prefix", help="only the codes that could price a number starting with these digits"
+    )
+    show.add_argument(
+        "--version", type=int, default=None, help="read this version's timeline (default: active)"
+    )
+    json_flag(show)
+    show.set_defaults(run=run_deck_show)
+
+    rollback = actions.add_parser(
+        "rollback", help="a new active version whose timeline is VERSION's (nothing is deleted)"
+    )
+    rollback.add_argument("tenant")
+    rollback.add_argument("account")
+    rollback.add_argument("version", type=int)
+    json_flag(rollback)
+    rollback.set_defaults(run=run_deck_rollback)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -192,9 +254,80 @@ def _days(days: float) -> str:
     return f"{days:g}"
 
 
+# --- an account's rate history: deck upload | list | show | rollback -----------------------
+
+_RACE_ATTEMPTS = 10  # uploads to one account at the same moment: each loser composes again
+
+
+def _moment(text: str) -> int:
+    """An ISO date (00:00 UTC) or datetime (naive = UTC) as whole epoch seconds."""
+    when = _instant(text)
+    if when.microsecond:
+        raise argparse.ArgumentTypeError(f"effective times are whole seconds: {text!r}")
+    return int(when.timestamp())
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A version ready to be written: its timeline, the rows it uploaded, what to record."""
+
+    timeline: pa.Table
+    upload: pa.Table | None  # None: a rollback uploads no rows
+    fields: dict[str, Any]  # the rest of the DeckVersion record
+
+
+class _AlreadyHead(Exception):
+    """The head already is what was asked for: record nothing (a retried upload, say)."""
+
+    def __init__(self, head):
+        self.head = head
+
+
+def _new_version(tenant: str, account: str, plan: Callable[[int | None], Callable]):
+    """Compose on the head, write the objects, then record and move the head in one step.
+
+    `plan(head)` checks the request against the head and reads what it needs, raising before
+    anything is written, and returns `build(version)` -> _Planned. Losing the race to another
+    upload (the head moved meanwhile) plans again on the new head, under a new number.
+    """
+    from functions.store import accounts, lake
+
+    for _ in range(_RACE_ATTEMPTS):
+        head = accounts.get_account(tenant, account).deck_version
+        build = plan(head)
+        version = accounts.reserve_deck_version(tenant, account)
+        planned = build(version)
+        upload_key = None
+        if planned.upload is not None:
+            upload_key, _ = lake.put_deck_upload(tenant, account, version, planned.upload)
+        key, timeline_sha256 = lake.put_deck(tenant, account, version, planned.timeline)
+        record = accounts.DeckVersion(
+            tenant=tenant,
+            account=account,
+            version=version,
+            key=key,
+            upload_key=upload_key,
+            timeline_rows=planned.timeline.num_rows,
+            timeline_sha256=timeline_sha256,
+            base=head,
+            uploaded_at=datetime.now(UTC),
+            **planned.fields,
+        )
+        try:
+            return accounts.commit_deck_version(record)
+        except accounts.HeadMovedError:
+            continue
+    raise CliError(f"other uploads to {tenant}/{account} kept landing first; run it again")
+
+
+def _stamped(table: pa.Table, **meta: object) -> pa.Table:
+    return table.replace_schema_metadata(
+        {f"tollgate.{name}".encode(): str(value).encode() for name, value in meta.items()}
+    )
+
+
 @guarded
 def run_deck_upload(args: argparse.Namespace) -> int:
-    from functions.rate.deck import InvalidDeckError, parse_deck
     from functions.store import accounts, lake
 
     account = accounts.get_account(args.tenant, args.account)
@@ -213,46 +346,292 @@ def run_deck_upload(args: argparse.Namespace) -> int:
         deck = parse_deck(data, source=path.name, currency=currency, skip_invalid=args.skip_invalid)
     except InvalidDeckError as error:
         raise CliError(f"invalid deck {error}") from None
-    # Order matters: the version number is reserved, the immutable Parquet written, the
-    # version recorded, and only then does the account's pointer move.
-    version = accounts.reserve_deck_version(args.tenant, args.account)
-    table = deck.table.replace_schema_metadata(
-        {
-            **(deck.table.schema.metadata or {}),
-            b"tollgate.currency": deck.currency.encode(),
-            b"tollgate.source": path.name.encode(),
-        }
-    )
-    key, sha256 = lake.put_deck(args.tenant, args.account, version, table)
-    accounts.put_deck_version(
-        args.tenant,
-        args.account,
-        version,
-        key=key,
-        currency=deck.currency,
-        rows=table.num_rows,
-        skipped=len(deck.skipped),
-        source=path.name,
-        sha256=sha256,
-    )
-    active = accounts.activate_deck(args.tenant, args.account, version)
-    payload = {
-        "tenant": account.tenant,
-        "account": account.account,
-        "version": version,
-        "active": active,
-        "rows": table.num_rows,
-        "skipped": len(deck.skipped),
-        "currency": deck.currency,
-        "key": key,
-    }
-    state = "active" if active else "stored (a newer version is already active)"
-    lines = [
-        f"deck v{version} of {account.tenant}/{account.account} {state}: "
-        f"{table.num_rows} rates in {deck.currency}"
-    ]
+    if deck.table.num_rows == 0:
+        # An empty A-Z deck would close every code from its date: surely not what was meant.
+        raise CliError(f"{path.name}: no rates to upload; nothing changed")
+    sha256 = hashlib.sha256(data).hexdigest()
+    effective = effective_date(deck.table, args.effective, int(time.time()))
+
+    def plan(head: int | None) -> Callable[[int], _Planned]:
+        if head is not None:
+            current = accounts.get_deck_version(args.tenant, args.account, head)
+            # The same file, mode and date as the head: a retry after a crash that came
+            # once the upload had gone through. Another version would change nothing.
+            if (current.sha256, current.mode) == (sha256, args.mode) and args.effective in (
+                None,
+                current.effective,
+            ):
+                raise _AlreadyHead(current)
+        base = (
+            None
+            if head is None
+            else as_timeline(lake.get_deck(args.tenant, account.account, head), head)
+        )
+        try:
+            rows = prepare(deck.table, effective=effective, first=base is None, source=path.name)
+            composed = compose(base, rows, mode=args.mode, effective=effective, source=path.name)
+        except InvalidDeckError as error:
+            raise CliError(f"invalid deck {error}") from None
+        starts = pc.min_max(rows.column("effective_from")).as_py()
+
+        def build(version: int) -> _Planned:
+            meta = {"currency": currency, "source": path.name, "version": version}
+            return _Planned(
+                timeline=_stamped(composed.numbered(version), **meta),
+                upload=_stamped(rows, **meta, mode=args.mode, effective=effective),
+                fields={
+                    "mode": args.mode,
+                    "currency": currency,
+                    "effective": effective,
+                    "rows": rows.num_rows,
+                    "skipped": len(deck.skipped),
+                    "effective_min": starts["min"],
+                    "effective_max": starts["max"],
+                    "source": path.name,
+                    "sha256": sha256,
+                    "added": composed.added,
+                    "unchanged": composed.unchanged,
+                    "superseded": composed.superseded,
+                    "end_dated": composed.end_dated,
+                    "closed": composed.closed,
+                },
+            )
+
+        return build
+
+    try:
+        recorded, created = _new_version(args.tenant, account.account, plan), True
+    except _AlreadyHead as already:
+        recorded, created = already.head, False
+    payload = {**_version_json(recorded, active=True), "created": created, "currency": currency}
+    who = f"{account.tenant}/{account.account}"
+    if created:
+        lines = [f"deck v{recorded.version} of {who} active: {_did(recorded)}"]
+    else:
+        lines = [
+            f"deck v{recorded.version} of {who} already is "
+            f"{path.name} ({recorded.mode}, effective {instant_text(recorded.effective)}); "
+            "nothing changed"
+        ]
     if deck.skipped:
         lines.append(f"skipped {len(deck.skipped)} invalid rows:")
         lines += [f"  {error}" for error in deck.skipped]
     emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _did(v) -> str:
+    """What a version did, in one line."""
+    if v.mode == "rollback":
+        return f"rollback to v{v.restores} ({v.timeline_rows} entries; v{v.base} was active)"
+    return (
+        f"{v.mode} deck {v.source}, effective {instant_text(v.effective)}, "
+        f"{v.rows} rows in {v.currency} (effective_from {_range_text(v)}): {v.added} added, "
+        f"{v.unchanged} unchanged, {v.superseded} superseded, {v.end_dated} end-dated, "
+        f"{v.closed} codes closed; {v.timeline_rows} entries in the timeline"
+    )
+
+
+def _range_text(v) -> str | None:
+    """The uploaded rows' effective_from, earliest to latest (None: no rows, a rollback)."""
+    low, high = _optional_instant(v.effective_min), _optional_instant(v.effective_max)
+    return low if low == high else f"{low} to {high}"
+
+
+def _optional_instant(seconds: int | None) -> str | None:
+    return None if seconds is None else instant_text(seconds)
+
+
+def _version_json(v, *, active: bool) -> dict[str, Any]:
+    return {
+        "tenant": v.tenant,
+        "account": v.account,
+        "version": v.version,
+        "active": active,
+        "uploaded_at": v.uploaded_at and v.uploaded_at.isoformat().replace("+00:00", "Z"),
+        "mode": v.mode,
+        "effective": _optional_instant(v.effective),
+        "rows": v.rows,
+        "skipped": v.skipped,
+        "effective_range": {
+            "from": _optional_instant(v.effective_min),
+            "to": _optional_instant(v.effective_max),
+        },
+        "timeline_rows": v.timeline_rows,
+        "added": v.added,
+        "unchanged": v.unchanged,
+        "superseded": v.superseded,
+        "end_dated": v.end_dated,
+        "closed": v.closed,
+        "base": v.base,
+        "restores": v.restores,
+        "source": v.source,
+        "sha256": v.sha256,
+        "key": v.key,
+        "upload_key": v.upload_key,
+    }
+
+
+@guarded
+def run_deck_list(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    account = accounts.get_account(args.tenant, args.account)
+    versions = accounts.list_deck_versions(args.tenant, args.account)
+    head = account.deck_version
+    entries = [_version_json(v, active=v.version == head) for v in versions]
+    payload = {
+        "tenant": account.tenant,
+        "account": account.account,
+        "currency": account.currency,
+        "active": head,
+        "versions": entries,
+    }
+    if not versions:
+        emit(args, payload, f"{account.tenant}/{account.account}: no deck uploaded yet")
+        return 0
+    header = ("", "version", "uploaded at (UTC)", "mode", "rows", "effective", "rows dated")
+    table = [(*header, "entries", "file")]
+    for v, e in zip(versions, entries, strict=True):
+        uploaded = v.uploaded_at.strftime("%Y-%m-%d %H:%M:%S") if v.uploaded_at else "-"
+        table.append(
+            (
+                "*" if e["active"] else "",
+                f"v{v.version}",
+                uploaded,
+                v.mode if v.restores is None else f"rollback to v{v.restores}",
+                str(v.rows),
+                e["effective"] or "-",
+                _range_text(v) or "-",
+                str(v.timeline_rows),
+                v.source or "-",
+            )
+        )
+    text = [f"{account.tenant}/{account.account} deck versions ({account.currency}, * = active):"]
+    text += _columns(table, right=(4, 7))
+    emit(args, payload, "\n".join(text))
+    return 0
+
+
+@guarded
+def run_deck_show(args: argparse.Namespace) -> int:
+    from functions.store import accounts, lake
+
+    account = accounts.get_account(args.tenant, args.account)
+    version = args.version if args.version is not None else account.deck_version
+    if version is None:
+        raise CliError(f"{account.tenant}/{account.account} has no deck yet")
+    accounts.get_deck_version(args.tenant, args.account, version)  # NotFoundError names it
+    at = args.at if args.at is not None else int(time.time())
+    prefix = None if args.prefix is None else _digits(args.prefix)
+    timeline = as_timeline(lake.get_deck(args.tenant, account.account, version), version)
+    rows = in_force(timeline, at, prefix).to_pylist()
+    entries = [
+        {
+            "prefix": row["prefix"],
+            "destination": row["destination"],
+            "rate": _exact(row["rate_e8"]),
+            "connect_fee": _exact(row["connect_fee_e8"]),
+            "increment": f"{row['increment_first']}/{row['increment_next']}",
+            "effective_from": instant_text(row["effective_from"]),
+            "effective_to": instant_text(row["effective_to"]),
+            "status": "closed" if row["closed"] else "open",
+            "version": row["version"],
+        }
+        for row in rows
+    ]
+    payload = {
+        "tenant": account.tenant,
+        "account": account.account,
+        "version": version,
+        "at": _when(at, always_time=True),
+        "prefix": prefix,
+        "currency": account.currency,
+        "entries": entries,
+    }
+    where = f", codes for {prefix}" if prefix else ""
+    text = [
+        f"{account.tenant}/{account.account} deck v{version} in force at "
+        f"{_when(at, always_time=True)}{where}: {len(entries)} codes ({account.currency})"
+    ]
+    if entries:
+        fields = ("prefix", "destination", "rate", "connect_fee", "increment")
+        fields += ("effective_from", "effective_to", "status", "version")
+        table = [fields]
+        table += [
+            tuple(f"v{e[f]}" if f == "version" else e[f] or "-" for f in fields) for e in entries
+        ]
+        text += _columns(table, right=(2, 3))
+    emit(args, payload, "\n".join(text))
+    return 0
+
+
+@guarded
+def run_deck_rollback(args: argparse.Namespace) -> int:
+    from functions.store import accounts, lake
+
+    account = accounts.get_account(args.tenant, args.account)
+    target = accounts.get_deck_version(args.tenant, args.account, args.version)
+
+    def plan(head: int | None) -> Callable[[int], _Planned]:
+        # A recorded version exists, so the account has a head.
+        current = accounts.get_deck_version(args.tenant, args.account, head)
+        if target.version in (current.version, current.restores):
+            raise _AlreadyHead(current)
+        stored = lake.get_deck(args.tenant, account.account, target.version)
+        timeline = as_timeline(stored, target.version)
+
+        def build(version: int) -> _Planned:
+            meta = {"currency": target.currency, "source": "", "version": version}
+            return _Planned(
+                timeline=_stamped(timeline, **meta, restores=target.version),
+                upload=None,
+                fields={
+                    "mode": "rollback",
+                    "currency": target.currency,
+                    "effective": None,
+                    "rows": 0,
+                    "skipped": 0,
+                    "effective_min": None,
+                    "effective_max": None,
+                    "source": "",
+                    "sha256": "",
+                    "restores": target.version,
+                },
+            )
+
+        return build
+
+    try:
+        recorded, created = _new_version(args.tenant, account.account, plan), True
+    except _AlreadyHead as already:
+        recorded, created = already.head, False
+    payload = {**_version_json(recorded, active=True), "created": created}
+    who = f"{account.tenant}/{account.account}"
+    if created:
+        text = f"deck v{recorded.version} of {who} active: {_did(recorded)}"
+    else:
+        text = f"deck v{recorded.version} of {who} already has v{target.version}'s rates: no change"
+    emit(args, payload, text)
+    return 0
+
+
+def _digits(text: str) -> str:
+    """A prefix as typed ("+44 20", "0044-20") as its E.164 digits."""
+    digits = re.sub(r"[\s-]", "", text)
+    digits = re.sub(r"^(?:\+|00)", "", digits)
+    if not re.fullmatch(r"[0-9]{1,18}", digits):
+        raise CliError(f"invalid prefix {text!r}: use the digits a number starts with, e.g. 4420")
+    return digits
+
+
+def _columns(rows: list[tuple[str, ...]], *, right: tuple[int, ...] = ()) -> list[str]:
+    """Rows as aligned text columns; the columns in `right` are right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]

@@ -15,6 +15,8 @@ A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -25,7 +27,9 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name
@@ -350,6 +354,52 @@ def set_account_status(tenant: str, account: str, status: str) -> Account:
 
 
 # --- rate deck versions ----------------------------------------------------------------
+#
+# An upload composes the account's rate timeline onto its head version h and writes the new
+# version's objects (lake.put_deck_upload, lake.put_deck) under a number from
+# `reserve_deck_version`; `commit_deck_version` then records the version and moves the head
+# from h to it in one transaction, so the pointer never names a version whose Parquet is not
+# written, and of two uploads racing from h one commits and the other is told to compose
+# again on the new head (HeadMovedError). Numbers a lost race or a crash reserved are never
+# recorded: version numbers may skip. Nothing is ever rewritten or deleted.
+
+
+class _DeckVersionItem(_DeckItem):
+    """A deck version's item: the upload's file and what it did to the account's timeline."""
+
+    # Items recorded before rate history lack these: they were full decks, replacing.
+    mode = UnicodeAttribute(null=True)
+    upload_key = UnicodeAttribute(null=True)
+    effective = IntAttribute(null=True)
+    effective_min = IntAttribute(null=True)
+    effective_max = IntAttribute(null=True)
+    timeline_rows = IntAttribute(null=True)
+    timeline_sha256 = UnicodeAttribute(null=True)
+    base = IntAttribute(null=True)
+    restores = IntAttribute(null=True)
+    added = IntAttribute(null=True)
+    unchanged = IntAttribute(null=True)
+    superseded = IntAttribute(null=True)
+    end_dated = IntAttribute(null=True)
+    closed = IntAttribute(null=True)
+
+
+@cache
+def _version_model(bound_deck: type) -> type:
+    # Keyed by the bound `_DeckItem` of `_models`, so store.reset() rebinding the table's
+    # models (and their connections) rebinds this one too.
+    return bind(_DeckVersionItem, bound_deck.Meta.table_name)
+
+
+def _versions() -> type:
+    return _version_model(_m().deck)
+
+
+_COMMIT_ATTEMPTS = 8  # transaction conflicts with a concurrent writer of the account item
+
+
+class HeadMovedError(ConflictError):
+    """Another version became the account's head first: compose again on the new head."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,28 +407,56 @@ class DeckVersion:
     tenant: str
     account: str
     version: int
-    key: str  # S3 key of the immutable Parquet in the lake bucket
+    mode: str  # full | changes | rollback
+    key: str  # the timeline after this version (lake.deck_key): what rating reads
+    upload_key: str | None  # the rows as uploaded (lake.deck_upload_key); None: a rollback
     currency: str
-    rows: int
-    skipped: int
+    effective: int | None  # the upload's effective date E, epoch seconds; None: a rollback
+    rows: int  # rows uploaded
+    skipped: int  # invalid rows dropped (--skip-invalid)
+    timeline_rows: int  # entries in the timeline after this version
+    effective_min: int | None  # earliest effective_from uploaded (deck.ALWAYS: the beginning)
+    effective_max: int | None  # latest effective_from uploaded
     source: str  # the uploaded file's name
-    sha256: str  # of the Parquet bytes
-    created_at: datetime | None
+    sha256: str  # of the uploaded file's bytes ("" for a rollback)
+    timeline_sha256: str  # of the timeline's Parquet bytes
+    base: int | None  # the head this version was composed on; None: the account's first
+    restores: int | None = None  # a rollback: the version whose timeline it restores
+    added: int = 0
+    unchanged: int = 0
+    superseded: int = 0
+    end_dated: int = 0
+    closed: int = 0
+    uploaded_at: datetime | None = None  # set when committed
 
 
-def _deck(item: _DeckItem) -> DeckVersion:
+def _deck(item: _DeckVersionItem) -> DeckVersion:
     _, account, version = item.sk.split("#")
     return DeckVersion(
         tenant=item.pk,
         account=account,
         version=int(version.removeprefix("v")),
+        mode=item.mode or "full",
         key=item.key,
+        upload_key=item.upload_key,
         currency=item.currency,
+        effective=item.effective,
         rows=item.rows,
         skipped=item.skipped,
+        timeline_rows=item.rows if item.timeline_rows is None else item.timeline_rows,
+        effective_min=item.effective_min,
+        effective_max=item.effective_max,
         source=item.source,
         sha256=item.sha256,
-        created_at=item.created_at,
+        timeline_sha256=item.timeline_sha256 or item.sha256,
+        base=item.base,
+        restores=item.restores,
+        added=item.added or 0,
+        unchanged=item.unchanged or 0,
+        superseded=item.superseded or 0,
+        end_dated=item.end_dated or 0,
+        closed=item.closed or 0,
+        uploaded_at=item.created_at,
     )
 
 
@@ -390,50 +468,86 @@ def reserve_deck_version(tenant: str, account: str) -> int:
     return item.deck_seq
 
 
-def put_deck_version(
-    tenant: str,
-    account: str,
-    version: int,
-    *,
-    key: str,
-    currency: str,
-    rows: int,
-    skipped: int,
-    source: str,
-    sha256: str,
-) -> DeckVersion:
-    """Record a written deck version (immutable: ConflictError if recorded differently)."""
-    check_name("tenant", tenant)
-    check_name("account", account)
-    model = _m().deck
-    item = model(
+def commit_deck_version(record: DeckVersion) -> DeckVersion:
+    """Record a written version and make it the head, if the head is still `record.base`.
+
+    One transaction: the version item (never overwritten) and the account's pointer, moved
+    only from `record.base` (None: the account has no deck yet). Raises HeadMovedError if
+    another version became the head meanwhile; a retry of a commit that went through
+    returns the recorded version.
+    """
+    tenant = check_name("tenant", record.tenant)
+    account = check_name("account", record.account)
+    versions, accounts_model = _versions(), _m().account
+    item = versions(
         tenant,
-        _deck_sk(account, version),
-        key=key,
-        currency=currency,
-        rows=rows,
-        skipped=skipped,
-        source=source,
-        sha256=sha256,
+        _deck_sk(account, record.version),
+        key=record.key,
+        currency=record.currency,
+        rows=record.rows,
+        skipped=record.skipped,
+        source=record.source,
+        sha256=record.sha256,
+        mode=record.mode,
+        upload_key=record.upload_key,
+        effective=record.effective,
+        effective_min=record.effective_min,
+        effective_max=record.effective_max,
+        timeline_rows=record.timeline_rows,
+        timeline_sha256=record.timeline_sha256,
+        base=record.base,
+        restores=record.restores,
+        added=record.added,
+        unchanged=record.unchanged,
+        superseded=record.superseded,
+        end_dated=record.end_dated,
+        closed=record.closed,
     )
-    item.created_at = now()
+    item.created_at = record.uploaded_at or now()
+    pointer = accounts_model.deck_version
+    at_base = pointer.does_not_exist() if record.base is None else pointer == record.base
+    connection = Connection(region=versions.Meta.region, host=versions.Meta.host)
+    for attempt in range(_COMMIT_ATTEMPTS):
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.save(item, condition=versions.pk.does_not_exist())
+                transaction.update(
+                    accounts_model(tenant, f"ACCOUNT#{account}"),
+                    actions=[pointer.set(record.version)],
+                    condition=accounts_model.pk.exists() & at_base,
+                )
+            return _deck(item)
+        except TransactWriteError as error:
+            codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
+            if "ConditionalCheckFailed" in codes:
+                return _committed_already(record)
+            if not codes & {"TransactionConflict", "ThrottlingError"}:
+                raise
+        time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
+    raise ConflictError(f"deck version {record.version} of {account!r}: still conflicting")
+
+
+def _committed_already(record: DeckVersion) -> DeckVersion:
+    """Why a commit's condition failed: a retry of itself, or another head first."""
+    head = get_account(record.tenant, record.account).deck_version  # NotFoundError if none
+    if head == record.version:
+        existing = get_deck_version(record.tenant, record.account, record.version)
+        if (existing.key, existing.timeline_sha256) == (record.key, record.timeline_sha256):
+            return existing
     try:
-        item.save(condition=model.pk.does_not_exist())
-    except PutError as error:
-        if not conditional_failed(error):
-            raise
-        existing = get_deck_version(tenant, account, version)
-        if (existing.key, existing.sha256) != (key, sha256):
-            raise ConflictError(
-                f"deck version {version} of {account!r} already recorded with other contents"
-            ) from None
-        return existing
-    return _deck(item)
+        get_deck_version(record.tenant, record.account, record.version)
+    except NotFoundError:
+        raise HeadMovedError(
+            f"account {record.account!r} moved from deck version {record.base} to {head}"
+        ) from None
+    raise ConflictError(
+        f"deck version {record.version} of {record.account!r} already recorded with other contents"
+    )
 
 
 def get_deck_version(tenant: str, account: str, version: int) -> DeckVersion:
     try:
-        item = _m().deck.get(
+        item = _versions().get(
             check_name("tenant", tenant), _deck_sk(check_name("account", account), version)
         )
     except DoesNotExist:
@@ -442,36 +556,16 @@ def get_deck_version(tenant: str, account: str, version: int) -> DeckVersion:
 
 
 def list_deck_versions(tenant: str, account: str) -> list[DeckVersion]:
-    model = _m().deck
+    """Every recorded version of the account's deck, oldest first."""
+    model = _versions()
     prefix = f"DECK#{check_name('account', account)}#"
     return [
         _deck(i) for i in model.query(check_name("tenant", tenant), model.sk.startswith(prefix))
     ]
 
 
-def activate_deck(tenant: str, account: str, version: int) -> bool:
-    """Point the account at a recorded deck version; False if a newer one is already active.
-
-    The version item must exist (so its Parquet does), and the pointer only moves forward:
-    a slow upload of v3 finishing after v4 was activated leaves v4 active.
-    """
-    get_deck_version(tenant, account, version)  # versions are never deleted: check then flip
-    model = _m().account
-    item = model(tenant, f"ACCOUNT#{account}")
-    condition = model.pk.exists() & (
-        model.deck_version.does_not_exist() | (model.deck_version <= version)
-    )
-    try:
-        item.update(actions=[model.deck_version.set(version)], condition=condition)
-    except UpdateError as error:
-        if conditional_failed(error):
-            return False
-        raise
-    return True
-
-
 def active_deck(tenant: str, account: str) -> DeckVersion | None:
-    """The deck version a rater should use now, or None if the account has no deck."""
+    """The deck version a rater should use now (the head), or None if the account has none."""
     current = get_account(tenant, account)
     if current.deck_version is None:
         return None

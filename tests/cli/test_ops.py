@@ -1,5 +1,5 @@
-"""`tollgate tenant|switch|account|cdr|file` and `deck upload`, in-process (balances, payments:
-test_ledger_cli.py)."""
+"""`tollgate tenant|switch|account|cdr|file`, in-process (balances, payments: test_ledger_cli.py;
+decks: test_deck_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,15 @@ import pytest
 
 from functions import store
 from functions.cli import CliError, ops
-from functions.cli import deck as deck_commands
 from functions.cli import ledger as ledger_commands
 from functions.shared.settings import settings
-from functions.store import accounts, files, lake
-
-DECK = (
-    b"prefix,destination,rate,connect_fee,increment\n"
-    b"44,UK,0.0123,0,60/60\n"
-    b"447,UK Mobile,0.05,0,1/1\n"
-)
+from functions.store import accounts, files
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (ops, ledger_commands, deck_commands):
+    for module in (ops, ledger_commands):
         module.register(commands)
     return parser
 
@@ -111,7 +104,6 @@ def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
         (("file", "status", "nope"), "unknown tenant 'nope'"),
         (("file", "status", "acme", "f404"), "no file 'f404' in tenant acme"),
         (("cdr", "drop", "acme", "ghost", "x.csv"), "unknown switch 'ghost'"),
-        (("deck", "upload", "acme", "ghost", "d.csv"), "unknown account 'ghost'"),
     ],
 )  # fmt: skip
 def test_errors_name_what_is_wrong(acme, argv, message):
@@ -175,72 +167,6 @@ def test_file_status_json_prints_one_object_per_file(acme, capsys):
     assert out[0].split() == ["file", "status", "rows", "rated", "unrated", "quarantined",
                               "duplicates"]  # fmt: skip
     assert out[2].split() == ["b.csv", "done", "4", "2", "1", "0", "1"]
-
-
-def test_deck_upload_activates_a_new_version_and_keeps_the_old_readable(acme, tmp_path, capsys):
-    deck = tmp_path / "uk.csv"
-    deck.write_bytes(DECK)
-    assert tollgate("deck", "upload", "acme", "cust", str(deck), "--json") == 0
-    first = last_json(capsys)
-    assert (first["version"], first["active"], first["rows"], first["currency"]) == (
-        1, True, 2, "USD",
-    )  # fmt: skip
-    deck.write_bytes(DECK + b"33,France,0.02,0,60/60\n")
-    tollgate("deck", "upload", "acme", "cust", str(deck), "--json")
-    assert last_json(capsys)["version"] == 2
-    assert accounts.active_deck("acme", "cust").version == 2
-    assert lake.get_deck("acme", "cust", 1).num_rows == 2  # a rater on v1 still reads v1
-    assert lake.get_deck("acme", "cust", 2).num_rows == 3
-    meta = lake.get_deck("acme", "cust", 2).schema.metadata
-    assert meta[b"tollgate.currency"] == b"USD"
-
-
-def test_invalid_deck_names_its_lines_and_changes_nothing(acme, tmp_path, capsys):
-    deck = tmp_path / "bad.csv"
-    deck.write_bytes(b"prefix,rate\n44,0.01\n45,abc\n46,\n")
-    with pytest.raises(CliError) as error:
-        tollgate("deck", "upload", "acme", "cust", str(deck))
-    assert "line 3" in str(error.value) and "line 4" in str(error.value)
-    assert accounts.get_account("acme", "cust").deck_version is None
-    assert accounts.list_deck_versions("acme", "cust") == []
-    assert tollgate("deck", "upload", "acme", "cust", str(deck), "--skip-invalid") == 0
-    out = capsys.readouterr().out
-    assert "deck v1 of acme/cust active: 1 rates in USD" in out and "skipped 2" in out
-
-
-def test_deck_in_another_currency_than_the_account_is_refused(acme, tmp_path):
-    deck = tmp_path / "eur.csv"
-    deck.write_bytes(DECK)
-    with pytest.raises(CliError, match="deck currency EUR differs"):
-        tollgate("deck", "upload", "acme", "cust", str(deck), "--currency", "EUR")
-
-
-def test_pointer_flips_only_after_the_parquet_exists(acme, tmp_path, monkeypatch):
-    deck = tmp_path / "uk.csv"
-    deck.write_bytes(DECK)
-    tollgate("deck", "upload", "acme", "cust", str(deck))
-
-    def s3_down(*args, **kwargs):
-        raise RuntimeError("S3 unavailable")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(lake, "put_deck", s3_down)
-        with pytest.raises(RuntimeError):
-            tollgate("deck", "upload", "acme", "cust", str(deck))
-    assert accounts.active_deck("acme", "cust").version == 1  # v1 still in force
-    assert lake.get_deck("acme", "cust", 1).num_rows == 2
-
-    seen = []
-    flip = accounts.activate_deck
-
-    def checked_flip(tenant, account, version):
-        seen.append(lake.get_deck(tenant, account, version).num_rows)  # raises if absent
-        return flip(tenant, account, version)
-
-    monkeypatch.setattr(accounts, "activate_deck", checked_flip)
-    tollgate("deck", "upload", "acme", "cust", str(deck))
-    assert seen == [2]
-    assert accounts.active_deck("acme", "cust").version == 3  # v2 was reserved, never used
 
 
 def test_an_accounts_rounding_rule_is_stored_and_can_be_changed(aws, capsys):

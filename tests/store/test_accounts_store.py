@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -11,17 +12,30 @@ from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, accounts
 
 
-def _deck(tenant: str, account: str, version: int, key: str = "", sha: str = "s") -> None:
-    accounts.put_deck_version(
-        tenant,
-        account,
-        version,
-        key=key or f"decks/tenant={tenant}/account={account}/v{version}.parquet",
+def _version(
+    tenant: str, account: str, version: int, base: int | None, sha: str = "s"
+) -> accounts.DeckVersion:
+    """A version record as `deck upload` commits it (the objects it names are not needed)."""
+    return accounts.DeckVersion(
+        tenant=tenant,
+        account=account,
+        version=version,
+        mode="changes",
+        key=f"decks/tenant={tenant}/account={account}/v{version}.parquet",
+        upload_key=f"decks/tenant={tenant}/account={account}/v{version}.upload.parquet",
         currency="USD",
+        effective=1_714_521_600,
         rows=10,
-        skipped=0,
+        skipped=1,
+        timeline_rows=12,
+        effective_min=-(2**62),
+        effective_max=1_714_521_600,
         source="deck.csv",
-        sha256=sha,
+        sha256="f" * 64,
+        timeline_sha256=sha,
+        base=base,
+        added=9,
+        unchanged=1,
     )
 
 
@@ -107,8 +121,7 @@ def test_same_account_id_in_two_tenants_never_mixes(aws):
     accounts.create_tenant("globex", currency="GBP")
     accounts.create_account("acme", "cust", kind="customer", credit_limit_micro=1)
     accounts.create_account("globex", "cust", kind="supplier", credit_limit_micro=2)
-    _deck("acme", "cust", accounts.reserve_deck_version("acme", "cust"))
-    accounts.activate_deck("acme", "cust", 1)
+    accounts.commit_deck_version(_version("acme", "cust", 1, None))
     assert accounts.get_account("acme", "cust").deck_version == 1
     globex = accounts.get_account("globex", "cust")
     assert (globex.kind, globex.currency, globex.credit_limit_micro) == ("supplier", "GBP", 2)
@@ -144,28 +157,87 @@ def test_deck_versions_are_never_handed_out_twice(aws, atomic_items):
     assert sorted(versions) == list(range(1, 31))
 
 
-def test_activation_needs_a_recorded_version_and_only_moves_forward(aws):
+def test_a_commit_records_the_version_and_moves_the_head_from_its_base(aws):
     accounts.create_tenant("acme")
     accounts.create_account("acme", "cust", kind="customer")
-    with pytest.raises(NotFoundError, match="deck version 1"):
-        accounts.activate_deck("acme", "cust", 1)
-    assert accounts.get_account("acme", "cust").deck_version is None
-    for version in (1, 2, 3):
-        assert accounts.reserve_deck_version("acme", "cust") == version
-        _deck("acme", "cust", version)
-    assert accounts.activate_deck("acme", "cust", 1)
-    assert accounts.activate_deck("acme", "cust", 3)
-    assert not accounts.activate_deck("acme", "cust", 2)  # a slow upload never goes back
+    first = accounts.commit_deck_version(_version("acme", "cust", 1, None))
+    assert first.uploaded_at is not None
+    assert first == dataclasses.replace(
+        _version("acme", "cust", 1, None), uploaded_at=first.uploaded_at
+    )
+    assert accounts.get_deck_version("acme", "cust", 1) == first
+    assert accounts.commit_deck_version(_version("acme", "cust", 3, 1)).version == 3
     assert accounts.active_deck("acme", "cust").version == 3
-    assert accounts.get_deck_version("acme", "cust", 1).rows == 10  # old stays readable
-    assert [d.version for d in accounts.list_deck_versions("acme", "cust")] == [1, 2, 3]
+    assert [d.version for d in accounts.list_deck_versions("acme", "cust")] == [1, 3]
 
 
-def test_a_recorded_deck_version_is_immutable(aws):
+def test_a_commit_from_a_head_that_moved_records_nothing(aws):
+    """Two uploads composed on v1: the second must compose again on v2, or v2 is lost."""
     accounts.create_tenant("acme")
     accounts.create_account("acme", "cust", kind="customer")
-    _deck("acme", "cust", 1, sha="aaa")
-    _deck("acme", "cust", 1, sha="aaa")  # a retry of the same upload is fine
-    with pytest.raises(ConflictError, match="other contents"):
-        _deck("acme", "cust", 1, sha="bbb")
-    assert accounts.get_deck_version("acme", "cust", 1).sha256 == "aaa"
+    accounts.commit_deck_version(_version("acme", "cust", 1, None))
+    accounts.commit_deck_version(_version("acme", "cust", 2, 1))
+    with pytest.raises(accounts.HeadMovedError, match="moved from deck version 1 to 2"):
+        accounts.commit_deck_version(_version("acme", "cust", 3, 1))
+    with pytest.raises(accounts.HeadMovedError):
+        accounts.commit_deck_version(_version("acme", "cust", 4, None))
+    assert accounts.get_account("acme", "cust").deck_version == 2
+    assert [d.version for d in accounts.list_deck_versions("acme", "cust")] == [1, 2]
+    with pytest.raises(NotFoundError, match="unknown deck version 3"):
+        accounts.get_deck_version("acme", "cust", 3)
+    with pytest.raises(NotFoundError, match="unknown account 'ghost'"):
+        accounts.commit_deck_version(_version("acme", "ghost", 1, None))
+
+
+def test_a_retried_commit_returns_the_version_and_other_contents_conflict(aws):
+    accounts.create_tenant("acme")
+    accounts.create_account("acme", "cust", kind="customer")
+    recorded = accounts.commit_deck_version(_version("acme", "cust", 1, None, sha="aaa"))
+    # The answer to the first attempt was lost (a timeout): the retry finds it done.
+    assert accounts.commit_deck_version(_version("acme", "cust", 1, None, sha="aaa")) == recorded
+    accounts.commit_deck_version(_version("acme", "cust", 2, 1))
+    with pytest.raises(ConflictError, match="already recorded with other contents"):
+        accounts.commit_deck_version(_version("acme", "cust", 1, 2, sha="bbb"))
+    assert accounts.get_deck_version("acme", "cust", 1).timeline_sha256 == "aaa"
+
+
+def test_of_commits_racing_from_one_head_exactly_one_wins(aws, atomic_items):
+    accounts.create_tenant("acme")
+    accounts.create_account("acme", "cust", kind="customer")
+    accounts.commit_deck_version(_version("acme", "cust", 1, None))
+
+    def commit(version: int) -> int | None:
+        try:
+            return accounts.commit_deck_version(_version("acme", "cust", version, 1)).version
+        except accounts.HeadMovedError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        won = [v for v in pool.map(commit, range(2, 14)) if v is not None]
+    assert len(won) == 1
+    assert accounts.get_account("acme", "cust").deck_version == won[0]
+    assert [d.version for d in accounts.list_deck_versions("acme", "cust")] == [1, won[0]]
+
+
+def test_a_version_recorded_before_rate_history_reads_as_a_full_deck(aws):
+    accounts.create_tenant("acme")
+    accounts.create_account("acme", "cust", kind="customer")
+    old = accounts._m().deck(
+        "acme",
+        "DECK#cust#v0000000001",
+        key="decks/tenant=acme/account=cust/v1.parquet",
+        currency="USD",
+        rows=7,
+        skipped=0,
+        source="az.csv",
+        sha256="abc",
+    )
+    old.save()
+    version = accounts.get_deck_version("acme", "cust", 1)
+    assert (version.mode, version.timeline_rows, version.upload_key, version.base) == (
+        "full",
+        7,
+        None,
+        None,
+    )
+    assert (version.sha256, version.timeline_sha256) == ("abc", "abc")

@@ -64,6 +64,21 @@ def test_deck_versions_are_immutable_objects(aws):
         lake.get_deck("globex", "cust", 1)
 
 
+def test_a_versions_uploaded_rows_are_kept_beside_its_timeline(aws):
+    rows = pa.table({"prefix": ["4420"], "rate_e8": [2_500_000]})
+    key, sha = lake.put_deck_upload("acme", "cust", 2, rows)
+    assert key == "decks/tenant=acme/account=cust/v2.upload.parquet"
+    assert lake.put_deck_upload("acme", "cust", 2, rows) == (key, sha)
+    with pytest.raises(ConflictError, match="upload of deck version 2"):
+        lake.put_deck_upload("acme", "cust", 2, rows.slice(0, 0))
+    assert lake.get_deck_upload("acme", "cust", 2).equals(rows)
+    with pytest.raises(NotFoundError):
+        lake.get_deck("acme", "cust", 2)  # the timeline is another object
+    for bad in (0, -1, True, "2"):
+        with pytest.raises(ValueError, match="invalid deck version"):
+            lake.deck_upload_key("acme", "cust", bad)
+
+
 def test_claimed_call_sets_hold_unique_call_keys(aws):
     key = lake.claim_set_key("acme", "sbc-1", DAY, 3, "f1")
     assert key == "dedup/tenant=acme/switch=sbc-1/date=2024-03-01/set/v00000003-f1.parquet"
