@@ -74,13 +74,13 @@ def test_a_payment_to_a_supplier_lowers_what_the_carrier_owes_it(acme, capsys):
     """The old command added every payment: paying a supplier 5 made the carrier owe it 5 more."""
     ledger.post_balances("acme", "f1", {"cust": -12_345_600, "sup": 7_000_001})
     tollgate("payment", "record", "acme", "sup", "5", "--reference", "OUT/2024/1", "--json")
+    assert ledger.get_balance("acme", "sup") == (2_000_001, 0)  # the old code: 12.000001
     paid = last_json(capsys)
     assert (paid["amount"], paid["balance_change"], paid["balance"]) == (
         "5.000000",
         "-5.000000",
         "2.000001",
     )
-    assert ledger.get_balance("acme", "sup") == (2_000_001, 0)
     tollgate("payment", "record", "acme", "cust", "10.000001", "--reference", "IN-1")
     assert capsys.readouterr().out == (
         "recorded payment 10.000001 USD from acme/cust, reference 'IN-1'; balance -2.345599\n"
