@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     record.add_argument(
         "--reference",
         required=True,
+        metavar="REF",
         help="the bank's or PSP's transaction reference; recording it again changes nothing",
     )
     json_flag(record)
@@ -58,9 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adjust.add_argument("tenant")
     adjust.add_argument("account")
     adjust.add_argument("amount", help="signed, e.g. 12.50 or -5.00 (at most 6 decimal places)")
-    adjust.add_argument("--reason", required=True, help="why: printed on the statement")
     adjust.add_argument(
-        "--reference", required=True, help="names this adjustment; recording it again is a no-op"
+        "--reason", required=True, metavar="TEXT", help="why: printed on the statement"
+    )
+    adjust.add_argument(
+        "--reference",
+        required=True,
+        metavar="REF",
+        help="names this adjustment; recording it again changes nothing",
     )
     json_flag(adjust)
     adjust.set_defaults(run=run_adjust)
@@ -72,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     statement.add_argument("tenant")
     statement.add_argument("account")
-    statement.add_argument("--from", dest="first", type=_date, required=True, help="first day")
-    statement.add_argument("--to", dest="last", type=_date, required=True, help="last day")
+    for flag, dest, what in (("--from", "first", "first day"), ("--to", "last", "last day")):
+        statement.add_argument(
+            flag, dest=dest, type=_date, required=True, metavar="D", help=f"{what}, YYYY-MM-DD"
+        )
     json_flag(statement)
     statement.set_defaults(run=run_statement)
 
