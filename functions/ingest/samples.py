@@ -262,10 +262,12 @@ def generate_generic_csv(
 
     answered = pa.array(calls.answered)
     call_id = calls.call_id
+    # A duplicate is an earlier CDR sent again: the same call id, start and everything.
+    resent = np.arange(n)
     if duplicate_fraction > 0:
         dup = (rng.random(n) < duplicate_fraction) & (np.arange(n) > 0)
         earlier = (rng.random(n) * np.arange(n)).astype(np.int64)
-        call_id = pc.take(call_id, pa.array(np.where(dup, earlier, np.arange(n))))
+        resent = np.where(dup, earlier, resent)
     bad = _corrupt(rng, n, bad_fraction, _BAD_KINDS)
     answer = pc.if_else(answered, iso(calls.answer), "")
     answer = _replace(answer, bad["bad_time"], "2024-13-01T25:00:00Z")
@@ -280,6 +282,8 @@ def generate_generic_csv(
     rows = pc.binary_join_element_wise(*head, *tail, ",")
     if bad["short"].any():
         rows = pc.if_else(pa.array(bad["short"]), pc.binary_join_element_wise(*head, ","), rows)
+    if duplicate_fraction > 0:
+        rows = rows.take(pa.array(resent))
     return _join_rows(rows, header=GENERIC_HEADER)
 
 

@@ -12,9 +12,11 @@ Checks, in priority order (a row is quarantined for the FIRST check it fails):
 4. bad_duration: billsec (or pdd_ms when given) not a whole number >= 0; billsec > 0 without an
    answer time (the switch billed talk time on a call it says was never answered).
 5. bad_disposition: disposition not one of DISPOSITIONS after the format's mapping.
-6. duplicate_call_id: the call id occurred on an earlier row of the same file. The FIRST row
-   with that id wins whether or not it was itself accepted, so a re-sent CDR never slips in
-   behind a quarantined original.
+6. duplicate_call_id: the same attempt (call id, start and leg: `attempt_keys`) occurred on
+   an earlier row of the same file. The FIRST row wins whether or not it was itself
+   accepted, so a re-sent CDR never slips in behind a quarantined original; a row whose start
+   cannot be read claims its whole call id (which attempt it was cannot be told). Two
+   attempts of one call (route advance: vendor A failed, vendor B answered) are both kept.
 
 Disposition rule: a row with billsec > 0 is ANSWERED whatever the switch's final cause said
 (talk time was had; e.g. FreeSWITCH MEDIA_TIMEOUT after answer). An empty disposition becomes
@@ -32,12 +34,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.ingest.numbers import normalise_numbers
-from functions.shared.cdr import CDR_SCHEMA, DISPOSITIONS, QUARANTINE_SCHEMA, UTC_MICROS, ParsedFile
+from functions.ingest.numbers import NumberingPlan, normalise_numbers
+from functions.shared.cdr import (
+    ATTEMPT_SCHEMA,
+    CDR_SCHEMA,
+    DISPOSITIONS,
+    QUARANTINE_SCHEMA,
+    UTC_MICROS,
+    ParsedFile,
+    attempt_key_texts,
+    attempt_legs,
+)
 
 TIME_FIELDS = ("start_time", "answer_time", "end_time")
 TEXT_FIELDS = ("call_id", "caller", "callee", "billsec", "disposition", "customer", "supplier")
 REQUIRED_FIELDS = ("call_id", "callee", "start_time", "billsec")
+# Where the call came in and went out, as the switch named it; optional in `MappedRows`.
+ROUTE_FIELDS = ("ingress_trunk", "ingress_ip", "egress_trunk", "egress_ip", "egress_leg")
 
 # Raw text of rows, by position in `MappedRows.fields`; only called for quarantined rows.
 RawText = Callable[[np.ndarray], pa.Array]
@@ -47,8 +60,9 @@ RawText = Callable[[np.ndarray], pa.Array]
 class MappedRows:
     """A format's output before validation.
 
-    `fields` has `line` (int64), the TEXT_FIELDS and optional `pdd_ms` as strings exactly as the
-    switch wrote them ("" or null = absent), and for each time field both `<field>` (parsed,
+    `fields` has `line` (int64), the TEXT_FIELDS and the optional `pdd_ms` and ROUTE_FIELDS as
+    strings exactly as the switch wrote them ("" or null = absent), and for each time field
+    both `<field>` (parsed,
     timestamp[us, UTC], null when absent or unparsable) and `<field>_text` (what the switch
     wrote, quoted in details). An optional `<field>_problem` string says why a time failed
     (e.g. a local time inside a DST gap); absent, the detail is "is not a valid time".
@@ -69,20 +83,33 @@ def empty_parsed_file() -> ParsedFile:
     return ParsedFile(cdrs=CDR_SCHEMA.empty_table(), quarantine=empty_quarantine(), rows_in=0)
 
 
-def validate(rows: MappedRows) -> ParsedFile:
-    """Accept or quarantine every mapped row; see the module docstring for the rules."""
+def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> ParsedFile:
+    """Accept or quarantine every mapped row; see the module docstring for the rules.
+
+    `numbering` is the switch's plan for turning what it wrote into E.164 callees.
+    """
     fields = rows.fields
     n = fields.num_rows
+    dialled = fields["callee"]
+    if isinstance(dialled, pa.ChunkedArray):
+        dialled = dialled.combine_chunks()
+    route = {
+        name: _blank_to_null(fields[name])
+        if name in fields.column_names
+        else pa.nulls(n, pa.string())
+        for name in ROUTE_FIELDS
+    }
+    leg = attempt_legs(pa.table(route))
     with ThreadPoolExecutor(max_workers=2) as pool:
         # Arrow kernels release the GIL: the independent column checks share the two cores.
-        callee_job = pool.submit(normalise_numbers, fields["callee"])
-        dup_job = pool.submit(_call_ids, fields["call_id"])
+        callee_job = pool.submit(normalise_numbers, dialled, numbering)
+        dup_job = pool.submit(_attempts, fields["call_id"], fields["start_time"], leg)
         billsec_job = pool.submit(parse_whole_numbers, fields["billsec"])
         pdd_job = pool.submit(_pdd, fields)
         callee = callee_job.result()
         billsec = billsec_job.result()
         pdd_ms = pdd_job.result()
-        repeated, call_ids = dup_job.result()
+        repeated, call_ids, attempts = dup_job.result()
 
     checks = _Checks(n)
     for name in REQUIRED_FIELDS:
@@ -159,30 +186,39 @@ def validate(rows: MappedRows) -> ParsedFile:
     )
 
     failed = checks.failed()
-    cdrs = pa.table(
-        {
-            "line": fields["line"],
-            "call_id": fields["call_id"],
-            "caller": _blank_to_null(fields["caller"]),
-            "callee": callee,
-            "start_time": start,
-            "answer_time": answer,
-            "end_time": end,
-            "billsec": billsec,
-            "disposition": disposition,
-            "customer": _blank_to_null(fields["customer"]),
-            "supplier": _blank_to_null(fields["supplier"]),
-            "pdd_ms": pdd_ms,
-        }
-    )
+    # A callee that needed no rewriting IS what the switch sent: one column, filtered once.
+    same_text = callee is dialled
+    columns = {
+        "line": fields["line"],
+        "call_id": fields["call_id"],
+        "caller": _blank_to_null(fields["caller"]),
+        "callee": callee,
+        "start_time": start,
+        "answer_time": answer,
+        "end_time": end,
+        "billsec": billsec,
+        "disposition": disposition,
+        "customer": _blank_to_null(fields["customer"]),
+        "supplier": _blank_to_null(fields["supplier"]),
+        "pdd_ms": pdd_ms,
+    }
+    if not same_text:
+        columns["dialled"] = _blank_to_null(dialled)
+    cdrs = pa.table(columns | route)
     if failed.any():
         cdrs = cdrs.filter(pa.array(~failed))
-    cdrs = cdrs.cast(CDR_SCHEMA)
+    if same_text:
+        cdrs = cdrs.append_column("dialled", cdrs["callee"])
+    cdrs = cdrs.select(CDR_SCHEMA.names).cast(CDR_SCHEMA)
     quarantine = pa.concat_tables([rows.rejected, checks.quarantine(fields, rows.raw)])
     if quarantine.num_rows:
         quarantine = quarantine.take(pc.sort_indices(quarantine["line"]))
     return ParsedFile(
-        cdrs=cdrs, quarantine=quarantine, rows_in=n + rows.rejected.num_rows, call_ids=call_ids
+        cdrs=cdrs,
+        quarantine=quarantine,
+        rows_in=n + rows.rejected.num_rows,
+        call_ids=call_ids,
+        attempts=attempts,
     )
 
 
@@ -418,27 +454,36 @@ def _assume(naive, timezone: str, ambiguous: str, nonexistent: str = "earliest")
     return pc.cast(local, UTC_MICROS)
 
 
-def _call_ids(call_id: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """(rows repeating an earlier row's call id, the distinct call ids).
+def _attempts(
+    call_id: pa.Array | pa.ChunkedArray, start: pa.Array | pa.ChunkedArray, leg
+) -> tuple[np.ndarray, pa.Array, pa.Table]:
+    """(rows repeating an earlier row's attempt, the distinct call ids, every row's attempt).
 
     Most files repeat no call id, which the distinct count alone proves; only then is the
-    row-by-row search skipped.
+    row-by-row search skipped. Attempts are distinct whenever call ids are, so only rows
+    whose call id repeats are compared on their start and leg.
     """
     ids = call_id.combine_chunks() if isinstance(call_id, pa.ChunkedArray) else call_id
+    attempts = pa.Table.from_arrays(
+        [ids, start, pa.nulls(len(ids), pa.string()) if leg is None else leg],
+        schema=ATTEMPT_SCHEMA,
+    )
     blank = _is_blank(ids)
     given = ids.filter(pc.invert(blank)) if pc.any(blank).as_py() else ids
     ordered = np.sort(call_id_keys(given))
     if not (ordered[1:] == ordered[:-1]).any():  # distinct keys: distinct ids
-        return np.zeros(len(ids), bool), given
+        return np.zeros(len(ids), bool), given, attempts
     distinct = pc.unique(given)
     if len(distinct) == len(given):
-        return np.zeros(len(ids), bool), distinct
-    return _repeated_call_ids(ids), distinct
+        return np.zeros(len(ids), bool), distinct, attempts
+    return repeated_attempts(attempts), distinct, attempts
 
 
-def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """True for rows whose call id occurred on an earlier row (blank ids never repeat)."""
-    ids = call_id.combine_chunks() if isinstance(call_id, pa.ChunkedArray) else call_id
+def repeated_attempts(attempts: pa.Table) -> np.ndarray:
+    """True for rows (ATTEMPT_SCHEMA, in file order) that repeat an earlier row's attempt,
+    or whose call id an earlier row with no readable start has claimed; blank ids never
+    repeat."""
+    ids = attempts.column("call_id").combine_chunks()
     n = len(ids)
     if n < 2:
         return np.zeros(n, bool)
@@ -449,16 +494,24 @@ def _repeated_call_ids(call_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return np.zeros(n, bool)
     # Equal keys are only candidates; the exact comparison runs on those rows alone.
     candidates = np.flatnonzero(np.isin(keys, collided))
-    repeated = np.zeros(n, bool)
-    subset = ids.take(pa.array(candidates))
+    subset = attempts.take(pa.array(candidates)).combine_chunks()
+    subset_ids = subset.column("call_id").chunk(0) if subset.num_rows else ids.slice(0, 0)
+    blank = _mask(_is_blank(subset_ids))
     # dictionary_encode numbers values in order of first appearance, so a row repeats an
     # earlier one exactly when its code is not above every code seen before it.
-    codes = pc.dictionary_encode(subset).indices.to_numpy(zero_copy_only=False)
-    blank = _mask(_is_blank(subset))
-    codes = np.where(blank, -1, codes)
+    texts = attempt_key_texts(*(subset.column(c) for c in ATTEMPT_SCHEMA.names))
+    codes = pc.dictionary_encode(texts).indices.to_numpy(zero_copy_only=False)
     seen_max = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
-    repeated[candidates] = (codes <= seen_max) & ~blank
-    return repeated
+    repeated = codes <= seen_max
+    unknown = _mask(pc.is_null(subset.column("start_time"))) & ~blank
+    if unknown.any():
+        id_codes = pc.dictionary_encode(subset_ids).indices.to_numpy(zero_copy_only=False)
+        claimed_from = np.full(int(id_codes.max()) + 1, len(id_codes))
+        np.minimum.at(claimed_from, id_codes[unknown], np.flatnonzero(unknown))
+        repeated |= claimed_from[id_codes] < np.arange(len(id_codes))
+    out = np.zeros(n, bool)
+    out[candidates] = repeated & ~blank
+    return out
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

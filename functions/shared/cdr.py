@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 
@@ -30,8 +31,27 @@ CDR_SCHEMA = pa.schema(
         pa.field("customer", pa.string()),
         pa.field("supplier", pa.string()),
         pa.field("pdd_ms", pa.int64()),
+        # What the switch wrote, before any translation: the callee as sent (tech prefix,
+        # national form and all), and the trunks and peer IPs the call came in and went out
+        # on. Null where the format or the row does not say. `customer`/`supplier` are
+        # resolved from these at rating time, so a trunk mapping added later applies on rerate.
+        pa.field("dialled", pa.string()),
+        pa.field("ingress_trunk", pa.string()),
+        pa.field("ingress_ip", pa.string()),
+        pa.field("egress_trunk", pa.string()),
+        pa.field("egress_ip", pa.string()),
+        # The switch's own name for this attempt's outgoing leg where it has one per attempt
+        # (Asterisk's dstchannel, `SIP/carrierB-0000001b`): two tries of one call, even to the
+        # same vendor, differ here. See `attempt_keys`.
+        pa.field("egress_leg", pa.string()),
     ]
 )
+
+# Where the switch says a call came in and went out; normalised Parquet written before these
+# columns existed lacks them (read as null).
+TRUNK_COLUMNS = ("ingress_trunk", "ingress_ip", "egress_trunk", "egress_ip")
+# What tells two attempts of one call apart, first present wins (see `attempt_legs`).
+LEG_COLUMNS = ("egress_leg", "egress_trunk")
 
 # Reason codes, stable strings that operators filter on.
 QUARANTINE_REASONS = (
@@ -41,7 +61,7 @@ QUARANTINE_REASONS = (
     "bad_number",  # callee is not a dialable number after normalisation
     "bad_time",  # a timestamp does not parse, or times are out of order
     "bad_duration",  # billsec negative or not an integer
-    "duplicate_call_id",  # same call id earlier in the same file (the first one wins)
+    "duplicate_call_id",  # the same attempt earlier in the same file (the first one wins)
     "bad_disposition",  # disposition not one of DISPOSITIONS after the format's mapping
 )
 
@@ -73,6 +93,9 @@ class ParsedFile:
     # Every call id the file's rows carry, accepted or quarantined (distinct): what a later
     # part of the same file is checked against for duplicates when a file is read in chunks.
     call_ids: pa.Array | None = None
+    # Every row's attempt, accepted or quarantined, in file order (ATTEMPT_SCHEMA): what a
+    # later part's rows with one of these call ids are compared with.
+    attempts: pa.Table | None = None
 
     def __post_init__(self) -> None:
         accounted = self.cdrs.num_rows + self.quarantine.num_rows
@@ -81,3 +104,58 @@ class ParsedFile:
                 f"{self.rows_in} rows in, but {self.cdrs.num_rows} accepted + "
                 f"{self.quarantine.num_rows} quarantined"
             )
+
+
+# One row per attempt of a file: its call id, start (null when unreadable) and leg.
+ATTEMPT_SCHEMA = pa.schema(
+    [
+        pa.field("call_id", pa.string()),
+        pa.field("start_time", UTC_MICROS),
+        pa.field("leg", pa.string()),
+    ]
+)
+
+
+def attempt_legs(cdrs: pa.Table) -> pa.Array | pa.ChunkedArray | None:
+    """Each CDR's leg: `egress_leg`, else `egress_trunk`, else null; None when no row has one.
+
+    A switch that retries a call on another route writes one CDR per try under the same
+    call id (Asterisk route advance). Its outgoing channel tells the tries apart, even two
+    tries to the same vendor; a format without one has the egress trunk at best, and a
+    format with neither writes one try per call id. Absent columns (Parquet written before
+    they existed) count as null.
+    """
+    legs = [cdrs.column(name) for name in LEG_COLUMNS if name in cdrs.column_names]
+    legs = [leg for leg in legs if leg.null_count < len(leg)]
+    if not legs:
+        return None
+    leg = pc.coalesce(*legs) if len(legs) > 1 else legs[0]
+    return pc.if_else(pc.equal(leg, ""), pa.scalar(None, pa.string()), leg)
+
+
+def attempt_key_texts(call_id, start_time, leg=None) -> pa.Array:
+    """Exact text keys of attempts (call id, start, leg): equal exactly when all three are.
+
+    A leg-less attempt is `call_id|start_micros`, the key calls were claimed by before legs
+    existed, so claim sets written then still match. An attempt with a leg is
+    `call_id|start_micros>leg`, the leg with `\\` and `|` escaped (`\\\\`, `\\;`): the text
+    after the last `|` is then the start alone (digits) or start `>` leg, so no two attempts
+    share a key. A missing start (a row quarantined for it) is empty text.
+    """
+    start = pc.cast(pc.cast(start_time, pa.int64()), pa.string())
+    if start.null_count:
+        start = pc.fill_null(start, "")
+    keys = pc.binary_join_element_wise(call_id, start, "|")
+    if leg is not None and leg.null_count < len(leg):
+        escaped = pc.replace_substring(pc.replace_substring(leg, "\\", "\\\\"), "|", "\\;")
+        keys = pc.coalesce(pc.binary_join_element_wise(keys, escaped, ">"), keys)
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
+def attempt_keys(cdrs: pa.Table) -> pa.Array:
+    """Per CDR, what makes it the same attempt again: call id, start and leg (`attempt_legs`).
+
+    The duplicate rule, within a file and across files: an attempt seen before is not charged
+    again; two attempts of one call (vendor A failed, vendor B answered) are two attempts.
+    """
+    return attempt_key_texts(cdrs.column("call_id"), cdrs.column("start_time"), attempt_legs(cdrs))

@@ -43,6 +43,12 @@ def test_eighteen_columns_use_uniqueid_and_the_dstchannel_peer_as_supplier():
         "customer": "acct42",
         "supplier": "carrierB",
         "pdd_ms": None,
+        "dialled": "442071234567",
+        "ingress_trunk": "carrierA",
+        "ingress_ip": None,
+        "egress_trunk": "carrierB",
+        "egress_ip": None,
+        "egress_leg": "SIP/carrierB-0000001b",
     }
     assert (second["answer_time"], second["disposition"], second["supplier"]) == (
         None,

@@ -44,6 +44,12 @@ def test_example_template_maps_uuid_numbers_and_accountcode():
         "customer": "acct42",
         "supplier": None,
         "pdd_ms": None,
+        "dialled": "442071234567",
+        "ingress_trunk": None,
+        "ingress_ip": None,
+        "egress_trunk": None,
+        "egress_ip": None,
+        "egress_leg": None,
     }
 
 

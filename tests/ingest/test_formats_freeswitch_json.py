@@ -62,6 +62,12 @@ def test_single_document_prefers_epochs_and_url_decodes_variables():
         "customer": "acct 42",
         "supplier": None,
         "pdd_ms": None,
+        "dialled": "+442071234567",
+        "ingress_trunk": None,
+        "ingress_ip": None,
+        "egress_trunk": None,
+        "egress_ip": None,
+        "egress_leg": None,
     }
 
 

@@ -50,6 +50,12 @@ def test_answered_and_unanswered_calls_become_canonical_cdrs():
             "customer": "acct42",
             "supplier": "VEND_BT",
             "pdd_ms": None,
+            "dialled": "+44 20 7123-4567",
+            "ingress_trunk": None,
+            "ingress_ip": None,
+            "egress_trunk": None,
+            "egress_ip": None,
+            "egress_leg": None,
         },
         {
             "line": 3,
@@ -64,6 +70,12 @@ def test_answered_and_unanswered_calls_become_canonical_cdrs():
             "customer": "acct42",
             "supplier": "VEND_BICS",
             "pdd_ms": None,
+            "dialled": "0033612345678",
+            "ingress_trunk": None,
+            "ingress_ip": None,
+            "egress_trunk": None,
+            "egress_ip": None,
+            "egress_leg": None,
         },
     ]
 
@@ -163,10 +175,8 @@ def test_times_out_of_order_are_bad_time():
     )
 
 
-def test_duplicate_call_ids_keep_the_first_row():
-    second = ANSWERED.replace("12:00:00Z", "12:30:00Z").replace("12:00:07Z", "12:30:07Z")
-    second = second.replace("12:01:12Z", "12:31:12Z")
-    parsed = parse(f"{HEADER}\n{ANSWERED}\n{UNANSWERED}\n{second}\n")
+def test_a_resent_attempt_is_a_duplicate_and_the_first_row_is_kept():
+    parsed = parse(f"{HEADER}\n{ANSWERED}\n{UNANSWERED}\n{ANSWERED}\n")
 
     assert parsed.cdrs["line"].to_pylist() == [2, 3]
     assert parsed.quarantine.to_pylist() == [
@@ -175,9 +185,20 @@ def test_duplicate_call_ids_keep_the_first_row():
             "reason": "duplicate_call_id",
             "field": "call_id",
             "detail": "call_id: 'c-1' already occurred earlier in the file",
-            "raw": second,
+            "raw": ANSWERED,
         }
     ]
+
+
+def test_one_call_id_at_another_start_is_another_attempt_as_across_files():
+    """Before issue 8 the later row was a duplicate_call_id here, while a later FILE with it
+    was charged (across files a call was call id + start): one rule now, the attempt."""
+    second = ANSWERED.replace("12:00:00Z", "12:30:00Z").replace("12:00:07Z", "12:30:07Z")
+    second = second.replace("12:01:12Z", "12:31:12Z")
+    parsed = parse(f"{HEADER}\n{ANSWERED}\n{UNANSWERED}\n{second}\n")
+
+    assert parsed.cdrs["line"].to_pylist() == [2, 3, 4]
+    assert parsed.quarantine.num_rows == 0
 
 
 def test_empty_lines_and_crlf_keep_physical_line_numbers():

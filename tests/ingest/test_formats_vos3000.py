@@ -42,6 +42,12 @@ def test_answer_is_stop_minus_hold_time_and_gateways_map_to_parties():
         "customer": "CUST_A",
         "supplier": "VEND_B",
         "pdd_ms": 2300,
+        "dialled": "442071234567",
+        "ingress_trunk": "CUST_A",
+        "ingress_ip": None,
+        "egress_trunk": "VEND_B",
+        "egress_ip": None,
+        "egress_leg": None,
     }
 
 

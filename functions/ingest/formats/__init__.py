@@ -7,7 +7,7 @@ freeswitch-json, asterisk-csv, vos3000.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -20,8 +20,9 @@ from functions.ingest.formats.source import (
     decompress,
     sniff_width,
 )
+from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import call_id_keys
-from functions.shared.cdr import ParsedFile
+from functions.shared.cdr import ATTEMPT_SCHEMA, ParsedFile, attempt_key_texts, attempt_legs
 
 __all__ = ["FORMATS", "CdrFileError", "UnknownFormatError", "iter_cdr_chunks", "parse_cdr_file"]
 
@@ -46,6 +47,8 @@ class UnknownFormatError(ValueError):
 _SPLITTABLE = {generic.NAME: True, freeswitch.CSV_NAME: False, asterisk.NAME: False}
 # Headerless formats whose layout (field count) is judged once over the whole file.
 _WIDTHS = {freeswitch.CSV_NAME: freeswitch.WIDTHS, asterisk.NAME: asterisk.WIDTHS}
+# Formats whose fields a switch may declare itself (its own template).
+_TEMPLATED = (freeswitch.CSV_NAME,)
 # Under 32 MiB with the header and the last line: glibc's malloc serves blocks below its
 # highest mmap threshold (32 MiB on 64-bit) from the heap once one was freed, so each part's
 # copy reuses the last one's memory rather than faulting in fresh pages (~4 ms, not ~15).
@@ -59,15 +62,41 @@ def _parser(fmt: str) -> Parser:
     return parser
 
 
+def _options(
+    fmt: str,
+    timezone: str,
+    source: str,
+    template: Sequence[str] | None,
+    numbering: NumberingPlan | None,
+) -> dict[str, object]:
+    options: dict[str, object] = {"timezone": timezone, "source": source}
+    if numbering is not None and not numbering.is_default:
+        options["numbering"] = numbering
+    if template:
+        if fmt not in _TEMPLATED:
+            raise ValueError(f"format {fmt!r} takes no template (only {', '.join(_TEMPLATED)})")
+        options["template"] = tuple(template)
+    return options
+
+
 def parse_cdr_file(
-    data: bytes, fmt: str, *, timezone: str = "UTC", source: str = "<file>"
+    data: bytes,
+    fmt: str,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    template: Sequence[str] | None = None,
+    numbering: NumberingPlan | None = None,
 ) -> ParsedFile:
     """Parse one CDR file (gzip or plain) of format `fmt` into accepted and quarantined rows.
 
     `timezone` (IANA name) is the switch's zone for formats that write local wall-clock times;
-    `source` names the file in error messages.
+    `source` names the file in error messages; `template` is a FreeSWITCH switch's own CSV
+    template (its variable names in order); `numbering` the switch's numbering plan.
     """
-    return _parser(fmt)(decompress(data, source), timezone=timezone, source=source)
+    parser = _parser(fmt)
+    options = _options(fmt, timezone, source, template, numbering)
+    return parser(decompress(data, source), **options)
 
 
 def iter_cdr_chunks(
@@ -77,33 +106,38 @@ def iter_cdr_chunks(
     timezone: str = "UTC",
     source: str = "<file>",
     chunk_bytes: int | None = None,
+    template: Sequence[str] | None = None,
+    numbering: NumberingPlan | None = None,
 ) -> Iterator[ParsedFile]:
     """`parse_cdr_file` in parts of about `chunk_bytes`, with exactly the same rows and reasons.
 
     A part ends at a line end; line numbers stay the file's own. The one rule that spans
-    parts, duplicate call ids (the first row with an id wins, even a quarantined one), is
-    checked against every call id of the earlier parts. Memory then follows the part, not
+    parts, duplicate attempts (the first row wins, even a quarantined one), is checked
+    against every call id of the earlier parts, and on a repeated id against the attempts
+    of the earlier parts that had it. Memory then follows the part, not
     the file, and a consumer can write one part while the next is parsed. Formats that are
     not line-oriented, and small files, come as one part. `data` may be a memory map of the
     file: only the part being parsed is then copied into memory.
     """
     parser = _parser(fmt)
+    options = _options(fmt, timezone, source, template, numbering)
     data = decompress(data, source)
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     if fmt not in _SPLITTABLE or len(data) <= chunk_bytes + chunk_bytes // 2:
-        yield parser(bytes(data), timezone=timezone, source=source)
+        yield parser(bytes(data), **options)
         return
     header, start, first_line = b"", 0, 1
-    options: dict[str, object] = {"timezone": timezone, "source": source}
     if fmt in _WIDTHS:
-        options["width"] = sniff_width(data, _WIDTHS[fmt], source=source)
+        widths = (len(template),) if template else _WIDTHS[fmt]
+        options["width"] = sniff_width(data, widths, source=source)
     if _SPLITTABLE[fmt]:
         start = data.find(b"\n") + 1
         if start == 0:  # a header and nothing else
-            yield parser(bytes(data), timezone=timezone, source=source)
+            yield parser(bytes(data), **options)
             return
         header, first_line = data[:start], 2
     earlier = _EarlierCallIds()
+    history = _EarlierAttempts()
     view = memoryview(data)
     number = 0
     while start < len(data):
@@ -120,9 +154,11 @@ def iter_cdr_chunks(
         if part.call_ids is not None:
             # Ids so far, scaled to the whole file: the table is sized once, not regrown.
             expected = (earlier.count + len(part.call_ids)) * len(data) // end
-            repeated = earlier.add(part.call_ids, expected)
+            repeated, holders = earlier.add(part.call_ids, expected)
             if len(repeated):
-                part = _earlier_duplicates(part, repeated, lines, first_line)
+                before = history.rows_of(repeated, holders)
+                part = _earlier_duplicates(part, repeated, before, lines, first_line)
+            history.add(part.attempts, repeated)
         if end < len(data):
             first_line += _line_count(part, lines, first_line)
         # Released before the consumer holds the part, so the next part can reuse the memory.
@@ -162,7 +198,9 @@ def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
         line = pc.add(table.column("line"), pa.scalar(shift, pa.int64()))
         return table.set_column(index, table.schema.field("line"), line)
 
-    return ParsedFile(shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids)
+    return ParsedFile(
+        shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids, part.attempts
+    )
 
 
 _LOAD = 0.35  # the most of a call id table's slots in use
@@ -188,8 +226,9 @@ class _EarlierCallIds:
         self.stored = 0  # ids in the table
         self.clashing: set[str] = set()
 
-    def add(self, ids: pa.Array, expected: int = 0) -> pa.Array:
-        """Store a part's call ids (distinct); return those an earlier part already had.
+    def add(self, ids: pa.Array, expected: int = 0) -> tuple[pa.Array, np.ndarray]:
+        """Store a part's call ids (distinct); return those an earlier part already had, with
+        the number (from 0) of the first part that had each.
 
         `expected`: about how many ids the file will have in all, to size the table once.
         """
@@ -208,16 +247,25 @@ class _EarlierCallIds:
         self.count = end
         hits = np.flatnonzero(held)
         repeated = np.zeros(len(ids), bool)
+        located = np.zeros(len(ids), bool)  # repeated, and held at its own position
         if len(hits):
             # A candidate: the same id in an earlier part, or (rarely) another id.
             mine = ids.take(pa.array(hits))
             same = _bools(pc.equal(mine, self._text(held[hits].astype(np.int64) - 1)))
+            located[hits] = same
             if self.clashing:
-                same |= _bools(pc.is_in(mine, pa.array(list(self.clashing), ids.type)))
+                same = same | _bools(pc.is_in(mine, pa.array(list(self.clashing), ids.type)))
             repeated[hits] = same
             if not same.all():
                 self.clashing.update(mine.filter(pa.array(~same)).to_pylist())
-        return ids.filter(pa.array(repeated))
+        holders = self._part_of(held[repeated].astype(np.int64) - 1)
+        # An id kept as clashing text has no position: any earlier part may hold it.
+        holders[~located[repeated]] = -1
+        return ids.filter(pa.array(repeated)), holders
+
+    def _part_of(self, positions: np.ndarray) -> np.ndarray:
+        starts = np.cumsum([0, *(len(ids) for ids in self.ids)])
+        return np.searchsorted(starts, positions, side="right") - 1
 
     def _text(self, positions: np.ndarray) -> pa.Array:
         """The ids at `positions`, taken from their own parts (no concatenation)."""
@@ -272,11 +320,63 @@ def _bools(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return mask.to_numpy(zero_copy_only=False)
 
 
+class _EarlierAttempts:
+    """Every earlier part's attempts (references to its columns, not copies), and for call
+    ids met again in a later part, which parts those were: so the attempts of a repeated id
+    are looked for only in the parts that had it."""
+
+    def __init__(self) -> None:
+        self.parts: list[pa.Table] = []
+        self.again_ids: list[pa.Array] = []  # ids a part shared with an earlier part
+        self.again_part: list[int] = []
+
+    def add(self, attempts: pa.Table | None, repeated: pa.Array) -> None:
+        self.parts.append(attempts if attempts is not None else ATTEMPT_SCHEMA.empty_table())
+        if len(repeated):
+            self.again_ids.append(repeated)
+            self.again_part.append(len(self.parts) - 1)
+
+    def rows_of(self, ids: pa.Array, holders: np.ndarray) -> pa.Table:
+        """The earlier attempts of `ids`, in file order; `holders` as `_EarlierCallIds.add`."""
+        if (holders < 0).any():
+            wanted = set(range(len(self.parts)))
+        else:
+            wanted = set(np.unique(holders).tolist())
+        for again, number in zip(self.again_ids, self.again_part, strict=True):
+            if number not in wanted and pc.any(pc.is_in(again, value_set=ids)).as_py():
+                wanted.add(number)
+        pieces = []
+        for number in sorted(wanted):
+            attempts = self.parts[number]
+            pieces.append(attempts.filter(pc.is_in(attempts.column("call_id"), value_set=ids)))
+        return pa.concat_tables(pieces) if pieces else ATTEMPT_SCHEMA.empty_table()
+
+
 def _earlier_duplicates(
-    part: ParsedFile, repeated_ids: pa.Array, lines: PhysicalLines, first_line: int
+    part: ParsedFile,
+    repeated_ids: pa.Array,
+    before: pa.Table,
+    lines: PhysicalLines,
+    first_line: int,
 ) -> ParsedFile:
-    """Quarantine the part's accepted rows whose call id an earlier part already had."""
-    repeated = pc.is_in(part.cdrs.column("call_id"), value_set=repeated_ids)
+    """Quarantine the part's accepted rows whose attempt an earlier part already had (or
+    whose call id an earlier row with no readable start claimed), as `validate` does within
+    a part."""
+    cdrs = part.cdrs
+    repeated = pc.is_in(cdrs.column("call_id"), value_set=repeated_ids)
+    if not pc.any(repeated).as_py():
+        return part
+    known = pc.is_valid(before.column("start_time"))
+    seen = before.filter(known)
+    earlier_keys = attempt_key_texts(*(seen.column(c) for c in ATTEMPT_SCHEMA.names))
+    claimed = before.filter(pc.invert(known)).column("call_id")
+    leg = attempt_legs(cdrs)
+    mine = attempt_key_texts(cdrs.column("call_id"), cdrs.column("start_time"), leg)
+    same = pc.or_(
+        pc.is_in(mine, value_set=earlier_keys),
+        pc.is_in(cdrs.column("call_id"), value_set=claimed.combine_chunks()),
+    )
+    repeated = pc.and_(repeated, same)
     if not pc.any(repeated).as_py():
         return part
     moved = part.cdrs.filter(repeated)
@@ -296,5 +396,9 @@ def _earlier_duplicates(
     quarantine = pa.concat_tables([part.quarantine, duplicates])
     quarantine = quarantine.take(pc.sort_indices(quarantine.column("line")))
     return ParsedFile(
-        part.cdrs.filter(pc.invert(repeated)), quarantine, part.rows_in, part.call_ids
+        part.cdrs.filter(pc.invert(repeated)),
+        quarantine,
+        part.rows_in,
+        part.call_ids,
+        part.attempts,
     )

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.ingest.formats.source import read_csv_rows, sniff_width
+from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
@@ -73,9 +74,19 @@ WIDTHS = (len(COLUMNS_16), len(COLUMNS_18))
 
 
 def parse(
-    data: bytes, *, timezone: str = "UTC", source: str = "<file>", width: int | None = None
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    width: int | None = None,
+    numbering: NumberingPlan | None = None,
 ) -> ParsedFile:
-    """Master.csv rows; call_id is uniqueid (18 columns) or channel@start (16 columns)."""
+    """Master.csv rows; call_id is uniqueid (18 columns) or channel@start (16 columns).
+
+    Trunks are channel peers: ingress the peer of `channel` (the customer's), egress the peer
+    of `dstchannel`; the whole `dstchannel` is the attempt's leg, as route advance writes one
+    row per try under one uniqueid, each with its own outgoing channel.
+    """
     if not data or data.isspace():
         return empty_parsed_file()
     # `width` is given when a file is read in parts: the layout is the whole file's.
@@ -89,6 +100,9 @@ def parse(
         fields[key] = table[column]
     fields["call_id"] = call_ids(table)
     fields["supplier"] = supplier_from_dstchannel(table["dstchannel"])
+    fields["ingress_trunk"] = channel_peer(table["channel"])
+    fields["egress_trunk"] = fields["supplier"]
+    fields["egress_leg"] = table["dstchannel"]
     fields["disposition"] = pc.coalesce(
         pc.take(
             pa.array(list(DISPOSITIONS.values())),
@@ -105,7 +119,7 @@ def parse(
         raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
         rejected=rows.rejected,
     )
-    return validate(mapped)
+    return validate(mapped, numbering)
 
 
 def call_ids(table: pa.Table):
@@ -124,5 +138,11 @@ def call_ids(table: pa.Table):
 
 def supplier_from_dstchannel(dstchannel):
     """The peer of the outgoing channel: `SIP/carrierB-0000001b` → `carrierB`; else null."""
-    peer = pc.struct_field(pc.extract_regex(dstchannel, _PEER), [0])
+    return channel_peer(dstchannel)
+
+
+def channel_peer(channel):
+    """The peer (trunk) a channel name was made for: `SIP/carrierA-0000001a` → `carrierA`;
+    null when the name has no peer (empty, or not `tech/peer-suffix`)."""
+    peer = pc.struct_field(pc.extract_regex(channel, _PEER), [0])
     return pc.if_else(pc.equal(peer, ""), pa.scalar(None, pa.string()), peer)

@@ -1,12 +1,23 @@
 """FreeSWITCH: mod_cdr_csv (`freeswitch-csv`) and mod_json_cdr (`freeswitch-json`), formats.md §1.
 
-Which switch field becomes which canonical field is stated once, in CSV_FIELDS / JSON_FIELDS.
-Neither shipped CSV template carries the supplier: it stays null here and the pipeline may fill
-it from another field (e.g. sip_gateway_name in a custom template) by changing that mapping.
+Which switch field becomes which canonical field is stated once, in CSV_FIELDS / JSON_FIELDS
+and TRUNK_VARIABLES. Neither shipped CSV template carries the supplier or a trunk: a switch
+may declare its own mod_cdr_csv template (the variable names in order, `check_template`), e.g.
+the `example` fields + sip_gateway_name, network_addr, sip_from_host.
+
+Trunks (which a switch maps to accounts): ingress is the gateway an inbound call matched
+(`sip_gateway`), else the From host (`sip_from_host`), and the peer's IP (`network_addr` of
+the caller profile, `sip_network_ip`); egress is `sip_gateway_name`, which FreeSWITCH sets on
+the OUTBOUND leg only. A billed A-leg lacks it, so its egress is read from the dial string it
+bridged to (`sofia/gateway/NAME/...`) when that names one gateway; a failover list
+(`sofia/gateway/A/..|sofia/gateway/B/..`) does not say which one carried the call, and leaves
+the egress unknown.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from urllib.parse import unquote
 
 import numpy as np
@@ -19,6 +30,7 @@ from functions.ingest.formats.source import (
     read_json_records,
     sniff_width,
 )
+from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
@@ -65,6 +77,39 @@ CSV_FIELDS: dict[str, str | None] = {
     "supplier": None,
 }
 
+# Canonical trunk field ← channel variables, first present (non-empty) wins; see the module doc.
+TRUNK_VARIABLES: dict[str, tuple[str, ...]] = {
+    "ingress_trunk": ("sip_gateway", "sip_from_host"),
+    "ingress_ip": ("network_addr", "sip_network_ip"),
+    "egress_trunk": ("sip_gateway_name",),
+}
+# The last application's argument: for a bridged call, the dial string it bridged to.
+BRIDGE_VARIABLE = "last_arg"
+_GATEWAY = "sofia/gateway/"
+# `sofia/gateway/NAME/number`, or `sofia/gateway/profile::NAME/number`.
+_GATEWAY_NAME = r"sofia/gateway/(?:[^/|,]*::)?(?P<gateway>[^/|,]+)/"
+
+# What a custom template needs for a CDR to be billed at all (validation's required fields,
+# and the answer stamp that makes billsec billable).
+REQUIRED_VARIABLES = ("uuid", "destination_number", "start_stamp", "answer_stamp", "billsec")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def check_template(template: Sequence[str]) -> tuple[str, ...]:
+    """A switch's own mod_cdr_csv template as its variable names in order, or ValueError."""
+    names = tuple(name.strip() for name in template)
+    bad = [name for name in names if not _VARIABLE.fullmatch(name)]
+    if bad:
+        raise ValueError(f"template: {bad[0]!r} is not a channel variable name")
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"template: {', '.join(twice)} listed twice")
+    missing = [name for name in REQUIRED_VARIABLES if name not in names]
+    if missing:
+        raise ValueError(f"template: lacks {', '.join(missing)} (needed to bill a call)")
+    return names
+
+
 # Hangup cause → canonical disposition (formats.md §1.3). NORMAL_CLEARING is ANSWERED only
 # when the leg was answered; every cause not listed is a FAILED attempt. Any cause with
 # billsec > 0 ends ANSWERED in validation (e.g. MEDIA_TIMEOUT after answer).
@@ -85,25 +130,48 @@ WIDTHS = (len(DEFAULT_TEMPLATE), len(EXAMPLE_TEMPLATE))
 
 
 def parse_csv(
-    data: bytes, *, timezone: str = "UTC", source: str = "<file>", width: int | None = None
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    width: int | None = None,
+    template: Sequence[str] | None = None,
+    numbering: NumberingPlan | None = None,
 ) -> ParsedFile:
-    """mod_cdr_csv Master.csv; stamps are wall-clock times in the switch's `timezone`."""
+    """mod_cdr_csv Master.csv; stamps are wall-clock times in the switch's `timezone`.
+
+    `template`: the switch's own template (variable names in order); without one, the file
+    is in a shipped template, told apart by its field count.
+    """
     if not data or data.isspace():
         return empty_parsed_file()
-    # `width` is given when a file is read in parts: the template is the whole file's.
-    width = width or sniff_width(data, WIDTHS, source=source)
-    names = list(DEFAULT_TEMPLATE if width == len(DEFAULT_TEMPLATE) else EXAMPLE_TEMPLATE)
+    if template:
+        names = list(check_template(template))
+        width = width or sniff_width(data, (len(names),), source=source)
+    else:
+        # `width` is given when a file is read in parts: the template is the whole file's.
+        width = width or sniff_width(data, WIDTHS, source=source)
+        names = list(DEFAULT_TEMPLATE if width == len(DEFAULT_TEMPLATE) else EXAMPLE_TEMPLATE)
     # Values are never escaped: a `"` in a caller name either mangles that name (harmless) or
     # shifts the field count, which read_csv_rows quarantines as column_count.
     rows = read_csv_rows(data, source=source, column_names=names)
     table = rows.table
-    # The default template writes `", "` before accountcode: skipinitialspace, then unquote.
-    table = table.set_column(
-        names.index("accountcode"), "accountcode", _unquote_spaced(table["accountcode"])
-    )
+    if "accountcode" in names:
+        # The default template writes `", "` before accountcode: skipinitialspace, unquote.
+        table = table.set_column(
+            names.index("accountcode"), "accountcode", _unquote_spaced(table["accountcode"])
+        )
     fields = _map_text(table, CSV_FIELDS)
-    times = parse_local_times({f: table[CSV_FIELDS[f]] for f in TIME_FIELDS}, timezone)
-    fields["disposition"] = hangup_disposition(table["hangup_cause"], fields["answer_time_text"])
+    for canonical, variables in TRUNK_VARIABLES.items():
+        fields[canonical] = _first_present(table, variables)
+    if BRIDGE_VARIABLE in names:
+        fields["egress_trunk"] = pc.coalesce(
+            fields["egress_trunk"], bridge_gateway(table[BRIDGE_VARIABLE])
+        )
+    times = parse_local_times({f: fields[f"{f}_text"] for f in TIME_FIELDS}, timezone)
+    fields["disposition"] = hangup_disposition(
+        _column(table, "hangup_cause"), fields["answer_time_text"]
+    )
     for name, (instants, problem) in times.items():
         fields[name] = instants
         fields[f"{name}_problem"] = problem
@@ -113,7 +181,33 @@ def parse_csv(
         raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
         rejected=rows.rejected,
     )
-    return validate(mapped)
+    return validate(mapped, numbering)
+
+
+def bridge_gateway(dial_string):
+    """The gateway a bridge dial string sent the call to, when it names exactly one; else
+    null (no gateway, or a failover list that does not say which one carried the call)."""
+    name = pc.struct_field(pc.extract_regex(dial_string, _GATEWAY_NAME), [0])
+    single = pc.equal(pc.count_substring(dial_string, _GATEWAY), 1)
+    return pc.if_else(pc.fill_null(single, False), name, pa.scalar(None, pa.string()))
+
+
+def _column(table: pa.Table, name: str):
+    if name in table.column_names:
+        return table[name]
+    return pa.nulls(table.num_rows, pa.string())
+
+
+def _first_present(table: pa.Table, variables: tuple[str, ...]):
+    """Per row, the first of `variables` (those the table has) with a value; else null."""
+    columns = [_blank_to_null(table[v]) for v in variables if v in table.column_names]
+    if not columns:
+        return pa.nulls(table.num_rows, pa.string())
+    return pc.coalesce(*columns) if len(columns) > 1 else columns[0]
+
+
+def _blank_to_null(text):
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
 def hangup_disposition(cause, answer_text):
@@ -139,12 +233,11 @@ def _unquote_spaced(column):
 
 
 def _map_text(table: pa.Table, mapping: dict[str, str | None]) -> dict[str, object]:
-    n = table.num_rows
+    """Canonical field ← template variable; null where the template lacks the variable."""
     out: dict[str, object] = {}
     for canonical, switch_field in mapping.items():
-        column = table[switch_field] if switch_field else pa.nulls(n, pa.string())
         key = f"{canonical}_text" if canonical in TIME_FIELDS else canonical
-        out[key] = column
+        out[key] = _column(table, switch_field) if switch_field else _column(table, "")
     return out
 
 
@@ -170,6 +263,9 @@ JSON_FIELDS: dict[str, tuple[str, ...]] = {
     "hangup_cause": ("variables.hangup_cause",),
     "customer": ("variables.accountcode",),
     "supplier": (),
+    "ingress_trunk": tuple(f"variables.{v}" for v in TRUNK_VARIABLES["ingress_trunk"]),
+    "ingress_ip": ("profile.network_addr", "variables.sip_network_ip"),
+    "egress_trunk": tuple(f"variables.{v}" for v in TRUNK_VARIABLES["egress_trunk"]),
 }
 
 
@@ -190,19 +286,29 @@ def is_b_leg(document: dict) -> bool:
     return unquote(str(direction)) == "outbound"
 
 
-def parse_json(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+def parse_json(
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    numbering: NumberingPlan | None = None,
+) -> ParsedFile:
     """mod_json_cdr documents; B-legs are dropped BEFORE counting rows_in (not CDRs to bill)."""
-    return parse_json_legs(data, timezone=timezone, source=source)[0]
+    return parse_json_legs(data, timezone=timezone, source=source, numbering=numbering)[0]
 
 
 def parse_json_legs(
-    data: bytes, *, timezone: str = "UTC", source: str = "<file>"
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    numbering: NumberingPlan | None = None,
 ) -> tuple[ParsedFile, int]:
     """`parse_json` plus the number of B-legs dropped, for ingest metrics."""
     if not data or data.isspace():
         raise CdrFileError(f"{source}: no JSON document in the file")
     decoded = read_json_records(data, source=source)
-    columns: dict[str, list[str]] = {name: [] for name in JSON_FIELDS}
+    columns: dict[str, list[str]] = {name: [] for name in (*JSON_FIELDS, "bridge")}
     lines: list[int] = []
     raws: list[str] = []
     bad: list[int] = []
@@ -222,6 +328,7 @@ def parse_json_legs(
         raws.append(raw)
         for name, paths in JSON_FIELDS.items():
             columns[name].append(_lookup(record, paths))
+        columns["bridge"].append(_bridged_to(record))
     table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
     fields = {
         "line": pa.array(lines, pa.int64()),
@@ -231,6 +338,11 @@ def parse_json_legs(
         "billsec": table["billsec"],
         "customer": table["customer"],
         "supplier": table["supplier"],
+        "ingress_trunk": table["ingress_trunk"],
+        "ingress_ip": table["ingress_ip"],
+        "egress_trunk": pc.coalesce(
+            _blank_to_null(table["egress_trunk"]), bridge_gateway(table["bridge"])
+        ),
     }
     stamps = parse_local_times(
         {f: table[f.replace("_time", "_stamp")] for f in TIME_FIELDS}, timezone
@@ -263,7 +375,21 @@ def parse_json_legs(
         raw=lambda positions: raw_column.take(pa.array(positions, pa.int64())),
         rejected=rejected,
     )
-    return validate(mapped), b_legs
+    return validate(mapped, numbering), b_legs
+
+
+def _bridged_to(document: dict) -> str:
+    """The dial string of the leg's last `bridge` (app_log, not URL-encoded), else its last
+    application's argument when that was a bridge."""
+    app_log = document.get("app_log")
+    applications = app_log.get("applications") if isinstance(app_log, dict) else None
+    if isinstance(applications, list):
+        for application in reversed(applications):
+            if isinstance(application, dict) and application.get("app_name") == "bridge":
+                return str(application.get("app_data") or "")
+    if _lookup(document, ("variables.last_app",)) == "bridge":
+        return _lookup(document, (f"variables.{BRIDGE_VARIABLE}",))
+    return ""
 
 
 def _profile(document: dict) -> dict | None:

@@ -2,9 +2,12 @@
 
 Header (any column order, extra columns ignored):
 call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,customer,supplier
-plus optional pdd_ms. Times are ISO 8601 WITH a zone (`Z`, `+02:00`): a zoneless time cannot
-be billed without guessing, so it is a bad_time. Empty answer_time = unanswered. Disposition
-is one of DISPOSITIONS (`NO ANSWER` with a space is accepted, as Asterisk-minded exports say).
+plus optional pdd_ms, ingress_trunk, ingress_ip, egress_trunk and egress_ip (where the call
+came in and went out, for switches whose trunks map to accounts). Times are ISO 8601 WITH a
+zone (`Z`, `+02:00`): a zoneless time cannot be billed without guessing, so it is a bad_time.
+Empty answer_time = unanswered. Disposition is one of DISPOSITIONS (`NO ANSWER` with a space
+is accepted, as Asterisk-minded exports say). With egress_trunk, rows of one call id on
+different egress trunks are attempts of one call (route advance), each kept.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.ingest.formats.source import CdrFileError, read_csv_rows
+from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
@@ -22,7 +26,7 @@ from functions.ingest.validate import (
     parse_iso_times,
     validate,
 )
-from functions.shared.cdr import DISPOSITIONS, ParsedFile
+from functions.shared.cdr import DISPOSITIONS, TRUNK_COLUMNS, ParsedFile
 
 NAME = "generic"
 COLUMNS = (
@@ -37,10 +41,16 @@ COLUMNS = (
     "customer",
     "supplier",
 )
-OPTIONAL_COLUMNS = ("pdd_ms",)
+OPTIONAL_COLUMNS = ("pdd_ms", *TRUNK_COLUMNS)
 
 
-def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+def parse(
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    numbering: NumberingPlan | None = None,
+) -> ParsedFile:
     """Parse a generic CSV; `timezone` is unused because every time carries its own offset."""
     rows = read_csv_rows(data, source=source, header_line=True)
     present = rows.table.column_names
@@ -62,14 +72,15 @@ def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> Pars
                 fields[name] = _disposition(table[name])
             else:
                 fields[name] = table[name]
-    if "pdd_ms" in present:
-        fields["pdd_ms"] = table["pdd_ms"]
+    for name in OPTIONAL_COLUMNS:
+        if name in present:
+            fields[name] = table[name]
     mapped = MappedRows(
         fields=pa.table(fields),
         raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
         rejected=rows.rejected,
     )
-    return validate(mapped)
+    return validate(mapped, numbering)
 
 
 def _disposition(text):

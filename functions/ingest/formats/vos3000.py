@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.ingest.formats.source import CdrFileError, read_json_records
+from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import MappedRows, cast_or_null, validate
 from functions.shared.cdr import UTC_MICROS, ParsedFile
 
@@ -29,10 +30,21 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "supplier": ("calleeGateway",),
     # Post-dial delay as the customer experienced it, else as the supplier delivered it.
     "pdd_ms": ("callerpdd", "calleepdd"),
+    # The gateways (VOS's trunks) and peer IPs the call came in from and went out to.
+    "ingress_trunk": ("callerGateway",),
+    "ingress_ip": ("callerip",),
+    "egress_trunk": ("calleeGateway",),
+    "egress_ip": ("calleeip",),
 }
 
 
-def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> ParsedFile:
+def parse(
+    data: bytes,
+    *,
+    timezone: str = "UTC",
+    source: str = "<file>",
+    numbering: NumberingPlan | None = None,
+) -> ParsedFile:
     """InfoCdr records; `timezone` is unused (VOS gives epoch milliseconds).
 
     Disposition: ANSWERED when holdTime > 0, otherwise NO_ANSWER. VOS's endReason codes would
@@ -70,6 +82,10 @@ def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> Pars
         "customer": table["customer"],
         "supplier": table["supplier"],
         "pdd_ms": table["pdd_ms"],
+        "ingress_trunk": table["ingress_trunk"],
+        "ingress_ip": table["ingress_ip"],
+        "egress_trunk": table["egress_trunk"],
+        "egress_ip": table["egress_ip"],
     }
     raw_column = pa.array(decoded.raws, pa.string())
     mapped = MappedRows(
@@ -77,7 +93,7 @@ def parse(data: bytes, *, timezone: str = "UTC", source: str = "<file>") -> Pars
         raw=lambda positions: raw_column.take(pa.array(positions, pa.int64())),
         rejected=decoded.rejected,
     )
-    return validate(mapped)
+    return validate(mapped, numbering)
 
 
 def _first(record: dict, keys: tuple[str, ...]) -> str:
