@@ -1,0 +1,87 @@
+"""The switch's view to accounts: which customer sent a call and which supplier carried it.
+
+Real switches write trunks, gateways and peer IPs, not our account ids. A switch's
+`TrunkPlan` maps them, per direction: ingress (the trunk or IP a call came in on) to a
+customer, egress (the one it went out on) to a supplier. For a direction the switch has
+mappings for, a CDR's account is the mapping of its trunk name, else of its IP, else none
+(null: the call is valid but cannot be charged to anyone, `unknown_account`). For a direction
+without mappings, the CDR names the account itself, as before trunks existed: the switch's
+customer/supplier field (e.g. an accountcode), and for the supplier the switch's default
+supplier where the CDR names none.
+
+Applied at rating time to the normalised table, which keeps the trunk columns, so a mapping
+added after ingest applies when the file is re-rated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_NO_ACCOUNT = pa.scalar(None, pa.string())
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkPlan:
+    """One switch's trunk → account maps and the CDR fields used where it has none."""
+
+    ingress: Mapping[str, str] = field(default_factory=dict)  # trunk name or IP → customer
+    egress: Mapping[str, str] = field(default_factory=dict)  # trunk name or IP → supplier
+    customer_field: str = "customer"
+    supplier_field: str = "supplier"
+    default_supplier: str | None = None
+
+    def __post_init__(self) -> None:
+        # Read-only copies: a plan cached by a warm rater cannot be changed under it.
+        object.__setattr__(self, "ingress", MappingProxyType(dict(self.ingress)))
+        object.__setattr__(self, "egress", MappingProxyType(dict(self.egress)))
+
+
+def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
+    """`cdrs` with `customer` and `supplier` set to account ids (null where none applies).
+
+    Every other column, and the rows and their order, are as given.
+    """
+    if plan.ingress:
+        customer = _mapped(cdrs, "ingress", plan.ingress)
+    else:
+        customer = _own_field(cdrs, plan.customer_field, "customer")
+    if plan.egress:
+        supplier = _mapped(cdrs, "egress", plan.egress)
+    else:
+        supplier = _own_field(cdrs, plan.supplier_field, "supplier")
+        if plan.default_supplier:
+            supplier = pc.if_else(
+                pc.fill_null(pc.equal(supplier, ""), True), plan.default_supplier, supplier
+            )
+    for name, column in (("customer", customer), ("supplier", supplier)):
+        cdrs = cdrs.set_column(cdrs.schema.get_field_index(name), name, column)
+    return cdrs
+
+
+def _mapped(cdrs: pa.Table, direction: str, mapping: Mapping[str, str]):
+    """The account of each CDR's trunk name, else of its IP, else null."""
+    keys = pa.array(list(mapping), pa.string())
+    accounts = pa.array(list(mapping.values()), pa.string())
+    found = None
+    for column in (f"{direction}_trunk", f"{direction}_ip"):
+        if column not in cdrs.column_names:  # normalised before trunks were kept
+            continue
+        account = pc.take(accounts, pc.index_in(cdrs.column(column), value_set=keys))
+        found = account if found is None else pc.coalesce(found, account)
+    if found is None:
+        return pa.nulls(cdrs.num_rows, pa.string())
+    return found
+
+
+def _own_field(cdrs: pa.Table, field_name: str, role: str):
+    if field_name not in cdrs.column_names:
+        raise ValueError(f"switch names the {role} by {field_name!r}, not a CDR field")
+    column = cdrs.column(field_name)
+    if not pa.types.is_string(column.type):
+        raise ValueError(f"switch names the {role} by {field_name!r}, which is not text")
+    return pc.if_else(pc.equal(column, ""), _NO_ACCOUNT, column)
