@@ -86,8 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ACCOUNT",
         help="supplier of calls whose CDR names none (e.g. FreeSWITCH's stock CSV templates)",
     )
+    create.add_argument(
+        "--template",
+        metavar="VAR,VAR,...",
+        help="freeswitch-csv: the switch's own mod_cdr_csv template, its variables in order",
+    )
     json_flag(create)
     create.set_defaults(run=run_switch_create)
+    _register_switch_trunks(switch_actions)
 
     account = subparsers.add_parser("account", help="manage accounts")
     account_actions = account.add_subparsers(dest="account_action", required=True, metavar="ACTION")
@@ -166,6 +172,7 @@ def run_switch_create(args: argparse.Namespace) -> int:
         customer_field=args.customer_field,
         supplier_field=args.supplier_field,
         default_supplier=args.default_supplier,
+        template=args.template.split(",") if args.template is not None else None,
     )
     payload = {
         "tenant": switch.tenant,
@@ -176,11 +183,234 @@ def run_switch_create(args: argparse.Namespace) -> int:
         "supplier_field": switch.supplier_field,
         "default_supplier": switch.default_supplier,
     }
+    if switch.template:
+        payload["template"] = list(switch.template)
     emit(
         args,
         payload,
         f"created switch {switch.tenant}/{switch.switch} ({switch.format}, {switch.timezone}; "
         f"customer={switch.customer_field}, supplier={switch.supplier_field})",
+    )
+    return 0
+
+
+# --- switch trunks and numbering ------------------------------------------------------------
+
+
+def _register_switch_trunks(switch_actions: argparse._SubParsersAction) -> None:
+    def direction(parser: argparse.ArgumentParser) -> None:
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument(
+            "--ingress",
+            dest="direction",
+            action="store_const",
+            const="ingress",
+            help="a trunk or IP calls come IN on (a customer's)",
+        )
+        which.add_argument(
+            "--egress",
+            dest="direction",
+            action="store_const",
+            const="egress",
+            help="a trunk or IP calls go OUT on (a supplier's)",
+        )
+
+    mapping = switch_actions.add_parser(
+        "map", help="map a trunk, gateway or IP of a switch's CDRs to an account"
+    )
+    mapping.add_argument("tenant")
+    mapping.add_argument("switch")
+    direction(mapping)
+    mapping.add_argument("key", metavar="KEY", help="trunk/gateway name or IP as the CDRs write it")
+    mapping.add_argument(
+        "account", metavar="ACCOUNT", help="ingress: a customer; egress: a supplier"
+    )
+    json_flag(mapping)
+    mapping.set_defaults(run=run_switch_map)
+
+    unmap = switch_actions.add_parser("unmap", help="remove a trunk mapping")
+    unmap.add_argument("tenant")
+    unmap.add_argument("switch")
+    direction(unmap)
+    unmap.add_argument("key", metavar="KEY")
+    json_flag(unmap)
+    unmap.set_defaults(run=run_switch_unmap)
+
+    show = switch_actions.add_parser(
+        "show", help="a switch's format, zone, template, numbering rules and trunk mappings"
+    )
+    show.add_argument("tenant")
+    show.add_argument("switch")
+    json_flag(show)
+    show.set_defaults(run=run_switch_show)
+
+    numbering = switch_actions.add_parser(
+        "numbering", help="how a switch writes numbers: tech prefixes, national form"
+    )
+    numbering.add_argument("tenant")
+    numbering.add_argument("switch")
+    numbering.add_argument(
+        "--strip",
+        nargs="+",
+        metavar="PREFIX",
+        help="tech prefixes to strip before the number (e.g. '#123' 9999); replaces the list",
+    )
+    numbering.add_argument(
+        "--international-prefix", metavar="DIGITS", help="the switch's own, e.g. 011 (default 00)"
+    )
+    numbering.add_argument(
+        "--national-prefix", metavar="DIGITS", help="national trunk prefix, e.g. 0"
+    )
+    numbering.add_argument(
+        "--country-code", metavar="DIGITS", help="the switch's country code, e.g. 44"
+    )
+    numbering.add_argument(
+        "--clear", action="store_true", help="drop every rule first (back to the default)"
+    )
+    json_flag(numbering)
+    numbering.set_defaults(run=run_switch_numbering)
+
+
+def _mapping_payload(mapping: Any) -> dict[str, Any]:
+    return {
+        "tenant": mapping.tenant,
+        "switch": mapping.switch,
+        "direction": mapping.direction,
+        "key": mapping.key,
+        "account": mapping.account,
+    }
+
+
+@guarded
+def run_switch_map(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    mapping = accounts.map_trunk(args.tenant, args.switch, args.direction, args.key, args.account)
+    emit(
+        args,
+        _mapping_payload(mapping),
+        f"{mapping.tenant}/{mapping.switch}: {mapping.direction} {mapping.key} -> "
+        f"{mapping.account}",
+    )
+    return 0
+
+
+@guarded
+def run_switch_unmap(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    mapping = accounts.unmap_trunk(args.tenant, args.switch, args.direction, args.key)
+    emit(
+        args,
+        _mapping_payload(mapping),
+        f"{mapping.tenant}/{mapping.switch}: {mapping.direction} {mapping.key} unmapped "
+        f"(was {mapping.account})",
+    )
+    return 0
+
+
+def _numbering_payload(plan: Any) -> dict[str, Any]:
+    return {
+        "strip": list(plan.strip),
+        "international_prefix": plan.international_prefix,
+        "national_prefix": plan.national_prefix,
+        "country_code": plan.country_code,
+    }
+
+
+def _numbering_text(plan: Any) -> str:
+    rules = []
+    if plan.strip:
+        rules.append(f"strip {' '.join(plan.strip)}")
+    rules.append(f"international prefix + or {plan.international_prefix}")
+    if plan.national_prefix:
+        rules.append(f"national {plan.national_prefix}... -> {plan.country_code}...")
+    return "; ".join(rules)
+
+
+@guarded
+def run_switch_show(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    switch = accounts.get_switch(args.tenant, args.switch)
+    mappings = accounts.list_trunks(args.tenant, args.switch)
+    payload = {
+        "tenant": switch.tenant,
+        "switch": switch.switch,
+        "format": switch.format,
+        "timezone": switch.timezone,
+        "customer_field": switch.customer_field,
+        "supplier_field": switch.supplier_field,
+        "default_supplier": switch.default_supplier,
+        "template": list(switch.template) if switch.template else None,
+        "numbering": _numbering_payload(switch.numbering),
+        "ingress": {m.key: m.account for m in mappings if m.direction == "ingress"},
+        "egress": {m.key: m.account for m in mappings if m.direction == "egress"},
+    }
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    print(f"switch {switch.tenant}/{switch.switch}: {switch.format}, {switch.timezone}")
+    print(f"  customer field    {switch.customer_field}")
+    print(f"  supplier field    {switch.supplier_field}")
+    print(f"  default supplier  {switch.default_supplier or '-'}")
+    print(f"  template          {','.join(switch.template) if switch.template else '-'}")
+    print(f"  numbering         {_numbering_text(switch.numbering)}")
+    if not mappings:
+        print("  trunks            none mapped: CDRs name their accounts")
+    width = max((len(m.key) for m in mappings), default=0)
+    for m in mappings:
+        print(f"  {m.direction:<7} {m.key:<{width}}  -> {m.account}")
+    return 0
+
+
+# NumberingPlan's field names, as the flags that set them.
+_NUMBERING_FLAGS = {
+    "strip": "--strip",
+    "international_prefix": "--international-prefix",
+    "national_prefix": "--national-prefix",
+    "country_code": "--country-code",
+}
+
+
+@guarded
+def run_switch_numbering(args: argparse.Namespace) -> int:
+    from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
+    from functions.store import accounts
+
+    given = {
+        "strip": args.strip,
+        "international_prefix": args.international_prefix,
+        "national_prefix": args.national_prefix,
+        "country_code": args.country_code,
+    }
+    if not args.clear and all(value is None for value in given.values()):
+        raise CliError(
+            "nothing to set: give --strip, --international-prefix, --national-prefix, "
+            "--country-code and/or --clear"
+        )
+    current = (
+        DEFAULT_PLAN if args.clear else accounts.get_switch(args.tenant, args.switch).numbering
+    )
+    rules = _numbering_payload(current) | {k: v for k, v in given.items() if v is not None}
+    try:
+        plan = NumberingPlan(
+            strip=tuple(rules["strip"]),
+            international_prefix=rules["international_prefix"],
+            national_prefix=rules["national_prefix"],
+            country_code=rules["country_code"],
+        )
+    except ValueError as error:
+        # Field names become flags in the words before the first quoted value only.
+        words, quote, rest = str(error).partition("'")
+        for name, flag in _NUMBERING_FLAGS.items():
+            words = words.replace(name, flag)
+        raise CliError(words + quote + rest) from None
+    switch = accounts.set_numbering(args.tenant, args.switch, plan)
+    emit(
+        args,
+        {"tenant": switch.tenant, "switch": switch.switch} | _numbering_payload(switch.numbering),
+        f"{switch.tenant}/{switch.switch}: {_numbering_text(switch.numbering)}",
     )
     return 0
 

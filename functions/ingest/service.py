@@ -16,8 +16,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.ingest.formats import parse_cdr_file
+from functions.shared.cdr import TRUNK_COLUMNS
 
-STRING_FIELDS = ("call_id", "caller", "callee", "disposition", "customer", "supplier")
+# CDR fields a switch may name its customer or supplier account by (`assign_parties`).
+STRING_FIELDS = (
+    "call_id",
+    "caller",
+    "callee",
+    "disposition",
+    "customer",
+    "supplier",
+    *TRUNK_COLUMNS,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +102,14 @@ def ingest(
     try:
         switch = switches.get_switch(drop.tenant, drop.switch)
         data, _ = lake.get_cdr(drop.tenant, drop.switch, drop.name)
-        parsed = parse_cdr_file(data, switch.format, timezone=switch.timezone, source=drop.name)
+        parsed = parse_cdr_file(
+            data,
+            switch.format,
+            timezone=switch.timezone,
+            source=drop.name,
+            template=switch.template,
+            numbering=switch.numbering,
+        )
         cdrs = assign_parties(
             parsed.cdrs,
             switch.customer_field,
@@ -126,7 +143,10 @@ def assign_parties(
     cdrs: pa.Table, customer_field: str, supplier_field: str, default_supplier: str | None = None
 ) -> pa.Table:
     """Point `customer` and `supplier` at the CDR fields this switch uses to name them;
-    calls whose CDR names no supplier go to the switch's default supplier, if it has one."""
+    calls whose CDR names no supplier go to the switch's default supplier, if it has one.
+
+    A switch whose trunks are mapped to accounts has them resolved at rating time instead
+    (functions.rate.trunks), from the trunk columns kept in the normalised table."""
     for role, field in (("customer", customer_field), ("supplier", supplier_field)):
         if field == role:
             continue

@@ -2,7 +2,10 @@
 
 Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=TENANT                         currency, timezone
-    pk={tenant}  sk=SWITCH#{switch}                format, timezone, customer/supplier field
+    pk={tenant}  sk=SWITCH#{switch}                format, timezone, customer/supplier field,
+                                                   CSV template, numbering plan
+    pk={tenant}  sk=TRUNK#{switch}#{dir}#{key}     account (dir ingress: a customer, egress: a
+                                                   supplier; key a trunk/gateway name or an IP)
     pk={tenant}  sk=ACCOUNT#{account}              kind, parent, prepaid, credit limit, currency,
                                                    status, deck_version (active), deck_seq
     pk={tenant}  sk=DECK#{account}#v{n:010d}       S3 key, currency, rows, skipped, source, sha256
@@ -16,7 +19,9 @@ A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
 from __future__ import annotations
 
 import random
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -31,6 +36,8 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
+from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
@@ -56,6 +63,12 @@ class _SwitchItem(_Item):
     customer_field = UnicodeAttribute()
     supplier_field = UnicodeAttribute()
     default_supplier = UnicodeAttribute(null=True)
+    # Comma-joined: a FreeSWITCH CSV template's variables; the numbering plan's tech prefixes.
+    template = UnicodeAttribute(null=True)
+    strip_prefixes = UnicodeAttribute(null=True)
+    international_prefix = UnicodeAttribute(null=True)
+    national_prefix = UnicodeAttribute(null=True)
+    country_code = UnicodeAttribute(null=True)
 
 
 class _AccountItem(_Item):
@@ -147,6 +160,10 @@ class Switch:
     # The supplier of calls whose CDR names none: a switch trunked to one vendor, or a
     # format (FreeSWITCH's stock CSV templates) without a gateway field.
     default_supplier: str | None = None
+    # A FreeSWITCH switch's own mod_cdr_csv template (variable names in order); None: stock.
+    template: tuple[str, ...] | None = None
+    # How it writes numbers (tech prefixes, international and national prefixes).
+    numbering: NumberingPlan = DEFAULT_PLAN
 
 
 def _switch(item: _SwitchItem) -> Switch:
@@ -158,6 +175,13 @@ def _switch(item: _SwitchItem) -> Switch:
         customer_field=item.customer_field,
         supplier_field=item.supplier_field,
         default_supplier=item.default_supplier,
+        template=tuple(item.template.split(",")) if item.template else None,
+        numbering=NumberingPlan(
+            strip=tuple(item.strip_prefixes.split(",")) if item.strip_prefixes else (),
+            international_prefix=item.international_prefix or "00",
+            national_prefix=item.national_prefix,
+            country_code=item.country_code,
+        ),
     )
 
 
@@ -170,13 +194,25 @@ def create_switch(
     customer_field: str = "customer",
     supplier_field: str = "supplier",
     default_supplier: str | None = None,
+    template: Sequence[str] | None = None,
 ) -> Switch:
-    """Register a switch of a known tenant (time zone defaults to the tenant's)."""
+    """Register a switch of a known tenant (time zone defaults to the tenant's).
+
+    `template`: a freeswitch-csv switch's own mod_cdr_csv template, its variable names in
+    order (the stock templates need none).
+    """
     owner = get_tenant(tenant)
     if default_supplier is not None:
         supplier = get_account(tenant, default_supplier)
         if supplier.kind != "supplier":
             raise ValueError(f"default supplier {default_supplier!r} is a {supplier.kind}")
+    if template is not None:
+        # Here, not at import: the raters that read switches never load the CSV formats.
+        from functions.ingest.formats.freeswitch import CSV_NAME, check_template
+
+        if format != CSV_NAME:
+            raise ValueError(f"template: only a {CSV_NAME} switch takes one, not {format}")
+        template = check_template(template)
     item = _m().switch(
         tenant,
         f"SWITCH#{check_name('switch', switch)}",
@@ -185,6 +221,7 @@ def create_switch(
         customer_field=customer_field,
         supplier_field=supplier_field,
         default_supplier=default_supplier,
+        template=",".join(template) if template else None,
     )
     item.created_at = now()
     try:
@@ -210,6 +247,121 @@ def list_switches(tenant: str) -> list[Switch]:
     model = _m().switch
     items = model.query(check_name("tenant", tenant), model.sk.startswith("SWITCH#"))
     return [_switch(item) for item in items]
+
+
+def set_numbering(tenant: str, switch: str, plan: NumberingPlan) -> Switch:
+    """Store how a switch writes numbers; its next files are translated by it (not earlier
+    ones: the lake keeps what was ingested)."""
+    model = _m().switch
+    try:
+        item = model.get(check_name("tenant", tenant), f"SWITCH#{check_name('switch', switch)}")
+    except DoesNotExist:
+        raise NotFoundError(f"unknown switch {switch!r} in tenant {tenant!r}") from None
+    values = [
+        (model.strip_prefixes, ",".join(plan.strip) or None),
+        (model.international_prefix, plan.international_prefix),
+        (model.national_prefix, plan.national_prefix),
+        (model.country_code, plan.country_code),
+    ]
+    actions = [a.remove() if v is None else a.set(v) for a, v in values]
+    item.update(actions=actions, condition=model.pk.exists())
+    return _switch(item)
+
+
+# --- trunks: what a switch's CDRs name, mapped to accounts ------------------------------------
+
+# A direction's key names the account of this kind.
+TRUNK_DIRECTIONS = {"ingress": "customer", "egress": "supplier"}
+# Gateway and peer names, hosts and IPv4/IPv6 addresses; no key separators or spaces.
+_TRUNK_KEY = re.compile(r"[A-Za-z0-9_.:@+\[\]-]{1,128}")
+
+
+class _TrunkItem(_Item):
+    account = UnicodeAttribute()
+
+
+@cache
+def _trunk_model(table: str) -> type[_TrunkItem]:
+    return bind(_TrunkItem, table)
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkMapping:
+    tenant: str
+    switch: str
+    direction: str  # ingress (the customer's trunk) | egress (the supplier's)
+    key: str  # a trunk or gateway name, or an IP, exactly as the CDRs write it
+    account: str
+
+
+def check_trunk_key(key: str) -> str:
+    if not isinstance(key, str) or not _TRUNK_KEY.fullmatch(key):
+        raise ValueError(
+            f"invalid trunk key {key!r}: a trunk or gateway name or an IP, 1-128 letters, "
+            "digits or '_.:@+[]-'"
+        )
+    return key
+
+
+def _trunk_sk(switch: str, direction: str, key: str) -> str:
+    if direction not in TRUNK_DIRECTIONS:
+        raise ValueError(f"invalid direction {direction!r}: use ingress or egress")
+    return f"TRUNK#{check_name('switch', switch)}#{direction}#{check_trunk_key(key)}"
+
+
+def map_trunk(tenant: str, switch: str, direction: str, key: str, account: str) -> TrunkMapping:
+    """Map what a switch's CDRs call a trunk (or its IP) to an account: ingress to a
+    customer, egress to a supplier. Mapping a key again moves it to the new account."""
+    sk = _trunk_sk(switch, direction, key)
+    get_switch(tenant, switch)
+    kind = TRUNK_DIRECTIONS[direction]
+    target = get_account(tenant, account)
+    if target.kind != kind:
+        raise ValueError(
+            f"{direction} {key!r}: account {account!r} is a {target.kind}, not a {kind}"
+        )
+    item = _trunk_model(settings().accounts_table)(tenant, sk, account=account)
+    item.created_at = now()
+    item.save()
+    return TrunkMapping(tenant, switch, direction, key, account)
+
+
+def unmap_trunk(tenant: str, switch: str, direction: str, key: str) -> TrunkMapping:
+    """Remove a mapping; NotFoundError if the key is not mapped."""
+    sk = _trunk_sk(switch, direction, key)
+    model = _trunk_model(settings().accounts_table)
+    try:
+        item = model.get(check_name("tenant", tenant), sk)
+    except DoesNotExist:
+        raise NotFoundError(
+            f"{direction} {key!r} is not mapped on switch {switch!r} in tenant {tenant!r}"
+        ) from None
+    item.delete()
+    return TrunkMapping(tenant, switch, direction, key, item.account)
+
+
+def list_trunks(tenant: str, switch: str) -> list[TrunkMapping]:
+    """A switch's mappings, ingress then egress, each by key."""
+    model = _trunk_model(settings().accounts_table)
+    prefix = f"TRUNK#{check_name('switch', switch)}#"
+    out = []
+    for item in model.query(check_name("tenant", tenant), model.sk.startswith(prefix)):
+        direction, key = item.sk.removeprefix(prefix).split("#", 1)
+        out.append(TrunkMapping(tenant, switch, direction, key, item.account))
+    return sorted(out, key=lambda m: (m.direction != "ingress", m.key))
+
+
+def get_trunk_plan(tenant: str, switch: str) -> TrunkPlan:
+    """What rating needs to resolve a switch's CDRs to accounts (functions.rate.trunks)."""
+    found = get_switch(tenant, switch)
+    mappings = list_trunks(tenant, switch)
+    return TrunkPlan(
+        ingress={m.key: m.account for m in mappings if m.direction == "ingress"},
+        egress={m.key: m.account for m in mappings if m.direction == "egress"},
+        customer_field=found.customer_field,
+        supplier_field=found.supplier_field,
+        default_supplier=found.default_supplier,
+    )
 
 
 # --- accounts --------------------------------------------------------------------------

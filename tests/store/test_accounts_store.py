@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from functions import store
+from functions.ingest.numbers import NumberingPlan
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, accounts
 
@@ -76,6 +77,77 @@ def test_switch_keeps_its_own_zone_and_party_fields(aws):
         "callerip",
         "calleeip",
     )
+
+
+def test_a_switch_keeps_its_csv_template_and_numbering_plan(aws):
+    """Issue 8 §4: neither existed before."""
+    accounts.create_tenant("acme")
+    template = ("uuid", "destination_number", "start_stamp", "answer_stamp", "billsec", "x_gw")
+    accounts.create_switch("acme", "fs", format="freeswitch-csv", template=list(template))
+    assert accounts.get_switch("acme", "fs").template == template
+    assert accounts.get_switch("acme", "fs").numbering == NumberingPlan()
+    plan = NumberingPlan(strip=("#123", "9999"), national_prefix="0", country_code="44")
+    assert accounts.set_numbering("acme", "fs", plan).numbering == plan
+    assert accounts.get_switch("acme", "fs").numbering == plan
+    accounts.set_numbering("acme", "fs", NumberingPlan(international_prefix="011"))
+    assert accounts.get_switch("acme", "fs").numbering == NumberingPlan(international_prefix="011")
+    with pytest.raises(ValueError, match="template: only a freeswitch-csv switch"):
+        accounts.create_switch("acme", "ast", format="asterisk-csv", template=list(template))
+    with pytest.raises(ValueError, match="template: lacks billsec"):
+        accounts.create_switch("acme", "fs2", format="freeswitch-csv", template=template[:-2])
+    with pytest.raises(NotFoundError, match="unknown switch 'nope'"):
+        accounts.set_numbering("acme", "nope", plan)
+
+
+def test_trunk_mappings_make_the_switchs_plan_and_stay_in_their_switch_and_tenant(aws):
+    """Issue 8 §4: trunks could not be mapped before."""
+    for tenant in ("acme", "beta"):
+        accounts.create_tenant(tenant)
+        for switch in ("sbc-1", "sbc-10"):
+            accounts.create_switch(tenant, switch, format="vos3000", default_supplier=None)
+        accounts.create_account(tenant, "cust", kind="customer")
+        accounts.create_account(tenant, "bt", kind="supplier")
+    accounts.map_trunk("acme", "sbc-1", "ingress", "CUST_A", "cust")
+    accounts.map_trunk("acme", "sbc-1", "ingress", "198.51.100.4", "cust")
+    accounts.map_trunk("acme", "sbc-1", "egress", "VEND_B", "bt")
+    accounts.map_trunk("acme", "sbc-1", "egress", "2001:db8::7", "bt")
+    accounts.map_trunk("acme", "sbc-10", "egress", "VEND_C", "bt")
+    accounts.map_trunk("beta", "sbc-1", "ingress", "CUST_Z", "cust")
+    plan = accounts.get_trunk_plan("acme", "sbc-1")
+    assert dict(plan.ingress) == {"CUST_A": "cust", "198.51.100.4": "cust"}
+    assert dict(plan.egress) == {"VEND_B": "bt", "2001:db8::7": "bt"}
+    assert (plan.customer_field, plan.supplier_field, plan.default_supplier) == (
+        "customer",
+        "supplier",
+        None,
+    )
+    assert [m.key for m in accounts.list_trunks("acme", "sbc-10")] == ["VEND_C"]
+    assert [m.key for m in accounts.list_trunks("beta", "sbc-1")] == ["CUST_Z"]
+    removed = accounts.unmap_trunk("acme", "sbc-1", "egress", "VEND_B")
+    assert removed.account == "bt"
+    assert dict(accounts.get_trunk_plan("acme", "sbc-1").egress) == {"2001:db8::7": "bt"}
+    with pytest.raises(NotFoundError, match="egress 'VEND_B' is not mapped"):
+        accounts.unmap_trunk("acme", "sbc-1", "egress", "VEND_B")
+
+
+def test_a_trunk_maps_only_to_an_existing_account_of_its_directions_kind(aws):
+    accounts.create_tenant("acme")
+    accounts.create_switch("acme", "sbc-1", format="generic")
+    accounts.create_account("acme", "cust", kind="customer")
+    accounts.create_account("acme", "bt", kind="supplier")
+    with pytest.raises(ValueError, match="ingress 'T1': account 'bt' is a supplier, not a cus"):
+        accounts.map_trunk("acme", "sbc-1", "ingress", "T1", "bt")
+    with pytest.raises(ValueError, match="egress 'T1': account 'cust' is a customer"):
+        accounts.map_trunk("acme", "sbc-1", "egress", "T1", "cust")
+    with pytest.raises(NotFoundError, match="unknown account 'ghost'"):
+        accounts.map_trunk("acme", "sbc-1", "egress", "T1", "ghost")
+    with pytest.raises(NotFoundError, match="unknown switch 'sbc-2'"):
+        accounts.map_trunk("acme", "sbc-2", "egress", "T1", "bt")
+    with pytest.raises(ValueError, match="invalid trunk key 'T#1'"):
+        accounts.map_trunk("acme", "sbc-1", "egress", "T#1", "bt")
+    with pytest.raises(ValueError, match="invalid direction 'out'"):
+        accounts.map_trunk("acme", "sbc-1", "out", "T1", "bt")
+    assert accounts.list_trunks("acme", "sbc-1") == []
 
 
 def test_credit_limit_round_trips_exactly_beyond_float_precision(aws):
