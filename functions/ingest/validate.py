@@ -203,7 +203,8 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         "pdd_ms": pdd_ms,
     }
     if not same_text:
-        columns["dialled"] = _blank_to_null(dialled)
+        # As sent; a blank one never gets here (missing_field), so it needs no nulling.
+        columns["dialled"] = dialled
     cdrs = pa.table(columns | route)
     if failed.any():
         cdrs = cdrs.filter(pa.array(~failed))
