@@ -155,3 +155,27 @@ def test_attempt_keys_are_equal_exactly_when_the_attempts_are(attempts):
     for i in range(len(rows)):
         for j in range(len(rows)):
             assert (keys[i] == keys[j]) == (identities[i] == identities[j])
+
+
+def test_tollgate_rate_charges_the_answered_attempt_of_a_route_advanced_call(tmp_path, monkeypatch):
+    """Through the CLI: before, `tollgate rate` quarantined the answered row as a duplicate
+    and the call earned nothing."""
+    import csv
+
+    from functions.cli import main
+
+    monkeypatch.setenv("TOLLGATE_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "Master.csv").write_bytes(asterisk(FAILED_A, ANSWERED_B))
+    (tmp_path / "sell.csv").write_text("prefix,destination,rate,increment\n44,UK,0.012,60/6\n")
+    argv = ["rate", str(tmp_path / "Master.csv"), "--format", "asterisk-csv"]
+    argv += ["--customer-deck", str(tmp_path / "sell.csv"), "--out", str(tmp_path / "out.csv")]
+    assert main(argv) == 0
+    with (tmp_path / "out.csv").open() as handle:
+        rated = list(csv.DictReader(handle))
+    with (tmp_path / "out.quarantine.csv").open() as handle:
+        assert list(csv.DictReader(handle)) == []
+    # 65 s at 60/6 bill 66 s: 66/60 x 0.012 = 0.0132
+    assert [(r["line"], r["billsec"], r["status"], r["customer_amount"]) for r in rated] == [
+        ("1", "0", "rated", "0.000000"),
+        ("2", "65", "rated", "0.013200"),
+    ]
