@@ -477,10 +477,10 @@ def _attempts(
     distinct = pc.unique(given)
     if len(distinct) == len(given):
         return np.zeros(len(ids), bool), distinct, attempts
-    return repeated_attempts(attempts), distinct, attempts
+    return _repeated_attempts(attempts), distinct, attempts
 
 
-def repeated_attempts(attempts: pa.Table) -> np.ndarray:
+def _repeated_attempts(attempts: pa.Table) -> np.ndarray:
     """True for rows (ATTEMPT_SCHEMA, in file order) that repeat an earlier row's attempt,
     or whose call id an earlier row with no readable start has claimed; blank ids never
     repeat."""
