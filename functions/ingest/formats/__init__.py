@@ -114,10 +114,10 @@ def iter_cdr_chunks(
     A part ends at a line end; line numbers stay the file's own. The one rule that spans
     parts, duplicate attempts (the first row wins, even a quarantined one), is checked
     against every call id of the earlier parts, and on a repeated id against the attempts
-    of the earlier parts that had it. Memory then follows the part, not
-    the file, and a consumer can write one part while the next is parsed. Formats that are
-    not line-oriented, and small files, come as one part. `data` may be a memory map of the
-    file: only the part being parsed is then copied into memory.
+    of the earlier parts that had it. Memory then follows the part (plus each earlier row's
+    call id, start and leg), not the file, and a consumer can write one part while the next
+    is parsed. Formats that are not line-oriented, and small files, come as one part. `data`
+    may be a memory map of the file: only the part being parsed is then copied into memory.
     """
     parser = _parser(fmt)
     options = _options(fmt, timezone, source, template, numbering)
@@ -363,22 +363,25 @@ def _earlier_duplicates(
     whose call id an earlier row with no readable start claimed), as `validate` does within
     a part."""
     cdrs = part.cdrs
-    repeated = pc.is_in(cdrs.column("call_id"), value_set=repeated_ids)
-    if not pc.any(repeated).as_py():
+    candidates = np.flatnonzero(_bools(pc.is_in(cdrs.column("call_id"), value_set=repeated_ids)))
+    if not len(candidates):
         return part
+    # Only the rows with a repeated id are compared on their attempt.
+    mine = cdrs.take(pa.array(candidates))
     known = pc.is_valid(before.column("start_time"))
     seen = before.filter(known)
     earlier_keys = attempt_key_texts(*(seen.column(c) for c in ATTEMPT_SCHEMA.names))
-    claimed = before.filter(pc.invert(known)).column("call_id")
-    leg = attempt_legs(cdrs)
-    mine = attempt_key_texts(cdrs.column("call_id"), cdrs.column("start_time"), leg)
+    claimed = before.filter(pc.invert(known)).column("call_id").combine_chunks()
+    keys = attempt_key_texts(mine.column("call_id"), mine.column("start_time"), attempt_legs(mine))
     same = pc.or_(
-        pc.is_in(mine, value_set=earlier_keys),
-        pc.is_in(cdrs.column("call_id"), value_set=claimed.combine_chunks()),
+        pc.is_in(keys, value_set=earlier_keys),
+        pc.is_in(mine.column("call_id"), value_set=claimed),
     )
-    repeated = pc.and_(repeated, same)
-    if not pc.any(repeated).as_py():
+    found = np.zeros(cdrs.num_rows, bool)
+    found[candidates[_bools(same)]] = True
+    if not found.any():
         return part
+    repeated = pa.array(found)
     moved = part.cdrs.filter(repeated)
     raw = lines.text(moved.column("line").to_numpy() - first_line + 1)
     ids = moved.column("call_id").to_pylist()
