@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +31,9 @@ from functions.rate.timeline import (
     prepare,
 )
 from functions.shared.money import RATE_SCALE, units_to_str
+
+if TYPE_CHECKING:  # the store imports boto3: not while building the parser
+    from functions.store.accounts import DeckVersion
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -263,7 +266,7 @@ def _moment(text: str) -> int:
     """An ISO date (00:00 UTC) or datetime (naive = UTC) as whole epoch seconds."""
     when = _instant(text)
     if when.microsecond:
-        raise argparse.ArgumentTypeError(f"effective times are whole seconds: {text!r}")
+        raise argparse.ArgumentTypeError(f"times are whole seconds: {text!r}")
     return int(when.timestamp())
 
 
@@ -279,11 +282,13 @@ class _Planned:
 class _AlreadyHead(Exception):
     """The head already is what was asked for: record nothing (a retried upload, say)."""
 
-    def __init__(self, head):
+    def __init__(self, head: DeckVersion):
         self.head = head
 
 
-def _new_version(tenant: str, account: str, plan: Callable[[int | None], Callable]):
+def _new_version(
+    tenant: str, account: str, plan: Callable[[int | None], Callable[[int], _Planned]]
+) -> DeckVersion:
     """Compose on the head, write the objects, then record and move the head in one step.
 
     `plan(head)` checks the request against the head and reads what it needs, raising before
@@ -420,7 +425,7 @@ def run_deck_upload(args: argparse.Namespace) -> int:
     return 0
 
 
-def _did(v) -> str:
+def _did(v: DeckVersion) -> str:
     """What a version did, in one line."""
     if v.mode == "rollback":
         return f"rollback to v{v.restores} ({v.timeline_rows} entries; v{v.base} was active)"
@@ -432,7 +437,7 @@ def _did(v) -> str:
     )
 
 
-def _range_text(v) -> str | None:
+def _range_text(v: DeckVersion) -> str | None:
     """The uploaded rows' effective_from, earliest to latest (None: no rows, a rollback)."""
     low, high = _optional_instant(v.effective_min), _optional_instant(v.effective_max)
     return low if low == high else f"{low} to {high}"
@@ -442,7 +447,7 @@ def _optional_instant(seconds: int | None) -> str | None:
     return None if seconds is None else instant_text(seconds)
 
 
-def _version_json(v, *, active: bool) -> dict[str, Any]:
+def _version_json(v: DeckVersion, *, active: bool) -> dict[str, Any]:
     return {
         "tenant": v.tenant,
         "account": v.account,
