@@ -22,8 +22,6 @@ from types import MappingProxyType
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_NO_ACCOUNT = pa.scalar(None, pa.string())
-
 
 @dataclass(frozen=True, slots=True)
 class TrunkPlan:
@@ -84,4 +82,5 @@ def _own_field(cdrs: pa.Table, field_name: str, role: str):
     column = cdrs.column(field_name)
     if not pa.types.is_string(column.type):
         raise ValueError(f"switch names the {role} by {field_name!r}, which is not text")
-    return pc.if_else(pc.equal(column, ""), _NO_ACCOUNT, column)
+    # Built here, not at import: an Arrow scalar makes pyarrow look for pandas (a cold start).
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, pa.string()), column)
