@@ -424,8 +424,10 @@ def test_invalid_deck_names_its_lines_and_changes_nothing(acme, capsys):
 
 
 def test_deck_in_another_currency_than_the_account_is_refused(acme, capsys):
-    assert tollgate("deck", "upload", "acme", "cust", acme("eur.csv", DECK), "--currency", "EUR")
+    eur = acme("eur.csv", DECK)
+    assert tollgate("deck", "upload", "acme", "cust", eur, "--currency", "EUR") == 2
     assert "deck currency EUR differs" in capsys.readouterr().err
+    assert accounts.list_deck_versions("acme", "cust") == []
 
 
 def test_pointer_flips_only_after_the_parquet_exists(acme, monkeypatch):
