@@ -10,7 +10,8 @@ customer/supplier field (e.g. an accountcode), and for the supplier the switch's
 supplier where the CDR names none.
 
 Applied at rating time to the normalised table, which keeps the trunk columns, so a mapping
-added after ingest applies when the file is re-rated.
+added after ingest applies when the file is re-rated. A table normalised before those columns
+existed keeps the accounts its CDRs named.
 """
 
 from __future__ import annotations
@@ -44,11 +45,11 @@ def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
 
     Every other column, and the rows and their order, are as given.
     """
-    if plan.ingress:
+    if plan.ingress and _has_trunks(cdrs, "ingress"):
         customer = _mapped(cdrs, "ingress", plan.ingress)
     else:
         customer = _own_field(cdrs, plan.customer_field, "customer")
-    if plan.egress:
+    if plan.egress and _has_trunks(cdrs, "egress"):
         supplier = _mapped(cdrs, "egress", plan.egress)
     else:
         supplier = _own_field(cdrs, plan.supplier_field, "supplier")
@@ -61,18 +62,23 @@ def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
     return cdrs
 
 
+def _has_trunks(cdrs: pa.Table, direction: str) -> bool:
+    """Whether the table keeps the direction's trunk columns. A file normalised before they
+    existed cannot be mapped, and keeps the accounts its CDRs named when it was first rated:
+    re-rating history after a mapping is added must not un-charge it."""
+    names = cdrs.column_names
+    return f"{direction}_trunk" in names or f"{direction}_ip" in names
+
+
 def _mapped(cdrs: pa.Table, direction: str, mapping: Mapping[str, str]):
     """The account of each CDR's trunk name, else of its IP, else null."""
     keys = pa.array(list(mapping), pa.string())
     accounts = pa.array(list(mapping.values()), pa.string())
     found = None
     for column in (f"{direction}_trunk", f"{direction}_ip"):
-        if column not in cdrs.column_names:  # normalised before trunks were kept
-            continue
-        account = pc.take(accounts, pc.index_in(cdrs.column(column), value_set=keys))
-        found = account if found is None else pc.coalesce(found, account)
-    if found is None:
-        return pa.nulls(cdrs.num_rows, pa.string())
+        if column in cdrs.column_names:
+            account = pc.take(accounts, pc.index_in(cdrs.column(column), value_set=keys))
+            found = account if found is None else pc.coalesce(found, account)
     return found
 
 

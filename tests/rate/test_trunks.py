@@ -65,14 +65,21 @@ def test_a_direction_without_mappings_keeps_the_cdrs_own_field_and_default_suppl
     assert own.column("supplier").to_pylist() == ["tata", "tata", "tata"]
 
 
-def test_a_table_normalised_before_trunks_were_kept_resolves_mapped_directions_to_none():
-    old = cdrs([{"customer": "acme", "supplier": "bt"}]).drop_columns(
+def test_a_table_normalised_before_trunks_were_kept_keeps_the_accounts_its_cdrs_named():
+    """Re-rating a day ingested before trunk columns existed, after mappings were added,
+    must not turn its charged calls into calls of no account."""
+    old = cdrs([{"customer": "acme", "supplier": None}]).drop_columns(
         ["ingress_trunk", "ingress_ip", "egress_trunk", "egress_ip", "dialled", "egress_leg"]
     )
-    out = resolve_parties(old, TrunkPlan(ingress={"carrierA": "acme"}))
+    plan = TrunkPlan(ingress={"carrierA": "x"}, egress={"vendorB": "y"}, default_supplier="bt")
+    out = resolve_parties(old, plan)
     assert out.column_names == old.column_names
-    assert out.column("customer").to_pylist() == [None]
+    assert out.column("customer").to_pylist() == ["acme"]
     assert out.column("supplier").to_pylist() == ["bt"]
+    # A table that has the columns is mapped, even where a row's trunk is empty.
+    assert resolve_parties(cdrs([{"customer": "acme"}]), plan).column("customer").to_pylist() == [
+        None
+    ]
 
 
 def test_a_field_that_is_not_a_cdr_text_field_is_refused_naming_it():
