@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 
 from functions.rate.parties import Parties, charge_deltas, rate_parties
 from functions.rate.service import DeckCache, load_parties
+from functions.rate.trunks import TrunkPlan, resolve_parties
 
 GENERATION = b"tollgate.rerate.generation"
 PENDING = b"tollgate.rerate.pending"
@@ -84,14 +85,11 @@ class Files(Protocol):
 
 class Accounts(Protocol):
     def list_accounts(self, tenant: str) -> list[Any]: ...
+    def get_trunk_plan(self, tenant: str, switch: str) -> TrunkPlan: ...
 
 
 class Ledger(Protocol):
     def post_balances(self, tenant: str, posting_id: str, deltas: dict[str, int], **kw) -> bool: ...
-
-
-# How a file's normalised calls get their accounts (the switch's trunk map), per switch.
-Resolver = Callable[[str, pa.Table], pa.Table]
 
 
 # --- pure core -------------------------------------------------------------------------
@@ -120,7 +118,7 @@ def subtract(new: Mapping[str, int], old: Mapping[str, int]) -> dict[str, int]:
 def _lines_of(charges: pa.Table, account: str) -> pa.Array:
     """The lines (calls) in which `account` is a party at any level."""
     party = pc.equal(charges.column("account").cast(pa.string()), account)
-    return pc.unique(charges.filter(pc.fill_null(party, False)).column("line")).combine_chunks()
+    return pc.unique(charges.filter(pc.fill_null(party, False)).column("line"))
 
 
 def _conform(fresh: pa.Table, stored: pa.Table) -> pa.Table | None:
@@ -346,12 +344,8 @@ def rerate(
     accounts: Accounts,
     ledger: Ledger,
     decks: DeckCache,
-    resolve: Resolver | None = None,
 ) -> RerateReport:
-    """Re-rate the tenant's rated calls of days first..last (see the module doc).
-
-    `resolve(switch, calls)` gives calls their accounts by the switch's current trunk map.
-    """
+    """Re-rate the tenant's rated calls of days first..last (see the module doc)."""
     first, last = _day(first), _day(last)
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
@@ -362,6 +356,7 @@ def rerate(
     totals = _Totals()
     found_files = sorted(files.list_files(tenant), key=lambda r: r.file_id)
     names = {r.file_id: str(r.meta.get("name", "")) for r in found_files}
+    plans: dict[str, TrunkPlan] = {}  # each switch's current trunk map, read once per run
 
     for day, file_id in lake.list_rerate_pending(tenant):
         try:
@@ -380,8 +375,10 @@ def rerate(
                 continue
             stored = {area: lake.get_table(area, tenant, day, found.file_id) for area in AREAS}
             normalised = lake.get_table("normalized", tenant, day, found.file_id)
-            if resolve is not None:
-                normalised = resolve(str(found.meta.get("switch", "")), normalised)
+            switch = str(found.meta["switch"])
+            if switch not in plans:
+                plans[switch] = accounts.get_trunk_plan(tenant, switch)
+            normalised = resolve_parties(normalised, plans[switch])
             change = rerate_tables(
                 stored["rated"], stored["charges"], normalised, parties, found.file_id, account
             )

@@ -29,6 +29,8 @@ import pyarrow.compute as pc
 from functions.rate.deck_cache import DeckCache
 from functions.rate.parties import Account, Parties, charge_deltas, rate_parties
 from functions.rate.rating import DeckIndex
+from functions.rate.trunks import TrunkPlan, resolve_parties
+from functions.shared.cdr import attempt_keys
 from functions.shared.money import Rounding, RoundingMethod, units_to_str
 
 __all__ = ["DeckCache", "RateOutcome", "load_parties", "rate_file"]
@@ -62,6 +64,7 @@ class Files(Protocol):
 
 class Accounts(Protocol):
     def list_accounts(self, tenant: str) -> list[Any]: ...
+    def get_trunk_plan(self, tenant: str, switch: str) -> TrunkPlan: ...
 
 
 class Ledger(Protocol):
@@ -77,12 +80,6 @@ class RateOutcome:
     file_id: str
     status: str  # done | already
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def call_keys(cdrs: pa.Table) -> pa.Array:
-    """What makes a call the same call again: the switch's call id and its start."""
-    start = pc.cast(pc.cast(cdrs.column("start_time"), pa.int64()), pa.string())
-    return pc.binary_join_element_wise(cdrs.column("call_id"), start, "|").combine_chunks()
 
 
 def claim_new_calls(
@@ -125,7 +122,7 @@ def claim_day(
     hour's claimed set stays 1/24 of a busy switch-day's, so a Lambda's memory follows the
     file, not how many calls the switch already sent that day.
     """
-    keys = call_keys(cdrs)
+    keys = attempt_keys(cdrs)
     hours = pc.hour(cdrs.column("start_time")).to_numpy(zero_copy_only=False)
     new = np.zeros(cdrs.num_rows, dtype=bool)
     for hour in np.unique(hours):
@@ -237,6 +234,9 @@ def rate_file(
     tables: dict[str, dict[str, pa.Table]] = {}
     if run is None:
         mine = uuid.uuid4().hex
+        # Trunks become accounts now, not at ingest: a mapping added later reaches `rerate`.
+        plan = accounts.get_trunk_plan(tenant, switch)
+        calls = [resolve_parties(table, plan) for table in calls]
         tables = price_file(tenant, file_id, days, calls, accounts=accounts, lake=lake, decks=decks)
         for day in days:
             for area in AREAS:

@@ -130,8 +130,7 @@ def test_money_and_rates_are_decimal():
     assert {rated[n] for n in money} == {"decimal(18,6)"}
     assert {rated[n] for n in rated if n.endswith("_rate")} == {"decimal(18,8)"}
     charges = {
-        c["Name"]: c["Type"]
-        for c in table_inputs()["cdrs_charges"]["StorageDescriptor"]["Columns"]
+        c["Name"]: c["Type"] for c in table_inputs()["cdrs_charges"]["StorageDescriptor"]["Columns"]
     }
     assert (charges["amount"], charges["rate"]) == ("decimal(18,6)", "decimal(18,8)")
 

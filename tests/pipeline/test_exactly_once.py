@@ -12,6 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -116,16 +117,27 @@ def process(faults: Faults, published: Published) -> None:
 def snapshot() -> dict:
     """Everything money and accounting depend on."""
     records = sorted(files.list_files(TENANT), key=lambda r: r.meta["name"])
-    rated = {}
+    rated, charges = {}, {}
     for record in records:
         for day in record.meta.get("days", []):
             table = lake.get_table("rated", TENANT, day, record.file_id)
             rated[(record.meta["name"], day)] = table.sort_by("call_id").to_pylist()
+            table = lake.get_table("charges", TENANT, day, record.file_id)
+            charges[(record.meta["name"], day)] = sorted(
+                table.to_pylist(), key=lambda c: (c["call_id"], c["role"], c["level"] or 0)
+            )
     return {
         "balances": {a: ledger.get_balance(TENANT, a) for a in EXPECTED_BALANCES},
+        "journal": {a: _journal(a) for a in EXPECTED_BALANCES},
         "files": [(r.meta["name"], r.status, r.counts) for r in records],
         "rated": rated,
+        "charges": charges,
     }
+
+
+def _journal(account: str) -> list[tuple[str, int]]:
+    """What the account's statement lists: (kind, amount) per posting, booking times aside."""
+    return [(e.kind, e.amount) for e in ledger.list_entries(TENANT, account)]
 
 
 def run_with_faults(tmp_path: Path, faults: Faults) -> tuple[dict, Published]:
@@ -153,27 +165,99 @@ def test_a_clean_run_charges_every_party_to_the_micro_unit(clean_run):
         (
             "day1-resent.csv",
             "done",
-            {"rows": 3, "rated": 1, "unrated": 0, "quarantined": 0, "duplicates": 2},
+            {
+                "rows": 3,
+                "rated": 1,
+                "unrated": 0,
+                "quarantined": 0,
+                "duplicates": 2,
+                "unknown_account": 0,
+            },
         ),
         (
             "day1.csv",
             "done",
-            {"rows": 7, "rated": 4, "unrated": 1, "quarantined": 2, "duplicates": 0},
+            {
+                "rows": 7,
+                "rated": 4,
+                "unrated": 1,
+                "quarantined": 2,
+                "duplicates": 0,
+                "unknown_account": 0,
+            },
         ),
     ]
     first = state["rated"][("day1.csv", "2024-05-01")]
     by_call = {row["call_id"]: row for row in first}
     assert by_call["c2"]["customer_amount"] == Decimal("0.009658")
-    assert by_call["c2"]["reseller1"] == "resellco"
-    assert by_call["c2"]["reseller1_amount"] == Decimal("0.007625")
-    assert by_call["c2"]["reseller1_margin"] == Decimal("0.002033")
     assert by_call["c2"]["supplier_amount"] == Decimal("0.006608")
+    # The carrier's margin: what resellco (the top of c2's chain) pays minus the supplier cost.
     assert by_call["c2"]["margin"] == Decimal("0.001017")
     assert by_call["c3"]["billed_seconds"] == 66
     assert by_call["c5"]["reason"] == "no_rate"
+    c2 = [c for c in state["charges"][("day1.csv", "2024-05-01")] if c["call_id"] == "c2"]
+    assert [(c["account"], c["level"], c["counterparty"], c["amount"]) for c in c2] == [
+        ("retail", 0, "resellco", Decimal("0.009658")),
+        ("resellco", 1, "carrier", Decimal("0.007625")),
+        ("tata", None, "carrier", Decimal("0.006608")),
+    ]
+    # Each balance moved by exactly the sum of its rated charges, one journal entry per file.
+    moved: dict[str, int] = {}
+    for charges in state["charges"].values():
+        for c in charges:
+            if c["status"] == "rated":
+                units = int(c["amount"].scaleb(6))
+                moved[c["account"]] = moved.get(c["account"], 0) + (
+                    units if c["role"] == "supplier" else -units
+                )
+    assert {a: b for a, (b, _) in state["balances"].items()} == moved
+    assert state["journal"]["retail"] == [("charges", -9_658), ("charges", -19_000)]
     assert sorted(d["file_id"] for d in published.details) == sorted(
         r.file_id for r in files.list_files(TENANT)
     )
+
+
+def test_two_runs_of_one_file_with_a_deck_change_between_leave_lake_and_balances_agreeing(
+    aws, tmp_path
+):
+    """Fails on the old service: two overlapping runs of one file (ingest re-sends rate
+    requests on purpose) each wrote the rated Parquet, so when the customer's deck changed in
+    between, the lake kept the slow run's prices while the balances held the other's."""
+    set_up_carrier(tmp_path)
+    dropped = drop("day1.csv", FIRST_FILE)
+    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+    stores = {"lake": lake, "accounts": accounts, "ledger": ledger, "events": events}
+
+    class Overtaken:
+        """The files port of a slow run: just before it commits its pricing run, a second
+        run of the same file starts, after a deck upload, and finishes."""
+
+        def __getattr__(self, name):
+            return getattr(files, name)
+
+        def commit_pricing_run(self, tenant, file_id, run):
+            cheaper = tmp_path / "cheaper.csv"
+            cheaper.write_text("prefix,rate\n917,0.001\n44,0.001\n")
+            from tests.pipeline.carrier import run as tollgate
+
+            tollgate("deck", "upload", TENANT, "direct", str(cheaper), "--effective", "2024-01-01")
+            fast = rate_file(TENANT, SWITCH, file_id, files=files, decks=DeckCache(), **stores)
+            assert fast.status == "done"
+            return files.commit_pricing_run(tenant, file_id, run)
+
+    slow = rate_file(
+        TENANT, SWITCH, dropped.file_id, files=Overtaken(), decks=DeckCache(), **stores
+    )
+    assert slow.status == "done"
+    rated = lake.get_table("rated", TENANT, "2024-05-01", dropped.file_id)
+    charges = lake.get_table("charges", TENANT, "2024-05-01", dropped.file_id)
+    direct = rated.filter(pc.equal(rated["customer"], "direct"))
+    # The second run priced with the cheaper deck (1/1 increments) and committed first: c1
+    # 60 s at 0.001, c3 61 s at 0.001. Lake (both tables) and balance say the same.
+    assert pc.sum(direct["customer_amount"]).as_py() == Decimal("0.002017")
+    charged = charges.filter(pc.equal(charges["account"].cast(pa.string()), "direct"))
+    assert pc.sum(charged["amount"]).as_py() == Decimal("0.002017")
+    assert ledger.get_balance(TENANT, "direct") == (-2_017, 0)
 
 
 def test_counts_reconcile_per_file(clean_run):
@@ -216,7 +300,7 @@ def test_a_rated_file_keeps_its_charges_when_a_deck_changes_before_a_retry(aws, 
     ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
 
     class CrashOnPost:
-        def post_balances(self, *args):
+        def post_balances(self, *args, **kwargs):
             raise Crash("after the rated output, before the posting")
 
     stores = {"lake": lake, "files": files, "accounts": accounts}
@@ -234,7 +318,7 @@ def test_a_rated_file_keeps_its_charges_when_a_deck_changes_before_a_retry(aws, 
     cheaper.write_text("prefix,rate\n917,0.001\n44,0.001\n")
     from tests.pipeline.carrier import run
 
-    run("deck", "upload", TENANT, "direct", str(cheaper))
+    run("deck", "upload", TENANT, "direct", str(cheaper), "--effective", "2024-01-01")
     rate_file(
         TENANT, SWITCH, dropped.file_id, ledger=ledger, events=events, decks=DeckCache(), **stores
     )

@@ -55,11 +55,14 @@ def rerate_json(*argv: str) -> dict:
     return json.loads(out)
 
 
-def upload(tmp_path: Path, decks: dict[str, str]) -> None:
+def upload(tmp_path: Path, decks: dict[str, str], effective: str | None = DAY) -> None:
+    """Corrected decks in force from `effective` (a back-dated correction: the first decks'
+    rows had no date, so they are in force from the beginning)."""
     for account, text in decks.items():
         path = tmp_path / f"{account}-corrected-{len(list(tmp_path.iterdir()))}.csv"
         path.write_text(text)
-        run("deck", "upload", TENANT, account, str(path))
+        when = ["--effective", effective] if effective else []
+        run("deck", "upload", TENANT, account, str(path), *when)
 
 
 def balances() -> dict[str, int]:
@@ -82,6 +85,12 @@ def snapshot() -> dict:
         for r in files.list_files(TENANT)
         for day in r.meta["days"]
     }
+    charges_generations = {
+        (r.meta["name"], day): generation(lake.get_table("charges", TENANT, day, r.file_id))
+        for r in files.list_files(TENANT)
+        for day in r.meta["days"]
+    }
+    assert charges_generations == generations  # the two tables of a (day, file) move together
     return {
         "balances": balances(),
         "rated": rated(),
@@ -179,6 +188,7 @@ def test_a_second_change_posts_only_the_difference_to_the_rerated_output(carrier
             "direct": "prefix,destination,rate,increment,effective_from\n"
             "917,India - Mobile,0.0065,1/1,2024-04-01\n44,UK,0.012,60/6,2024-01-01\n"
         },
+        effective=None,  # the rows say when they apply
     )
     payload = rerate_json("--from", DAY, "--to", DAY)
     assert by_account(payload)["direct"] == ("-0.020200", "-0.019700", "0.000500")
@@ -315,8 +325,8 @@ def test_a_crash_before_any_store_call_then_a_retry_ends_in_the_clean_state(carr
 class CrashAfterPosting:
     """The ledger port of a run that dies right after its first posting went through."""
 
-    def post_balances(self, *args):
-        ledger.post_balances(*args)
+    def post_balances(self, *args, **kwargs):
+        ledger.post_balances(*args, **kwargs)
         raise Crash("after the posting, before the rated table was replaced")
 
 

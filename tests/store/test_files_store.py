@@ -17,6 +17,16 @@ DAY = "2024-03-01"
 # --- processed files -------------------------------------------------------------------
 
 
+def test_the_first_pricing_run_committed_is_the_files_for_good(aws):
+    assert files.get_pricing_run("acme", "f1") is None
+    assert files.commit_pricing_run("acme", "f1", "run-a") == "run-a"
+    assert files.commit_pricing_run("acme", "f1", "run-b") == "run-a"  # the loser learns it
+    assert files.get_pricing_run("acme", "f1") == "run-a"
+    files.put_file("acme", "f1", "ingested", {"rows": 1})  # an ingest retry keeps the run
+    assert files.get_pricing_run("acme", "f1") == "run-a"
+    assert files.get_pricing_run("globex", "f1") is None
+
+
 def test_file_goes_from_ingested_to_done_with_its_counts(aws):
     meta = {"switch": "sbc-1", "date": DAY, "key": "incoming/acme/sbc-1/a.csv", "bytes": 1234}
     assert files.put_file("acme", "f1", "ingested", {"rows": 10, "quarantined": 2}, meta)
@@ -28,12 +38,20 @@ def test_file_goes_from_ingested_to_done_with_its_counts(aws):
         "unrated": 0,
         "quarantined": 2,
         "duplicates": 0,
+        "unknown_account": 0,
     }
     assert record.meta == meta
     assert files.set_file_status("acme", "f1", "done", {"rated": 6, "unrated": 1, "duplicates": 1})
     done = files.get_file("acme", "f1")
     assert done.status == "done"
-    assert done.counts == {"rows": 10, "rated": 6, "unrated": 1, "quarantined": 2, "duplicates": 1}
+    assert done.counts == {
+        "rows": 10,
+        "rated": 6,
+        "unrated": 1,
+        "quarantined": 2,
+        "duplicates": 1,
+        "unknown_account": 0,
+    }
     assert done.created_at == record.created_at and done.updated_at >= record.updated_at
 
 
