@@ -38,6 +38,16 @@ ACCOUNTS = (
 )
 CALLING = ("ACME_TEL", "BLUEWAVE", "DESI_RETAIL")  # the accounts whose CDRs name them
 SUPPLIERS = ("VEND_TATA", "VEND_BT")
+# The VOS3000 switch names its gateways, not our accounts. SG-DESI is left unmapped at first:
+# its calls arrive as unknown_account until the operator maps it and re-rates.
+VOS_GATEWAYS = {
+    "ACME_TEL": "SG-ACME",
+    "BLUEWAVE": "SG-BLUE",
+    "DESI_RETAIL": "SG-DESI",
+    "VEND_TATA": "SG-TATA",
+    "VEND_BT": "SG-BT",
+}
+DAYS = ("2024-04-30", "2024-05-02")  # the traffic's UTC days (London's midnight is 23:00 UTC)
 DECK_PREFIXES = 20_000
 
 
@@ -109,6 +119,8 @@ def pipeline_demo(workdir: Path, n_cdrs: int) -> int:
             print(f"  dropped {path.name:<28} -> switch {switch}")
         wait_for_pipeline(stack, len(drops))
         report(workdir)
+        corrections()
+        money_in_and_out(workdir)
     print(f"\ndemo finished in {time.perf_counter() - began:.1f} s")
     return 0
 
@@ -146,6 +158,11 @@ def set_up(workdir: Path) -> None:
     )
     _tollgate("switch", "create", TENANT, "ast-nyc1", "--format", "asterisk-csv")
     _tollgate("switch", "create", TENANT, "vos-sg1", "--format", "vos3000")
+    for account, gateway in VOS_GATEWAYS.items():
+        if gateway == "SG-DESI":
+            continue
+        side = "--egress" if account in SUPPLIERS else "--ingress"
+        _tollgate("switch", "map", TENANT, "vos-sg1", side, gateway, account)
     for name, _, _, india_mobile, percent in ACCOUNTS:
         deck = workdir / f"deck-{name}.csv"
         deck.write_bytes(
@@ -192,7 +209,9 @@ def generate_traffic(workdir: Path, n_cdrs: int) -> list[tuple[str, Path]]:
         (
             "vos-sg1",
             "GetCdr-20240501.json",
-            lambda n, s: samples.generate_vos3000_json(n, s, bad_fraction=0.002, **parties),
+            lambda n, s: samples.generate_vos3000_json(
+                n, s, bad_fraction=0.002, gateways=VOS_GATEWAYS, **parties
+            ),
         ),
     ]
     progress = Progress("generating CDR files", per * len(plan), " CDRs")
@@ -251,6 +270,7 @@ def report(workdir: Path) -> None:
     records = sorted(files.list_files(TENANT), key=lambda r: r.meta.get("name", ""))
     columns = ("rows", "rated", "unrated", "quarantined", "duplicates")
     print(f"  {'file':<32}{'switch':<10}{'status':<8}" + "".join(f"{c:>12}" for c in columns))
+    unknown = sum(r.counts.get("unknown_account", 0) for r in records)
     totals = dict.fromkeys(columns, 0)
     for r in records:
         counts = [r.counts.get(c, 0) for c in columns]
@@ -266,6 +286,7 @@ def report(workdir: Path) -> None:
         f"  rows = rated + unrated + quarantined + duplicates: "
         f"{'reconciles' if reconciled else 'DOES NOT RECONCILE'}"
     )
+    print(f"  calls on a trunk mapped to no account (unknown_account): {unknown:,}")
 
     lake_dir = Path(tempfile.mkdtemp(prefix="tollgate-lake-", dir=workdir))
     lake.copy_area("rated", TENANT, lake_dir)
@@ -331,6 +352,47 @@ def report(workdir: Path) -> None:
             f"{row['asr']:>8.1%}{row['acd_minutes']:>8.2f}{row['minutes']:>13,.1f}"
             f"{_money(row['cost'])}"
         )
+    shutil.rmtree(lake_dir, ignore_errors=True)
+
+
+def corrections() -> None:
+    heading("the operator maps the VOS gateway SG-DESI and re-rates the day")
+    _tollgate("switch", "map", TENANT, "vos-sg1", "--ingress", "SG-DESI", "DESI_RETAIL")
+    _tollgate("rerate", TENANT, "--from", DAYS[0], "--to", DAYS[1])
+
+
+def money_in_and_out(workdir: Path) -> None:
+    from functions.store import accounts, lake, ledger
+
+    heading("payments by reference, and a statement")
+    _tollgate("payment", "record", TENANT, "ACME_TEL", "500.00", "--reference", "BANK-0001")
+    _tollgate("payment", "record", TENANT, "ACME_TEL", "500.00", "--reference", "BANK-0001")
+    _tollgate("payment", "record", TENANT, "VEND_TATA", "100.00", "--reference", "WIRE-7731")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    _tollgate("statement", TENANT, "DESI_RETAIL", "--from", today, "--to", today)
+
+    heading("the lake proves the balances (DuckDB over cdrs_charges)")
+    lake_dir = Path(tempfile.mkdtemp(prefix="tollgate-lake-", dir=workdir))
+    lake.copy_area("charges", TENANT, lake_dir)
+    from functions.invoice.lake_sql import LocalLakeSql
+
+    with LocalLakeSql(TENANT, lake_dir) as sql:
+        effects = {row["account"]: row["balance_effect"] for row in sql.named("balance_check")}
+        paid = {"ACME_TEL": Decimal("500"), "VEND_TATA": Decimal("-100")}
+        print(f"  {'account':<14}{'charges (lake)':>18}{'payments':>12}{'balance':>18}  check")
+        for account in accounts.list_accounts(TENANT):
+            balance = Decimal(ledger.get_balance(TENANT, account.account)[0]).scaleb(-6)
+            effect = effects.get(account.account, Decimal(0))
+            payment = paid.get(account.account, Decimal(0))
+            ok = "ok" if effect + payment == balance else "MISMATCH"
+            print(f"  {account.account:<14}{effect:>18.6f}{payment:>12.2f}{balance:>18.6f}  {ok}")
+        heading("reseller margin per month (named query reseller_margin)")
+        for row in sql.named("reseller_margin"):
+            print(
+                f"  {row['reseller']:<14}{row['period']:<9}{row['calls']:>9,} calls"
+                f"  revenue {row['revenue']:>10.4f}  cost {row['cost']:>10.4f}"
+                f"  margin {row['margin']:>10.4f} {row['currency']}"
+            )
     shutil.rmtree(lake_dir, ignore_errors=True)
 
 

@@ -7,6 +7,7 @@ generator. Values are invented but shaped like real switch output (see formats.m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -430,6 +431,14 @@ def generate_asterisk_csv(
     return _join_rows(pc.binary_join_element_wise(*fields, ","))
 
 
+def _renamed(names: pa.Array, renames: Mapping[str, str] | None) -> pa.Array:
+    if not renames:
+        return names
+    keys = pa.array(list(renames), pa.string())
+    values = pa.array(list(renames.values()), pa.string())
+    return pc.coalesce(values.take(pc.index_in(names, value_set=keys)), names)
+
+
 def generate_vos3000_json(
     n: int,
     seed: int = 0,
@@ -439,8 +448,13 @@ def generate_vos3000_json(
     unanswered_fraction: float = 0.35,
     customers: tuple[str, ...] = CUSTOMERS,
     suppliers: tuple[str, ...] = SUPPLIERS,
+    gateways: Mapping[str, str] | None = None,
 ) -> bytes:
-    """VOS3000 GetCdr InfoCdr records: JSON `array`, `{"infoCdrs": [...]}` `object`, or `lines`."""
+    """VOS3000 GetCdr InfoCdr records: JSON `array`, `{"infoCdrs": [...]}` `object`, or `lines`.
+
+    `gateways` names the caller/callee gateway of each account's calls, as a softswitch names
+    its trunks (`SG-ACME`); without it the gateways carry the account names.
+    """
     if layout not in ("array", "object", "lines"):
         raise ValueError(f"unknown layout {layout!r}")
     calls = _calls(n, seed, unanswered_fraction, customers, suppliers)
@@ -461,9 +475,9 @@ def generate_vos3000_json(
         '","account":"',
         calls.customer,
         '","callerGateway":"',
-        calls.customer,
+        _renamed(calls.customer, gateways),
         '","calleeGateway":"',
-        calls.supplier,
+        _renamed(calls.supplier, gateways),
         '","start":',
         _numbers(start_ms),
         ',"stop":',

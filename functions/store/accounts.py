@@ -101,6 +101,8 @@ def _models(table: str) -> SimpleNamespace:
         switch=bind(_SwitchItem, table),
         account=bind(_AccountItem, table),
         deck=bind(_DeckItem, table),
+        version=bind(_DeckVersionItem, table),
+        trunk=bind(_TrunkItem, table),
     )
 
 
@@ -280,11 +282,6 @@ class _TrunkItem(_Item):
     account = UnicodeAttribute()
 
 
-@cache
-def _trunk_model(table: str) -> type[_TrunkItem]:
-    return bind(_TrunkItem, table)
-
-
 @dataclass(frozen=True, slots=True)
 class TrunkMapping:
     tenant: str
@@ -320,7 +317,7 @@ def map_trunk(tenant: str, switch: str, direction: str, key: str, account: str) 
         raise ValueError(
             f"{direction} {key!r}: account {account!r} is a {target.kind}, not a {kind}"
         )
-    item = _trunk_model(settings().accounts_table)(tenant, sk, account=account)
+    item = _m().trunk(tenant, sk, account=account)
     item.created_at = now()
     item.save()
     return TrunkMapping(tenant, switch, direction, key, account)
@@ -329,7 +326,7 @@ def map_trunk(tenant: str, switch: str, direction: str, key: str, account: str) 
 def unmap_trunk(tenant: str, switch: str, direction: str, key: str) -> TrunkMapping:
     """Remove a mapping; NotFoundError if the key is not mapped."""
     sk = _trunk_sk(switch, direction, key)
-    model = _trunk_model(settings().accounts_table)
+    model = _m().trunk
     try:
         item = model.get(check_name("tenant", tenant), sk)
     except DoesNotExist:
@@ -342,7 +339,7 @@ def unmap_trunk(tenant: str, switch: str, direction: str, key: str) -> TrunkMapp
 
 def list_trunks(tenant: str, switch: str) -> list[TrunkMapping]:
     """A switch's mappings, ingress then egress, each by key."""
-    model = _trunk_model(settings().accounts_table)
+    model = _m().trunk
     prefix = f"TRUNK#{check_name('switch', switch)}#"
     out = []
     for item in model.query(check_name("tenant", tenant), model.sk.startswith(prefix)):
@@ -536,15 +533,8 @@ class _DeckVersionItem(_DeckItem):
     closed = IntAttribute(null=True)
 
 
-@cache
-def _version_model(bound_deck: type) -> type:
-    # Keyed by the bound `_DeckItem` of `_models`, so store.reset() rebinding the table's
-    # models (and their connections) rebinds this one too.
-    return bind(_DeckVersionItem, bound_deck.Meta.table_name)
-
-
 def _versions() -> type:
-    return _version_model(_m().deck)
+    return _m().version
 
 
 _COMMIT_ATTEMPTS = 8  # transaction conflicts with a concurrent writer of the account item

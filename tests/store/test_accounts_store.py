@@ -313,3 +313,17 @@ def test_a_version_recorded_before_rate_history_reads_as_a_full_deck(aws):
         None,
     )
     assert (version.sha256, version.timeline_sha256) == ("abc", "abc")
+
+
+def test_reset_rebinds_every_model_of_the_accounts_table(aws):
+    """Fails before the trunk and deck-version models joined `_models`: they kept the
+    connection of the endpoint they were first used with, so the rate Lambda on the local
+    stack queried real AWS for trunk maps after `store.reset()`."""
+    accounts.create_tenant("acme")
+    accounts.create_switch("acme", "sbc-1", format="generic")
+    accounts.get_trunk_plan("acme", "sbc-1")
+    before = vars(accounts._m()).copy()
+    store.reset()
+    after = vars(accounts._m())
+    assert set(after) == set(before) >= {"trunk", "version"}
+    assert all(after[name] is not before[name] for name in before)
