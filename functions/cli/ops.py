@@ -505,7 +505,7 @@ def _file_payload(record: Any) -> dict[str, Any]:
     return payload
 
 
-FILE_COUNTS = ("rows", "rated", "unrated", "quarantined", "duplicates")
+FILE_COUNTS = ("rows", "rated", "unrated", "quarantined", "duplicates", "unknown_account")
 
 
 @guarded
@@ -525,7 +525,7 @@ def run_file_status(args: argparse.Namespace) -> int:
     if not records:
         print(f"no files for tenant {args.tenant}")
         return 0
-    columns = ("file", "status", "rows", "rated", "unrated", "quarantined", "duplicates")
+    columns = ("file", "status", *FILE_COUNTS)
     rows = [[str(_file_payload(r)[c]) for c in columns] for r in records]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())

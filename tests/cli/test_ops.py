@@ -148,15 +148,17 @@ def test_file_status_json_prints_one_object_per_file(acme, capsys):
         {"name": "a.csv", "switch": "sbc-1"},
     )
     files.put_file("acme", "f2", "ingested", {"rows": 4}, {"name": "b.csv", "switch": "sbc-1"})
-    files.set_file_status("acme", "f2", "done", {"rated": 2, "unrated": 1, "duplicates": 1})
+    files.set_file_status(
+        "acme", "f2", "done", {"rated": 2, "unrated": 1, "duplicates": 1, "unknown_account": 1}
+    )
     files.put_file("globex", "f3", "ingested", {"rows": 1})  # another tenant: not listed
     assert tollgate("file", "status", "acme", "--json") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
         {"file": "a.csv", "switch": "sbc-1", "file_id": "f1", "status": "ingested", "rows": 10,
-         "rated": 0, "unrated": 0, "quarantined": 1, "duplicates": 0},
+         "rated": 0, "unrated": 0, "quarantined": 1, "duplicates": 0, "unknown_account": 0},
         {"file": "b.csv", "switch": "sbc-1", "file_id": "f2", "status": "done", "rows": 4,
-         "rated": 2, "unrated": 1, "quarantined": 0, "duplicates": 1},
+         "rated": 2, "unrated": 1, "quarantined": 0, "duplicates": 1, "unknown_account": 1},
     ]  # fmt: skip
     tollgate("file", "status", "acme", "b.csv", "--json")  # by the name it was dropped under
     assert last_json(capsys)["status"] == "done"
@@ -165,8 +167,8 @@ def test_file_status_json_prints_one_object_per_file(acme, capsys):
     tollgate("file", "status", "acme")
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["file", "status", "rows", "rated", "unrated", "quarantined",
-                              "duplicates"]  # fmt: skip
-    assert out[2].split() == ["b.csv", "done", "4", "2", "1", "0", "1"]
+                              "duplicates", "unknown_account"]  # fmt: skip
+    assert out[2].split() == ["b.csv", "done", "4", "2", "1", "0", "1", "1"]
 
 
 def test_an_accounts_rounding_rule_is_stored_and_can_be_changed(aws, capsys):
