@@ -72,10 +72,7 @@ def balance_check() -> dict[str, Decimal]:
         "query", "--tenant", TENANT, "--named", "balance_check",
         "--engine", "duckdb", "--format", "json",
     )  # fmt: skip
-    return {
-        r["account"]: Decimal(r["balance_effect"])
-        for r in map(json.loads, rows.splitlines())
-    }
+    return {r["account"]: Decimal(r["balance_effect"]) for r in map(json.loads, rows.splitlines())}
 
 
 def micro(amount: Decimal) -> int:
@@ -124,9 +121,7 @@ def test_a_late_file_after_a_change_notice_is_priced_by_the_rates_of_its_day(aws
     assert balance("tata") == 6_000 + 4_000
 
 
-def test_a_chain_five_levels_deep_charges_every_party_and_reconciles_with_the_lake(
-    aws, tmp_path
-):
+def test_a_chain_five_levels_deep_charges_every_party_and_reconciles_with_the_lake(aws, tmp_path):
     tenant()
     parent = None
     for level in range(4, 0, -1):  # r4 buys from the carrier, r1 sells to the customer
