@@ -1,4 +1,11 @@
-"""`tollgate`: the operator's command line. Each module here registers one command group."""
+"""`tollgate`: the operator's command line. Each module here registers one command group.
+
+Every command takes --json and then prints exactly one JSON document on stdout (a list where
+there are many records); errors go to stderr as one line. Exit status: 0 done, 1 error (AWS
+unreachable or refusing, a conflict with the stored state, an unexpected failure), 2 bad usage
+or bad input (an unknown option, an invalid value or file, an unknown tenant, switch, account
+or file).
+"""
 
 from __future__ import annotations
 
@@ -17,33 +24,86 @@ from functions.shared.money import to_units, units_to_str
 
 # Command modules, each with `register(subparsers)`. Imported lazily by name so that one
 # command's heavy imports (moto, duckdb) never slow another command down.
-COMMAND_MODULES = ("rate", "deck", "ops", "ledger", "rerate", "finance", "local", "demo")
+COMMAND_MODULES = (
+    "rate",
+    "deck",
+    "ops",
+    "recovery",
+    "access",
+    "ledger",
+    "rerate",
+    "finance",
+    "local",
+    "demo",
+)
 AMOUNT_SCALE = 6  # balances, payments, adjustments and credit limits are micro-units
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_CODES = """\
+exit status:
+  0  done (also when there was nothing to do, e.g. a payment reference already recorded)
+  1  error: AWS unreachable or refusing, a conflict with the stored state (already exists,
+     changed meanwhile, a change that would break history or the reseller chain), an
+     unexpected failure
+  2  bad usage or bad input: an unknown command or option, an invalid value or file, an
+     unknown tenant, switch, account or file
+
+With --json a command prints exactly one JSON document on stdout (a list where there are
+many records); errors are one line on stderr whatever the format."""
 
 
 class CliError(Exception):
-    """A user-facing failure: printed as one clear line, exit status 2."""
+    """A failure reported as one clear line; by default bad usage or input (exit status 2)."""
+
+    exit_code = EXIT_USAGE
+
+
+class OperationError(CliError):
+    """A well-formed request that could not be carried out (AWS, a store conflict): exit 1."""
+
+    exit_code = EXIT_ERROR
 
 
 # --- what every command module shares ----------------------------------------------------
 
 
+def cli_error(error: Exception) -> CliError | None:
+    """The adapters' and AWS's errors as one clear line with its exit status; None: a bug."""
+    # Imported here: building the parser must not pay for boto3.
+    from botocore.exceptions import BotoCoreError, ClientError
+    from pynamodb.exceptions import PynamoDBException
+
+    from functions.store import NotFoundError, StoreError
+
+    if isinstance(error, CliError):
+        return error
+    if isinstance(error, NotFoundError | ValueError):  # a name or value the operator typed
+        return CliError(str(error))
+    if isinstance(error, StoreError):  # a conflict with the stored state
+        return OperationError(str(error))
+    if isinstance(error, ClientError):
+        return OperationError(f"AWS refused: {error}")
+    if isinstance(error, BotoCoreError):
+        return OperationError(f"cannot reach AWS: {error}")
+    if isinstance(error, PynamoDBException):  # DynamoDB through PynamoDB
+        if isinstance(error.cause, BotoCoreError):
+            return OperationError(f"cannot reach AWS: {error.cause}")
+        return OperationError(f"DynamoDB refused: {error.cause_response_message or error.msg}")
+    return None
+
+
 def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the adapters' errors into one clear CliError line."""
+    """Turn the adapters' errors into one clear CliError line (see `cli_error`)."""
 
     @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
-        # Imported here: building the parser must not pay for boto3.
-        from botocore.exceptions import BotoCoreError
-
-        from functions.store import StoreError
-
         try:
             return run(args)
-        except (StoreError, ValueError) as error:
-            raise CliError(str(error)) from error
-        except BotoCoreError as error:
-            raise CliError(f"cannot reach AWS: {error}") from error
+        except Exception as error:
+            translated = cli_error(error)
+            if translated is None or translated is error:
+                raise
+            raise translated from error
 
     return wrapper
 
@@ -79,20 +139,29 @@ def timezone_name(text: str) -> str:
     return text
 
 
-def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    """Print the payload as JSON with --json, else the human text."""
+def emit(args: argparse.Namespace, payload: dict[str, Any] | list[Any], text: str) -> None:
+    """Print the payload as one JSON document with --json, else the human text."""
     print(json.dumps(payload) if args.json else text)
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document for scripts (a list where there are many records)",
+    )
 
 
 # --- the command line ----------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="tollgate",
+        description="Operate Tollgate, serverless billing for wholesale VoIP carriers.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"functions.cli.{name}")
@@ -101,15 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (argparse exits 2 itself on bad usage).
+
+    Anything else is a bug: it propagates, so Python prints its traceback and exits 1.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
-    except CliError as error:
-        print(f"tollgate: error: {error}", file=sys.stderr)
-        return 2
+        return int(args.run(args) or EXIT_OK)
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except Exception as error:
+        failure = cli_error(error)
+        if failure is None:
+            raise
+        print(f"tollgate: error: {failure}", file=sys.stderr)
+        return failure.exit_code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from functions.cli import (
 )
 
 SWITCH_FORMATS = ("generic", "freeswitch-csv", "freeswitch-json", "asterisk-csv", "vos3000")
+ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 
 
 def _rounding_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -52,6 +54,8 @@ def _account_payload(account: Any) -> dict[str, Any]:
         "deck_version": account.deck_version,
         "rounding": account.rounding,
         "decimals": account.rounding_decimals,
+        "status_reason": account.status_reason,
+        "status_since": _when(account.status_since),
     }
 
 
@@ -67,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--timezone", default="UTC", help="IANA time zone (default UTC)")
     json_flag(create)
     create.set_defaults(run=run_tenant_create)
+    _register_tenant_admin(tenant_actions)
 
     switch = subparsers.add_parser("switch", help="manage switches")
     switch_actions = switch.add_subparsers(dest="switch_action", required=True, metavar="ACTION")
@@ -94,13 +99,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     json_flag(create)
     create.set_defaults(run=run_switch_create)
     _register_switch_trunks(switch_actions)
+    from functions.cli import access  # `switch credentials`: drop roles live with access
+
+    access.register_switch_credentials(switch_actions)
+    from functions.cli import watch  # `switch watch`: alarms live with monitoring
+
+    watch.register(switch_actions)
+    _register_switch_admin(switch_actions)
 
     account = subparsers.add_parser("account", help="manage accounts")
     account_actions = account.add_subparsers(dest="account_action", required=True, metavar="ACTION")
     create = account_actions.add_parser("create", help="create an account of a tenant")
     create.add_argument("tenant")
     create.add_argument("account")
-    create.add_argument("--kind", required=True, choices=("customer", "supplier", "reseller"))
+    create.add_argument("--kind", required=True, choices=ACCOUNT_KINDS)
     create.add_argument("--parent", help="the reseller this account belongs to")
     billing = create.add_mutually_exclusive_group()
     billing.add_argument("--prepaid", dest="prepaid", action="store_true", help="prepaid")
@@ -113,12 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _rounding_flags(create, defaults=True)
     json_flag(create)
     create.set_defaults(run=run_account_create)
-    update = account_actions.add_parser("set", help="change an account's contract settings")
-    update.add_argument("tenant")
-    update.add_argument("account")
-    _rounding_flags(update, defaults=False)
-    json_flag(update)
-    update.set_defaults(run=run_account_set)
+    _register_account_admin(account_actions)
 
     cdr = subparsers.add_parser("cdr", help="raw CDR files")
     cdr_actions = cdr.add_subparsers(dest="cdr_action", required=True, metavar="ACTION")
@@ -138,6 +145,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     json_flag(status)
     status.set_defaults(run=run_file_status)
+    from functions.cli import recovery  # `file retry` lives with `dlq`: both rerun files
+
+    retry = file_actions.add_parser(
+        "retry", help="run a failed or rejected file again (after fixing its cause)"
+    )
+    retry.add_argument("tenant")
+    retry.add_argument("file", help="a file name as dropped, or a file id")
+    json_flag(retry)
+    retry.set_defaults(run=recovery.run_file_retry)
 
 
 # --- commands --------------------------------------------------------------------------
@@ -267,6 +283,7 @@ def _register_switch_trunks(switch_actions: argparse._SubParsersAction) -> None:
     numbering.add_argument(
         "--clear", action="store_true", help="drop every rule first (back to the default)"
     )
+    _change_flags(numbering)
     json_flag(numbering)
     numbering.set_defaults(run=run_switch_numbering)
 
@@ -334,18 +351,12 @@ def run_switch_show(args: argparse.Namespace) -> int:
 
     switch = accounts.get_switch(args.tenant, args.switch)
     mappings = accounts.list_trunks(args.tenant, args.switch)
+    history = accounts.list_audit(args.tenant, "switch", args.switch)
     payload = {
-        "tenant": switch.tenant,
-        "switch": switch.switch,
-        "format": switch.format,
-        "timezone": switch.timezone,
-        "customer_field": switch.customer_field,
-        "supplier_field": switch.supplier_field,
-        "default_supplier": switch.default_supplier,
-        "template": list(switch.template) if switch.template else None,
-        "numbering": _numbering_payload(switch.numbering),
+        **_switch_payload(switch),
         "ingress": {m.key: m.account for m in mappings if m.direction == "ingress"},
         "egress": {m.key: m.account for m in mappings if m.direction == "egress"},
+        "history": [_audit_payload(e) for e in history],
     }
     if args.json:
         print(json.dumps(payload))
@@ -361,6 +372,7 @@ def run_switch_show(args: argparse.Namespace) -> int:
     width = max((len(m.key) for m in mappings), default=0)
     for m in mappings:
         print(f"  {m.direction:<7} {m.key:<{width}}  -> {m.account}")
+    print("\n".join(_history_lines(payload["history"])))
     return 0
 
 
@@ -406,7 +418,9 @@ def run_switch_numbering(args: argparse.Namespace) -> int:
         for name, flag in _NUMBERING_FLAGS.items():
             words = words.replace(name, flag)
         raise CliError(words + quote + rest) from None
-    switch = accounts.set_numbering(args.tenant, args.switch, plan)
+    switch = accounts.set_numbering(
+        args.tenant, args.switch, plan, actor=_actor(args), reason=args.reason
+    )
     emit(
         args,
         {"tenant": switch.tenant, "switch": switch.switch} | _numbering_payload(switch.numbering),
@@ -444,25 +458,477 @@ def run_account_create(args: argparse.Namespace) -> int:
     return 0
 
 
-@guarded
-def run_account_set(args: argparse.Namespace) -> int:
+# --- list, show and update: tenants, switches, accounts, with their audit trail -------------
+
+
+def _change_flags(parser: argparse.ArgumentParser, *, reason_required: bool = False) -> None:
+    """--reason and --by: what an audit entry records besides the change itself."""
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        required=reason_required,
+        help="why: kept in the audit trail" + ("" if reason_required else " (optional)"),
+    )
+    parser.add_argument(
+        "--by",
+        metavar="NAME",
+        help="who makes the change, for the audit trail (default: $TOLLGATE_OPERATOR, else "
+        "your AWS identity; the AWS identity is recorded as the principal either way)",
+    )
+
+
+def _actor(args: argparse.Namespace) -> Any:
     from functions.store import accounts
 
-    current = accounts.get_account(args.tenant, args.account)
-    if args.rounding is None and args.decimals is None:
-        raise CliError("nothing to set: give --rounding and/or --decimals")
-    account = accounts.set_rounding(
-        args.tenant,
-        args.account,
-        args.rounding or current.rounding,
-        current.rounding_decimals if args.decimals is None else args.decimals,
+    return accounts.caller(args.by or os.environ.get("TOLLGATE_OPERATOR") or None)
+
+
+def _when(moment: Any) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="microseconds")
+
+
+# An account's stored fields as `account show` names and prints them.
+_ACCOUNT_FIELD_NAMES = {
+    "prepaid": "billing",
+    "credit_limit_micro": "credit_limit",
+    "rounding_decimals": "decimals",
+}
+
+
+def _account_value(field: str, value: Any) -> Any:
+    if field == "prepaid":
+        return "prepaid" if value else "postpaid"
+    if field == "credit_limit_micro":
+        return money_text(value)
+    return value
+
+
+def _audit_payload(entry: Any) -> dict[str, Any]:
+    """An audit entry; an account's fields named and valued as `account show` prints them."""
+    changes = []
+    for change in entry.changes:
+        field, old, new = change.field, change.old, change.new
+        if entry.subject == "account":
+            field = _ACCOUNT_FIELD_NAMES.get(change.field, change.field)
+            old, new = _account_value(change.field, old), _account_value(change.field, new)
+        changes.append({"field": field, "old": old, "new": new})
+    return {
+        "at": _when(entry.at),
+        "by": entry.by,
+        "principal": entry.principal,
+        "reason": entry.reason,
+        "changes": changes,
+        "change_id": entry.change_id,
+    }
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _changes_text(entry: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{c['field']} {_value_text(c['old'])} -> {_value_text(c['new'])}" for c in entry["changes"]
     )
+
+
+def _history_lines(history: list[dict[str, Any]]) -> list[str]:
+    if not history:
+        return ["  history           no changes since created"]
+    lines = ["  history"]
+    for entry in history:
+        who = entry["by"]
+        if entry["by"] != entry["principal"]:
+            who += f" ({entry['principal']})"
+        why = f" ({entry['reason']})" if entry["reason"] else ""
+        lines.append(f"    {entry['at']}  {who}: {_changes_text(entry)}{why}")
+    return lines
+
+
+def _updated_text(what: str, audit: dict[str, Any] | None) -> str:
+    if audit is None:
+        return f"{what}: nothing changed"
+    return f"{what}: {_changes_text(audit)} (by {audit['by']})"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def _register_tenant_admin(actions: argparse._SubParsersAction) -> None:
+    listing = actions.add_parser("list", help="every tenant")
+    json_flag(listing)
+    listing.set_defaults(run=run_tenant_list)
+
+    show = actions.add_parser("show", help="a tenant's settings, switches, accounts and history")
+    show.add_argument("tenant")
+    json_flag(show)
+    show.set_defaults(run=run_tenant_show)
+
+    update = actions.add_parser(
+        "update",
+        help="change a tenant's currency (new accounts' default) or time zone (statement days)",
+    )
+    update.add_argument("tenant")
+    update.add_argument("--currency", help="billing currency of accounts created from now on")
+    update.add_argument("--timezone", help="IANA time zone of statement days")
+    _change_flags(update)
+    json_flag(update)
+    update.set_defaults(run=run_tenant_update)
+
+
+def _tenant_payload(tenant: Any) -> dict[str, Any]:
+    return {"tenant": tenant.tenant, "currency": tenant.currency, "timezone": tenant.timezone}
+
+
+@guarded
+def run_tenant_list(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    tenants = [_tenant_payload(t) for t in accounts.list_tenants()]
+    rows = [["tenant", "currency", "timezone"]]
+    rows += [[t["tenant"], t["currency"], t["timezone"]] for t in tenants]
+    emit(args, tenants, _table(rows) if tenants else "no tenants")
+    return 0
+
+
+@guarded
+def run_tenant_show(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    tenant = accounts.get_tenant(args.tenant)
+    members = accounts.list_accounts(args.tenant)
+    payload = {
+        **_tenant_payload(tenant),
+        "switches": [s.switch for s in accounts.list_switches(args.tenant)],
+        "accounts": {kind: sum(a.kind == kind for a in members) for kind in ACCOUNT_KINDS},
+        "history": [
+            _audit_payload(e) for e in accounts.list_audit(args.tenant, "tenant", args.tenant)
+        ],
+    }
+    counts = ", ".join(f"{n} {kind}s" for kind, n in payload["accounts"].items())
+    text = [
+        f"tenant {tenant.tenant}: {tenant.currency}, {tenant.timezone}",
+        f"  switches          {', '.join(payload['switches']) or '-'}",
+        f"  accounts          {counts}",
+        *_history_lines(payload["history"]),
+    ]
+    emit(args, payload, "\n".join(text))
+    return 0
+
+
+@guarded
+def run_tenant_update(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    changes = {}
+    if args.currency is not None:
+        changes["currency"] = currency_code(args.currency)
+    if args.timezone is not None:
+        changes["timezone"] = timezone_name(args.timezone)
+    if not changes:
+        raise CliError("nothing to change: give --currency and/or --timezone")
+    tenant, entry = accounts.update_tenant(
+        args.tenant, changes, actor=_actor(args), reason=args.reason
+    )
+    audit = None if entry is None else _audit_payload(entry)
     emit(
         args,
-        _account_payload(account),
-        f"{account.tenant}/{account.account}: charges rounded {account.rounding} to "
-        f"{account.rounding_decimals} decimals",
+        {**_tenant_payload(tenant), "audit": audit},
+        _updated_text(f"tenant {tenant.tenant}", audit),
     )
+    return 0
+
+
+def _register_switch_admin(actions: argparse._SubParsersAction) -> None:
+    listing = actions.add_parser("list", help="a tenant's switches")
+    listing.add_argument("tenant")
+    json_flag(listing)
+    listing.set_defaults(run=run_switch_list)
+
+    update = actions.add_parser("update", help="change how a switch's next files are read")
+    update.add_argument("tenant")
+    update.add_argument("switch")
+    update.add_argument("--format", help=f"one of: {', '.join(SWITCH_FORMATS)}")
+    update.add_argument("--timezone", help="time zone of the switch's CDRs")
+    update.add_argument("--customer-field", help="CDR field naming the customer")
+    update.add_argument("--supplier-field", help="CDR field naming the supplier")
+    supplier = update.add_mutually_exclusive_group()
+    supplier.add_argument(
+        "--default-supplier", metavar="ACCOUNT", help="supplier of calls whose CDR names none"
+    )
+    supplier.add_argument(
+        "--no-default-supplier", action="store_true", help="calls whose CDR names none: no supplier"
+    )
+    template = update.add_mutually_exclusive_group()
+    template.add_argument(
+        "--template", metavar="VAR,VAR,...", help="freeswitch-csv: the switch's own template"
+    )
+    template.add_argument(
+        "--no-template", action="store_true", help="freeswitch-csv: back to the stock templates"
+    )
+    _change_flags(update)
+    json_flag(update)
+    update.set_defaults(run=run_switch_update)
+
+
+def _switch_payload(switch: Any) -> dict[str, Any]:
+    return {
+        "tenant": switch.tenant,
+        "switch": switch.switch,
+        "format": switch.format,
+        "timezone": switch.timezone,
+        "customer_field": switch.customer_field,
+        "supplier_field": switch.supplier_field,
+        "default_supplier": switch.default_supplier,
+        "template": list(switch.template) if switch.template else None,
+        "numbering": _numbering_payload(switch.numbering),
+    }
+
+
+@guarded
+def run_switch_list(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    accounts.get_tenant(args.tenant)
+    switches = accounts.list_switches(args.tenant)
+    payload = [_switch_payload(s) for s in switches]
+    rows = [["switch", "format", "timezone", "customer", "supplier", "default supplier"]]
+    rows += [
+        [s.switch, s.format, s.timezone, s.customer_field, s.supplier_field,
+         s.default_supplier or "-"]
+        for s in switches
+    ]  # fmt: skip
+    emit(args, payload, _table(rows) if switches else f"no switches in tenant {args.tenant}")
+    return 0
+
+
+@guarded
+def run_switch_update(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    changes: dict[str, Any] = {}
+    if args.format is not None:
+        if args.format not in SWITCH_FORMATS:
+            raise CliError(
+                f"unknown format {args.format!r}: use one of {', '.join(SWITCH_FORMATS)}"
+            )
+        changes["format"] = args.format
+    if args.timezone is not None:
+        changes["timezone"] = timezone_name(args.timezone)
+    for field in ("customer_field", "supplier_field"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    if args.default_supplier is not None or args.no_default_supplier:
+        changes["default_supplier"] = args.default_supplier
+    if args.template is not None:
+        changes["template"] = args.template.split(",")
+    elif args.no_template:
+        changes["template"] = None
+    if not changes:
+        raise CliError(
+            "nothing to change: give --format, --timezone, --customer-field, --supplier-field, "
+            "--default-supplier/--no-default-supplier or --template/--no-template"
+        )
+    switch, entry = accounts.update_switch(
+        args.tenant, args.switch, changes, actor=_actor(args), reason=args.reason
+    )
+    audit = None if entry is None else _audit_payload(entry)
+    emit(
+        args,
+        {**_switch_payload(switch), "audit": audit},
+        _updated_text(f"switch {switch.tenant}/{switch.switch}", audit),
+    )
+    return 0
+
+
+def _register_account_admin(actions: argparse._SubParsersAction) -> None:
+    listing = actions.add_parser("list", help="a tenant's accounts")
+    listing.add_argument("tenant")
+    listing.add_argument("--kind", choices=ACCOUNT_KINDS, help="only accounts of this kind")
+    listing.add_argument("--status", choices=("active", "suspended"), help="only this status")
+    listing.add_argument("--parent", metavar="ACCOUNT", help="only the accounts under it")
+    json_flag(listing)
+    listing.set_defaults(run=run_account_list)
+
+    show = actions.add_parser("show", help="an account's settings, balance and history")
+    show.add_argument("tenant")
+    show.add_argument("account")
+    json_flag(show)
+    show.set_defaults(run=run_account_show)
+
+    update = actions.add_parser(
+        "update",
+        aliases=["set"],  # `set` (rounding only) came first: it stays as a name for update
+        help="change an account's kind, parent, currency, billing, credit limit or rounding",
+        description="Refused (exit 1) when it would break history or the reseller chain: a "
+        "kind or currency change once money has moved for the account, a currency change "
+        "once it has a rate deck, a kind change while a trunk or switch names it or while "
+        "accounts are under it, a parent that would make a cycle. A new parent applies to "
+        "the next charges, and to any calls re-rated after the change.",
+    )
+    update.add_argument("tenant")
+    update.add_argument("account")
+    update.add_argument("--kind", choices=ACCOUNT_KINDS)
+    parent = update.add_mutually_exclusive_group()
+    parent.add_argument("--parent", metavar="ACCOUNT", help="the reseller it belongs to")
+    parent.add_argument(
+        "--no-parent", action="store_true", help="it belongs to no reseller (the carrier's own)"
+    )
+    billing = update.add_mutually_exclusive_group()
+    billing.add_argument("--prepaid", dest="prepaid", action="store_const", const=True)
+    billing.add_argument("--postpaid", dest="prepaid", action="store_const", const=False)
+    update.add_argument("--credit-limit", metavar="AMOUNT", help="e.g. 500.00")
+    update.add_argument("--currency", help="only before its first deck and first money")
+    _rounding_flags(update, defaults=False)
+    _change_flags(update)
+    json_flag(update)
+    update.set_defaults(run=run_account_update)
+
+    for action, status, says in (
+        ("suspend", "suspended", "stop an account's service; its status says suspended"),
+        ("resume", "active", "make a suspended account active again"),
+    ):
+        command = actions.add_parser(action, help=says)
+        command.add_argument("tenant")
+        command.add_argument("account")
+        _change_flags(command, reason_required=True)
+        json_flag(command)
+        command.set_defaults(run=run_account_status, status=status)
+
+    history = actions.add_parser("history", help="who changed an account's settings, when, why")
+    history.add_argument("tenant")
+    history.add_argument("account")
+    json_flag(history)
+    history.set_defaults(run=run_account_history)
+
+
+@guarded
+def run_account_list(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    accounts.get_tenant(args.tenant)
+    found = [
+        a
+        for a in accounts.list_accounts(args.tenant)
+        if args.kind in (None, a.kind)
+        and args.status in (None, a.status)
+        and args.parent in (None, a.parent)
+    ]
+    payload = [_account_payload(a) for a in found]
+    columns = ("account", "kind", "parent", "billing", "credit_limit", "currency", "status")
+    rows = [list(columns)] + [[str(p[c] or "-") for c in columns] for p in payload]
+    emit(args, payload, _table(rows) if payload else f"no such accounts in tenant {args.tenant}")
+    return 0
+
+
+def _account_history(tenant: str, account: str) -> list[dict[str, Any]]:
+    from functions.store import accounts
+
+    return [_audit_payload(e) for e in accounts.list_audit(tenant, "account", account)]
+
+
+@guarded
+def run_account_show(args: argparse.Namespace) -> int:
+    from functions.store import accounts, ledger
+
+    account = accounts.get_account(args.tenant, args.account)
+    balance, reserved = ledger.get_balance(args.tenant, args.account)
+    payload = {
+        **_account_payload(account),
+        "balance": money_text(balance),
+        "reserved": money_text(reserved),
+        "history": _account_history(args.tenant, args.account),
+    }
+    status = account.status
+    if account.status_reason:
+        status += f" since {_when(account.status_since)} ({account.status_reason})"
+    text = [
+        f"{account.kind} {account.tenant}/{account.account} ({account.currency})",
+        f"  parent            {account.parent or '-'}",
+        f"  billing           {payload['billing']}, credit limit {payload['credit_limit']}",
+        f"  rounding          {account.rounding} to {account.rounding_decimals} decimals",
+        f"  status            {status}",
+        f"  deck version      {account.deck_version or '-'}",
+        f"  balance           {payload['balance']} (reserved {payload['reserved']})",
+        *_history_lines(payload["history"]),
+    ]
+    emit(args, payload, "\n".join(text))
+    return 0
+
+
+@guarded
+def run_account_update(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    changes: dict[str, Any] = {}
+    if args.kind is not None:
+        changes["kind"] = args.kind
+    if args.parent is not None or args.no_parent:
+        changes["parent"] = args.parent
+    if args.prepaid is not None:
+        changes["prepaid"] = args.prepaid
+    if args.credit_limit is not None:
+        changes["credit_limit_micro"] = parse_amount(args.credit_limit, "credit limit")
+        if changes["credit_limit_micro"] < 0:
+            raise CliError(f"invalid credit limit {args.credit_limit!r}: must not be negative")
+    if args.currency is not None:
+        changes["currency"] = currency_code(args.currency)
+    if args.rounding is not None:
+        changes["rounding"] = args.rounding
+    if args.decimals is not None:
+        changes["rounding_decimals"] = args.decimals
+    if not changes:
+        raise CliError(
+            "nothing to change: give --kind, --parent/--no-parent, --prepaid/--postpaid, "
+            "--credit-limit, --currency, --rounding and/or --decimals"
+        )
+    account, entry = accounts.update_account(
+        args.tenant, args.account, changes, actor=_actor(args), reason=args.reason
+    )
+    audit = None if entry is None else _audit_payload(entry)
+    emit(
+        args,
+        {**_account_payload(account), "audit": audit},
+        _updated_text(f"{account.tenant}/{account.account}", audit),
+    )
+    return 0
+
+
+@guarded
+def run_account_status(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    if not args.reason.strip():
+        raise CliError("--reason must not be empty")
+    account, entry = accounts.update_account(
+        args.tenant, args.account, {"status": args.status}, actor=_actor(args), reason=args.reason
+    )
+    audit = None if entry is None else _audit_payload(entry)
+    who = f"{account.tenant}/{account.account}"
+    if audit is None:
+        text = f"{who} is already {account.status}; nothing changed"
+    else:
+        text = f"{who} {account.status} (by {audit['by']}: {audit['reason']})"
+    emit(args, {**_account_payload(account), "audit": audit}, text)
+    return 0
+
+
+@guarded
+def run_account_history(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    accounts.get_account(args.tenant, args.account)
+    history = _account_history(args.tenant, args.account)
+    text = [f"{args.tenant}/{args.account}", *_history_lines(history)]
+    emit(args, history, "\n".join(text))
     return 0
 
 
@@ -500,8 +966,11 @@ def _file_payload(record: Any) -> dict[str, Any]:
         "status": record.status,
     }
     payload |= {name: record.counts.get(name, 0) for name in FILE_COUNTS}
-    if meta.get("error"):
-        payload["error"] = meta["error"]
+    if record.status == "rejected":
+        payload["reason"] = record.reason  # why the file was refused: fix it, then retry
+    elif record.error:  # failed, or failing while SQS still redelivers it
+        payload["error"] = record.error
+        payload["stage"] = record.stage
     return payload
 
 
@@ -519,8 +988,7 @@ def run_file_status(args: argparse.Namespace) -> int:
         if not records:
             raise CliError(f"no file {args.file!r} in tenant {args.tenant}")
     if args.json:
-        for record in records:  # JSON Lines: one object per file
-            print(json.dumps(_file_payload(record)))
+        print(json.dumps([_file_payload(record) for record in records]))
         return 0
     if not records:
         print(f"no files for tenant {args.tenant}")

@@ -9,6 +9,8 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=ACCOUNT#{account}              kind, parent, prepaid, credit limit, currency,
                                                    status, deck_version (active), deck_seq
     pk={tenant}  sk=DECK#{account}#v{n:010d}       S3 key, currency, rows, skipped, source, sha256
+    pk={tenant}  sk=AUDIT#{TENANT|SWITCH|ACCOUNT}#{name}#{at}#{change id}
+                                                   who changed what, when and why (see below)
 
 Deck activation: `reserve_deck_version` hands out n with an atomic counter, the caller writes
 the immutable Parquet `decks/tenant={t}/account={a}/v{n}.parquet`, then `put_deck_version`
@@ -18,14 +20,19 @@ A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 import re
 import time
-from collections.abc import Sequence
+import uuid
+import zoneinfo
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from types import SimpleNamespace
+from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -39,7 +46,7 @@ from pynamodb.transactions import TransactWrite
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
 from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, check_name
+from functions.store import ConflictError, NotFoundError, check_name, client
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
@@ -83,6 +90,9 @@ class _AccountItem(_Item):
     # The contract's rounding of each charge (absent on items older than the setting).
     rounding = UnicodeAttribute(null=True)
     rounding_decimals = IntAttribute(null=True)
+    # Why and since when the account has its status (absent until the status first changes).
+    status_reason = UnicodeAttribute(null=True)
+    status_since = UTCDateTimeAttribute(null=True)
 
 
 class _DeckItem(_Item):
@@ -95,7 +105,7 @@ class _DeckItem(_Item):
 
 
 @cache
-def _models(table: str) -> SimpleNamespace:
+def _models(table: str, ledger_table: str) -> SimpleNamespace:
     return SimpleNamespace(
         tenant=bind(_TenantItem, table),
         switch=bind(_SwitchItem, table),
@@ -103,15 +113,229 @@ def _models(table: str) -> SimpleNamespace:
         deck=bind(_DeckItem, table),
         version=bind(_DeckVersionItem, table),
         trunk=bind(_TrunkItem, table),
+        audit=bind(_AuditItem, table),
+        balance=bind(_LedgerBalanceItem, ledger_table),
     )
 
 
 def _m() -> SimpleNamespace:
-    return _models(settings().accounts_table)
+    names = settings()
+    return _models(names.accounts_table, names.ledger_table)
 
 
 def _deck_sk(account: str, version: int) -> str:
     return f"DECK#{account}#v{version:010d}"
+
+
+# --- the audit trail: who changed what, when and why ---------------------------------------
+#
+# A change to a tenant's, a switch's or an account's settings is one transaction: the item's
+# update, conditioned on the values it was read with, and an audit item under the same
+# tenant. No setting changes unrecorded, no entry records a change that did not happen, and
+# each entry's `old` is the value really replaced (a concurrent change makes the loser read
+# and decide again). `by` is who the operator says made the change (`--by`, or
+# $TOLLGATE_OPERATOR); `principal` is the AWS identity the call ran as, which cannot be typed.
+
+AUDIT_SUBJECTS = ("tenant", "switch", "account")
+_REASON_CHARS = 1024
+_BY_CHARS = 256
+_UPDATE_ATTEMPTS = 8  # the item changed between read and write: read and decide again
+
+
+class _AuditItem(_Item):
+    at = UTCDateTimeAttribute()
+    by = UnicodeAttribute()
+    principal = UnicodeAttribute()
+    reason = UnicodeAttribute(null=True)
+    changes = UnicodeAttribute()  # JSON: [{"field", "old", "new"}, ...], values exact
+
+
+class _LedgerBalanceItem(Item):
+    """The ledger's `BALANCE#{account}` item (functions.store.ledger): it exists once any
+    money has moved for the account. Only its existence is read, in the same transaction as
+    a change that must not happen to an account with a history of money."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change: `by` as named (an operator's name, a rule's id) and `principal`,
+    the AWS identity the call ran as (STS GetCallerIdentity)."""
+
+    by: str
+    principal: str
+
+
+def caller(by: str | None = None) -> Actor:
+    """The caller's AWS identity (STS), recorded as `by` too unless a name is given."""
+    principal = client("sts").get_caller_identity()["Arn"]
+    return Actor(by=principal if by is None else by, principal=principal)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    field: str
+    old: Any  # JSON values: str, int (micro-units, decimals), bool, None, list, dict
+    new: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    tenant: str
+    subject: str  # tenant | switch | account
+    name: str  # the tenant, switch or account id
+    at: datetime
+    by: str
+    principal: str
+    reason: str | None
+    changes: tuple[Change, ...]
+    change_id: str
+
+
+def _audit_prefix(subject: str, name: str) -> str:
+    if subject not in AUDIT_SUBJECTS:
+        raise ValueError(f"invalid audit subject {subject!r}: use one of {AUDIT_SUBJECTS}")
+    return f"AUDIT#{subject.upper()}#{check_name(subject, name)}#"
+
+
+def _audit_entry(item: _AuditItem, subject: str, name: str) -> AuditEntry:
+    change_id = item.sk.rsplit("#", 1)[1]
+    changes = tuple(Change(c["field"], c["old"], c["new"]) for c in json.loads(item.changes))
+    return AuditEntry(
+        tenant=item.pk,
+        subject=subject,
+        name=name,
+        at=item.at,
+        by=item.by,
+        principal=item.principal,
+        reason=item.reason,
+        changes=changes,
+        change_id=change_id,
+    )
+
+
+def list_audit(tenant: str, subject: str, name: str) -> list[AuditEntry]:
+    """Every recorded change of a tenant's, switch's or account's settings, oldest first."""
+    model = _m().audit
+    prefix = _audit_prefix(subject, name)
+    items = model.query(check_name("tenant", tenant), model.sk.startswith(prefix))
+    return [_audit_entry(item, subject, name) for item in items]
+
+
+def _check_actor(actor: Actor) -> Actor:
+    for what, value in (("by", actor.by), ("principal", actor.principal)):
+        if not isinstance(value, str) or not value.strip() or len(value) > _BY_CHARS:
+            raise ValueError(f"invalid {what} {value!r}: a name of 1-{_BY_CHARS} characters")
+        if not value.isprintable():
+            raise ValueError(f"invalid {what} {value!r}: control characters")
+    return actor
+
+
+def _check_reason(reason: str | None, *, required: bool = False) -> str | None:
+    if reason is not None:
+        reason = reason.strip()
+    if not reason:
+        if required:
+            raise ValueError("a reason is required")
+        return None
+    if len(reason) > _REASON_CHARS:
+        raise ValueError(f"reason is longer than {_REASON_CHARS} characters")
+    return reason
+
+
+class _Stale(Exception):
+    """An item the change was decided on changed before it committed: read and decide again."""
+
+
+# (model, hash key, range key, condition): an item the change was decided on, as it was read.
+_Check = tuple[type, str, str, Any]
+
+
+def _commit(
+    item: Item,
+    updates: Sequence[tuple[Any, Any]],
+    entry: AuditEntry,
+    *,
+    also: Sequence[Any] = (),
+    condition: Any = None,
+    checks: Sequence[_Check] = (),
+) -> None:
+    """Write `updates` [(attribute, new value)] and the audit entry in one transaction.
+
+    Each updated attribute must still hold the value `item` was read with; `also` are
+    further actions (not conditioned), `checks` other items' conditions. Raises _Stale if
+    any condition failed.
+    """
+    model = type(item)
+    actions, where = list(also), model.pk.exists()
+    for attribute, new in updates:
+        old = getattr(item, attribute.attr_name)
+        where &= attribute.does_not_exist() if old is None else attribute == old
+        actions.append(attribute.remove() if new is None else attribute.set(new))
+    if condition is not None:
+        where &= condition
+    audit_model = _m().audit
+    changes = [{"field": c.field, "old": c.old, "new": c.new} for c in entry.changes]
+    audit = audit_model(
+        entry.tenant,
+        _audit_prefix(entry.subject, entry.name)
+        + f"{entry.at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{entry.change_id}",
+        at=entry.at,
+        by=entry.by,
+        principal=entry.principal,
+        reason=entry.reason,
+        changes=json.dumps(changes, separators=(",", ":")),
+    )
+    connection = Connection(region=model.Meta.region, host=model.Meta.host)
+    for attempt in range(_COMMIT_ATTEMPTS):
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.update(item, actions=actions, condition=where)
+                transaction.save(audit, condition=audit_model.pk.does_not_exist())
+                for check_model, hash_key, range_key, check in checks:
+                    transaction.condition_check(check_model, hash_key, range_key, condition=check)
+            return
+        except TransactWriteError as error:
+            codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
+            if "ConditionalCheckFailed" in codes:
+                raise _Stale from None
+            if not codes & {"TransactionConflict", "ThrottlingError"}:
+                raise
+        time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
+    raise ConflictError(f"{entry.subject} {entry.name!r}: still conflicting; run it again")
+
+
+def _changes(current: Any, wanted: Any, fields: Sequence[str], value: Any = None) -> list[Change]:
+    """The fields whose value differs, as JSON values (`value(field, v)` converts)."""
+    convert = value or (lambda _field, v: v)
+    return [
+        Change(f, convert(f, getattr(current, f)), convert(f, getattr(wanted, f)))
+        for f in fields
+        if getattr(current, f) != getattr(wanted, f)
+    ]
+
+
+def _entry(
+    tenant: str, subject: str, name: str, changes: list[Change], actor: Actor, reason: str | None
+) -> AuditEntry:
+    return AuditEntry(
+        tenant=tenant,
+        subject=subject,
+        name=name,
+        at=datetime.now(UTC),
+        by=actor.by,
+        principal=actor.principal,
+        reason=reason,
+        changes=tuple(changes),
+        change_id=uuid.uuid4().hex,
+    )
+
+
+def _check_fields(subject: str, changes: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    unknown = sorted(set(changes) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"cannot update {subject} field(s) {', '.join(unknown)}: use {', '.join(allowed)}"
+        )
 
 
 # --- tenants ---------------------------------------------------------------------------
@@ -146,6 +370,71 @@ def get_tenant(tenant: str) -> Tenant:
         return _tenant(_m().tenant.get(check_name("tenant", tenant), "TENANT"))
     except DoesNotExist:
         raise NotFoundError(f"unknown tenant {tenant!r}") from None
+
+
+def list_tenants() -> list[Tenant]:
+    """Every tenant, by id: the one read across tenants (a scan; an operator's command)."""
+    model = _m().tenant
+    return sorted((_tenant(i) for i in model.scan(model.sk == "TENANT")), key=lambda t: t.tenant)
+
+
+TENANT_FIELDS = ("currency", "timezone")
+
+
+def check_currency(code: str) -> str:
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Z]{3}", code):
+        raise ValueError(f"invalid currency {code!r}: use a 3-letter ISO code such as USD")
+    return code
+
+
+def check_timezone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/London"
+        ) from None
+    return name
+
+
+def update_tenant(
+    tenant: str,
+    changes: Mapping[str, Any],
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> tuple[Tenant, AuditEntry | None]:
+    """Change a tenant's currency (the default of its new accounts; existing accounts keep
+    theirs) or time zone (statement days; switches keep their own), with its audit entry.
+
+    Returns the tenant as it now is and the entry (None: nothing differed, nothing written).
+    """
+    _check_fields("tenant", changes, TENANT_FIELDS)
+    if "currency" in changes:
+        check_currency(changes["currency"])
+    if "timezone" in changes:
+        check_timezone(changes["timezone"])
+    reason = _check_reason(reason)
+    actor = _check_actor(actor or caller())
+    model = _m().tenant
+    for _ in range(_UPDATE_ATTEMPTS):
+        try:
+            item = model.get(check_name("tenant", tenant), "TENANT")
+        except DoesNotExist:
+            raise NotFoundError(f"unknown tenant {tenant!r}") from None
+        current = _tenant(item)
+        wanted = dataclasses.replace(current, **changes)
+        diffs = _changes(current, wanted, TENANT_FIELDS)
+        if not diffs:
+            return current, None
+        entry = _entry(tenant, "tenant", tenant, diffs, actor, reason)
+        updates = [(getattr(model, c.field), c.new) for c in diffs]
+        try:
+            _commit(item, updates, entry)
+        except _Stale:
+            continue
+        return wanted, entry
+    raise ConflictError(f"tenant {tenant!r} kept changing meanwhile; run it again")
 
 
 # --- switches --------------------------------------------------------------------------
@@ -251,23 +540,126 @@ def list_switches(tenant: str) -> list[Switch]:
     return [_switch(item) for item in items]
 
 
-def set_numbering(tenant: str, switch: str, plan: NumberingPlan) -> Switch:
+def set_numbering(
+    tenant: str,
+    switch: str,
+    plan: NumberingPlan,
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> Switch:
     """Store how a switch writes numbers; its next files are translated by it (not earlier
     ones: the lake keeps what was ingested)."""
+    return update_switch(tenant, switch, {"numbering": plan}, actor=actor, reason=reason)[0]
+
+
+SWITCH_FIELDS = (
+    "format",
+    "timezone",
+    "customer_field",
+    "supplier_field",
+    "default_supplier",
+    "template",
+    "numbering",
+)
+
+
+def _switch_value(field: str, value: Any) -> Any:
+    """A switch setting as a JSON value for the audit trail."""
+    if field == "template":
+        return None if value is None else list(value)
+    if field == "numbering":
+        return {
+            "strip": list(value.strip),
+            "international_prefix": value.international_prefix,
+            "national_prefix": value.national_prefix,
+            "country_code": value.country_code,
+        }
+    return value
+
+
+def _switch_updates(model: type, field: str, value: Any) -> list[tuple[Any, Any]]:
+    """A switch setting as the attributes that store it."""
+    if field == "template":
+        return [(model.template, ",".join(value) if value else None)]
+    if field == "numbering":
+        return [
+            (model.strip_prefixes, ",".join(value.strip) or None),
+            (model.international_prefix, value.international_prefix),
+            (model.national_prefix, value.national_prefix),
+            (model.country_code, value.country_code),
+        ]
+    return [(getattr(model, field), value)]
+
+
+def update_switch(
+    tenant: str,
+    switch: str,
+    changes: Mapping[str, Any],
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> tuple[Switch, AuditEntry | None]:
+    """Change a switch's settings (its next files are read by them; the lake keeps what was
+    ingested), with its audit entry. Returns the switch as it now is and the entry (None:
+    nothing differed, nothing written)."""
+    _check_fields("switch", changes, SWITCH_FIELDS)
+    if changes.get("template") is not None:
+        changes = {**changes, "template": tuple(n.strip() for n in changes["template"]) or None}
+    if "numbering" in changes and not isinstance(changes["numbering"], NumberingPlan):
+        raise TypeError("numbering must be a NumberingPlan")
+    reason = _check_reason(reason)
+    actor = _check_actor(actor or caller())
     model = _m().switch
-    try:
-        item = model.get(check_name("tenant", tenant), f"SWITCH#{check_name('switch', switch)}")
-    except DoesNotExist:
-        raise NotFoundError(f"unknown switch {switch!r} in tenant {tenant!r}") from None
-    values = [
-        (model.strip_prefixes, ",".join(plan.strip) or None),
-        (model.international_prefix, plan.international_prefix),
-        (model.national_prefix, plan.national_prefix),
-        (model.country_code, plan.country_code),
-    ]
-    actions = [a.remove() if v is None else a.set(v) for a, v in values]
-    item.update(actions=actions, condition=model.pk.exists())
-    return _switch(item)
+    for _ in range(_UPDATE_ATTEMPTS):
+        try:
+            item = model.get(check_name("tenant", tenant), f"SWITCH#{check_name('switch', switch)}")
+        except DoesNotExist:
+            raise NotFoundError(f"unknown switch {switch!r} in tenant {tenant!r}") from None
+        current = _switch(item)
+        wanted = dataclasses.replace(current, **changes)
+        checks = _check_switch(wanted, current)
+        diffs = _changes(current, wanted, SWITCH_FIELDS, _switch_value)
+        if not diffs:
+            return current, None
+        entry = _entry(tenant, "switch", switch, diffs, actor, reason)
+        updates = [
+            u for c in diffs for u in _switch_updates(model, c.field, getattr(wanted, c.field))
+        ]
+        try:
+            _commit(item, updates, entry, checks=checks)
+        except _Stale:
+            continue
+        return wanted, entry
+    raise ConflictError(f"switch {switch!r} kept changing meanwhile; run it again")
+
+
+def _check_switch(wanted: Switch, current: Switch) -> list[_Check]:
+    """What create_switch checks, for a switch's new settings; the default supplier's kind
+    is checked again in the change's transaction."""
+    for field in ("customer_field", "supplier_field"):
+        value = getattr(wanted, field)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{field.replace('_', ' ')} must not be empty")
+    check_timezone(wanted.timezone)
+    if wanted.template is not None:
+        # Here, not at import: the raters that read switches never load the CSV formats.
+        from functions.ingest.formats.freeswitch import CSV_NAME, check_template
+
+        if wanted.format != CSV_NAME:
+            raise ValueError(
+                f"template: only a {CSV_NAME} switch takes one, not {wanted.format} "
+                "(clear the template to change the format)"
+            )
+        check_template(wanted.template)
+    if wanted.default_supplier is None or wanted.default_supplier == current.default_supplier:
+        return []
+    supplier = get_account(wanted.tenant, wanted.default_supplier)
+    if supplier.kind != "supplier":
+        raise ValueError(f"default supplier {wanted.default_supplier!r} is a {supplier.kind}")
+    model = _m().account
+    key = f"ACCOUNT#{supplier.account}"
+    return [(model, wanted.tenant, key, model.kind == "supplier")]
 
 
 # --- trunks: what a switch's CDRs name, mapped to accounts ------------------------------------
@@ -377,6 +769,10 @@ class Account:
     deck_version: int | None  # the active rate deck version; None before the first upload
     rounding: str = "half_up"  # how each charge to this account is rounded, once
     rounding_decimals: int = 6
+    # Why the account has its status, and since when (None: as created). Real-time
+    # authorization and fraud rules read `status` and these from here.
+    status_reason: str | None = None
+    status_since: datetime | None = None
 
 
 def _account(item: _AccountItem) -> Account:
@@ -392,6 +788,8 @@ def _account(item: _AccountItem) -> Account:
         deck_version=item.deck_version,
         rounding=item.rounding or "half_up",
         rounding_decimals=6 if item.rounding_decimals is None else item.rounding_decimals,
+        status_reason=item.status_reason,
+        status_since=item.status_since,
     )
 
 
@@ -482,24 +880,196 @@ def list_accounts(tenant: str) -> list[Account]:
     return [_account(item) for item in items]
 
 
-def set_rounding(tenant: str, account: str, rounding: str, decimals: int) -> Account:
-    """Store the contract's rounding rule on an account (used by rating and re-rating)."""
-    _check_rounding(rounding, decimals)
-    item = _account_item(tenant, account)
+def set_account_status(
+    tenant: str,
+    account: str,
+    status: str,
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> Account:
+    """Suspend or resume an account (see update_account)."""
+    return update_account(tenant, account, {"status": status}, actor=actor, reason=reason)[0]
+
+
+# What update_account may change: Account's fields, and the attribute that stores each.
+ACCOUNT_FIELDS = {
+    "kind": "kind",
+    "parent": "parent",
+    "prepaid": "prepaid",
+    "credit_limit_micro": "credit_limit",
+    "currency": "currency",
+    "rounding": "rounding",
+    "rounding_decimals": "rounding_decimals",
+    "status": "status",
+}
+_MAX_CHAIN = 90  # resellers above an account, each checked in the change's transaction
+
+
+def update_account(
+    tenant: str,
+    account: str,
+    changes: Mapping[str, Any],
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> tuple[Account, AuditEntry | None]:
+    """Change an account's settings, with its audit entry, in one transaction.
+
+    Refused with ConflictError when the change would break history or the reseller chain:
+    a kind or currency change once money has moved for the account (its charges and
+    balance are in the old kind's sense and currency), a currency change once it has a rate
+    deck (decks are priced in it), a kind change while a switch's trunk or default supplier
+    names it or while it is a reseller with accounts under it, and a parent that would make
+    a cycle. Rounding, billing, credit limit and status apply from the next charge (and to
+    re-rated calls). Returns the account as it now is and the entry (None: nothing differed,
+    nothing written).
+    """
+    _check_fields("account", changes, tuple(ACCOUNT_FIELDS))
+    reason = _check_reason(reason)
+    actor = _check_actor(actor or caller())
     model = _m().account
-    item.update(
-        actions=[model.rounding.set(rounding), model.rounding_decimals.set(decimals)],
-        condition=model.pk.exists(),
-    )
-    return _account(item)
+    for _ in range(_UPDATE_ATTEMPTS):
+        item = _account_item(tenant, account)
+        current = _account(item)
+        wanted = dataclasses.replace(current, **changes)
+        _check_account(wanted)
+        diffs = _changes(current, wanted, tuple(ACCOUNT_FIELDS))
+        if not diffs:
+            return current, None
+        changed = {c.field for c in diffs}
+        checks = _check_account_change(item, current, wanted, changed)
+        entry = _entry(tenant, "account", account, diffs, actor, reason)
+        updates = [(getattr(model, ACCOUNT_FIELDS[c.field]), c.new) for c in diffs]
+        also, condition = [], None
+        if "status" in changed:
+            wanted = dataclasses.replace(wanted, status_reason=reason, status_since=entry.at)
+            also = [
+                model.status_since.set(entry.at),
+                model.status_reason.remove() if reason is None else model.status_reason.set(reason),
+            ]
+        if "currency" in changed:
+            # A deck upload reserves its number before it commits: none may have begun.
+            condition = model.deck_seq.does_not_exist()
+        try:
+            _commit(item, updates, entry, also=also, condition=condition, checks=checks)
+        except _Stale:
+            continue
+        return wanted, entry
+    raise ConflictError(f"account {account!r} kept changing meanwhile; run it again")
 
 
-def set_account_status(tenant: str, account: str, status: str) -> Account:
-    if status not in ACCOUNT_STATUSES:
-        raise ValueError(f"invalid status {status!r}: use one of {', '.join(ACCOUNT_STATUSES)}")
-    item = _account_item(tenant, account)
-    item.update(actions=[_m().account.status.set(status)], condition=_m().account.pk.exists())
-    return _account(item)
+def _check_account(wanted: Account) -> None:
+    """The values create_account accepts."""
+    if wanted.kind not in ACCOUNT_KINDS:
+        raise ValueError(
+            f"invalid account kind {wanted.kind!r}: use one of {', '.join(ACCOUNT_KINDS)}"
+        )
+    if wanted.status not in ACCOUNT_STATUSES:
+        raise ValueError(
+            f"invalid status {wanted.status!r}: use one of {', '.join(ACCOUNT_STATUSES)}"
+        )
+    _check_rounding(wanted.rounding, wanted.rounding_decimals)
+    limit = wanted.credit_limit_micro
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValueError(f"invalid credit limit {limit!r}: an integer of micro-units")
+    if limit < 0:
+        raise ValueError("credit limit must not be negative")
+    if not isinstance(wanted.prepaid, bool):
+        raise ValueError(f"invalid prepaid {wanted.prepaid!r}: true or false")
+    check_currency(wanted.currency)
+    if wanted.parent is not None:
+        check_name("account", wanted.parent)
+        if wanted.parent == wanted.account:
+            raise ValueError(f"account {wanted.account!r} cannot be its own parent")
+
+
+def _check_account_change(
+    item: _AccountItem, current: Account, wanted: Account, changed: set[str]
+) -> list[_Check]:
+    """Refuse a change that would break history or the chain; the items it was decided on,
+    to be checked again in the change's transaction."""
+    tenant, name = current.tenant, current.account
+    checks: list[_Check] = []
+    if changed & {"kind", "currency"}:
+        what = " and ".join(sorted(changed & {"kind", "currency"}))
+        balance = _m().balance
+        key = f"BALANCE#{name}"
+        try:
+            balance.get(tenant, key, consistent_read=True)
+        except DoesNotExist:
+            checks.append((balance, tenant, key, balance.pk.does_not_exist()))
+        else:
+            raise ConflictError(
+                f"account {name!r} has a balance history (charges or payments in "
+                f"{current.currency} as a {current.kind}): its {what} cannot change; "
+                "create a new account instead"
+            )
+    if "currency" in changed and item.deck_seq is not None:
+        raise ConflictError(
+            f"account {name!r} has rate decks in {current.currency}: its currency cannot "
+            "change; create a new account instead"
+        )
+    if "kind" in changed:
+        _check_kind_change(current, wanted)
+    if "parent" in changed and wanted.parent is not None:
+        checks += _check_parent(wanted)
+    return checks
+
+
+def _check_kind_change(current: Account, wanted: Account) -> None:
+    tenant, name = current.tenant, current.account
+    model = _m().trunk
+    for trunk in model.query(tenant, model.sk.startswith("TRUNK#")):
+        if trunk.account == name:
+            _, switch, direction, key = trunk.sk.split("#", 3)
+            raise ConflictError(
+                f"account {name!r} is mapped on switch {switch!r} ({direction} {key}): its "
+                f"kind cannot change; unmap it first"
+            )
+    for switch in list_switches(tenant):
+        if switch.default_supplier == name:
+            raise ConflictError(
+                f"account {name!r} is the default supplier of switch {switch.switch!r}: its "
+                "kind cannot change; change the switch first"
+            )
+    if current.kind == "reseller":
+        children = sorted(a.account for a in list_accounts(tenant) if a.parent == name)
+        if children:
+            raise ConflictError(
+                f"reseller {name!r} has accounts under it ({', '.join(children)}): its kind "
+                "cannot change; move them to another parent first"
+            )
+
+
+def _check_parent(wanted: Account) -> list[_Check]:
+    """The new parent is a reseller and the chain above it does not come back to the
+    account: each reseller of the chain as read, checked again in the transaction."""
+    tenant, name = wanted.tenant, wanted.account
+    model = _m().account
+    chain: list[str] = [name]
+    checks: list[_Check] = []
+    parent: str | None = wanted.parent
+    while parent is not None:
+        if parent == name:
+            raise ConflictError(
+                f"parent {wanted.parent!r} would make a cycle: {' -> '.join([*chain, name])}"
+            )
+        if len(chain) > _MAX_CHAIN:
+            raise ConflictError(f"account {name!r}: more than {_MAX_CHAIN} resellers above it")
+        try:
+            above = get_account(tenant, parent)
+        except NotFoundError:
+            raise NotFoundError(f"unknown parent account {parent!r} in tenant {tenant!r}") from None
+        if above.kind != "reseller":
+            raise ValueError(f"parent {parent!r} is a {above.kind}, not a reseller")
+        unchanged = (
+            model.parent.does_not_exist() if above.parent is None else model.parent == above.parent
+        )
+        checks.append((model, tenant, f"ACCOUNT#{parent}", (model.kind == "reseller") & unchanged))
+        chain.append(parent)
+        parent = above.parent
+    return checks
 
 
 # --- rate deck versions ----------------------------------------------------------------
@@ -656,7 +1226,11 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
                 transaction.update(
                     accounts_model(tenant, f"ACCOUNT#{account}"),
                     actions=[pointer.set(record.version)],
-                    condition=accounts_model.pk.exists() & at_base,
+                    # The account's currency as the deck was checked against: an account
+                    # whose currency changed meanwhile refuses the deck.
+                    condition=accounts_model.pk.exists()
+                    & at_base
+                    & (accounts_model.currency == record.currency),
                 )
             return _deck(item)
         except TransactWriteError as error:
@@ -670,8 +1244,15 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
 
 
 def _committed_already(record: DeckVersion) -> DeckVersion:
-    """Why a commit's condition failed: a retry of itself, or another head first."""
-    head = get_account(record.tenant, record.account).deck_version  # NotFoundError if none
+    """Why a commit's condition failed: a retry of itself, another head first, or the
+    account's currency changed."""
+    current = get_account(record.tenant, record.account)  # NotFoundError if none
+    head = current.deck_version
+    if current.currency != record.currency:
+        raise ConflictError(
+            f"account {record.account!r} is now in {current.currency}, not {record.currency}: "
+            "deck not recorded"
+        )
     if head == record.version:
         existing = get_deck_version(record.tenant, record.account, record.version)
         if (existing.key, existing.timeline_sha256) == (record.key, record.timeline_sha256):

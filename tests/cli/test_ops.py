@@ -72,6 +72,8 @@ def test_tenant_switch_and_account_create_print_what_was_stored(aws, capsys):
         "deck_version": None,
         "rounding": "half_up",
         "decimals": 6,
+        "status_reason": None,
+        "status_since": None,
     }
     assert accounts.get_account("acme", "cust").credit_limit_micro == 250_500_000
     tollgate("account", "create", "acme", "sup", "--kind", "supplier")
@@ -139,7 +141,8 @@ def test_cdr_drop_puts_the_file_under_incoming(acme, tmp_path, capsys):
         tollgate("cdr", "drop", "acme", "sbc-1", str(tmp_path / "missing.csv"))
 
 
-def test_file_status_json_prints_one_object_per_file(acme, capsys):
+def test_file_status_json_prints_one_list_of_files(acme, capsys):
+    """`file status --json` printed JSON Lines (one object per file), not one document."""
     files.put_file(
         "acme",
         "f1",
@@ -152,18 +155,19 @@ def test_file_status_json_prints_one_object_per_file(acme, capsys):
         "acme", "f2", "done", {"rated": 2, "unrated": 1, "duplicates": 1, "unknown_account": 1}
     )
     files.put_file("globex", "f3", "ingested", {"rows": 1})  # another tenant: not listed
+    capsys.readouterr()
     assert tollgate("file", "status", "acme", "--json") == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines == [
+    assert json.loads(capsys.readouterr().out) == [
         {"file": "a.csv", "switch": "sbc-1", "file_id": "f1", "status": "ingested", "rows": 10,
          "rated": 0, "unrated": 0, "quarantined": 1, "duplicates": 0, "unknown_account": 0},
         {"file": "b.csv", "switch": "sbc-1", "file_id": "f2", "status": "done", "rows": 4,
          "rated": 2, "unrated": 1, "quarantined": 0, "duplicates": 1, "unknown_account": 1},
     ]  # fmt: skip
     tollgate("file", "status", "acme", "b.csv", "--json")  # by the name it was dropped under
-    assert last_json(capsys)["status"] == "done"
+    [by_name] = json.loads(capsys.readouterr().out)
+    assert by_name["status"] == "done"
     tollgate("file", "status", "acme", "f2", "--json")  # or by its id
-    assert last_json(capsys)["file"] == "b.csv"
+    assert [f["file"] for f in json.loads(capsys.readouterr().out)] == ["b.csv"]
     tollgate("file", "status", "acme")
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["file", "status", "rows", "rated", "unrated", "quarantined",

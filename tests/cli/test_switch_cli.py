@@ -70,6 +70,7 @@ def test_map_show_and_unmap_trunks(acme, capsys):
         },
         "ingress": {"198.51.100.4": "cust", "custA": "cust"},
         "egress": {"vendorB": "bt"},
+        "history": [],
     }
     assert tollgate("switch", "unmap", "acme", "fs1", "--ingress", "custA", "--json") == 0
     assert last_json(capsys)["account"] == "cust"
