@@ -1,57 +1,52 @@
-"""Athena over the lake, scoped to one tenant: a database of views, a workgroup, awswrangler.
+"""Athena over the lake, scoped to one tenant by AWS itself: a database, a workgroup, a role.
 
 The Glue tables of infra/glue.yaml (`{database}.cdrs_rated`, `cdrs_charges`,
-`cdrs_normalized`, `cdrs_quarantine`) hold every tenant; their `tenant` partition is
-*injected*, so Athena refuses any query on them that does not name one tenant. A tenant's
-queries never run against them directly. When a tenant is created, `provision_tenant` gives it:
+`cdrs_normalized`, `cdrs_quarantine`) hold every tenant and are the operators'. A tenant's
+queries never run against them. `provision_tenant` gives each tenant:
 
-- a Glue database `{database}_t_{tenant}` holding a view per table with the tables' names, each
-  `SELECT * FROM {database}.<table> WHERE tenant = '<tenant>'` (`tenant_view_ddl`). The
-  same SQL text (`SELECT ... FROM cdrs_rated`) that DuckDB runs locally runs here with that
-  database as the query's context, and sees one tenant's rows only;
-- a workgroup `{prefix}-t-{tenant}` (tag `tollgate:tenant`), whose enforced settings put
-  results under `s3://{lake}/athena-results/tenant={tenant}/`.
+- a Glue database `{database}_t_{tenant}` holding the four tables under the same names, each
+  over the tenant's own lake prefix (`rated/tenant=T/`, ...) with partition projection as
+  the base tables, except that `tenant` is an enum of one value: T. The SQL text that DuckDB
+  runs locally (`SELECT ... FROM cdrs_rated`) runs here unchanged, with that database as the
+  query's context;
+- a workgroup `{prefix}-t-{tenant}` (tag `tollgate:tenant`) whose enforced settings put the
+  results under `s3://{lake}/athena-results/tenant={tenant}/`;
+- a query role (functions.shared.policies.query_policy) that may read only the tenant's lake
+  prefixes, write only its results prefix, read only its own Glue database and run queries
+  only in its own workgroup.
 
-What makes that a boundary rather than a convention is IAM and Lake Formation, which live
-outside this module (docs/lake.md): the role a tenant's queries run as may start queries
-only in workgroups tagged with its tenant, may read Glue metadata only of its own database,
-and is granted the base tables only through a Lake Formation data-cells filter whose row
-filter is `tenant = '<tenant>'` (`data_cells_filter_requests`). So a query text that names
-`tollgate.cdrs_rated` and another tenant reads nothing it may not.
-
-None of this executes under moto (Athena returns no rows there); the requests are built by
-plain functions so that their text can be checked, and the view DDL runs on DuckDB in tests.
+`AthenaSql` always runs as that role (STS AssumeRole), never with the caller's credentials:
+SQL naming `tollgate.cdrs_rated` or another tenant's database is refused by Glue, and no
+SQL can read another tenant's objects, because S3 refuses the role. None of this executes
+under moto (Athena returns no rows there); the requests are built by plain functions and
+checked, and the role's S3 grants are exercised with moto enforcing IAM (tests/access).
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from functions.invoice.lake_sql import PARTITION_COLUMNS
+from functions.invoice.lake_sql import TABLES as LAKE_TABLES
+from functions.shared import policies
 from functions.shared.settings import settings
-from functions.store import check_name, client
+from functions.store import ConflictError, check_name, client, iam
 
 DEFAULT_DATABASE = "tollgate"  # infra/glue.yaml DatabaseName
 DEFAULT_WORKGROUP = "tollgate"  # infra/glue.yaml WorkGroupName: the operators' workgroup
-TABLES = ("cdrs_rated", "cdrs_charges", "cdrs_normalized", "cdrs_quarantine")
+DEFAULT_PROJECTION_START = "2020-01-01"  # infra/glue.yaml ProjectionStartDate
+TABLES = tuple(LAKE_TABLES)
 ENGINE_VERSION = "Athena engine version 3"
-TENANT_TAG = "tollgate:tenant"
+TENANT_TAG = policies.TENANT_TAG
 BYTES_SCANNED_CUTOFF = 100 * 1024**3  # per query, per tenant workgroup
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 _DATABASE = re.compile(r"[a-z][a-z0-9_]{0,127}")
-
-
-def _encode(tenant: str) -> str:
-    """Tenant id -> Glue-safe name part; injective (distinct tenants never share a name).
-
-    Lowercase letters and digits stay; any other character c becomes `_` + two hex digits
-    of ord(c) (tenant ids are ASCII), so 'Acme', 'acme', 'a-b' and 'a_b' stay apart.
-    """
-    return "".join(
-        c if c in "abcdefghijklmnopqrstuvwxyz0123456789" else f"_{ord(c):02x}" for c in tenant
-    )
+_WORKGROUP_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,40}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def check_database(database: str) -> str:
@@ -61,27 +56,74 @@ def check_database(database: str) -> str:
 
 
 def tenant_database(tenant: str, database: str = DEFAULT_DATABASE) -> str:
-    """The Glue database of a tenant's views, e.g. tollgate_t_acme."""
-    return f"{check_database(database)}_t_{_encode(check_name('tenant', tenant))}"
+    """The Glue database of a tenant's tables, e.g. tollgate_t_acme."""
+    return f"{check_database(database)}_t_{policies.name_part(check_name('tenant', tenant))}"
 
 
 def tenant_workgroup(tenant: str, prefix: str = DEFAULT_WORKGROUP) -> str:
     """The Athena workgroup a tenant's queries run in, e.g. tollgate-t-acme."""
+    if not _WORKGROUP_PREFIX.fullmatch(prefix):
+        raise ValueError(f"invalid workgroup prefix {prefix!r}: letters, digits, '.', '_', '-'")
     return f"{prefix}-t-{check_name('tenant', tenant)}"
 
 
-def tenant_view_ddl(tenant: str, database: str = DEFAULT_DATABASE) -> list[str]:
-    """CREATE OR REPLACE VIEW statements of a tenant's database (Trino SQL).
-
-    The tenant id is checked (letters, digits, '.', '_', '-'), so the literal cannot carry
-    SQL. Athena expands `*` when a view is created: re-run after a table gains columns.
-    """
-    scoped = tenant_database(tenant, database)
-    return [
-        f'CREATE OR REPLACE VIEW "{scoped}"."{table}" AS\n'
-        f'SELECT * FROM "{database}"."{table}" WHERE tenant = \'{tenant}\''
-        for table in TABLES
-    ]
+def tenant_table_inputs(
+    tenant: str,
+    lake_bucket: str | None = None,
+    projection_start: str = DEFAULT_PROJECTION_START,
+) -> list[dict[str, Any]]:
+    """Glue TableInputs of a tenant's four tables: the base tables, over its prefixes only."""
+    check_name("tenant", tenant)
+    if not _DAY.fullmatch(projection_start):
+        raise ValueError(f"invalid projection start {projection_start!r}: use YYYY-MM-DD")
+    bucket = lake_bucket or settings().lake_bucket
+    inputs = []
+    for table, (area, columns) in LAKE_TABLES.items():
+        partitions = [
+            {"Name": c.name, "Type": c.type, "Comment": c.comment} for c in PARTITION_COLUMNS
+        ]
+        partitions[0]["Comment"] = f"tenant id: always {tenant} (this database is one tenant's)"
+        inputs.append(
+            {
+                "Name": table,
+                "Description": f"{table} of tenant {tenant} only (s3://{bucket}/{area}/tenant="
+                f"{tenant}/)",
+                "TableType": "EXTERNAL_TABLE",
+                "Parameters": {
+                    "classification": "parquet",
+                    "EXTERNAL": "TRUE",
+                    "parquet.compression": "ZSTD",
+                    "projection.enabled": "true",
+                    # An enum of one value: the column stays (the SQL is the engines' same
+                    # text) but no partition of another tenant can be projected.
+                    "projection.tenant.type": "enum",
+                    "projection.tenant.values": tenant,
+                    "projection.date.type": "date",
+                    "projection.date.format": "yyyy-MM-dd",
+                    "projection.date.range": f"{projection_start},NOW",
+                    "projection.date.interval": "1",
+                    "projection.date.interval.unit": "DAYS",
+                    "storage.location.template": (
+                        f"s3://{bucket}/{area}/tenant=${{tenant}}/date=${{date}}/"
+                    ),
+                    TENANT_TAG: tenant,
+                },
+                "PartitionKeys": partitions,
+                "StorageDescriptor": {
+                    "Location": f"s3://{bucket}/{area}/tenant={tenant}/",
+                    "InputFormat": PARQUET_INPUT,
+                    "OutputFormat": PARQUET_OUTPUT,
+                    "SerdeInfo": {
+                        "SerializationLibrary": PARQUET_SERDE,
+                        "Parameters": {"serialization.format": "1"},
+                    },
+                    "Columns": [
+                        {"Name": c.name, "Type": c.type, "Comment": c.comment} for c in columns
+                    ],
+                },
+            }
+        )
+    return inputs
 
 
 def workgroup_request(
@@ -94,7 +136,7 @@ def workgroup_request(
         "Description": f"Tollgate lake queries of tenant {tenant}",
         "Configuration": {
             "ResultConfiguration": {
-                "OutputLocation": f"s3://{bucket}/athena-results/tenant={tenant}/",
+                "OutputLocation": f"s3://{bucket}/{policies.results_prefix(tenant)}",
                 "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
             },
             "EnforceWorkGroupConfiguration": True,
@@ -106,101 +148,79 @@ def workgroup_request(
     }
 
 
-def data_cells_filter_requests(
-    tenant: str, catalog_id: str, database: str = DEFAULT_DATABASE
-) -> list[dict[str, Any]]:
-    """Lake Formation CreateDataCellsFilter parameters: the base tables' rows of one tenant.
-
-    Granted (SELECT) to the tenant's query role, these are what enforce the scope on AWS
-    even against SQL that names the base tables. Applied by the platform's Lake Formation
-    administrator (see docs/lake.md), not by the query path.
-    """
-    check_name("tenant", tenant)
-    return [
-        {
-            "TableData": {
-                "TableCatalogId": catalog_id,
-                "DatabaseName": check_database(database),
-                "TableName": table,
-                "Name": f"tenant_{_encode(tenant)}",
-                "RowFilter": {"FilterExpression": f"tenant = '{tenant}'"},
-                "ColumnWildcard": {"ExcludedColumnNames": []},
-            }
-        }
-        for table in TABLES
-    ]
-
-
 @dataclass(frozen=True, slots=True)
 class TenantScope:
     tenant: str
-    database: str  # the tenant's database of views
+    database: str  # the tenant's database of tables over its own prefixes
     workgroup: str
+    role_arn: str  # the query role its queries run as
 
 
 def provision_tenant(
     tenant: str,
     database: str = DEFAULT_DATABASE,
     workgroup_prefix: str = DEFAULT_WORKGROUP,
-    admin_workgroup: str = DEFAULT_WORKGROUP,
-    timeout: float = 60.0,
+    projection_start: str = DEFAULT_PROJECTION_START,
 ) -> TenantScope:
-    """Create (or refresh) a tenant's database of views and its workgroup. Idempotent.
+    """Create (or refresh) a tenant's database, tables, workgroup and query role. Idempotent.
 
-    Call when a tenant is created. The views are created by DDL in the operators'
-    workgroup (`admin_workgroup`, from infra/glue.yaml).
+    Call when a tenant is created (`tollgate access provision TENANT`). An existing database
+    or workgroup that is not this tenant's, as Tollgate made it, is refused (ConflictError).
     """
-    scope = TenantScope(
-        tenant, tenant_database(tenant, database), tenant_workgroup(tenant, workgroup_prefix)
-    )
+    scoped = tenant_database(tenant, database)
+    workgroup = tenant_workgroup(tenant, workgroup_prefix)
     glue = client("glue")
-    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+    try:
         glue.create_database(
             DatabaseInput={
-                "Name": scope.database,
-                "Description": f"Tollgate lake views of tenant {tenant} (rows of {tenant} only)",
+                "Name": scoped,
+                "Description": f"Tollgate lake tables of tenant {tenant} (rows of {tenant} only)",
                 "Parameters": {TENANT_TAG: tenant},
             }
         )
+    except glue.exceptions.AlreadyExistsException:
+        found = glue.get_database(Name=scoped)["Database"].get("Parameters", {})
+        if found.get(TENANT_TAG) != tenant:
+            raise ConflictError(
+                f"Glue database {scoped} exists but is not tenant {tenant}'s"
+            ) from None
+    for table in tenant_table_inputs(tenant, projection_start=projection_start):
+        try:
+            glue.create_table(DatabaseName=scoped, TableInput=table)
+        except glue.exceptions.AlreadyExistsException:
+            # Also what turns the earlier views of this database into tables.
+            glue.update_table(DatabaseName=scoped, TableInput=table)
+    _ensure_workgroup(tenant, workgroup_prefix)
+    role_arn = iam.ensure_query_role(tenant, database=scoped, workgroup=workgroup)
+    return TenantScope(tenant, scoped, workgroup, role_arn)
+
+
+def _ensure_workgroup(tenant: str, prefix: str) -> None:
     athena = client("athena")
+    wanted = workgroup_request(tenant, prefix)
     try:
-        athena.create_work_group(**workgroup_request(tenant, workgroup_prefix))
+        athena.create_work_group(**wanted)
+        return
     except athena.exceptions.InvalidRequestException as error:
         if "already" not in str(error).lower():
             raise
-    for ddl in tenant_view_ddl(tenant, database):
-        run_statement(ddl, database=database, workgroup=admin_workgroup, timeout=timeout)
-    return scope
-
-
-def run_statement(sql: str, *, database: str, workgroup: str, timeout: float = 60.0) -> str:
-    """Run one statement (DDL) to completion; returns its query execution id."""
-    athena = client("athena")
-    started = athena.start_query_execution(
-        QueryString=sql, QueryExecutionContext={"Database": database}, WorkGroup=workgroup
-    )
-    execution_id = started["QueryExecutionId"]
-    deadline = time.monotonic() + timeout
-    while True:
-        status = athena.get_query_execution(QueryExecutionId=execution_id)["QueryExecution"][
-            "Status"
-        ]
-        state = status["State"]
-        if state == "SUCCEEDED":
-            return execution_id
-        if state in ("FAILED", "CANCELLED"):
-            reason = status.get("StateChangeReason", state)
-            raise RuntimeError(f"Athena statement {execution_id} {state.lower()}: {reason}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Athena statement {execution_id} still {state} after {timeout}s")
-        time.sleep(0.5)
+    found = athena.get_work_group(WorkGroup=wanted["Name"])["WorkGroup"]["Configuration"]
+    location = found.get("ResultConfiguration", {}).get("OutputLocation")
+    wanted_location = wanted["Configuration"]["ResultConfiguration"]["OutputLocation"]
+    # The query role may write only under its own results prefix: a workgroup writing
+    # anywhere else would be either broken or someone else's.
+    if not found.get("EnforceWorkGroupConfiguration") or location != wanted_location:
+        raise ConflictError(
+            f"Athena workgroup {wanted['Name']} exists without the enforced result location "
+            f"{wanted_location} (it has {location}); fix or delete it, then provision again"
+        )
 
 
 class AthenaSql:
-    """One tenant's SQL on Athena, through awswrangler: its views, in its workgroup.
+    """One tenant's SQL on Athena, through awswrangler, as the tenant's query role.
 
-    The SQL text is passed as is: the scope comes from where it runs (the tenant's
-    database as context, the tenant's workgroup and role), not from rewriting it.
+    The SQL text is passed as is: the scope comes from where it runs (the tenant's database
+    as context, its workgroup) and from who runs it (its role), not from rewriting it.
     """
 
     def __init__(
@@ -214,7 +234,7 @@ class AthenaSql:
         self.workgroup = tenant_workgroup(tenant, workgroup_prefix)
 
     def request(self, sql: str) -> dict[str, Any]:
-        """Keyword arguments of awswrangler.athena.read_sql_query for `sql`."""
+        """Keyword arguments of awswrangler.athena.read_sql_query for `sql` (but the session)."""
         return {
             "sql": sql,
             "database": self.database,
@@ -228,6 +248,8 @@ class AthenaSql:
     def query(self, sql: str) -> list[dict[str, Any]]:
         import awswrangler as wr  # ~0.6 s to import: only when a query runs on Athena
 
-        frame = wr.athena.read_sql_query(**self.request(sql))
+        # Assumed for every query, never cached: an operator's credentials must not run it.
+        session = iam.query_credentials(self.tenant).session()
+        frame = wr.athena.read_sql_query(**self.request(sql), boto3_session=session)
         frame = frame.astype(object).where(frame.notna(), None)
         return frame.to_dict("records")

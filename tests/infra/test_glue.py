@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pytest
 import yaml
@@ -18,7 +17,6 @@ import yaml
 from functions.invoice.lake_sql import (
     PARTITION_COLUMNS,
     TABLES,
-    LocalLakeSql,
     arrow_type,
     named_query,
     named_query_names,
@@ -225,50 +223,35 @@ def test_tenant_names_are_distinct_and_valid():
     assert all(athena.check_database(d) for d in databases)
     assert athena.tenant_database("acme") == "tollgate_t_acme"
     assert athena.tenant_workgroup("acme") == "tollgate-t-acme"
+    for bad in ("x' OR tenant <> '", "a*", "a/b", "${aws:username}"):
+        with pytest.raises(ValueError):
+            athena.tenant_table_inputs(bad)
     with pytest.raises(ValueError):
-        athena.tenant_view_ddl("x' OR tenant <> '")
+        athena.tenant_workgroup("acme", prefix="*")
 
 
-def test_view_ddl_text():
-    assert athena.tenant_view_ddl("acme") == [
-        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_rated" AS\n'
-        'SELECT * FROM "tollgate"."cdrs_rated" WHERE tenant = \'acme\'',
-        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_charges" AS\n'
-        'SELECT * FROM "tollgate"."cdrs_charges" WHERE tenant = \'acme\'',
-        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_normalized" AS\n'
-        'SELECT * FROM "tollgate"."cdrs_normalized" WHERE tenant = \'acme\'',
-        'CREATE OR REPLACE VIEW "tollgate_t_acme"."cdrs_quarantine" AS\n'
-        'SELECT * FROM "tollgate"."cdrs_quarantine" WHERE tenant = \'acme\'',
-    ]
-
-
-def test_view_ddl_scopes_the_named_queries(tmp_path):
-    """The DDL, run on DuckDB over both tenants' rows, gives the same answers as the local
-    engine: the named queries' unchanged text, with the tenant's database as context."""
-    from tests.finance.conftest import write_lake
-
-    lake_dir = write_lake(tmp_path)
-    db = duckdb.connect()
-    db.execute("CREATE SCHEMA tollgate")
-    for table in TABLES:
-        rows = []
-        for tenant in ("alpha", "bravo"):
-            with LocalLakeSql(tenant, lake_dir) as one:
-                rows.append(one.db.sql(f"SELECT * FROM {table}").to_arrow_table())
-        both = pa.concat_tables(rows)
-        db.register("both_tenants", both)
-        db.execute(f"CREATE TABLE tollgate.{table} AS SELECT * FROM both_tenants")
-        db.unregister("both_tenants")
-    db.execute(f'CREATE SCHEMA "{athena.tenant_database("alpha")}"')
-    for ddl in athena.tenant_view_ddl("alpha"):
-        db.execute(ddl)
-    db.execute(f"SET search_path = '{athena.tenant_database('alpha')}'")
-    with LocalLakeSql("alpha", lake_dir) as local:
-        for name in named_query_names():
-            assert db.execute(named_query(name)).fetchall() == [
-                tuple(r.values()) for r in local.named(name)
-            ], name
-    assert db.execute("SELECT DISTINCT tenant FROM cdrs_rated").fetchall() == [("alpha",)]
+def test_a_tenants_tables_are_the_base_tables_over_its_own_prefixes():
+    """Same columns, formats and projection as infra/glue.yaml's tables, but each table's
+    location is the tenant's prefix and `tenant` an enum of that one tenant: Athena cannot
+    project a partition of anyone else (and the tenant's role could not read it)."""
+    base = {name: render(t, **PARAMETERS) for name, t in table_inputs().items()}
+    for table in athena.tenant_table_inputs("a.b-2", lake_bucket="tollgate-lake"):
+        area, _ = TABLES[table["Name"]]
+        same = base[table["Name"]]
+        assert table["TableType"] == same["TableType"]
+        assert table["StorageDescriptor"]["Location"] == f"s3://tollgate-lake/{area}/tenant=a.b-2/"
+        assert {k: v for k, v in table["StorageDescriptor"].items() if k != "Location"} == {
+            k: v for k, v in same["StorageDescriptor"].items() if k != "Location"
+        }
+        assert [(k["Name"], k["Type"]) for k in table["PartitionKeys"]] == [
+            (k["Name"], k["Type"]) for k in same["PartitionKeys"]
+        ]
+        parameters, base_parameters = table["Parameters"], same["Parameters"]
+        assert parameters.pop("projection.tenant.type") == "enum"
+        assert parameters.pop("projection.tenant.values") == "a.b-2"
+        assert parameters.pop("tollgate:tenant") == "a.b-2"
+        assert base_parameters.pop("projection.tenant.type") == "injected"
+        assert parameters == base_parameters
 
 
 def test_athena_request_runs_the_sql_unchanged_in_the_tenants_scope():
@@ -276,7 +259,7 @@ def test_athena_request_runs_the_sql_unchanged_in_the_tenants_scope():
 
     sql = "SELECT count(*) FROM cdrs_rated WHERE tenant = 'bravo'"
     request = athena.AthenaSql("alpha").request(sql)
-    inspect.signature(wr.athena.read_sql_query).bind(**request)  # a real call's arguments
+    inspect.signature(wr.athena.read_sql_query).bind(**request, boto3_session=None)
     assert request["sql"] == sql
     assert request["database"] == "tollgate_t_alpha"
     assert request["workgroup"] == "tollgate-t-alpha"
@@ -284,41 +267,71 @@ def test_athena_request_runs_the_sql_unchanged_in_the_tenants_scope():
     assert (other["database"], other["workgroup"]) == ("billing_t_alpha", "tg-t-alpha")
 
 
-def test_lake_formation_filters_are_the_tenants_rows():
-    requests = athena.data_cells_filter_requests("acme", "123456789012")
-    assert [r["TableData"]["TableName"] for r in requests] == list(athena.TABLES)
-    assert {r["TableData"]["RowFilter"]["FilterExpression"] for r in requests} == {
-        "tenant = 'acme'"
-    }
-
-
-def test_provision_tenant_creates_its_database_and_workgroup(aws):
-    """Under moto: Glue and the workgroup are real state; the view DDL 'succeeds' unrun."""
+def test_provision_tenant_creates_its_database_tables_workgroup_and_role(aws):
+    """Under moto: Glue, the workgroup and the IAM role are real state."""
     from functions.store import client
 
-    (operators,) = resources("AWS::Athena::WorkGroup").values()
-    client("athena").create_work_group(
-        Name="tollgate",
-        Configuration=render(operators["WorkGroupConfiguration"], **PARAMETERS),
-    )
-    client("glue").create_database(DatabaseInput={"Name": "tollgate"})
     for _ in range(2):  # idempotent
         scope = athena.provision_tenant("acme")
-    assert scope == athena.TenantScope("acme", "tollgate_t_acme", "tollgate-t-acme")
-    database = client("glue").get_database(Name="tollgate_t_acme")["Database"]
-    assert database["Parameters"] == {"tollgate:tenant": "acme"}
+    assert scope == athena.TenantScope(
+        "acme",
+        "tollgate_t_acme",
+        "tollgate-t-acme",
+        "arn:aws:iam::123456789012:role/tollgate/query/tollgate-query-acme",
+    )
+    glue = client("glue")
+    assert glue.get_database(Name="tollgate_t_acme")["Database"]["Parameters"] == {
+        "tollgate:tenant": "acme"
+    }
+    stored = {t["Name"]: t for t in glue.get_tables(DatabaseName="tollgate_t_acme")["TableList"]}
+    assert set(stored) == set(TABLES)
+    for name, table in stored.items():
+        area, _ = TABLES[name]
+        assert table["StorageDescriptor"]["Location"] == f"s3://tollgate-lake/{area}/tenant=acme/"
+        assert table["Parameters"]["projection.tenant.values"] == "acme"
     workgroup = client("athena").get_work_group(WorkGroup="tollgate-t-acme")["WorkGroup"]
     configuration = workgroup["Configuration"]
     assert configuration["EnforceWorkGroupConfiguration"] is True
     assert configuration["ResultConfiguration"]["OutputLocation"] == (
         "s3://tollgate-lake/athena-results/tenant=acme/"
     )
-    executions = client("athena").list_query_executions(WorkGroup="tollgate")["QueryExecutionIds"]
-    texts = [
-        client("athena").get_query_execution(QueryExecutionId=e)["QueryExecution"]["Query"]
-        for e in executions
-    ]
-    assert sorted(texts) == sorted(athena.tenant_view_ddl("acme") * 2)
+    role = client("iam").get_role(RoleName="tollgate-query-acme")["Role"]
+    assert {t["Key"]: t["Value"] for t in role["Tags"]} == {
+        "tollgate:tenant": "acme",
+        "tollgate:access": "query",
+    }
+
+
+def test_provision_tenant_turns_the_earlier_views_into_tables(aws):
+    from functions.store import client
+
+    glue = client("glue")
+    glue.create_database(
+        DatabaseInput={"Name": "tollgate_t_acme", "Parameters": {"tollgate:tenant": "acme"}}
+    )
+    glue.create_table(
+        DatabaseName="tollgate_t_acme",
+        TableInput={"Name": "cdrs_rated", "TableType": "VIRTUAL_VIEW", "ViewOriginalText": "x"},
+    )
+    athena.provision_tenant("acme")
+    table = glue.get_table(DatabaseName="tollgate_t_acme", Name="cdrs_rated")["Table"]
+    assert table["TableType"] == "EXTERNAL_TABLE"
+
+
+def test_provision_tenant_refuses_a_database_or_workgroup_it_did_not_make(aws):
+    from functions.store import ConflictError, client
+
+    client("glue").create_database(
+        DatabaseInput={"Name": "tollgate_t_acme", "Parameters": {"tollgate:tenant": "other"}}
+    )
+    with pytest.raises(ConflictError, match="tollgate_t_acme"):
+        athena.provision_tenant("acme")
+    client("athena").create_work_group(
+        Name="tollgate-t-globex",
+        Configuration={"ResultConfiguration": {"OutputLocation": "s3://elsewhere/"}},
+    )
+    with pytest.raises(ConflictError, match="tollgate-t-globex"):
+        athena.provision_tenant("globex")
 
 
 def test_every_column_is_documented_in_the_readme_and_every_named_query_in_the_lake_doc():

@@ -44,6 +44,7 @@ DEPLOY_ONLY_TYPES = {
     "AWS::CloudWatch::Alarm",
     "AWS::SNS::Topic",
     "AWS::SNS::Subscription",
+    "AWS::S3::BucketPolicy",  # moto neither creates nor enforces it (tests/access judge it)
 }
 
 

@@ -11,6 +11,7 @@ from functions.store import lake
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
+RETENTION = TEMPLATE["Parameters"]["QuarantineRetentionDays"]
 THIRTEEN_MONTHS = 396  # days: 13 x 31 − a margin nobody needs
 DAY = dt.date(2024, 5, 1)
 FILE_ID = "0123456789abcdef0123456789abcdef"
@@ -32,8 +33,18 @@ def _applying(bucket: str, key: str) -> list[dict[str, Any]]:
     return [r for r in _rules(bucket) if r["Status"] == "Enabled" and key.startswith(_prefix(r))]
 
 
-def _expires_after(rules: list[dict[str, Any]]) -> int | None:
-    days = [r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r]
+def _days(value: int | dict[str, str], parameters: dict[str, str] | None = None) -> int:
+    """A number of days, or a Ref to a template parameter (its default unless given)."""
+    if isinstance(value, dict):
+        name = value["Ref"]
+        return int((parameters or {}).get(name, TEMPLATE["Parameters"][name]["Default"]))
+    return value
+
+
+def _expires_after(
+    rules: list[dict[str, Any]], parameters: dict[str, str] | None = None
+) -> int | None:
+    days = [_days(r["ExpirationInDays"], parameters) for r in rules if "ExpirationInDays" in r]
     assert not [r for r in rules if "ExpirationDate" in r], "a fixed expiry date"
     return min(days) if days else None
 
@@ -60,9 +71,13 @@ def test_normalised_and_rated_cdrs_kept_13_months_at_least_and_cheaper_after_90_
         assert _cheaper_after(rules) == {"STANDARD_IA": 90}, area
 
 
-def test_quarantine_is_kept_until_reviewed():
+def test_quarantined_rows_expire_after_the_configured_days():
+    """Issue 9 §5: quarantine/ kept the raw rows, calling numbers included (personal data),
+    for ever; they now expire after QuarantineRetentionDays (90 unless the stack says)."""
     rules = _applying("LakeBucket", lake.table_key("quarantine", "acme", DAY, FILE_ID))
-    assert _expires_after(rules) is None
+    assert (RETENTION["Type"], RETENTION["Default"], RETENTION["MinValue"]) == ("Number", 90, 1)
+    assert _expires_after(rules) == 90
+    assert _expires_after(rules, {"QuarantineRetentionDays": "30"}) == 30
     assert _cheaper_after(rules) == {}
 
 
@@ -107,12 +122,12 @@ def test_tables_that_hold_money_or_its_guards_have_point_in_time_recovery():
         assert spec == {"PointInTimeRecoveryEnabled": True}, table
 
 
-def _api_rule(rule: dict[str, Any]) -> dict[str, Any]:
+def _api_rule(rule: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
     """CloudFormation's LifecycleConfiguration rule -> PutBucketLifecycleConfiguration's."""
     api: dict[str, Any] = {"ID": rule["Id"], "Status": rule["Status"]}
     api["Filter"] = {"Prefix": _prefix(rule)}
     if "ExpirationInDays" in rule:
-        api["Expiration"] = {"Days": rule["ExpirationInDays"]}
+        api["Expiration"] = {"Days": _days(rule["ExpirationInDays"], parameters)}
     if "Transitions" in rule:
         api["Transitions"] = [
             {"Days": t["TransitionInDays"], "StorageClass": t["StorageClass"]}
@@ -137,3 +152,29 @@ def test_the_rules_are_valid_s3_lifecycle_requests(aws):
         s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": rules})
         stored = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
         assert [r["ID"] for r in stored] == [r["ID"] for r in rules]
+
+
+def test_the_lake_bucket_as_provisioned_expires_quarantine_after_the_parameter(aws):
+    """The template's rules with QuarantineRetentionDays=30, put on a moto bucket and read
+    back: the rule S3 holds for a quarantine key expires it after 30 days, and nothing the
+    billing record keeps (normalized/, rated/, charges/) expires with it."""
+    from functions.store import client
+
+    s3 = client("s3")
+    s3.create_bucket(Bucket="retention-quarantine")
+    rules = [_api_rule(r, {"QuarantineRetentionDays": "30"}) for r in _rules("LakeBucket")]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="retention-quarantine", LifecycleConfiguration={"Rules": rules}
+    )
+    stored = s3.get_bucket_lifecycle_configuration(Bucket="retention-quarantine")["Rules"]
+
+    def expiry(key: str) -> list[int]:
+        return [
+            r["Expiration"]["Days"]
+            for r in stored
+            if "Expiration" in r and key.startswith(r["Filter"]["Prefix"])
+        ]
+
+    assert expiry(lake.table_key("quarantine", "acme", DAY, FILE_ID)) == [30]
+    for area in ("normalized", "rated", "charges"):
+        assert expiry(lake.table_key(area, "acme", DAY, FILE_ID)) == [], area
