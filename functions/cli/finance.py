@@ -1,10 +1,12 @@
 """`tollgate query` and `tollgate report`: SQL over one tenant's lake tables.
 
-The engine: Athena (through awswrangler, in the tenant's database of views and workgroup)
-on AWS; DuckDB over a local copy of the tenant's Parquet on the local stack
-(`AWS_ENDPOINT_URL` set), with `--engine duckdb`, or with `--lake-dir`. The same SQL text
-runs on both. Either way the tenant is the engine's scope, never a clause of the SQL:
-locally only that tenant's partitions are copied and registered.
+The engine: Athena on AWS, through awswrangler, as the tenant's query role (assumed with
+STS for each query: it reads only the tenant's lake prefixes), with the tenant's database of
+tables and its workgroup (`tollgate access provision TENANT` makes them); DuckDB over a local
+copy of the tenant's Parquet on the local stack (`AWS_ENDPOINT_URL` set), with `--engine
+duckdb`, or with `--lake-dir`. The same SQL text runs on both. Either way the tenant is the
+engine's scope, never a clause of the SQL: locally only that tenant's partitions are copied
+and registered; on AWS, IAM refuses the role anything of another tenant's.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
         default=os.environ.get("TOLLGATE_ATHENA_DATABASE", "tollgate"),
-        help="Athena: the Glue database of infra/glue.yaml (tenant views: DATABASE_t_TENANT)",
+        help="Athena: the Glue database of infra/glue.yaml (tenant tables: DATABASE_t_TENANT)",
     )
     parser.add_argument(
         "--workgroup-prefix",
