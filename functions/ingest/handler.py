@@ -1,34 +1,48 @@
 """The ingest Lambda: S3 `ObjectCreated` notifications, delivered through SQS.
 
-Parses the event, calls the ingest service once per dropped file, maps failures to SQS
-partial-batch responses (a failed record comes back after its visibility timeout, then goes
-to the dead-letter queue).
+Powertools' BatchProcessor hands each SQS record to `ingest_record` and reports the records
+that raised in `batchItemFailures` (they come back after the visibility timeout, then go to
+the dead-letter queue); a batch whose every record failed raises instead, so Lambda retries it
+even where the event source mapping ignores partial responses. Each new file's counts go out
+as one EMF record (functions.store.monitoring); logs carry tenant, switch, file id and the
+drop's SQS message id as correlation id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.ingest.service import DroppedFile, ingest
-from functions.store import accounts, files, lake, queues
+from functions.ingest.service import DroppedFile, IngestOutcome, ingest
+from functions.store import accounts, files, lake, monitoring, queues
 
-logger = Logger(service="ingest")
+logger = Logger(service=monitoring.INGEST)
+# Only AWS calls become subsegments; tracing is off outside Lambda (and where
+# POWERTOOLS_TRACE_DISABLED is set), so tests and the local stack run untraced.
+tracer = Tracer(service=monitoring.INGEST, patch_modules=("botocore",))
+DROP_KEYS = ["tenant", "switch", "file_id", "cdr_file"]
 
 
-def dropped_files(body: str) -> list[DroppedFile]:
+def dropped_files(event: S3Event) -> list[DroppedFile]:
     """The CDR files an S3 notification names; none for S3's `s3:TestEvent`."""
-    message = json.loads(body)
+    if "Records" not in event:  # the s3:TestEvent S3 sends when the notification is set up
+        return []
     drops = []
-    for record in message.get("Records", []):
-        if not record.get("eventName", "").startswith("ObjectCreated"):
+    for record in event.records:
+        if not record.event_name.startswith("ObjectCreated"):
             continue
-        s3 = record["s3"]
-        key = unquote_plus(s3["object"]["key"])  # S3 event keys are URL-encoded
+        s3 = record.s3
+        key = unquote_plus(s3.get_object.key)  # S3 event keys are URL-encoded
         try:
             where = lake.parse_cdr_key(key)
         except ValueError:
@@ -36,49 +50,69 @@ def dropped_files(body: str) -> list[DroppedFile]:
             continue
         drops.append(
             DroppedFile(
-                bucket=s3["bucket"]["name"],
+                bucket=s3.bucket.name,
                 key=key,
-                etag=s3["object"].get("eTag", "").strip('"'),
+                etag=s3.get_object.etag.strip('"'),
                 tenant=where.tenant,
                 switch=where.switch,
                 name=where.name,
-                arrived=dt.datetime.fromisoformat(
-                    record["eventTime"].replace("Z", "+00:00")
-                ).date(),
+                arrived=dt.datetime.fromisoformat(record.event_time.replace("Z", "+00:00")).date(),
             )
         )
     return drops
 
 
+@tracer.capture_method(capture_response=False)
+def ingest_record(record: SQSRecord) -> None:
+    """One SQS message: the S3 notification of (normally) one dropped file."""
+    logger.remove_keys(DROP_KEYS)  # the previous record's file
+    logger.set_correlation_id(record.message_id)
+    for drop in dropped_files(record.decoded_nested_s3_event):
+        logger.append_keys(
+            tenant=drop.tenant, switch=drop.switch, file_id=drop.file_id, cdr_file=drop.name
+        )
+        tracer.put_annotation(key="tenant", value=drop.tenant)
+        tracer.put_annotation(key="file_id", value=drop.file_id)
+        outcome = ingest(drop, lake=lake, switches=accounts, files=files, rate_requests=queues)
+        logger.info(
+            "cdr file ingested",
+            status=outcome.status,
+            rows=outcome.rows,
+            quarantined=outcome.quarantined,
+            error=outcome.error or None,
+        )
+        publish_metrics(drop, outcome, correlation_id=record.message_id)
+
+
+def publish_metrics(drop: DroppedFile, outcome: IngestOutcome, *, correlation_id: str) -> None:
+    """A new file's EMF record; nothing for a redelivered drop (already counted once)."""
+    if outcome.status == "already":
+        return
+    values: dict[str, float] = {monitoring.FILES_RECEIVED: 1}
+    if outcome.status == "rejected":
+        values[monitoring.FILES_REJECTED] = 1
+    else:
+        values[monitoring.CDRS_IN] = outcome.rows
+        values[monitoring.CDRS_QUARANTINED] = outcome.quarantined
+        if outcome.rows:
+            values[monitoring.QUARANTINE_SHARE] = round(100 * outcome.quarantined / outcome.rows, 2)
+    monitoring.put_file_metrics(
+        monitoring.INGEST,
+        drop.tenant,
+        drop.switch,
+        outcome.file_id,
+        values,
+        cdr_file=drop.name,
+        correlation_id=correlation_id,
+    )
+
+
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handle_cdr_drops(event: dict, context: Any) -> dict:
-    failures = []
-    for record in event.get("Records", []):
-        try:
-            for drop in dropped_files(record["body"]):
-                outcome = ingest(
-                    drop, lake=lake, switches=accounts, files=files, rate_requests=queues
-                )
-                logger.info(
-                    "cdr file ingested",
-                    tenant=drop.tenant,
-                    switch=drop.switch,
-                    cdr_file=drop.name,
-                    file_id=outcome.file_id,
-                    status=outcome.status,
-                    rows=outcome.rows,
-                    quarantined=outcome.quarantined,
-                    error=outcome.error or None,
-                )
-        except Exception:
-            logger.exception("cdr drop failed; SQS will redeliver", message_id=record["messageId"])
-            failures.append({"itemIdentifier": record["messageId"]})
-    if failures and len(failures) == len(event.get("Records", [])):
-        # Nothing succeeded: raise, so Lambda retries the batch even where the event source
-        # mapping does not report partial failures (Chalice does not enable it).
-        raise BatchFailedError(f"{len(failures)} record(s) failed; SQS will redeliver")
-    return {"batchItemFailures": failures}
-
-
-class BatchFailedError(RuntimeError):
-    """Every record of an SQS batch failed."""
+    # A processor per invocation: it keeps the batch's state, and the local stack may run
+    # this handler in several threads of one process.
+    processor = BatchProcessor(event_type=EventType.SQS, logger=logger)
+    return process_partial_response(
+        event=event, record_handler=ingest_record, processor=processor, context=context
+    )

@@ -6,8 +6,10 @@ import json
 
 import pyarrow as pa
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 
-from functions.ingest.handler import BatchFailedError, dropped_files, handle_cdr_drops
+from functions.ingest.handler import dropped_files, handle_cdr_drops
 from functions.ingest.service import assign_parties
 from functions.rate.handler import handle_normalized_files
 from functions.store import files, lake
@@ -43,22 +45,26 @@ def sqs_event(*bodies: str) -> dict:
     return {"Records": [{"messageId": f"m{i}", "body": b} for i, b in enumerate(bodies)]}
 
 
+def drops_in(body: str) -> list:
+    return dropped_files(S3Event(json.loads(body)))
+
+
 def test_s3_keys_are_url_decoded_and_name_tenant_switch_and_file():
-    [drop] = dropped_files(s3_event("incoming%2Facme%2Fsbc1%2FMaster+2024-05-01.csv"))
+    [drop] = drops_in(s3_event("incoming%2Facme%2Fsbc1%2FMaster+2024-05-01.csv"))
     assert (drop.tenant, drop.switch, drop.name) == ("acme", "sbc1", "Master 2024-05-01.csv")
     assert drop.key == "incoming/acme/sbc1/Master 2024-05-01.csv"
     assert drop.arrived.isoformat() == "2024-05-02"
 
 
 def test_s3_test_events_and_objects_outside_incoming_name_no_file():
-    assert dropped_files(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
-    assert dropped_files(s3_event("exports/report.csv")) == []
+    assert drops_in(json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})) == []
+    assert drops_in(s3_event("exports/report.csv")) == []
 
 
 def test_the_same_object_always_gets_the_same_file_id_and_new_content_a_new_one():
-    [a] = dropped_files(s3_event("incoming/acme/sbc1/x.csv", etag="e1"))
-    [b] = dropped_files(s3_event("incoming/acme/sbc1/x.csv", etag="e1"))
-    [c] = dropped_files(s3_event("incoming/acme/sbc1/x.csv", etag="e2"))
+    [a] = drops_in(s3_event("incoming/acme/sbc1/x.csv", etag="e1"))
+    [b] = drops_in(s3_event("incoming/acme/sbc1/x.csv", etag="e1"))
+    [c] = drops_in(s3_event("incoming/acme/sbc1/x.csv", etag="e2"))
     assert a.file_id == b.file_id != c.file_id
 
 
@@ -103,5 +109,9 @@ def test_a_switch_default_supplier_fills_cdrs_that_name_none():
 
 
 def test_a_batch_whose_every_record_failed_raises_so_lambda_retries_it(aws):
-    with pytest.raises(BatchFailedError):
+    """Powertools' BatchProcessor raises when nothing succeeded (the hand-written loop raised
+    its own BatchFailedError): Lambda then retries the batch even without partial responses."""
+    with pytest.raises(BatchProcessingError, match="All records failed"):
         handle_cdr_drops(sqs_event("{not json"), LambdaContext())
+    with pytest.raises(BatchProcessingError, match="All records failed"):
+        handle_normalized_files(sqs_event('{"tenant": "acme"}'), LambdaContext())
