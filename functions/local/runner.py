@@ -4,11 +4,17 @@ moto cannot run Lambda code here (no Docker), so the runner plays Lambda's part 
 APIs only, reading what to run from the app's own declarations (`app.event_sources`):
 - `@app.on_sqs_message`: a poller per queue. It receives up to `batch_size` messages, calls the
   handler with a real SQS Lambda event, deletes what succeeded and leaves the rest to come back
-  after their visibility timeout (and to the DLQ after maxReceiveCount): at-least-once, as on
+  after their visibility timeout (`retry_delay` shortens that for tests): at-least-once, as on
   AWS. A handler exception fails the whole batch; `batchItemFailures` fails only those records.
+  The dead-letter queue is SQS's own: moto applies a queue's RedrivePolicy when it receives,
+  moving a message that was delivered `maxReceiveCount` times to the dead-letter queue
+  instead of delivering it again (tests/local/test_redrive.py proves it), as SQS does.
 - `@app.on_cw_event`: a rule with the same pattern on the event bus, targeting a shim queue
   that is polled the same way, one event per invocation. Schedule rules are never put on the
-  bus: moto's schedule rules match every put_events call.
+  bus: moto's schedule rules match every put_events call. A failed event is tried
+  `EVENT_ATTEMPTS` times in all, as Lambda tries an asynchronous invocation, then parked in
+  the shim's dead-letter queue (Lambda would discard it, or send it to an on-failure
+  destination).
 - `@app.schedule`: a timer per `rate(...)` expression (moto never fires schedules); any
   schedule can also be fired by hand with `trigger_schedule`.
 """
@@ -49,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+EVENT_ATTEMPTS = 3  # Lambda's asynchronous invocations: the first try and two retries
 
 
 class RunnerError(LocalStackError):
@@ -134,13 +141,20 @@ class LambdaRunner:
         chalice_config: Path | None = None,
         visibility_timeout: int | None = None,
         poll_wait_seconds: int = 1,
+        retry_delay: int | None = None,
     ) -> None:
-        """`poll_wait_seconds`: SQS long-poll wait (0: short polls, quicker to stop)."""
+        """`poll_wait_seconds`: SQS long-poll wait (0: short polls, quicker to stop).
+
+        `retry_delay`: seconds a failed message stays hidden before it is delivered again
+        (None: its visibility timeout, as with Lambda; 0 lets a test see a message reach its
+        dead-letter queue in milliseconds, through the same receives).
+        """
         self.app = app
         self.stage = stage
         self.event_bus = event_bus
         self.visibility_timeout = visibility_timeout
         self.poll_wait_seconds = poll_wait_seconds
+        self.retry_delay = retry_delay
         self.configs = function_configs(app, chalice_config, stage)
         # The most recent failures (a long-running `local up` must not grow without bound).
         self.errors: deque[InvocationError] = deque(maxlen=1000)
@@ -191,7 +205,11 @@ class LambdaRunner:
 
     def _event_rule_feed(self, source: CloudWatchEventConfig) -> _Feed:
         shim = f"{self.app.app_name}-local-{source.name}"
-        url = self._sqs.create_queue(QueueName=shim)["QueueUrl"]
+        parked = self._queue_arn(self._sqs.create_queue(QueueName=f"{shim}-dlq")["QueueUrl"])
+        redrive = {"deadLetterTargetArn": parked, "maxReceiveCount": EVENT_ATTEMPTS}
+        url = self._sqs.create_queue(
+            QueueName=shim, Attributes={"RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
         arn = self._queue_arn(url)
         self._events.put_rule(
             Name=shim,
@@ -281,6 +299,9 @@ class LambdaRunner:
             else:
                 done = [m for m in messages if self._deliver_event(feed, m)]
             self._delete(feed, done)
+            if self.retry_delay is not None:
+                kept = {m["MessageId"] for m in done}
+                self._hide(feed, [m for m in messages if m["MessageId"] not in kept])
         return len(messages)
 
     def _deliver_batch(self, feed: _Feed, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -325,6 +346,22 @@ class LambdaRunner:
         )
         with self._lock:
             self.errors.append(InvocationError(name, error))
+
+    def _hide(self, feed: _Feed, messages: list[dict[str, Any]]) -> None:
+        """Deliver failed messages again after `retry_delay` rather than the visibility timeout."""
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=feed.queue_url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": self.retry_delay,
+                    }
+                    for i, m in enumerate(chunk)
+                ],
+            )
 
     def _delete(self, feed: _Feed, messages: list[dict[str, Any]]) -> None:
         for start in range(0, len(messages), 10):

@@ -79,6 +79,7 @@ class LocalStack:
         chalice_config: Path | None = CHALICE_CONFIG,
         visibility_timeout: int | None = None,
         poll_wait_seconds: int = 1,
+        retry_delay: int | None = None,
         start_pollers: bool = True,
         set_environ: bool = True,
     ) -> None:
@@ -90,6 +91,7 @@ class LocalStack:
         self.chalice_config = chalice_config
         self.visibility_timeout = visibility_timeout
         self.poll_wait_seconds = poll_wait_seconds
+        self.retry_delay = retry_delay
         self.start_pollers = start_pollers
         self.set_environ = set_environ
         self.resources: dict[str, Any] = {}
@@ -122,6 +124,7 @@ class LocalStack:
                 chalice_config=self.chalice_config,
                 visibility_timeout=self.visibility_timeout,
                 poll_wait_seconds=self.poll_wait_seconds,
+                retry_delay=self.retry_delay,
             )
             if self.start_pollers:
                 self._runner.start()

@@ -5,9 +5,24 @@ Key layout (table `settings().files_table`; every pk is the tenant):
     pk={tenant}  sk=DEDUP#{switch}#{day}        version, files (committed file ids), set_key
     pk={tenant}  sk=RUN#{file_id}               the committed pricing run of the file
 
-File status: `ingested` (normalised and quarantine Parquet written) → `done` (rated, posted);
-`rejected` is terminal for a file that could not be read at all. A status never moves back:
-an ingest retried after rating has finished leaves the file `done`.
+File status (what `tollgate file status` shows):
+    ingested  normalised and quarantine Parquet written; rating requested
+    done      rated and charged (terminal: a status never moves back from done)
+    rejected  the file could not be read at all (unknown switch, format); `meta.error` says why
+    failed    processing raised on the message's last delivery (its message is in the DLQ);
+              `error` holds the exception, `stage` the function (ingest or rate)
+    retrying  its ingest will run again: an attempt failed and SQS redelivers, or an operator
+              retried it (`reopen_file`). Not yet a processed file: `get_file` says unknown,
+              so the ingest service treats the next delivery of its drop as new.
+Transitions (each a conditional write, so a late success always wins over a failure):
+    none|retrying       → ingested | rejected | retrying | failed
+    ingested            → done | failed (last delivery) | ingested (a retried step)
+    failed              → ingested | rejected | done (an overlapping attempt succeeded late)
+                        → ingested (reopen: it had been ingested) | retrying (reopen: it had not)
+    rejected            → retrying (reopen) | rejected
+    done                → done
+An attempt that fails before the last delivery only notes its error (and a file without a
+record becomes `retrying`): rating needs `ingested`, so a rate failure keeps that status.
 
 Duplicate claim for (tenant, switch, day): `files` lists the committed files in commit order,
 so the file at position i moved the claim from version i to i+1 (version == len(files)).
@@ -18,7 +33,9 @@ file is not listed; the claimed calls themselves live in S3 (see functions.store
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from types import SimpleNamespace
@@ -35,17 +52,22 @@ from pynamodb.expressions.condition import Contains
 from pynamodb.expressions.operand import Path, Value
 
 from functions.shared.settings import settings
-from functions.store import NotFoundError, check_name, check_slot, check_token
+from functions.store import ConflictError, NotFoundError, check_name, check_slot, check_token
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
-FILE_STATUSES = ("ingested", "rejected", "done")
+logger = logging.getLogger(__name__)
+
+FILE_STATUSES = ("ingested", "rejected", "done", "failed", "retrying")
 COUNT_NAMES = ("rows", "rated", "unrated", "quarantined", "duplicates", "unknown_account")
-# Which stored status a write of each status may replace (None = no item yet).
+STAGES = ("ingest", "rate")
+# Which stored status a write of each status may replace (besides no item yet, for puts).
+# A real outcome replaces `failed`: an attempt that overlapped the failing one finished late.
 _REPLACES = {
-    "ingested": ("ingested",),
-    "rejected": ("rejected",),
-    "done": ("ingested", "done"),
+    "ingested": ("ingested", "failed", "retrying"),
+    "rejected": ("rejected", "failed", "retrying"),
+    "done": ("ingested", "done", "failed"),
 }
+ERROR_CHARS = 2000  # an exception's text is cut: the log has the rest, the item stays small
 
 
 class _FileItem(Item):
@@ -59,6 +81,10 @@ class _FileItem(Item):
     meta = MapAttribute(default=dict)  # strings, ints, bools: where the file came from
     created_at = UTCDateTimeAttribute()
     updated_at = UTCDateTimeAttribute()
+    error = UnicodeAttribute(null=True)  # the last failed attempt's exception, until a success
+    stage = UnicodeAttribute(null=True)  # which function raised it: ingest or rate
+    failures = IntAttribute(default=0)  # failed deliveries, all time
+    retries = IntAttribute(default=0)  # operator retries and redrives, all time
 
 
 class _RunItem(Item):
@@ -95,6 +121,15 @@ class FileRecord:
     meta: dict[str, Any] = field(default_factory=dict)
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    error: str | None = None  # failed (or failing and retried): the last exception
+    stage: str | None = None  # ingest | rate: where `error` was raised
+    failures: int = 0
+    retries: int = 0
+
+    @property
+    def reason(self) -> str | None:
+        """Why a rejected file was refused."""
+        return self.meta.get("error") if self.status == "rejected" else None
 
 
 def _record(item: _FileItem) -> FileRecord:
@@ -103,10 +138,18 @@ def _record(item: _FileItem) -> FileRecord:
         file_id=item.sk.removeprefix("FILE#"),
         status=item.status,
         counts={name: int(getattr(item, name) or 0) for name in COUNT_NAMES},
-        meta=dict(item.meta.as_dict()) if item.meta is not None else {},
+        meta=_meta(item),
         created_at=item.created_at,
         updated_at=item.updated_at,
+        error=item.error,
+        stage=item.stage,
+        failures=int(item.failures or 0),
+        retries=int(item.retries or 0),
     )
+
+
+def _meta(item: _FileItem) -> dict[str, Any]:
+    return dict(item.meta.as_dict()) if item.meta is not None else {}
 
 
 def _check_counts(counts: Mapping[str, int]) -> dict[str, int]:
@@ -136,6 +179,8 @@ def put_file(
 ) -> bool:
     """Write a file's record; False (nothing written) if it is already at a later status."""
     model = _m().file
+    if _check_status(status) not in _REPLACES:
+        raise ValueError(f"a file moves to {status!r} through record_failure or reopen_file")
     written = now()
     item = model(
         check_name("tenant", tenant),
@@ -149,6 +194,8 @@ def put_file(
     existing = _get_item(tenant, file_id)
     if existing is not None:
         item.created_at = existing.created_at  # a retry keeps the first ingest time
+        item.failures = int(existing.failures or 0)  # and the file's history
+        item.retries = int(existing.retries or 0)
     condition = model.pk.does_not_exist() | model.status.is_in(*_REPLACES[status])
     try:
         item.save(condition=condition)
@@ -164,16 +211,19 @@ def set_file_status(
 ) -> bool:
     """Move a recorded file to `status` (updating the given counts); False if not allowed.
 
-    Allowed: ingested → done, and the same status again (a retry). NotFoundError for an
-    unknown file.
+    Allowed: ingested or failed → done, and the same status again (a retry); a success clears
+    the last failure's error. NotFoundError for an unknown file.
     """
     model = _m().file
     _check_status(status)
+    if status not in _REPLACES:
+        raise ValueError(f"a file moves to {status!r} through record_failure or reopen_file")
     checked = _check_counts(counts or {})
     if _get_item(tenant, file_id) is None:
         raise NotFoundError(f"unknown file {file_id!r} in tenant {tenant!r}")
     item = model(tenant, f"FILE#{file_id}")
     actions = [model.status.set(status), model.updated_at.set(now())]
+    actions += [model.error.remove(), model.stage.remove()]
     actions += [getattr(model, name).set(value) for name, value in checked.items()]
     try:
         item.update(
@@ -198,10 +248,20 @@ def _get_item(tenant: str, file_id: str) -> _FileItem | None:
 
 
 def get_file(tenant: str, file_id: str) -> FileRecord:
+    """A processed file's record. A `retrying` file has none yet (NotFoundError), so the next
+    delivery of its drop is ingested as new; `list_files` shows it."""
     item = _get_item(tenant, file_id)
     if item is None:
         raise NotFoundError(f"unknown file {file_id!r} in tenant {tenant!r}")
+    if item.status == "retrying":
+        raise NotFoundError(f"file {file_id!r} in tenant {tenant!r} waits for its ingest to run")
     return _record(item)
+
+
+def find_file(tenant: str, file_id: str) -> FileRecord | None:
+    """The file's record whatever its status (`retrying` included), or None."""
+    item = _get_item(tenant, file_id)
+    return _record(item) if item is not None else None
 
 
 def list_files(tenant: str) -> list[FileRecord]:
@@ -209,6 +269,154 @@ def list_files(tenant: str) -> list[FileRecord]:
     model = _m().file
     items = model.query(check_name("tenant", tenant), model.sk.startswith("FILE#"))
     return [_record(item) for item in items]
+
+
+# --- failures and retries --------------------------------------------------------------
+
+FAILURE_WRITE_ATTEMPTS = 5  # concurrent writers of one file item before giving up
+
+
+def record_failure(
+    tenant: str,
+    file_id: str,
+    error: str,
+    *,
+    stage: str,
+    final: bool,
+    meta: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Note a failed attempt at a file; on its message's last delivery (`final`) the file is
+    `failed`. Returns the status now stored, or None when the file has an outcome (done,
+    rejected), which a failure never replaces.
+
+    `meta` (where the file came from, for a retry) is kept for a file without a record yet.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"invalid stage {stage!r}: use {' or '.join(STAGES)}")
+    model = _m().file
+    text = error[:ERROR_CHARS]
+    for _ in range(FAILURE_WRITE_ATTEMPTS):
+        existing = _get_item(tenant, file_id)
+        status = existing.status if existing is not None else None
+        if status in ("done", "rejected"):
+            return None
+        if final:
+            new = "failed"
+        elif status in (None, "retrying"):
+            new = "retrying"  # the next delivery ingests it as new
+        else:
+            new = status  # ingested: rating needs it to stay so; failed: not ours to undo
+        written = now()
+        try:
+            if existing is None:
+                model(
+                    check_name("tenant", tenant),
+                    f"FILE#{check_token('file id', file_id)}",
+                    status=new,
+                    meta=_plain(meta or {}),
+                    created_at=written,
+                    updated_at=written,
+                    error=text,
+                    stage=stage,
+                    failures=1,
+                ).save(condition=model.pk.does_not_exist())
+            else:
+                actions = [
+                    model.status.set(new),
+                    model.error.set(text),
+                    model.stage.set(stage),
+                    model.failures.add(1),
+                    model.updated_at.set(written),
+                ]
+                if meta and status in ("retrying", "failed") and "days" not in _meta(existing):
+                    actions.append(model.meta.set(_meta(existing) | _plain(meta)))
+                # Optimistic: nobody wrote the item since we read it.
+                existing.update(actions=actions, condition=model.updated_at == existing.updated_at)
+        except (PutError, UpdateError) as failure:
+            if conditional_failed(failure):
+                continue
+            raise
+        return new
+    logger.warning("could not record the failure of file %s: it kept changing", file_id)
+    return None
+
+
+@contextmanager
+def failure_recorded(
+    tenant: str,
+    file_id: str,
+    stage: str,
+    *,
+    last_delivery: Callable[[], bool],
+    meta: Mapping[str, Any] | None = None,
+) -> Iterator[None]:
+    """Run one step of a file; if it raises, record the failure (`record_failure`, final when
+    `last_delivery()` says the message goes to the DLQ next) and re-raise for SQS."""
+    try:
+        yield
+    except Exception as error:
+        try:
+            record_failure(
+                tenant,
+                file_id,
+                f"{type(error).__name__}: {error}",
+                stage=stage,
+                final=last_delivery(),
+                meta=meta,
+            )
+        except Exception:
+            # The original error matters more: SQS still redelivers, the DLQ still holds it.
+            logger.exception("could not record the failure of file %s", file_id)
+        raise
+
+
+def reopen_file(tenant: str, file_id: str) -> str:
+    """Let a failed, rejected or retrying file run again (an operator's retry or redrive).
+
+    Returns the step to request again: `rate` (the file was ingested: it is `ingested` again)
+    or `ingest` (it was not: it is `retrying`, so its drop is ingested as new). An `ingested`
+    file is left as it is (`rate`: rating is idempotent). ConflictError for a `done` file,
+    whose calls were charged once, and when the file changed meanwhile.
+    """
+    model = _m().file
+    item = _get_item(tenant, file_id)
+    if item is None:
+        raise NotFoundError(f"unknown file {file_id!r} in tenant {tenant!r}")
+    if item.status == "done":
+        raise ConflictError(
+            f"file {file_id} is done: its calls were charged once, so there is nothing to "
+            "retry (tollgate rerate re-prices its days)"
+        )
+    step = retry_step(_record(item))
+    if item.status == "ingested":
+        return step
+    try:
+        item.update(
+            actions=[
+                model.status.set("ingested" if step == "rate" else "retrying"),
+                model.retries.add(1),
+                model.updated_at.set(now()),
+            ],
+            condition=model.status == item.status,
+        )
+    except UpdateError as error:
+        if conditional_failed(error):
+            raise ConflictError(f"file {file_id} changed meanwhile: look again") from None
+        raise
+    return step
+
+
+def retry_step(record: FileRecord) -> str:
+    """What running a file again means: `rate` once it was ingested (its normalised tables
+    are complete), else `ingest` (its drop is read again)."""
+    if record.status == "ingested" or (record.status == "failed" and "days" in record.meta):
+        return "rate"
+    return "ingest"
+
+
+def _plain(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Meta values as DynamoDB takes them: dates as ISO strings."""
+    return {k: v.isoformat() if isinstance(v, dt.date) else v for k, v in meta.items()}
 
 
 # --- pricing runs ----------------------------------------------------------------------
