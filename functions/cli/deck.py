@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.cli import CliError, currency_code, emit, guarded, json_flag
+from functions.cli import CliError, OperationError, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
 from functions.rate.timeline import (
@@ -44,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("deck", help="deck CSV file")
     check.add_argument("--currency", default="USD", help="the deck's currency (default USD)")
     check.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
+    json_flag(check)
     check.set_defaults(run=run_check)
 
     diff = actions.add_parser("diff", help="what NEW changes against OLD, with notice warnings")
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"minimum notice for increases and closures (default {DEFAULT_NOTICE_DAYS})",
     )
     diff.add_argument("--currency", default="USD", help="both decks' currency (default USD)")
-    diff.add_argument("--json", action="store_true", help="print a JSON object")
+    json_flag(diff)
     diff.set_defaults(run=run_diff)
 
     upload = actions.add_parser(
@@ -135,14 +136,23 @@ def run_check(args: argparse.Namespace) -> int:
     table = deck.table
     codes = len(pc.unique(table.column("prefix")))
     closed = pc.sum(table.column("closed")).as_py() or 0
-    print(
+    payload = {
+        "deck": deck.source,
+        "currency": deck.currency,
+        "codes": codes,
+        "rows": table.num_rows,
+        "closed": closed,
+        "skipped": [str(error) for error in deck.skipped],
+        "seconds": round(elapsed, 3),
+    }
+    text = [
         f"{deck.source}: {codes} codes, {table.num_rows} versions, {closed} closed, "
         f"currency {deck.currency}, compiled in {elapsed:.2f} s"
-    )
+    ]
     if deck.skipped:
-        print(f"skipped {len(deck.skipped)} invalid rows:")
-        for error in deck.skipped:
-            print(f"  {error}")
+        text.append(f"skipped {len(deck.skipped)} invalid rows:")
+        text += [f"  {error}" for error in deck.skipped]
+    emit(args, payload, "\n".join(text))
     return 0
 
 
@@ -322,7 +332,7 @@ def _new_version(
             return accounts.commit_deck_version(record)
         except accounts.HeadMovedError:
             continue
-    raise CliError(f"other uploads to {tenant}/{account} kept landing first; run it again")
+    raise OperationError(f"other uploads to {tenant}/{account} kept landing first; run it again")
 
 
 def _stamped(table: pa.Table, **meta: object) -> pa.Table:

@@ -8,6 +8,8 @@ traffic per customer x destination (SQL on DuckDB over the lake's Parquet), bala
 ASR/ACD per supplier.
 
 `--offline` instead rates one generated file with `tollgate rate` (the what-if path).
+With `--json` the narrative goes to stderr and stdout gets one JSON document: the files,
+balances and balance checks at the end (offline: what `tollgate rate --json` prints).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
 import os
 import shutil
 import sys
@@ -24,7 +27,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from functions.cli import CliError, main
+from functions.cli import CliError, json_flag, main, money_text
 
 TENANT = "globalvoice"
 # account, kind, parent, India mobile rate, rate level (% of the sample deck's rates)
@@ -56,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("demo-output"))
     parser.add_argument("--cdrs", type=int, default=200_000, help="CDRs to generate")
     parser.add_argument("--offline", action="store_true", help="only the offline rating demo")
+    json_flag(parser)
     parser.set_defaults(run=run)
 
 
@@ -63,8 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if args.cdrs < 1_000:
         raise CliError("--cdrs must be at least 1,000")
     if args.offline:
-        return offline_demo(args.workdir, args.cdrs)
-    return pipeline_demo(args.workdir, args.cdrs)
+        return offline_demo(args.workdir, args.cdrs, as_json=args.json)
+    return pipeline_demo(args.workdir, args.cdrs, as_json=args.json)
+
+
+def _narrative(as_json: bool) -> contextlib.AbstractContextManager:
+    """With --json the story is told on stderr, so stdout holds only the JSON document."""
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
 
 
 class Progress:
@@ -93,15 +102,27 @@ def heading(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 86 - len(text)))
 
 
-def pipeline_demo(workdir: Path, n_cdrs: int) -> int:
+def pipeline_demo(workdir: Path, n_cdrs: int, *, as_json: bool = False) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with _narrative(as_json):
+        outcome = _pipeline(workdir, n_cdrs)
+    seconds = time.perf_counter() - began
+    if as_json:
+        print(json.dumps({**outcome, "seconds": round(seconds, 1)}))
+    else:
+        print(f"\ndemo finished in {seconds:.1f} s")
+    return 0
+
+
+def _pipeline(workdir: Path, n_cdrs: int) -> dict:
     from functions.local.stack import LocalStack
     from functions.store import reset
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
     # The handlers log one JSON line per file (as on Lambda); the demo prints its own report.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    # Import the handlers now, so their loggers bind to this process's real stdout.
+    # Import the handlers now, so their loggers bind to the narrative's stream (stdout, or
+    # stderr with --json, where stdout must hold only the JSON document).
     for handler in ("functions.ingest.handler", "functions.rate.handler"):
         importlib.import_module(handler)
 
@@ -120,9 +141,33 @@ def pipeline_demo(workdir: Path, n_cdrs: int) -> int:
         wait_for_pipeline(stack, len(drops))
         report(workdir)
         corrections()
-        money_in_and_out(workdir)
-    print(f"\ndemo finished in {time.perf_counter() - began:.1f} s")
-    return 0
+        checks = money_in_and_out(workdir)
+        return final_state(checks)
+
+
+def final_state(checks: list[dict]) -> dict:
+    """What `demo --json` prints: every file's counts, every balance and its proof."""
+    from functions.cli.ops import _file_payload
+    from functions.store import accounts, files, ledger
+
+    records = sorted(files.list_files(TENANT), key=lambda r: r.meta.get("name", ""))
+    balances = []
+    for account in accounts.list_accounts(TENANT):
+        balance, _ = ledger.get_balance(TENANT, account.account)
+        balances.append(
+            {
+                "account": account.account,
+                "kind": account.kind,
+                "currency": account.currency,
+                "balance": money_text(balance),
+            }
+        )
+    return {
+        "tenant": TENANT,
+        "files": [_file_payload(r) for r in records],
+        "balances": balances,
+        "balance_check": checks,
+    }
 
 
 def _tollgate(*argv: str, quiet: bool = False) -> None:
@@ -361,7 +406,7 @@ def corrections() -> None:
     _tollgate("rerate", TENANT, "--from", DAYS[0], "--to", DAYS[1])
 
 
-def money_in_and_out(workdir: Path) -> None:
+def money_in_and_out(workdir: Path) -> list[dict]:
     from functions.store import accounts, lake, ledger
 
     heading("payments by reference, and a statement")
@@ -376,6 +421,7 @@ def money_in_and_out(workdir: Path) -> None:
     lake.copy_area("charges", TENANT, lake_dir)
     from functions.invoice.lake_sql import LocalLakeSql
 
+    checks = []
     with LocalLakeSql(TENANT, lake_dir) as sql:
         effects = {row["account"]: row["balance_effect"] for row in sql.named("balance_check")}
         paid = {"ACME_TEL": Decimal("500"), "VEND_TATA": Decimal("-100")}
@@ -386,6 +432,15 @@ def money_in_and_out(workdir: Path) -> None:
             payment = paid.get(account.account, Decimal(0))
             ok = "ok" if effect + payment == balance else "MISMATCH"
             print(f"  {account.account:<14}{effect:>18.6f}{payment:>12.2f}{balance:>18.6f}  {ok}")
+            checks.append(
+                {
+                    "account": account.account,
+                    "charges": f"{effect:.6f}",
+                    "payments": f"{payment:.2f}",
+                    "balance": f"{balance:.6f}",
+                    "reconciles": ok == "ok",
+                }
+            )
         heading("reseller margin per month (named query reseller_margin)")
         for row in sql.named("reseller_margin"):
             print(
@@ -394,13 +449,14 @@ def money_in_and_out(workdir: Path) -> None:
                 f"  margin {row['margin']:>10.4f} {row['currency']}"
             )
     shutil.rmtree(lake_dir, ignore_errors=True)
+    return checks
 
 
 def _money(value, width: int = 14) -> str:
     return f"{'-' if value is None else f'{value:,.2f}':>{width}}"
 
 
-def offline_demo(workdir: Path, n_cdrs: int) -> int:
+def offline_demo(workdir: Path, n_cdrs: int, *, as_json: bool = False) -> int:
     from functions.ingest.samples import generate_generic_csv
     from functions.rate.samples import generate_deck_csv
 
@@ -411,8 +467,10 @@ def offline_demo(workdir: Path, n_cdrs: int) -> int:
         generate_deck_csv(DECK_PREFIXES, seed=7, india_mobile_rate="0.0065", rate_percent=80)
     )
     cdrs.write_bytes(generate_generic_csv(n_cdrs, seed=11, bad_fraction=0.002))
+    story = sys.stderr if as_json else sys.stdout
     print(
-        f"generated {sell}, {buy} ({DECK_PREFIXES:,} prefixes each) and {cdrs} ({n_cdrs:,} CDRs)\n"
+        f"generated {sell}, {buy} ({DECK_PREFIXES:,} prefixes each) and {cdrs} ({n_cdrs:,} CDRs)\n",
+        file=story,
     )
     argv = [
         "rate",
@@ -427,6 +485,7 @@ def offline_demo(workdir: Path, n_cdrs: int) -> int:
         str(workdir / "rated.parquet"),
         "--quarantine",
         str(workdir / "quarantine.csv"),
+        *(["--json"] if as_json else []),
     ]
-    print("$ tollgate " + " ".join(argv))
+    print("$ tollgate " + " ".join(argv), file=story)
     return main(argv)

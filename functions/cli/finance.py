@@ -13,13 +13,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import json
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from functions.cli import CliError
-from functions.invoice.report import FORMATS, format_report, format_rows
+from functions.cli import CliError, OperationError, cli_error
+from functions.invoice.report import (
+    FORMATS,
+    REPORT_JSON_KEYS,
+    format_report,
+    format_rows,
+    text,
+)
 
 ENGINES = ("auto", "duckdb", "athena")
 
@@ -32,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.add_argument("--tenant", required=True, help="the tenant whose rows the SQL sees")
     query.add_argument("sql", nargs="?", help="the SQL text (or --named NAME)")
     query.add_argument("--named", metavar="NAME", help="run a named query of infra/queries/")
-    query.add_argument("--format", choices=FORMATS, default="table")
+    _format_arguments(query)
     _engine_arguments(query)
     query.set_defaults(run=run_query)
 
@@ -42,9 +52,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("tenant")
     report.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
     report.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
-    report.add_argument("--format", choices=FORMATS, default="table")
+    _format_arguments(report)
     _engine_arguments(report)
     report.set_defaults(run=run_report)
+
+
+def _format_arguments(parser: argparse.ArgumentParser) -> None:
+    given = parser.add_mutually_exclusive_group()
+    given.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="json: one JSON list of row objects, decimals as strings (default table)",
+    )
+    given.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json",
+    )
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,29 +143,48 @@ def open_engine(args: argparse.Namespace, tenant: str, sql: str) -> Iterator:
             yield engine
 
 
+def _query_error(error: Exception) -> CliError | None:
+    """An engine's refusal of the SQL text is bad input (exit 2); its other failures and
+    the store's are errors (exit 1, see functions.cli.cli_error)."""
+    import duckdb
+
+    wrangler = sys.modules.get("awswrangler")  # imported only if the query ran on Athena
+    if isinstance(error, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException):
+        return CliError(f"query failed: {str(error).splitlines()[0]}")
+    if isinstance(error, duckdb.Error):
+        return OperationError(f"query failed: {str(error).splitlines()[0]}")
+    if wrangler is not None and isinstance(error, wrangler.exceptions.QueryFailed):
+        return CliError(f"query failed on Athena: {error}")
+    return cli_error(error)
+
+
 def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Engine, store and input errors become one clear CliError line."""
 
+    @functools.wraps(run)
     def wrapper(args: argparse.Namespace) -> int:
-        import duckdb
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from functions.store import StoreError
-
         try:
             return run(args)
-        except duckdb.Error as error:
-            raise CliError(f"query failed: {str(error).splitlines()[0]}") from error
-        except (StoreError, ValueError) as error:
-            raise CliError(str(error)) from error
-        except ClientError as error:
-            raise CliError(f"AWS refused: {error}") from error
-        except BotoCoreError as error:
-            raise CliError(f"cannot reach AWS: {error}") from error
+        except Exception as error:
+            translated = _query_error(error)
+            if translated is None or translated is error:
+                raise
+            raise translated from error
 
-    wrapper.__name__ = run.__name__
-    wrapper.__doc__ = run.__doc__
     return wrapper
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value else None  # NaN (from pandas) is a missing value
+    return text(value)  # decimals exact, as strings; dates ISO
+
+
+def rows_document(rows: Sequence[dict[str, Any]], keys: Sequence[str] | None = None) -> str:
+    """One JSON list of row objects: what `--format json` prints."""
+    return json.dumps([{k: _json_value(row.get(k)) for k in (keys or list(row))} for row in rows])
 
 
 def _print(text: str) -> None:
@@ -157,7 +203,7 @@ def run_query(args: argparse.Namespace) -> int:
         raise CliError("the SQL text is empty")
     with open_engine(args, args.tenant, sql) as engine:
         rows = engine.query(sql)
-    _print(format_rows(rows, args.format))
+    _print(rows_document(rows) if args.format == "json" else format_rows(rows, args.format))
     return 0
 
 
@@ -169,5 +215,8 @@ def run_report(args: argparse.Namespace) -> int:
     sql = report_sql(first, last)
     with open_engine(args, args.tenant, sql) as engine:
         rows = engine.query(sql)
-    _print(format_report(rows, args.format, first, last))
+    if args.format == "json":
+        _print(rows_document(rows, REPORT_JSON_KEYS))
+    else:
+        _print(format_report(rows, args.format, first, last))
     return 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 
-from functions.cli import CliError
+from functions.cli import OperationError, json_flag
 
 DEFAULT_PORT = 5077  # not moto's 5000 nor LocalStack's 4566, so it runs beside either
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="redeliver failed messages after this long (default: the queue's own, 1800 s)",
     )
+    json_flag(up)
     up.set_defaults(run=run_up)
 
 
@@ -46,11 +48,14 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         try:
             stack.start()
-        except LocalStackError as error:
-            raise CliError(str(error)) from error
+        except LocalStackError as error:  # e.g. the port is taken: nothing wrong was typed
+            raise OperationError(str(error)) from error
         variables = environment(stack.endpoint_url)
-        for key, value in variables.items():
-            print(f"{key}={value}")
+        if args.json:  # the one document; the rest of the session talks on stderr
+            print(json.dumps({"endpoint_url": stack.endpoint_url, "environment": variables}))
+        else:
+            for key, value in variables.items():
+                print(f"{key}={value}")
         sys.stdout.flush()
         exports = " ".join(f"{key}={value}" for key, value in variables.items())
         running = ", ".join(stack.runner.function_names) or "no handlers"

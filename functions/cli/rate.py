@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import json
 import mmap
 import os
 import sys
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
-from functions.cli import CliError
+from functions.cli import CliError, OperationError, json_flag
 
 # Parquet output: zstd (compact for Athena scans); bench/rate_bench.py uses the same for its
 # baseline so that the comparison is like for like.
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--decimals", type=int, default=6, help="amount decimal places")
     parser.add_argument("--rounding", default="half_up", choices=("half_up", "up", "down"))
+    json_flag(parser)
     parser.set_defaults(run=run)
 
 
@@ -250,17 +252,51 @@ class _Output:
                 options = pa_csv.WriteOptions(quoting_style="needed")
                 self._writer = pa_csv.CSVWriter(self.path, table.schema, write_options=options)
             self._writer.write_table(table)
-        except OSError as error:
-            raise CliError(f"cannot write {self.path}: {error}") from None
+        except OSError as error:  # the input was fine: the disk or the path refused
+            raise OperationError(f"cannot write {self.path}: {error}") from None
 
     def __exit__(self, *exc_info) -> None:
         if self._writer is not None:
             self._writer.close()
 
 
+def summary_payload(
+    summary, args: argparse.Namespace, quarantine_path: Path, seconds: float
+) -> dict:
+    """`tollgate rate --json`: counts that reconcile, exact totals as decimal strings."""
+
+    def exact(value: Decimal | None) -> str | None:
+        return None if value is None else format(value, "f")
+
+    return {
+        "file": str(args.cdr_file),
+        "format": args.fmt,
+        "rows_in": summary.rows_in,
+        "rated": summary.rated,
+        "unrated": summary.unrated,
+        "quarantined": summary.quarantined,
+        "unrated_reasons": dict(sorted(summary.unrated_reasons.items())),
+        "quarantine_reasons": dict(sorted(summary.quarantine_reasons.items())),
+        "reconciles": summary.reconciles,
+        "billed_seconds": summary.billed_seconds,
+        "currency": summary.currency,
+        "customer_total": exact(summary.customer_total),
+        "supplier_total": exact(summary.supplier_total),
+        "margin_total": exact(summary.margin_total),
+        "supplier_unrated": summary.supplier_unrated,
+        "out": str(args.out),
+        "quarantine": str(quarantine_path),
+        "seconds": round(seconds, 3),
+    }
+
+
 def _print_summary(
     summary, args: argparse.Namespace, quarantine_path: Path, seconds: float
 ) -> None:
+    if args.json:
+        print(json.dumps(summary_payload(summary, args, quarantine_path, seconds)))
+        return
+
     def count(n: int) -> str:
         return f"{n:>12,}"
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 from typing import Any
 
-from functions.cli import CliError
+from functions.cli import emit, guarded, json_flag
 from functions.shared.money import units_to_str
 
 AMOUNT_SCALE = 6
@@ -38,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--account",
         help="only the calls in which this account is a party (customer, reseller, supplier)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    json_flag(parser)
     parser.set_defaults(run=run_rerate)
 
 
@@ -103,33 +102,24 @@ def format_report(report: Any) -> str:
     return "\n".join(lines)
 
 
+@guarded
 def run_rerate(args: argparse.Namespace) -> int:
     # Imported here: building the parser must not pay for boto3 or pyarrow.
-    from botocore.exceptions import BotoCoreError
-
     from functions.rate.rerate import rerate
     from functions.rate.service import DeckCache
-    from functions.store import StoreError, accounts, files, lake, ledger
+    from functions.store import accounts, files, lake, ledger
 
-    try:
-        accounts.get_tenant(args.tenant)
-        report = rerate(
-            args.tenant,
-            args.first,
-            args.last,
-            args.account,
-            lake=lake,
-            files=files,
-            accounts=accounts,
-            ledger=ledger,
-            decks=DeckCache(),
-        )
-    except (StoreError, ValueError) as error:
-        raise CliError(str(error)) from error
-    except BotoCoreError as error:
-        raise CliError(f"cannot reach AWS: {error}") from error
-    if args.json:
-        print(json.dumps(report_payload(report)))
-    else:
-        print(format_report(report))
+    accounts.get_tenant(args.tenant)
+    report = rerate(
+        args.tenant,
+        args.first,
+        args.last,
+        args.account,
+        lake=lake,
+        files=files,
+        accounts=accounts,
+        ledger=ledger,
+        decks=DeckCache(),
+    )
+    emit(args, report_payload(report), format_report(report))
     return 0

@@ -20,8 +20,9 @@ def tollgate(*argv: str) -> int:
     return args.run(args)
 
 
-def json_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def json_rows(text: str) -> list[dict]:
+    """`--format json` prints one JSON list of row objects (it printed JSON Lines before)."""
+    return json.loads(text)
 
 
 # --- over a local copy (--lake-dir) ----------------------------------------------------
@@ -43,7 +44,7 @@ def test_report_json_is_one_object_per_customer_destination(lake_dir, capsys):
         )
         == 0
     )
-    objects = json_lines(capsys.readouterr().out)
+    objects = json_rows(capsys.readouterr().out)
     assert objects == [
         {
             "customer": "CUST1",
@@ -102,7 +103,7 @@ def test_report_days_are_inclusive(lake_dir, capsys, first, last, revenue):
         "--lake-dir",
         str(lake_dir),
     )
-    objects = json_lines(capsys.readouterr().out)
+    objects = json_rows(capsys.readouterr().out)
     cust1 = [o for o in objects if (o["customer"], o["destination"]) == ("CUST1", INDIA)]
     assert [o["revenue"] for o in cust1] == [revenue]
 
@@ -162,7 +163,7 @@ def test_query_json_and_scope(lake_dir, capsys):
         "WHERE tenant IN ('alpha', 'bravo') GROUP BY tenant "
         "UNION ALL SELECT tenant, NULL FROM cdrs_quarantine WHERE tenant = 'bravo'",
     )
-    assert json_lines(capsys.readouterr().out) == [{"tenant": "alpha", "revenue": "0.141501"}]
+    assert json_rows(capsys.readouterr().out) == [{"tenant": "alpha", "revenue": "0.141501"}]
 
 
 def test_query_named(lake_dir, capsys):
@@ -262,7 +263,7 @@ def test_report_from_s3_copies_only_the_tenants_partitions(s3_lake, capsys):
         "--engine",
         "duckdb",
     )
-    objects = json_lines(capsys.readouterr().out)
+    objects = json_rows(capsys.readouterr().out)
     assert {(o["customer"], o["destination"]): o["revenue"] for o in objects} == {
         ("CUST1", INDIA): "0.037501",
         ("CUST1", UK): "0.010000",
@@ -284,7 +285,7 @@ def test_query_from_s3_sees_one_tenant_whatever_the_sql(s3_lake, capsys):
         "SELECT tenant, count(*) AS n FROM cdrs_rated GROUP BY tenant UNION ALL "
         "SELECT tenant, count(*) FROM cdrs_quarantine WHERE tenant = 'alpha' GROUP BY tenant",
     )
-    assert json_lines(capsys.readouterr().out) == [{"tenant": "bravo", "n": 3}]
+    assert json_rows(capsys.readouterr().out) == [{"tenant": "bravo", "n": 3}]
 
 
 def test_copy_goes_only_to_named_tables(s3_lake, monkeypatch):

@@ -65,7 +65,7 @@ class OnTheLocalStack:
         run("cdr", "drop", TENANT, SWITCH, str(path))
         self.stack.wait_idle(timeout=60)
         assert list(self.stack.runner.errors) == []
-        [status] = map(json.loads, run("file", "status", TENANT, name, "--json").splitlines())
+        [status] = json.loads(run("file", "status", TENANT, name, "--json"))
         assert status["status"] == "done", status
         return status["file_id"]
 
@@ -106,7 +106,7 @@ def charges(file_id: str, day: str = "2024-05-01") -> dict[tuple[str, str], dict
 
 
 def balance(account: str) -> int:
-    [payload] = map(json.loads, run("balance", TENANT, account, "--json").splitlines())
+    payload = json.loads(run("balance", TENANT, account, "--json"))
     return micro(Decimal(payload["balance"]))
 
 
@@ -119,7 +119,7 @@ def balance_check() -> dict[str, Decimal]:
         "query", "--tenant", TENANT, "--named", "balance_check",
         "--engine", "duckdb", "--format", "json",
     )  # fmt: skip
-    return {r["account"]: Decimal(r["balance_effect"]) for r in map(json.loads, rows.splitlines())}
+    return {r["account"]: Decimal(r["balance_effect"]) for r in json.loads(rows)}
 
 
 def micro(amount: Decimal) -> int:
@@ -245,7 +245,7 @@ def test_an_unmapped_trunk_is_counted_then_charged_once_mapped_and_rerated(pipel
         ]
     )
     file_id = pipeline.process("trunks.csv", text + "\n")
-    status = json.loads(run("file", "status", TENANT, file_id, "--json"))
+    [status] = json.loads(run("file", "status", TENANT, file_id, "--json"))
     assert status["unknown_account"] == 1
     assert status["rows"] == status["rated"] + status["unrated"] + status["quarantined"]
     priced = charges(file_id)

@@ -31,10 +31,11 @@ def stack(aws_environment):
     reset()
 
 
-def cli_json(capsys, *argv: str) -> list[dict]:
+def cli_json(capsys, *argv: str) -> dict | list[dict]:
+    """The one JSON document a command prints with --json."""
     capsys.readouterr()
     assert main([*argv, "--json"]) == 0
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    return json.loads(capsys.readouterr().out)
 
 
 def test_dropped_files_are_ingested_rated_and_charged_once(stack, tmp_path, capsys):
@@ -58,5 +59,5 @@ def test_dropped_files_are_ingested_rated_and_charged_once(stack, tmp_path, caps
         "resent.csv": {"status": "done", "rows": 3, "rated": 1, "quarantined": 0, "duplicates": 2},
     }
     for account, expected in EXPECTED_BALANCES.items():
-        [balance] = cli_json(capsys, "balance", TENANT, account)
+        balance = cli_json(capsys, "balance", TENANT, account)
         assert balance["balance"] == f"{expected / 1_000_000:.6f}", account
