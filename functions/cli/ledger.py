@@ -11,7 +11,15 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from functions.cli import CliError, emit, guarded, json_flag, money_text, parse_amount
+from functions.cli import (
+    CliError,
+    OperationError,
+    emit,
+    guarded,
+    json_flag,
+    money_text,
+    parse_amount,
+)
 
 _OWED = "what the carrier owes it"
 
@@ -111,13 +119,14 @@ def run_balance(args: argparse.Namespace) -> int:
 # --- payments and adjustments ------------------------------------------------------------
 
 
-def _conflict(error: Any, currency: str) -> CliError:
-    """The reused reference's recorded payment or adjustment, named in the account's money."""
+def _conflict(error: Any, currency: str) -> OperationError:
+    """The reused reference's recorded payment or adjustment, named in the account's money:
+    a conflict with what is stored (exit 1), not a malformed request."""
     entry = error.recorded.entry
     what = f"a payment of {money_text(error.recorded.paid)} {currency}"
     if entry.kind == "adjustment":
         what = f"an adjustment of {money_text(entry.amount)} {currency} ({entry.description})"
-    return CliError(
+    return OperationError(
         f"reference {entry.reference!r} is already {what} to account {entry.account!r}, "
         f"booked {entry.booked_at.isoformat(timespec='seconds')}; nothing recorded"
     )

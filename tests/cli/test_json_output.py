@@ -1,0 +1,225 @@
+"""Every command with --json prints exactly one JSON document on stdout.
+
+Issue 9 §6: `file status --json` printed JSON Lines (one object per file), `query` and
+`report --format json` printed JSON Lines, and `rate`, `deck check`, `local up`, `demo`,
+`query` and `report` had no --json at all: each of those cases fails on that code. The walk
+over the parser makes a command added later without a case here fail too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from functions.cli import build_parser, main
+from functions.ingest.service import DroppedFile, ingest
+from functions.rate.service import DeckCache, rate_file
+from functions.shared.settings import settings
+from functions.store import accounts, events, files, lake, ledger, queues
+from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.pipeline.carrier import DAY, DECKS, FIRST_FILE, SWITCH, TENANT, drop, set_up_carrier
+from tests.pipeline.deliveries import with_dead_letter_queues
+
+ROOT = Path(__file__).resolve().parents[2]
+TODAY = dt.date.today().isoformat()
+
+# Each command (as the parser names it), run with --json on the world below. {name} is a
+# file of the world. Commands listed in LISTS print a list, the others one object.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "rate": ("rate", "{cdrs}", "--format", "generic", "--customer-deck", "{sell}",
+             "--supplier-deck", "{buy}", "--out", "{out}"),
+    "deck check": ("deck", "check", "{sell}"),
+    "deck diff": ("deck", "diff", "{buy}", "{sell}", "--notice-date", "2024-05-01"),
+    "deck upload": ("deck", "upload", TENANT, "direct", "{sell}"),
+    "deck list": ("deck", "list", TENANT, "direct"),
+    "deck show": ("deck", "show", TENANT, "direct", "--at", "2024-05-01"),
+    "deck rollback": ("deck", "rollback", TENANT, "direct", "1"),
+    "tenant create": ("tenant", "create", "json-co"),
+    "tenant list": ("tenant", "list"),
+    "tenant show": ("tenant", "show", TENANT),
+    "tenant update": ("tenant", "update", TENANT, "--timezone", "Europe/Paris"),
+    "switch create": ("switch", "create", TENANT, "json-sw", "--format", "generic"),
+    "switch map": ("switch", "map", TENANT, SWITCH, "--ingress", "TG-J", "direct"),
+    "switch unmap": ("switch", "unmap", TENANT, SWITCH, "--ingress", "TG-U"),
+    "switch show": ("switch", "show", TENANT, SWITCH),
+    "switch numbering": ("switch", "numbering", TENANT, SWITCH, "--strip", "9999"),
+    "switch credentials": ("switch", "credentials", TENANT, SWITCH),
+    "switch watch": ("switch", "watch", TENANT, SWITCH, "--silence-hours", "6"),
+    "switch list": ("switch", "list", TENANT),
+    "switch update": ("switch", "update", TENANT, SWITCH, "--timezone", "Europe/London"),
+    "account create": ("account", "create", TENANT, "json-cust", "--kind", "customer"),
+    "account list": ("account", "list", TENANT),
+    "account show": ("account", "show", TENANT, "direct"),
+    "account update": ("account", "update", TENANT, "direct", "--credit-limit", "5"),
+    "account suspend": ("account", "suspend", TENANT, "bt", "--reason", "json test"),
+    "account resume": ("account", "resume", TENANT, "tata", "--reason", "json test"),
+    "account history": ("account", "history", TENANT, "direct"),
+    "cdr drop": ("cdr", "drop", TENANT, SWITCH, "{cdrs}"),
+    "file status": ("file", "status", TENANT),
+    "file retry": ("file", "retry", TENANT, "lost.csv"),
+    "dlq list": ("dlq", "list"),
+    "dlq redrive": ("dlq", "redrive"),
+    "access provision": ("access", "provision", TENANT),
+    "balance": ("balance", TENANT, "direct"),
+    "payment record": ("payment", "record", TENANT, "direct", "10", "--reference", "J-1"),
+    "adjust": ("adjust", TENANT, "direct", "-1.5", "--reason", "json", "--reference", "J-2"),
+    "statement": ("statement", TENANT, "direct", "--from", "2024-05-01", "--to", TODAY),
+    "rerate": ("rerate", TENANT, "--from", str(DAY), "--to", str(DAY)),
+    "query": ("query", "--tenant", TENANT, "SELECT customer, customer_amount FROM cdrs_rated",
+              "--engine", "duckdb"),
+    "report": ("report", TENANT, "--from", str(DAY), "--to", str(DAY), "--engine", "duckdb"),
+}  # fmt: skip
+LISTS = {
+    "tenant list", "switch list", "account list", "account history", "file status",
+    "file retry", "dlq list", "dlq redrive", "query", "report",
+}  # fmt: skip
+# They start a stack or a demo of their own, outside the world's moto: tested below.
+OWN_PROCESS = {"local up", "demo"}
+
+
+def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every runnable command of the parser, by its first name (aliases are the same)."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        yield " ".join(path)
+        return
+    seen: set[int] = set()
+    for name, sub in groups[0].choices.items():
+        if id(sub) not in seen:
+            seen.add(id(sub))
+            yield from commands(sub, (*path, name))
+
+
+def test_every_command_has_a_case_here():
+    assert set(commands(build_parser())) == set(COMMANDS) | OWN_PROCESS
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A carrier that has rated a file, with a rejected file and a mapped trunk."""
+    folder = tmp_path_factory.mktemp("world")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
+            patch.delenv(name, raising=False)
+        with moto_account():
+            with_dead_letter_queues()
+            set_up_carrier(folder)
+            rated = drop("first.csv", FIRST_FILE)
+            ingest(rated, lake=lake, switches=accounts, files=files, rate_requests=queues)
+            rate_file(
+                TENANT, SWITCH, rated.file_id, lake=lake, files=files, accounts=accounts,
+                ledger=ledger, events=events, decks=DeckCache(),
+            )  # fmt: skip
+            # A file from a switch nobody registered: rejected, to be retried.
+            lost = lake.put_cdr(TENANT, "sbc-lost", "lost.csv", FIRST_FILE.encode())
+            _, etag = lake.get_cdr(TENANT, "sbc-lost", "lost.csv")
+            ingest(
+                DroppedFile(settings().cdr_bucket, lost.key, etag, TENANT, "sbc-lost",
+                            "lost.csv", DAY),
+                lake=lake, switches=accounts, files=files, rate_requests=queues,
+            )  # fmt: skip
+            assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
+            paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
+            paths["cdrs"].write_text(FIRST_FILE)
+            for name, account in (("sell", "direct"), ("buy", "tata")):
+                paths[name] = folder / f"{name}.csv"
+                paths[name].write_text(DECKS[account])
+            yield {name: str(path) for name, path in paths.items()}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_prints_one_json_document(world, capsys, command):
+    argv = [arg.format(**world) for arg in COMMANDS[command]]
+    capsys.readouterr()
+    status = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    document = json.loads(out)  # the whole of stdout: one document, nothing else
+    assert isinstance(document, list if command in LISTS else dict)
+
+
+def test_query_and_report_take_json_as_format_json(world, capsys):
+    capsys.readouterr()
+    main(["query", "--tenant", TENANT, "SELECT call_id FROM cdrs_rated", "--engine", "duckdb",
+          "--format", "json"])  # fmt: skip
+    by_format = json.loads(capsys.readouterr().out)
+    main(["query", "--tenant", TENANT, "SELECT call_id FROM cdrs_rated", "--engine", "duckdb",
+          "--json"])  # fmt: skip
+    assert json.loads(capsys.readouterr().out) == by_format
+    assert sorted(row["call_id"] for row in by_format) == ["c1", "c2", "c3", "c4", "c5"]
+    with pytest.raises(SystemExit) as usage:
+        main(["report", TENANT, "--from", str(DAY), "--to", str(DAY), "--json", "--format", "csv"])
+    assert usage.value.code == 2
+
+
+# --- commands that run a stack or a demo of their own, outside moto -----------------------------
+
+
+def tollgate_process(*argv: str, **options) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "functions.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **options,
+    )
+
+
+class StackThatIsInterrupted:
+    """A stand-in for LocalStack (tests/local start real ones): up at once, then Ctrl-C."""
+
+    def __init__(self, port: int, *, host: str, visibility_timeout: int | None) -> None:
+        self.endpoint_url = f"http://{host}:{port or 49152}"
+        self.runner = type("Runner", (), {"function_names": ["ingest", "rate"]})()
+        self.calls: list[str] = []
+        STACKS.append(self)
+
+    def start(self) -> StackThatIsInterrupted:
+        self.calls.append("start")
+        signal.raise_signal(signal.SIGINT)  # the operator's Ctrl-C, caught by `local up`
+        return self
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+
+STACKS: list[StackThatIsInterrupted] = []
+
+
+def test_local_up_prints_one_json_document_then_stops_on_ctrl_c(monkeypatch, capsys):
+    import functions.local.stack
+
+    monkeypatch.setattr(functions.local.stack, "LocalStack", StackThatIsInterrupted)
+    capsys.readouterr()
+    assert main(["local", "up", "--port", "0", "--json"]) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["endpoint_url"] == "http://127.0.0.1:49152"
+    assert document["environment"]["AWS_ENDPOINT_URL"] == document["endpoint_url"]
+    assert STACKS[-1].calls == ["start", "stop"]
+    assert "tollgate local: stopped" in err
+
+
+def test_the_offline_demo_prints_one_json_document(tmp_path):
+    process = tollgate_process(
+        "demo", "--offline", "--cdrs", "1000", "--workdir", str(tmp_path), "--json"
+    )
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    document = json.loads(out)
+    assert document["rows_in"] == document["rated"] + document["unrated"] + document["quarantined"]
+    assert document["rows_in"] >= 1000 and document["reconciles"] is True
+    assert "$ tollgate rate" in err  # the narrative went to stderr
