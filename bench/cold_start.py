@@ -93,7 +93,15 @@ def run_once(python: str, module: str, *, path: list[str], root: str, hide: bool
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", "LANG": "C.UTF-8"},
+        # LAMBDA_TASK_ROOT as Lambda sets it: the X-Ray SDK then builds Lambda's local sampler,
+        # not the centralized one (an xray client, ~130 ms, never made on Lambda), and
+        # Powertools' Tracer is enabled and patches botocore at import, as it does there.
+        env={
+            "PATH": "/usr/bin:/bin",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LANG": "C.UTF-8",
+            "LAMBDA_TASK_ROOT": root,
+        },
     )
     if result.returncode != 0:
         raise SystemExit(f"import {module} failed with {python}:\n{result.stderr}")
