@@ -9,9 +9,9 @@ Rule (shared by the vectorised and the scalar form), per switch `NumberingPlan`:
 4. a number that had no international prefix and starts with the national trunk prefix
    (e.g. `0`) is national: it becomes the switch's country code + the rest
    (`02071234567`, CC 44 → `442071234567`);
-what remains must be a non-empty run of ASCII digits. With no plan (no tech prefixes, `00`,
-no national rule) a national number is kept as dialled: turning it into E.164 needs the
-switch's country, which only its plan says.
+what remains must be a non-empty run of at most 32 (MAX_DIGITS) ASCII digits. With no plan
+(no tech prefixes, `00`, no national rule) a national number is kept as dialled: turning it
+into E.164 needs the switch's country, which only its plan says.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ _SEPARATORS = (" ", "-")
 _DIGITS = re.compile(r"[0-9]+")
 _TECH_PREFIX = re.compile(r"[0-9#*+A-Za-z]{1,16}")
 MAX_TECH_PREFIXES = 32
+# E.164 numbers have at most 15 digits; routing digits a switch leaves on can add a few more.
+# Anything longer is not a number anyone dialled (a corrupt field, a pasted id): bad_number.
+MAX_DIGITS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +112,12 @@ def normalise_numbers(
 
 
 def _untouched(dialled: pa.Array, plan: NumberingPlan) -> pa.Array:
-    """Rows that are already normalised: bare digits no rule of the plan applies to."""
+    """Rows that are already normalised: bare digits, not too many, no rule of the plan
+    applies to."""
     plain = pc.and_not(
         pc.ascii_is_decimal(dialled), pc.starts_with(dialled, plan.international_prefix)
     )
+    plain = pc.and_(plain, pc.less_equal(pc.binary_length(dialled), MAX_DIGITS))
     prefixes = [p for p in plan.strip if p.isdigit()]
     if plan.national_prefix:
         prefixes.append(plan.national_prefix)
@@ -159,8 +164,10 @@ def _normalise(dialled: pa.Array, plan: NumberingPlan) -> pa.Array:
 
 
 def _null_unless_digits(digits: pa.Array) -> pa.Array:
-    """`digits` with nulls where not all digits, reusing the string buffers (no copy)."""
-    dialable = pc.ascii_is_decimal(digits)
+    """`digits` with nulls where not all digits (or too many), reusing the string buffers."""
+    dialable = pc.and_(
+        pc.ascii_is_decimal(digits), pc.less_equal(pc.binary_length(digits), MAX_DIGITS)
+    )
     if dialable.null_count == 0 and pc.all(dialable).as_py():
         return digits
     keep = pc.fill_null(dialable, False)
@@ -191,4 +198,5 @@ def normalise_number(dialled: str, plan: NumberingPlan | None = None) -> str | N
         and len(digits) > len(plan.national_prefix)
     ):
         digits = plan.country_code + digits[len(plan.national_prefix) :]
-    return digits if digits.isascii() and digits.isdecimal() else None
+    dialable = digits.isascii() and digits.isdecimal() and len(digits) <= MAX_DIGITS
+    return digits if dialable else None

@@ -19,6 +19,10 @@ CASES = [
     ("(212) 555-0100", None),
     ("44\t20", None),
     ("٣٣", None),  # non-ASCII digits are not dialable
+    ("4" * 32, "4" * 32),  # the most digits a number may have (issue 9 §1)
+    ("+44 " + "1" * 30, "44" + "1" * 30),
+    ("4" * 33, None),  # more is a corrupt field, not a number: it was rated before
+    ("0044" + "1" * 31, None),
 ]
 
 
@@ -49,6 +53,7 @@ def test_the_bare_digit_fast_path_agrees_with_the_rule_on_a_large_mixed_column()
 
     rng = np.random.default_rng(1)
     shapes = ["4477009", "+44 7700", "0044-77", "", None, "44abc", "+", "00", "007", "0", "0012"]
+    shapes += ["4" * 32, "4" * 33, "+" + "4" * 33]
     dialled = [rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)]
     expected = [None if v is None else normalise_number(v) for v in dialled]
     assert normalise_numbers(pa.array(dialled, pa.string())).to_pylist() == expected
