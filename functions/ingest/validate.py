@@ -5,8 +5,10 @@ A format hands over `MappedRows`: one row per input CDR, fields still as the swi
 canonical CDRs and which are quarantined, with exactly one reason per quarantined row.
 
 Checks, in priority order (a row is quarantined for the FIRST check it fails):
+0. field_too_long: a field over MAX_FIELD_BYTES (4 KiB). CSV readers check every field of the
+   row as the switch wrote it (`read_csv_rows`), this check the fields a format mapped.
 1. missing_field: call_id, callee, start_time or billsec empty.
-2. bad_number: callee not dialable after `normalise_numbers`.
+2. bad_number: callee not dialable after `normalise_numbers` (e.g. more than 32 digits).
 3. bad_time: a time present but unparsable (start, answer, end), then order:
    start <= answer <= end (end >= start when unanswered).
 4. bad_duration: billsec (or pdd_ms when given) not a whole number >= 0; billsec > 0 without an
@@ -17,6 +19,9 @@ Checks, in priority order (a row is quarantined for the FIRST check it fails):
    accepted, so a re-sent CDR never slips in behind a quarantined original; a row whose start
    cannot be read claims its whole call id (which attempt it was cannot be told). Two
    attempts of one call (route advance: vendor A failed, vendor B answered) are both kept.
+
+The quarantine keeps each row's raw text, bounded by `cut_raw`; a value quoted in a detail is
+shortened to its first 64 characters.
 
 Disposition rule: a row with billsec > 0 is ANSWERED whatever the switch's final cause said
 (talk time was had; e.g. FreeSWITCH MEDIA_TIMEOUT after answer). An empty disposition becomes
@@ -54,6 +59,16 @@ ROUTE_FIELDS = ("ingress_trunk", "ingress_ip", "egress_trunk", "egress_ip", "egr
 
 # Raw text of rows, by position in `MappedRows.fields`; only called for quarantined rows.
 RawText = Callable[[np.ndarray], pa.Array]
+
+# No CDR field is this long (ids, numbers, names, times); a longer one is a corrupt row, and
+# one such field must not blow up the tables (or a detail) that carry it.
+MAX_FIELD_BYTES = 4096
+# The quarantine keeps a row's raw text whole up to RAW_WHOLE_BYTES (a FreeSWITCH JSON record
+# runs to some kilobytes); beyond that, or for a field_too_long row, it keeps the first
+# RAW_PREFIX_BYTES and its detail says so. The file itself keeps every byte.
+RAW_WHOLE_BYTES = 64 * 1024
+RAW_PREFIX_BYTES = 4096
+_SHOWN_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +127,14 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         repeated, call_ids, attempts = dup_job.result()
 
     checks = _Checks(n)
+    for name in fields.column_names:
+        column = fields[name]
+        if not pa.types.is_string(column.type) or name.endswith("_problem"):
+            continue
+        long = over_limit(column)
+        if long is not None:
+            field = name.removesuffix("_text")
+            checks.add("field_too_long", field, long, lambda f, v: too_long_detail(f, v))
     for name in REQUIRED_FIELDS:
         text = fields[f"{name}_text" if name in TIME_FIELDS else name]
         checks.add("missing_field", name, _mask(_is_blank(text)), lambda f, v: f"{f} is empty")
@@ -119,7 +142,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         "bad_number",
         "callee",
         _mask(pc.is_null(callee)),
-        lambda f, v: f"{f}: {v!r} is not a dialable number",
+        lambda f, v: f"{f}: {quoted(v)} is not a dialable number",
     )
     start, answer, end = (fields[f] for f in TIME_FIELDS)
     for name in TIME_FIELDS:
@@ -129,32 +152,32 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
             "bad_time",
             name,
             _mask(unparsed),
-            lambda f, v: f"{f}: {v!r} is not a valid time",
+            lambda f, v: f"{f}: {quoted(v)} is not a valid time",
             detail_column=problem if problem in fields.column_names else None,
         )
     checks.add(
         "bad_time",
         "answer_time",
         _mask(pc.less(answer, start)),
-        lambda f, v: f"{f}: {v!r} is before start_time",
+        lambda f, v: f"{f}: {quoted(v)} is before start_time",
     )
     checks.add(
         "bad_time",
         "end_time",
         _mask(pc.less(end, pc.coalesce(answer, start))),
-        lambda f, v: f"{f}: {v!r} is before the call was answered or started",
+        lambda f, v: f"{f}: {quoted(v)} is before the call was answered or started",
     )
     checks.add(
         "bad_duration",
         "billsec",
         _mask(pc.is_null(billsec)),
-        lambda f, v: f"{f}: {v!r} is not a whole number of seconds",
+        lambda f, v: f"{f}: {quoted(v)} is not a whole number of seconds",
     )
     checks.add(
         "bad_duration",
         "billsec",
         _mask(pc.less(billsec, 0)),
-        lambda f, v: f"{f}: {v!r} is negative",
+        lambda f, v: f"{f}: {quoted(v)} is negative",
     )
     if "pdd_ms" in fields.column_names:
         bad_pdd = pc.or_(pc.is_null(pdd_ms), pc.less(pdd_ms, 0))
@@ -163,26 +186,26 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
             "bad_duration",
             "pdd_ms",
             _mask(pc.and_(given, bad_pdd)),
-            lambda f, v: f"{f}: {v!r} is not a whole number of milliseconds >= 0",
+            lambda f, v: f"{f}: {quoted(v)} is not a whole number of milliseconds >= 0",
         )
     checks.add(
         "bad_duration",
         "billsec",
         _mask(pc.and_(pc.greater(billsec, 0), pc.is_null(answer))),
-        lambda f, v: f"{f}: {v!r} seconds billed but the call has no answer_time",
+        lambda f, v: f"{f}: {quoted(v)} seconds billed but the call has no answer_time",
     )
     disposition = _disposition(fields["disposition"], billsec)
     checks.add(
         "bad_disposition",
         "disposition",
         _mask(pc.invert(pc.is_in(disposition, pa.array(DISPOSITIONS)))),
-        lambda f, v: f"{f}: {v!r} is not one of {', '.join(DISPOSITIONS)}",
+        lambda f, v: f"{f}: {quoted(v)} is not one of {', '.join(DISPOSITIONS)}",
     )
     checks.add(
         "duplicate_call_id",
         "call_id",
         repeated,
-        lambda f, v: f"{f}: {v!r} already occurred earlier in the file",
+        lambda f, v: f"{f}: {quoted(v)} already occurred earlier in the file",
     )
 
     failed = checks.failed()
@@ -211,7 +234,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
     if same_text:
         cdrs = cdrs.append_column("dialled", cdrs["callee"])
     cdrs = cdrs.select(CDR_SCHEMA.names).cast(CDR_SCHEMA)
-    quarantine = pa.concat_tables([rows.rejected, checks.quarantine(fields, rows.raw)])
+    quarantine = cut_raw(pa.concat_tables([rows.rejected, checks.quarantine(fields, rows.raw)]))
     if quarantine.num_rows:
         quarantine = quarantine.take(pc.sort_indices(quarantine["line"]))
     return ParsedFile(
@@ -263,7 +286,7 @@ class _Checks:
             problems = fields[detail_column].take(at).to_pylist() if detail_column else None
             for i, value in enumerate(values):
                 if problems and problems[i]:
-                    details.append(f"{field}: {value!r} {problems[i]}")
+                    details.append(f"{field}: {quoted(value)} {problems[i]}")
                 else:
                     details.append(detail(field, "" if value is None else value))
             reasons += [reason] * len(values)
@@ -278,6 +301,64 @@ class _Checks:
             }
         )
         return table.cast(QUARANTINE_SCHEMA)
+
+
+def over_limit(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """Rows whose text is over MAX_FIELD_BYTES; None when none is (nearly every column)."""
+    size = pc.binary_length(text)
+    longest = pc.max(size).as_py()
+    if longest is None or longest <= MAX_FIELD_BYTES:
+        return None
+    return _mask(pc.greater(size, MAX_FIELD_BYTES))
+
+
+def too_long_detail(field: str, value: str) -> str:
+    size = len(value.encode())
+    return f"{field}: {size:,} bytes, over the {MAX_FIELD_BYTES:,} a field may have"
+
+
+def cut_raw(quarantine: pa.Table) -> pa.Table:
+    """The quarantine with raw text bounded (see RAW_WHOLE_BYTES): a cut row keeps the first
+    RAW_PREFIX_BYTES of its text (ending on a whole character), and its detail ends with
+    `(raw text cut to its first N of M bytes)`."""
+    if not quarantine.num_rows:
+        return quarantine
+    size = pc.binary_length(quarantine["raw"])
+    long = pc.greater(size, RAW_WHOLE_BYTES)
+    if pc.any(pc.equal(quarantine["reason"], "field_too_long")).as_py():
+        prefix_over = pc.greater(size, RAW_PREFIX_BYTES)
+        too_long = pc.equal(quarantine["reason"], "field_too_long")
+        long = pc.or_(long, pc.and_(too_long, prefix_over))
+    cut = _mask(long)
+    if not cut.any():
+        return quarantine
+    rows = pa.array(np.flatnonzero(cut))
+    raws, details = [], []
+    for raw, detail in zip(
+        quarantine["raw"].take(rows).to_pylist(),
+        quarantine["detail"].take(rows).to_pylist(),
+        strict=True,
+    ):
+        whole = raw.encode()
+        kept = whole[:RAW_PREFIX_BYTES].decode("utf-8", "ignore")
+        raws.append(kept)
+        size = len(kept.encode())
+        details.append(f"{detail} (raw text cut to its first {size:,} of {len(whole):,} bytes)")
+    mask = pa.array(cut)
+    for name, values in (("raw", raws), ("detail", details)):
+        column = quarantine[name].combine_chunks()
+        replaced = pc.replace_with_mask(column, mask, pa.array(values, pa.string()))
+        quarantine = quarantine.set_column(
+            quarantine.schema.get_field_index(name), quarantine.schema.field(name), replaced
+        )
+    return quarantine
+
+
+def quoted(value: str) -> str:
+    """A value as a detail quotes it: repr, shortened when long (it may be kilobytes)."""
+    if len(value) <= _SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:_SHOWN_CHARS]!r}… ({len(value):,} characters)"
 
 
 def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:

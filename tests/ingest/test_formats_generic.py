@@ -221,9 +221,10 @@ def test_truncated_gzip_is_a_file_error():
         parse(gzip.compress(f"{HEADER}\n{ANSWERED}\n".encode())[:20])
 
 
-def test_non_utf8_file_is_a_file_error():
-    with pytest.raises(CdrFileError, match=r"carrierA/2024-05-01\.csv"):
-        parse(f"{HEADER}\n{ANSWERED}\n".encode().replace(b"acct42", b"acct\xff"))
+def test_a_non_utf8_row_is_read_as_windows_1252_not_the_file_refused():
+    """Issue 9 §1: this file was refused whole (CdrFileError) for one byte."""
+    parsed = parse(f"{HEADER}\n{ANSWERED}\n".encode().replace(b"acct42", b"acct\xff"))
+    assert parsed.cdrs["customer"].to_pylist() == ["acct\xff"]
 
 
 def test_unknown_format_lists_the_known_ones():

@@ -21,7 +21,7 @@ from functions.ingest.formats.source import (
     sniff_width,
 )
 from functions.ingest.numbers import NumberingPlan
-from functions.ingest.validate import call_id_keys
+from functions.ingest.validate import call_id_keys, cut_raw, quoted
 from functions.shared.cdr import ATTEMPT_SCHEMA, ParsedFile, attempt_key_texts, attempt_legs
 
 __all__ = ["FORMATS", "CdrFileError", "UnknownFormatError", "iter_cdr_chunks", "parse_cdr_file"]
@@ -391,12 +391,13 @@ def _earlier_duplicates(
             "reason": pa.array(["duplicate_call_id"] * len(ids), pa.string()),
             "field": pa.array(["call_id"] * len(ids), pa.string()),
             "detail": pa.array(
-                [f"call_id: {v!r} already occurred earlier in the file" for v in ids], pa.string()
+                [f"call_id: {quoted(v)} already occurred earlier in the file" for v in ids],
+                pa.string(),
             ),
             "raw": raw,
         }
     ).cast(part.quarantine.schema)
-    quarantine = pa.concat_tables([part.quarantine, duplicates])
+    quarantine = pa.concat_tables([part.quarantine, cut_raw(duplicates)])
     quarantine = quarantine.take(pc.sort_indices(quarantine.column("line")))
     return ParsedFile(
         part.cdrs.filter(pc.invert(repeated)),

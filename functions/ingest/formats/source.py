@@ -4,7 +4,15 @@ Line numbers are physical, 1-based, in the decompressed file (LF or CRLF endings
 is line 1. pyarrow.csv is told to keep empty lines as rows, so every line is a row or an
 invalid row and its single-threaded reader numbers invalid rows by physical line; empty lines
 are dropped afterwards. Only quarantined rows ever need their text, which is sliced from the
-bytes by line offsets (`PhysicalLines`).
+bytes by line offsets (`PhysicalLines`): the bytes as the file holds them, any that are not
+UTF-8 shown as `\\xNN` escapes.
+
+A line the readers cannot take as it is costs that line alone, never the file (`readable_text`):
+a line that is not UTF-8 is read as Windows-1252 (what Latin-1 exports really are), or
+quarantined as `encoding` when it has a byte Windows-1252 leaves undefined; in CSV files a line
+over MAX_LINE_BYTES is quarantined as `field_too_long` and one with a carriage return inside it
+as `malformed`. The whole part is checked at C speed first; only its bad lines are visited one
+by one.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import io
 import json
 import re
 import zlib
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from functions.ingest.validate import over_limit, too_long_detail
 from functions.shared.cdr import QUARANTINE_SCHEMA
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+# CSV lines longer than this are quarantined unread: pyarrow's reader refuses (with the whole
+# file) a row straddling its 4 MiB blocks, and a line this long holds a field over
+# MAX_FIELD_BYTES in any layout of up to 256 fields.
+MAX_LINE_BYTES = 1 << 20
 
 
 class CdrFileError(ValueError):
@@ -106,10 +121,185 @@ class PhysicalLines:
         starts[later] = self._newlines(index[later] - 1) + 1
         ends = self._newlines(index)
         text = [
-            self.data[self.offset + a : self.offset + b].decode("utf-8", "replace").rstrip("\r")
+            raw_text(self.data[self.offset + a : self.offset + b])
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
         ]
         return pa.array(text, pa.string())
+
+
+def raw_text(line: bytes) -> str:
+    """A line's bytes as the quarantine shows them: UTF-8, any other byte as a `\\xNN` escape
+    (so the bytes the switch wrote can be told exactly), without its line end."""
+    return line.decode("utf-8", "backslashreplace").rstrip("\r")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadableText:
+    """Bytes as the readers take them: valid UTF-8, with the original's physical lines.
+
+    `recoded` are the lines (1-based) read as Windows-1252; `undecodable` the lines that are
+    not Windows-1252 either, with why. With `blank`, lines the reader must not see (those, and
+    in CSV files too long lines and lines with a carriage return inside) are emptied and
+    stand in `rejected` (QUARANTINE_SCHEMA, their raw text from the original bytes).
+    """
+
+    data: bytes
+    recoded: list[int]
+    undecodable: dict[int, str]
+    rejected: pa.Table
+
+
+def readable_text(data: bytes, *, blank: bool) -> ReadableText:
+    """`data` made readable line by line (see ReadableText); `data` itself when it already is,
+    which a scan at C speed proves for nearly every file."""
+    index = _LineIndex(data)
+    replaced: dict[int, bytes] = {}  # 0-based line → what the reader sees instead
+    rejects: dict[int, tuple[str, str]] = {}  # 0-based line → (reason, detail)
+    recoded: list[int] = []
+    undecodable: dict[int, str] = {}
+    if not data.isascii() and not _is_utf8(data):
+        for i in _non_utf8_lines(index):
+            line = index.line(i)
+            bom = UTF8_BOM if line.startswith(UTF8_BOM) else b""
+            try:
+                replaced[i] = bom + line[len(bom) :].decode("cp1252").encode()
+                recoded.append(i + 1)
+            except UnicodeDecodeError as error:
+                byte = line[len(bom) + error.start]
+                detail = (
+                    f"not UTF-8, and byte 0x{byte:02X} (at byte {len(bom) + error.start + 1}) "
+                    "is not Windows-1252 either"
+                )
+                undecodable[i + 1] = detail
+                if blank:
+                    replaced[i], rejects[i] = b"", ("encoding", detail)
+                else:  # the document's structure stays; its records are quarantined later
+                    replaced[i] = line.decode("cp1252", "replace").encode()
+    if blank:
+        for i in index.longer_than(MAX_LINE_BYTES):
+            if i not in rejects:
+                size = len(index.line(i).rstrip(b"\r"))
+                detail = f"line is {size:,} bytes, over the {MAX_LINE_BYTES:,} a CDR may have"
+                replaced[i], rejects[i] = b"", ("field_too_long", detail)
+        for i in index.with_lone_carriage_return():
+            if i in rejects:
+                continue
+            replaced[i] = b""
+            if not index.line(i).isspace():  # else it is an empty line, as any blank one
+                detail = "a carriage return inside the line (a line may only end with one)"
+                rejects[i] = ("malformed", detail)
+    order = sorted(rejects)
+    rejected = quarantined(
+        [i + 1 for i in order],
+        [rejects[i][0] for i in order],
+        [rejects[i][1] for i in order],
+        [raw_text(index.line(i)) for i in order],
+    )
+    return ReadableText(index.replace(replaced), recoded, undecodable, rejected)
+
+
+def quarantined(lines, reasons, details, raws, fields=None) -> pa.Table:
+    """QUARANTINE_SCHEMA rows from parallel lists (or arrays); `field` "" (the whole row)
+    unless given."""
+    return pa.table(
+        {
+            "line": pa.array(lines, pa.int64()),
+            "reason": pa.array(reasons, pa.string()),
+            "field": pa.array([""] * len(lines) if fields is None else fields, pa.string()),
+            "detail": pa.array(details, pa.string()),
+            "raw": raws if isinstance(raws, pa.Array) else pa.array(raws, pa.string()),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _is_utf8(data) -> bool:
+    """Whether bytes (or a memoryview of them) are valid UTF-8: Arrow's validator, in place."""
+    size = len(data)
+    offsets = pa.py_buffer(np.array([0, size], np.int64))
+    text = pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)])
+    try:
+        text.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _non_utf8_lines(index: _LineIndex) -> list[int]:
+    """The lines (0-based, in order) that are not UTF-8, found by halving line ranges: one
+    check covers a clean range whatever its size, so the work follows the bad lines."""
+    view = memoryview(index.data)
+    starts, ends = index.bounds()
+    bad: list[int] = []
+    ranges = [(0, len(starts))]
+    while ranges:
+        first, past = ranges.pop()
+        if _is_utf8(view[starts[first] : ends[past - 1]]):
+            continue
+        if past - first == 1:
+            bad.append(first)
+            continue
+        middle = (first + past) // 2
+        ranges += [(middle, past), (first, middle)]  # the first half is checked first
+    return bad
+
+
+class _LineIndex:
+    """Where each line of `data` starts and ends (without its newline), found on demand."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._bounds is None:
+            newlines = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
+            starts = np.concatenate([[0], newlines + 1])
+            ends = np.concatenate([newlines, [len(self.data)]])
+            if len(self.data) and self.data.endswith(b"\n"):  # no line after the last newline
+                starts, ends = starts[:-1], ends[:-1]
+            self._bounds = starts, ends
+        return self._bounds
+
+    def line(self, i: int) -> bytes:
+        starts, ends = self.bounds()
+        return self.data[starts[i] : ends[i]]
+
+    def longer_than(self, limit: int) -> list[int]:
+        """Lines over `limit` bytes. Such a line leaves some aligned half-limit block without
+        a newline, so the usual file is cleared by one short search per block."""
+        block = limit // 2
+        spans = range(0, len(self.data) - block + 1, block)
+        if all(self.data.find(b"\n", at, at + block) >= 0 for at in spans):
+            return []
+        starts, ends = self.bounds()
+        return np.flatnonzero(ends - starts > limit).tolist()
+
+    def with_lone_carriage_return(self) -> list[int]:
+        """Lines with a carriage return not right before their newline: pyarrow's reader
+        would end a row there, and every later line number would be off by one."""
+        if b"\r" not in self.data:
+            return []
+        buffer = np.frombuffer(self.data, np.uint8)
+        returns = np.flatnonzero(buffer[:-1] == 13)  # one ending the data ends the last line
+        lone = returns[buffer[returns + 1] != 10]
+        if not len(lone):
+            return []
+        _, ends = self.bounds()
+        return np.unique(np.searchsorted(ends, lone)).tolist()
+
+    def replace(self, lines: dict[int, bytes]) -> bytes:
+        """The data with `lines` (0-based) replaced; the data itself when there are none."""
+        if not lines:
+            return self.data
+        starts, ends = self.bounds()
+        view = memoryview(self.data)
+        pieces, at = [], 0
+        for i in sorted(lines):
+            pieces += [view[at : starts[i]], lines[i]]
+            at = ends[i]
+        pieces.append(view[at:])
+        return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +321,9 @@ def read_csv_rows(
     quoting: bool = True,
     double_quote: bool = True,
 ) -> CsvRows:
-    """Read every column as text; rows with the wrong field count become `column_count`.
+    """Read every column as text; rows with the wrong field count become `column_count`, rows
+    with a field over MAX_FIELD_BYTES `field_too_long` (naming the switch's column), and lines
+    `readable_text` takes out their own reason.
 
     With `column_names` the file has no header and the names fix the expected width; otherwise
     line 1 is the header.
@@ -142,7 +334,7 @@ def read_csv_rows(
         invalid.append((row.number, row.text, row.actual_columns))
         return "skip"
 
-    def read() -> pa.Table:
+    def read(data: bytes) -> pa.Table:
         # One thread: the single-threaded reader numbers each invalid row by its line (the
         # threaded one cannot), and big files are read in parts while a second thread rates
         # and writes the previous part, so both cores are busy anyway.
@@ -175,28 +367,153 @@ def read_csv_rows(
     if not data or data.isspace():
         empty = pa.table({n: pa.array([], pa.string()) for n in column_names or []})
         return CsvRows(empty, pa.array([], pa.int64()), _empty_rejects(), PhysicalLines(data))
-    table = read()
-    lines = PhysicalLines(data)
-    bad_lines = np.array([number for number, _, _ in invalid], dtype=np.int64)
-    # Empty lines are kept as rows (ignore_empty_lines=False) so that every physical line is
-    # either a table row or an invalid row; they are dropped again below.
+    readable = readable_text(data, blank=True)
+    lines = PhysicalLines(data)  # raw text comes from the bytes the file holds
     first = 2 if header_line else 1
+    text, taken = readable.data, readable.rejected
+    # pyarrow's parser lets a quoted value run over a line end even with newlines_in_values
+    # off, so a line cut inside a quote swallows the next: then the rows do not match the
+    # lines, and the lines that opened such quotes are taken out and the part read again.
+    if quoting and _ends_in_quote(text, double_quote):
+        # The same rule for the last line, which has no next line to swallow.
+        last = text.rstrip(b"\n").count(b"\n")
+        text = _LineIndex(text).replace({last: b""})
+        unclosed = quarantined([last + 1], ["malformed"], [_UNCLOSED], lines.text([last + 1]))
+        taken = pa.concat_tables([taken, unclosed])
+    # Rows pyarrow should find: one per line (empty ones too), bar the header. Lines emptied
+    # above keep their newline, except an emptied last line without one, which is gone.
+    # Counted only where a quote could have run on.
+    at_end = bool(text) and not text.endswith(b"\n")
+    for attempt in range(_REREADS + 1):
+        if header_line and 1 in taken.column("line").to_numpy():
+            detail = taken.column("detail")[0].as_py()
+            raise CdrFileError(f"{source}: the header (line 1) cannot be read: {detail}")
+        invalid.clear()
+        if not text:  # its one line was taken out
+            table = pa.table({n: pa.array([], pa.string()) for n in column_names or []})
+            break
+        table = read(text)
+        if not (quoting and b'"' in text):
+            break
+        if table.num_rows + len(invalid) == lines.count() + at_end - (first - 1):
+            break
+        merged = _runs_over_lines(table, invalid, first)
+        # Each run's first line opened the quote; later lines may be innocent, so they are
+        # read again, unless quotes keep running on (then every line of a run goes).
+        runs = merged if attempt == _REREADS else [(start, 1) for start, _ in merged]
+        opened = sorted({line for start, span in runs for line in range(start, start + span)})
+        text = _LineIndex(text).replace(dict.fromkeys((line - 1 for line in opened), b""))
+        n = len(opened)
+        unclosed = quarantined(opened, ["malformed"] * n, [_UNCLOSED] * n, lines.text(opened))
+        taken = pa.concat_tables([taken, unclosed])
+    else:
+        raise CdrFileError(f"{source}: quoted values run over line ends; rows cannot be told")
+    taken_out = taken.column("line").to_numpy()
+    bad_lines = np.array([number for number, _, _ in invalid], dtype=np.int64)
+    blank = [text.encode().isspace() for _, text, _ in invalid]
+    # Empty lines are kept as rows (ignore_empty_lines=False) so that every physical line is
+    # either a table row or an invalid row; they are dropped again below, and so are the
+    # lines taken out before reading (quarantined already).
     row_lines = np.arange(first, first + table.num_rows + len(invalid), dtype=np.int64)
     row_lines = np.delete(row_lines, bad_lines - first)
+    if any(blank):  # a line of spaces is an empty line, not a row
+        invalid = [row for row, empty in zip(invalid, blank, strict=True) if not empty]
+        bad_lines = bad_lines[~np.array(blank)]
+    if len(taken_out):
+        kept = ~np.isin(row_lines, taken_out)
+        table, row_lines = table.filter(pa.array(kept)), row_lines[kept]
     table, row_lines = _drop_empty_lines(table, row_lines, lines)
+    table, row_lines, too_long = _too_long_fields(table, row_lines, lines)
     width = len(table.column_names)
-    rejected = pa.table(
-        {
-            "line": pa.array(bad_lines, pa.int64()),
-            "reason": pa.array(["column_count"] * len(invalid), pa.string()),
-            "field": pa.array([""] * len(invalid), pa.string()),
-            "detail": pa.array(
-                [f"{actual} fields, expected {width}" for _, _, actual in invalid], pa.string()
-            ),
-            "raw": pa.array([text for _, text, _ in invalid], pa.string()),
-        }
-    ).cast(QUARANTINE_SCHEMA)
+    raws = [text for _, text, _ in invalid]
+    if readable.recoded and len(bad_lines):
+        raws = lines.text(bad_lines).to_pylist()  # what the file holds, not the recoding
+    rejected = quarantined(
+        bad_lines,
+        ["column_count"] * len(invalid),
+        [f"{actual} fields, expected {width}" for _, _, actual in invalid],
+        raws,
+    )
+    rejected = pa.concat_tables([taken, rejected, too_long])
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
+
+
+_REREADS = 3
+_UNCLOSED = "a quote opened on this line is never closed"
+
+
+def _ends_in_quote(text: bytes, double_quote: bool) -> bool:
+    """Whether the last line ends inside a quoted value, as pyarrow's parser reads it: a quote
+    opens a value only at its start, and inside one `""` is a quote (with `double_quote`)."""
+    body = text.rstrip(b"\n")
+    line = body[body.rfind(b"\n") + 1 :].rstrip(b"\r")
+    if b'"' not in line:
+        return False
+    quoted, at_start, i = False, True, 0
+    while i < len(line):
+        c = line[i : i + 1]
+        if quoted:
+            if c == b'"' and double_quote and line[i + 1 : i + 2] == b'"':
+                i += 2
+                continue
+            quoted = c != b'"'
+        elif c == b",":
+            at_start = True
+            i += 1
+            continue
+        elif c == b'"' and at_start:
+            quoted = True
+        at_start = False
+        i += 1
+    return quoted
+
+
+def _runs_over_lines(
+    table: pa.Table, invalid: list[tuple[int, str, int]], first: int
+) -> list[tuple[int, int]]:
+    """(first line, lines spanned) of each row that ran over line ends.
+
+    pyarrow numbers rows, valid or not, in file order; a row spans one line plus the line ends
+    inside it, which its values (or an invalid row's text) keep."""
+    spans = np.ones(table.num_rows + len(invalid), np.int64)
+    at = np.array([number for number, _, _ in invalid], np.int64) - first
+    spans[at] += np.array([text.count("\n") for _, text, _ in invalid], np.int64)
+    valid = np.ones(len(spans), bool)
+    valid[at] = False
+    inside = np.zeros(table.num_rows, np.int64)
+    for column in table.columns:
+        inside += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
+    spans[valid] += inside
+    starts = first + np.concatenate([[0], np.cumsum(spans)[:-1]])
+    runs = np.flatnonzero(spans > 1)
+    return list(zip(starts[runs].tolist(), spans[runs].tolist(), strict=True))
+
+
+def _too_long_fields(
+    table: pa.Table, row_lines: np.ndarray, lines: PhysicalLines
+) -> tuple[pa.Table, np.ndarray, pa.Table]:
+    """Take out the rows with a field over MAX_FIELD_BYTES, as `field_too_long` rows naming
+    the first such column (a field the format does not even map counts: the row is corrupt)."""
+    first = np.zeros(table.num_rows, np.int32)  # 0: none, k: column k - 1
+    for k, column in enumerate(table.columns, start=1):
+        long = over_limit(column)
+        if long is not None:
+            first[long & (first == 0)] = k
+    rows = np.flatnonzero(first)
+    if not len(rows):
+        return table, row_lines, _empty_rejects()
+    names = [table.column_names[k - 1] for k in first[rows].tolist()]
+    values = [table.column(name)[int(row)].as_py() for name, row in zip(names, rows, strict=True)]
+    at = row_lines[rows]
+    rejected = quarantined(
+        at,
+        ["field_too_long"] * len(rows),
+        [too_long_detail(n, v) for n, v in zip(names, values, strict=True)],
+        lines.text(at),
+        fields=names,
+    )
+    kept = first == 0
+    return table.filter(pa.array(kept)), row_lines[kept], rejected
 
 
 def _drop_empty_lines(
@@ -212,9 +529,10 @@ def _drop_empty_lines(
     candidates = np.flatnonzero(blank.to_numpy(zero_copy_only=False))
     if len(candidates) == 0:
         return table, row_lines
-    # `,,,,` also parses as all-empty but is a (broken) row; only a truly empty line is not.
+    # `,,,,` also parses as all-empty but is a (broken) row; only an empty (or blank) line
+    # is not.
     texts = lines.text(row_lines[candidates]).to_pylist()
-    empty = candidates[[not text for text in texts]]
+    empty = candidates[[not text or text.encode().isspace() for text in texts]]
     keep = np.ones(table.num_rows, bool)
     keep[empty] = False
     return table.filter(pa.array(keep)), row_lines[keep]
@@ -241,9 +559,15 @@ def sniff_width(data: bytes, allowed: tuple[int, ...], *, source: str, sample: i
     head = data[: 1 << 20].split(b"\n")[:sample]
     if len(data) > 1 << 20:
         head = head[:-1]  # the last piece may be cut mid-line
-    text = decode_text(b"\n".join(head), source)
     counts: dict[int, int] = {}
-    for row in csv.reader(io.StringIO(text), skipinitialspace=True):
+    for line in head:
+        # Only fields are counted, so bytes that are not UTF-8 may stay unread; a line the
+        # csv module rejects (a stray carriage return, a huge field) does not vote.
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        try:
+            row = next(csv.reader([text], skipinitialspace=True), [])
+        except csv.Error:
+            continue
         if row:
             counts[len(row)] = counts.get(len(row), 0) + 1
     candidates = sorted(((c, w) for w, c in counts.items() if w in allowed), reverse=True)
@@ -271,10 +595,19 @@ def read_json_records(data: bytes, *, source: str, wrappers: tuple[str, ...] = (
     the layout (array elements included). A record inside an object under one of `wrappers`
     (e.g. VOS3000's `infoCdrs`) is read the same way. In JSON Lines a line that does not decode
     is quarantined as `malformed`; a broken array or a file in which nothing decodes is a
-    CdrFileError.
+    CdrFileError. Lines that are not UTF-8 are read as `readable_text` says; a record on one
+    keeps the file's bytes as its raw text, and is quarantined as `encoding` when one of its
+    lines is not Windows-1252 either.
     """
-    text = decode_text(data, source)
-    decoder = json.JSONDecoder()
+    readable = readable_text(data, blank=False)
+    records = _read_records(decode_text(readable.data, source), source, wrappers)
+    if readable.recoded or readable.undecodable:
+        records = _on_unread_lines(records, readable, PhysicalLines(data))
+    return records
+
+
+def _read_records(text: str, source: str, wrappers: tuple[str, ...]) -> JsonRecords:
+    decoder = _Decoder()
     start = _skip_space(text, 0)
     if start == len(text):
         raise CdrFileError(f"{source}: no JSON document in the file")
@@ -326,6 +659,68 @@ def read_json_records(data: bytes, *, source: str, wrappers: tuple[str, ...] = (
         }
     ).cast(QUARANTINE_SCHEMA)
     return JsonRecords(out.records, out.lines, out.raws, rejected)
+
+
+class _Decoder(json.JSONDecoder):
+    """json's decoder with every failure a JSONDecodeError (a malformed record, not a crash)."""
+
+    def __init__(self) -> None:
+        # Python refuses to make an int of over 4,300 digits; no CDR number has 100, so a
+        # longer one (a corrupt field) stays text, and validation judges it as such.
+        super().__init__(parse_int=lambda text: int(text) if len(text) <= 100 else text)
+
+    def raw_decode(self, s: str, idx: int = 0):
+        try:
+            return super().raw_decode(s, idx)
+        except RecursionError as error:
+            raise json.JSONDecodeError("nested too deeply", s, idx) from error
+
+
+def _on_unread_lines(
+    records: JsonRecords, readable: ReadableText, lines: PhysicalLines
+) -> JsonRecords:
+    """`records` with the file's own bytes as raw text where their lines were not UTF-8, and
+    the records (or malformed lines) touching a line no code page reads quarantined as
+    `encoding`. A Python loop over records, as decoding them already is."""
+    damaged = sorted({*readable.recoded, *readable.undecodable})
+    unread = readable.undecodable
+
+    def touched(first: int, last: int) -> list[int]:
+        return damaged[bisect_left(damaged, first) : bisect_right(damaged, last)]
+
+    def original(first: int, last: int) -> str:
+        return "\n".join(lines.text(np.arange(first, last + 1)).to_pylist())
+
+    out = JsonRecords([], [], [], records.rejected)
+    rejected = []
+    for record, line, raw in zip(records.records, records.lines, records.raws, strict=True):
+        last = line + raw.count("\n")
+        hit = touched(line, last)
+        if not hit:
+            out.records.append(record)
+            out.lines.append(line)
+            out.raws.append(raw)
+            continue
+        unreadable = [n for n in hit if n in unread]
+        if unreadable:
+            detail = unread[unreadable[0]]
+            rejected.append(_reject(line, "encoding", detail, original(line, last)))
+        else:
+            out.records.append(record)
+            out.lines.append(line)
+            out.raws.append(original(line, last))
+    for row in records.rejected.to_pylist():
+        if touched(row["line"], row["line"]):
+            row["raw"] = original(row["line"], row["line"])
+            if row["line"] in unread:
+                row |= {"reason": "encoding", "detail": unread[row["line"]]}
+        rejected.append(row)
+    table = pa.Table.from_pylist(rejected, schema=QUARANTINE_SCHEMA)
+    return JsonRecords(out.records, out.lines, out.raws, table)
+
+
+def _reject(line: int, reason: str, detail: str, raw: str) -> dict[str, object]:
+    return {"line": line, "reason": reason, "field": "", "detail": detail, "raw": raw}
 
 
 def _read_array(text, start, decoder, counter, out: JsonRecords, source: str) -> None:
