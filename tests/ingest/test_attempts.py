@@ -134,7 +134,7 @@ def test_without_a_leg_of_its_own_the_egress_trunk_tells_attempts_apart():
 texts = st.text(alphabet="ab|>\\;1", max_size=5)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.tuples(texts, st.integers(-(10**15), 10**15), st.one_of(st.none(), texts)),
