@@ -126,6 +126,25 @@ def test_a_gzipped_file_rates_exactly_like_the_plain_one(files, capsys):
     assert pq.read_table(files / "gzipped.parquet").equals(pq.read_table(files / "plain.parquet"))
 
 
+def test_rows_that_are_not_utf8_cost_only_themselves(files, capsys):
+    """Issue 9 §1: one Latin-1 byte made `tollgate rate` exit 2 and rate nothing."""
+    lines = CDRS.encode().split(b"\n")
+    lines[2] = lines[2].replace(b",acme,", b",acm\xe9,")  # c2: Latin-1, read as Windows-1252
+    lines[4] = lines[4].replace(b",acme,", b",acm\x81,")  # c4: no code page defines 0x81
+    (files / "cdrs.csv").write_bytes(b"\n".join(lines))
+    assert rate(files) == 0
+    assert "reconciles" in capsys.readouterr().out
+    rows = {r["call_id"]: r for r in read_csv(files / "rated.csv")}
+    assert sorted(rows) == ["c1", "c2", "c3"]
+    assert (rows["c2"]["status"], rows["c2"]["customer_amount"]) == ("rated", "0.013200")
+    quarantine = read_csv(files / "rated.quarantine.csv")
+    assert [(q["file"], q["line"], q["reason"]) for q in quarantine] == [
+        (str(files / "cdrs.csv"), "5", "encoding"),
+        (str(files / "cdrs.csv"), "6", "bad_number"),
+    ]
+    assert ",acm\\x81,tata" in quarantine[0]["raw"]
+
+
 def test_an_empty_file_is_processed_with_nothing_to_rate(files, capsys):
     (files / "cdrs.csv").write_bytes(b"")
     assert rate(files) == 0
