@@ -6,7 +6,7 @@ then reports, in one run:
   (b) `tollgate rate` end to end (a whole process: interpreter, imports, parse, validate,
       rate customer and supplier side, write Parquet and the quarantine file),
   (c) the ratio b/a, (d) CDRs per second end to end, (e) peak RSS of each process.
-Targets (issue 2): ratio <= 2.0, peak RSS <= 1 GB; goal 1,000,000 CDRs/s.
+Targets (issue 9 §7): ratio <= 1.5, peak RSS <= 1 GB; goal 1,000,000 CDRs/s on two cores.
 
     .venv/bin/python bench/rate_bench.py [--rows N] [--prefixes N] [--runs N]
 """
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 # file (skipping the malformed rows it cannot parse), with nothing validated, rated or
 # accounted for.
 COMPRESSION = "zstd"
+TARGET_RATIO = 1.5
 PLAIN_CONVERSION = f"""
 import sys, pyarrow.csv as csv, pyarrow.parquet as pq
 skip = csv.ParseOptions(invalid_row_handler=lambda row: "skip")
@@ -143,8 +144,8 @@ def main() -> None:
         )
         ratio = b / a
         print(
-            f"  (c) ratio b/a                       {ratio:8.2f}     target <= 2.0  "
-            f"{'MET' if ratio <= 2.0 else 'NOT MET'}"
+            f"  (c) ratio b/a                       {ratio:8.2f}     target <= {TARGET_RATIO}  "
+            f"{'MET' if ratio <= TARGET_RATIO else 'NOT MET'}"
         )
         print(f"  (d) CDRs per second, end to end     {args.rows / b:12,.0f} goal 1,000,000/s")
         peak = max(rss_b, cold_rss)
