@@ -6,7 +6,7 @@ under (service) alone for the stack's alarms, which cannot name tenants. The fil
 correlation id are record properties, not dimensions: a dimension per file would make a
 CloudWatch metric per file (billed monthly each) and no alarm could name it; Logs Insights
 still finds each file's record by them. infra/package.yaml alarms on these names and draws
-them on the dashboard (tests/infra/test_observability.py checks they agree).
+them on the dashboard (tests/infra/test_alarms.py checks they agree).
 
 A switch that should send files every N hours gets its own alarm on `FilesReceived`
 (`put_switch_silence_alarm`): no data point for N hours counts as breaching.

@@ -45,7 +45,7 @@ DEPLOY_ONLY_TYPES = {
     "AWS::SNS::Topic",
     "AWS::SNS::Subscription",
     "AWS::S3::BucketPolicy",  # moto neither creates nor enforces it (tests/access judge it)
-    "AWS::IAM::Policy",  # the functions' X-Ray grant (tests/infra/test_observability.py)
+    "AWS::IAM::Policy",  # the functions' X-Ray grant (tests/infra/test_alarms.py)
     "AWS::CloudWatch::Dashboard",
 }
 
@@ -358,7 +358,7 @@ def test_every_dead_letter_queue_alarms_on_its_first_message(packaged):
     for alarm in _resources(template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         if props["MetricName"] != "ApproximateNumberOfMessagesVisible":
-            continue  # the pipeline's other alarms: tests/infra/test_observability.py
+            continue  # the pipeline's other alarms: tests/infra/test_alarms.py
         assert props["Namespace"] == "AWS/SQS"
         assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
