@@ -134,7 +134,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         long = over_limit(column)
         if long is not None:
             field = name.removesuffix("_text")
-            checks.add("field_too_long", field, long, lambda f, v: too_long_detail(f, v))
+            checks.add("field_too_long", field, long, too_long_detail)
     for name in REQUIRED_FIELDS:
         text = fields[f"{name}_text" if name in TIME_FIELDS else name]
         checks.add("missing_field", name, _mask(_is_blank(text)), lambda f, v: f"{f} is empty")

@@ -374,9 +374,9 @@ def read_csv_rows(
     # pyarrow's parser lets a quoted value run over a line end even with newlines_in_values
     # off, so a line cut inside a quote swallows the next: then the rows do not match the
     # lines, and the lines that opened such quotes are taken out and the part read again.
-    if quoting and _ends_in_quote(text, double_quote):
+    last = _open_last_line(text, double_quote) if quoting else None
+    if last is not None:
         # The same rule for the last line, which has no next line to swallow.
-        last = text.rstrip(b"\n").count(b"\n")
         text = _LineIndex(text).replace({last: b""})
         unclosed = quarantined([last + 1], ["malformed"], [_UNCLOSED], lines.text([last + 1]))
         taken = pa.concat_tables([taken, unclosed])
@@ -442,13 +442,16 @@ _REREADS = 3
 _UNCLOSED = "a quote opened on this line is never closed"
 
 
-def _ends_in_quote(text: bytes, double_quote: bool) -> bool:
-    """Whether the last line ends inside a quoted value, as pyarrow's parser reads it: a quote
-    opens a value only at its start, and inside one `""` is a quote (with `double_quote`)."""
-    body = text.rstrip(b"\n")
-    line = body[body.rfind(b"\n") + 1 :].rstrip(b"\r")
+def _open_last_line(text: bytes, double_quote: bool) -> int | None:
+    """The last line (0-based) when it ends inside a quoted value, as pyarrow's parser reads
+    it: a quote opens a value only at its start, and inside one `""` is a quote (with
+    `double_quote`)."""
+    end = len(text)
+    while end and text[end - 1] == 10:  # (no rstrip: it would copy the part)
+        end -= 1
+    line = text[text.rfind(b"\n", 0, end) + 1 : end].rstrip(b"\r")
     if b'"' not in line:
-        return False
+        return None
     quoted, at_start, i = False, True, 0
     while i < len(line):
         c = line[i : i + 1]
@@ -465,7 +468,7 @@ def _ends_in_quote(text: bytes, double_quote: bool) -> bool:
             quoted = True
         at_start = False
         i += 1
-    return quoted
+    return text.count(b"\n", 0, end) if quoted else None
 
 
 def _runs_over_lines(
