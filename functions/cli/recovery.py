@@ -122,7 +122,11 @@ def _row_text(row: dict[str, Any]) -> str:
     if row["file_id"] is None:
         return f"  {row['queue']:<7} message {row['message_id']}: names no file: {row['body']}"
     status = row["status"] or "no record"
-    error = f": {row['error']}" if row.get("error") else ""
+    error = ""
+    if row.get("error"):  # a reopened file keeps its last error until it succeeds
+        error = (
+            f": {row['error']}" if status in ("failed", "rejected") else f" (was: {row['error']})"
+        )
     return (
         f"  {row['queue']:<7} {row['tenant']}/{row['file'] or row['file_id']} "
         f"({row['file_id']}, {row['failures'] or 0} failed deliveries) {status}{error}"
