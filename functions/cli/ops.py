@@ -31,13 +31,13 @@ def _rounding_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--rounding",
         choices=("half_up", "up", "down"),
         default="half_up" if defaults else None,
-        help="how each charge is rounded, once (default half_up)",
+        help="how each charge is rounded, once" + (" (default half_up)" if defaults else ""),
     )
     parser.add_argument(
         "--decimals",
         type=int,
         default=6 if defaults else None,
-        help="decimal places of each charge, 0-6 (default 6)",
+        help="decimal places of each charge, 0-6" + (" (default 6)" if defaults else ""),
     )
 
 

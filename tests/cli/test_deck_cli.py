@@ -45,8 +45,12 @@ def tollgate(*argv: str) -> int:
 
 
 def tollgate_json(capsys, *argv: str) -> dict:
-    assert tollgate(*argv, "--json") == 0, capsys.readouterr().err
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    """The one JSON document the command prints (the whole of its stdout)."""
+    capsys.readouterr()
+    status = tollgate(*argv, "--json")
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return json.loads(out)
 
 
 def cost(number: str, when: str) -> tuple[str, str]:
