@@ -11,6 +11,7 @@ drop's SQS message id as correlation id.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -73,7 +74,14 @@ def ingest_record(record: SQSRecord) -> None:
         )
         tracer.put_annotation(key="tenant", value=drop.tenant)
         tracer.put_annotation(key="file_id", value=drop.file_id)
-        outcome = ingest(drop, lake=lake, switches=accounts, files=files, rate_requests=queues)
+        with files.failure_recorded(  # the last delivery's failure leaves the file `failed`
+            drop.tenant,
+            drop.file_id,
+            "ingest",
+            last_delivery=lambda: queues.is_last_delivery(record),
+            meta=asdict(drop),
+        ):
+            outcome = ingest(drop, lake=lake, switches=accounts, files=files, rate_requests=queues)
         logger.info(
             "cdr file ingested",
             status=outcome.status,

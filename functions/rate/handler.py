@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.rate.service import DeckCache, RateOutcome, rate_file
-from functions.store import accounts, events, files, lake, ledger, monitoring
+from functions.store import accounts, events, files, lake, ledger, monitoring, queues
 
 logger = Logger(service=monitoring.RATE)
 # Only AWS calls become subsegments; tracing is off outside Lambda (and where
@@ -42,17 +42,20 @@ def rate_record(record: SQSRecord) -> None:
     logger.append_keys(tenant=tenant, switch=switch, file_id=file_id)
     tracer.put_annotation(key="tenant", value=tenant)
     tracer.put_annotation(key="file_id", value=file_id)
-    outcome = rate_file(
-        tenant,
-        switch,
-        file_id,
-        lake=lake,
-        files=files,
-        accounts=accounts,
-        ledger=ledger,
-        events=events,
-        decks=DECKS,
-    )
+    with files.failure_recorded(  # the last delivery's failure leaves the file `failed`
+        tenant, file_id, "rate", last_delivery=lambda: queues.is_last_delivery(record)
+    ):
+        outcome = rate_file(
+            tenant,
+            switch,
+            file_id,
+            lake=lake,
+            files=files,
+            accounts=accounts,
+            ledger=ledger,
+            events=events,
+            decks=DECKS,
+        )
     logger.info("cdr file rated", status=outcome.status, **outcome.counts)
     publish_metrics(tenant, switch, outcome, correlation_id=correlation_id)
 
