@@ -116,6 +116,7 @@ class LocalStack:
             if self.set_environ:
                 self._export_environ()
             self.resources = provision(self.endpoint_url, template_path=self.template_path)
+            _cold_containers()
             self._runner = LambdaRunner(
                 self.app or default_app(),
                 self.endpoint_url,
@@ -247,3 +248,17 @@ def _quiet_moto() -> None:
 
 def _skip_notice(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("No Moto CloudFormation support")
+
+
+def _cold_containers() -> None:
+    """A new stack is a new AWS account: no warm Lambda container survives into it.
+
+    The rate handler keeps compiled decks by (tenant, account, version) across invocations;
+    those names are reused by the next stack in this process (tests, a second demo) with other
+    decks under the same version numbers.
+    """
+    handler = sys.modules.get("functions.rate.handler")
+    if handler is not None:
+        from functions.rate.deck_cache import DeckCache
+
+        handler.DECKS = DeckCache()

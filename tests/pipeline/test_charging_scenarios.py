@@ -57,7 +57,7 @@ class OnTheLocalStack:
 
     def __init__(self, stack: LocalStack, tmp_path: Path) -> None:
         self.stack, self.folder = stack, tmp_path / "drops"
-        self.folder.mkdir()
+        self.folder.mkdir(parents=True)
 
     def process(self, name: str, text: str) -> str:
         path = self.folder / name
@@ -288,3 +288,27 @@ def test_an_accounts_rounding_rule_is_applied_once_per_charge_and_by_rerate(pipe
     assert charges(file_id)[("r", "direct")]["amount"] == Decimal("0.008000")
     assert balance("direct") == -8_000
     assert balance("tata") == 6_608
+
+
+def test_a_new_local_stack_prices_with_its_own_decks_not_a_previous_stacks(
+    aws_environment, tmp_path
+):
+    """A fresh local stack is a fresh AWS account. The rate handler's warm deck cache, keyed by
+    (tenant, account, version), outlived the stack it was filled from, so a second stack with
+    the same names priced with the first stack's deck (seen as a flaky scenario test)."""
+    prices = {}
+    for run_number, rate in enumerate(("0.0065", "0.0071")):
+        with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0) as stack:
+            reset()
+            tenant()
+            run("account", "create", TENANT, "direct", "--kind", "customer")
+            run("account", "create", TENANT, "tata", "--kind", "supplier")
+            deck(tmp_path, "direct", "prefix,destination,rate\n917,India - Mobile,0.008\n")
+            deck(tmp_path, "tata", f"prefix,destination,rate\n91,India,{rate}\n")
+            file_id = OnTheLocalStack(stack, tmp_path / str(run_number)).process(
+                "f.csv",
+                "\n".join([HEADER, cdr_line("c", "direct", "tata", "917012345678", 60)]) + "\n",
+            )
+            prices[rate] = charges(file_id)[("c", "tata")]["amount"]
+        reset()
+    assert prices == {"0.0065": Decimal("0.006500"), "0.0071": Decimal("0.007100")}
