@@ -295,7 +295,8 @@ def wait_for_pipeline(stack, n_files: int) -> None:
             progress.close()
             raise CliError(f"the pipeline did not finish: {stack.runner.errors[-1:]}")
         records = files.list_files(TENANT)
-        done = [r for r in records if r.status in ("done", "rejected")]
+        # failed = the pipeline gave up after SQS's last delivery: finished, and reported below
+        done = [r for r in records if r.status in ("done", "rejected", "failed")]
         rows = sum(r.counts.get("rows", 0) for r in done)
         progress.show(len(done), f"{rows:,} rows accounted for")
         if len(done) >= n_files:

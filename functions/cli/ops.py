@@ -999,4 +999,10 @@ def run_file_status(args: argparse.Namespace) -> int:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    # What stopped a file, under the table: the operator's next step depends on it.
+    for record in records:
+        payload = _file_payload(record)
+        why = payload.get("reason") or payload.get("error")
+        if why and payload["status"] in ("failed", "rejected", "retrying"):
+            print(f"{payload['file']} ({payload['status']}): {why}")
     return 0

@@ -102,6 +102,11 @@ def test_file_status_shows_a_rejected_files_reason_and_a_failed_files_error(acme
         "stage": "rate",
         "rows": 4,
     }
+    # The table says it too, under the counts: an operator reads the text view at 3 a.m.
+    assert main(["file", "status", TENANT]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert "b.csv (failed): RuntimeError: deck store down" in text
+    assert any(line.startswith("x.csv (rejected): ") and "sbc-2" in line for line in text)
 
 
 # --- file retry ---------------------------------------------------------------------------------
