@@ -170,7 +170,7 @@ def accounted(data: bytes, fmt: str, *, may_refuse: bool) -> None:
     assert summary.rows_in == summary.rated + summary.unrated + summary.quarantined
 
 
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
