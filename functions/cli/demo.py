@@ -121,6 +121,8 @@ def _pipeline(workdir: Path, n_cdrs: int) -> dict:
 
     # The handlers log one JSON line per file (as on Lambda); the demo prints its own report.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # EMF records are for CloudWatch; in the demo's narrative they would be noise
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     # Import the handlers now, so their loggers bind to the narrative's stream (stdout, or
     # stderr with --json, where stdout must hold only the JSON document).
     for handler in ("functions.ingest.handler", "functions.rate.handler"):

@@ -81,7 +81,13 @@ def ingest_record(record: SQSRecord) -> None:
             last_delivery=lambda: queues.is_last_delivery(record),
             meta=asdict(drop),
         ):
-            outcome = ingest(drop, lake=lake, switches=accounts, files=files, rate_requests=queues)
+            outcome = ingest(
+                drop,
+                lake=lake,
+                switches=accounts,
+                files=files,
+                rate_requests=CorrelatedRateRequests(record.message_id),
+            )
         logger.info(
             "cdr file ingested",
             status=outcome.status,
@@ -124,3 +130,13 @@ def handle_cdr_drops(event: dict, context: Any) -> dict:
     return process_partial_response(
         event=event, record_handler=ingest_record, processor=processor, context=context
     )
+
+
+class CorrelatedRateRequests:
+    """The rate queue, carrying this drop's correlation id to the rate function's logs."""
+
+    def __init__(self, correlation_id: str) -> None:
+        self.correlation_id = correlation_id
+
+    def send_rate_request(self, tenant: str, switch: str, file_id: str) -> None:
+        queues.send_rate_request(tenant, switch, file_id, correlation_id=self.correlation_id)

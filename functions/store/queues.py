@@ -32,13 +32,20 @@ def _queue_url(name: str) -> str:
     return client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
 
 
-def send_rate_request(tenant: str, switch: str, file_id: str) -> None:
-    """Ask the rate function to rate a normalised file (at least once; rating is idempotent)."""
+def send_rate_request(
+    tenant: str, switch: str, file_id: str, *, correlation_id: str | None = None
+) -> None:
+    """Ask the rate function to rate a normalised file (at least once; rating is idempotent).
+
+    `correlation_id` (the drop's) lets the rate function's logs be joined to the ingest's.
+    """
     body = {
         "tenant": check_name("tenant", tenant),
         "switch": check_name("switch", switch),
         "file_id": check_token("file id", file_id),
     }
+    if correlation_id:
+        body["correlation_id"] = correlation_id
     client("sqs").send_message(
         QueueUrl=_queue_url(settings().rate_queue), MessageBody=json.dumps(body)
     )

@@ -23,7 +23,8 @@ import pytest
 
 from functions.ingest import handler as ingest_handler
 from functions.rate import handler as rate_handler
-from functions.store import files, lake, monitoring
+from functions.shared.settings import settings
+from functions.store import client, files, lake, monitoring
 from tests.conftest import FAKE_ENVIRONMENT
 from tests.pipeline.carrier import FIRST_FILE, SECOND_FILE, SWITCH, TENANT, set_up_carrier
 from tests.pipeline.test_handlers import LambdaContext, s3_event
@@ -217,8 +218,16 @@ def test_logs_name_tenant_file_and_a_correlation_id_carried_from_ingest_to_rate(
     set_up_carrier(tmp_path)
     ingest_handler.handle_cdr_drops(drop_event("day1.csv", FIRST_FILE, "drop-1"), LambdaContext())
     file_id = file_id_of("day1.csv")
-    # the correlation id ingest put in the rate request wins over the rate message's own id
-    event = rate_event(file_id, "rate-1", correlation_id="drop-1")
+    # the rate request ingest sent carries the drop's correlation id (the rate function reads it
+    # and it wins over the rate message's own id)
+    sqs = client("sqs")
+    url = sqs.get_queue_url(QueueName=settings().rate_queue)["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sent = json.loads(message["Body"])
+    assert sent == {
+        "tenant": TENANT, "switch": SWITCH, "file_id": file_id, "correlation_id": "drop-1"
+    }  # fmt: skip
+    event = rate_event(file_id, "rate-1", correlation_id=sent["correlation_id"])
     rate_handler.handle_normalized_files(event, LambdaContext())
 
     by_message = {line["message"]: line for line in log_lines(logs)}
