@@ -56,7 +56,9 @@ LEG_COLUMNS = ("egress_leg", "egress_trunk")
 # Reason codes, stable strings that operators filter on.
 QUARANTINE_REASONS = (
     "column_count",  # row does not have the format's number of fields
-    "malformed",  # row could not be decoded at all (bad JSON, bad quoting)
+    "malformed",  # row could not be decoded (bad JSON, a quote never closed, a stray CR)
+    "encoding",  # neither UTF-8 nor Windows-1252 (a byte cp1252 leaves undefined)
+    "field_too_long",  # a field over 4 KiB, or a CSV line over 1 MiB (raw text cut to 4 KiB)
     "missing_field",  # a required field is empty
     "bad_number",  # callee is not a dialable number after normalisation
     "bad_time",  # a timestamp does not parse, or times are out of order
