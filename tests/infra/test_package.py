@@ -283,6 +283,7 @@ INGEST_GRANTS = {
     ("dynamodb:GetItem", "AccountsTable.Arn"),
     ("dynamodb:GetItem", "FilesTable.Arn"),
     ("dynamodb:PutItem", "FilesTable.Arn"),
+    ("dynamodb:UpdateItem", "FilesTable.Arn"),  # files.record_failure
     ("sqs:SendMessage", "RateQueue.Arn"),
     ("sqs:GetQueueUrl", "RateQueue.Arn"),
     ("sqs:ReceiveMessage", "IngestQueue.Arn"),
@@ -295,8 +296,11 @@ RATE_GRANTS = {
     ("logs:PutLogEvents", "log"),
     ("s3:GetObject", f"{LAKE}/normalized/*"),
     ("s3:GetObject", f"{LAKE}/decks/*"),
-    ("s3:GetObject", f"{LAKE}/rated/*"),
-    ("s3:PutObject", f"{LAKE}/rated/*"),
+    *(
+        (f"s3:{action}", f"{LAKE}/{area}/*")
+        for action in ("GetObject", "PutObject")
+        for area in ("rated", "charges", "staging")
+    ),
     ("s3:GetObject", f"{LAKE}/dedup/*"),
     ("s3:PutObject", f"{LAKE}/dedup/*"),
     ("s3:DeleteObject", f"{LAKE}/dedup/*"),
