@@ -221,9 +221,10 @@ def _parts(
         template=switch.template,
         numbering=switch.numbering,
     )
+    drop_pages = isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")  # not Windows
     try:
         for part in parts:
-            if isinstance(data, mmap.mmap):
+            if drop_pages:
                 data.madvise(mmap.MADV_DONTNEED)
             yield part
     finally:
