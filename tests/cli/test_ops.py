@@ -116,7 +116,7 @@ def test_errors_name_what_is_wrong(acme, argv, message):
 def test_cli_errors_exit_non_zero_through_main(acme, monkeypatch, capsys):
     import functions.cli as cli
 
-    monkeypatch.setattr(cli, "build_parser", _parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: _parser())
     assert cli.main(["balance", "acme", "ghost"]) == 2
     assert "tollgate: error: unknown account 'ghost'" in capsys.readouterr().err
 

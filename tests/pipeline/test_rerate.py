@@ -8,7 +8,6 @@ before any store call of the re-rating, followed by retries, must end in the cle
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.cli import rerate as rerate_cli
+from functions.cli import build_parser
 from functions.rate.rerate import generation, rerate
 from functions.rate.service import DeckCache
 from functions.shared.settings import settings
@@ -39,10 +38,8 @@ CORRECTED_BALANCES = EXPECTED_BALANCES | {
 
 
 def tollgate_rerate(*argv: str) -> tuple[int, str]:
-    """`tollgate rerate ...` through the command's own parser (not yet in COMMAND_MODULES)."""
-    parser = argparse.ArgumentParser(prog="tollgate")
-    rerate_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["rerate", *argv])
+    """`tollgate rerate ...` in this process (the command's output captured)."""
+    args = build_parser("rerate").parse_args(["rerate", *argv])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = args.run(args)
