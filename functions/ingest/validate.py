@@ -386,7 +386,18 @@ def _is_blank(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def _blank_to_null(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    """Empty strings as nulls. Only the validity bitmap changes: the text keeps its buffers
+    (if_else would copy every string of the column to null a few)."""
+    if isinstance(text, pa.ChunkedArray):
+        return pa.chunked_array([_blank_to_null(c) for c in text.chunks], text.type)
+    kept = pc.fill_null(pc.not_equal(text, ""), False)
+    if pc.all(kept).as_py():
+        return text
+    if text.offset or not pa.types.is_string(text.type):  # a slice: its bits would not line up
+        return pc.if_else(kept, text, pa.scalar(None, text.type))
+    _validity, offsets, data = text.buffers()
+    # `kept` (a fresh array, offset 0, no nulls) has its values bit-packed as a validity map.
+    return pa.Array.from_buffers(text.type, len(text), [kept.buffers()[1], offsets, data])
 
 
 def _pdd(fields: pa.Table) -> pa.Array | pa.ChunkedArray:

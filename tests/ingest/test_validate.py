@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from functions.ingest.validate import (
     MappedRows,
+    _blank_to_null,
     cast_or_null,
     empty_quarantine,
     parse_iso_times,
@@ -168,3 +169,22 @@ def test_whole_numbers_fast_path_accepts_exactly_what_the_exact_cast_accepts():
     text = pa.array([rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)], pa.string())
     exact = cast_or_null(_blank_to_null(text), pa.int64())
     assert parse_whole_numbers(text).to_pylist() == exact.to_pylist()
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "José", "1242"])), max_size=40),
+    st.integers(0, 5),
+)
+def test_blank_to_null_nulls_exactly_the_empty_strings(values, cut):
+    """The bitmap-only rewrite gives what if_else gives, on whole arrays, slices and chunks."""
+    whole = pa.array(values, pa.string())
+    expected = [None if v == "" else v for v in values]
+    for text, want in (
+        (whole, expected),
+        (whole.slice(cut), expected[cut:]),
+        (pa.chunked_array([whole, whole.slice(cut)]), expected + expected[cut:]),
+    ):
+        nulled = _blank_to_null(text)
+        assert nulled.to_pylist() == want
+        assert nulled.null_count == want.count(None)
+        (nulled if isinstance(nulled, pa.Array) else nulled.combine_chunks()).validate(full=True)
