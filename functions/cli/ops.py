@@ -935,7 +935,7 @@ def run_account_history(args: argparse.Namespace) -> int:
 @guarded
 def run_cdr_drop(args: argparse.Namespace) -> int:
     from functions.shared.settings import settings
-    from functions.store import accounts, lake
+    from functions.store import accounts, iam, lake
 
     accounts.get_switch(args.tenant, args.switch)  # unknown tenant or switch: say so
     path = Path(args.file)
@@ -943,7 +943,11 @@ def run_cdr_drop(args: argparse.Namespace) -> int:
         data = path.read_bytes()
     except OSError as error:
         raise CliError(f"cannot read {args.file}: {error.strerror}") from None
-    dropped = lake.put_cdr(args.tenant, args.switch, path.name, data)
+    # Uploaded as the switch itself: the CDR bucket takes files from switches' drop roles
+    # only (infra/package.yaml), and each of those only under its own prefix.
+    as_switch = iam.drop_credentials(args.tenant, args.switch, iam.MIN_SESSION_SECONDS)
+    s3 = as_switch.session().client("s3")
+    dropped = lake.put_cdr(args.tenant, args.switch, path.name, data, s3=s3)
     bucket = settings().cdr_bucket
     payload = {
         "tenant": dropped.tenant,

@@ -167,10 +167,14 @@ def parse_cdr_key(key: str) -> CdrObject:
     return CdrObject(tenant, switch, name, cdr_key(tenant, switch, name))
 
 
-def put_cdr(tenant: str, switch: str, name: str, data: bytes) -> CdrObject:
-    """Drop a raw CDR file into the CDR bucket (its notification starts the ingest)."""
+def put_cdr(tenant: str, switch: str, name: str, data: bytes, *, s3: Any = None) -> CdrObject:
+    """Drop a raw CDR file into the CDR bucket (its notification starts the ingest).
+
+    `s3` is the client to upload with; on AWS it must be the switch's own (its drop role's
+    session, functions.store.iam.drop_credentials): the bucket refuses anyone else's upload.
+    """
     key = cdr_key(tenant, switch, name)
-    _put(settings().cdr_bucket, key, data)
+    (s3 or client("s3")).put_object(Bucket=settings().cdr_bucket, Key=key, Body=data)
     return CdrObject(tenant, switch, name, key)
 
 
