@@ -31,8 +31,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from functions.shared.ids import check_name
+
 QUERY_DIR = Path(__file__).resolve().parents[2] / "infra" / "queries"
-_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions.store.check_name
 _QUERY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DAY_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
@@ -171,12 +172,8 @@ def table_schema(table: str) -> pa.Schema:
 
 
 def check_tenant(tenant: str) -> str:
-    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
-        raise ValueError(
-            f"invalid tenant id {tenant!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return tenant
+    """A tenant id as every store key checks it, or ValueError naming what is wrong."""
+    return check_name("tenant", tenant)
 
 
 def check_day(day: dt.date | str) -> str:

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from functions.shared.ids import check_name
+
 VERSION = "2012-10-17"
 QUERY_ROLE_PATH = "/tollgate/query/"
 DROP_ROLE_PATH = "/tollgate/drop/"
@@ -31,9 +33,6 @@ TENANT_TAG = "tollgate:tenant"
 SWITCH_TAG = "tollgate:switch"
 ACCESS_TAG = "tollgate:access"  # "query" or "cdr-drop": what the role is for
 ROLE_NAME_LIMIT = 64  # IAM
-# functions.store.check_name's rule. Checked here too because an id becomes part of an ARN:
-# no wildcard (`*`, `?`), policy variable (`${`) or path separator may ever widen a grant.
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Buckets, Glue databases and workgroups named in a policy: never a wildcard or variable.
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
@@ -83,15 +82,6 @@ class Account:
         return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{resource}"
 
 
-def check_id(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ValueError(
-            f"invalid {kind} id {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
 def _plain(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _PLAIN.fullmatch(value):
         raise ValueError(f"invalid {kind} {value!r} for a policy: letters, digits, '.', '_', '-'")
@@ -119,28 +109,28 @@ def _role_name(kind: str, *ids: str) -> str:
 
 def query_role_name(tenant: str) -> str:
     """e.g. tollgate-query-acme (path /tollgate/query/)."""
-    return _role_name("query", check_id("tenant", tenant))
+    return _role_name("query", check_name("tenant", tenant))
 
 
 def drop_role_name(tenant: str, switch: str) -> str:
     """e.g. tollgate-drop-acme-sw1 (path /tollgate/drop/)."""
-    return _role_name("drop", check_id("tenant", tenant), check_id("switch", switch))
+    return _role_name("drop", check_name("tenant", tenant), check_name("switch", switch))
 
 
 def lake_prefixes(tenant: str) -> tuple[str, ...]:
     """The lake prefixes of a tenant's tables: `rated/tenant=acme/`, ..."""
-    check_id("tenant", tenant)
+    check_name("tenant", tenant)
     return tuple(f"{area}/tenant={tenant}/" for area in LAKE_AREAS)
 
 
 def results_prefix(tenant: str) -> str:
     """Where a tenant's workgroup writes its query results."""
-    return f"{RESULTS_AREA}/tenant={check_id('tenant', tenant)}/"
+    return f"{RESULTS_AREA}/tenant={check_name('tenant', tenant)}/"
 
 
 def drop_prefix(tenant: str, switch: str) -> str:
     """Where a switch's CDR files land (functions.store.lake.cdr_key)."""
-    return f"incoming/{check_id('tenant', tenant)}/{check_id('switch', switch)}/"
+    return f"incoming/{check_name('tenant', tenant)}/{check_name('switch', switch)}/"
 
 
 def trust_policy(account: Account) -> dict[str, Any]:

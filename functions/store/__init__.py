@@ -2,8 +2,8 @@
 
 Every adapter takes the tenant as an argument and builds its keys itself, so one tenant's
 request can never name another tenant's item. Identifiers that become part of a key are
-checked here: they cannot contain a key separator (`#`, `/`, `=`), so no id can be crafted
-to reach outside its tenant.
+checked with `check_name` / `check_token` (functions.shared.ids, re-exported here): they cannot
+contain a key separator (`#`, `/`, `=`), so no id can be crafted to reach outside its tenant.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# Re-exported: every adapter checks ids through the store package.
+from functions.shared.ids import check_name as check_name
+from functions.shared.ids import check_token as check_token
 from functions.shared.settings import settings
-
-# tenant, switch and account ids: what an operator types; no key separators.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# file ids, posting ids, payment ids: opaque tokens (hashes, references); no separators.
-_TOKEN = re.compile(r"[A-Za-z0-9_.:+@-]{1,128}")
 
 
 class StoreError(Exception):
@@ -34,25 +32,6 @@ class NotFoundError(StoreError, LookupError):
 
 class ConflictError(StoreError):
     """The item exists with different contents, or a state change is not allowed."""
-
-
-def check_name(kind: str, value: str) -> str:
-    """A tenant, switch or account id, or ValueError naming what is wrong."""
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise ValueError(
-            f"invalid {kind} id {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
-def check_token(kind: str, value: str) -> str:
-    """A file, posting or payment id, or ValueError naming what is wrong."""
-    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
-        raise ValueError(
-            f"invalid {kind} {value!r}: use 1-128 letters, digits or '_.:+@-' characters"
-        )
-    return value
 
 
 def check_day(day: object) -> str:
