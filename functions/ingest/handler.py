@@ -16,16 +16,11 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.ingest.service import DroppedFile, IngestOutcome, ingest
-from functions.store import accounts, files, lake, monitoring, queues
+from functions.store import accounts, batches, files, lake, monitoring, queues
 
 logger = Logger(service=monitoring.INGEST)
 # Only AWS calls become subsegments; tracing is off outside Lambda (and where
@@ -124,12 +119,7 @@ def publish_metrics(drop: DroppedFile, outcome: IngestOutcome, *, correlation_id
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handle_cdr_drops(event: dict, context: Any) -> dict:
-    # A processor per invocation: it keeps the batch's state, and the local stack may run
-    # this handler in several threads of one process.
-    processor = BatchProcessor(event_type=EventType.SQS, logger=logger)
-    return process_partial_response(
-        event=event, record_handler=ingest_record, processor=processor, context=context
-    )
+    return batches.process_sqs_batch(event, context, ingest_record, logger=logger)
 
 
 class CorrelatedRateRequests:

@@ -12,15 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.rate.service import DeckCache, RateOutcome, rate_file
-from functions.store import accounts, events, files, lake, ledger, monitoring, queues
+from functions.store import accounts, batches, events, files, lake, ledger, monitoring, queues
 
 logger = Logger(service=monitoring.RATE)
 # Only AWS calls become subsegments; tracing is off outside Lambda (and where
@@ -90,9 +85,4 @@ def publish_metrics(tenant: str, switch: str, outcome: RateOutcome, *, correlati
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handle_normalized_files(event: dict, context: Any) -> dict:
-    # A processor per invocation: it keeps the batch's state, and the local stack may run
-    # this handler in several threads of one process.
-    processor = BatchProcessor(event_type=EventType.SQS, logger=logger)
-    return process_partial_response(
-        event=event, record_handler=rate_record, processor=processor, context=context
-    )
+    return batches.process_sqs_batch(event, context, rate_record, logger=logger)
