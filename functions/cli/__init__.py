@@ -94,20 +94,30 @@ def cli_error(error: Exception) -> CliError | None:
     return None
 
 
-def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Turn the adapters' errors into one clear CliError line (see `cli_error`)."""
+Command = Callable[[argparse.Namespace], int]
 
-    @functools.wraps(run)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except Exception as error:
-            translated = cli_error(error)
-            if translated is None or translated is error:
-                raise
-            raise translated from error
 
-    return wrapper
+def guarded_by(translate: Callable[[Exception], CliError | None]) -> Callable[[Command], Command]:
+    """A decorator turning the errors `translate` knows into one clear CliError line; the
+    others (None: a bug) propagate with their traceback."""
+
+    def decorate(run: Command) -> Command:
+        @functools.wraps(run)
+        def wrapper(args: argparse.Namespace) -> int:
+            try:
+                return run(args)
+            except Exception as error:
+                translated = translate(error)
+                if translated is None or translated is error:
+                    raise
+                raise translated from error
+
+        return wrapper
+
+    return decorate
+
+
+guarded = guarded_by(cli_error)  # the adapters' and AWS's errors (see `cli_error`)
 
 
 def parse_amount(text: str, what: str) -> int:

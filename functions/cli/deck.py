@@ -414,10 +414,7 @@ def run_deck_upload(args: argparse.Namespace) -> int:
 
         return build
 
-    try:
-        recorded, created = _new_version(args.tenant, account.account, plan), True
-    except _AlreadyHead as already:
-        recorded, created = already.head, False
+    recorded, created = _record(args.tenant, account.account, plan)
     payload = {**_version_json(recorded, active=True), "created": created, "currency": currency}
     who = f"{account.tenant}/{account.account}"
     if created:
@@ -433,6 +430,16 @@ def run_deck_upload(args: argparse.Namespace) -> int:
         lines += [f"  {error}" for error in deck.skipped]
     emit(args, payload, "\n".join(lines))
     return 0
+
+
+def _record(
+    tenant: str, account: str, plan: Callable[[int | None], Callable[[int], _Planned]]
+) -> tuple[DeckVersion, bool]:
+    """The version `plan` builds, and whether it is new (False: the head already was it)."""
+    try:
+        return _new_version(tenant, account, plan), True
+    except _AlreadyHead as already:
+        return already.head, False
 
 
 def _did(v: DeckVersion) -> str:
@@ -617,10 +624,7 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
 
         return build
 
-    try:
-        recorded, created = _new_version(args.tenant, account.account, plan), True
-    except _AlreadyHead as already:
-        recorded, created = already.head, False
+    recorded, created = _record(args.tenant, account.account, plan)
     payload = {**_version_json(recorded, active=True), "created": created}
     who = f"{account.tenant}/{account.account}"
     if created:

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.cli import CliError, OperationError, cli_error
+from functions.cli import CliError, OperationError, cli_error, guarded_by
 from functions.invoice.report import (
     FORMATS,
     REPORT_JSON_KEYS,
@@ -158,20 +157,7 @@ def _query_error(error: Exception) -> CliError | None:
     return cli_error(error)
 
 
-def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Engine, store and input errors become one clear CliError line."""
-
-    @functools.wraps(run)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except Exception as error:
-            translated = _query_error(error)
-            if translated is None or translated is error:
-                raise
-            raise translated from error
-
-    return wrapper
+_guarded = guarded_by(_query_error)  # engine, store and input errors: one clear line
 
 
 def _json_value(value: Any) -> Any:
