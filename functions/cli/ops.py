@@ -171,12 +171,17 @@ def run_tenant_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_format(name: str) -> str:
+    if name not in SWITCH_FORMATS:
+        raise CliError(f"unknown format {name!r}: use one of {', '.join(SWITCH_FORMATS)}")
+    return name
+
+
 @guarded
 def run_switch_create(args: argparse.Namespace) -> int:
     from functions.store import accounts
 
-    if args.format not in SWITCH_FORMATS:
-        raise CliError(f"unknown format {args.format!r}: use one of {', '.join(SWITCH_FORMATS)}")
+    _check_format(args.format)
     for field in (args.customer_field, args.supplier_field):
         if not field.strip():
             raise CliError("--customer-field and --supplier-field must not be empty")
@@ -716,11 +721,7 @@ def run_switch_update(args: argparse.Namespace) -> int:
 
     changes: dict[str, Any] = {}
     if args.format is not None:
-        if args.format not in SWITCH_FORMATS:
-            raise CliError(
-                f"unknown format {args.format!r}: use one of {', '.join(SWITCH_FORMATS)}"
-            )
-        changes["format"] = args.format
+        changes["format"] = _check_format(args.format)
     if args.timezone is not None:
         changes["timezone"] = timezone_name(args.timezone)
     for field in ("customer_field", "supplier_field"):
