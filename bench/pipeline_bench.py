@@ -74,6 +74,7 @@ EVENTBRIDGE_EVENT = 1.00 / 1e6
 # writes 2 WRU per KB; 1 RRU = a strongly consistent read of up to 4 KB, 0.5 if eventually
 # consistent. Control-plane calls (DescribeTable) are free.
 DDB_WRU = 0.625 / 1e6
+FREE_SERVICES = ("iam", "sts")  # no charge for IAM or STS requests
 DDB_RRU = 0.125 / 1e6
 CHUNK = 64 * 1024
 
@@ -782,12 +783,20 @@ def report(runs: list[dict[str, Any]], setup: dict[str, Any]) -> bool:
         tallies.append(tally)
         keys += [k for k in tally if k not in keys]
     order = {"s3": 0, "sqs": 1, "eventbridge": 2, "dynamodb": 3}
+    # IAM and STS cost nothing: the CLI upload ensures and assumes the switch's drop role.
+    free = [sum(n for k, n in t.items() if k[0] in FREE_SERVICES) for t in tallies]
     for key in sorted(keys, key=lambda k: (order.get(k[0], 9), k[2], k[1])):
         service, op, who = key
+        if service in FREE_SERVICES:
+            continue
         print(
             f"  {service:<12}{op:<22}{who[:21]:<22}"
             + "".join(f"{t.get(key, 0):>{width},}" for t in tallies)
         )
+    print(
+        f"  {'iam, sts':<12}{'(free)':<22}{'upload (CLI)':<22}"
+        + "".join(f"{n:>{width},}" for n in free)
+    )
     print(
         "  (modelled: S3 event notification = 1 SQS SendMessage per object created under "
         "incoming/;\n   Lambda's SQS poller = 1 ReceiveMessage + 1 DeleteMessage per message, "
