@@ -1,7 +1,8 @@
 """SQL over the lake's Parquet for one tenant: the tables, the named queries, DuckDB locally.
 
-The same SQL text runs on Athena (Glue tables of infra/glue.yaml, per-tenant views; see
-functions/store/athena.py) and on DuckDB over a local copy of the lake (`LocalLakeSql`).
+The same SQL text runs on Athena (in a tenant's own Glue database, whose tables of the same
+names cover its prefixes only, queried as its own IAM role; see functions/store/athena.py)
+and on DuckDB over a local copy of the lake (`LocalLakeSql`).
 Tables, as both engines see them:
 
     cdrs_rated       rated/tenant={t}/date={d}/{file_id}.parquet       one row per CDR
