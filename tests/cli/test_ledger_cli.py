@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
 
 import pytest
 
 import functions.cli as cli
-from functions.cli import CliError, ops
-from functions.cli import ledger as ledger_commands
+from functions.cli import CliError
 from functions.store import ledger
+from tests.cli.conftest import last_json, tollgate
 
 # 23:30 UTC on 1 May is 05:00 on 2 May in Kolkata, the tenant's time zone
 MOMENT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for module in (ops, ledger_commands):
-        module.register(commands)
-    return parser
-
-
-def tollgate(*argv: str) -> int:
-    args = _parser().parse_args(list(argv))
-    return args.run(args)
-
-
-def last_json(capsys) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 @pytest.fixture

@@ -3,33 +3,15 @@ decks: test_deck_cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
 from functions import store
-from functions.cli import CliError, ops
-from functions.cli import ledger as ledger_commands
+from functions.cli import CliError
 from functions.shared.settings import settings
 from functions.store import accounts, files
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tollgate")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for module in (ops, ledger_commands):
-        module.register(commands)
-    return parser
-
-
-def tollgate(*argv: str) -> int:
-    args = _parser().parse_args(list(argv))
-    return args.run(args)
-
-
-def last_json(capsys) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+from tests.cli.conftest import last_json, tollgate
 
 
 @pytest.fixture
@@ -113,10 +95,9 @@ def test_errors_name_what_is_wrong(acme, argv, message):
         tollgate(*argv)
 
 
-def test_cli_errors_exit_non_zero_through_main(acme, monkeypatch, capsys):
+def test_cli_errors_exit_non_zero_through_main(acme, capsys):
     import functions.cli as cli
 
-    monkeypatch.setattr(cli, "build_parser", lambda command=None: _parser())
     assert cli.main(["balance", "acme", "ghost"]) == 2
     assert "tollgate: error: unknown account 'ghost'" in capsys.readouterr().err
 

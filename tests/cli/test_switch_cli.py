@@ -6,22 +6,17 @@ before it.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from functions.cli import main
 from functions.store import accounts
+from tests.cli.conftest import last_json
 
 TEMPLATE = "uuid,destination_number,start_stamp,answer_stamp,billsec,sip_gateway_name"
 
 
 def tollgate(*argv: str) -> int:
     return main(list(argv))
-
-
-def last_json(capsys) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def error(capsys) -> str:
