@@ -858,7 +858,10 @@ def report(runs: list[dict[str, Any]], setup: dict[str, Any]) -> bool:
 
     heading("DynamoDB per file: writes follow the accounts in the file, not its CDRs")
     line("", names)
-    line("accounts posted (balances in the file)", [str(run["accounts_posted"]) for run in runs])
+    line(
+        "balance + journal items posted (1 transaction)",
+        [str(run["accounts_posted"]) for run in runs],
+    )
     line(
         "write requests (Put/Update/TransactWrite)",
         [str(run["ddb_write_requests"]) for run in runs],
@@ -1070,7 +1073,9 @@ def main() -> None:
             reads = [
                 r
                 for r in run[RATE]["requests"]
-                if r["service"] == "s3" and r["area"] == "dedup/set" and r["op"] == "GetObject"
+                if r["service"] == "s3"
+                and r["op"] == "GetObject"
+                and r["area"].startswith("dedup/")
             ]
             run["claim_set_read"] = sum(r.get("response_bytes", 0) for r in reads)
             runs.append(run)
