@@ -20,12 +20,20 @@ from pathlib import Path
 import pytest
 
 from functions.cli import build_parser, main
-from functions.ingest.service import DroppedFile, ingest
-from functions.rate.service import DeckCache, rate_file
+from functions.ingest.service import DroppedFile
 from functions.shared.settings import settings
-from functions.store import accounts, events, files, lake, ledger, queues
+from functions.store import lake
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
-from tests.pipeline.carrier import DAY, DECKS, FIRST_FILE, SWITCH, TENANT, drop, set_up_carrier
+from tests.pipeline.carrier import (
+    DAY,
+    DECKS,
+    FIRST_FILE,
+    SWITCH,
+    TENANT,
+    ingest_drop,
+    process_file,
+    set_up_carrier,
+)
 from tests.pipeline.deliveries import with_dead_letter_queues
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,20 +122,15 @@ def world(tmp_path_factory):
         with moto_account():
             with_dead_letter_queues()
             set_up_carrier(folder)
-            rated = drop("first.csv", FIRST_FILE)
-            ingest(rated, lake=lake, switches=accounts, files=files, rate_requests=queues)
-            rate_file(
-                TENANT, SWITCH, rated.file_id, lake=lake, files=files, accounts=accounts,
-                ledger=ledger, events=events, decks=DeckCache(),
-            )  # fmt: skip
+            process_file("first.csv", FIRST_FILE)
             # A file from a switch nobody registered: rejected, to be retried.
             lost = lake.put_cdr(TENANT, "sbc-lost", "lost.csv", FIRST_FILE.encode())
             _, etag = lake.get_cdr(TENANT, "sbc-lost", "lost.csv")
-            ingest(
-                DroppedFile(settings().cdr_bucket, lost.key, etag, TENANT, "sbc-lost",
-                            "lost.csv", DAY),
-                lake=lake, switches=accounts, files=files, rate_requests=queues,
-            )  # fmt: skip
+            ingest_drop(
+                DroppedFile(
+                    settings().cdr_bucket, lost.key, etag, TENANT, "sbc-lost", "lost.csv", DAY
+                )
+            )
             assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
             paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
             paths["cdrs"].write_text(FIRST_FILE)

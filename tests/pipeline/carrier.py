@@ -1,6 +1,7 @@
 """A small carrier for pipeline tests: one tenant, a reseller chain, two suppliers, decks.
 
-Set up through the operator CLI's code path (`functions.cli.main`), as an operator would.
+Set up through the operator CLI's code path (`functions.cli.main`), as an operator would;
+its files go through the ingest and rate services in-process, with the real adapters.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import datetime as dt
 from pathlib import Path
 
 from functions.cli import main
-from functions.ingest.service import DroppedFile
-from functions.store import lake
+from functions.ingest.service import DroppedFile, IngestOutcome, ingest
+from functions.rate.service import DeckCache, RateOutcome, rate_file
+from functions.store import accounts, events, files, lake, ledger, queues
 
 TENANT = "acme"
 SWITCH = "sbc1"
@@ -126,3 +128,42 @@ def drop(name: str, text: str) -> DroppedFile:
         name=name,
         arrived=DAY,
     )
+
+
+class Published:
+    """The event port, recording what was published (delivery is at least once)."""
+
+    def __init__(self) -> None:
+        self.details: list[dict] = []
+
+    def publish_file_rated(self, detail: dict) -> None:
+        events.publish_file_rated(detail)
+        self.details.append(detail)
+
+
+def ingest_drop(dropped: DroppedFile, **overrides) -> IngestOutcome:
+    """Ingest a drop with the real adapters; `overrides` replaces a port or sets chunk_bytes."""
+    ports = {"lake": lake, "switches": accounts, "files": files, "rate_requests": queues}
+    return ingest(dropped, **(ports | overrides))
+
+
+def rate_ingested(file_id: str, **overrides) -> RateOutcome:
+    """Rate an ingested file of the carrier's switch with the real adapters and fresh decks;
+    `overrides` replaces a port (a crashing ledger, a recording events port) or sets part_rows."""
+    ports = {
+        "lake": lake,
+        "files": files,
+        "accounts": accounts,
+        "ledger": ledger,
+        "events": events,
+        "decks": DeckCache(),
+    }
+    return rate_file(TENANT, SWITCH, file_id, **(ports | overrides))
+
+
+def process_file(name: str, text: str) -> str:
+    """Drop a file, ingest it and rate it in-process; its file id."""
+    dropped = drop(name, text)
+    ingest_drop(dropped)
+    rate_ingested(dropped.file_id)
+    return dropped.file_id

@@ -20,12 +20,10 @@ from pathlib import Path
 import pytest
 
 from functions.cli import main
-from functions.ingest.service import ingest
 from functions.local.stack import LocalStack
-from functions.rate.service import DeckCache, rate_file
-from functions.store import accounts, events, files, lake, ledger, queues, reset
+from functions.store import lake, reset
 from tests.conftest import moto_account
-from tests.pipeline.carrier import DAY, HEADER, SWITCH, TENANT, cdr_line, drop
+from tests.pipeline.carrier import DAY, HEADER, SWITCH, TENANT, cdr_line, process_file
 
 # generic CDRs with trunks: where the call came in and went out, not which account it was
 TRUNK_HEADER = HEADER + ",ingress_trunk,egress_trunk"
@@ -49,7 +47,7 @@ class InProcess:
     """The ingest and rate services called directly, with the real adapters, on moto."""
 
     def process(self, name: str, text: str) -> str:
-        return process_in_process(name, text)
+        return process_file(name, text)
 
 
 class OnTheLocalStack:
@@ -80,24 +78,6 @@ def pipeline(request, aws_environment, tmp_path):
         reset()
         yield OnTheLocalStack(stack, tmp_path)
     reset()
-
-
-def process_in_process(name: str, text: str) -> str:
-    """One file through ingest and rate with the real adapters; returns its file id."""
-    dropped = drop(name, text)
-    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
-    rate_file(
-        TENANT,
-        SWITCH,
-        dropped.file_id,
-        lake=lake,
-        files=files,
-        accounts=accounts,
-        ledger=ledger,
-        events=events,
-        decks=DeckCache(),
-    )
-    return dropped.file_id
 
 
 def charges(file_id: str, day: str = "2024-05-01") -> dict[tuple[str, str], dict]:

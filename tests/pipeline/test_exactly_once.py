@@ -18,7 +18,7 @@ import pytest
 
 from functions.ingest.service import ingest
 from functions.rate.service import DeckCache, rate_file
-from functions.store import accounts, events, files, lake, ledger, queues
+from functions.store import accounts, files, lake, ledger, queues
 from tests.conftest import moto_account
 from tests.pipeline.carrier import (
     EXPECTED_BALANCES,
@@ -26,7 +26,10 @@ from tests.pipeline.carrier import (
     SECOND_FILE,
     SWITCH,
     TENANT,
+    Published,
     drop,
+    ingest_drop,
+    rate_ingested,
     set_up_carrier,
 )
 
@@ -62,17 +65,6 @@ class Faults:
                 return call
 
         return Wrapped()
-
-
-class Published:
-    """The event port, recording what was published (delivery is at least once)."""
-
-    def __init__(self) -> None:
-        self.details: list[dict] = []
-
-    def publish_file_rated(self, detail: dict) -> None:
-        events.publish_file_rated(detail)
-        self.details.append(detail)
 
 
 def process(faults: Faults, published: Published) -> None:
@@ -225,8 +217,7 @@ def test_two_runs_of_one_file_with_a_deck_change_between_leave_lake_and_balances
     between, the lake kept the slow run's prices while the balances held the other's."""
     set_up_carrier(tmp_path)
     dropped = drop("day1.csv", FIRST_FILE)
-    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
-    stores = {"lake": lake, "accounts": accounts, "ledger": ledger, "events": events}
+    ingest_drop(dropped)
 
     class Overtaken:
         """The files port of a slow run: just before it commits its pricing run, a second
@@ -241,13 +232,11 @@ def test_two_runs_of_one_file_with_a_deck_change_between_leave_lake_and_balances
             from tests.pipeline.carrier import run as tollgate
 
             tollgate("deck", "upload", TENANT, "direct", str(cheaper), "--effective", "2024-01-01")
-            fast = rate_file(TENANT, SWITCH, file_id, files=files, decks=DeckCache(), **stores)
+            fast = rate_ingested(file_id)
             assert fast.status == "done"
             return files.commit_pricing_run(tenant, file_id, run)
 
-    slow = rate_file(
-        TENANT, SWITCH, dropped.file_id, files=Overtaken(), decks=DeckCache(), **stores
-    )
+    slow = rate_ingested(dropped.file_id, files=Overtaken())
     assert slow.status == "done"
     rated = lake.get_table("rated", TENANT, "2024-05-01", dropped.file_id)
     charges = lake.get_table("charges", TENANT, "2024-05-01", dropped.file_id)
@@ -285,10 +274,9 @@ def test_a_crash_before_any_store_call_then_redelivery_changes_nothing(aws_envir
 def test_the_same_s3_event_delivered_twice_is_rated_and_charged_once(aws, tmp_path):
     set_up_carrier(tmp_path)
     dropped = drop("day1.csv", FIRST_FILE)
-    stores = {"lake": lake, "files": files, "accounts": accounts, "ledger": ledger}
     for _ in range(2):
-        ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
-        rate_file(TENANT, SWITCH, dropped.file_id, events=events, decks=DeckCache(), **stores)
+        ingest_drop(dropped)
+        rate_ingested(dropped.file_id)
     assert ledger.get_balance(TENANT, "direct") == (-(8_000 + 13_200), 0)
     assert len(files.list_files(TENANT)) == 1
 
@@ -297,31 +285,20 @@ def test_a_rated_file_keeps_its_charges_when_a_deck_changes_before_a_retry(aws, 
     """A retry after the rated output was stored posts what the lake holds, not a re-rating."""
     set_up_carrier(tmp_path)
     dropped = drop("day1.csv", FIRST_FILE)
-    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+    ingest_drop(dropped)
 
     class CrashOnPost:
         def post_balances(self, *args, **kwargs):
             raise Crash("after the rated output, before the posting")
 
-    stores = {"lake": lake, "files": files, "accounts": accounts}
     with pytest.raises(Crash):
-        rate_file(
-            TENANT,
-            SWITCH,
-            dropped.file_id,
-            ledger=CrashOnPost(),
-            events=events,
-            decks=DeckCache(),
-            **stores,
-        )
+        rate_ingested(dropped.file_id, ledger=CrashOnPost())
     cheaper = tmp_path / "cheaper.csv"
     cheaper.write_text("prefix,rate\n917,0.001\n44,0.001\n")
     from tests.pipeline.carrier import run
 
     run("deck", "upload", TENANT, "direct", str(cheaper), "--effective", "2024-01-01")
-    rate_file(
-        TENANT, SWITCH, dropped.file_id, ledger=ledger, events=events, decks=DeckCache(), **stores
-    )
+    rate_ingested(dropped.file_id)
     rated = lake.get_table("rated", TENANT, "2024-05-01", dropped.file_id)
     charged = pc.sum(rated.filter(pc.equal(rated["customer"], "direct"))["customer_amount"])
     assert charged.as_py() == Decimal("0.021200")

@@ -20,10 +20,9 @@ import pytest
 import functions.rate.service as rate_service
 from functions.ingest.formats import parse_cdr_file
 from functions.ingest.samples import generate_generic_csv
-from functions.ingest.service import DroppedFile, assign_parties, ingest, split_by_day
+from functions.ingest.service import DroppedFile, assign_parties, split_by_day
 from functions.rate.parties import charge_deltas
-from functions.rate.service import DeckCache, rate_file
-from functions.store import accounts, events, files, lake, ledger, queues
+from functions.store import accounts, files, lake, ledger
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.pipeline.carrier import (
     DAY,
@@ -31,7 +30,10 @@ from tests.pipeline.carrier import (
     FIRST_FILE,
     SWITCH,
     TENANT,
+    Published,
     drop,
+    ingest_drop,
+    rate_ingested,
     set_up_carrier,
 )
 
@@ -71,14 +73,7 @@ def test_ingest_reads_a_file_in_parts_and_stores_what_reading_it_whole_gives(aws
     set_up_carrier(tmp_path)
     data = generated()
     dropped = drop("big.csv", data.decode())
-    outcome = ingest(
-        dropped,
-        lake=lake,
-        switches=accounts,
-        files=files,
-        rate_requests=queues,
-        chunk_bytes=16 * 1024,
-    )
+    outcome = ingest_drop(dropped, chunk_bytes=16 * 1024)
 
     switch = accounts.get_switch(TENANT, SWITCH)
     whole = parse_cdr_file(data, "generic", source="big.csv")
@@ -112,12 +107,11 @@ def test_ingest_reads_a_file_in_parts_and_stores_what_reading_it_whole_gives(aws
 def test_a_gzip_drop_is_gunzipped_on_disk_and_a_truncated_one_is_refused(aws, tmp_path):
     set_up_carrier(tmp_path)
     plain = generated(2_000)
-    ports = {"lake": lake, "switches": accounts, "files": files, "rate_requests": queues}
     as_text = drop("plain.csv", plain.decode())
-    ingest(as_text, chunk_bytes=16 * 1024, **ports)
+    ingest_drop(as_text, chunk_bytes=16 * 1024)
     packed = gzip.compress(plain)
     gz = _drop_bytes("packed.csv.gz", packed)
-    outcome = ingest(gz, chunk_bytes=16 * 1024, **ports)
+    outcome = ingest_drop(gz, chunk_bytes=16 * 1024)
     assert outcome.status == "ingested" and outcome.rows == 2_000
     for day in files.get_file(TENANT, as_text.file_id).meta["days"]:
         assert by_line(lake.get_table("normalized", TENANT, day, gz.file_id)) == by_line(
@@ -125,7 +119,7 @@ def test_a_gzip_drop_is_gunzipped_on_disk_and_a_truncated_one_is_refused(aws, tm
         )
 
     cut = _drop_bytes("cut.csv.gz", packed[: len(packed) // 2])
-    refused = ingest(cut, **ports)
+    refused = ingest_drop(cut)
     assert refused.status == "rejected"
     assert refused.error.startswith("cut.csv.gz: gzip data is corrupt or truncated")
     record = files.get_file(TENANT, cut.file_id)
@@ -137,14 +131,6 @@ def _drop_bytes(name: str, data: bytes) -> DroppedFile:
     obj = lake.put_cdr(TENANT, SWITCH, name, data)
     _, etag = lake.get_cdr(TENANT, SWITCH, name)
     return DroppedFile("tollgate-cdr", obj.key, etag, TENANT, SWITCH, name, DAY)
-
-
-class Published:
-    def __init__(self) -> None:
-        self.details: list[dict] = []
-
-    def publish_file_rated(self, detail: dict) -> None:
-        self.details.append(detail)
 
 
 def rate_in_parts(tmp_path: Path, data: bytes, part_rows: int, monkeypatch) -> dict:
@@ -160,20 +146,9 @@ def rate_in_parts(tmp_path: Path, data: bytes, part_rows: int, monkeypatch) -> d
     with moto_account():
         set_up_carrier(tmp_path)
         dropped = drop("big.csv", data.decode())
-        ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+        ingest_drop(dropped)
         published = Published()
-        outcome = rate_file(
-            TENANT,
-            SWITCH,
-            dropped.file_id,
-            lake=lake,
-            files=files,
-            accounts=accounts,
-            ledger=ledger,
-            events=published,
-            decks=DeckCache(),
-            part_rows=part_rows,
-        )
+        outcome = rate_ingested(dropped.file_id, events=published, part_rows=part_rows)
         [day] = files.get_file(TENANT, dropped.file_id).meta["days"]
         rated = lake.get_table("rated", TENANT, day, dropped.file_id)
         charges = lake.get_table("charges", TENANT, day, dropped.file_id)
@@ -230,7 +205,7 @@ def test_a_run_committed_without_stored_totals_is_posted_from_its_staged_tables(
     file was between its commit and its posting) still posts exactly what its tables say."""
     set_up_carrier(tmp_path)
     dropped = drop("day1.csv", FIRST_FILE)
-    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+    ingest_drop(dropped)
 
     class OldLake:
         def __getattr__(self, name):
@@ -246,23 +221,12 @@ def test_a_run_committed_without_stored_totals_is_posted_from_its_staged_tables(
         def post_balances(self, *args, **kwargs):
             raise Crash("after the commit, before the posting")
 
-    ports = {"files": files, "accounts": accounts, "events": events}
     with pytest.raises(Crash):
-        rate_file(
-            TENANT,
-            SWITCH,
-            dropped.file_id,
-            lake=OldLake(),
-            ledger=CrashingLedger(),
-            decks=DeckCache(),
-            **ports,
-        )
+        rate_ingested(dropped.file_id, lake=OldLake(), ledger=CrashingLedger())
     run = files.get_pricing_run(TENANT, dropped.file_id)
     with pytest.raises(LookupError):
         lake.get_run_totals(TENANT, dropped.file_id, run)
-    outcome = rate_file(
-        TENANT, SWITCH, dropped.file_id, lake=lake, ledger=ledger, decks=DeckCache(), **ports
-    )
+    outcome = rate_ingested(dropped.file_id)
     assert outcome.counts == {
         "rows": 7,
         "rated": 4,
@@ -285,10 +249,8 @@ import json, sys
 from pathlib import Path
 import pyarrow as pa
 from tests.conftest import moto_account
-from tests.pipeline.carrier import SWITCH, TENANT, drop, set_up_carrier
-from functions.ingest.service import ingest
-from functions.rate.service import DeckCache, rate_file
-from functions.store import accounts, events, files, lake, ledger, queues
+from tests.pipeline.carrier import TENANT, drop, ingest_drop, rate_ingested, set_up_carrier
+from functions.store import files, lake
 
 folder, data = Path(sys.argv[1]), Path(sys.argv[2]).read_bytes()
 pool = pa.default_memory_pool()
@@ -296,12 +258,9 @@ with moto_account():
     set_up_carrier(folder)
     dropped = drop("big.csv", data.decode())
     before = pool.max_memory()
-    ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues,
-           chunk_bytes=64 * 1024)
+    ingest_drop(dropped, chunk_bytes=64 * 1024)
     after_ingest = pool.max_memory()
-    done = rate_file(TENANT, SWITCH, dropped.file_id, lake=lake, files=files,
-                     accounts=accounts, ledger=ledger, events=events, decks=DeckCache(),
-                     part_rows=2_000)
+    done = rate_ingested(dropped.file_id, part_rows=2_000)
     after_rate = pool.max_memory()
     [day] = files.get_file(TENANT, dropped.file_id).meta["days"]
     sizes = {area: lake.get_table(area, TENANT, day, dropped.file_id).nbytes
