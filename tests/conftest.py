@@ -1,16 +1,19 @@
-"""Shared fixtures: a moto-backed AWS account holding every Tollgate store."""
+"""Shared fixtures: a moto-backed AWS account holding every Tollgate store, in-process or as
+the embedded local stack."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
 
 from functions import store
+from functions.local.stack import LocalStack
 from functions.shared.settings import settings
 
 FAKE_ENVIRONMENT = {
@@ -44,6 +47,21 @@ def moto_account() -> Iterator[None]:
     with mock_aws():
         provision_all()
         yield
+    fresh_clients()
+
+
+@contextmanager
+def local_stack(**options: Any) -> Iterator[LocalStack]:
+    """The embedded local stack on a free port: moto server, the template's resources and
+    app.py's handlers polling their queues, with the store's clients pointed at it.
+
+    A failed message comes back after 1 s (the queues' own timeout is 1800 s), and short
+    polls let the pollers stop at once.
+    """
+    options = {"visibility_timeout": 1, "poll_wait_seconds": 0} | options
+    with LocalStack(0, **options) as running:
+        fresh_clients()
+        yield running
     fresh_clients()
 
 

@@ -9,18 +9,15 @@ import boto3
 import pytest
 
 from functions.cli import main
-from functions.local.stack import LocalStack
 from functions.shared.settings import settings
-from functions.store import reset
+from tests.conftest import local_stack
 from tests.pipeline.carrier import FIRST_FILE, SWITCH, TENANT, set_up_carrier
 
 
 @pytest.fixture
 def stack(aws_environment):
-    with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0) as running:
-        reset()
+    with local_stack() as running:
         yield running
-    reset()
 
 
 def test_a_switch_drops_with_its_own_credentials_on_the_local_stack(stack, tmp_path, capsys):

@@ -1,10 +1,11 @@
-"""Running `tollgate` commands in-process, as the CLI tests do."""
+"""Running `tollgate` commands in-process, as the CLI and local-stack tests do."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from functions.cli import build_parser
+from functions.cli import build_parser, main
 
 
 def tollgate(*argv: str) -> int:
@@ -16,3 +17,18 @@ def tollgate(*argv: str) -> int:
 def last_json(capsys) -> dict:
     """The last line the command printed, as JSON."""
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def run_command(capsys, *argv: str) -> tuple[int, str, str]:
+    """One command line through `main`, as a shell runs it: exit status, stdout, stderr."""
+    capsys.readouterr()
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def json_document(capsys, *argv: str) -> Any:
+    """The one JSON document a command prints with --json (the whole of its stdout)."""
+    status, out, err = run_command(capsys, *argv, "--json")
+    assert status == 0, err
+    return json.loads(out)

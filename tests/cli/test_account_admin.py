@@ -7,27 +7,19 @@ and in the audit trail the command leaves: field, old, new, who, when and why.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 import pytest
 
 from functions.cli import main
 from functions.store import accounts, ledger
+from tests.cli.conftest import json_document
 
 MOTO = "arn:aws:sts::123456789012:user/moto"  # moto's STS caller identity
 
 
 def tollgate(*argv: str) -> int:
     return main(list(argv))
-
-
-def json_out(capsys, *argv: str) -> Any:
-    """The one JSON document a command prints with --json."""
-    capsys.readouterr()
-    assert tollgate(*argv, "--json") == 0, capsys.readouterr().err
-    return json.loads(capsys.readouterr().out)
 
 
 def fails(capsys, status: int, *argv: str) -> str:
@@ -62,11 +54,11 @@ def acme(aws, capsys):
 def test_tenants_are_listed_shown_and_updated_with_an_audit_entry(aws, capsys):
     tollgate("tenant", "create", "globex", "--currency", "EUR")
     tollgate("tenant", "create", "acme")
-    assert json_out(capsys, "tenant", "list") == [
+    assert json_document(capsys, "tenant", "list") == [
         {"tenant": "acme", "currency": "USD", "timezone": "UTC"},
         {"tenant": "globex", "currency": "EUR", "timezone": "UTC"},
     ]
-    updated = json_out(
+    updated = json_document(
         capsys, "tenant", "update", "acme", "--timezone", "Europe/London",
         "--reason", "head office moved", "--by", "alice",
     )  # fmt: skip
@@ -80,9 +72,9 @@ def test_tenants_are_listed_shown_and_updated_with_an_audit_entry(aws, capsys):
     assert audit["changes"] == [{"field": "timezone", "old": "UTC", "new": "Europe/London"}]
     assert accounts.get_tenant("acme").timezone == "Europe/London"
     # The same value again changes nothing and records nothing.
-    again = json_out(capsys, "tenant", "update", "acme", "--timezone", "Europe/London")
+    again = json_document(capsys, "tenant", "update", "acme", "--timezone", "Europe/London")
     assert again["audit"] is None
-    shown = json_out(capsys, "tenant", "show", "acme")
+    shown = json_document(capsys, "tenant", "show", "acme")
     assert shown["history"] == [audit]
     assert (shown["switches"], shown["accounts"]) == (
         [],
@@ -99,12 +91,12 @@ def test_tenants_are_listed_shown_and_updated_with_an_audit_entry(aws, capsys):
 
 def test_switches_are_listed_and_updated_and_the_next_files_read_by_the_new_settings(acme, capsys):
     tollgate("switch", "create", "acme", "vos", "--format", "vos3000")
-    listed = json_out(capsys, "switch", "list", "acme")
+    listed = json_document(capsys, "switch", "list", "acme")
     assert [(s["switch"], s["format"], s["timezone"]) for s in listed] == [
         ("sbc-1", "generic", "UTC"),
         ("vos", "vos3000", "UTC"),
     ]
-    updated = json_out(
+    updated = json_document(
         capsys, "switch", "update", "acme", "sbc-1", "--timezone", "Asia/Tokyo",
         "--default-supplier", "sup", "--customer-field", "accountcode", "--by", "bob",
     )  # fmt: skip
@@ -117,11 +109,11 @@ def test_switches_are_listed_and_updated_and_the_next_files_read_by_the_new_sett
     assert (plan.customer_field, plan.default_supplier) == ("accountcode", "sup")
     assert accounts.get_switch("acme", "sbc-1").timezone == "Asia/Tokyo"
     tollgate("switch", "numbering", "acme", "sbc-1", "--strip", "9999", "--reason", "tech prefix")
-    shown = json_out(capsys, "switch", "show", "acme", "sbc-1")
+    shown = json_document(capsys, "switch", "show", "acme", "sbc-1")
     assert [e["by"] for e in shown["history"]] == ["bob", MOTO]
     numbering = shown["history"][1]["changes"]
     assert [(c["field"], c["new"]["strip"]) for c in numbering] == [("numbering", ["9999"])]
-    cleared = json_out(capsys, "switch", "update", "acme", "sbc-1", "--no-default-supplier")
+    cleared = json_document(capsys, "switch", "update", "acme", "sbc-1", "--no-default-supplier")
     assert cleared["default_supplier"] is None
     assert accounts.get_switch("acme", "vos").timezone == "UTC"  # the other switch: untouched
 
@@ -147,25 +139,25 @@ def test_a_switch_update_refuses_bad_settings_and_writes_nothing(acme, capsys, f
 
 
 def test_accounts_are_listed_and_filtered(acme, capsys):
-    listed = json_out(capsys, "account", "list", "acme")
+    listed = json_document(capsys, "account", "list", "acme")
     assert [(a["account"], a["kind"], a["parent"]) for a in listed] == [
         ("cust", "customer", "res"),
         ("res", "reseller", None),
         ("sup", "supplier", None),
     ]
-    under = json_out(capsys, "account", "list", "acme", "--parent", "res")
+    under = json_document(capsys, "account", "list", "acme", "--parent", "res")
     assert [a["account"] for a in under] == ["cust"]
     assert [
-        a["account"] for a in json_out(capsys, "account", "list", "acme", "--kind", "supplier")
+        a["account"] for a in json_document(capsys, "account", "list", "acme", "--kind", "supplier")
     ] == ["sup"]
     tollgate("account", "suspend", "acme", "sup", "--reason", "fraud")
-    suspended = json_out(capsys, "account", "list", "acme", "--status", "suspended")
+    suspended = json_document(capsys, "account", "list", "acme", "--status", "suspended")
     assert [a["account"] for a in suspended] == ["sup"]
     assert "unknown tenant 'nope'" in fails(capsys, 2, "account", "list", "nope")
 
 
 def test_an_update_changes_the_contract_exactly_and_records_each_field(acme, capsys):
-    updated = json_out(
+    updated = json_document(
         capsys, "account", "update", "acme", "cust", "--credit-limit", "250.5", "--prepaid",
         "--rounding", "up", "--decimals", "2", "--reason", "contract v2", "--by", "alice",
     )  # fmt: skip
@@ -186,13 +178,13 @@ def test_an_update_changes_the_contract_exactly_and_records_each_field(acme, cap
     assert (stored.rounding, stored.rounding_decimals) == ("up", 2)
     [entry] = accounts.list_audit("acme", "account", "cust")
     assert entry.changes[1] == accounts.Change("credit_limit_micro", 0, 250_500_000)
-    shown = json_out(capsys, "account", "show", "acme", "cust")
+    shown = json_document(capsys, "account", "show", "acme", "cust")
     assert shown["history"] == [audit]
     assert (shown["balance"], shown["credit_limit"]) == ("0.000000", "250.500000")
     # `account set` (issue 8) is another name for update.
-    assert json_out(capsys, "account", "set", "acme", "cust", "--rounding", "down")["audit"]
+    assert json_document(capsys, "account", "set", "acme", "cust", "--rounding", "down")["audit"]
     assert accounts.get_account("acme", "cust").rounding == "down"
-    moved = json_out(capsys, "account", "update", "acme", "cust", "--no-parent")
+    moved = json_document(capsys, "account", "update", "acme", "cust", "--no-parent")
     assert moved["parent"] is None and accounts.get_account("acme", "cust").parent is None
     assert "nothing to change" in fails(capsys, 2, "account", "update", "acme", "cust")
     assert "more than 6 decimal places" in fails(
@@ -203,7 +195,7 @@ def test_an_update_changes_the_contract_exactly_and_records_each_field(acme, cap
 
 def test_suspend_and_resume_record_who_when_and_why(acme, capsys, monkeypatch):
     monkeypatch.setenv("TOLLGATE_OPERATOR", "carol")
-    suspended = json_out(
+    suspended = json_document(
         capsys, "account", "suspend", "acme", "cust", "--reason", "invoice 1043 unpaid"
     )
     audit = suspended["audit"]
@@ -219,8 +211,8 @@ def test_suspend_and_resume_record_who_when_and_why(acme, capsys, monkeypatch):
     assert tollgate("account", "suspend", "acme", "cust", "--reason", "still unpaid") == 0
     assert "already suspended; nothing changed" in capsys.readouterr().out
     monkeypatch.delenv("TOLLGATE_OPERATOR")
-    json_out(capsys, "account", "resume", "acme", "cust", "--reason", "paid")
-    entries = json_out(capsys, "account", "history", "acme", "cust")
+    json_document(capsys, "account", "resume", "acme", "cust", "--reason", "paid")
+    entries = json_document(capsys, "account", "history", "acme", "cust")
     assert [(e["by"], e["reason"], e["changes"]) for e in entries] == [
         ("carol", "invoice 1043 unpaid", audit["changes"]),
         (MOTO, "paid", [{"field": "status", "old": "suspended", "new": "active"}]),
@@ -257,12 +249,12 @@ def test_a_parent_that_would_make_a_cycle_is_refused(acme, capsys):
     assert accounts.get_account("acme", "res").parent is None
     assert history("res") == []
     # Moving r3 up the chain is fine: it still ends at the carrier.
-    json_out(capsys, "account", "update", "acme", "r3", "--parent", "res")
+    json_document(capsys, "account", "update", "acme", "r3", "--parent", "res")
     assert history("r3") == [{"by": MOTO, "reason": None, "changes": [("parent", "r2", "res")]}]
 
 
 def test_currency_and_kind_cannot_change_once_decks_or_money_exist(acme, capsys, tmp_path):
-    json_out(capsys, "account", "update", "acme", "cust", "--currency", "eur")
+    json_document(capsys, "account", "update", "acme", "cust", "--currency", "eur")
     assert accounts.get_account("acme", "cust").currency == "EUR"  # nothing priced in USD yet
     deck = tmp_path / "deck.csv"
     deck.write_text("prefix,rate\n44,0.01\n")
@@ -284,7 +276,7 @@ def test_currency_and_kind_cannot_change_once_decks_or_money_exist(acme, capsys,
     assert history("paid") == []
     assert [e["changes"] for e in history("cust")] == [[("currency", "USD", "EUR")]]
     # A contract change is still fine for an account with money.
-    json_out(capsys, "account", "update", "acme", "paid", "--credit-limit", "10")
+    json_document(capsys, "account", "update", "acme", "paid", "--credit-limit", "10")
 
 
 def test_kind_changes_that_would_break_the_chain_or_a_switch_are_refused(acme, capsys):
@@ -305,5 +297,5 @@ def test_kind_changes_that_would_break_the_chain_or_a_switch_are_refused(acme, c
         "supplier",
     ]
     # A customer without money, trunks or accounts under it may become a reseller.
-    json_out(capsys, "account", "update", "acme", "cust", "--kind", "reseller")
+    json_document(capsys, "account", "update", "acme", "cust", "--kind", "reseller")
     assert accounts.get_account("acme", "cust").kind == "reseller"

@@ -10,7 +10,6 @@ that code; the docstrings say what it got wrong.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from functions.rate.rating import DeckIndex, price
 from functions.rate.timeline import FULL, as_timeline, compose, prepare
 from functions.shared.money import Rounding, units_to_str
 from functions.store import accounts, lake
+from tests.cli.conftest import json_document
 
 FIRST = (
     "prefix,destination,rate,effective_from\n44,UK,0.010,2024-04-01\n4420,London,0.020,2024-04-01\n"
@@ -42,15 +42,6 @@ def at(text: str) -> int:
 
 def tollgate(*argv: str) -> int:
     return main(list(argv))
-
-
-def tollgate_json(capsys, *argv: str) -> dict:
-    """The one JSON document the command prints (the whole of its stdout)."""
-    capsys.readouterr()
-    status = tollgate(*argv, "--json")
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    return json.loads(out)
 
 
 def cost(number: str, when: str) -> tuple[str, str]:
@@ -105,7 +96,7 @@ def test_a_notice_keeps_the_rate_in_force_before_it(history, capsys):
 def test_an_az_deck_from_a_date_closes_what_it_leaves_out_from_then_only(history, capsys):
     """Old code: the A-Z deck without 4420 also priced last month's 4420 calls at 44."""
     az = history("az-june.csv", AZ_WITHOUT_4420)
-    done = tollgate_json(capsys, "deck", "upload", "acme", "cust", az, "--effective", "2024-06-01")
+    done = json_document(capsys, "deck", "upload", "acme", "cust", az, "--effective", "2024-06-01")
     assert (done["version"], done["mode"], done["effective"], done["closed"]) == (
         3,
         "full",
@@ -120,7 +111,7 @@ def test_an_az_deck_from_a_date_closes_what_it_leaves_out_from_then_only(history
 def test_a_row_with_the_same_start_corrects_the_rate(history, capsys):
     """Old code: the correction replaced the whole deck (44 and April's 4420 were lost)."""
     fixed = history("fixed.csv", NOTICE.replace("0.025", "0.022"))
-    done = tollgate_json(capsys, "deck", "upload", "acme", "cust", fixed, "--mode", "changes")
+    done = json_document(capsys, "deck", "upload", "acme", "cust", fixed, "--mode", "changes")
     assert (done["added"], done["superseded"]) == (1, 1)
     assert cost(LONDON, "2024-05-11") == ("4420", "0.022000")
     assert cost(LONDON, "2024-05-05") == ("4420", "0.020000")
@@ -145,7 +136,7 @@ def test_rollback_makes_a_new_version_with_an_old_timeline_and_deletes_nothing(h
     az = history("az-june.csv", AZ_WITHOUT_4420)
     tollgate("deck", "upload", "acme", "cust", az, "--effective", "2024-06-01")
     before = [timeline_of(v) for v in (1, 2, 3)]
-    done = tollgate_json(capsys, "deck", "rollback", "acme", "cust", "1")
+    done = json_document(capsys, "deck", "rollback", "acme", "cust", "1")
     assert (done["version"], done["mode"], done["restores"], done["base"], done["created"]) == (
         4,
         "rollback",
@@ -157,7 +148,7 @@ def test_rollback_makes_a_new_version_with_an_old_timeline_and_deletes_nothing(h
     assert [timeline_of(v) for v in (1, 2, 3)] == before  # every version still reads the same
     assert accounts.get_account("acme", "cust").deck_version == 4
     assert cost(LONDON, "2024-06-02") == ("4420", "0.020000")  # v1 knew no notice, no A-Z
-    again = tollgate_json(capsys, "deck", "rollback", "acme", "cust", "1")
+    again = json_document(capsys, "deck", "rollback", "acme", "cust", "1")
     assert (again["version"], again["created"]) == (4, False)
     assert tollgate("deck", "rollback", "acme", "cust", "3") == 0
     assert cost(LONDON, "2024-06-02") == ("44", "0.010000")
@@ -170,7 +161,7 @@ def test_deck_list_shows_every_version_and_the_active_one(history, capsys):
     tollgate("deck", "upload", "acme", "cust", az, "--effective", "2024-06-01T12:00:00")
     tollgate("deck", "rollback", "acme", "cust", "2")
     capsys.readouterr()
-    listed = tollgate_json(capsys, "deck", "list", "acme", "cust")
+    listed = json_document(capsys, "deck", "list", "acme", "cust")
     assert (listed["active"], listed["currency"]) == (4, "USD")
     rows = [
         (v["version"], v["mode"], v["rows"], v["effective"], v["effective_range"], v["active"])
@@ -203,7 +194,7 @@ def test_deck_list_shows_every_version_and_the_active_one(history, capsys):
 
 def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, capsys):
     """Old code: no `deck show`; what priced a past call could not be asked."""
-    shown = tollgate_json(
+    shown = json_document(
         capsys, "deck", "show", "acme", "cust", "--at", "2024-05-11", "--prefix", "+44 20 7"
     )
     assert (shown["version"], shown["at"], shown["prefix"]) == (2, "2024-05-11T00:00:00Z", "44207")
@@ -215,17 +206,17 @@ def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, c
          "connect_fee": "0.00000000", "increment": "1/1", "effective_from": "2024-05-10",
          "effective_to": "never", "status": "open", "version": 2},
     ]  # fmt: skip
-    earlier = tollgate_json(capsys, "deck", "show", "acme", "cust", "--at", "2024-05-09T23:59:59")
+    earlier = json_document(capsys, "deck", "show", "acme", "cust", "--at", "2024-05-09T23:59:59")
     assert [(e["prefix"], e["rate"], e["version"]) for e in earlier["entries"]] == [
         ("44", "0.01000000", 1),
         ("4420", "0.02000000", 1),
     ]
-    as_v1 = tollgate_json(
+    as_v1 = json_document(
         capsys, "deck", "show", "acme", "cust", "--at", "2024-05-11", "--version", "1"
     )
     assert [e["rate"] for e in as_v1["entries"]] == ["0.01000000", "0.02000000"]
     assert (
-        tollgate_json(capsys, "deck", "show", "acme", "cust", "--at", "2024-03-31")["entries"] == []
+        json_document(capsys, "deck", "show", "acme", "cust", "--at", "2024-03-31")["entries"] == []
     )
     assert tollgate("deck", "show", "acme", "cust", "--at", "2024-05-11", "--prefix", "4420") == 0
     text = capsys.readouterr().out.splitlines()
@@ -257,7 +248,7 @@ def test_a_full_deck_that_would_change_the_past_is_refused_naming_the_line(histo
 
 def test_the_same_upload_again_records_nothing(history, capsys):
     """A retry after a crash that came once the upload had gone through: still one version."""
-    again = tollgate_json(
+    again = json_document(
         capsys, "deck", "upload", "acme", "cust", history("notice.csv", NOTICE), "--mode", "changes"
     )
     assert (again["version"], again["created"]) == (2, False)
@@ -399,12 +390,12 @@ DECK = (
 
 
 def test_deck_upload_activates_a_new_version_and_keeps_the_old_readable(acme, capsys):
-    first = tollgate_json(capsys, "deck", "upload", "acme", "cust", acme("uk.csv", DECK))
+    first = json_document(capsys, "deck", "upload", "acme", "cust", acme("uk.csv", DECK))
     assert (first["version"], first["active"], first["rows"], first["currency"]) == (
         1, True, 2, "USD",
     )  # fmt: skip
     grown = acme("uk.csv", DECK + "33,France,0.02,0,60/60\n")
-    second = tollgate_json(capsys, "deck", "upload", "acme", "cust", grown)
+    second = json_document(capsys, "deck", "upload", "acme", "cust", grown)
     assert (second["version"], second["added"], second["unchanged"]) == (2, 1, 2)
     assert accounts.active_deck("acme", "cust").version == 2
     assert lake.get_deck("acme", "cust", 1).num_rows == 2  # a rater on v1 still reads v1

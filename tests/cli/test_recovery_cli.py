@@ -17,6 +17,7 @@ from functions.ingest.service import DroppedFile
 from functions.rate.handler import handle_normalized_files
 from functions.shared.settings import settings
 from functions.store import client, files, lake
+from tests.cli.conftest import json_document, run_command
 from tests.pipeline.deliveries import (
     deliver_queued,
     ingest_delivery,
@@ -33,19 +34,6 @@ CDRS = (
 )
 
 
-def tollgate(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def tollgate_json(capsys, *argv: str):
-    status, out, err = tollgate(capsys, *argv, "--json")
-    assert status == 0, err
-    return json.loads(out)
-
-
 @pytest.fixture
 def acme(aws, capsys):
     with_dead_letter_queues()
@@ -54,7 +42,7 @@ def acme(aws, capsys):
         ("switch", "create", TENANT, "sbc-1", "--format", "generic"),
         ("account", "create", TENANT, "cust", "--kind", "customer"),
     ):
-        assert tollgate(capsys, *argv)[0] == 0
+        assert run_command(capsys, *argv)[0] == 0
 
 
 def queue_bodies(name: str) -> list[str]:
@@ -92,7 +80,7 @@ def test_file_status_shows_a_rejected_files_reason_and_a_failed_files_error(acme
     files.put_file(TENANT, "f2", "ingested", {"rows": 4}, {"name": "b.csv", "switch": "sbc-1"})
     files.record_failure(TENANT, "f2", "RuntimeError: deck store down", stage="rate", final=True)
 
-    listed = {row["file"]: row for row in tollgate_json(capsys, "file", "status", TENANT)}
+    listed = {row["file"]: row for row in json_document(capsys, "file", "status", TENANT)}
 
     assert listed["x.csv"]["status"] == "rejected"
     assert "sbc-2" in listed["x.csv"]["reason"] and "error" not in listed["x.csv"]
@@ -115,9 +103,9 @@ def test_file_status_shows_a_rejected_files_reason_and_a_failed_files_error(acme
 def test_a_rejected_file_is_retried_after_its_switch_is_registered(acme, capsys):
     """Before, the file item blocked the same object for good: it had to be renamed."""
     dropped = rejected_drop()
-    assert tollgate(capsys, "switch", "create", TENANT, "sbc-2", "--format", "generic")[0] == 0
+    assert run_command(capsys, "switch", "create", TENANT, "sbc-2", "--format", "generic")[0] == 0
 
-    [row] = tollgate_json(capsys, "file", "retry", TENANT, "x.csv")
+    [row] = json_document(capsys, "file", "retry", TENANT, "x.csv")
 
     assert row == {
         "tenant": TENANT,
@@ -140,7 +128,7 @@ def test_a_file_whose_rating_failed_is_retried_with_a_rate_request(acme, capsys)
     )
     files.record_failure(TENANT, "f1", "Broken: ledger", stage="rate", final=True)
 
-    status, out, _ = tollgate(capsys, "file", "retry", TENANT, "f1")
+    status, out, _ = run_command(capsys, "file", "retry", TENANT, "f1")
 
     assert status == 0
     assert out.strip() == "a.csv (f1): failed -> ingested; rating requested"
@@ -153,16 +141,16 @@ def test_a_file_whose_rating_failed_is_retried_with_a_rate_request(acme, capsys)
 def test_retry_refuses_a_done_file_an_unknown_file_and_a_replaced_object(acme, capsys):
     files.put_file(TENANT, "f1", "ingested", {"rows": 1}, {"name": "a.csv", "switch": "sbc-1"})
     files.set_file_status(TENANT, "f1", "done", {"rated": 1})
-    status, _, err = tollgate(capsys, "file", "retry", TENANT, "a.csv")
+    status, _, err = run_command(capsys, "file", "retry", TENANT, "a.csv")
     assert status == 1
     assert "a.csv is done: its calls were charged once, so there is nothing to retry" in err
 
-    status, _, err = tollgate(capsys, "file", "retry", TENANT, "nope.csv")
+    status, _, err = run_command(capsys, "file", "retry", TENANT, "nope.csv")
     assert (status, err.strip()) == (2, "tollgate: error: no file 'nope.csv' in tenant acme")
 
     dropped = rejected_drop()
     lake.put_cdr(TENANT, "sbc-2", "x.csv", CDRS.encode() + b"\n")  # new content, same key
-    status, _, err = tollgate(capsys, "file", "retry", TENANT, dropped.file_id)
+    status, _, err = run_command(capsys, "file", "retry", TENANT, dropped.file_id)
     assert status == 1
     assert "was replaced since it was dropped; the new object is its own file" in err
 
@@ -196,7 +184,7 @@ def dead_letters(acme):
 
 
 def test_dlq_list_names_each_dead_letters_file_and_error_and_leaves_them(dead_letters, capsys):
-    rows = tollgate_json(capsys, "dlq", "list")
+    rows = json_document(capsys, "dlq", "list")
 
     named = [(r["queue"], r["tenant"], r["file"], r["status"], r["error"]) for r in rows]
     assert sorted(named, key=str) == [
@@ -208,18 +196,18 @@ def test_dlq_list_names_each_dead_letters_file_and_error_and_leaves_them(dead_le
     assert by_file["in.csv"]["file_id"] == dead_letters.file_id
     assert by_file["r.csv"]["dead_letter_queue"] == f"{settings().rate_queue}-dlq"
     assert [r["body"] for r in rows if r["file"] is None] == ["not json"]
-    assert tollgate_json(capsys, "dlq", "list") == rows  # listing moved nothing
-    assert [r["file"] for r in tollgate_json(capsys, "dlq", "list", "--queue", "ingest")] == [
+    assert json_document(capsys, "dlq", "list") == rows  # listing moved nothing
+    assert [r["file"] for r in json_document(capsys, "dlq", "list", "--queue", "ingest")] == [
         "in.csv"
     ]
-    _, out, _ = tollgate(capsys, "dlq", "list", "--queue", "rate")
+    _, out, _ = run_command(capsys, "dlq", "list", "--queue", "rate")
     assert f"rate    {TENANT}/r.csv (r1, 1 failed deliveries) failed: Broken: ledger" in out
 
 
 def test_dlq_redrive_sends_dead_letters_back_and_reopens_their_failed_files(dead_letters, capsys):
     """Redriven alone, the rate request of a `failed` file would be ignored (rating runs only
     `ingested` files): the redrive reopens it first."""
-    rows = tollgate_json(capsys, "dlq", "redrive", "--queue", "rate")
+    rows = json_document(capsys, "dlq", "redrive", "--queue", "rate")
 
     assert sorted((r["file"] or "", r["status"] or "") for r in rows) == [
         ("", ""),
@@ -232,7 +220,7 @@ def test_dlq_redrive_sends_dead_letters_back_and_reopens_their_failed_files(dead
     assert files.get_file(TENANT, "r1").status == "ingested"
     assert files.find_file(TENANT, dead_letters.file_id).status == "failed"  # not redriven
 
-    status, out, _ = tollgate(capsys, "dlq", "redrive")
+    status, out, _ = run_command(capsys, "dlq", "redrive")
     assert status == 0
     assert out.splitlines()[:2] == [
         f"moved 1 message(s) from {settings().ingest_queue}-dlq to {settings().ingest_queue}",

@@ -21,8 +21,8 @@ import pytest
 
 from functions.cli import main
 from functions.local.stack import LocalStack
-from functions.store import lake, reset
-from tests.conftest import moto_account
+from functions.store import lake
+from tests.conftest import local_stack, moto_account
 from tests.pipeline.carrier import DAY, HEADER, SWITCH, TENANT, cdr_line, process_file
 
 # generic CDRs with trunks: where the call came in and went out, not which account it was
@@ -74,10 +74,8 @@ def pipeline(request, aws_environment, tmp_path):
         with moto_account():
             yield InProcess()
         return
-    with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0) as stack:
-        reset()
+    with local_stack() as stack:
         yield OnTheLocalStack(stack, tmp_path)
-    reset()
 
 
 def charges(file_id: str, day: str = "2024-05-01") -> dict[tuple[str, str], dict]:
@@ -278,8 +276,7 @@ def test_a_new_local_stack_prices_with_its_own_decks_not_a_previous_stacks(
     the same names priced with the first stack's deck (seen as a flaky scenario test)."""
     prices = {}
     for run_number, rate in enumerate(("0.0065", "0.0071")):
-        with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0) as stack:
-            reset()
+        with local_stack() as stack:
             tenant()
             run("account", "create", TENANT, "direct", "--kind", "customer")
             run("account", "create", TENANT, "tata", "--kind", "supplier")
@@ -290,5 +287,4 @@ def test_a_new_local_stack_prices_with_its_own_decks_not_a_previous_stacks(
                 "\n".join([HEADER, cdr_line("c", "direct", "tata", "917012345678", 60)]) + "\n",
             )
             prices[rate] = charges(file_id)[("c", "tata")]["amount"]
-        reset()
     assert prices == {"0.0065": Decimal("0.006500"), "0.0071": Decimal("0.007100")}

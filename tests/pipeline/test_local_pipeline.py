@@ -6,13 +6,11 @@ polled from their queues, and the operator CLI: drop, wait, read balances and fi
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from functions.cli import main
-from functions.local.stack import LocalStack
-from functions.store import reset
+from tests.cli.conftest import json_document
+from tests.conftest import local_stack
 from tests.pipeline.carrier import (
     EXPECTED_BALANCES,
     FIRST_FILE,
@@ -25,17 +23,8 @@ from tests.pipeline.carrier import (
 
 @pytest.fixture
 def stack(aws_environment):
-    with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0) as running:
-        reset()
+    with local_stack() as running:
         yield running
-    reset()
-
-
-def cli_json(capsys, *argv: str) -> dict | list[dict]:
-    """The one JSON document a command prints with --json."""
-    capsys.readouterr()
-    assert main([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
 
 
 def test_dropped_files_are_ingested_rated_and_charged_once(stack, tmp_path, capsys):
@@ -47,7 +36,7 @@ def test_dropped_files_are_ingested_rated_and_charged_once(stack, tmp_path, caps
         stack.wait_idle(timeout=60)  # in order: the second file resends calls of the first
 
     assert list(stack.runner.errors) == []
-    statuses = {f["file"]: f for f in cli_json(capsys, "file", "status", TENANT)}
+    statuses = {f["file"]: f for f in json_document(capsys, "file", "status", TENANT)}
     counts = {
         name: {
             k: statuses[name][k] for k in ("status", "rows", "rated", "quarantined", "duplicates")
@@ -59,5 +48,5 @@ def test_dropped_files_are_ingested_rated_and_charged_once(stack, tmp_path, caps
         "resent.csv": {"status": "done", "rows": 3, "rated": 1, "quarantined": 0, "duplicates": 2},
     }
     for account, expected in EXPECTED_BALANCES.items():
-        balance = cli_json(capsys, "balance", TENANT, account)
+        balance = json_document(capsys, "balance", TENANT, account)
         assert balance["balance"] == f"{expected / 1_000_000:.6f}", account

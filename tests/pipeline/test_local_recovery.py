@@ -8,15 +8,15 @@ maxReceiveCount deliveries in well under a second.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from functions.cli import main
 from functions.local.provision import load_template
 from functions.local.stack import LocalStack
-from functions.store import accounts, lake, ledger, reset
+from functions.store import accounts, lake, ledger
+from tests.cli.conftest import json_document, run_command
+from tests.conftest import local_stack
 from tests.pipeline.carrier import (
     EXPECTED_BALANCES,
     FIRST_FILE,
@@ -33,32 +33,17 @@ MAX_RECEIVES = load_template()["Resources"]["RateQueue"]["Properties"]["RedriveP
 
 @pytest.fixture
 def stack(aws_environment):
-    with LocalStack(0, visibility_timeout=1, poll_wait_seconds=0, retry_delay=0) as running:
-        reset()
+    with local_stack(retry_delay=0) as running:
         yield running
-    reset()
-
-
-def tollgate(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def tollgate_json(capsys, *argv: str):
-    status, out, err = tollgate(capsys, *argv, "--json")
-    assert status == 0, err
-    return json.loads(out)
 
 
 def statuses(capsys) -> dict[str, dict]:
-    return {row["file"]: row for row in tollgate_json(capsys, "file", "status", TENANT)}
+    return {row["file"]: row for row in json_document(capsys, "file", "status", TENANT)}
 
 
 def balances(capsys) -> dict[str, str]:
     return {
-        account: tollgate_json(capsys, "balance", TENANT, account)["balance"]
+        account: json_document(capsys, "balance", TENANT, account)["balance"]
         for account in EXPECTED_BALANCES
     }
 
@@ -87,7 +72,7 @@ class Fault:
 def drop(stack: LocalStack, name: str, text: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / name
     path.write_text(text)
-    assert tollgate(capsys, "cdr", "drop", TENANT, SWITCH, str(path))[0] == 0
+    assert run_command(capsys, "cdr", "drop", TENANT, SWITCH, str(path))[0] == 0
     stack.wait_idle(timeout=60)
 
 
@@ -109,7 +94,7 @@ def test_a_file_whose_rating_fails_is_parked_shown_failed_and_charged_once_after
         "error": "RuntimeError: post_balances unavailable",
     }
     assert files_now["resent.csv"]["status"] == "done"
-    [letter] = tollgate_json(capsys, "dlq", "list")
+    [letter] = json_document(capsys, "dlq", "list")
     assert (letter["queue"], letter["tenant"], letter["file"], letter["status"]) == (
         "rate",
         TENANT,
@@ -120,14 +105,14 @@ def test_a_file_whose_rating_fails_is_parked_shown_failed_and_charged_once_after
     assert balances(capsys)["direct"] == "0.000000"  # its calls were all in the failed file
 
     fault.broken = False  # the operator fixed the cause
-    moved = tollgate_json(capsys, "dlq", "redrive", "--queue", "rate")
+    moved = json_document(capsys, "dlq", "redrive", "--queue", "rate")
     assert [(row["file"], row["status"]) for row in moved] == [("first.csv", "ingested")]
     stack.wait_idle(timeout=60)
 
     assert statuses(capsys)["first.csv"]["status"] == "done"
     assert balances(capsys) == expected_balances()
-    assert tollgate_json(capsys, "dlq", "list") == []
-    status, _, err = tollgate(capsys, "file", "retry", TENANT, "first.csv")
+    assert json_document(capsys, "dlq", "list") == []
+    status, _, err = run_command(capsys, "file", "retry", TENANT, "first.csv")
     assert status == 1 and "is done: its calls were charged once" in err
     stack.wait_idle(timeout=60)
     assert balances(capsys) == expected_balances()
@@ -154,17 +139,17 @@ def test_rejected_and_failed_drops_are_retried_and_each_call_charged_once(
         "ingest",
         "RuntimeError: get_switch unavailable",
     )
-    assert [row["file"] for row in tollgate_json(capsys, "dlq", "list", "--queue", "ingest")] == [
+    assert [row["file"] for row in json_document(capsys, "dlq", "list", "--queue", "ingest")] == [
         "first.csv"
     ]
 
     fault.broken = False
     for name in ("first.csv", "resent.csv"):  # in drop order: resent calls are duplicates
-        [row] = tollgate_json(capsys, "file", "retry", TENANT, name)
+        [row] = json_document(capsys, "file", "retry", TENANT, name)
         assert row["requested"] == "ingest"
         stack.wait_idle(timeout=60)
     # The dead letter of the failed ingest goes back too: it finds its file done.
-    tollgate_json(capsys, "dlq", "redrive")
+    json_document(capsys, "dlq", "redrive")
     stack.wait_idle(timeout=60)
 
     counts = {
@@ -176,4 +161,4 @@ def test_rejected_and_failed_drops_are_retried_and_each_call_charged_once(
         "resent.csv": {"status": "done", "rows": 3, "rated": 1, "duplicates": 2},
     }
     assert balances(capsys) == expected_balances()
-    assert tollgate_json(capsys, "dlq", "list") == []
+    assert json_document(capsys, "dlq", "list") == []
