@@ -1,7 +1,6 @@
-from datetime import UTC, datetime
-
 from functions.ingest.formats import parse_cdr_file
 from functions.ingest.samples import generate_asterisk_csv
+from tests.ingest.sample_call import ANSWERED_CALL, utc
 
 # formats.md §2 (18 columns: loguniqueid + loguserfield).
 ANSWERED = (
@@ -22,10 +21,6 @@ def parse(text: str, timezone: str = "UTC"):
     return parse_cdr_file(text.encode(), "asterisk-csv", timezone=timezone, source="Master.csv")
 
 
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
-
-
 def test_eighteen_columns_use_uniqueid_and_the_dstchannel_peer_as_supplier():
     parsed = parse(f"{ANSWERED}\n{UNANSWERED}\n")
     assert parsed.quarantine.num_rows == 0
@@ -33,13 +28,7 @@ def test_eighteen_columns_use_uniqueid_and_the_dstchannel_peer_as_supplier():
     assert first == {
         "line": 1,
         "call_id": "1714564800.26",
-        "caller": "15551230000",
-        "callee": "442071234567",
-        "start_time": utc(2024, 5, 1, 12, 0, 0),
-        "answer_time": utc(2024, 5, 1, 12, 0, 7),
-        "end_time": utc(2024, 5, 1, 12, 1, 12),
-        "billsec": 65,
-        "disposition": "ANSWERED",
+        **ANSWERED_CALL,
         "customer": "acct42",
         "supplier": "carrierB",
         "pdd_ms": None,

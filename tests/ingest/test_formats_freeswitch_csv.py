@@ -1,7 +1,6 @@
-from datetime import UTC, datetime
-
 from functions.ingest.formats import parse_cdr_file
 from functions.ingest.samples import generate_freeswitch_csv
+from tests.ingest.sample_call import ANSWERED_CALL, utc
 
 # formats.md §1.1, `example` template (15 fields).
 EXAMPLE = (
@@ -25,22 +24,12 @@ def parse(text: str, timezone: str = "UTC"):
     return parse_cdr_file(text.encode(), "freeswitch-csv", timezone=timezone, source="Master.csv")
 
 
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
-
-
 def test_example_template_maps_uuid_numbers_and_accountcode():
     [cdr] = parse(EXAMPLE + "\n").cdrs.to_pylist()
     assert cdr == {
         "line": 1,
         "call_id": "3da8bf84-c133-4959-9e24-e72875cb33a1",
-        "caller": "15551230000",
-        "callee": "442071234567",
-        "start_time": utc(2024, 5, 1, 12, 0, 0),
-        "answer_time": utc(2024, 5, 1, 12, 0, 7),
-        "end_time": utc(2024, 5, 1, 12, 1, 12),
-        "billsec": 65,
-        "disposition": "ANSWERED",
+        **ANSWERED_CALL,
         "customer": "acct42",
         "supplier": None,
         "pdd_ms": None,

@@ -1,10 +1,10 @@
 import json
-from datetime import UTC, datetime
 
 import pytest
 
 from functions.ingest.formats import CdrFileError, parse_cdr_file
 from functions.ingest.formats.freeswitch import parse_json_legs
+from tests.ingest.sample_call import ANSWERED_CALL
 
 
 def a_leg(uuid="3da8bf84-c133-4959-9e24-e72875cb33a1", billsec="65", answer="1714564807"):
@@ -52,13 +52,7 @@ def test_single_document_prefers_epochs_and_url_decodes_variables():
     assert cdr == {
         "line": 1,
         "call_id": "3da8bf84-c133-4959-9e24-e72875cb33a1",
-        "caller": "15551230000",
-        "callee": "442071234567",
-        "start_time": datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC),
-        "answer_time": datetime(2024, 5, 1, 12, 0, 7, tzinfo=UTC),
-        "end_time": datetime(2024, 5, 1, 12, 1, 12, tzinfo=UTC),
-        "billsec": 65,
-        "disposition": "ANSWERED",
+        **ANSWERED_CALL,
         "customer": "acct 42",
         "supplier": None,
         "pdd_ms": None,

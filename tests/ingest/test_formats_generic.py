@@ -1,5 +1,4 @@
 import gzip
-from datetime import UTC, datetime
 
 import pyarrow.compute as pc
 import pytest
@@ -8,6 +7,7 @@ from hypothesis import strategies as st
 
 from functions.ingest.formats import CdrFileError, UnknownFormatError, parse_cdr_file
 from functions.ingest.samples import GENERIC_HEADER, generate_generic_csv
+from tests.ingest.sample_call import ANSWERED_CALL, utc
 
 HEADER = (
     "call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,customer,supplier"
@@ -27,10 +27,6 @@ def parse(text: str | bytes, **kwargs):
     return parse_cdr_file(data, "generic", source="carrierA/2024-05-01.csv", **kwargs)
 
 
-def utc(*args):
-    return datetime(*args, tzinfo=UTC)
-
-
 def test_answered_and_unanswered_calls_become_canonical_cdrs():
     parsed = parse(f"{HEADER}\n{ANSWERED}\n{UNANSWERED}\n")
 
@@ -40,13 +36,7 @@ def test_answered_and_unanswered_calls_become_canonical_cdrs():
         {
             "line": 2,
             "call_id": "c-1",
-            "caller": "15551230000",
-            "callee": "442071234567",
-            "start_time": utc(2024, 5, 1, 12, 0, 0),
-            "answer_time": utc(2024, 5, 1, 12, 0, 7),
-            "end_time": utc(2024, 5, 1, 12, 1, 12),
-            "billsec": 65,
-            "disposition": "ANSWERED",
+            **ANSWERED_CALL,
             "customer": "acct42",
             "supplier": "VEND_BT",
             "pdd_ms": None,

@@ -1,8 +1,8 @@
 import json
-from datetime import UTC, datetime
 
 from functions.ingest.formats import parse_cdr_file
 from functions.ingest.samples import generate_vos3000_json
+from tests.ingest.sample_call import ANSWERED_CALL
 
 # formats.md §3, GetCdr InfoCdr.
 ANSWERED = {
@@ -32,13 +32,7 @@ def test_answer_is_stop_minus_hold_time_and_gateways_map_to_parties():
     assert cdr == {
         "line": 1,
         "call_id": "88123401",
-        "caller": "15551230000",
-        "callee": "442071234567",
-        "start_time": datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC),
-        "answer_time": datetime(2024, 5, 1, 12, 0, 7, tzinfo=UTC),
-        "end_time": datetime(2024, 5, 1, 12, 1, 12, tzinfo=UTC),
-        "billsec": 65,
-        "disposition": "ANSWERED",
+        **ANSWERED_CALL,
         "customer": "CUST_A",
         "supplier": "VEND_B",
         "pdd_ms": 2300,
