@@ -156,44 +156,30 @@ ALPHA_RATED = [
         ],
     ),
 ]
+# bravo's CUST1 makes the same India call on D1 and D2.
+BRAVO_INDIA_CALL = (
+    "CUST1",
+    INDIA,
+    60,
+    60,
+    "1000.00000000",
+    "1000.000000",
+    "SUPA",
+    "1.000000",
+    "999.000000",
+)
 BRAVO_RATED = [
     (
         D1,
         "g1",
         [
-            rated_row(
-                "CUST1",
-                INDIA,
-                60,
-                60,
-                "1000.00000000",
-                "1000.000000",
-                "SUPA",
-                "1.000000",
-                "999.000000",
-            ),
+            rated_row(*BRAVO_INDIA_CALL),
             rated_row(
                 "CUST9", UK, 60, 60, "5.00000000", "5.000000", "SUPB", "9.000000", "-4.000000"
             ),
         ],
     ),
-    (
-        D2,
-        "g2",
-        [
-            rated_row(
-                "CUST1",
-                INDIA,
-                60,
-                60,
-                "1000.00000000",
-                "1000.000000",
-                "SUPA",
-                "1.000000",
-                "999.000000",
-            )
-        ],
-    ),
+    (D2, "g2", [rated_row(*BRAVO_INDIA_CALL)]),
 ]
 
 
