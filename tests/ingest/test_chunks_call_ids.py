@@ -110,14 +110,17 @@ def test_a_repeat_is_found_whatever_the_widths_of_the_other_ids_in_its_part():
     assert duplicate_lines(parts) == [len(lines) + 1]
 
 
-@pytest.mark.parametrize("distinct_keys", [1, 3])
-def test_call_ids_with_colliding_keys_are_told_apart_by_their_text(monkeypatch, distinct_keys):
+@pytest.fixture(params=[1, 3], ids=["one key", "three keys"])
+def colliding_keys(request, monkeypatch):
+    """Call id keys that collide (one or three distinct values, never 0)."""
     real = formats.call_id_keys
+    distinct_keys = np.uint64(request.param)
     monkeypatch.setattr(
-        formats,
-        "call_id_keys",
-        lambda ids: real(ids) % np.uint64(distinct_keys) + np.uint64(1),
+        formats, "call_id_keys", lambda ids: real(ids) % distinct_keys + np.uint64(1)
     )
+
+
+def test_call_ids_with_colliding_keys_are_told_apart_by_their_text(colliding_keys):
     for seed in range(3):
         parts = assert_parts_match_whole(mixed_file(seed, rows=300), 2_500)
         assert duplicate_lines(parts)
@@ -237,16 +240,9 @@ def test_repeated_ids_on_other_legs_across_parts_match_the_whole_file(seed, chun
     assert duplicate_lines(parts)
 
 
-@pytest.mark.parametrize("distinct_keys", [1, 3])
 def test_attempts_of_ids_with_colliding_keys_are_found_in_whichever_part_had_them(
-    monkeypatch, distinct_keys
+    colliding_keys,
 ):
-    real = formats.call_id_keys
-    monkeypatch.setattr(
-        formats,
-        "call_id_keys",
-        lambda ids: real(ids) % np.uint64(distinct_keys) + np.uint64(1),
-    )
     for seed in range(3):
         parts = assert_parts_match_whole(routed_file(seed, rows=300), 2_500)
         assert duplicate_lines(parts)
