@@ -3,6 +3,7 @@ the embedded local stack."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from functions import store
 from functions.local.stack import LocalStack
 from functions.shared.settings import settings
+from functions.store import ledger
 
 FAKE_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -24,6 +26,8 @@ FAKE_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+# The ledger's booking time in tests: 23:30 UTC on 1 May is 05:00 on 2 May in Kolkata.
+BOOKED_AT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
 
 
 def provision_all() -> None:
@@ -78,6 +82,17 @@ def aws(aws_environment: None) -> Iterator[None]:
     """An empty, in-process moto account with every store provisioned."""
     with moto_account():
         yield
+
+
+@pytest.fixture
+def ledger_clock(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The ledger's booking clock, at BOOKED_AT until the test moves it (`.now`)."""
+
+    class Clock:
+        now = BOOKED_AT
+
+    monkeypatch.setattr(ledger, "_now", lambda: Clock.now)
+    return Clock
 
 
 @pytest.fixture

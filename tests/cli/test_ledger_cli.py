@@ -10,24 +10,11 @@ import functions.cli as cli
 from functions.cli import CliError
 from functions.store import ledger
 from tests.cli.conftest import last_json, tollgate
-
-# 23:30 UTC on 1 May is 05:00 on 2 May in Kolkata, the tenant's time zone
-MOMENT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
+from tests.conftest import BOOKED_AT
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    """The ledger's booking clock, moved by the test."""
-
-    class Clock:
-        now = MOMENT
-
-    monkeypatch.setattr(ledger, "_now", lambda: Clock.now)
-    return Clock
-
-
-@pytest.fixture
-def acme(aws, clock):
+def acme(aws, ledger_clock):
     tollgate("tenant", "create", "acme", "--currency", "USD", "--timezone", "Asia/Kolkata")
     tollgate("account", "create", "acme", "cust", "--kind", "customer", "--credit-limit", "100")
     tollgate("account", "create", "acme", "res", "--kind", "reseller")
@@ -86,7 +73,7 @@ def test_a_payment_without_a_reference_is_refused_and_records_nothing(acme, caps
     assert ledger.list_entries("acme", "cust") == []
 
 
-def test_the_same_reference_twice_is_one_payment_and_the_second_says_so(acme, clock, capsys):
+def test_the_same_reference_twice_is_one_payment_and_the_second_says_so(acme, ledger_clock, capsys):
     ledger.post_balances("acme", "f1", {"cust": -12_345_600})
     tollgate("payment", "record", "acme", "cust", "10.000001", "--reference", "wire 77/A", "--json")
     first = last_json(capsys)
@@ -105,7 +92,7 @@ def test_the_same_reference_twice_is_one_payment_and_the_second_says_so(acme, cl
         "amount": "10.000001",
     }
     assert first["payment_id"].startswith("payment:")
-    clock.now = MOMENT + dt.timedelta(hours=2)  # the operator retries later
+    ledger_clock.now = BOOKED_AT + dt.timedelta(hours=2)  # the operator retries later
     tollgate("payment", "record", "acme", "cust", "10.000001", "--reference", "wire 77/A", "--json")
     again = last_json(capsys)
     assert again == {**first, "recorded": False, "status": "already recorded"}
@@ -221,20 +208,20 @@ def test_statement_dates_must_be_days(acme, capsys):
 # --- statements ----------------------------------------------------------------------------
 
 
-def _history(clock) -> None:
+def _history(ledger_clock) -> None:
     """Charges, a payment, an adjustment and a re-rate difference over three Kolkata days."""
-    clock.now = dt.datetime(2024, 4, 30, 12, 0, tzinfo=dt.UTC)  # 30 April in Kolkata
+    ledger_clock.now = dt.datetime(2024, 4, 30, 12, 0, tzinfo=dt.UTC)  # 30 April in Kolkata
     ledger.post_balances(
         "acme", "file-0", {"cust": -1_000_000, "sup": 400_000}, description="a.csv"
     )
-    clock.now = MOMENT  # 2 May in Kolkata, 1 May in UTC
+    ledger_clock.now = BOOKED_AT  # 2 May in Kolkata, 1 May in UTC
     ledger.post_balances(
         "acme", "file-1", {"cust": -2_500_001, "sup": 900_000}, description="b.csv"
     )
-    clock.now = dt.datetime(2024, 5, 2, 6, 0, tzinfo=dt.UTC)  # 2 May, 11:30 in Kolkata
+    ledger_clock.now = dt.datetime(2024, 5, 2, 6, 0, tzinfo=dt.UTC)  # 2 May, 11:30 in Kolkata
     tollgate("payment", "record", "acme", "cust", "3", "--reference", "wire 1")
     tollgate("payment", "record", "acme", "sup", "1", "--reference", "OUT-1")
-    clock.now = dt.datetime(2024, 5, 2, 19, 0, tzinfo=dt.UTC)  # 3 May, 00:30 in Kolkata
+    ledger_clock.now = dt.datetime(2024, 5, 2, 19, 0, tzinfo=dt.UTC)  # 3 May, 00:30 in Kolkata
     tollgate("adjust", "acme", "cust", "-0.25", "--reason", "porting fee", "--reference", "ADJ-1")
     ledger.post_balances(
         "acme",
@@ -245,8 +232,8 @@ def _history(clock) -> None:
     )
 
 
-def test_statement_json_opening_every_posting_and_closing(acme, clock, capsys):
-    _history(clock)
+def test_statement_json_opening_every_posting_and_closing(acme, ledger_clock, capsys):
+    _history(ledger_clock)
     tollgate("statement", "acme", "cust", "--from", "2024-05-01", "--to", "2024-05-02", "--json")
     statement = last_json(capsys)
     payment_id = statement["lines"][1].pop("posting_id")
@@ -300,8 +287,8 @@ def test_statement_json_opening_every_posting_and_closing(acme, clock, capsys):
     assert next_day["closing_balance"] == "-0.749901"
 
 
-def test_a_statement_to_today_closes_at_the_balance(acme, clock, capsys):
-    _history(clock)
+def test_a_statement_to_today_closes_at_the_balance(acme, ledger_clock, capsys):
+    _history(ledger_clock)
     today = dt.date(2024, 5, 3)  # the clock's day in Kolkata
     for account in ("cust", "sup"):
         tollgate("statement", "acme", account, "--from", "2024-04-01", "--to", str(today), "--json")
@@ -319,8 +306,8 @@ def test_a_statement_to_today_closes_at_the_balance(acme, clock, capsys):
     ]
 
 
-def test_statement_text_shows_local_times_and_the_balance_meaning(acme, clock, capsys):
-    _history(clock)
+def test_statement_text_shows_local_times_and_the_balance_meaning(acme, ledger_clock, capsys):
+    _history(ledger_clock)
     capsys.readouterr()
     tollgate("statement", "acme", "sup", "--from", "2024-05-02", "--to", "2024-05-03")
     lines = capsys.readouterr().out.splitlines()

@@ -14,19 +14,7 @@ from functions.invoice.statement import Entry
 from functions.shared.settings import settings
 from functions.store import ConflictError, ledger
 from functions.store.ledger import ReferenceConflictError
-
-MOMENT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The ledger's booking clock, set by the test."""
-
-    class Clock:
-        now = MOMENT
-
-    monkeypatch.setattr(ledger, "_now", lambda: Clock.now)
-    return Clock
+from tests.conftest import BOOKED_AT
 
 
 def ledger_items(prefix: str) -> list[dict]:
@@ -157,22 +145,22 @@ def test_ids_that_could_forge_keys_are_refused(aws):
 # --- the journal ---------------------------------------------------------------------------
 
 
-def test_every_posting_journals_one_entry_per_account_with_what_moved(aws, clock):
+def test_every_posting_journals_one_entry_per_account_with_what_moved(aws, ledger_clock):
     """The old ledger moved balances and kept no record of why: no statement was possible."""
     ledger.post_balances(
         "acme", "file-1", {"cust": -12_345_600, "supp": 7_000_001, "idle": 0}, description="a.csv"
     )
-    clock.now = MOMENT + dt.timedelta(hours=1)
+    ledger_clock.now = BOOKED_AT + dt.timedelta(hours=1)
     ledger.post_balances(
         "acme", "rerate:2024-05-01:file-1:g1", {"cust": 3}, kind="rerate", description="re-rate"
     )
     assert ledger.list_entries("acme", "cust") == [
-        Entry("cust", MOMENT, "charges", "file-1", -12_345_600, "a.csv"),
-        Entry("cust", MOMENT + dt.timedelta(hours=1), "rerate", "rerate:2024-05-01:file-1:g1", 3,
+        Entry("cust", BOOKED_AT, "charges", "file-1", -12_345_600, "a.csv"),
+        Entry("cust", BOOKED_AT + dt.timedelta(hours=1), "rerate", "rerate:2024-05-01:file-1:g1", 3,
               "re-rate"),
     ]  # fmt: skip
     assert ledger.list_entries("acme", "supp") == [
-        Entry("supp", MOMENT, "charges", "file-1", 7_000_001, "a.csv")
+        Entry("supp", BOOKED_AT, "charges", "file-1", 7_000_001, "a.csv")
     ]
     assert ledger.list_entries("acme", "idle") == []  # a zero delta moves nothing
     assert (
@@ -181,27 +169,27 @@ def test_every_posting_journals_one_entry_per_account_with_what_moved(aws, clock
     )
 
 
-def test_a_retried_posting_adds_no_second_entry(aws, clock):
+def test_a_retried_posting_adds_no_second_entry(aws, ledger_clock):
     deltas = {"cust": -500, "supp": 300}
     ledger.post_balances("acme", "file-1", deltas, description="a.csv")
-    clock.now = MOMENT + dt.timedelta(minutes=5)  # the redelivery comes later
+    ledger_clock.now = BOOKED_AT + dt.timedelta(minutes=5)  # the redelivery comes later
     assert not ledger.post_balances("acme", "file-1", deltas, description="a.csv")
-    assert [e.booked_at for e in ledger.list_entries("acme", "cust")] == [MOMENT]
+    assert [e.booked_at for e in ledger.list_entries("acme", "cust")] == [BOOKED_AT]
     assert len(ledger_items("ENTRY#")) == 2
 
 
-def test_entries_before_a_moment_exclude_it_and_other_accounts(aws, clock):
+def test_entries_before_a_moment_exclude_it_and_other_accounts(aws, ledger_clock):
     for minute, account in enumerate(("cust", "cust2", "cust.x", "cust", "cus")):
-        clock.now = MOMENT + dt.timedelta(minutes=minute)
+        ledger_clock.now = BOOKED_AT + dt.timedelta(minutes=minute)
         ledger.post_balances("acme", f"file-{minute}", {account: -(minute + 1)})
     assert [e.amount for e in ledger.list_entries("acme", "cust")] == [-1, -4]
-    cut = MOMENT + dt.timedelta(minutes=3)  # exactly the second entry's booking time
+    cut = BOOKED_AT + dt.timedelta(minutes=3)  # exactly the second entry's booking time
     assert [e.amount for e in ledger.list_entries("acme", "cust", before=cut)] == [-1]
     assert [e.amount for e in ledger.list_entries("acme", "cust", before=cut.replace(
         microsecond=1))] == [-1, -4]  # fmt: skip
 
 
-def test_a_long_journal_is_read_across_pages(aws, clock, monkeypatch):
+def test_a_long_journal_is_read_across_pages(aws, ledger_clock, monkeypatch):
     dynamodb = store.client("dynamodb")
     real = dynamodb.query
     pages = []
@@ -212,13 +200,13 @@ def test_a_long_journal_is_read_across_pages(aws, clock, monkeypatch):
 
     monkeypatch.setattr(dynamodb, "query", small_pages)
     for n in range(10):
-        clock.now = MOMENT + dt.timedelta(seconds=n)
+        ledger_clock.now = BOOKED_AT + dt.timedelta(seconds=n)
         ledger.post_balances("acme", f"file-{n}", {"cust": -(n + 1)})
     entries = ledger.list_entries("acme", "cust")
     assert [e.posting_id for e in entries] == [f"file-{n}" for n in range(10)]
     assert len(pages) == 4
     assert sum(e.amount for e in entries) == ledger.get_balance("acme", "cust")[0] == -55
-    before = ledger.list_entries("acme", "cust", before=MOMENT + dt.timedelta(seconds=7))
+    before = ledger.list_entries("acme", "cust", before=BOOKED_AT + dt.timedelta(seconds=7))
     assert [e.amount for e in before] == [-1, -2, -3, -4, -5, -6, -7]
 
 
@@ -233,7 +221,7 @@ def test_posting_kinds_and_descriptions_are_checked(aws):
 # --- payments and adjustments ------------------------------------------------------------
 
 
-def test_a_payment_to_a_supplier_lowers_what_the_carrier_owes_it(aws, clock):
+def test_a_payment_to_a_supplier_lowers_what_the_carrier_owes_it(aws, ledger_clock):
     """The old record_payment added every payment: paying a supplier raised what it was owed."""
     ledger.post_balances("acme", "file-1", {"cust": -12_345_600, "supp": 7_000_001})
     paid = ledger.record_payment(
@@ -244,15 +232,21 @@ def test_a_payment_to_a_supplier_lowers_what_the_carrier_owes_it(aws, clock):
     ledger.record_payment("acme", "cust", 10_000_001, reference="psp ch_1", account_kind="customer")
     assert ledger.get_balance("acme", "cust") == (-2_345_599, 0)
     assert ledger.list_entries("acme", "supp")[-1] == Entry(
-        "supp", MOMENT, "payment", paid.entry.posting_id, -5_000_000, "payment made", "BANK/2024/77"
+        "supp",
+        BOOKED_AT,
+        "payment",
+        paid.entry.posting_id,
+        -5_000_000,
+        "payment made",
+        "BANK/2024/77",
     )
 
 
-def test_the_same_reference_twice_is_one_payment(aws, clock):
+def test_the_same_reference_twice_is_one_payment(aws, ledger_clock):
     first = ledger.record_payment(
         "acme", "cust", 10_000_000, reference="wire 77/A", account_kind="customer"
     )
-    clock.now = MOMENT + dt.timedelta(days=1)
+    ledger_clock.now = BOOKED_AT + dt.timedelta(days=1)
     again = ledger.record_payment(
         "acme", "cust", 10_000_000, reference="  wire 77/A ", account_kind="customer"
     )
@@ -263,7 +257,7 @@ def test_the_same_reference_twice_is_one_payment(aws, clock):
     assert len(ledger_items("PAYMENT#")) == 1
 
 
-def test_a_reference_reused_for_another_account_or_amount_is_refused(aws, clock):
+def test_a_reference_reused_for_another_account_or_amount_is_refused(aws, ledger_clock):
     ledger.record_payment("acme", "cust", 5_000_000, reference="wire 77", account_kind="customer")
     named = r"'wire 77' already names a payment of 5000000 micro-units to account 'cust', booked"
     with pytest.raises(ReferenceConflictError, match=named) as error:
@@ -295,7 +289,7 @@ def test_payments_need_a_reference_and_a_positive_amount(aws):
     assert ledger_items("") == []
 
 
-def test_adjustments_credit_and_debit_exactly_once_per_reference(aws, clock):
+def test_adjustments_credit_and_debit_exactly_once_per_reference(aws, ledger_clock):
     credit = ledger.record_adjustment(
         "acme", "cust", 2_500_001, reference="CASE-1", reason="goodwill"
     )
