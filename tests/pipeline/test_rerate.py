@@ -21,8 +21,8 @@ from functions.rate.rerate import generation, rerate
 from functions.rate.service import DeckCache
 from functions.shared.settings import settings
 from functions.store import accounts, client, files, lake, ledger
-from tests.pipeline.carrier import EXPECTED_BALANCES, TENANT, run, set_up_carrier
-from tests.pipeline.test_exactly_once import Crash, Faults, Published, process
+from tests.pipeline.carrier import EXPECTED_BALANCES, TENANT, Published, run, set_up_carrier
+from tests.pipeline.test_exactly_once import Crash, Faults, process
 
 DAY = "2024-05-01"
 # India mobile to `direct` down from 0.008 to 0.007; the supplier's India rate down to 0.006.
