@@ -9,6 +9,8 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=ACCOUNT#{account}              kind, parent, prepaid, credit limit, currency,
                                                    status, deck_version (active), deck_seq
     pk={tenant}  sk=DECK#{account}#v{n:010d}       S3 key, currency, rows, skipped, source, sha256
+    pk={tenant}  sk=DID#{number}#{start YYYY-MM-DD} account, monthly/setup fees (micro-units),
+                                                   per-minute rate (10^-8), end (last day)
     pk={tenant}  sk=AUDIT#{TENANT|SWITCH|ACCOUNT}#{name}#{at}#{change id}
                                                    who changed what, when and why (see below)
 
@@ -29,7 +31,7 @@ import uuid
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from types import SimpleNamespace
 from typing import Any
@@ -40,10 +42,11 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
+from functions.rate.recurring import Did, check_dids
 from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name, client
@@ -114,6 +117,7 @@ def _models(table: str, ledger_table: str) -> SimpleNamespace:
         version=bind(_DeckVersionItem, table),
         trunk=bind(_TrunkItem, table),
         audit=bind(_AuditItem, table),
+        did=bind(_DidItem, table),
         balance=bind(_LedgerBalanceItem, ledger_table),
     )
 
@@ -1293,3 +1297,122 @@ def active_deck(tenant: str, account: str) -> DeckVersion | None:
     if current.deck_version is None:
         return None
     return get_deck_version(tenant, account, current.deck_version)
+
+
+# --- DIDs: numbers rented to customers and resellers -------------------------------------
+#
+# One item per period of service of a number: taking a released number again (or giving it
+# to another account) adds an item, releasing sets the last day on the one in service.
+# Nothing is deleted: the recurring fees and the inbound calls of past periods are priced
+# from the whole history (functions.rate.recurring).
+
+DID_ACCOUNT_KINDS = ("customer", "reseller")  # they pay for a number; a supplier never rents one
+
+
+class _DidItem(_Item):
+    account = UnicodeAttribute()
+    monthly_units = IntAttribute()
+    setup_units = IntAttribute()
+    per_minute_e8 = IntAttribute()
+    end = UnicodeAttribute(null=True)  # the last day of service, YYYY-MM-DD; absent: open
+
+
+def _did_sk(number: str, start: date) -> str:
+    return f"DID#{number}#{start.isoformat()}"
+
+
+def _did(item: _DidItem) -> Did:
+    _, number, start = item.sk.split("#")
+    return Did(
+        number=number,
+        account=item.account,
+        monthly_units=item.monthly_units,
+        setup_units=item.setup_units,
+        per_minute_e8=item.per_minute_e8,
+        start=date.fromisoformat(start),
+        end=None if item.end is None else date.fromisoformat(item.end),
+    )
+
+
+def list_dids(tenant: str) -> list[Did]:
+    """Every DID record of the tenant, released ones included, by number then start."""
+    model = _m().did
+    items = model.query(check_name("tenant", tenant), model.sk.startswith("DID#"))
+    return sorted((_did(item) for item in items), key=lambda d: (d.number, d.start))
+
+
+def add_did(tenant: str, did: Did) -> Did:
+    """Record a number's service from `did.start` for a customer or reseller.
+
+    NotFoundError: no such account; ValueError: the account is a supplier; ConflictError:
+    the number is in service on one of those days already (this very record included).
+    """
+    if not isinstance(did, Did):
+        raise TypeError(f"add_did takes a Did, not {type(did).__name__}")
+    owner = get_account(tenant, did.account)
+    if owner.kind not in DID_ACCOUNT_KINDS:
+        raise ValueError(
+            f"account {did.account!r} is a {owner.kind}: a DID belongs to a customer or reseller"
+        )
+    held = [d for d in list_dids(tenant) if d.number == did.number]
+    try:
+        check_dids([*held, did])
+    except ValueError as error:
+        raise ConflictError(f"DID {did.number} not added: {error}") from None
+    model = _m().did
+    item = model(
+        tenant,
+        _did_sk(did.number, did.start),
+        account=did.account,
+        monthly_units=did.monthly_units,
+        setup_units=did.setup_units,
+        per_minute_e8=did.per_minute_e8,
+        end=None if did.end is None else did.end.isoformat(),
+    )
+    item.created_at = now()
+    try:
+        item.save(condition=model.pk.does_not_exist())
+    except PutError as error:
+        if conditional_failed(error):
+            raise ConflictError(
+                f"DID {did.number} from {did.start} already exists in tenant {tenant!r}"
+            ) from None
+        raise
+    return did
+
+
+def release_did(tenant: str, number: str, end: date) -> Did:
+    """End the service of `number` in service on day `end`: `end` is its last day.
+
+    NotFoundError: the number is in service on no such day; ValueError: its open service
+    starts after `end`; ConflictError: the record changed since it was read.
+    """
+    if not isinstance(end, date) or isinstance(end, datetime):
+        raise ValueError(f"invalid end date {end!r}: a date expected")
+    held = [d for d in list_dids(tenant) if d.number == number]
+    serving = [d for d in held if d.start <= end and (d.end is None or end <= d.end)]
+    if not serving:
+        later = [d for d in held if d.end is None and d.start > end]
+        if later:
+            raise ValueError(
+                f"invalid end date {end}: DID {number} is in service from {later[0].start}"
+            )
+        raise NotFoundError(f"DID {number} is not in service on {end} in tenant {tenant!r}")
+    (current,) = serving  # records of a number never overlap (add_did)
+    model = _m().did
+    item = model(tenant, _did_sk(current.number, current.start))
+    as_read = (
+        model.end.does_not_exist() if current.end is None else model.end == current.end.isoformat()
+    )
+    try:
+        item.update(
+            actions=[model.end.set(end.isoformat())],
+            condition=model.pk.exists() & (model.account == current.account) & as_read,
+        )
+    except UpdateError as error:
+        if conditional_failed(error):
+            raise ConflictError(
+                f"DID {number} from {current.start} changed meanwhile; run it again"
+            ) from None
+        raise
+    return dataclasses.replace(current, end=end)

@@ -35,6 +35,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.invoice.statement import Entry, payment_delta
+from functions.rate.recurring import RecurringCharge
 from functions.shared.settings import settings
 from functions.store import ConflictError, check_name, check_token, client
 
@@ -389,6 +390,29 @@ def record_adjustment(
         raise ValueError("an adjustment needs a reason")
     reason = _description(reason.strip())
     return _record_once(tenant, account, amount, amount, "adjustment", reference, reason)
+
+
+RECURRING_ACCOUNT_KINDS = ("customer", "reseller")  # they owe a DID's or bundle's fee
+
+
+def record_recurring(tenant: str, charge: RecurringCharge, account_kind: str) -> Recorded:
+    """Post a recurring fee the account owes (its balance falls), once per charge.reference.
+
+    The same charge again records nothing (`recorded` False); another account, amount or
+    description under the same reference raises ReferenceConflictError.
+    """
+    if account_kind not in RECURRING_ACCOUNT_KINDS:
+        raise ValueError(
+            f"account {charge.account!r} is a {account_kind}: only a customer or reseller "
+            "owes a recurring fee"
+        )
+    amount = _int(charge.amount_units)
+    if amount <= 0:
+        raise ValueError(f"a recurring fee must be positive, not {amount} micro-units")
+    description = _description(charge.description)
+    return _record_once(
+        tenant, charge.account, amount, -amount, "recurring", charge.reference, description
+    )
 
 
 def _record_once(

@@ -254,6 +254,7 @@ def test_statement_json_opening_every_posting_and_closing(acme, ledger_clock, ca
             "rerate": "0.000000",
             "payment": "3.000000",
             "adjustment": "0.000000",
+            "recurring": "0.000000",
         },
         "lines": [
             {

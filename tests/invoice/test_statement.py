@@ -94,6 +94,7 @@ def test_opening_lines_running_balance_and_closing_to_the_micro_unit():
         "rerate": -1,
         "payment": 0,
         "adjustment": 250_000,
+        "recurring": 0,
     }
 
 
