@@ -36,6 +36,7 @@ COMMAND_MODULES = {
     "finance": ("query", "report"),
     "local": ("local",),
     "demo": ("demo",),
+    "products": ("did", "recurring"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 AMOUNT_SCALE = 6  # balances, payments, adjustments and credit limits are micro-units

@@ -50,6 +50,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "deck list": ("deck", "list", TENANT, "direct"),
     "deck show": ("deck", "show", TENANT, "direct", "--at", "2024-05-01"),
     "deck rollback": ("deck", "rollback", TENANT, "direct", "1"),
+    "did add": ("did", "add", TENANT, "+15550002222", "--account", "retail", "--monthly", "1.5"),
+    "did list": ("did", "list", TENANT),
+    "did release": ("did", "release", TENANT, "+15550001111", "--to", "2024-05-31"),
+    "recurring run": ("recurring", "run", TENANT, "--period", "2024-05"),
     "tenant create": ("tenant", "create", "json-co"),
     "tenant list": ("tenant", "list"),
     "tenant show": ("tenant", "show", TENANT),
@@ -87,7 +91,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
-    "file retry", "dlq list", "dlq redrive", "query", "report",
+    "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
@@ -132,6 +136,8 @@ def world(tmp_path_factory):
                 )
             )
             assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
+            did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
+            assert main(["did", "add", TENANT, *did]) == 0
             paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
             paths["cdrs"].write_text(FIRST_FILE)
             for name, account in (("sell", "direct"), ("buy", "tata")):
