@@ -20,7 +20,7 @@ from collections.abc import Callable
 from decimal import InvalidOperation
 from typing import Any
 
-from functions.shared.money import to_units, units_to_str
+from functions.shared.money import AMOUNT_SCALE, to_units, units_to_str
 
 # Command modules, each with `register(subparsers)`, by the top-level commands each registers.
 # A command line naming one of them imports that module alone: one command's imports (boto3,
@@ -39,7 +39,6 @@ COMMAND_MODULES = {
     "products": ("did", "recurring"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
-AMOUNT_SCALE = 6  # balances, payments, adjustments and credit limits are micro-units
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_CODES = """\

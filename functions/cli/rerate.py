@@ -12,9 +12,7 @@ import datetime as dt
 from typing import Any
 
 from functions.cli import emit, guarded, json_flag
-from functions.shared.money import units_to_str
-
-AMOUNT_SCALE = 6
+from functions.shared.money import AMOUNT_SCALE, units_to_str
 
 
 def _date(text: str) -> dt.date:

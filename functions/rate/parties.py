@@ -20,7 +20,7 @@ column-wise; no loop runs per CDR.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,11 +29,15 @@ import pyarrow.compute as pc
 
 from functions.rate.rated import start_seconds
 from functions.rate.rating import DeckIndex, DialledNumbers, Pricing, price_numbers
-from functions.shared.money import RATE_SCALE, Rounding, decimal_array
+from functions.rate.recurring import COMPONENT_DID, Did, did_amounts, did_owner
+from functions.shared.money import AMOUNT_SCALE, RATE_SCALE, Rounding, decimal_array
 
-AMOUNT_SCALE = 6  # charges are stored and posted in micro-units, whatever an account rounds to
 CARRIER = "carrier"  # the counterparty at the top of every chain: the tenant itself
 ROLES = ("customer", "reseller", "supplier")
+# What a charge is for, so invoices can show it: deck-priced minutes (usage), minutes priced
+# by a volume tier, a per-minute surcharge, minutes a bundle includes, a recurring fee, and
+# inbound minutes to a DID charged to its owner.
+COMPONENTS = ("usage", "tier", "surcharge", "bundle", "recurring", "did")
 STATUSES = ("rated", "unrated")
 
 # Why a charge could not be priced; each charge has its own.
@@ -59,6 +63,7 @@ CHARGE_COLUMNS = (
     "role",
     "level",
     "counterparty",
+    "component",
     "status",
     "reason",
     "prefix",
@@ -95,6 +100,8 @@ class Parties:
 
     accounts: Mapping[str, Account]
     decks: Mapping[str, DeckIndex]
+    dids: Sequence[Did] = ()  # every DID record of the tenant, released ones included
+    timezone: str = "UTC"  # the tenant's: a DID's service days are its calendar days
 
     def sell_chain(self, account: str) -> list[str]:
         """The calling account, then every reseller above it, nearest first."""
@@ -140,6 +147,11 @@ class _Block:
     pricing: Pricing | None = None
     deck: DeckIndex | None = None
     micro: np.ndarray | None = None  # amounts in micro-units
+    component: str = "usage"
+    # Priced without a deck (a DID's inbound minutes): what the charge shows instead.
+    billed: np.ndarray | None = None
+    rate_e8: np.ndarray | None = None
+    prefix: pa.Array | None = None
 
 
 class _Calls:
@@ -252,6 +264,48 @@ def _buy_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
     return blocks
 
 
+def _did_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
+    """Inbound calls to a DID, charged to the DID's owner at its per-minute rate."""
+    if not parties.dids:
+        return []
+    record, rate = did_owner(
+        calls.cdrs.column("callee"), parties.dids, calls.start, timezone=parties.timezone
+    )
+    hit = np.flatnonzero(record >= 0)
+    names = sorted({d.account for d in parties.dids})
+    code = {name: i for i, name in enumerate(names)}
+    owner_of = np.array([code[d.account] for d in parties.dids], dtype=np.int64)
+    owner = owner_of[record[hit]]
+    blocks: list[_Block] = []
+    for k in np.unique(owner).tolist():  # the owners called in this file
+        rows, name = hit[owner == k], names[k]
+        account = parties.accounts.get(name)
+        role = 1 if account is not None and account.kind == "reseller" else 0
+        if account is None:  # the owner is no longer an account: charged to nobody
+            blocks.append(_unpriced(rows, name, role, 0, CARRIER, None, "unknown_account"))
+            blocks[-1].component = COMPONENT_DID
+            continue
+        billed, micro = did_amounts(rate[rows], calls.answered[rows], account.rounding)
+        numbers = pa.array([parties.dids[i].number for i in record[rows]], pa.string())
+        blocks.append(
+            _Block(
+                rows,
+                name,
+                role,
+                0,
+                CARRIER,
+                account.currency,
+                np.zeros(len(rows), np.int8),
+                micro=micro,
+                component=COMPONENT_DID,
+                billed=billed,
+                rate_e8=rate[rows],
+                prefix=numbers,
+            )
+        )
+    return blocks
+
+
 def _labels(values: list[str | None]) -> tuple[pa.Array, np.ndarray]:
     """Distinct labels and, per value, its code (-1: null)."""
     distinct = sorted({v for v in values if v is not None})
@@ -282,6 +336,11 @@ def _deck_text(blocks: list[_Block], column: str) -> pa.Array:
     """A deck column (prefix, destination) for every charge; null where no rate applied."""
     pieces = []
     for block in blocks:
+        if block.prefix is not None:  # a DID's charge: the number, no destination
+            pieces.append(
+                block.prefix if column == "prefix" else pa.nulls(len(block.rows), pa.string())
+            )
+            continue
         if block.pricing is None or len(block.deck.deck) == 0:
             pieces.append(pa.nulls(len(block.rows), pa.string()))
             continue
@@ -292,9 +351,10 @@ def _deck_text(blocks: list[_Block], column: str) -> pa.Array:
 
 
 def _numbers(blocks: list[_Block], name: str) -> np.ndarray:
+    parts = [getattr(b.pricing if b.pricing is not None else b, name, None) for b in blocks]
     parts = [
-        getattr(b.pricing, name) if b.pricing is not None else np.zeros(len(b.rows), np.int64)
-        for b in blocks
+        np.zeros(len(b.rows), np.int64) if part is None else part
+        for b, part in zip(blocks, parts, strict=True)
     ]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
@@ -323,6 +383,7 @@ def _charges(calls: _Calls, blocks: list[_Block], file_id: str) -> pa.Table:
         "role": _dictionary([ROLES[b.role] for b in blocks], sizes),
         "level": pa.array(level, pa.int64(), mask=level < 0),
         "counterparty": _dictionary([b.counterparty for b in blocks], sizes),
+        "component": _dictionary([b.component for b in blocks], sizes),
         "status": pa.DictionaryArray.from_arrays(
             pa.array(unrated.astype(np.int8)), pa.array(STATUSES, pa.string())
         ),
@@ -358,11 +419,13 @@ def rate_parties(
         parties = Parties(
             {name: _with_rounding(a, rounding) for name, a in parties.accounts.items()},
             parties.decks,
+            parties.dids,
+            parties.timezone,
         )
     calls = _Calls(cdrs)
     sell = _sell_blocks(calls, parties)
     buy = _buy_blocks(calls, parties)
-    blocks = sell + buy
+    blocks = sell + buy + _did_blocks(calls, parties)
     charges = _charges(calls, blocks, file_id)
     start_of: dict[int, int] = {}
     offset = 0

@@ -32,10 +32,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.rate.parties import AMOUNT_SCALE
 from functions.rate.rating import billed_seconds, exact_divisor
 from functions.shared.ids import check_name
-from functions.shared.money import INT64_MAX, RATE_SCALE, Rounding, to_units, units_to_str
+from functions.shared.money import (
+    AMOUNT_SCALE,
+    INT64_MAX,
+    RATE_SCALE,
+    Rounding,
+    to_units,
+    units_to_str,
+)
 
 COMPONENT_RECURRING = "recurring"  # a DID's monthly and setup fees, a bundle's monthly fee
 COMPONENT_DID = "did"  # inbound minutes to a DID, charged to its owner

@@ -17,6 +17,9 @@ import pyarrow as pa
 
 RATE_SCALE = 8  # decimal places of a rate or connect fee as stored (units of 10^-8)
 RATE_UNIT = 10**RATE_SCALE
+# Amounts, balances, payments and credit limits: integers of micro-units (10^-6), whatever
+# an account rounds its charges to.
+AMOUNT_SCALE = 6
 INT64_MAX = np.iinfo(np.int64).max
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pyarrow as pa
@@ -316,3 +316,79 @@ def test_every_charge_is_its_own_partys_reference_price(
             sign = 1 if account == "sup" else -1
             expected_deltas[account] = expected_deltas.get(account, 0) + sign * units
     assert charge_deltas(result.charges) == {a: d for a, d in expected_deltas.items() if d}
+
+
+# --- components and DIDs (issue 10 §4) ---------------------------------------------------
+
+DID = "442071234567"
+DAY = timedelta(days=1)
+
+
+def test_every_deck_priced_charge_is_usage(parties):
+    result = rate_parties(cdrs([("acme", "tata", "917012345678", 60)]), parties, "f1")
+    assert set(result.charges.column("component").to_pylist()) == {"usage"}
+
+
+def did_parties(parties: Parties, *records) -> Parties:
+    return Parties(parties.accounts, parties.decks, dids=records, timezone="Europe/London")
+
+
+def test_an_inbound_call_to_a_did_is_charged_to_its_owner_per_second():
+    """61 s at 0.002/min per second: 0.002033 at 6 places; 0.01 for a 2-place round-up."""
+    from functions.rate.recurring import Did
+
+    accounts = {
+        "direct": Account("direct", "customer"),
+        "cents": Account("cents", "customer", rounding=Rounding(2, "up")),
+    }
+    start = T0.date()
+    dids = (
+        Did(DID, "direct", 2_000_000, 0, 200_000, start),
+        Did("442071234568", "cents", 2_000_000, 0, 200_000, start),
+    )
+    calls = cdrs(
+        [
+            ("upstream", None, DID, 61),  # the carrier's upstream sends it; direct owns it
+            ("upstream", None, "442071234568", 61),
+            ("upstream", None, "4420712345670", 61),  # one digit more: not the DID
+            ("upstream", None, DID, 0),  # unanswered: billed 0
+        ]
+    )
+    result = rate_parties(calls, Parties(accounts, {}, dids=dids, timezone="Europe/London"))
+    did_rows = sorted(
+        (r for r in result.charges.to_pylist() if r["component"] == "did"),
+        key=lambda r: r["call_id"],
+    )
+    assert [
+        (r["call_id"], r["account"], r["role"], r["counterparty"], r["prefix"], r["billed_seconds"],
+         r["rate"], r["amount"], r["status"])
+        for r in did_rows
+    ] == [
+        ("c0", "direct", "customer", "carrier", DID, 61, D("0.00200000"), D("0.002033"), "rated"),
+        ("c1", "cents", "customer", "carrier", "442071234568", 61, D("0.00200000"),
+         D("0.010000"), "rated"),
+        ("c3", "direct", "customer", "carrier", DID, 0, D("0.00200000"), D("0.000000"), "rated"),
+    ]  # fmt: skip
+    assert charge_deltas(result.charges) == {"direct": -2_033, "cents": -10_000}
+    # The usage side is as before DIDs existed: `upstream` is no account, no supplier named.
+    usage = [r for r in result.charges.to_pylist() if r["component"] == "usage"]
+    assert {(r["account"], r["role"], r["reason"]) for r in usage} == {
+        ("upstream", "customer", "unknown_account"),
+        (None, "supplier", "unknown_account"),
+    }
+
+
+def test_a_did_charges_only_on_its_days_of_service():
+    from functions.rate.recurring import Did
+
+    accounts = {"direct": Account("direct", "customer")}
+    april, may = T0.date().replace(month=4), T0.date()  # the call is on 1 May
+    released = Did(DID, "direct", 2_000_000, 0, 200_000, april, end=may.replace(day=1) - DAY)
+    later = Did(DID, "direct", 2_000_000, 0, 200_000, may)
+    for dids, expected in (((released,), []), ((released, later), ["c0"])):
+        result = rate_parties(
+            cdrs([("upstream", None, DID, 60)]),
+            Parties(accounts, {}, dids=dids, timezone="UTC"),
+        )
+        hits = [r["call_id"] for r in result.charges.to_pylist() if r["component"] == "did"]
+        assert hits == expected
