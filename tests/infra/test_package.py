@@ -468,9 +468,10 @@ def test_layer_versions_are_within_pyproject_ranges():
 # --- cold start --------------------------------------------------------------------------
 
 
-def test_handlers_import_fast_and_without_pandas():
+def test_handlers_import_without_pandas():
     """As on Lambda, where neither pandas nor awswrangler is in the zip or the layer; the
-    bench fails the import if one of our modules imported them itself."""
+    bench fails the import if one of our modules imported them itself. (How fast they
+    import is bench/cold_start.py's figure to print, not a test's to assert.)"""
     sys.path.insert(0, str(PROJECT_DIR / "bench"))
     try:
         import cold_start
@@ -487,4 +488,3 @@ def test_handlers_import_fast_and_without_pandas():
     )
     for row in rows:
         assert row["forbidden_loaded"] == [], row
-        assert row["median_ms"] < cold_start.MAX_MS, row
