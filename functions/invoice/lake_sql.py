@@ -92,7 +92,11 @@ CHARGES_COLUMNS: tuple[Column, ...] = (
     Column("role", "string", "customer, reseller or supplier"),
     Column("level", "bigint", "0 = the customer, 1.. each reseller upwards; null: supplier"),
     Column("counterparty", "string", "who this party pays: its parent account, or carrier"),
-    Column("component", "string", "what the charge is for: usage, tier, surcharge, bundle, recurring or did"),
+    Column(
+        "component",
+        "string",
+        "what the charge is for: usage, tier, surcharge, bundle, recurring or did",
+    ),
     Column("status", "string", "rated (moves the balance) or unrated"),
     Column("reason", "string", "why unrated: unknown_account, no_deck, no_rate, closed, ..."),
     Column("prefix", "string", "the prefix of this party's deck that priced the call"),
