@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from functions.rate.deck_cache import DeckCache
 from functions.rate.parties import Account, Parties, rate_parties
 from functions.rate.rating import DeckIndex
+from functions.rate.recurring import Did
 from functions.rate.totals import MAX_DESTINATIONS, RunTotals
 from functions.rate.trunks import TrunkPlan, resolve_parties
 from functions.shared.cdr import LEG_COLUMNS, attempt_keys
@@ -99,7 +100,9 @@ class Files(Protocol):
 
 
 class Accounts(Protocol):
+    def get_tenant(self, tenant: str) -> Any: ...
     def list_accounts(self, tenant: str) -> list[Any]: ...
+    def list_dids(self, tenant: str) -> list[Did]: ...
     def get_trunk_plan(self, tenant: str, switch: str) -> TrunkPlan: ...
 
 
@@ -197,6 +200,9 @@ class PartyBook:
             for a in self.found
         }
         self.indexes: dict[str, DeckIndex] = {}
+        # Every DID record (released ones too: a late file's calls fall in their service).
+        self.dids = tuple(accounts.list_dids(tenant))
+        self.timezone = accounts.get_tenant(tenant).timezone if self.dids else "UTC"
 
     def parties(
         self, customers: list[str] | None = None, suppliers: list[str] | None = None
@@ -216,7 +222,7 @@ class PartyBook:
                     self.lake.get_deck(self.tenant, a.account, a.deck_version), a.currency
                 ),
             )
-        return Parties(self.accounts, dict(self.indexes))
+        return Parties(self.accounts, dict(self.indexes), self.dids, self.timezone)
 
     def parties_of(self, calls: pa.Table) -> Parties:
         return self.parties(_names(calls, "customer"), _names(calls, "supplier"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pyarrow as pa
 
@@ -58,8 +59,14 @@ class Accounts:
     def __init__(self, found: list[StoredAccount]) -> None:
         self.found = found
 
+    def get_tenant(self, tenant: str) -> SimpleNamespace:
+        return SimpleNamespace(tenant=tenant, timezone="UTC")
+
     def list_accounts(self, tenant: str) -> list[StoredAccount]:
         return self.found
+
+    def list_dids(self, tenant: str) -> list:
+        return []
 
 
 class Lake:
