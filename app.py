@@ -1,12 +1,13 @@
 """Tollgate's Lambda functions and their event sources. Declarations only.
 
 Each function hands the raw Lambda event to its context's handler, which returns the SQS
-partial-batch response. The handler modules are imported on first call, so packaging and the
-local runner can read these declarations without the handlers' dependencies.
+partial-batch response (the schedule's handler: a summary of what it posted). The handler
+modules are imported on first call, so packaging and the local runner can read these
+declarations without the handlers' dependencies.
 """
 
-from chalice import Chalice
-from chalice.app import SQSEvent
+from chalice import Chalice, Cron
+from chalice.app import CloudWatchEvent, SQSEvent
 
 from functions.shared.settings import settings
 
@@ -23,5 +24,14 @@ def handle_cdr_drops(event: SQSEvent) -> dict:
 @app.on_sqs_message(queue=settings().rate_queue, batch_size=1)
 def handle_normalized_files(event: SQSEvent) -> dict:
     from functions.rate.handler import handle_normalized_files as handle
+
+    return handle(event.to_dict(), event.context)
+
+
+# 02:00 UTC on the 1st: the month just ended in every tenant's zone east of UTC-2 (a tenant
+# further west still has hours of it, harmless: fees count days of service, not traffic).
+@app.schedule(Cron(0, 2, 1, "*", "?", "*"))
+def post_recurring_charges(event: CloudWatchEvent) -> dict:
+    from functions.invoice.handler import handle_recurring_schedule as handle
 
     return handle(event.to_dict(), event.context)

@@ -35,6 +35,7 @@ LAMBDA_LIMIT = 262_144_000  # function + layers, unzipped
 FUNCTIONS = {
     "HandleCdrDrops": "handle_cdr_drops",
     "HandleNormalizedFiles": "handle_normalized_files",
+    "PostRecurringCharges": "post_recurring_charges",
 }
 DEPLOY_ONLY_TYPES = {
     "AWS::Serverless::Function",
@@ -248,6 +249,8 @@ def test_sqs_mappings_report_partial_batch_failures_within_reserved_concurrency(
     per_function = config["stages"]["dev"]["lambda_functions"]
     queues = {"HandleCdrDrops": "IngestQueue", "HandleNormalizedFiles": "RateQueue"}
     for name, function in _resources(packaged["template"], "AWS::Serverless::Function").items():
+        if name not in queues:
+            continue  # the monthly schedule: no queue, no batches (test_the_schedule_...)
         props = function["Properties"]
         reserved = per_function[FUNCTIONS[name]]["reserved_concurrency"]
         assert props["ReservedConcurrentExecutions"] == reserved
@@ -257,6 +260,13 @@ def test_sqs_mappings_report_partial_batch_failures_within_reserved_concurrency(
         assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert source["Queue"] == {"Fn::Sub": f"${{{queues[name]}.Arn}}"}
         assert source["ScalingConfig"]["MaximumConcurrency"] == reserved
+
+
+def test_the_schedule_posts_recurring_fees_at_0200_utc_on_the_1st(packaged):
+    function = packaged["template"]["Resources"]["PostRecurringCharges"]["Properties"]
+    (event,) = function["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(0 2 1 * ? *)")
+    assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-recurring"}
 
 
 def test_functions_find_the_stacks_resources_not_the_packaging_machines(packaged):
@@ -317,9 +327,22 @@ RATE_GRANTS = {
 }
 
 
+RECURRING_GRANTS = {
+    ("logs:CreateLogStream", "log"),
+    ("logs:PutLogEvents", "log"),
+    ("dynamodb:Scan", "AccountsTable.Arn"),
+    ("dynamodb:Query", "AccountsTable.Arn"),
+    *((f"dynamodb:{action}", "LedgerTable.Arn") for action in ("GetItem", "PutItem", "UpdateItem")),
+}
+
+
 @pytest.mark.parametrize(
     ("function", "suffix", "expected"),
-    [("HandleCdrDrops", "ingest", INGEST_GRANTS), ("HandleNormalizedFiles", "rate", RATE_GRANTS)],
+    [
+        ("HandleCdrDrops", "ingest", INGEST_GRANTS),
+        ("HandleNormalizedFiles", "rate", RATE_GRANTS),
+        ("PostRecurringCharges", "recurring", RECURRING_GRANTS),
+    ],
 )
 def test_each_function_role_touches_only_its_own_resources(packaged, function, suffix, expected):
     template = packaged["template"]

@@ -377,6 +377,7 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
         assert sorted(stack.runner.function_names) == [
             "handle_cdr_drops",
             "handle_normalized_files",
+            "post_recurring_charges",  # a cron: fired by hand (trigger_schedule), never by time
         ]
         assert stack.runner.configs["handle_cdr_drops"].timeout_s == 300
         assert stack.runner.configs["handle_cdr_drops"].memory_mb == 2048
