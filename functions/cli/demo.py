@@ -50,6 +50,8 @@ VOS_GATEWAYS = {
     "VEND_TATA": "SG-TATA",
     "VEND_BT": "SG-BT",
 }
+DID = "442038080000"  # a London number ACME_TEL rents since 17 April
+INBOUND_CALLS = 40  # delivered to it by VEND_BT on 1 May
 DAYS = ("2024-04-30", "2024-05-02")  # the traffic's UTC days (London's midnight is 23:00 UTC)
 DECK_PREFIXES = 20_000
 
@@ -205,6 +207,11 @@ def set_up(workdir: Path) -> None:
     )
     _tollgate("switch", "create", TENANT, "ast-nyc1", "--format", "asterisk-csv")
     _tollgate("switch", "create", TENANT, "vos-sg1", "--format", "vos3000")
+    _tollgate("switch", "create", TENANT, "sbc-in1", "--format", "generic")
+    _tollgate(
+        "did", "add", TENANT, DID, "--account", "ACME_TEL", "--monthly", "2.00",
+        "--setup", "5.00", "--per-minute", "0.002", "--from", "2024-04-17",
+    )  # fmt: skip
     for account, gateway in VOS_GATEWAYS.items():
         if gateway == "SG-DESI":
             continue
@@ -269,6 +276,9 @@ def generate_traffic(workdir: Path, n_cdrs: int) -> list[tuple[str, Path]]:
         drops.append((switch, path))
         progress.show(per * (i + 1), name)
     progress.close()
+    inbound = workdir / "inbound-2024-05-01.csv"
+    inbound.write_text(_inbound_calls(INBOUND_CALLS))
+    drops.append(("sbc-in1", inbound))
     # A switch operator re-exports a file under a new name: every call in it is a duplicate.
     resent = workdir / "Master-0001-resent.csv"
     shutil.copyfile(workdir / "Master-0001.csv", resent)
@@ -278,6 +288,30 @@ def generate_traffic(workdir: Path, n_cdrs: int) -> list[tuple[str, Path]]:
         f"(a copy of Master-0001.csv) — {per * (len(plan) + 1):,} rows in all"
     )
     return drops
+
+
+def _inbound_calls(n: int) -> str:
+    """Calls VEND_BT delivers to the DID (generic CSV): 30 to 299 s, a few unanswered."""
+    may_1 = 1714521600  # 2024-05-01T00:00:00Z
+
+    def clock(offset: int) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(may_1 + offset))
+
+    lines = [
+        "call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,"
+        "customer,supplier"
+    ]
+    for i in range(n):
+        start = 9 * 3600 + i * 600  # from 09:00 UTC, every ten minutes
+        billsec = 0 if i % 8 == 7 else 30 + (i * 37) % 270
+        answer = clock(start + 4) if billsec else ""
+        end = clock(start + 4 + billsec) if billsec else clock(start)
+        status = "ANSWERED" if billsec else "NO_ANSWER"
+        lines.append(
+            f"in-{i:04d},447700900{i:03d},{DID},{clock(start)},{answer},{end},{billsec},"
+            f"{status},VEND_BT,"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _gzip(data: bytes) -> bytes:
@@ -408,6 +442,11 @@ def corrections() -> None:
     _tollgate("switch", "map", TENANT, "vos-sg1", "--ingress", "SG-DESI", "DESI_RETAIL")
     _tollgate("rerate", TENANT, "--from", DAYS[0], "--to", DAYS[1])
 
+    heading(f"a rented number: {DID} (ACME_TEL), its fees posted once per month")
+    _tollgate("did", "list", TENANT)
+    for period in ("2024-04", "2024-05", "2024-04"):  # April again: nothing new
+        _tollgate("recurring", "run", TENANT, "--period", period)
+
 
 def money_in_and_out(workdir: Path) -> list[dict]:
     from functions.store import accounts, lake, ledger
@@ -428,17 +467,26 @@ def money_in_and_out(workdir: Path) -> list[dict]:
     with LocalLakeSql(TENANT, lake_dir) as sql:
         effects = {row["account"]: row["balance_effect"] for row in sql.named("balance_check")}
         paid = {"ACME_TEL": Decimal("500"), "VEND_TATA": Decimal("-100")}
-        print(f"  {'account':<14}{'charges (lake)':>18}{'payments':>12}{'balance':>18}  check")
+        print(
+            f"  {'account':<14}{'charges (lake)':>18}{'fees':>12}{'payments':>12}"
+            f"{'balance':>18}  check"
+        )
         for account in accounts.list_accounts(TENANT):
             balance = Decimal(ledger.get_balance(TENANT, account.account)[0]).scaleb(-6)
             effect = effects.get(account.account, Decimal(0))
             payment = paid.get(account.account, Decimal(0))
-            ok = "ok" if effect + payment == balance else "MISMATCH"
-            print(f"  {account.account:<14}{effect:>18.6f}{payment:>12.2f}{balance:>18.6f}  {ok}")
+            entries = ledger.list_entries(TENANT, account.account)
+            fees = Decimal(sum(e.amount for e in entries if e.kind == "recurring")).scaleb(-6)
+            ok = "ok" if effect + fees + payment == balance else "MISMATCH"
+            print(
+                f"  {account.account:<14}{effect:>18.6f}{fees:>12.6f}{payment:>12.2f}"
+                f"{balance:>18.6f}  {ok}"
+            )
             checks.append(
                 {
                     "account": account.account,
                     "charges": f"{effect:.6f}",
+                    "fees": f"{fees:.6f}",
                     "payments": f"{payment:.2f}",
                     "balance": f"{balance:.6f}",
                     "reconciles": ok == "ok",
