@@ -13,9 +13,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.rate.recurring import AMOUNT_SCALE
 from functions.rate.recurring_job import post_every_tenant, previous_period
-from functions.shared.money import units_to_str
+from functions.shared.money import AMOUNT_SCALE, units_to_str
 from functions.store import accounts, ledger
 
 logger = Logger(service="recurring")
