@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from functions.cli import CliError, OperationError, json_flag
+from functions.shared.money import Rounding, units_to_str
 
 # Parquet output: zstd (compact for Athena scans); bench/rate_bench.py uses the same for its
 # baseline so that the comparison is like for like.
@@ -53,6 +54,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="Q.(csv|parquet)",
         help="where rejected rows go (default: OUT with .quarantine.csv)",
+    )
+    parser.add_argument(
+        "--tier",
+        action="append",
+        default=[],
+        dest="tiers",
+        metavar="NAME=MODE:PREFIXES:TIERS",
+        help="what-if volume pricing, the file as one period, e.g. "
+        "us=graduated:1,1242:100000:0.0045,:0.0040 (bounds in minutes; mode graduated or "
+        "volume); repeatable",
     )
     parser.add_argument("--decimals", type=int, default=6, help="amount decimal places")
     parser.add_argument("--rounding", default="half_up", choices=("half_up", "up", "down"))
@@ -145,7 +156,7 @@ def _rate(args: argparse.Namespace) -> int:
     from functions.rate.fx import FxError, parse_fx
     from functions.rate.rated import RatingSummary, rate_cdrs, summarise
     from functions.rate.rating import DeckIndex, DeckIndexError
-    from functions.shared.money import Rounding
+    from functions.rate.tiers import PeriodCounters
 
     began = time.perf_counter()
     out_kind = _output_kind(args.out, "--out")
@@ -155,6 +166,8 @@ def _rate(args: argparse.Namespace) -> int:
         rounding = Rounding(args.decimals, args.rounding)
     except ValueError as error:
         raise CliError(str(error)) from None
+    tiers = [_tier(text) for text in args.tiers]
+    counters = PeriodCounters()
 
     def deck(path: Path, currency: str) -> DeckIndex:
         try:
@@ -180,7 +193,15 @@ def _rate(args: argparse.Namespace) -> int:
     del data  # the iterator holds the (decompressed) bytes only while it reads them
 
     def rate_and_write(part) -> RatingSummary:
-        rated = rate_cdrs(part.cdrs, customer, supplier, fx=fx, rounding=rounding)
+        rated = rate_cdrs(
+            part.cdrs,
+            customer,
+            supplier,
+            fx=fx,
+            rounding=rounding,
+            tiers=tiers,
+            counters=counters,
+        )
         output.write(rated)
         return summarise(rated, part.quarantine, part.rows_in, rounding.decimals)
 
@@ -207,8 +228,45 @@ def _rate(args: argparse.Namespace) -> int:
     with _Output(quarantine_path, quarantine_kind) as output:
         output.write(quarantine)
     summary = RatingSummary.merge(summaries)
-    _print_summary(summary, args, quarantine_path, time.perf_counter() - began)
+    tier_lines = _tier_results(tiers, counters, rounding)
+    _print_summary(summary, args, quarantine_path, time.perf_counter() - began, tier_lines)
     return 0
+
+
+def _tier(text: str):
+    """`NAME=MODE:PREFIXES:TIERS` as a TierSchedule; CliError naming what is wrong."""
+    from functions.rate.tiers import TierSchedule, parse_tiers
+
+    name, _, rest = text.partition("=")
+    parts = rest.split(":", 2)
+    if not name or len(parts) != 3:
+        raise CliError(f"invalid --tier {text!r}: use NAME=MODE:PREFIXES:TIERS")
+    mode, prefixes, tiers = parts
+    try:
+        return TierSchedule(name, tuple(prefixes.split(",")), mode, parse_tiers(tiers))
+    except ValueError as error:
+        raise CliError(f"invalid --tier {text!r}: {error}") from None
+
+
+def _tier_results(tiers, counters, rounding: Rounding) -> list[dict]:
+    """Per schedule: minutes, what its calls were charged, and a volume schedule's true-up."""
+    true_ups = counters.true_ups(tiers, rounding)
+    scale = rounding.decimals
+    results = []
+    for t in tiers:
+        seconds = counters.seconds.get(t.name, 0)
+        charged = counters.charged.get(t.name, 0)
+        result = {
+            "name": t.name,
+            "mode": t.mode,
+            "billed_seconds": seconds,
+            "charged": units_to_str(charged, scale),
+        }
+        if t.name in true_ups:
+            result["true_up"] = units_to_str(true_ups[t.name], scale)
+            result["total"] = units_to_str(charged + true_ups[t.name], scale)
+        results.append(result)
+    return results
 
 
 def _repeat(value: str, count: int):
@@ -261,7 +319,11 @@ class _Output:
 
 
 def summary_payload(
-    summary, args: argparse.Namespace, quarantine_path: Path, seconds: float
+    summary,
+    args: argparse.Namespace,
+    quarantine_path: Path,
+    seconds: float,
+    tiers: list[dict] | None = None,
 ) -> dict:
     """`tollgate rate --json`: counts that reconcile, exact totals as decimal strings."""
 
@@ -287,14 +349,19 @@ def summary_payload(
         "out": str(args.out),
         "quarantine": str(quarantine_path),
         "seconds": round(seconds, 3),
+        "tiers": tiers or [],
     }
 
 
 def _print_summary(
-    summary, args: argparse.Namespace, quarantine_path: Path, seconds: float
+    summary,
+    args: argparse.Namespace,
+    quarantine_path: Path,
+    seconds: float,
+    tiers: list[dict] | None = None,
 ) -> None:
     if args.json:
-        print(json.dumps(summary_payload(summary, args, quarantine_path, seconds)))
+        print(json.dumps(summary_payload(summary, args, quarantine_path, seconds, tiers)))
         return
 
     def count(n: int) -> str:
@@ -328,5 +395,11 @@ def _print_summary(
                 f"warning        {summary.supplier_unrated:,} rated calls have no supplier cost",
                 file=out,
             )
+    for t in tiers or []:
+        minutes = (Decimal(t["billed_seconds"]) / 60).quantize(Decimal("0.1"))
+        line = f"tier {t['name']:<9} {t['mode']:<9} {minutes:>12,} min  charged {t['charged']}"
+        if "true_up" in t:  # the provisional price until the period closes
+            line += f", true-up {t['true_up']}, total {t['total']}"
+        print(line + f" {cur}", file=out)
     rate = summary.rows_in / seconds if seconds > 0 else 0
     print(f"output         {args.out}  ({seconds:.2f} s, {rate:,.0f} CDRs/s)", file=out)

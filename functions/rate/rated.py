@@ -7,7 +7,8 @@ Arrow table whose money columns are decimal128 built straight from integer units
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
@@ -24,8 +25,10 @@ from functions.rate.rating import (
     DialledNumbers,
     Pricing,
     convert,
+    exact_divisor,
     price_numbers,
 )
+from functions.rate.tiers import PeriodCounters, TierSchedule, group_of
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
 
 # Labels by code. Plain tuples: building Arrow arrays at import would make pyarrow probe for
@@ -93,12 +96,16 @@ def rate_cdrs(
     *,
     fx: FxTable | None = None,
     rounding: Rounding | None = None,
+    tiers: Sequence[TierSchedule] = (),
+    counters: PeriodCounters | None = None,
 ) -> pa.Table:
     """One row per CDR: status, reason, matched prefix, billed seconds, amounts and margin.
 
     Amounts are in the customer deck's currency (`currency`), except `supplier_amount`,
     which is what the supplier bills in its own currency (`supplier_currency`);
-    `supplier_cost` is that same call converted exactly and rounded once.
+    `supplier_cost` is that same call converted exactly and rounded once. With `tiers`
+    (what-if: the file is one period), a call to a tier group's prefixes is priced by the
+    tier instead of the deck's rate (see `_tiered`), and `tier` names its schedule.
     """
     rounding = rounding or Rounding()
     scale = rounding.decimals
@@ -108,6 +115,10 @@ def rate_cdrs(
     numbers = DialledNumbers.of(callee)  # padded and sorted once for both decks
 
     sell = price_numbers(customer, numbers, start, answered, rounding)
+    tier_of = np.full(len(cdrs), -1, dtype=np.int32)
+    if tiers:
+        counters = counters if counters is not None else PeriodCounters()
+        sell, tier_of = _tiered(sell, customer, tiers, counters, callee, start, answered, rounding)
     unrated = ~sell.rated
     columns: dict[str, pa.Array] = {
         "line": cdrs.column("line").combine_chunks(),
@@ -124,6 +135,11 @@ def rate_cdrs(
         "customer_amount": _money(sell.amount, scale, unrated),
         "currency": _constant(customer.currency, len(cdrs)),
     }
+    if tiers:
+        names = pa.array([t.name for t in tiers], pa.string())
+        columns["tier"] = pa.DictionaryArray.from_arrays(
+            pa.array(np.maximum(tier_of, 0), pa.int32(), mask=tier_of < 0), names
+        )
     if supplier is not None:
         buy = price_numbers(supplier, numbers, start, answered, rounding)
         if supplier.currency == customer.currency:
@@ -149,6 +165,37 @@ def rate_cdrs(
             "margin": _money(sell.amount - cost, scale, no_margin),
         }
     return pa.table(columns)
+
+
+def _tiered(
+    sell: Pricing,
+    index: DeckIndex,
+    tiers: Sequence[TierSchedule],
+    counters: PeriodCounters,
+    callee: pa.Array,
+    start: np.ndarray,
+    answered: np.ndarray,
+    rounding: Rounding,
+) -> tuple[Pricing, np.ndarray]:
+    """The sell side with tier prices for the calls of each tier group, and each call's tier
+    (-1: none). The deck still gives the destination, the increment and the connect fee; the
+    tier replaces its rate. A call costs its tier amount (telescoped from the period's counter
+    over the group's calls in start order, so a period's calls add up to the contract's price
+    of its total, rounded once) plus its connect fee, rounded once on its own."""
+    group = group_of(callee, [t.prefixes for t in tiers])
+    group = np.where(sell.rated, group, -1)
+    amount, rate = sell.amount.copy(), sell.rate_e8.copy()
+    divisor = exact_divisor(rounding)
+    for k, schedule in enumerate(tiers):
+        rows = np.flatnonzero(group == k)
+        if len(rows) == 0:
+            continue
+        rows = rows[np.argsort(start[rows], kind="stable")]  # the period's order: by start
+        tier_amount, tier_rate = counters.price(schedule, sell.billed[rows], rounding)
+        fee = np.where(answered[rows] > 0, index.connect_fee_e8[sell.row[rows]], 0) * 60
+        amount[rows] = tier_amount + rounding.divide(fee, divisor).astype(np.int64)
+        rate[rows] = tier_rate
+    return replace(sell, amount=amount, rate_e8=rate), group
 
 
 @dataclass(frozen=True)
