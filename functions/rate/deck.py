@@ -13,6 +13,10 @@ are ambiguous and rejected. Separate min/interval columns (JeraSoft "Min"/"Int",
 in the increment column means N/N, or the interval when a min column exists; an interval
 alone means interval/interval; a min alone means min/1.
 
+Optional per-entry terms: `minimum_charge` (alias "min charge"; money per answered call, like
+a rate at most 8 decimal places) and `free_seconds` (alias "grace seconds"; whole seconds
+>= 0). Both are 0 when absent.
+
 Currency: the caller names the deck's currency (default USD). A header that names another
 currency ("Rate (EUR/min)") is an error rather than silently adopted, because a forgotten
 --currency would otherwise mix currencies on one invoice.
@@ -56,6 +60,8 @@ DECK_SCHEMA = pa.schema(
         ("connect_fee_e8", pa.int64()),  # units of 10^-8
         ("increment_first", pa.int32()),  # A of A/B
         ("increment_next", pa.int32()),  # B of A/B
+        ("minimum_charge_e8", pa.int64()),  # per answered call, units of 10^-8; 0 when absent
+        ("free_seconds", pa.int32()),  # answered calls of up to this many seconds cost 0
         ("effective_from", pa.int64()),  # epoch seconds UTC; ALWAYS when missing
         ("effective_to", pa.int64()),  # epoch seconds UTC, exclusive; NEVER when missing
         ("closed", pa.bool_()),
@@ -64,7 +70,7 @@ DECK_SCHEMA = pa.schema(
 )
 
 # Bump whenever compiled output could differ for the same bytes: it invalidates the cache.
-COMPILER_VERSION = "deck-compiler-1"
+COMPILER_VERSION = "deck-compiler-2"
 
 MAX_LISTED_ERRORS = 20
 
@@ -130,6 +136,10 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "first increment",
         "duration",
     ),
+    # Per answered call: "Min Charge" is money, unlike the "Min" increment column above.
+    "minimum_charge": ("minimum charge", "min charge"),
+    # Grace for failed answer supervision: calls of up to N answered seconds cost nothing.
+    "free_seconds": ("free seconds", "grace seconds"),
     "interval": ("interval", "int", "next increment", "subsequent increment", "next interval"),
     "effective_from": (
         "effective from",
@@ -391,6 +401,8 @@ _FIELD_ORDER = {
             "increment",
             "min",
             "interval",
+            "minimum_charge",
+            "free_seconds",
             "effective_from",
             "effective_to",
             "status",
@@ -462,6 +474,12 @@ def _compile(
 
     first, following = _increments(cell("increment"), cell("min"), cell("interval"), errors)
 
+    minimum_text = cell("minimum_charge")
+    minimum_e8 = _decimal_units(
+        minimum_text, _np(pc.equal(minimum_text, "")), "minimum_charge", errors
+    )
+    free = _free_seconds(cell("free_seconds"), errors)
+
     effective_from = _epoch_seconds(cell("effective_from"), ALWAYS, "effective_from", errors)
     effective_to = _epoch_seconds(cell("effective_to"), NEVER, "effective_to", errors)
     errors.flag(
@@ -511,6 +529,8 @@ def _compile(
             pa.array(fee_e8[parent], pa.int64()),
             pa.array(first[parent], pa.int32()),
             pa.array(following[parent], pa.int32()),
+            pa.array(minimum_e8[parent], pa.int64()),
+            pa.array(free[parent], pa.int32()),
             pa.array(effective_from[parent], pa.int64()),
             pa.array(effective_to[parent], pa.int64()),
             pa.array(closed[parent], pa.bool_()),
@@ -609,6 +629,22 @@ def _seconds_column(text: pa.Array, field: str, errors: _Errors) -> np.ndarray:
     seconds = _ints(text, ok)
     errors.flag(given & (~ok | (seconds == 0)), field, text, f"{field} must be positive seconds")
     return np.where(ok, seconds, 0)
+
+
+def _free_seconds(text: pa.Array, errors: _Errors) -> np.ndarray:
+    """Whole seconds >= 0 (0 where absent); anything else is flagged."""
+    given = ~_np(pc.equal(text, ""))
+    ok = _np(pc.match_substring_regex(text, _SECONDS_RE))
+    errors.flag(given & ~ok, "free_seconds", text, _free_seconds_problem)
+    return np.where(ok, _ints(text, ok), 0)
+
+
+def _free_seconds_problem(value: str) -> str:
+    if re.fullmatch(r"-\s*\d+(?:\.\d*)?", value):
+        return "must not be negative"
+    if re.fullmatch(r"\d{10,}", value):
+        return "too large"
+    return "must be whole seconds (an integer >= 0)"
 
 
 def _ints(text: pa.Array, ok: np.ndarray) -> np.ndarray:

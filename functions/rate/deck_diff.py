@@ -5,9 +5,12 @@ Rules (JeraSoft-like, formats.md §6):
   time (a NEW row without effective date counts as effective at the notice time). "Live" is
   the rating engine's rule: among OLD rows with effective_from <= t < effective_to, the one
   with the latest effective_from, and only if that row is not a closure.
-- NEW open row: no live OLD rate → new (also a reopened code); else increased / decreased /
-  unchanged by rate. NEW closed row: closed if the code was live, else unchanged (closing a
-  code that is already closed or unknown changes nothing).
+- NEW open row: no live OLD rate → new (also a reopened code); else increased when any term
+  raises what some call costs (a higher rate or minimum charge, fewer free seconds), else
+  decreased when any lowers it, else unchanged. A mixed change (a lower rate with a higher
+  minimum) is an increase: short calls cost more, so it needs the notice.
+- NEW closed row: closed if the code was live, else unchanged (closing a code that is
+  already closed or unknown changes nothing).
 - A prefix of OLD absent from NEW is closed (A-Z full replace) if OLD would still bill it at or
   after the notice time; it closes at the notice time, i.e. with no notice at all.
 - Increases and closures effective less than `notice_days` days after the notice time get a
@@ -25,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.deck import ALWAYS, RateDeck
+from functions.rate.rating import with_entry_defaults
 
 CATEGORIES = ("new", "increased", "decreased", "unchanged", "closed")
 DEFAULT_NOTICE_DAYS = 7
@@ -42,6 +46,11 @@ CHANGES_SCHEMA = pa.schema(
         ("warning", pa.bool_()),
         ("old_line", pa.int64()),
         ("new_line", pa.int64()),
+        # The entry's other priced terms, null as the rates are.
+        ("old_minimum_charge_e8", pa.int64()),
+        ("new_minimum_charge_e8", pa.int64()),
+        ("old_free_seconds", pa.int64()),
+        ("new_free_seconds", pa.int64()),
     ]
 )
 
@@ -98,7 +107,7 @@ def diff_decks(
     if notice_days < 0:
         raise ValueError("notice_days must not be negative")
     notice_at = notice_epoch(notice_date)
-    o, n = old.table, new.table
+    o, n = with_entry_defaults(old.table), with_entry_defaults(new.table)
 
     # Prefix ids shared by both decks, so that lookups are integer searches.
     both = pc.dictionary_encode(
@@ -109,6 +118,8 @@ def diff_decks(
     o_to = _np(o, "effective_to")
     o_closed = _np(o, "closed")
     o_rate = _np(o, "rate_e8")
+    o_minimum = _np(o, "minimum_charge_e8").astype(np.int64)
+    o_free = _np(o, "free_seconds").astype(np.int64)
     o_line = _np(o, "line")
     o_dest = _array(o, "destination")
     n_from = _np(n, "effective_from")
@@ -117,11 +128,16 @@ def diff_decks(
     live, match = _live_old_version(o_id, o_from, o_to, n_id, at)
     if not o.num_rows:  # an empty OLD deck: one dummy closed row keeps the gathers valid
         o_closed, o_rate, o_line = np.ones(1, bool), np.zeros(1, np.int64), np.zeros(1, np.int64)
+        o_minimum, o_free = np.zeros(1, np.int64), np.zeros(1, np.int64)
         o_dest = pa.array([""], pa.string())
     live &= ~o_closed[match]
     old_rate = o_rate[match]
     new_rate = _np(n, "rate_e8")
     n_closed = _np(n, "closed")
+    old_minimum, new_minimum = o_minimum[match], _np(n, "minimum_charge_e8").astype(np.int64)
+    old_free, new_free = o_free[match], _np(n, "free_seconds").astype(np.int64)
+    raises = (new_rate > old_rate) | (new_minimum > old_minimum) | (new_free < old_free)
+    lowers = (new_rate < old_rate) | (new_minimum < old_minimum) | (new_free > old_free)
 
     category = np.where(
         n_closed,
@@ -129,11 +145,7 @@ def diff_decks(
         np.where(
             ~live,
             "new",
-            np.where(
-                new_rate > old_rate,
-                "increased",
-                np.where(new_rate < old_rate, "decreased", "unchanged"),
-            ),
+            np.where(raises, "increased", np.where(lowers, "decreased", "unchanged")),
         ),
     )
     n_dest = _array(n, "destination")
@@ -149,6 +161,10 @@ def diff_decks(
             "effective_at": pa.array(at, pa.int64()),
             "old_line": pa.array(o_line[match], pa.int64(), mask=~live),
             "new_line": _array(n, "line"),
+            "old_minimum_charge_e8": pa.array(old_minimum, pa.int64(), mask=~live),
+            "new_minimum_charge_e8": pa.array(new_minimum, pa.int64(), mask=n_closed),
+            "old_free_seconds": pa.array(old_free, pa.int64(), mask=~live),
+            "new_free_seconds": pa.array(new_free, pa.int64(), mask=n_closed),
         }
     )
 
@@ -163,6 +179,10 @@ def diff_decks(
             "effective_at": pa.array(np.full(len(gone), notice_at), pa.int64()),
             "old_line": pa.array(o_line[gone], pa.int64()),
             "new_line": pa.nulls(len(gone), pa.int64()),
+            "old_minimum_charge_e8": pa.array(o_minimum[gone], pa.int64()),
+            "new_minimum_charge_e8": pa.nulls(len(gone), pa.int64()),
+            "old_free_seconds": pa.array(o_free[gone], pa.int64()),
+            "new_free_seconds": pa.nulls(len(gone), pa.int64()),
         }
     )
 

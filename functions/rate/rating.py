@@ -16,7 +16,9 @@ No Python loop runs per CDR. A deck is compiled once into a `DeckIndex`:
 
 Money is integer arithmetic (see functions.shared.money): rate and connect fee in 10^-8, so
 connect_fee + rate·billed/60 is held exactly as the integer (connect_fee·60 + rate·billed) in
-units of 10^-8/60, and rounded once by the named `Rounding`.
+units of 10^-8/60, and rounded once by the named `Rounding`. A deck entry may add a minimum
+charge per answered call (compared exactly, as minimum·60, before that one rounding) and free
+seconds (answered calls of up to N seconds bill nothing: no seconds, fee or minimum).
 
 Building an index costs ~0.1 s for a 50,000-prefix deck, so `DeckIndex.to_table` and
 `DeckIndex.from_table` carry a built index through one Arrow table (functions.rate.deck caches
@@ -26,7 +28,7 @@ it as an Arrow IPC file); reading it back is zero-copy.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -46,9 +48,17 @@ _NUMERIC_COLUMNS = (
     "connect_fee_e8",
     "increment_first",
     "increment_next",
+    "minimum_charge_e8",
+    "free_seconds",
     "effective_from",
     "effective_to",
     "closed",
+)
+# Entry terms decks gained after timelines were first stored, with the value that prices a
+# stored entry exactly as before (no minimum, no free seconds).
+_LATER_COLUMNS = (
+    pa.field("minimum_charge_e8", pa.int64()),
+    pa.field("free_seconds", pa.int32()),
 )
 
 STATUS_RATED = "rated"
@@ -67,7 +77,7 @@ class DeckIndexFormatError(ValueError):
 
 # Bump whenever `DeckIndex.build` or the table layout changes: a stored index of another
 # format is then rejected by `DeckIndex.from_table` and rebuilt, never misread.
-INDEX_FORMAT = "deck-index-1"
+INDEX_FORMAT = "deck-index-2"
 _META_FORMAT = b"tollgate.index.format"
 _META_CURRENCY = b"tollgate.index.currency"
 _META_WIDTH = b"tollgate.index.width"
@@ -88,6 +98,8 @@ _ARRAY_FIELDS: dict[str, type] = {
     "connect_fee_e8": np.int64,
     "increment_first": np.int64,
     "increment_next": np.int64,
+    "minimum_charge_e8": np.int64,
+    "free_seconds": np.int64,
     "closed": np.bool_,
 }
 _STORED_TYPE = {np.int64: pa.int64(), np.bool_: pa.uint8()}
@@ -97,8 +109,25 @@ _SAME_LENGTH = (
     ("cell_lo", "cell_prefix"),
     ("prefix_len", "prefix_parent", "prefix_text", "seg_first", "seg_count"),
     ("seg_key", "seg_end", "seg_row"),
-    ("rate_e8", "connect_fee_e8", "increment_first", "increment_next", "closed", "deck"),
+    (
+        "rate_e8",
+        "connect_fee_e8",
+        "increment_first",
+        "increment_next",
+        "minimum_charge_e8",
+        "free_seconds",
+        "closed",
+        "deck",
+    ),
 )
+
+
+def with_entry_defaults(deck: pa.Table) -> pa.Table:
+    """A deck or timeline stored before minimum charges and free seconds, with both 0."""
+    for field in _LATER_COLUMNS:
+        if field.name not in deck.column_names:
+            deck = deck.append_column(field, pa.array(np.zeros(deck.num_rows), field.type))
+    return deck
 
 
 def _clip_time(seconds: np.ndarray) -> np.ndarray:
@@ -201,10 +230,13 @@ class DeckIndex:
     connect_fee_e8: np.ndarray
     increment_first: np.ndarray
     increment_next: np.ndarray
+    minimum_charge_e8: np.ndarray  # per answered call, 10^-8; 0: none
+    free_seconds: np.ndarray  # answered calls of up to this many seconds cost 0
     closed: np.ndarray
 
     @classmethod
     def build(cls, deck: pa.Table, currency: str = "USD") -> DeckIndex:
+        deck = with_entry_defaults(deck)
         deck = deck.sort_by([("prefix", "ascending"), ("effective_from", "ascending")])
         prefixes = deck.column("prefix").combine_chunks()
         unique = pc.unique(prefixes)
@@ -251,6 +283,8 @@ class DeckIndex:
             connect_fee_e8=col["connect_fee_e8"].astype(np.int64),
             increment_first=col["increment_first"].astype(np.int64),
             increment_next=col["increment_next"].astype(np.int64),
+            minimum_charge_e8=col["minimum_charge_e8"].astype(np.int64),
+            free_seconds=col["free_seconds"].astype(np.int64),
             closed=col["closed"].astype(bool),
         )
 
@@ -506,13 +540,35 @@ class Pricing:
     closed: np.ndarray  # the live row closes the code
     billed: np.ndarray  # billed seconds (0 where unrated)
     rate_e8: np.ndarray  # the applied per-minute rate in 10^-8 (0 where unrated)
-    exact: np.ndarray  # connect_fee·60 + rate·billed, in 10^-8/60 (int64 or object ints)
+    exact: np.ndarray  # max(connect_fee·60 + rate·billed, minimum·60), in 10^-8/60
     amount: np.ndarray  # exact rounded once: integer units of 10^-decimals
     rated: np.ndarray  # a live, open rate applied
+    # The entry's other terms as applied per call (None only from code predating them).
+    connect_fee_e8: np.ndarray | None = None  # 0 where unanswered, graced or unrated
+    minimum_e8: np.ndarray | None = None  # minimum charge in force; 0 where none applies
+    graced: np.ndarray | None = None  # answered within the entry's free seconds: costs 0
 
     @property
     def reason(self) -> np.ndarray:
         return np.where(self.rated, "", np.where(self.closed, REASON_CLOSED, REASON_NO_RATE))
+
+    @property
+    def at_minimum(self) -> np.ndarray:
+        """Calls charged the entry's minimum: their fee and minutes came to less."""
+        if self.minimum_e8 is None or self.connect_fee_e8 is None:
+            return np.zeros(len(self.row), dtype=bool)
+        plain = exact_amount(self.connect_fee_e8, self.rate_e8, self.billed)
+        return (self.minimum_e8 > 0) & (plain < self.minimum_e8 * 60)
+
+    def with_rate(self, rate_e8: np.ndarray, rounding: Rounding) -> Pricing:
+        """The same calls at another per-minute rate (e.g. a tier's): billed seconds, connect
+        fee, minimum and grace as the deck entry says, the amount rounded once."""
+        if self.minimum_e8 is None or self.connect_fee_e8 is None:
+            raise ValueError("this Pricing does not carry its entry's terms")
+        rate = np.where(self.rated, np.asarray(rate_e8, dtype=np.int64), 0)
+        exact = exact_amount(self.connect_fee_e8, rate, self.billed, self.minimum_e8)
+        amount = rounding.divide(exact, exact_divisor(rounding))
+        return replace(self, rate_e8=rate, exact=exact, amount=amount)
 
 
 def exact_divisor(rounding: Rounding) -> int:
@@ -551,17 +607,21 @@ def price_numbers(
     closed = found & per_call(index.closed)
     rated = found & ~closed
     answered = np.asarray(answered, dtype=np.int64)
+    # Free seconds are a grace for failed answer supervision: such a call is not billed at
+    # all (no seconds, no connect fee, no minimum). Unanswered calls cost exactly 0 too.
+    graced = rated & (answered > 0) & (answered <= per_call(index.free_seconds))
+    charged = rated & (answered > 0) & ~graced
     billed = np.where(
-        rated,
+        charged,
         billed_seconds(
             answered, per_call(index.increment_first, 1), per_call(index.increment_next, 1)
         ),
         0,
     )
-    # Unanswered calls cost exactly 0: no connect fee.
-    fee = np.where(rated & (answered > 0), per_call(index.connect_fee_e8), 0)
+    fee = np.where(charged, per_call(index.connect_fee_e8), 0)
+    minimum = np.where(charged, per_call(index.minimum_charge_e8), 0)
     rate = np.where(rated, per_call(index.rate_e8), 0)
-    exact = _exact_amount(fee, rate, billed)
+    exact = exact_amount(fee, rate, billed, minimum)
     amount = rounding.divide(exact, exact_divisor(rounding))
     return Pricing(
         row=row,
@@ -571,17 +631,35 @@ def price_numbers(
         exact=exact,
         amount=amount,
         rated=rated,
+        connect_fee_e8=fee,
+        minimum_e8=minimum,
+        graced=graced,
     )
 
 
-def _exact_amount(fee: np.ndarray, rate: np.ndarray, billed: np.ndarray) -> np.ndarray:
-    if len(rate) == 0:
+def exact_amount(
+    fee_e8: np.ndarray,
+    rate_e8: np.ndarray,
+    billed: np.ndarray,
+    minimum_e8: np.ndarray | None = None,
+) -> np.ndarray:
+    """max(connect_fee·60 + rate·billed, minimum·60) in 10^-8/60 units, exactly.
+
+    The minimum is compared before rounding, so the amount is round(max(exact, minimum)):
+    one rounding whichever wins. Pass fee and minimum as 0 where they do not apply.
+    """
+    if len(rate_e8) == 0:
         return np.zeros(0, dtype=np.int64)
-    bound = int(np.abs(rate).max()) * int(billed.max()) + 60 * int(np.abs(fee).max())
-    if bound <= INT64_MAX:
-        return fee * 60 + rate * billed
+    floor = 0 if minimum_e8 is None else int(np.abs(minimum_e8).max())
+    bound = int(np.abs(rate_e8).max()) * int(billed.max()) + 60 * int(np.abs(fee_e8).max())
+    if max(bound, 60 * floor) <= INT64_MAX:
+        exact = fee_e8 * 60 + rate_e8 * billed
+        return exact if minimum_e8 is None else np.maximum(exact, minimum_e8 * 60)
     # Beyond int64 (a very long call on a very expensive code): exact Python integers.
-    return fee.astype(object) * 60 + rate.astype(object) * billed.astype(object)
+    exact = fee_e8.astype(object) * 60 + rate_e8.astype(object) * billed.astype(object)
+    if minimum_e8 is None:
+        return exact
+    return np.maximum(exact, minimum_e8.astype(object) * 60)
 
 
 def convert(

@@ -22,7 +22,8 @@ Composing it onto the timeline (`compose`):
 * Both: a row with the prefix and effective_from of an existing entry replaces it (a
   correction; re-rating then re-prices the calls it covers), unless it says exactly the same,
   when the entry stays with the version that brought it.
-* Both: the timeline records rate changes, not repetitions. A new open-ended row that
+* Both: the timeline records price changes (rate, connect fee, increment, minimum charge,
+  free seconds), not repetitions. A new open-ended row that
   repeats the open-ended entry it would follow adds nothing, so a weekly A-Z deck does not
   add its whole size to the timeline every week; the entry keeps the version that brought
   it. A later correction of that entry therefore covers the decks that only repeated it.
@@ -41,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.deck import ALWAYS, DECK_SCHEMA, NEVER, DeckRowError, InvalidDeckError
+from functions.rate.rating import with_entry_defaults
 
 FULL = "full"
 CHANGES = "changes"
@@ -50,7 +52,15 @@ TIMELINE_SCHEMA = pa.schema([*DECK_SCHEMA, pa.field("version", pa.int32())])
 PENDING = 0  # the version of an upload's own entries until a number is reserved for it
 
 # What makes two entries charge the same, under the same name (effective dates aside).
-_PRICE_COLUMNS = ("rate_e8", "connect_fee_e8", "increment_first", "increment_next", "closed")
+_PRICE_COLUMNS = (
+    "rate_e8",
+    "connect_fee_e8",
+    "increment_first",
+    "increment_next",
+    "minimum_charge_e8",
+    "free_seconds",
+    "closed",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +164,14 @@ def compose(
     """
     _check_mode(mode)
     first = base is None
-    old = empty_timeline() if first else base.select(TIMELINE_SCHEMA.names)
-    new = upload.select(DECK_SCHEMA.names).append_column(
-        TIMELINE_SCHEMA.field("version"), pa.array(np.full(upload.num_rows, PENDING), pa.int32())
+    old = empty_timeline() if first else with_entry_defaults(base).select(TIMELINE_SCHEMA.names)
+    new = (
+        with_entry_defaults(upload)
+        .select(DECK_SCHEMA.names)
+        .append_column(
+            TIMELINE_SCHEMA.field("version"),
+            pa.array(np.full(upload.num_rows, PENDING), pa.int32()),
+        )
     )
     union = pa.concat_tables([old.cast(TIMELINE_SCHEMA), new.cast(TIMELINE_SCHEMA)])
     union = union.combine_chunks()
@@ -300,8 +315,10 @@ def as_timeline(table: pa.Table, version: int) -> pa.Table:
     """A stored version's table in TIMELINE_SCHEMA, without its file metadata.
 
     Decks stored before rate history were the deck as uploaded, with no `version` column:
-    every entry then came with that version.
+    every entry then came with that version. Entries stored before minimum charges and free
+    seconds have neither (0).
     """
+    table = with_entry_defaults(table)
     if "version" not in table.column_names:
         table = table.append_column(
             "version", pa.array(np.full(table.num_rows, version), pa.int32())

@@ -22,6 +22,8 @@ class Entry:
     effective_to: int | None = None  # exclusive; None = never
     closed: bool = False
     destination: str = ""
+    minimum_charge: Decimal = Decimal(0)  # per answered call
+    free_seconds: int = 0  # answered calls of up to this many seconds cost 0
 
 
 def live_entry(entries: list[Entry], number: str, t: int) -> Entry | None:
@@ -65,9 +67,10 @@ def rate_call(
     if entry.closed:
         return "unrated", "closed", 0, Decimal(0)
     secs = billed(seconds, entry.first, entry.step)
-    if seconds <= 0:
+    if seconds <= 0 or seconds <= entry.free_seconds:
         return "rated", "", 0, Decimal(0).quantize(Decimal(1).scaleb(-decimals))
     exact = entry.connect_fee + entry.rate * Decimal(secs) / Decimal(60)
+    exact = max(exact, entry.minimum_charge)
     amount = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUNDING[method])
     return "rated", "", secs, amount
 
@@ -91,6 +94,8 @@ def deck_table(entries: list[Entry]):
             "connect_fee_e8": pa.array([units(e.connect_fee) for e in entries], pa.int64()),
             "increment_first": pa.array([e.first for e in entries], pa.int32()),
             "increment_next": pa.array([e.step for e in entries], pa.int32()),
+            "minimum_charge_e8": pa.array([units(e.minimum_charge) for e in entries], pa.int64()),
+            "free_seconds": pa.array([e.free_seconds for e in entries], pa.int32()),
             "effective_from": pa.array(
                 [ALWAYS if e.effective_from is None else e.effective_from for e in entries],
                 pa.int64(),
