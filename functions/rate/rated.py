@@ -118,7 +118,7 @@ def rate_cdrs(
     tier_of = np.full(len(cdrs), -1, dtype=np.int32)
     if tiers:
         counters = counters if counters is not None else PeriodCounters()
-        sell, tier_of = _tiered(sell, customer, tiers, counters, callee, start, answered, rounding)
+        sell, tier_of = _tiered(sell, tiers, counters, callee, start, rounding)
     unrated = ~sell.rated
     columns: dict[str, pa.Array] = {
         "line": cdrs.column("line").combine_chunks(),
@@ -169,12 +169,10 @@ def rate_cdrs(
 
 def _tiered(
     sell: Pricing,
-    index: DeckIndex,
     tiers: Sequence[TierSchedule],
     counters: PeriodCounters,
     callee: pa.Array,
     start: np.ndarray,
-    answered: np.ndarray,
     rounding: Rounding,
 ) -> tuple[Pricing, np.ndarray]:
     """The sell side with tier prices for the calls of each tier group, and each call's tier
@@ -192,7 +190,10 @@ def _tiered(
             continue
         rows = rows[np.argsort(start[rows], kind="stable")]  # the period's order: by start
         tier_amount, tier_rate = counters.price(schedule, sell.billed[rows], rounding)
-        fee = np.where(answered[rows] > 0, index.connect_fee_e8[sell.row[rows]], 0) * 60
+        # The fee as the deck applied it: none on unanswered or graced calls. A tier-priced
+        # call is not held to the entry's minimum: flooring calls one by one would break the
+        # period's exact total.
+        fee = np.asarray(sell.connect_fee_e8[rows], dtype=np.int64) * 60
         amount[rows] = tier_amount + rounding.divide(fee, divisor).astype(np.int64)
         rate[rows] = tier_rate
     return replace(sell, amount=amount, rate_e8=rate), group

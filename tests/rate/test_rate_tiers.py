@@ -180,3 +180,16 @@ def _tmp_deck(text: str):
     folder = Path(tempfile.mkdtemp(prefix="tier-deck-"))
     (folder / "sell.csv").write_text(text)
     return folder / "sell.csv"
+
+
+def test_a_graced_tier_call_pays_no_connect_fee(tmp_path):
+    """A call within the entry's free seconds costs nothing on the tier path too (the fee was
+    charged from the deck's raw connect fee, ignoring the grace)."""
+    deck_text = "prefix,rate,connect_fee,free_seconds\n1,0.005,0.01,6\n"
+    path = tmp_path / "sell.csv"
+    path.write_text(deck_text)
+    deck, _ = load_deck_index(path, currency="USD")
+    schedule = TierSchedule("us", ("1",), "graduated", parse_tiers(SEED))
+    rated = rate_cdrs(cdr_table([6, 7]), deck, rounding=Rounding(6), tiers=[schedule])
+    # 6 s: graced, 0. 7 s: 7 x 0.0045/60 = 0.000525 plus the 0.01 connect fee.
+    assert rated.column("customer_amount").to_pylist() == [Decimal("0"), Decimal("0.010525")]
