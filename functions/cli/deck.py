@@ -181,9 +181,13 @@ def format_diff(old: RateDeck, new: RateDeck, diff: DeckDiff) -> str:
         return "\n".join(lines)
     lines.append(f"{len(diff.warnings)} notice warnings:")
     for w in diff.warnings:
+        terms = f"{_rate(w.old_rate_e8)} → {_rate(w.new_rate_e8)}"
+        if w.old_minimum_e8 != w.new_minimum_e8 and w.new_minimum_e8 is not None:
+            terms += f", minimum {_rate(w.old_minimum_e8)} → {_rate(w.new_minimum_e8)}"
+        if w.old_free_seconds != w.new_free_seconds and w.new_free_seconds is not None:
+            terms += f", free seconds {w.old_free_seconds} → {w.new_free_seconds}"
         lines.append(
-            f"  WARNING {w.category} {w.prefix} {w.destination or '-'}: "
-            f"{_rate(w.old_rate_e8)} → {_rate(w.new_rate_e8)} "
+            f"  WARNING {w.category} {w.prefix} {w.destination or '-'}: {terms} "
             f"effective {_when(w.effective_at)} ({_days(w.notice_days)} days of notice)"
         )
     return "\n".join(lines)
@@ -200,6 +204,10 @@ def diff_as_json(old: RateDeck, new: RateDeck, diff: DeckDiff) -> dict:
             "category": row["category"],
             "old_rate": _exact(row["old_rate_e8"]),
             "new_rate": _exact(row["new_rate_e8"]),
+            "old_minimum_charge": _exact(row["old_minimum_charge_e8"]),
+            "new_minimum_charge": _exact(row["new_minimum_charge_e8"]),
+            "old_free_seconds": row["old_free_seconds"],
+            "new_free_seconds": row["new_free_seconds"],
             "effective_at": _when(row["effective_at"], always_time=True),
             "notice_days": row["notice_seconds"] / 86_400,
             "warning": row["warning"],
@@ -555,6 +563,8 @@ def run_deck_show(args: argparse.Namespace) -> int:
             "rate": _exact(row["rate_e8"]),
             "connect_fee": _exact(row["connect_fee_e8"]),
             "increment": f"{row['increment_first']}/{row['increment_next']}",
+            "minimum_charge": _exact(row["minimum_charge_e8"]),
+            "free_seconds": row["free_seconds"],
             "effective_from": instant_text(row["effective_from"]),
             "effective_to": instant_text(row["effective_to"]),
             "status": "closed" if row["closed"] else "open",
@@ -578,7 +588,8 @@ def run_deck_show(args: argparse.Namespace) -> int:
     ]
     if entries:
         fields = ("prefix", "destination", "rate", "connect_fee", "increment")
-        fields += ("effective_from", "effective_to", "status", "version")
+        fields += ("minimum_charge", "free_seconds", "effective_from", "effective_to")
+        fields += ("status", "version")
         table = [fields]
         table += [
             tuple(f"v{e[f]}" if f == "version" else e[f] or "-" for f in fields) for e in entries

@@ -69,6 +69,11 @@ class NoticeWarning:
     effective_at: int
     notice_seconds: int
     line: int | None  # NEW deck line, or OLD deck line for a code absent from NEW
+    # The other terms that make a call cost more (None where the row has no such side).
+    old_minimum_e8: int | None = None
+    new_minimum_e8: int | None = None
+    old_free_seconds: int | None = None
+    new_free_seconds: int | None = None
 
     @property
     def notice_days(self) -> float:
@@ -213,6 +218,10 @@ def diff_decks(
             effective_at=row["effective_at"],
             notice_seconds=row["notice_seconds"],
             line=row["new_line"] if row["new_line"] is not None else row["old_line"],
+            old_minimum_e8=row["old_minimum_charge_e8"],
+            new_minimum_e8=row["new_minimum_charge_e8"],
+            old_free_seconds=row["old_free_seconds"],
+            new_free_seconds=row["new_free_seconds"],
         )
         for row in flagged.to_pylist()
     )

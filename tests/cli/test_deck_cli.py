@@ -200,11 +200,13 @@ def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, c
     assert (shown["version"], shown["at"], shown["prefix"]) == (2, "2024-05-11T00:00:00Z", "44207")
     assert shown["entries"] == [
         {"prefix": "44", "destination": "UK", "rate": "0.01000000", "connect_fee": "0.00000000",
-         "increment": "1/1", "effective_from": "2024-04-01", "effective_to": "never",
-         "status": "open", "version": 1},
+         "increment": "1/1", "minimum_charge": "0.00000000", "free_seconds": 0,
+         "effective_from": "2024-04-01", "effective_to": "never", "status": "open",
+         "version": 1},
         {"prefix": "4420", "destination": "London", "rate": "0.02500000",
-         "connect_fee": "0.00000000", "increment": "1/1", "effective_from": "2024-05-10",
-         "effective_to": "never", "status": "open", "version": 2},
+         "connect_fee": "0.00000000", "increment": "1/1", "minimum_charge": "0.00000000",
+         "free_seconds": 0, "effective_from": "2024-05-10", "effective_to": "never",
+         "status": "open", "version": 2},
     ]  # fmt: skip
     earlier = json_document(capsys, "deck", "show", "acme", "cust", "--at", "2024-05-09T23:59:59")
     assert [(e["prefix"], e["rate"], e["version"]) for e in earlier["entries"]] == [
@@ -224,7 +226,8 @@ def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, c
         "acme/cust deck v2 in force at 2024-05-11T00:00:00Z, codes for 4420: 2 codes (USD)"
     )
     assert text[2].split() == [
-        "44", "UK", "0.01000000", "0.00000000", "1/1", "2024-04-01", "never", "open", "v1",
+        "44", "UK", "0.01000000", "0.00000000", "1/1", "0.00000000", "-", "2024-04-01", "never",
+        "open", "v1",
     ]  # fmt: skip
 
 

@@ -69,7 +69,8 @@ def test_increase_and_closure_inside_the_notice_period_are_warned_with_exact_rat
     result = diff(OLD, NEW)
     assert result.warnings == (
         # Dropping a code closes it at the notice time: no notice at all.
-        NoticeWarning("51", "Peru - Fixed", "closed", 1_200_000, None, MAY_1, 0, 6),
+        # A closed code has no new terms; the old ones are the deck's defaults (0).
+        NoticeWarning("51", "Peru - Fixed", "closed", 1_200_000, None, MAY_1, 0, 6, 0, None, 0),
         NoticeWarning(
             "447407",
             "United Kingdom - Mobile - Vodafone",
@@ -79,6 +80,10 @@ def test_increase_and_closure_inside_the_notice_period_are_warned_with_exact_rat
             MAY_1 + 2 * DAY,
             2 * DAY,
             3,
+            0,
+            0,
+            0,
+            0,
         ),
     )
     # Cuba closes exactly 7 days after notice: enough. The decrease is immediate: allowed.
@@ -273,3 +278,29 @@ def test_cli_check_lists_errors_and_exits_two_unless_skipping(tmp_path, capsys):
 def test_against_an_empty_old_deck_everything_is_new_and_vice_versa():
     assert diff("Code,Rate\n", "Code,Rate\n44,0.01\n").counts["new"] == 1
     assert diff("Code,Rate\n44,0.01\n", "Code,Rate").counts["closed"] == 1
+
+
+def test_cli_diff_says_which_term_rose_when_only_the_minimum_or_the_grace_did(
+    tmp_path, monkeypatch, capsys
+):
+    """A minimum-only increase warned "0.0950 → 0.0950", naming nothing that changed."""
+    monkeypatch.setenv("TOLLGATE_CACHE_DIR", str(tmp_path / "cache"))
+    head = "prefix,destination,rate,minimum_charge,free_seconds,effective_from\n"
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.write_text(head + "234803,Nigeria - Mobile,0.0950,0,6,2024-04-01\n")
+    new.write_text(head + "234803,Nigeria - Mobile,0.0950,0.05,3,2024-05-03\n")
+    assert tollgate(["deck", "diff", str(old), str(new), "--notice-date", "2024-05-01"]) == 0
+    warning = capsys.readouterr().out.splitlines()[-1]
+    assert warning == (
+        "  WARNING increased 234803 Nigeria - Mobile: 0.0950 → 0.0950, minimum 0.0000 → 0.0500,"
+        " free seconds 6 → 3 effective 2024-05-03 (2 days of notice)"
+    )
+    argv = ["deck", "diff", str(old), str(new), "--notice-date", "2024-05-01", "--json"]
+    assert tollgate(argv) == 0
+    [change] = json.loads(capsys.readouterr().out)["changes"]
+    assert (
+        change["old_minimum_charge"],
+        change["new_minimum_charge"],
+        change["old_free_seconds"],
+        change["new_free_seconds"],
+    ) == ("0.00000000", "0.05000000", 6, 3)
