@@ -43,17 +43,18 @@ _TIME_MAX = (1 << _TIME_BITS) - 1
 _TIME_ZERO = 1 << (_TIME_BITS - 1)
 _MAX_PREFIXES = 1 << 22
 MAX_PREFIX_DIGITS = 18  # a K-digit number must fit in int64
-_NUMERIC_COLUMNS = (
+# What an entry charges (its price terms): two entries with equal terms (and the same closed
+# flag) price every call alike. The engine, the timeline and the index cache read this list.
+PRICE_TERMS = (
     "rate_e8",
     "connect_fee_e8",
     "increment_first",
     "increment_next",
     "minimum_charge_e8",
     "free_seconds",
-    "effective_from",
-    "effective_to",
-    "closed",
 )
+
+_NUMERIC_COLUMNS = (*PRICE_TERMS, "effective_from", "effective_to", "closed")
 # Entry terms decks gained after timelines were first stored, with the value that prices a
 # stored entry exactly as before (no minimum, no free seconds).
 _LATER_COLUMNS = (
@@ -109,16 +110,7 @@ _SAME_LENGTH = (
     ("cell_lo", "cell_prefix"),
     ("prefix_len", "prefix_parent", "prefix_text", "seg_first", "seg_count"),
     ("seg_key", "seg_end", "seg_row"),
-    (
-        "rate_e8",
-        "connect_fee_e8",
-        "increment_first",
-        "increment_next",
-        "minimum_charge_e8",
-        "free_seconds",
-        "closed",
-        "deck",
-    ),
+    (*PRICE_TERMS, "closed", "deck"),
 )
 
 

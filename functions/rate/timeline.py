@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.deck import ALWAYS, DECK_SCHEMA, NEVER, DeckRowError, InvalidDeckError
-from functions.rate.rating import with_entry_defaults
+from functions.rate.rating import PRICE_TERMS, with_entry_defaults
 
 FULL = "full"
 CHANGES = "changes"
@@ -52,15 +52,7 @@ TIMELINE_SCHEMA = pa.schema([*DECK_SCHEMA, pa.field("version", pa.int32())])
 PENDING = 0  # the version of an upload's own entries until a number is reserved for it
 
 # What makes two entries charge the same, under the same name (effective dates aside).
-_PRICE_COLUMNS = (
-    "rate_e8",
-    "connect_fee_e8",
-    "increment_first",
-    "increment_next",
-    "minimum_charge_e8",
-    "free_seconds",
-    "closed",
-)
+_PRICE_COLUMNS = (*PRICE_TERMS, "closed")
 
 
 @dataclass(frozen=True, slots=True)
