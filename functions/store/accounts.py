@@ -118,6 +118,7 @@ def _models(table: str, ledger_table: str) -> SimpleNamespace:
         trunk=bind(_TrunkItem, table),
         audit=bind(_AuditItem, table),
         did=bind(_DidItem, table),
+        did_number=bind(_DidNumberItem, table),
         balance=bind(_LedgerBalanceItem, ledger_table),
     )
 
@@ -1317,6 +1318,18 @@ class _DidItem(_Item):
     end = UnicodeAttribute(null=True)  # the last day of service, YYYY-MM-DD; absent: open
 
 
+class _DidNumberItem(_Item):
+    """One per number: how many records it has had. Every add moves it in the same
+    transaction as its record, conditional on the count its overlap check read, so two adds
+    that both checked before either wrote cannot both land."""
+
+    records = IntAttribute()
+
+
+def _did_number_sk(number: str) -> str:
+    return f"DIDNUM#{number}"
+
+
 def _did_sk(number: str, start: date) -> str:
     return f"DID#{number}#{start.isoformat()}"
 
@@ -1354,31 +1367,49 @@ def add_did(tenant: str, did: Did) -> Did:
         raise ValueError(
             f"account {did.account!r} is a {owner.kind}: a DID belongs to a customer or reseller"
         )
-    held = [d for d in list_dids(tenant) if d.number == did.number]
-    try:
-        check_dids([*held, did])
-    except ValueError as error:
-        raise ConflictError(f"DID {did.number} not added: {error}") from None
-    model = _m().did
-    item = model(
-        tenant,
-        _did_sk(did.number, did.start),
-        account=did.account,
-        monthly_units=did.monthly_units,
-        setup_units=did.setup_units,
-        per_minute_e8=did.per_minute_e8,
-        end=None if did.end is None else did.end.isoformat(),
-    )
-    item.created_at = now()
-    try:
-        item.save(condition=model.pk.does_not_exist())
-    except PutError as error:
-        if conditional_failed(error):
-            raise ConflictError(
-                f"DID {did.number} from {did.start} already exists in tenant {tenant!r}"
-            ) from None
-        raise
-    return did
+    model, counter = _m().did, _m().did_number
+    for _ in range(_COMMIT_ATTEMPTS):
+        try:
+            seen = counter.get(tenant, _did_number_sk(did.number), consistent_read=True).records
+        except DoesNotExist:
+            seen = 0
+        held = [d for d in list_dids(tenant) if d.number == did.number]
+        try:
+            check_dids([*held, did])
+        except ValueError as error:
+            raise ConflictError(f"DID {did.number} not added: {error}") from None
+        item = model(
+            tenant,
+            _did_sk(did.number, did.start),
+            account=did.account,
+            monthly_units=did.monthly_units,
+            setup_units=did.setup_units,
+            per_minute_e8=did.per_minute_e8,
+            end=None if did.end is None else did.end.isoformat(),
+        )
+        item.created_at = now()
+        count = counter(tenant, _did_number_sk(did.number), records=seen + 1)
+        count.created_at = item.created_at
+        unchanged = counter.pk.does_not_exist() if seen == 0 else counter.records == seen
+        connection = Connection(region=model.Meta.region, host=model.Meta.host)
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.save(item, condition=model.pk.does_not_exist())
+                transaction.save(count, condition=unchanged)
+            return did
+        except TransactWriteError as error:
+            reasons = [r.code if r is not None else None for r in error.cancellation_reasons or []]
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise ConflictError(
+                    f"DID {did.number} from {did.start} already exists in tenant {tenant!r}"
+                ) from None
+            if "ConditionalCheckFailed" not in reasons and not set(reasons) & {
+                "TransactionConflict",
+                "ThrottlingError",
+            }:
+                raise
+            # Another add of this number landed since the check: check again against it.
+    raise ConflictError(f"DID {did.number} kept changing while it was added; try again")
 
 
 def release_did(tenant: str, number: str, end: date) -> Did:

@@ -207,3 +207,21 @@ def test_any_order_of_period_runs_posts_each_period_once(aws, starts, runs):
 
 def _round(_account: str) -> Rounding:
     return ROUND
+
+
+def test_two_adds_of_overlapping_services_racing_leave_one_owner(tenant, monkeypatch):
+    """Two adds from different days both read the number's records before either wrote: each
+    passed the overlap check and both were saved, so the number had two owners in April."""
+    check = accounts.check_dids
+    raced = []
+
+    def check_then_let_the_other_add_land(dids):
+        check(dids)
+        if not raced:  # the first add has read and checked; the second one lands now
+            raced.append(True)
+            accounts.add_did(tenant, did(account="acme-res", start=dt.date(2026, 4, 1)))
+
+    monkeypatch.setattr(accounts, "check_dids", check_then_let_the_other_add_land)
+    with pytest.raises(ConflictError, match="overlaps"):
+        accounts.add_did(tenant, did(start=MARCH_17))
+    assert accounts.list_dids(tenant) == [did(account="acme-res", start=dt.date(2026, 4, 1))]
