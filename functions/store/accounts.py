@@ -1038,6 +1038,13 @@ def _check_kind_change(current: Account, wanted: Account) -> None:
                 f"account {name!r} is the default supplier of switch {switch.switch!r}: its "
                 "kind cannot change; change the switch first"
             )
+    if wanted.kind not in DID_ACCOUNT_KINDS:
+        rented = sorted({d.number for d in list_dids(tenant) if d.account == name})
+        if rented:
+            raise ConflictError(
+                f"account {name!r} rents DID {', '.join(rented)}: a {wanted.kind} cannot; "
+                "its kind cannot change while it has DIDs"
+            )
     if current.kind == "reseller":
         children = sorted(a.account for a in list_accounts(tenant) if a.parent == name)
         if children:

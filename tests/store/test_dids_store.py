@@ -225,3 +225,13 @@ def test_two_adds_of_overlapping_services_racing_leave_one_owner(tenant, monkeyp
     with pytest.raises(ConflictError, match="overlaps"):
         accounts.add_did(tenant, did(start=MARCH_17))
     assert accounts.list_dids(tenant) == [did(account="acme-res", start=dt.date(2026, 4, 1))]
+
+
+def test_a_did_owner_cannot_become_a_supplier(tenant):
+    """update_account let it: its fees then failed to post (a supplier owes no fee)."""
+    accounts.add_did(tenant, did())
+    with pytest.raises(ConflictError, match="rents DID 442071234567"):
+        accounts.update_account(tenant, "acme-cust", {"kind": "supplier"})
+    assert accounts.get_account(tenant, "acme-cust").kind == "customer"
+    accounts.update_account(tenant, "acme-cust", {"kind": "reseller"})  # still pays for DIDs
+    assert accounts.get_account(tenant, "acme-cust").kind == "reseller"
