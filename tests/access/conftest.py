@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,22 @@ def iam_enforced() -> Iterator[None]:
     """
     with enable_iam_authentication():
         yield
+
+
+def act_as_iam_user(monkeypatch: Any, name: str, policy: dict[str, Any]) -> None:
+    """From now on every store call is made as IAM user `name` holding `policy` (inline),
+    with keys moto issued: what moto checks while it enforces IAM."""
+    from functions import store
+    from functions.store import client
+
+    users = client("iam")
+    users.create_user(UserName=name)
+    users.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
+    key = users.create_access_key(UserName=name)["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    store.reset()
 
 
 def s3_call(s3: Any, action: str, bucket: str, key: str) -> str:

@@ -14,12 +14,11 @@ import json
 
 import pytest
 
-from functions import store
 from functions.cli import main
 from functions.shared import policies
 from functions.shared.settings import settings
 from functions.store import client, lake
-from tests.access.conftest import iam_enforced, s3_call
+from tests.access.conftest import act_as_iam_user, iam_enforced, s3_call
 
 # Everything, except what CdrBucketPolicy denies a principal that is not a drop role.
 OPERATOR = {
@@ -44,14 +43,7 @@ def operator(aws, monkeypatch, capsys):
         ("switch", "create", "acme", "sw2", "--format", "generic"),
     ):
         assert tollgate(*argv) == 0
-    users = client("iam")
-    users.create_user(UserName="ops")
-    users.put_user_policy(UserName="ops", PolicyName="ops", PolicyDocument=json.dumps(OPERATOR))
-    key = users.create_access_key(UserName="ops")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    store.reset()
+    act_as_iam_user(monkeypatch, "ops", OPERATOR)
     capsys.readouterr()
 
 

@@ -15,12 +15,11 @@ import boto3
 import pandas as pd
 import pytest
 
-from functions import store
 from functions.cli import main
 from functions.shared import policies
 from functions.shared.settings import settings
 from functions.store import client, iam
-from tests.access.conftest import iam_enforced, s3_call
+from tests.access.conftest import act_as_iam_user, iam_enforced, s3_call
 
 ADMIN = {
     "Version": "2012-10-17",
@@ -56,14 +55,7 @@ def provisioned(aws, capsys):
 @pytest.fixture
 def operator(provisioned, monkeypatch):
     """The operator is an IAM user allowed everything, as on a real account."""
-    users = client("iam")
-    users.create_user(UserName="ops")
-    users.put_user_policy(UserName="ops", PolicyName="admin", PolicyDocument=json.dumps(ADMIN))
-    key = users.create_access_key(UserName="ops")["AccessKey"]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-    monkeypatch.delenv("AWS_SESSION_TOKEN")
-    store.reset()
+    act_as_iam_user(monkeypatch, "ops", ADMIN)
 
 
 class FakeAthena:
