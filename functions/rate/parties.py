@@ -191,9 +191,11 @@ def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.nda
     ]
 
 
-def _unpriced(rows, account, role, level, counterparty, currency, reason) -> _Block:
+def _unpriced(
+    rows, account, role, level, counterparty, currency, reason, component="usage"
+) -> _Block:
     codes = np.full(len(rows), _CODE[reason], dtype=np.int8)
-    return _Block(rows, account, role, level, counterparty, currency, codes)
+    return _Block(rows, account, role, level, counterparty, currency, codes, component=component)
 
 
 def _priced(
@@ -276,17 +278,18 @@ def _did_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
     code = {name: i for i, name in enumerate(names)}
     owner_of = np.array([code[d.account] for d in parties.dids], dtype=np.int64)
     owner = owner_of[record[hit]]
+    numbers = pa.array([d.number for d in parties.dids], pa.string())  # one per DID, not call
     blocks: list[_Block] = []
     for k in np.unique(owner).tolist():  # the owners called in this file
         rows, name = hit[owner == k], names[k]
         account = parties.accounts.get(name)
         role = 1 if account is not None and account.kind == "reseller" else 0
         if account is None:  # the owner is no longer an account: charged to nobody
-            blocks.append(_unpriced(rows, name, role, 0, CARRIER, None, "unknown_account"))
-            blocks[-1].component = COMPONENT_DID
+            blocks.append(
+                _unpriced(rows, name, role, 0, CARRIER, None, "unknown_account", COMPONENT_DID)
+            )
             continue
         billed, micro = did_amounts(rate[rows], calls.answered[rows], account.rounding)
-        numbers = pa.array([parties.dids[i].number for i in record[rows]], pa.string())
         blocks.append(
             _Block(
                 rows,
@@ -300,7 +303,7 @@ def _did_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
                 component=COMPONENT_DID,
                 billed=billed,
                 rate_e8=rate[rows],
-                prefix=numbers,
+                prefix=numbers.take(pa.array(record[rows])),
             )
         )
     return blocks
