@@ -1354,10 +1354,12 @@ def _did(item: _DidItem) -> Did:
     )
 
 
-def list_dids(tenant: str) -> list[Did]:
-    """Every DID record of the tenant, released ones included, by number then start."""
+def list_dids(tenant: str, number: str | None = None) -> list[Did]:
+    """Every DID record of the tenant (or of one number), released ones included, by number
+    then start."""
     model = _m().did
-    items = model.query(check_name("tenant", tenant), model.sk.startswith("DID#"))
+    prefix = "DID#" if number is None else f"DID#{number}#"
+    items = model.query(check_name("tenant", tenant), model.sk.startswith(prefix))
     return sorted((_did(item) for item in items), key=lambda d: (d.number, d.start))
 
 
@@ -1380,7 +1382,7 @@ def add_did(tenant: str, did: Did) -> Did:
             seen = counter.get(tenant, _did_number_sk(did.number), consistent_read=True).records
         except DoesNotExist:
             seen = 0
-        held = [d for d in list_dids(tenant) if d.number == did.number]
+        held = list_dids(tenant, did.number)
         try:
             check_dids([*held, did])
         except ValueError as error:
@@ -1427,7 +1429,7 @@ def release_did(tenant: str, number: str, end: date) -> Did:
     """
     if not isinstance(end, date) or isinstance(end, datetime):
         raise ValueError(f"invalid end date {end!r}: a date expected")
-    held = [d for d in list_dids(tenant) if d.number == number]
+    held = list_dids(tenant, number)
     serving = [d for d in held if d.start <= end and (d.end is None or end <= d.end)]
     if not serving:
         later = [d for d in held if d.end is None and d.start > end]

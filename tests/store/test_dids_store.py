@@ -73,7 +73,7 @@ def test_the_put_itself_refuses_a_second_record_of_the_same_number_and_day(tenan
     """The overlap check reads before it writes; the put's condition holds even when two
     adds of the same record both read before either wrote."""
     accounts.add_did(tenant, did())
-    monkeypatch.setattr(accounts, "list_dids", lambda _tenant: [])
+    monkeypatch.setattr(accounts, "list_dids", lambda _tenant, _number=None: [])
     with pytest.raises(ConflictError, match="already exists"):
         accounts.add_did(tenant, did(account="acme-res", monthly_units=1))
     monkeypatch.undo()
@@ -111,7 +111,7 @@ def test_a_release_of_a_record_changed_since_it_was_read_is_a_conflict(tenant, m
     accounts.add_did(tenant, did())
     as_read = accounts.list_dids(tenant)
     accounts.release_did(tenant, "442071234567", dt.date(2026, 4, 30))
-    monkeypatch.setattr(accounts, "list_dids", lambda _tenant: as_read)
+    monkeypatch.setattr(accounts, "list_dids", lambda _tenant, _number=None: as_read)
     with pytest.raises(ConflictError, match="changed meanwhile"):
         accounts.release_did(tenant, "442071234567", dt.date(2026, 3, 31))
     monkeypatch.undo()
