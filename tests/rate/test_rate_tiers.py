@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.cli import CliError, main
-from functions.rate.deck import load_deck_index
+from functions.rate.deck import parse_deck
 from functions.rate.rated import rate_cdrs
+from functions.rate.rating import DeckIndex
 from functions.rate.tiers import PeriodCounters, TierSchedule, parse_tiers
 from functions.shared.cdr import CDR_SCHEMA
 from functions.shared.money import Rounding
@@ -150,7 +151,7 @@ def test_a_period_costs_its_contract_price_however_its_calls_are_split_and_order
 ):
     """Any split of the file into parts, in any order: the calls plus the true-up add up to
     the contract's price of the total, rounded once; no call costs less than zero."""
-    deck, _ = load_deck_index_from(SELL.replace(",0.001", ",0"))
+    deck = deck_index(SELL.replace(",0.001", ",0"))
     schedule = TierSchedule("us", ("1",), mode, parse_tiers(SEED))
     rounding = Rounding(decimals)
     table = cdr_table(seconds)
@@ -168,27 +169,14 @@ def test_a_period_costs_its_contract_price_however_its_calls_are_split_and_order
     assert charged + true_up == reference(sum(seconds), mode, decimals)
 
 
-def load_deck_index_from(text: str):
-    path = _tmp_deck(text)
-    return load_deck_index(path, currency="USD")
+def deck_index(text: str) -> DeckIndex:
+    return DeckIndex.build(parse_deck(text.encode()).table, "USD")
 
 
-def _tmp_deck(text: str):
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp(prefix="tier-deck-"))
-    (folder / "sell.csv").write_text(text)
-    return folder / "sell.csv"
-
-
-def test_a_graced_tier_call_pays_no_connect_fee(tmp_path):
+def test_a_graced_tier_call_pays_no_connect_fee():
     """A call within the entry's free seconds costs nothing on the tier path too (the fee was
     charged from the deck's raw connect fee, ignoring the grace)."""
-    deck_text = "prefix,rate,connect_fee,free_seconds\n1,0.005,0.01,6\n"
-    path = tmp_path / "sell.csv"
-    path.write_text(deck_text)
-    deck, _ = load_deck_index(path, currency="USD")
+    deck = deck_index("prefix,rate,connect_fee,free_seconds\n1,0.005,0.01,6\n")
     schedule = TierSchedule("us", ("1",), "graduated", parse_tiers(SEED))
     rated = rate_cdrs(cdr_table([6, 7]), deck, rounding=Rounding(6), tiers=[schedule])
     # 6 s: graced, 0. 7 s: 7 x 0.0045/60 = 0.000525 plus the 0.01 connect fee.
