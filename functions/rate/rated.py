@@ -115,7 +115,6 @@ def rate_cdrs(
     numbers = DialledNumbers.of(callee)  # padded and sorted once for both decks
 
     sell = price_numbers(customer, numbers, start, answered, rounding)
-    tier_of = np.full(len(cdrs), -1, dtype=np.int32)
     if tiers:
         counters = counters if counters is not None else PeriodCounters()
         sell, tier_of = _tiered(sell, tiers, counters, callee, start, rounding)
