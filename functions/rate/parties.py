@@ -21,12 +21,13 @@ column-wise; no loop runs per CDR.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.contracts import Contracts, Counter, RunCounters, apply_contracts
 from functions.rate.rated import start_seconds
 from functions.rate.rating import DeckIndex, DialledNumbers, Pricing, price_numbers
 from functions.rate.recurring import COMPONENT_DID, Did, did_amounts, did_owner
@@ -102,6 +103,7 @@ class Parties:
     decks: Mapping[str, DeckIndex]
     dids: Sequence[Did] = ()  # every DID record of the tenant, released ones included
     timezone: str = "UTC"  # the tenant's: a DID's service days are its calendar days
+    contracts: Mapping[str, Contracts] = field(default_factory=dict)  # tiers, bundles
 
     def sell_chain(self, account: str) -> list[str]:
         """The calling account, then every reseller above it, nearest first."""
@@ -157,8 +159,16 @@ class _Block:
 class _Calls:
     """The file's calls, prepared once for every deck they are priced on."""
 
-    def __init__(self, cdrs: pa.Table) -> None:
+    def __init__(
+        self,
+        cdrs: pa.Table,
+        contracts: Mapping[str, Contracts] | None = None,
+        counters: RunCounters | None = None,
+    ) -> None:
         self.cdrs = cdrs
+        self.contracts = contracts or {}
+        # Without a store behind them (tests, what-if), contracts count from the period's start.
+        self.counters = counters if counters is not None else RunCounters(lambda key: Counter())
         self.n = cdrs.num_rows
         self.numbers = DialledNumbers.of(cdrs.column("callee"))
         self.start = start_seconds(cdrs)
@@ -200,23 +210,57 @@ def _unpriced(
 
 def _priced(
     calls: _Calls, rows, account: Account, deck: DeckIndex, role, level, counterparty
-) -> _Block:
+) -> list[_Block]:
+    """The account's charges for these calls by its deck, then by its contracts: one block
+    per component (usage, tier, bundle)."""
     pricing = calls.price(rows, deck, account.rounding)
     reason = np.where(
         pricing.rated, 0, np.where(pricing.closed, _CODE["closed"], _CODE["no_rate"])
     ).astype(np.int8)
-    micro = pricing.amount * 10 ** (AMOUNT_SCALE - account.rounding.decimals)
-    return _Block(
-        rows,
+    scale = 10 ** (AMOUNT_SCALE - account.rounding.decimals)
+    block = _Block(
+        rows, account.account, role, level, counterparty, deck.currency, reason, pricing, deck
+    )
+    contracts = calls.contracts.get(account.account)
+    if contracts is None:
+        block.micro = pricing.amount * scale
+        return [block]
+    applied = apply_contracts(
         account.account,
-        role,
-        level,
-        counterparty,
-        deck.currency,
-        reason,
+        contracts,
         pricing,
-        deck,
-        micro,
+        calls.cdrs.column("callee").take(pa.array(rows, pa.int64())),
+        calls.start[rows],
+        account.rounding,
+        calls.counters,
+    )
+    pricing = replace(pricing, amount=applied.amount, rate_e8=applied.rate_e8)
+    blocks = []
+    for component in np.unique(applied.component).tolist():
+        picked = np.flatnonzero(applied.component == component)
+        part = pricing if len(picked) == len(rows) else _take(pricing, picked)
+        blocks.append(
+            replace(
+                block,
+                rows=rows[picked],
+                reason=reason[picked],
+                pricing=part,
+                micro=part.amount * scale,
+                component=component,
+            )
+        )
+    return blocks
+
+
+def _take(pricing: Pricing, picked: np.ndarray) -> Pricing:
+    """The calls `picked` of a Pricing (every per-call array taken alike)."""
+    return replace(
+        pricing,
+        **{
+            f.name: getattr(pricing, f.name)[picked]
+            for f in fields(pricing)
+            if getattr(pricing, f.name) is not None
+        },
     )
 
 
@@ -247,7 +291,7 @@ def _sell_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
                     _unpriced(rows, member, role, level, above, payer.currency, "no_deck")
                 )
             else:
-                blocks.append(_priced(calls, rows, payer, deck, role, level, above))
+                blocks += _priced(calls, rows, payer, deck, role, level, above)
     return blocks
 
 
@@ -262,7 +306,7 @@ def _buy_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
         elif name not in parties.decks:
             blocks.append(_unpriced(rows, name, 2, -1, CARRIER, account.currency, "no_deck"))
         else:
-            blocks.append(_priced(calls, rows, account, parties.decks[name], 2, -1, CARRIER))
+            blocks += _priced(calls, rows, account, parties.decks[name], 2, -1, CARRIER)
     return blocks
 
 
@@ -415,17 +459,23 @@ def _per_call(n: int, blocks: list[_Block], starts: list[int]) -> tuple[pa.Array
 
 
 def rate_parties(
-    cdrs: pa.Table, parties: Parties, file_id: str = "", rounding: Rounding | None = None
+    cdrs: pa.Table,
+    parties: Parties,
+    file_id: str = "",
+    rounding: Rounding | None = None,
+    counters: RunCounters | None = None,
 ) -> PartyRating:
-    """Price every call for every party; `rounding` overrides every account's (what-if runs)."""
+    """Price every call for every party; `rounding` overrides every account's (what-if runs).
+
+    `counters` are the run's period counters of the accounts' tiers and bundles (see
+    functions.rate.contracts); the caller commits their moves with the run.
+    """
     if rounding is not None:
-        parties = Parties(
-            {name: _with_rounding(a, rounding) for name, a in parties.accounts.items()},
-            parties.decks,
-            parties.dids,
-            parties.timezone,
+        parties = replace(
+            parties,
+            accounts={name: _with_rounding(a, rounding) for name, a in parties.accounts.items()},
         )
-    calls = _Calls(cdrs)
+    calls = _Calls(cdrs, parties.contracts, counters)
     sell = _sell_blocks(calls, parties)
     buy = _buy_blocks(calls, parties)
     blocks = sell + buy + _did_blocks(calls, parties)

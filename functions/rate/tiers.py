@@ -313,6 +313,19 @@ def _telescoped(
     return np.diff(rounded).astype(np.int64)
 
 
+def tier_prices(
+    schedule: TierSchedule, before_seconds: int, call_seconds: np.ndarray, rounding: Rounding
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each call's amount (10^-decimals units, telescoped from `before_seconds`; for volume
+    schedules the provisional price) and rate (10^-8 a minute: the tier the call ends in)."""
+    calls = _seconds(call_seconds, "call seconds").ravel()
+    amounts = _telescoped(schedule, before_seconds, calls, rounding)
+    table = _Table.of(schedule.tiers, exact_ints=False)
+    ends = _running(int(before_seconds), calls)[1:]
+    rates = table.rate[np.searchsorted(table.upper, ends, side="left")].astype(np.int64)
+    return amounts, rates
+
+
 def _require(schedule: TierSchedule, mode: str) -> None:
     if schedule.mode != mode:
         raise ValueError(f"tier {schedule.name} is {schedule.mode}, not {mode}")
@@ -363,10 +376,7 @@ class PeriodCounters:
         call ends in), in the order given."""
         calls = _seconds(call_seconds, "call seconds").ravel()
         before = self.seconds.get(schedule.name, 0)
-        amounts = _telescoped(schedule, before, calls, rounding)
-        table = _Table.of(schedule.tiers, exact_ints=False)
-        ends = _running(before, calls)[1:]
-        rates = table.rate[np.searchsorted(table.upper, ends, side="left")].astype(np.int64)
+        amounts, rates = tier_prices(schedule, before, calls, rounding)
         self.seconds[schedule.name] = before + int(calls.sum())
         self.charged[schedule.name] = self.charged.get(schedule.name, 0) + int(amounts.sum())
         return amounts, rates

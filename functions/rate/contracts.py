@@ -1,0 +1,239 @@
+"""An account's volume contracts applied to its deck-priced calls: bundles, then tiers.
+
+The deck prices every call first (destination, increments, connect fee, minimum, grace). Then,
+for the calls of an account that has contracts, per billing period (the calendar month of the
+call's start in the account's time zone):
+
+1. a bundle whose destination group holds the call consumes its billed seconds, in start
+   order, while the period's included seconds last (functions.rate.tiers.bundle_split). A call
+   inside the bundle costs nothing; the one call that crosses its end pays the seconds beyond
+   it (and its connect fee) at the rate that would have priced it; after the bundle, calls are
+   priced as if there were none. A call that used the bundle shows component `bundle`.
+2. a tier schedule whose group holds the call prices its (remaining) billed seconds by the
+   tier they fall in, telescoped from the period's counter (functions.rate.tiers), plus the
+   entry's connect fee rounded on its own; the tier's rate replaces the deck's, and the entry's
+   minimum does not apply (flooring calls one by one would break the period's exact total).
+   Component `tier`.
+
+Every counter a run touches is a `RunCounters` entry keyed by account, contract and period: the
+run reads each once (lazily, through the port it is given), advances it as it prices, and hands
+the moves to the store, which commits them with the run (functions.rate.service), so a file
+counts once and the period's total does not depend on the order its files arrive in.
+
+Loops run over contracts and periods (a handful per account), each pricing its calls
+column-wise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from functions.rate.rating import Pricing, exact_amount, exact_divisor
+from functions.rate.tiers import (
+    NO_GROUP,
+    Bundle,
+    TierSchedule,
+    bundle_split,
+    group_of,
+    period_of,
+    tier_prices,
+)
+from functions.shared.money import AMOUNT_SCALE, Rounding
+
+USAGE, TIER, BUNDLE = "usage", "tier", "bundle"
+KINDS = (TIER, BUNDLE)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CounterKey:
+    """One account's contract in one period: the unit the exactly-once counter counts."""
+
+    account: str
+    kind: str  # tier | bundle
+    name: str
+    period: str  # YYYY-MM
+
+    @property
+    def text(self) -> str:
+        return f"{self.account}#{self.kind}#{self.name}#{self.period}"
+
+    @classmethod
+    def parse(cls, text: str) -> CounterKey:
+        account, kind, name, period = text.split("#")
+        return cls(account, kind, name, period)
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A period's billed seconds and what its tier charged (micro-units) so far; `version`
+    counts the runs committed on it (0: none yet)."""
+
+    seconds: int = 0
+    charged: int = 0
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """What one run adds to one counter, read at `read`."""
+
+    key: CounterKey
+    read: Counter
+    seconds: int
+    charged: int
+
+    @property
+    def after(self) -> Counter:
+        return Counter(
+            self.read.seconds + self.seconds,
+            self.read.charged + self.charged,
+            self.read.version + 1,
+        )
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """One account's tiers and bundles, and the time zone its periods are months of."""
+
+    tiers: Sequence[TierSchedule] = ()
+    bundles: Sequence[Bundle] = ()
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        for kind, items in ((TIER, self.tiers), (BUNDLE, self.bundles)):
+            names = [item.name for item in items]
+            if len(set(names)) != len(names):
+                raise ValueError(f"two {kind} contracts share a name")
+        # Each call falls in at most one group of each kind (group_of refuses overlaps).
+        group_of(pa.array([], pa.string()), [t.prefixes for t in self.tiers])
+        group_of(pa.array([], pa.string()), [b.prefixes for b in self.bundles])
+
+
+class RunCounters:
+    """The counters one pricing run reads and advances.
+
+    `load` reads a counter from the store the first time the run meets it. `marks` records,
+    per `section` (a day of the file), each counter's seconds when the section first used it,
+    so that re-rating a day can price its calls from the same point (`replay`).
+    """
+
+    def __init__(self, load: Callable[[CounterKey], Counter]) -> None:
+        self._load = load
+        self._read: dict[CounterKey, Counter] = {}
+        self._seconds: dict[CounterKey, int] = {}
+        self._charged: dict[CounterKey, int] = {}
+        self.section = ""
+        self.marks: dict[str, dict[str, int]] = {}
+
+    @classmethod
+    def replay(cls, marks: Mapping[str, int]) -> RunCounters:
+        """Counters that start where a committed run's section started (0 where it had none)."""
+        starts = {CounterKey.parse(text): int(seconds) for text, seconds in marks.items()}
+        return cls(lambda key: Counter(seconds=starts.get(key, 0)))
+
+    def seconds(self, key: CounterKey) -> int:
+        if key not in self._read:
+            self._read[key] = self._load(key)
+            self._seconds[key] = self._read[key].seconds
+            self._charged[key] = 0
+        self.marks.setdefault(self.section, {}).setdefault(key.text, self._seconds[key])
+        return self._seconds[key]
+
+    def advance(self, key: CounterKey, seconds: int, charged: int = 0) -> None:
+        self.seconds(key)
+        self._seconds[key] += int(seconds)
+        self._charged[key] += int(charged)
+
+    def moves(self) -> list[Move]:
+        """What the run adds to each counter it read, in key order (the store's lock order)."""
+        return [
+            Move(key, read, self._seconds[key] - read.seconds, self._charged[key])
+            for key, read in sorted(self._read.items())
+        ]
+
+
+@dataclass
+class Applied:
+    """An account's calls after its contracts: per call, its component, amount and rate."""
+
+    component: np.ndarray  # str: usage | tier | bundle
+    amount: np.ndarray  # 10^-decimals units
+    rate_e8: np.ndarray
+    tier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # -1: none
+
+
+def apply_contracts(
+    account: str,
+    contracts: Contracts,
+    pricing: Pricing,
+    callee: pa.Array | pa.ChunkedArray,
+    start: np.ndarray,
+    rounding: Rounding,
+    counters: RunCounters,
+) -> Applied:
+    """The calls of `account` (priced by its deck in `pricing`) under its contracts."""
+    n = len(pricing.row)
+    component = np.full(n, USAGE, dtype=object)
+    amount = np.asarray(pricing.amount).astype(np.int64)
+    rate = np.asarray(pricing.rate_e8).astype(np.int64)
+    tier_of = np.full(n, NO_GROUP, dtype=np.int32)
+    billed = np.asarray(pricing.billed).astype(np.int64)
+    # Only charged calls count: unanswered, graced or unrated calls neither use a bundle nor
+    # move a tier.
+    charged = pricing.rated & (billed > 0)
+    if not charged.any() or not (contracts.tiers or contracts.bundles):
+        return Applied(component, amount, rate, tier_of)
+    periods = period_of(start, contracts.timezone)
+    fee = np.asarray(pricing.connect_fee_e8, dtype=np.int64)
+    divisor = exact_divisor(rounding)
+    remaining = billed.copy()  # seconds a tier or the deck still prices
+
+    if contracts.bundles:
+        group = np.where(charged, group_of(callee, [b.prefixes for b in contracts.bundles]), -1)
+        for k, bundle in enumerate(contracts.bundles):
+            for period, rows in _by_period(group == k, periods, start):
+                key = CounterKey(account, BUNDLE, bundle.name, period)
+                included, beyond = bundle_split(bundle, counters.seconds(key), billed[rows])
+                counters.advance(key, int(billed[rows].sum()))
+                used = included > 0
+                remaining[rows] = beyond
+                component[rows[used]] = BUNDLE
+                inside = rows[used & (beyond == 0)]
+                amount[inside] = 0
+                crossing = rows[used & (beyond > 0)]
+                if len(crossing):
+                    exact = exact_amount(fee[crossing], rate[crossing], beyond[used & (beyond > 0)])
+                    amount[crossing] = rounding.divide(exact, divisor).astype(np.int64)
+
+    if contracts.tiers:
+        group = np.where(charged, group_of(callee, [t.prefixes for t in contracts.tiers]), -1)
+        scale = 10 ** (AMOUNT_SCALE - rounding.decimals)
+        for k, schedule in enumerate(contracts.tiers):
+            for period, rows in _by_period(group == k, periods, start):
+                # A call wholly inside a bundle has nothing left for the tier to price.
+                rows = rows[remaining[rows] > 0]
+                if not len(rows):
+                    continue
+                key = CounterKey(account, TIER, schedule.name, period)
+                seconds = remaining[rows]
+                priced, rate[rows] = tier_prices(schedule, counters.seconds(key), seconds, rounding)
+                counters.advance(key, int(seconds.sum()), int(priced.sum()) * scale)
+                fees = rounding.divide(fee[rows] * 60, divisor).astype(np.int64)
+                amount[rows] = priced + fees
+                tier_of[rows] = k
+                component[rows[component[rows] == USAGE]] = TIER
+    return Applied(component, amount, rate, tier_of)
+
+
+def _by_period(mask: np.ndarray, periods: np.ndarray, start: np.ndarray):
+    """(period, rows in start order) for the calls in `mask`, a period at a time."""
+    rows = np.flatnonzero(mask)
+    if not len(rows):
+        return
+    for period in np.unique(periods[rows]):
+        picked = rows[periods[rows] == period]
+        yield str(period), picked[np.argsort(start[picked], kind="stable")]
