@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 # charges: a CDR file's charges; rerate: a re-rating's difference; payment and adjustment:
 # an operator's command, each named by its reference; recurring: a DID's or bundle's fee,
 # named by its account x item x period.
-ENTRY_KINDS = ("charges", "rerate", "payment", "adjustment", "recurring")
+ENTRY_KINDS = ("charges", "rerate", "payment", "adjustment", "recurring", "tier")
 ACCOUNT_KINDS = ("customer", "reseller", "supplier")
 
 

@@ -121,25 +121,38 @@ class RunCounters:
     so that re-rating a day can price its calls from the same point (`replay`).
     """
 
-    def __init__(self, load: Callable[[CounterKey], Counter]) -> None:
+    def __init__(self, load: Callable[[CounterKey], Counter | None]) -> None:
         self._load = load
         self._read: dict[CounterKey, Counter] = {}
         self._seconds: dict[CounterKey, int] = {}
         self._charged: dict[CounterKey, int] = {}
+        self._skipped: set[CounterKey] = set()
         self.section = ""
         self.marks: dict[str, dict[str, int]] = {}
 
     @classmethod
     def replay(cls, marks: Mapping[str, int]) -> RunCounters:
-        """Counters that start where a committed run's section started (0 where it had none)."""
+        """Counters that start where a committed run's section started. A contract the run
+        did not price by (set after the file was rated) does not apply: without its place in
+        the period, its calls keep the deck's price."""
         starts = {CounterKey.parse(text): int(seconds) for text, seconds in marks.items()}
-        return cls(lambda key: Counter(seconds=starts.get(key, 0)))
+        return cls(lambda key: Counter(seconds=starts[key]) if key in starts else None)
+
+    def applies(self, key: CounterKey) -> bool:
+        """Whether the contract of `key` prices this run's calls (always, unless replayed)."""
+        if key not in self._read and key not in self._skipped:
+            found = self._load(key)
+            if found is None:
+                self._skipped.add(key)
+            else:
+                self._read[key] = found
+                self._seconds[key] = found.seconds
+                self._charged[key] = 0
+        return key in self._read
 
     def seconds(self, key: CounterKey) -> int:
-        if key not in self._read:
-            self._read[key] = self._load(key)
-            self._seconds[key] = self._read[key].seconds
-            self._charged[key] = 0
+        if not self.applies(key):
+            raise KeyError(f"counter {key.text} does not apply to this run")
         self.marks.setdefault(self.section, {}).setdefault(key.text, self._seconds[key])
         return self._seconds[key]
 
@@ -197,6 +210,8 @@ def apply_contracts(
         for k, bundle in enumerate(contracts.bundles):
             for period, rows in _by_period(group == k, periods, start):
                 key = CounterKey(account, BUNDLE, bundle.name, period)
+                if not counters.applies(key):
+                    continue
                 included, beyond = bundle_split(bundle, counters.seconds(key), billed[rows])
                 counters.advance(key, int(billed[rows].sum()))
                 used = included > 0
@@ -219,6 +234,8 @@ def apply_contracts(
                 if not len(rows):
                     continue
                 key = CounterKey(account, TIER, schedule.name, period)
+                if not counters.applies(key):
+                    continue
                 seconds = remaining[rows]
                 priced, rate[rows] = tier_prices(schedule, counters.seconds(key), seconds, rounding)
                 counters.advance(key, int(seconds.sum()), int(priced.sum()) * scale)

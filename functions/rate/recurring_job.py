@@ -1,4 +1,4 @@
-"""The recurring job: post a period's DID fees to the owners' balances, once per reference.
+"""The recurring job: post a period's DID and bundle fees to balances, once per reference.
 
 The stores come in as ports (functions.store.accounts and .ledger in the Lambda and the CLI):
 the fees are computed by functions.rate.recurring from every DID record of the tenant, each
@@ -41,7 +41,10 @@ def post_recurring(tenant: str, period: str, *, accounts: Any, ledger: Any) -> R
     A conflicting charge does not stop the others: it is reported in `conflicts`.
     """
     owners = {a.account: a for a in accounts.list_accounts(tenant)}
-    charges = recurring_for(period, accounts.list_dids(tenant), [], lambda a: _rounding(owners, a))
+    bundles = [c.fee for c in accounts.list_contracts(tenant) if c.fee is not None]
+    charges = recurring_for(
+        period, accounts.list_dids(tenant), bundles, lambda a: _rounding(owners, a)
+    )
     posted, conflicts = [], []
     for charge in charges:
         try:

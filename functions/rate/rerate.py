@@ -58,6 +58,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.contracts import RunCounters
 from functions.rate.parties import Parties, charge_deltas, rate_parties
 from functions.rate.service import DeckCache, load_parties
 from functions.rate.trunks import TrunkPlan, resolve_parties
@@ -77,10 +78,12 @@ class Lake(Protocol):
     def get_rerate_pending(self, area, tenant, day, file_id: str) -> pa.Table: ...
     def delete_rerate_pending(self, area, tenant, day, file_id: str) -> None: ...
     def list_rerate_pending(self, tenant: str) -> list[tuple[str, str]]: ...
+    def get_run_totals(self, tenant: str, file_id: str, run: str) -> dict: ...
 
 
 class Files(Protocol):
     def list_files(self, tenant: str) -> list[Any]: ...
+    def get_pricing_run(self, tenant: str, file_id: str) -> str | None: ...
 
 
 class Accounts(Protocol):
@@ -159,12 +162,19 @@ def rerate_tables(
     parties: Parties,
     file_id: str,
     account: str | None = None,
+    counters: RunCounters | None = None,
 ) -> Rerating:
-    """Re-price the calls of a stored (day, file) (only those of `account`, if given)."""
+    """Re-price the calls of a stored (day, file) (only those of `account`, if given).
+
+    `counters` start each tier and bundle where the file's committed run started them that
+    day (`RunCounters.replay`): a re-rating does not move the period's counters, so the
+    seconds priced must be priced from the same point.
+    """
     where = pc.index_in(stored_rated["line"], value_set=normalised["line"].combine_chunks())
     if where.null_count:
         raise ValueError("the rated table names lines that are not in the normalised table")
-    fresh = rate_parties(normalised.take(where), parties, file_id)
+    counters = counters if counters is not None else RunCounters.replay({})
+    fresh = rate_parties(normalised.take(where), parties, file_id, counters=counters)
     rated = _conform(fresh.rated, stored_rated)
     charges = _conform(fresh.charges, stored_charges)
     if account is not None and (rated is None or charges is None):
@@ -333,6 +343,16 @@ def _finish(tenant: str, day: str, file_id: str, *, lake: Lake, ledger: Ledger) 
     return record if live == record["generation"] else None
 
 
+def _replayed(tenant: str, file_id: str, day: str, *, lake: Lake, files: Files) -> RunCounters:
+    """The file's tier and bundle counters as its committed run found them on `day`."""
+    run = files.get_pricing_run(tenant, file_id)
+    try:
+        marks = lake.get_run_totals(tenant, file_id, run).get("counters", {}) if run else {}
+    except LookupError:  # a run from before runs stored their totals: no contracts then
+        marks = {}
+    return RunCounters.replay(marks.get(day, {}))
+
+
 def rerate(
     tenant: str,
     first: dt.date | str,
@@ -380,8 +400,9 @@ def rerate(
                 plans[switch] = accounts.get_trunk_plan(tenant, switch)
             normalised = resolve_parties(normalised, plans[switch])
             change = rerate_tables(
-                stored["rated"], stored["charges"], normalised, parties, found.file_id, account
-            )
+                stored["rated"], stored["charges"], normalised, parties, found.file_id, account,
+                _replayed(tenant, found.file_id, day, lake=lake, files=files),
+            )  # fmt: skip
             totals.add((day, found.file_id), change.old, change.new)
             status = "unchanged" if change.unchanged else "rerated"
             report.tables.append(TableOutcome(day, found.file_id, names[found.file_id], status))

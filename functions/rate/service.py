@@ -26,7 +26,7 @@ and only its attempts (call id, start, leg).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.contracts import Contracts, Counter, CounterKey, Move, RunCounters
 from functions.rate.deck_cache import DeckCache
 from functions.rate.parties import Account, Parties, rate_parties
 from functions.rate.rating import DeckIndex
@@ -47,6 +48,7 @@ from functions.shared.money import Rounding, RoundingMethod, units_to_str
 __all__ = ["DeckCache", "RateOutcome", "load_parties", "rate_file"]
 
 CLAIM_ATTEMPTS = 20  # lost races before giving up (the message is then retried by SQS)
+PRICE_ATTEMPTS = 5  # pricing runs whose counters moved before commit, before giving up
 AREAS = ("rated", "charges")
 # Calls priced at a time. A part's tables (its rated row and 2-4 charges per call) and the
 # pricing's work arrays take ~1 KB per call: 65,536 calls keep a part near 70 MB, and the
@@ -96,13 +98,17 @@ class Files(Protocol):
     def read_claim(self, tenant: str, switch: str, day: Any) -> Any: ...
     def commit_claim(self, tenant, switch, day, expected_version, new_set_key, file_id) -> bool: ...
     def get_pricing_run(self, tenant: str, file_id: str) -> str | None: ...
-    def commit_pricing_run(self, tenant: str, file_id: str, run: str) -> str: ...
+    def commit_pricing_run(
+        self, tenant, file_id, run, moves: Sequence[Move] = ()
+    ) -> str | None: ...
+    def read_counter(self, tenant: str, key: CounterKey) -> Counter: ...
 
 
 class Accounts(Protocol):
     def get_tenant(self, tenant: str) -> Any: ...
     def list_accounts(self, tenant: str) -> list[Any]: ...
     def list_dids(self, tenant: str) -> list[Did]: ...
+    def list_contracts(self, tenant: str) -> list[Any]: ...
     def get_trunk_plan(self, tenant: str, switch: str) -> TrunkPlan: ...
 
 
@@ -202,7 +208,9 @@ class PartyBook:
         self.indexes: dict[str, DeckIndex] = {}
         # Every DID record (released ones too: a late file's calls fall in their service).
         self.dids = tuple(accounts.list_dids(tenant))
-        self.timezone = accounts.get_tenant(tenant).timezone if self.dids else "UTC"
+        stored = accounts.list_contracts(tenant)
+        self.timezone = accounts.get_tenant(tenant).timezone if self.dids or stored else "UTC"
+        self.contracts = contracts_by_account(stored, self.timezone)
 
     def parties(
         self, customers: list[str] | None = None, suppliers: list[str] | None = None
@@ -222,10 +230,24 @@ class PartyBook:
                     self.lake.get_deck(self.tenant, a.account, a.deck_version), a.currency
                 ),
             )
-        return Parties(self.accounts, dict(self.indexes), self.dids, self.timezone)
+        return Parties(self.accounts, dict(self.indexes), self.dids, self.timezone, self.contracts)
 
     def parties_of(self, calls: pa.Table) -> Parties:
         return self.parties(_names(calls, "customer"), _names(calls, "supplier"))
+
+
+def contracts_by_account(stored: Sequence[Any], timezone: str) -> dict[str, Contracts]:
+    """The accounts' stored tiers and bundles (`StoredContract`s) as their `Contracts`; their
+    periods are calendar months in the tenant's time zone."""
+    tiers: dict[str, list] = {}
+    bundles: dict[str, list] = {}
+    for item in stored:
+        kind = tiers if item.kind == "tier" else bundles
+        kind.setdefault(item.account, []).append(item.terms)
+    return {
+        account: Contracts(tiers.get(account, ()), bundles.get(account, ()), timezone)
+        for account in sorted({*tiers, *bundles})
+    }
 
 
 def load_parties(
@@ -277,30 +299,22 @@ def rate_file(
 
         run = files.get_pricing_run(tenant, file_id)
         totals = None
-        if run is None:
+        for _ in range(PRICE_ATTEMPTS):
+            if run is not None:
+                break
             mine = uuid.uuid4().hex
-            # Trunks become accounts now, not at ingest: a mapping added later reaches `rerate`.
-            plan = accounts.get_trunk_plan(tenant, switch)
-            book = PartyBook(tenant, accounts=accounts, lake=lake, decks=decks)
-            totals = RunTotals()
-            for day in days:
-                parts = _new_calls(normalised[day], new[day], part_rows)
-                for calls in parts:
-                    calls = resolve_parties(calls, plan)
-                    priced = rate_parties(calls, book.parties_of(calls), file_id)
-                    for area, table in (("rated", priced.rated), ("charges", priced.charges)):
-                        spool.write((area, day), table)
-                    totals.add_rated(priced.rated)
-                    totals.add_charges(priced.charges)
-                    del calls, priced
-                    _release_freed_memory()
-                for area in AREAS:
-                    lake.stage_spooled(area, tenant, day, file_id, mine, spool, (area, day))
-            totals.finish()
-            lake.put_run_totals(tenant, file_id, mine, totals.to_dict())
-            run = files.commit_pricing_run(tenant, file_id, mine)
+            totals = _price_run(
+                tenant, switch, file_id, mine, days, normalised, new, spool, part_rows,
+                lake=lake, files=files, accounts=accounts, decks=decks,
+            )  # fmt: skip
+            run = files.commit_pricing_run(tenant, file_id, mine, totals.moves)
             if run != mine:  # another run of this file committed first: its output is the truth
                 totals = None
+        if run is None:
+            raise RuntimeError(
+                f"{file_id}: its tier and bundle counters moved under {PRICE_ATTEMPTS} pricing "
+                "runs in a row (the message is retried)"
+            )
         if totals is None:
             totals = committed_totals(tenant, file_id, run, days, spool, lake=lake)
         for day in days:
@@ -314,6 +328,49 @@ def rate_file(
     events.publish_file_rated(file_rated_detail(tenant, switch, file_id, counts, totals))
     files.set_file_status(tenant, file_id, "done", counts=counts)
     return RateOutcome(file_id, "done", counts)
+
+
+def _price_run(
+    tenant: str,
+    switch: str,
+    file_id: str,
+    run: str,
+    days: list[str],
+    normalised: dict[str, ParquetParts],
+    new: dict[str, np.ndarray],
+    spool: Spool,
+    part_rows: int,
+    *,
+    lake: Lake,
+    files: Files,
+    accounts: Accounts,
+    decks: DeckCache,
+) -> RunTotals:
+    """Price the file's new calls for every party and stage the run's tables and totals;
+    `totals.moves` are the tier and bundle counters to commit with it."""
+    # Trunks become accounts now, not at ingest: a mapping added later reaches `rerate`.
+    plan = accounts.get_trunk_plan(tenant, switch)
+    book = PartyBook(tenant, accounts=accounts, lake=lake, decks=decks)
+    counters = RunCounters(lambda key: files.read_counter(tenant, key))
+    totals = RunTotals()
+    for day in days:
+        counters.section = day
+        for calls in _new_calls(normalised[day], new[day], part_rows):
+            calls = resolve_parties(calls, plan)
+            priced = rate_parties(calls, book.parties_of(calls), file_id, counters=counters)
+            for area, table in (("rated", priced.rated), ("charges", priced.charges)):
+                spool.write((area, day, run), table)
+            totals.add_rated(priced.rated)
+            totals.add_charges(priced.charges)
+            del calls, priced
+            _release_freed_memory()
+        for area in AREAS:
+            lake.stage_spooled(area, tenant, day, file_id, run, spool, (area, day, run))
+    totals.finish()
+    totals.counters = counters.marks if counters.moves() else {}
+    lake.put_run_totals(tenant, file_id, run, totals.to_dict())
+    totals.moves = counters.moves()
+    return totals
 
 
 def _release_freed_memory() -> None:

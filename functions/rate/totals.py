@@ -29,6 +29,12 @@ class RunTotals:
     unknown_account: int | None = None  # once `finish`ed (or read back)
     _by_destination: pa.Table | None = field(default=None, init=False, repr=False)
     destinations: list[dict] | None = None  # once `finish`ed: the busiest first
+    # Per day of the file: each tier and bundle counter's seconds when the run first used it
+    # that day (functions.rate.contracts.RunCounters.marks), so re-rating a day prices its
+    # calls from the same point.
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    # What the run adds to those counters, committed with it (not stored: the counters are).
+    moves: list = field(default_factory=list, repr=False)
 
     def add_rated(self, rated: pa.Table) -> None:
         """Count a part's calls and add its answered minutes per customer and destination."""
@@ -90,6 +96,7 @@ class RunTotals:
             "unrated": self.unrated,
             "unknown_account": self.unknown_account,
             "destinations": self.destinations,
+            "counters": self.counters,
         }
 
     @classmethod
@@ -102,5 +109,9 @@ class RunTotals:
         return cls(
             deltas=dict(stored["deltas"]),
             destinations=list(stored["destinations"]),
+            counters={
+                day: {key: int(seconds) for key, seconds in marks.items()}
+                for day, marks in stored.get("counters", {}).items()
+            },
             **ints,
         )

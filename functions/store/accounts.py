@@ -11,6 +11,9 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=DECK#{account}#v{n:010d}       S3 key, currency, rows, skipped, source, sha256
     pk={tenant}  sk=DID#{number}#{start YYYY-MM-DD} account, monthly/setup fees (micro-units),
                                                    per-minute rate (10^-8), end (last day)
+    pk={tenant}  sk=CONTRACT#{account}#{tier|bundle}#{name}
+                                                   the terms (JSON: prefixes, mode and tiers;
+                                                   or included seconds, fee, start)
     pk={tenant}  sk=AUDIT#{TENANT|SWITCH|ACCOUNT}#{name}#{at}#{change id}
                                                    who changed what, when and why (see below)
 
@@ -46,7 +49,9 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, Upda
 from pynamodb.transactions import TransactWrite
 
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
-from functions.rate.recurring import Did, check_dids
+from functions.rate.contracts import Contracts
+from functions.rate.recurring import BundleFee, Did, check_dids
+from functions.rate.tiers import Bundle, Tier, TierSchedule
 from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name, client
@@ -119,6 +124,7 @@ def _models(table: str, ledger_table: str) -> SimpleNamespace:
         audit=bind(_AuditItem, table),
         did=bind(_DidItem, table),
         did_number=bind(_DidNumberItem, table),
+        contract=bind(_ContractItem, table),
         balance=bind(_LedgerBalanceItem, ledger_table),
     )
 
@@ -1456,3 +1462,106 @@ def release_did(tenant: str, number: str, end: date) -> Did:
             ) from None
         raise
     return dataclasses.replace(current, end=end)
+
+
+# --- contracts: an account's tiers and bundles -------------------------------------------
+#
+# One item per account x kind x name, its terms as JSON. Setting a contract again replaces
+# its terms from then on (the calls already priced keep theirs; the period's counter goes on).
+
+CONTRACT_ACCOUNT_KINDS = ("customer", "reseller")  # they buy minutes by volume
+
+
+class _ContractItem(_Item):
+    terms = UnicodeAttribute()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContract:
+    account: str
+    kind: str  # tier | bundle
+    terms: TierSchedule | Bundle
+    start: date | None = None  # a bundle's first day of service (its fee's proration)
+
+    @property
+    def fee(self) -> BundleFee | None:
+        if not isinstance(self.terms, Bundle) or self.start is None:
+            return None
+        return BundleFee(self.account, self.terms.name, self.terms.fee_units, self.start)
+
+
+def _contract_sk(account: str, kind: str, name: str) -> str:
+    return f"CONTRACT#{account}#{kind}#{name}"
+
+
+def _terms_json(terms: TierSchedule | Bundle, start: date | None) -> str:
+    if isinstance(terms, TierSchedule):
+        body: dict[str, Any] = {
+            "prefixes": list(terms.prefixes),
+            "mode": terms.mode,
+            "period": terms.period,
+            "tiers": [[t.up_to_seconds, t.rate_e8] for t in terms.tiers],
+        }
+    else:
+        body = {
+            "prefixes": list(terms.prefixes),
+            "included_seconds": terms.included_seconds,
+            "fee_units": terms.fee_units,
+            "start": None if start is None else start.isoformat(),
+        }
+    return json.dumps(body, sort_keys=True)
+
+
+def _contract(item: _ContractItem) -> StoredContract:
+    _, account, kind, name = item.sk.split("#")
+    body = json.loads(item.terms)
+    if kind == "tier":
+        tiers = tuple(Tier(bound, rate) for bound, rate in body["tiers"])
+        terms = TierSchedule(name, tuple(body["prefixes"]), body["mode"], tiers, body["period"])
+        return StoredContract(account, kind, terms)
+    bundle = Bundle(name, tuple(body["prefixes"]), body["included_seconds"], body["fee_units"])
+    start = None if body.get("start") is None else date.fromisoformat(body["start"])
+    return StoredContract(account, kind, bundle, start)
+
+
+def list_contracts(tenant: str, account: str | None = None) -> list[StoredContract]:
+    """The tenant's tiers and bundles (or one account's), by account, kind and name."""
+    model = _m().contract
+    prefix = "CONTRACT#" if account is None else f"CONTRACT#{check_name('account', account)}#"
+    items = model.query(check_name("tenant", tenant), model.sk.startswith(prefix))
+    return [_contract(item) for item in items]
+
+
+def set_contract(
+    tenant: str, account: str, terms: TierSchedule | Bundle, *, start: date | None = None
+) -> StoredContract:
+    """Give an account a tier schedule or a bundle (from `start`: a bundle's first day),
+    replacing the one of that name.
+
+    NotFoundError: no such account; ValueError: a supplier, or a prefix already in another
+    contract of that kind on the account (a call falls in one tier group, one bundle).
+    """
+    owner = get_account(tenant, account)
+    if owner.kind not in CONTRACT_ACCOUNT_KINDS:
+        raise ValueError(
+            f"account {account!r} is a {owner.kind}: tiers and bundles are sold to a customer "
+            "or reseller"
+        )
+    kind = "tier" if isinstance(terms, TierSchedule) else "bundle"
+    if kind == "bundle" and start is None:
+        raise ValueError("a bundle needs the first day of its service")
+    others = [
+        c.terms
+        for c in list_contracts(tenant, account)
+        if c.kind == kind and c.terms.name != terms.name
+    ]
+    try:
+        Contracts(*(([*others, terms], ()) if kind == "tier" else ((), [*others, terms])))
+    except ValueError as error:
+        raise ValueError(f"{kind} {terms.name} on account {account!r}: {error}") from None
+    item = _m().contract(
+        tenant, _contract_sk(account, kind, terms.name), terms=_terms_json(terms, start)
+    )
+    item.created_at = now()
+    item.save()
+    return StoredContract(account, kind, terms, start if kind == "bundle" else None)

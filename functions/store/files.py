@@ -4,6 +4,9 @@ Key layout (table `settings().files_table`; every pk is the tenant):
     pk={tenant}  sk=FILE#{file_id}              status, switch, day, counts, meta, timestamps
     pk={tenant}  sk=DEDUP#{switch}#{day}        version, files (committed file ids), set_key
     pk={tenant}  sk=RUN#{file_id}               the committed pricing run of the file
+    pk={tenant}  sk=COUNT#{period}#{account}#{kind}#{name}
+                                                seconds, charged, version of a tier or bundle
+                                                in a period; closing intent, trued_up
 
 File status (what `tollgate file status` shows):
     ingested  normalised and quarantine Parquet written; rating requested
@@ -33,8 +36,10 @@ file is not listed; the claimed calls themselves live in S3 (see functions.store
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -47,10 +52,13 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Contains
 from pynamodb.expressions.operand import Path, Value
+from pynamodb.transactions import TransactWrite
 
+from functions.rate.contracts import Counter, CounterKey, Move
 from functions.shared.settings import settings
 from functions.store import ConflictError, NotFoundError, check_name, check_slot, check_token
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
@@ -92,6 +100,15 @@ class _RunItem(Item):
     created_at = UTCDateTimeAttribute()
 
 
+class _CounterItem(Item):
+    seconds = IntAttribute(default=0)
+    charged = IntAttribute(default=0)  # micro-units its tier charged the period's calls
+    version = IntAttribute(default=0)  # pricing runs committed on it
+    trued_up = IntAttribute(default=0)  # micro-units posted at the period's close(s)
+    closes = IntAttribute(default=0)  # true-ups posted
+    closing = UnicodeAttribute(null=True)  # a true-up decided, maybe not yet posted (JSON)
+
+
 class _ClaimItem(Item):
     version = IntAttribute()
     files = ListAttribute(of=UnicodeAttribute)
@@ -101,7 +118,10 @@ class _ClaimItem(Item):
 @cache
 def _models(table: str) -> SimpleNamespace:
     return SimpleNamespace(
-        file=bind(_FileItem, table), claim=bind(_ClaimItem, table), run=bind(_RunItem, table)
+        file=bind(_FileItem, table),
+        claim=bind(_ClaimItem, table),
+        run=bind(_RunItem, table),
+        counter=bind(_CounterItem, table),
     )
 
 
@@ -440,8 +460,16 @@ def get_pricing_run(tenant: str, file_id: str) -> str | None:
     return item.run
 
 
-def commit_pricing_run(tenant: str, file_id: str, run: str) -> str:
-    """Commit `run` as the file's pricing run unless one is committed; return the committed one."""
+def commit_pricing_run(
+    tenant: str, file_id: str, run: str, moves: Sequence[Move] = ()
+) -> str | None:
+    """Commit `run` as the file's pricing run unless one is committed; return the committed one.
+
+    With `moves` (the tier and bundle counters the run read and advanced), the run and every
+    counter commit in one transaction, each counter on the condition that it is still at the
+    version the run read: None means one moved meanwhile (another file of the period
+    committed first), and the file must be priced again from the counters as they now are.
+    """
     model = _m().run
     item = model(
         check_name("tenant", tenant),
@@ -449,6 +477,8 @@ def commit_pricing_run(tenant: str, file_id: str, run: str) -> str:
         run=check_token("pricing run", run),
         created_at=now(),
     )
+    if moves:
+        return _commit_with_counters(tenant, file_id, item, list(moves))
     try:
         item.save(condition=model.pk.does_not_exist())
     except PutError as error:
@@ -459,6 +489,145 @@ def commit_pricing_run(tenant: str, file_id: str, run: str) -> str:
             raise
         return committed
     return run
+
+
+# DynamoDB takes at most 100 items in one transaction: the run's own item and 99 counters.
+MAX_COUNTER_MOVES = 99
+
+
+def _commit_with_counters(tenant: str, file_id: str, item: Any, moves: list[Move]) -> str | None:
+    if len(moves) > MAX_COUNTER_MOVES:
+        raise ValueError(
+            f"{file_id}: its calls move {len(moves)} tier and bundle counters; one file may "
+            f"move at most {MAX_COUNTER_MOVES} (split the file)"
+        )
+    run, counter = _m().run, _m().counter
+    connection = Connection(region=run.Meta.region, host=run.Meta.host)
+    try:
+        with TransactWrite(connection=connection) as transaction:
+            transaction.save(item, condition=run.pk.does_not_exist())
+            for move in moves:
+                after = move.after
+                read = move.read.version
+                unchanged = counter.pk.does_not_exist() if read == 0 else counter.version == read
+                transaction.update(
+                    counter(tenant, _counter_sk(move.key)),
+                    actions=[
+                        counter.seconds.set(after.seconds),
+                        counter.charged.set(after.charged),
+                        counter.version.set(after.version),
+                    ],
+                    condition=unchanged,
+                )
+    except TransactWriteError as error:
+        reasons = [r.code if r is not None else None for r in error.cancellation_reasons or []]
+        if reasons[:1] == ["ConditionalCheckFailed"]:  # another run of this file committed
+            committed = get_pricing_run(tenant, file_id)
+            if committed is not None:
+                return committed
+        if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
+            return None
+        raise
+    return item.run
+
+
+def _counter_sk(key: CounterKey) -> str:
+    for part in (key.account, key.kind, key.name):
+        check_name("counter", part)
+    check_period(key.period)
+    return f"COUNT#{key.period}#{key.account}#{key.kind}#{key.name}"
+
+
+def _counter_key(sk: str) -> CounterKey:
+    _, period, account, kind, name = sk.split("#")
+    return CounterKey(account, kind, name, period)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCounter:
+    key: CounterKey
+    counter: Counter
+    trued_up: int = 0  # micro-units posted by closes
+    closes: int = 0
+    closing: dict | None = None  # a true-up decided and maybe not yet posted
+
+
+def _stored(item: Any) -> StoredCounter:
+    return StoredCounter(
+        _counter_key(item.sk),
+        Counter(item.seconds, item.charged, item.version),
+        item.trued_up,
+        item.closes,
+        None if item.closing is None else json.loads(item.closing),
+    )
+
+
+def read_counter(tenant: str, key: CounterKey) -> Counter:
+    """A tier's or bundle's counter in a period (zero before any run committed on it)."""
+    return get_counter(tenant, key).counter
+
+
+def get_counter(tenant: str, key: CounterKey) -> StoredCounter:
+    try:
+        item = _m().counter.get(
+            check_name("tenant", tenant), _counter_sk(key), consistent_read=True
+        )
+    except DoesNotExist:
+        return StoredCounter(key, Counter())
+    return _stored(item)
+
+
+def list_counters(tenant: str, period: str) -> list[StoredCounter]:
+    """Every counter of the tenant in a period."""
+    model = _m().counter
+    prefix = f"COUNT#{check_period(period)}#"
+    items = model.query(
+        check_name("tenant", tenant), model.sk.startswith(prefix), consistent_read=True
+    )
+    return [_stored(item) for item in items]
+
+
+def begin_close(tenant: str, stored: StoredCounter, closing: dict) -> bool:
+    """Record a true-up decided from `stored` as it was read; False if the counter changed."""
+    model = _m().counter
+    closes = model.closes == stored.closes
+    if stored.closes == 0:  # never closed: the attribute is not there yet
+        closes = model.closes.does_not_exist() | closes
+    condition = model.closing.does_not_exist() & (model.version == stored.counter.version) & closes
+    try:
+        model(tenant, _counter_sk(stored.key)).update(
+            actions=[model.closing.set(json.dumps(closing, sort_keys=True))], condition=condition
+        )
+    except UpdateError as error:
+        if conditional_failed(error):
+            return False
+        raise
+    return True
+
+
+def finish_close(tenant: str, key: CounterKey, closing: dict) -> bool:
+    """Count a posted true-up and clear its intent; False if another run finished it."""
+    model = _m().counter
+    try:
+        model(tenant, _counter_sk(key)).update(
+            actions=[
+                model.trued_up.add(int(closing["amount"])),
+                model.closes.add(1),
+                model.closing.remove(),
+            ],
+            condition=model.closing == json.dumps(closing, sort_keys=True),
+        )
+    except UpdateError as error:
+        if conditional_failed(error):
+            return False
+        raise
+    return True
+
+
+def check_period(period: str) -> str:
+    if not isinstance(period, str) or not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        raise ValueError(f"invalid period {period!r}: YYYY-MM expected")
+    return period
 
 
 # --- duplicate claims ------------------------------------------------------------------

@@ -392,6 +392,20 @@ def record_adjustment(
     return _record_once(tenant, account, amount, amount, "adjustment", reference, reason)
 
 
+def record_true_up(
+    tenant: str, account: str, amount_micro: int, *, reference: str, description: str
+) -> Recorded:
+    """Post a volume tier's true-up the account owes (amount > 0: its balance falls; < 0: a
+    refund), once per reference; the same again records nothing, another amount under the
+    reference raises ReferenceConflictError."""
+    amount = _int(amount_micro)
+    if amount == 0:
+        raise ValueError("a true-up must not be zero")
+    return _record_once(
+        tenant, account, amount, -amount, "tier", reference, _description(description)
+    )
+
+
 RECURRING_ACCOUNT_KINDS = ("customer", "reseller")  # they owe a DID's or bundle's fee
 
 

@@ -255,6 +255,7 @@ def test_statement_json_opening_every_posting_and_closing(acme, ledger_clock, ca
             "payment": "3.000000",
             "adjustment": "0.000000",
             "recurring": "0.000000",
+            "tier": "0.000000",
         },
         "lines": [
             {

@@ -95,6 +95,7 @@ def test_opening_lines_running_balance_and_closing_to_the_micro_unit():
         "payment": 0,
         "adjustment": 250_000,
         "recurring": 0,
+        "tier": 0,
     }
 
 

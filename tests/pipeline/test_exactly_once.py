@@ -228,7 +228,7 @@ def test_two_runs_of_one_file_with_a_deck_change_between_leave_lake_and_balances
         def __getattr__(self, name):
             return getattr(files, name)
 
-        def commit_pricing_run(self, tenant, file_id, run):
+        def commit_pricing_run(self, tenant, file_id, run, moves=()):
             cheaper = tmp_path / "cheaper.csv"
             cheaper.write_text("prefix,rate\n917,0.001\n44,0.001\n")
             from tests.pipeline.carrier import run as tollgate
@@ -236,7 +236,7 @@ def test_two_runs_of_one_file_with_a_deck_change_between_leave_lake_and_balances
             tollgate("deck", "upload", TENANT, "direct", str(cheaper), "--effective", "2024-01-01")
             fast = rate_ingested(file_id)
             assert fast.status == "done"
-            return files.commit_pricing_run(tenant, file_id, run)
+            return files.commit_pricing_run(tenant, file_id, run, moves)
 
     slow = rate_ingested(dropped.file_id, files=Overtaken())
     assert slow.status == "done"

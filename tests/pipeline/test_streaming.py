@@ -138,9 +138,9 @@ def rate_in_parts(tmp_path: Path, data: bytes, part_rows: int, monkeypatch) -> d
     priced: list[int] = []
     real = rate_service.rate_parties
 
-    def pricing(calls, parties, file_id=""):
+    def pricing(calls, parties, file_id="", **kw):
         priced.append(calls.num_rows)
-        return real(calls, parties, file_id)
+        return real(calls, parties, file_id, **kw)
 
     monkeypatch.setattr(rate_service, "rate_parties", pricing)
     with moto_account():

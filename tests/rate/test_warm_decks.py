@@ -68,6 +68,9 @@ class Accounts:
     def list_dids(self, tenant: str) -> list:
         return []
 
+    def list_contracts(self, tenant: str) -> list:
+        return []
+
 
 class Lake:
     """Serves a one-row deck per account and remembers which decks were read."""
