@@ -10,6 +10,7 @@ or file).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import functools
 import importlib
 import json
@@ -37,6 +38,7 @@ COMMAND_MODULES = {
     "local": ("local",),
     "demo": ("demo",),
     "products": ("did", "recurring"),
+    "contracts": ("tier", "bundle"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 
@@ -118,6 +120,21 @@ def guarded_by(translate: Callable[[Exception], CliError | None]) -> Callable[[C
 
 
 guarded = guarded_by(cli_error)  # the adapters' and AWS's errors (see `cli_error`)
+
+
+def day_arg(text: str) -> dt.date:
+    """A day typed as YYYY-MM-DD (an argparse type: its error names the option)."""
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
+
+
+def tenant_today(tenant: Any) -> dt.date:
+    """Today in the tenant's time zone: the day its statements, DIDs and bundles count in."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(tenant.timezone)).date()
 
 
 def parse_amount(text: str, what: str) -> int:

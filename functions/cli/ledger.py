@@ -8,12 +8,12 @@ reference again records nothing and says so, whatever retried the command.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
 from functions.cli import (
     CliError,
     OperationError,
+    day_arg,
     emit,
     guarded,
     json_flag,
@@ -22,13 +22,6 @@ from functions.cli import (
 )
 
 _OWED = "what the carrier owes it"
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     statement.add_argument("account")
     for flag, dest, what in (("--from", "first", "first day"), ("--to", "last", "last day")):
         statement.add_argument(
-            flag, dest=dest, type=_date, required=True, metavar="D", help=f"{what}, YYYY-MM-DD"
+            flag, dest=dest, type=day_arg, required=True, metavar="D", help=f"{what}, YYYY-MM-DD"
         )
     json_flag(statement)
     statement.set_defaults(run=run_statement)

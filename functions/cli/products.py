@@ -9,10 +9,17 @@ runs the month just ended, the command runs any period again and posts only what
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
-from functions.cli import CliError, OperationError, emit, guarded, json_flag, money_text
+from functions.cli import (
+    OperationError,
+    day_arg,
+    emit,
+    guarded,
+    json_flag,
+    money_text,
+    tenant_today,
+)
 from functions.shared.money import RATE_SCALE, units_to_str
 
 
@@ -34,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--per-minute", metavar="RATE", help="rate of inbound minutes, e.g. 0.002 (default 0)"
     )
     add.add_argument(
-        "--from", dest="first", metavar="D", help="first day of service (default: today)"
+        "--from",
+        dest="first",
+        type=day_arg,
+        metavar="D",
+        help="first day of service (default: today)",
     )
     json_flag(add)
     add.set_defaults(run=run_did_add)
@@ -48,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     release.add_argument("tenant")
     release.add_argument("number")
     release.add_argument(
-        "--to", dest="last", metavar="D", help="last day of service (default: today)"
+        "--to", dest="last", type=day_arg, metavar="D", help="last day of service (default: today)"
     )
     json_flag(release)
     release.set_defaults(run=run_did_release)
@@ -67,20 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--period", required=True, metavar="YYYY-MM", help="e.g. 2026-03")
     json_flag(run)
     run.set_defaults(run=run_recurring)
-
-
-def _today(tenant: Any) -> dt.date:
-    """Today in the tenant's time zone: the day its statements and DIDs count in."""
-    from zoneinfo import ZoneInfo
-
-    return dt.datetime.now(ZoneInfo(tenant.timezone)).date()
-
-
-def _day(text: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise CliError(f"invalid {flag} {text!r}: use YYYY-MM-DD") from None
 
 
 def _did_payload(tenant: str, did: Any) -> dict[str, Any]:
@@ -116,8 +113,8 @@ def run_did_add(args: argparse.Namespace) -> int:
         monthly=args.monthly,
         setup=args.setup,
         per_minute=args.per_minute,
-        start=_day(args.first, "--from") if args.first is not None else None,
-        today=_today(tenant),
+        start=args.first,
+        today=tenant_today(tenant),
     )
     added = accounts.add_did(args.tenant, did)
     payload = _did_payload(args.tenant, added)
@@ -140,7 +137,7 @@ def run_did_release(args: argparse.Namespace) -> int:
     from functions.store import accounts
 
     tenant = accounts.get_tenant(args.tenant)
-    last = _day(args.last, "--to") if args.last is not None else _today(tenant)
+    last = args.last if args.last is not None else tenant_today(tenant)
     number = args.number.strip().removeprefix("+")
     released = accounts.release_did(args.tenant, number, last)
     payload = _did_payload(args.tenant, released)

@@ -8,18 +8,10 @@ balance by before, `new` what they move it by now, `difference` what this run po
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
-from functions.cli import emit, guarded, json_flag
+from functions.cli import day_arg, emit, guarded, json_flag
 from functions.shared.money import AMOUNT_SCALE, units_to_str
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid date {text!r}: use YYYY-MM-DD") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
     )
     parser.add_argument("tenant")
-    parser.add_argument("--from", dest="first", type=_date, required=True, help="first day")
-    parser.add_argument("--to", dest="last", type=_date, required=True, help="last day")
+    parser.add_argument("--from", dest="first", type=day_arg, required=True, help="first day")
+    parser.add_argument("--to", dest="last", type=day_arg, required=True, help="last day")
     parser.add_argument(
         "--account",
         help="only the calls in which this account is a party (customer, reseller, supplier)",

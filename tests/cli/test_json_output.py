@@ -54,6 +54,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "did list": ("did", "list", TENANT),
     "did release": ("did", "release", TENANT, "+15550001111", "--to", "2024-05-31"),
     "recurring run": ("recurring", "run", TENANT, "--period", "2024-05"),
+    "tier set": ("tier", "set", TENANT, "direct", "uk", "--prefixes", "44", "--mode", "volume",
+                 "--tiers", "100:0.012,:0.010"),
+    "tier list": ("tier", "list", TENANT, "direct"),
+    "tier show": ("tier", "show", TENANT, "direct", "india", "--period", "2024-05"),
+    "tier close": ("tier", "close", TENANT, "--period", "2024-05"),
+    "bundle set": ("bundle", "set", TENANT, "retail", "uk", "--prefixes", "44", "--minutes", "100",
+                   "--fee", "10"),
+    "bundle list": ("bundle", "list", TENANT, "retail"),
     "tenant create": ("tenant", "create", "json-co"),
     "tenant list": ("tenant", "list"),
     "tenant show": ("tenant", "show", TENANT),
@@ -92,6 +100,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
+    "tier list", "tier close", "bundle list",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
@@ -138,6 +147,16 @@ def world(tmp_path_factory):
             assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
             did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
             assert main(["did", "add", TENANT, *did]) == 0
+            india = (
+                "india",
+                "--prefixes",
+                "917",
+                "--mode",
+                "graduated",
+                "--tiers",
+                "1:0.006,:0.005",
+            )
+            assert main(["tier", "set", TENANT, "direct", *india]) == 0
             paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
             paths["cdrs"].write_text(FIRST_FILE)
             for name, account in (("sell", "direct"), ("buy", "tata")):

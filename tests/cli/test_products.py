@@ -63,7 +63,7 @@ def test_did_dates_default_to_today_in_the_tenants_zone(acme, capsys, monkeypatc
         def now(cls, tz=None):
             return dt.datetime(2026, 3, 31, 20, 0, tzinfo=dt.UTC).astimezone(tz)
 
-    monkeypatch.setattr("functions.cli.products.dt.datetime", Clock)
+    monkeypatch.setattr("functions.cli.dt.datetime", Clock)
     tollgate("did", "add", "acme", NUMBER, "--account", "res", "--monthly", "1", "--json")
     assert last_json(capsys)["from"] == "2026-04-01"
     tollgate("did", "release", "acme", NUMBER, "--json")
@@ -78,7 +78,6 @@ def test_did_dates_default_to_today_in_the_tenants_zone(acme, capsys, monkeypatc
         (("--account", "cust", "--monthly", "2.0000001"), "invalid monthly fee"),
         (("--account", "cust", "--setup", "-5"), "invalid setup fee '-5': must not be negative"),
         (("--account", "cust", "--per-minute", "x"), "invalid per-minute rate 'x'"),
-        (("--account", "cust", "--from", "17/03/2026"), "invalid --from '17/03/2026'"),
     ],
 )
 def test_bad_did_input_is_refused_with_its_field_named(acme, argv, message):
@@ -87,6 +86,17 @@ def test_bad_did_input_is_refused_with_its_field_named(acme, argv, message):
     with pytest.raises(CliError, match=message) as refused:
         tollgate("did", "add", "acme", NUMBER, *flags)
     assert refused.value.exit_code == 2
+    assert accounts.list_dids("acme") == []
+
+
+def test_a_bad_day_is_a_usage_error_naming_its_option(acme, capsys):
+    with pytest.raises(SystemExit) as refused:
+        tollgate(
+            "did", "add", "acme", NUMBER, "--account", "cust", "--monthly", "2", "--from",
+            "17/03/2026",
+        )  # fmt: skip
+    assert refused.value.code == 2
+    assert "argument --from: invalid date '17/03/2026': use YYYY-MM-DD" in capsys.readouterr().err
     assert accounts.list_dids("acme") == []
 
 
