@@ -10,7 +10,7 @@ per-call Decimal reference in tests/rate/reference.py.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import numpy as np
@@ -21,8 +21,10 @@ from hypothesis import strategies as st
 
 from functions.rate.deck import InvalidDeckError, parse_deck
 from functions.rate.deck_diff import diff_decks
+from functions.rate.parties import Account, Parties, rate_parties
 from functions.rate.rating import CallerNumbers, DeckIndex, price
 from functions.rate.timeline import FULL, compose, in_force, prepare
+from functions.shared.cdr import CDR_SCHEMA
 from functions.shared.money import Rounding, RoundingMethod
 from tests.rate.reference import Entry, deck_table, rate_call
 
@@ -354,3 +356,49 @@ def test_deck_diff_compares_entries_by_prefix_and_origin():
         ("45", "", "increased"),  # a higher surcharge costs the customer more
     ]
     assert [(w.prefix, w.origin) for w in diff.warnings] == [("44", "33"), ("45", "")]
+
+
+def test_every_party_of_a_file_is_priced_by_its_own_callers_origin():
+    """Two customers in one file: each block takes its own calls' callers (a subset)."""
+    rows = [
+        ("a", "331400", "4420", 60),
+        ("b", "331400", "4420", 60),
+        ("a", "4930", "4420", 60),
+        ("b", "4930", "4477", 60),
+    ]
+    cdrs = pa.Table.from_pylist(
+        [
+            {
+                "line": i + 2,
+                "call_id": f"c{i}",
+                "caller": caller,
+                "callee": callee,
+                "start_time": datetime(2024, 5, 1, tzinfo=UTC),
+                "billsec": billsec,
+                "disposition": "ANSWERED",
+                "customer": customer,
+                "supplier": "s",
+            }
+            for i, (customer, caller, callee, billsec) in enumerate(rows)
+        ],
+        schema=CDR_SCHEMA,
+    )
+    a_deck = [UK_ANY, UK_FROM_FR]
+    b_deck = [Entry("44", D("0.0300")), Entry("447", D("0.0400"), origin="49")]
+    s_deck = [Entry("44", D("0.0050"), origin="33"), Entry("4", D("0.0060"))]
+    parties = Parties(
+        {n: Account(n, "supplier" if n == "s" else "customer") for n in ("a", "b", "s")},
+        {
+            "a": DeckIndex.build(deck_table(a_deck)),
+            "b": DeckIndex.build(deck_table(b_deck)),
+            "s": DeckIndex.build(deck_table(s_deck)),
+        },
+    )
+    rated = rate_parties(cdrs, parties).rated.to_pylist()
+    decks = {"a": a_deck, "b": b_deck}
+    for row, (customer, caller, callee, billsec) in zip(rated, rows, strict=True):
+        _, _, _, sell = rate_call(decks[customer], callee, 0, billsec, caller=caller)
+        _, _, _, cost = rate_call(s_deck, callee, 0, billsec, caller=caller)
+        assert (row["customer_amount"], row["supplier_amount"]) == (sell, cost)
+    assert [r["customer_amount"] for r in rated] == [D("0.02"), D("0.03"), D("0.01"), D("0.04")]
+    assert [r["supplier_amount"] for r in rated] == [D("0.005"), D("0.005"), D("0.006"), D("0.006")]
