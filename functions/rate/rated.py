@@ -108,8 +108,9 @@ def rate_cdrs(
     `supplier_cost` is that same call converted exactly and rounded once. With `tiers`
     (what-if: the file is one period), a call to a tier group's prefixes is priced by the
     tier instead of the deck's rate (see `_tiered`), and `tier` names its schedule.
-    `surcharge` is the customer's per-minute surcharge on the call (null where none), its
-    own amount rounded once; margin counts it as revenue and the supplier's as cost.
+    With a customer deck that has surcharges, `surcharge` is the customer's per-minute
+    surcharge on the call (null where none), its own amount rounded once; margin counts it as
+    revenue, and `supplier_cost` includes the supplier deck's surcharge.
     """
     rounding = rounding or Rounding()
     scale = rounding.decimals
@@ -123,7 +124,8 @@ def rate_cdrs(
         callers = CallerNumbers.of(cdrs.column("caller"))
 
     sell = price_numbers(customer, numbers, start, answered, rounding, callers)
-    _, sell_surcharge = surcharges(customer, sell, rounding)
+    # A deck without surcharges takes no step per call for them (and has no column).
+    sell_surcharge = surcharges(customer, sell, rounding)[1] if customer.has_surcharge else None
     if tiers:
         counters = counters if counters is not None else PeriodCounters()
         sell, tier_of = _tiered(sell, tiers, counters, callee, start, rounding)
@@ -141,9 +143,12 @@ def rate_cdrs(
         "billed_seconds": pa.array(sell.billed, pa.int64()),
         "customer_rate": _money(sell.rate_e8, RATE_SCALE, unrated),
         "customer_amount": _money(sell.amount, scale, unrated),
-        "surcharge": _money(sell_surcharge, scale, sell_surcharge == 0),
         "currency": _constant(customer.currency, len(cdrs)),
     }
+    revenue = sell.amount
+    if sell_surcharge is not None:
+        columns["surcharge"] = _money(sell_surcharge, scale, sell_surcharge == 0)
+        revenue = sell.amount + sell_surcharge
     if tiers:
         names = pa.array([t.name for t in tiers], pa.string())
         columns["tier"] = pa.DictionaryArray.from_arrays(
@@ -151,9 +156,10 @@ def rate_cdrs(
         )
     if supplier is not None:
         buy = price_numbers(supplier, numbers, start, answered, rounding, callers)
-        _, buy_surcharge = surcharges(supplier, buy, rounding)
         if supplier.currency == customer.currency:
-            cost = buy.amount + buy_surcharge
+            cost = buy.amount
+            if supplier.has_surcharge:
+                cost = cost + surcharges(supplier, buy, rounding)[1]
         elif fx is None:
             raise FxError(
                 f"the customer deck is in {customer.currency} and the supplier deck in "
@@ -174,7 +180,7 @@ def rate_cdrs(
             "supplier_amount": _money(buy.amount, scale, no_cost),
             "supplier_currency": _constant(supplier.currency, len(cdrs)),
             "supplier_cost": _money(cost, scale, no_cost),
-            "margin": _money(sell.amount + sell_surcharge - cost, scale, no_margin),
+            "margin": _money(revenue - cost, scale, no_margin),
         }
     return pa.table(columns)
 
