@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from functions.rate.deck import InvalidDeckError, parse_deck
+from functions.rate.deck import InvalidDeckError, load_deck_index, parse_deck
 from functions.rate.deck_diff import diff_decks
 from functions.rate.parties import Account, Parties, rate_parties
 from functions.rate.rating import CallerNumbers, DeckIndex, price
@@ -402,3 +402,19 @@ def test_every_party_of_a_file_is_priced_by_its_own_callers_origin():
         assert (row["customer_amount"], row["supplier_amount"]) == (sell, cost)
     assert [r["customer_amount"] for r in rated] == [D("0.02"), D("0.03"), D("0.01"), D("0.04")]
     assert [r["supplier_amount"] for r in rated] == [D("0.005"), D("0.005"), D("0.006"), D("0.006")]
+
+
+def test_the_compiled_deck_cache_keeps_origins_and_surcharges(tmp_path):
+    path = tmp_path / "ncli.csv"
+    path.write_text("prefix,rate,origin,surcharge\n44,0.01,,0.001\n44,0.02,33,\n447,0.09,33,\n")
+    calls = (pa.array(["4477", "4477", "4420"]), np.zeros(3, np.int64), pa.array(["33", "49", "3"]))
+    built, _ = load_deck_index(path, cache_dir=tmp_path / "cache")  # a miss: compiled, written
+    cached, _ = load_deck_index(path, cache_dir=tmp_path / "cache")  # a hit: memory-mapped
+    assert cached.has_origin and cached.has_surcharge
+    assert cached.lookup(*calls).tolist() == built.lookup(*calls).tolist()
+    rows = cached.lookup(*calls)
+    assert cached.deck.column("rate_e8").take(pa.array(rows)).to_pylist() == [
+        9_000_000,
+        1_000_000,
+        1_000_000,
+    ]
