@@ -187,7 +187,7 @@ def format_diff(old: RateDeck, new: RateDeck, diff: DeckDiff) -> str:
         if w.old_free_seconds != w.new_free_seconds and w.new_free_seconds is not None:
             terms += f", free seconds {w.old_free_seconds} → {w.new_free_seconds}"
         lines.append(
-            f"  WARNING {w.category} {w.prefix} {w.destination or '-'}: {terms} "
+            f"  WARNING {w.category} {w.prefix}{_from(w.origin)} {w.destination or '-'}: {terms} "
             f"effective {_when(w.effective_at)} ({_days(w.notice_days)} days of notice)"
         )
     return "\n".join(lines)
@@ -200,6 +200,7 @@ def diff_as_json(old: RateDeck, new: RateDeck, diff: DeckDiff) -> dict:
     def entry(row: dict) -> dict:
         return {
             "prefix": row["prefix"],
+            "origin": row["origin"],
             "destination": row["destination"],
             "category": row["category"],
             "old_rate": _exact(row["old_rate_e8"]),
@@ -559,12 +560,14 @@ def run_deck_show(args: argparse.Namespace) -> int:
     entries = [
         {
             "prefix": row["prefix"],
+            "origin": row["origin"],
             "destination": row["destination"],
             "rate": _exact(row["rate_e8"]),
             "connect_fee": _exact(row["connect_fee_e8"]),
             "increment": f"{row['increment_first']}/{row['increment_next']}",
             "minimum_charge": _exact(row["minimum_charge_e8"]),
             "free_seconds": row["free_seconds"],
+            "surcharge": _exact(row["surcharge_e8"]),
             "effective_from": instant_text(row["effective_from"]),
             "effective_to": instant_text(row["effective_to"]),
             "status": "closed" if row["closed"] else "open",
@@ -587,14 +590,17 @@ def run_deck_show(args: argparse.Namespace) -> int:
         f"{_when(at, always_time=True)}{where}: {len(entries)} codes ({account.currency})"
     ]
     if entries:
-        fields = ("prefix", "destination", "rate", "connect_fee", "increment")
-        fields += ("minimum_charge", "free_seconds", "effective_from", "effective_to")
+        # Origin and surcharge columns only for decks that use them.
+        origin = ("origin",) if any(e["origin"] for e in entries) else ()
+        extra = ("surcharge",) if any(r["surcharge_e8"] for r in rows) else ()
+        fields = ("prefix", *origin, "destination", "rate", "connect_fee", "increment")
+        fields += ("minimum_charge", "free_seconds", *extra, "effective_from", "effective_to")
         fields += ("status", "version")
         table = [fields]
         table += [
             tuple(f"v{e[f]}" if f == "version" else e[f] or "-" for f in fields) for e in entries
         ]
-        text += _columns(table, right=(2, 3))
+        text += _columns(table, right=(fields.index("rate"), fields.index("connect_fee")))
     emit(args, payload, "\n".join(text))
     return 0
 
@@ -644,6 +650,11 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
         text = f"deck v{recorded.version} of {who} already has v{target.version}'s rates: no change"
     emit(args, payload, text)
     return 0
+
+
+def _from(origin: str | None) -> str:
+    """ " from 33" for an entry for callers of an origin; nothing for any caller."""
+    return f" from {origin}" if origin else ""
 
 
 def _digits(text: str) -> str:

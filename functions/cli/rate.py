@@ -343,6 +343,7 @@ def summary_payload(
         "billed_seconds": summary.billed_seconds,
         "currency": summary.currency,
         "customer_total": exact(summary.customer_total),
+        "surcharge_total": exact(summary.surcharge_total),
         "supplier_total": exact(summary.supplier_total),
         "margin_total": exact(summary.margin_total),
         "supplier_unrated": summary.supplier_unrated,
@@ -387,6 +388,8 @@ def _print_summary(
     print(f"billed minutes {minutes:>15,}", file=out)
     cur = summary.currency
     print(f"customer total {summary.customer_total:>15} {cur}", file=out)
+    if summary.surcharge_total:
+        print(f"surcharges     {summary.surcharge_total:>15} {cur}", file=out)
     if summary.supplier_total is not None:
         print(f"supplier cost  {summary.supplier_total:>15} {cur}", file=out)
         print(f"margin         {summary.margin_total:>15} {cur}", file=out)

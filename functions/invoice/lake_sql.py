@@ -67,6 +67,12 @@ RATED_COLUMNS: tuple[Column, ...] = (
     Column("billed_seconds", "bigint", "seconds billed to the customer after its increment"),
     Column("customer_rate", RATE, "customer's rate, currency units per minute"),
     Column("customer_amount", MONEY, "what the customer is charged, in `currency`"),
+    Column(
+        "customer_surcharge",
+        MONEY,
+        "the customer's per-minute surcharge on the call (component surcharge), in "
+        "`currency`; null when none",
+    ),
     Column("currency", "string", "ISO 4217 currency of the customer's deck"),
     Column("supplier", "string", "the account that terminated the call (null: unknown trunk)"),
     Column("supplier_status", "string", "rated or unrated: the supplier's charge"),
@@ -78,8 +84,9 @@ RATED_COLUMNS: tuple[Column, ...] = (
     Column(
         "margin",
         MONEY,
-        "the carrier's margin: what the top of the sell chain pays the carrier minus "
-        "supplier_amount; null unless both are rated in one currency",
+        "the carrier's margin: what the top of the sell chain pays the carrier (surcharges "
+        "included) minus what the carrier owes the supplier; null unless both are rated in "
+        "one currency",
     ),
 )
 

@@ -14,8 +14,14 @@ in the increment column means N/N, or the interval when a min column exists; an 
 alone means interval/interval; a min alone means min/1.
 
 Optional per-entry terms: `minimum_charge` (alias "min charge"; money per answered call, like
-a rate at most 8 decimal places) and `free_seconds` (alias "grace seconds"; whole seconds
->= 0). Both are 0 when absent.
+a rate at most 8 decimal places), `free_seconds` (alias "grace seconds"; whole seconds
+>= 0) and `surcharge` (per minute, like a rate; charged as its own component). All are 0 when
+absent.
+
+Optional `origin` (aliases "origin prefix", "a number prefix", "caller prefix", "cli prefix"):
+the caller (A-number) prefix an entry is for, digits, "" = any caller. An entry's key is
+(prefix, origin): a deck may price 44 for everyone and 44 for callers from 33 differently, so
+a repeated key is (prefix, origin, effective_from), not (prefix, effective_from).
 
 Currency: the caller names the deck's currency (default USD). A header that names another
 currency ("Rate (EUR/min)") is an error rather than silently adopted, because a forgotten
@@ -55,6 +61,7 @@ NEVER = 2**62  # effective_to of a row without one: never ends
 DECK_SCHEMA = pa.schema(
     [
         ("prefix", pa.string()),  # digits only
+        ("origin", pa.string()),  # caller prefix the entry is for, digits; "" = any caller
         ("destination", pa.string()),  # "" when absent
         ("rate_e8", pa.int64()),  # per minute, units of 10^-8 (0 for closed rows without rate)
         ("connect_fee_e8", pa.int64()),  # units of 10^-8
@@ -62,6 +69,7 @@ DECK_SCHEMA = pa.schema(
         ("increment_next", pa.int32()),  # B of A/B
         ("minimum_charge_e8", pa.int64()),  # per answered call, units of 10^-8; 0 when absent
         ("free_seconds", pa.int32()),  # answered calls of up to this many seconds cost 0
+        ("surcharge_e8", pa.int64()),  # per minute on top of the rate, 10^-8; 0 when absent
         ("effective_from", pa.int64()),  # epoch seconds UTC; ALWAYS when missing
         ("effective_to", pa.int64()),  # epoch seconds UTC, exclusive; NEVER when missing
         ("closed", pa.bool_()),
@@ -70,7 +78,7 @@ DECK_SCHEMA = pa.schema(
 )
 
 # Bump whenever compiled output could differ for the same bytes: it invalidates the cache.
-COMPILER_VERSION = "deck-compiler-2"
+COMPILER_VERSION = "deck-compiler-3"
 
 MAX_LISTED_ERRORS = 20
 
@@ -140,6 +148,17 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "minimum_charge": ("minimum charge", "min charge"),
     # Grace for failed answer supervision: calls of up to N answered seconds cost nothing.
     "free_seconds": ("free seconds", "grace seconds"),
+    # A per-destination per-minute surcharge, charged on top of the rate as its own component.
+    "surcharge": ("surcharge", "surcharge per minute", "surcharge per min"),
+    # The caller (A-number) prefix an entry is for: origin-based termination rates.
+    "origin": (
+        "origin",
+        "origin prefix",
+        "origin code",
+        "a number prefix",
+        "caller prefix",
+        "cli prefix",
+    ),
     "interval": ("interval", "int", "next increment", "subsequent increment", "next interval"),
     "effective_from": (
         "effective from",
@@ -395,6 +414,7 @@ _FIELD_ORDER = {
             "header",
             "row",
             "prefix",
+            "origin",
             "destination",
             "rate",
             "connect_fee",
@@ -403,6 +423,7 @@ _FIELD_ORDER = {
             "interval",
             "minimum_charge",
             "free_seconds",
+            "surcharge",
             "effective_from",
             "effective_to",
             "status",
@@ -479,6 +500,11 @@ def _compile(
         minimum_text, _np(pc.equal(minimum_text, "")), "minimum_charge", errors
     )
     free = _free_seconds(cell("free_seconds"), errors)
+    surcharge_text = cell("surcharge")
+    surcharge_e8 = _decimal_units(
+        surcharge_text, _np(pc.equal(surcharge_text, "")), "surcharge", errors
+    )
+    origin = _origins(cell("origin"), errors)
 
     effective_from = _epoch_seconds(cell("effective_from"), ALWAYS, "effective_from", errors)
     effective_to = _epoch_seconds(cell("effective_to"), NEVER, "effective_to", errors)
@@ -509,14 +535,20 @@ def _compile(
         pa.table(
             {
                 "code": code,
+                "origin": origin.take(pa.array(parent)),
                 "from": effective_from[parent],
                 "line": lines[parent],
             }
         ),
-        sort_keys=[("code", "ascending"), ("from", "ascending"), ("line", "ascending")],
+        sort_keys=[
+            ("code", "ascending"),
+            ("origin", "ascending"),
+            ("from", "ascending"),
+            ("line", "ascending"),
+        ],
     ).to_numpy()
     parent, code = parent[order], code.take(pa.array(order))
-    _flag_duplicates(errors, parent, code, effective_from, lines)
+    _flag_duplicates(errors, parent, code, origin, effective_from, lines)
 
     good = ~errors.bad[parent]
     parent, code = parent[good], code.filter(pa.array(good))
@@ -524,6 +556,7 @@ def _compile(
     table = pa.Table.from_arrays(
         [
             code,
+            origin.take(take),
             cell("destination").take(take),
             pa.array(rate_e8[parent], pa.int64()),
             pa.array(fee_e8[parent], pa.int64()),
@@ -531,6 +564,7 @@ def _compile(
             pa.array(following[parent], pa.int32()),
             pa.array(minimum_e8[parent], pa.int64()),
             pa.array(free[parent], pa.int32()),
+            pa.array(surcharge_e8[parent], pa.int64()),
             pa.array(effective_from[parent], pa.int64()),
             pa.array(effective_to[parent], pa.int64()),
             pa.array(closed[parent], pa.bool_()),
@@ -550,8 +584,8 @@ def _flag_entries(errors, mask, parent, field, values, message) -> None:
         errors.items.append(DeckRowError(int(errors.lines[row]), field, value, message))
 
 
-def _flag_duplicates(errors, parent, code, effective_from, lines) -> None:
-    """Entries sorted by (code, effective_from, line): a repeat of its predecessor's key."""
+def _flag_duplicates(errors, parent, code, origin, effective_from, lines) -> None:
+    """Entries sorted by (code, origin, effective_from, line): a repeat of its predecessor's key."""
     if len(parent) < 2:
         return
     valid = ~errors.bad[parent]
@@ -561,7 +595,12 @@ def _flag_duplicates(errors, parent, code, effective_from, lines) -> None:
         return
     vcode = code.take(pa.array(idx))
     vfrom = effective_from[parent[idx]]
-    same = _np(pc.equal(vcode.slice(1), vcode.slice(0, len(idx) - 1))) & (vfrom[1:] == vfrom[:-1])
+    vorigin = origin.take(pa.array(parent[idx]))
+    same = (
+        _np(pc.equal(vcode.slice(1), vcode.slice(0, len(idx) - 1)))
+        & _np(pc.equal(vorigin.slice(1), vorigin.slice(0, len(idx) - 1)))
+        & (vfrom[1:] == vfrom[:-1])
+    )
     if not same.any():
         return
     dup = np.concatenate(([False], same))
@@ -570,14 +609,31 @@ def _flag_duplicates(errors, parent, code, effective_from, lines) -> None:
         row = parent[idx[position]]
         first_line = int(lines[parent[idx[group_start[position]]]])
         errors.bad[row] = True
+        caller = vorigin[int(position)].as_py()
+        key = f"prefix, origin {caller}" if caller else "prefix"
         errors.items.append(
             DeckRowError(
                 int(lines[row]),
                 "prefix",
                 vcode[int(position)].as_py(),
-                f"duplicate prefix and effective_from (first on line {first_line})",
+                f"duplicate {key} and effective_from (first on line {first_line})",
             )
         )
+
+
+def _origins(text: pa.Array, errors: _Errors) -> pa.Array:
+    """Caller prefixes as digits ("" = any caller), written as prefixes are ("+33", "0033")."""
+    origin = pc.replace_substring_regex(text, r"[\s-]+", "")
+    origin = pc.replace_substring_regex(origin, r"^(?:\+|00)", "")
+    ok = _np(pc.match_substring_regex(origin, r"^[0-9]{0,15}$"))
+    errors.flag(~ok, "origin", text, _origin_problem)
+    return pc.if_else(pa.array(ok), origin, "")
+
+
+def _origin_problem(value: str) -> str:
+    if re.fullmatch(r"[+\d\s-]+", value):
+        return "an origin has at most 15 digits (E.164)"
+    return "origin must be digits (a caller prefix, E.164); empty for any caller"
 
 
 def _decimal_units(text: pa.Array, missing: np.ndarray, field: str, errors: _Errors) -> np.ndarray:

@@ -16,6 +16,8 @@ Rules (JeraSoft-like, formats.md §6):
 - Increases and closures effective less than `notice_days` days after the notice time get a
   warning; decreases and new codes may be effective immediately (the trade convention).
 Counts are per NEW row (a prefix with two dated versions is counted twice) plus absent codes.
+A "code" is a (prefix, origin) pair: an entry for callers of an origin is compared with the
+OLD entry for the same origin, and a higher surcharge is an increase as a higher rate is.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SECONDS_PER_DAY = 86_400
 CHANGES_SCHEMA = pa.schema(
     [
         ("prefix", pa.string()),
+        ("origin", pa.string()),  # caller prefix of the entry; "" = any caller
         ("destination", pa.string()),
         ("category", pa.string()),
         ("old_rate_e8", pa.int64()),  # null when no OLD rate was live
@@ -74,6 +77,7 @@ class NoticeWarning:
     new_minimum_e8: int | None = None
     old_free_seconds: int | None = None
     new_free_seconds: int | None = None
+    origin: str = ""
 
     @property
     def notice_days(self) -> float:
@@ -115,9 +119,7 @@ def diff_decks(
     o, n = with_entry_defaults(old.table), with_entry_defaults(new.table)
 
     # Prefix ids shared by both decks, so that lookups are integer searches.
-    both = pc.dictionary_encode(
-        pa.concat_arrays([_array(o, "prefix"), _array(n, "prefix")])
-    ).indices.to_numpy()
+    both = pc.dictionary_encode(pa.concat_arrays([_code(o), _code(n)])).indices.to_numpy()
     o_id, n_id = both[: o.num_rows].astype(np.int64), both[o.num_rows :].astype(np.int64)
     o_from = _np(o, "effective_from")
     o_to = _np(o, "effective_to")
@@ -125,6 +127,7 @@ def diff_decks(
     o_rate = _np(o, "rate_e8")
     o_minimum = _np(o, "minimum_charge_e8").astype(np.int64)
     o_free = _np(o, "free_seconds").astype(np.int64)
+    o_surcharge = _np(o, "surcharge_e8").astype(np.int64)
     o_line = _np(o, "line")
     o_dest = _array(o, "destination")
     n_from = _np(n, "effective_from")
@@ -134,6 +137,7 @@ def diff_decks(
     if not o.num_rows:  # an empty OLD deck: one dummy closed row keeps the gathers valid
         o_closed, o_rate, o_line = np.ones(1, bool), np.zeros(1, np.int64), np.zeros(1, np.int64)
         o_minimum, o_free = np.zeros(1, np.int64), np.zeros(1, np.int64)
+        o_surcharge = np.zeros(1, np.int64)
         o_dest = pa.array([""], pa.string())
     live &= ~o_closed[match]
     old_rate = o_rate[match]
@@ -141,8 +145,11 @@ def diff_decks(
     n_closed = _np(n, "closed")
     old_minimum, new_minimum = o_minimum[match], _np(n, "minimum_charge_e8").astype(np.int64)
     old_free, new_free = o_free[match], _np(n, "free_seconds").astype(np.int64)
+    old_surcharge, new_surcharge = o_surcharge[match], _np(n, "surcharge_e8").astype(np.int64)
     raises = (new_rate > old_rate) | (new_minimum > old_minimum) | (new_free < old_free)
+    raises |= new_surcharge > old_surcharge
     lowers = (new_rate < old_rate) | (new_minimum < old_minimum) | (new_free > old_free)
+    lowers |= new_surcharge < old_surcharge
 
     category = np.where(
         n_closed,
@@ -159,6 +166,7 @@ def diff_decks(
     from_new = pa.table(
         {
             "prefix": _array(n, "prefix"),
+            "origin": _array(n, "origin"),
             "destination": n_dest,
             "category": pa.array(category.astype(object), pa.string()),
             "old_rate_e8": pa.array(old_rate, pa.int64(), mask=~live),
@@ -177,6 +185,7 @@ def diff_decks(
     from_old = pa.table(
         {
             "prefix": _array(o, "prefix").take(pa.array(gone)),
+            "origin": _array(o, "origin").take(pa.array(gone)),
             "destination": o_dest.take(pa.array(gone)),
             "category": pa.array(["closed"] * len(gone), pa.string()),
             "old_rate_e8": pa.array(o_rate[gone], pa.int64()),
@@ -200,7 +209,10 @@ def diff_decks(
     changes = changes.append_column("warning", pa.array(warning, pa.bool_()))
     changes = changes.select(CHANGES_SCHEMA.names).cast(CHANGES_SCHEMA)
     changes = changes.take(
-        pc.sort_indices(changes, [("prefix", "ascending"), ("effective_at", "ascending")])
+        pc.sort_indices(
+            changes,
+            [("prefix", "ascending"), ("origin", "ascending"), ("effective_at", "ascending")],
+        )
     )
 
     values, counts = np.unique(
@@ -222,6 +234,7 @@ def diff_decks(
             new_minimum_e8=row["new_minimum_charge_e8"],
             old_free_seconds=row["old_free_seconds"],
             new_free_seconds=row["new_free_seconds"],
+            origin=row["origin"],
         )
         for row in flagged.to_pylist()
     )
@@ -279,6 +292,11 @@ def _closed_by_absence(o_id, o_from, o_to, o_closed, new_ids, notice_at) -> np.n
     upcoming = upcoming[np.lexsort((o_from[upcoming], o_id[upcoming]))]
     _, first = np.unique(o_id[upcoming], return_index=True)
     return np.sort(np.concatenate([now[live], upcoming[first]]))
+
+
+def _code(table: pa.Table) -> pa.Array:
+    """Per row, its (prefix, origin) as one string."""
+    return pc.binary_join_element_wise(_array(table, "prefix"), _array(table, "origin"), "/")
 
 
 def _array(table: pa.Table, name: str) -> pa.Array:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +30,14 @@ import pyarrow.compute as pc
 
 from functions.rate.contracts import Contracts, Counter, RunCounters, apply_contracts
 from functions.rate.rated import start_seconds
-from functions.rate.rating import DeckIndex, DialledNumbers, Pricing, price_numbers
+from functions.rate.rating import (
+    CallerNumbers,
+    DeckIndex,
+    DialledNumbers,
+    Pricing,
+    price_numbers,
+    surcharges,
+)
 from functions.rate.recurring import COMPONENT_DID, Did, did_amounts, did_owner
 from functions.shared.money import AMOUNT_SCALE, RATE_SCALE, Rounding, decimal_array
 
@@ -154,6 +162,7 @@ class _Block:
     billed: np.ndarray | None = None
     rate_e8: np.ndarray | None = None
     prefix: pa.Array | None = None
+    destination: pa.Array | None = None  # with `prefix`: a surcharge's deck entry
 
 
 class _Calls:
@@ -173,6 +182,14 @@ class _Calls:
         self.numbers = DialledNumbers.of(cdrs.column("callee"))
         self.start = start_seconds(cdrs)
         self.answered = np.asarray(cdrs.column("billsec").to_numpy(), dtype=np.int64)
+        self._callers: CallerNumbers | None = None
+
+    @property
+    def callers(self) -> CallerNumbers:
+        """Prepared on first use: only a deck with origin entries reads the callers."""
+        if self._callers is None:
+            self._callers = CallerNumbers.of(self.cdrs.column("caller"))
+        return self._callers
 
     def price(self, rows: np.ndarray, deck: DeckIndex, rounding: Rounding) -> Pricing:
         numbers = self.numbers
@@ -180,7 +197,12 @@ class _Calls:
             head, digits = numbers.head[rows], numbers.digits[rows]
             order = np.argsort((head >> 44).astype(np.uint16), kind="stable")
             numbers = DialledNumbers(head=head, digits=digits, order=order)
-        return price_numbers(deck, numbers, self.start[rows], self.answered[rows], rounding)
+        callers = None
+        if deck.has_origin:
+            callers = self.callers if len(rows) == self.n else self.callers.take(rows)
+        return price_numbers(
+            deck, numbers, self.start[rows], self.answered[rows], rounding, callers
+        )
 
 
 def _groups(column: pa.ChunkedArray | pa.Array) -> list[tuple[str | None, np.ndarray]]:
@@ -353,6 +375,45 @@ def _did_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
     return blocks
 
 
+def _surcharge_blocks(priced: list[_Block], accounts: Mapping[str, Account]) -> list[_Block]:
+    """A `surcharge` charge beside each usage charge whose deck entry adds one per minute.
+
+    Same call, account, role, level and counterparty; the entry's prefix and destination;
+    the surcharge as its rate over the same billed seconds, rounded once on its own by the
+    account's rule. Calls not charged (unanswered, within free seconds, unrated) have none.
+    """
+    blocks: list[_Block] = []
+    for block in priced:
+        if block.pricing is None or block.deck is None or not block.deck.has_surcharge:
+            continue
+        account = accounts[block.account]
+        rate, amount = surcharges(block.deck, block.pricing, account.rounding)
+        keep = np.flatnonzero(amount > 0)
+        if not len(keep):
+            continue
+        rows = block.pricing.row[keep]
+        blocks.append(
+            _Block(
+                block.rows[keep],
+                block.account,
+                block.role,
+                block.level,
+                block.counterparty,
+                block.currency,
+                np.zeros(len(keep), np.int8),
+                micro=amount[keep] * 10 ** (AMOUNT_SCALE - account.rounding.decimals),
+                component="surcharge",
+                billed=block.pricing.billed[keep],
+                rate_e8=rate[keep],
+                prefix=block.deck.deck.column("prefix").combine_chunks().take(pa.array(rows)),
+                destination=block.deck.deck.column("destination")
+                .combine_chunks()
+                .take(pa.array(rows)),
+            )
+        )
+    return blocks
+
+
 def _labels(values: list[str | None]) -> tuple[pa.Array, np.ndarray]:
     """Distinct labels and, per value, its code (-1: null)."""
     distinct = sorted({v for v in values if v is not None})
@@ -383,10 +444,13 @@ def _deck_text(blocks: list[_Block], column: str) -> pa.Array:
     """A deck column (prefix, destination) for every charge; null where no rate applied."""
     pieces = []
     for block in blocks:
-        if block.prefix is not None:  # a DID's charge: the number, no destination
-            pieces.append(
-                block.prefix if column == "prefix" else pa.nulls(len(block.rows), pa.string())
-            )
+        if block.prefix is not None:  # a DID's (the number) or a surcharge's entry
+            if column == "prefix":
+                pieces.append(block.prefix)
+            elif block.destination is not None:
+                pieces.append(block.destination)
+            else:
+                pieces.append(pa.nulls(len(block.rows), pa.string()))
             continue
         if block.pricing is None or len(block.deck.deck) == 0:
             pieces.append(pa.nulls(len(block.rows), pa.string()))
@@ -478,7 +542,8 @@ def rate_parties(
     calls = _Calls(cdrs, parties.contracts, counters)
     sell = _sell_blocks(calls, parties)
     buy = _buy_blocks(calls, parties)
-    blocks = sell + buy + _did_blocks(calls, parties)
+    extra = _surcharge_blocks(sell + buy, parties.accounts)
+    blocks = sell + buy + _did_blocks(calls, parties) + extra
     charges = _charges(calls, blocks, file_id)
     start_of: dict[int, int] = {}
     offset = 0
@@ -493,7 +558,15 @@ def rate_parties(
     supplier_take, _ = chosen(buy)
     # The carrier's own revenue is what the top of each chain pays it.
     top_take, _ = chosen([b for b in sell if b.counterparty == CARRIER])
-    rated = _rated(calls, file_id, charges, customer_take, supplier_take, top_take)
+    surcharge_take = None
+    if extra:
+        sold = [b for b in extra if b.role != 2]
+        surcharge_take = (
+            chosen([b for b in sold if b.level == 0])[0],
+            chosen([b for b in sold if b.counterparty == CARRIER])[0],
+            chosen([b for b in extra if b.role == 2])[0],
+        )
+    rated = _rated(calls, file_id, charges, customer_take, supplier_take, top_take, surcharge_take)
     return PartyRating(rated=rated, charges=charges)
 
 
@@ -513,8 +586,13 @@ def _rated(
     cust_take: pa.Array,
     buy_take: pa.Array,
     top_take: pa.Array,
+    surcharge_take: tuple[pa.Array, pa.Array, pa.Array] | None = None,
 ) -> pa.Table:
-    """One row per call: its customer charge, its supplier charge, the carrier's margin."""
+    """One row per call: its customer charge, its supplier charge, the carrier's margin.
+
+    `surcharge_take` picks each call's surcharge charges (the customer's, the top of the
+    chain's, the supplier's); margin counts the top's as revenue and the supplier's as cost.
+    """
     cdrs = calls.cdrs
 
     def side(take: pa.Array, name: str) -> pa.Array:
@@ -530,10 +608,19 @@ def _rated(
     margin_ok = pc.and_(
         pc.and_(pc.is_valid(top_amount), pc.is_valid(supplier_amount)), same_currency
     )
+    money = pa.decimal128(18, AMOUNT_SCALE)
+    customer_surcharge = pa.nulls(calls.n, money)
+    if surcharge_take is not None:
+        customer_surcharge = side(surcharge_take[0], "amount").cast(money)
+        zero = pa.scalar(Decimal(0), money)
+        top_amount = pc.add(top_amount, pc.fill_null(side(surcharge_take[1], "amount"), zero))
+        supplier_amount = pc.add(
+            supplier_amount, pc.fill_null(side(surcharge_take[2], "amount"), zero)
+        )
     margin = pc.if_else(
         margin_ok,
-        pc.subtract(top_amount, supplier_amount).cast(pa.decimal128(18, AMOUNT_SCALE)),
-        pa.scalar(None, pa.decimal128(18, AMOUNT_SCALE)),
+        pc.subtract(top_amount, supplier_amount).cast(money),
+        pa.scalar(None, money),
     )
     dialled = cdrs.column("dialled") if "dialled" in cdrs.column_names else cdrs.column("callee")
     columns = {
@@ -554,13 +641,14 @@ def _rated(
         "billed_seconds": pc.fill_null(side(cust_take, "billed_seconds"), 0),
         "customer_rate": side(cust_take, "rate"),
         "customer_amount": side(cust_take, "amount"),
+        "customer_surcharge": customer_surcharge,
         "currency": side(cust_take, "currency"),
         "supplier": cdrs.column("supplier").combine_chunks(),
         "supplier_status": supplier_status,
         "supplier_reason": side(buy_take, "reason"),
         "supplier_prefix": side(buy_take, "prefix"),
         "supplier_rate": side(buy_take, "rate"),
-        "supplier_amount": supplier_amount,
+        "supplier_amount": side(buy_take, "amount"),
         "supplier_currency": side(buy_take, "currency"),
         "margin": margin,
     }

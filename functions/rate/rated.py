@@ -21,12 +21,14 @@ from functions.rate.rating import (
     REASON_NO_RATE,
     STATUS_RATED,
     STATUS_UNRATED,
+    CallerNumbers,
     DeckIndex,
     DialledNumbers,
     Pricing,
     convert,
     exact_divisor,
     price_numbers,
+    surcharges,
 )
 from functions.rate.tiers import PeriodCounters, TierSchedule, group_of
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
@@ -106,6 +108,9 @@ def rate_cdrs(
     `supplier_cost` is that same call converted exactly and rounded once. With `tiers`
     (what-if: the file is one period), a call to a tier group's prefixes is priced by the
     tier instead of the deck's rate (see `_tiered`), and `tier` names its schedule.
+    With a customer deck that has surcharges, `surcharge` is the customer's per-minute
+    surcharge on the call (null where none), its own amount rounded once; margin counts it as
+    revenue, and `supplier_cost` includes the supplier deck's surcharge.
     """
     rounding = rounding or Rounding()
     scale = rounding.decimals
@@ -113,8 +118,14 @@ def rate_cdrs(
     start = start_seconds(cdrs)
     answered = cdrs.column("billsec").to_numpy()
     numbers = DialledNumbers.of(callee)  # padded and sorted once for both decks
+    # Callers only for a deck with origin entries: a plain deck never reads them.
+    callers = None
+    if customer.has_origin or (supplier is not None and supplier.has_origin):
+        callers = CallerNumbers.of(cdrs.column("caller"))
 
-    sell = price_numbers(customer, numbers, start, answered, rounding)
+    sell = price_numbers(customer, numbers, start, answered, rounding, callers)
+    # A deck without surcharges takes no step per call for them (and has no column).
+    sell_surcharge = surcharges(customer, sell, rounding)[1] if customer.has_surcharge else None
     if tiers:
         counters = counters if counters is not None else PeriodCounters()
         sell, tier_of = _tiered(sell, tiers, counters, callee, start, rounding)
@@ -134,15 +145,21 @@ def rate_cdrs(
         "customer_amount": _money(sell.amount, scale, unrated),
         "currency": _constant(customer.currency, len(cdrs)),
     }
+    revenue = sell.amount
+    if sell_surcharge is not None:
+        columns["surcharge"] = _money(sell_surcharge, scale, sell_surcharge == 0)
+        revenue = sell.amount + sell_surcharge
     if tiers:
         names = pa.array([t.name for t in tiers], pa.string())
         columns["tier"] = pa.DictionaryArray.from_arrays(
             pa.array(np.maximum(tier_of, 0), pa.int32(), mask=tier_of < 0), names
         )
     if supplier is not None:
-        buy = price_numbers(supplier, numbers, start, answered, rounding)
+        buy = price_numbers(supplier, numbers, start, answered, rounding, callers)
         if supplier.currency == customer.currency:
             cost = buy.amount
+            if supplier.has_surcharge:
+                cost = cost + surcharges(supplier, buy, rounding)[1]
         elif fx is None:
             raise FxError(
                 f"the customer deck is in {customer.currency} and the supplier deck in "
@@ -151,6 +168,8 @@ def rate_cdrs(
         else:
             numerator, denominator = fx.ratio(supplier.currency, customer.currency, start)
             cost = convert(buy.exact, numerator, denominator, rounding)
+            if supplier.has_surcharge:  # its own charge, so converted and rounded on its own
+                cost = cost + _converted_surcharge(supplier, buy, numerator, denominator, rounding)
         no_cost = ~buy.rated
         no_margin = unrated | no_cost
         columns |= {
@@ -161,9 +180,22 @@ def rate_cdrs(
             "supplier_amount": _money(buy.amount, scale, no_cost),
             "supplier_currency": _constant(supplier.currency, len(cdrs)),
             "supplier_cost": _money(cost, scale, no_cost),
-            "margin": _money(sell.amount - cost, scale, no_margin),
+            "margin": _money(revenue - cost, scale, no_margin),
         }
     return pa.table(columns)
+
+
+def _converted_surcharge(
+    supplier: DeckIndex,
+    buy: Pricing,
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    rounding: Rounding,
+) -> np.ndarray:
+    """The supplier's surcharge per call in the customer's currency, exact then rounded once."""
+    charged = buy.rated & (buy.billed > 0)
+    rate = np.where(charged, supplier.surcharge_e8[np.maximum(buy.row, 0)], 0)
+    return convert(rate * buy.billed, numerator, denominator, rounding)
 
 
 def _tiered(
@@ -212,6 +244,7 @@ class RatingSummary:
     billed_seconds: int = 0
     currency: str = "USD"
     customer_total: Decimal = Decimal(0)
+    surcharge_total: Decimal = Decimal(0)  # the customer's surcharges, in `currency`
     supplier_total: Decimal | None = None  # supplier cost, in `currency`
     margin_total: Decimal | None = None
 
@@ -244,6 +277,7 @@ class RatingSummary:
             billed_seconds=sum(p.billed_seconds for p in parts),
             currency=next((p.currency for p in parts if p.currency), ""),
             customer_total=total("customer_total") or Decimal(0),
+            surcharge_total=total("surcharge_total") or Decimal(0),
             supplier_total=total("supplier_total"),
             margin_total=total("margin_total"),
         )
@@ -303,6 +337,9 @@ def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int
         billed_seconds=int(pc.sum(rated.column("billed_seconds")).as_py() or 0),
         currency=rated.column("currency")[0].as_py() if rated.num_rows else "",
         customer_total=_sum_units(rated.column("customer_amount"), decimals),
+        surcharge_total=_sum_units(rated.column("surcharge"), decimals)
+        if "surcharge" in rated.column_names
+        else Decimal(0),
         supplier_total=_sum_units(rated.column("supplier_cost"), decimals)
         if has_supplier
         else None,

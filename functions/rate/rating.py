@@ -13,12 +13,23 @@ No Python loop runs per CDR. A deck is compiled once into a `DeckIndex`:
 * Fallback. When the innermost prefix has no live version (or is longer than a short
   number), the call moves to the parent prefix; the loop runs over prefix depth (≤ 18), each
   pass only over the calls still unresolved.
+* Origin (caller prefix). An entry's key is (prefix, origin), origin "" matching any caller.
+  Keys are numbered by prefix id, then longest origin first, so a prefix's keys are a
+  contiguous run and the timeline is built per key. In a deck without origins every prefix
+  has exactly one key and key id = prefix id: the lookup is the plain one above, with no
+  work per call for callers. Only a deck with origin entries takes the origin lookup: at each
+  prefix of the fallback, a pass per origin of that prefix (longest first; a handful) over
+  the calls still unresolved, keeping the first key whose origin starts the caller and which
+  has a live version. So the longest destination prefix wins, then the longest origin, and
+  the effective-date contract applies to each (prefix, origin) as it does to a prefix.
 
 Money is integer arithmetic (see functions.shared.money): rate and connect fee in 10^-8, so
 connect_fee + rate·billed/60 is held exactly as the integer (connect_fee·60 + rate·billed) in
 units of 10^-8/60, and rounded once by the named `Rounding`. A deck entry may add a minimum
 charge per answered call (compared exactly, as minimum·60, before that one rounding) and free
 seconds (answered calls of up to N seconds bill nothing: no seconds, fee or minimum).
+An entry's per-minute surcharge is its own charge (`surcharge`): rate·billed/60, rounded once
+on its own, so the usage amount of a deck with surcharges is what it was without them.
 
 Building an index costs ~0.1 s for a 50,000-prefix deck, so `DeckIndex.to_table` and
 `DeckIndex.from_table` carry a built index through one Arrow table (functions.rate.deck caches
@@ -52,14 +63,17 @@ PRICE_TERMS = (
     "increment_next",
     "minimum_charge_e8",
     "free_seconds",
+    "surcharge_e8",
 )
 
 _NUMERIC_COLUMNS = (*PRICE_TERMS, "effective_from", "effective_to", "closed")
 # Entry terms decks gained after timelines were first stored, with the value that prices a
-# stored entry exactly as before (no minimum, no free seconds).
+# stored entry exactly as before (no minimum, no free seconds, no surcharge, any caller).
 _LATER_COLUMNS = (
-    pa.field("minimum_charge_e8", pa.int64()),
-    pa.field("free_seconds", pa.int32()),
+    (pa.field("minimum_charge_e8", pa.int64()), 0),
+    (pa.field("free_seconds", pa.int32()), 0),
+    (pa.field("surcharge_e8", pa.int64()), 0),
+    (pa.field("origin", pa.string()), ""),
 )
 
 STATUS_RATED = "rated"
@@ -78,7 +92,7 @@ class DeckIndexFormatError(ValueError):
 
 # Bump whenever `DeckIndex.build` or the table layout changes: a stored index of another
 # format is then rejected by `DeckIndex.from_table` and rebuilt, never misread.
-INDEX_FORMAT = "deck-index-2"
+INDEX_FORMAT = "deck-index-3"
 _META_FORMAT = b"tollgate.index.format"
 _META_CURRENCY = b"tollgate.index.currency"
 _META_WIDTH = b"tollgate.index.width"
@@ -93,6 +107,10 @@ _ARRAY_FIELDS: dict[str, type] = {
     "seg_key": np.int64,
     "seg_end": np.int64,
     "seg_row": np.int64,
+    "key_first": np.int64,
+    "key_count": np.int64,
+    "origin_len": np.int64,
+    "origin_value": np.int64,
     "seg_first": np.int64,
     "seg_count": np.int64,
     "rate_e8": np.int64,
@@ -101,6 +119,7 @@ _ARRAY_FIELDS: dict[str, type] = {
     "increment_next": np.int64,
     "minimum_charge_e8": np.int64,
     "free_seconds": np.int64,
+    "surcharge_e8": np.int64,
     "closed": np.bool_,
 }
 _STORED_TYPE = {np.int64: pa.int64(), np.bool_: pa.uint8()}
@@ -108,17 +127,19 @@ _STORED_DTYPE = {np.int64: np.int64, np.bool_: np.uint8}
 # Arrays that must agree in length: a table failing this is foreign, whatever it claims.
 _SAME_LENGTH = (
     ("cell_lo", "cell_prefix"),
-    ("prefix_len", "prefix_parent", "prefix_text", "seg_first", "seg_count"),
+    ("prefix_len", "prefix_parent", "prefix_text", "key_first", "key_count"),
+    ("origin_len", "origin_value", "seg_first", "seg_count"),
     ("seg_key", "seg_end", "seg_row"),
     (*PRICE_TERMS, "closed", "deck"),
 )
 
 
 def with_entry_defaults(deck: pa.Table) -> pa.Table:
-    """A deck or timeline stored before minimum charges and free seconds, with both 0."""
-    for field in _LATER_COLUMNS:
+    """A deck or timeline stored before later entry terms (minimum charge, free seconds,
+    surcharge, origin), with the values that price it as before."""
+    for field, value in _LATER_COLUMNS:
         if field.name not in deck.column_names:
-            deck = deck.append_column(field, pa.array(np.zeros(deck.num_rows), field.type))
+            deck = deck.append_column(field, pa.repeat(pa.scalar(value, field.type), deck.num_rows))
     return deck
 
 
@@ -213,23 +234,39 @@ class DeckIndex:
     prefix_len: np.ndarray  # digits per prefix id
     prefix_parent: np.ndarray  # longest shorter prefix id, or -1
     prefix_text: pa.Array  # prefix digits per prefix id
-    seg_key: np.ndarray  # (prefix id << 40 | start) per timeline segment, sorted
+    key_first: np.ndarray  # per prefix id: its first (prefix, origin) key id
+    key_count: np.ndarray  # per prefix id: how many keys (origins) it has
+    origin_len: np.ndarray  # per key id: digits of its origin (0: any caller)
+    origin_value: np.ndarray  # per key id: its origin as an integer (0 for "")
+    seg_key: np.ndarray  # (key id << 40 | start) per timeline segment, sorted
     seg_end: np.ndarray
     seg_row: np.ndarray
-    seg_first: np.ndarray  # per prefix id: its first segment (segments are contiguous)
-    seg_count: np.ndarray  # per prefix id: how many segments it has
+    seg_first: np.ndarray  # per key id: its first segment (segments are contiguous)
+    seg_count: np.ndarray  # per key id: how many segments it has
     rate_e8: np.ndarray
     connect_fee_e8: np.ndarray
     increment_first: np.ndarray
     increment_next: np.ndarray
     minimum_charge_e8: np.ndarray  # per answered call, 10^-8; 0: none
     free_seconds: np.ndarray  # answered calls of up to this many seconds cost 0
+    surcharge_e8: np.ndarray  # per minute on top of the rate, 10^-8; 0: none
     closed: np.ndarray
+
+    @property
+    def has_origin(self) -> bool:
+        """Some entry is for callers of an origin: lookups need the callers."""
+        return bool(self.origin_len.any())
+
+    @property
+    def has_surcharge(self) -> bool:
+        return bool(self.surcharge_e8.any())
 
     @classmethod
     def build(cls, deck: pa.Table, currency: str = "USD") -> DeckIndex:
         deck = with_entry_defaults(deck)
-        deck = deck.sort_by([("prefix", "ascending"), ("effective_from", "ascending")])
+        deck = deck.sort_by(
+            [("prefix", "ascending"), ("origin", "ascending"), ("effective_from", "ascending")]
+        )
         prefixes = deck.column("prefix").combine_chunks()
         unique = pc.unique(prefixes)
         if len(unique) >= _MAX_PREFIXES:
@@ -250,13 +287,15 @@ class DeckIndex:
         cell_lo, cell_prefix = _cells(lo, hi, parent)
 
         pid_of_row = pc.index_in(prefixes, value_set=unique).to_numpy().astype(np.int64)
+        keys = _keys(pid_of_row, deck.column("origin").combine_chunks(), len(unique))
+        key_of_row, key_first, key_count, origin_len, origin_value = keys
         col = {name: deck.column(name).to_numpy() for name in _NUMERIC_COLUMNS}
         seg_key, seg_end, seg_row = _timeline(
-            pid_of_row, _clip_time(col["effective_from"]), _clip_time(col["effective_to"])
+            key_of_row, _clip_time(col["effective_from"]), _clip_time(col["effective_to"])
         )
-        seg_pid = seg_key >> _TIME_BITS
-        seg_first = np.searchsorted(seg_pid, np.arange(len(unique)), side="left")
-        seg_count = np.searchsorted(seg_pid, np.arange(len(unique)), side="right") - seg_first
+        seg_kid = seg_key >> _TIME_BITS
+        seg_first = np.searchsorted(seg_kid, np.arange(len(origin_len)), side="left")
+        seg_count = np.searchsorted(seg_kid, np.arange(len(origin_len)), side="right") - seg_first
         return cls(
             deck=deck,
             currency=currency,
@@ -266,6 +305,10 @@ class DeckIndex:
             prefix_len=lengths,
             prefix_parent=parent,
             prefix_text=unique,
+            key_first=key_first,
+            key_count=key_count,
+            origin_len=origin_len,
+            origin_value=origin_value,
             seg_key=seg_key,
             seg_end=seg_end,
             seg_row=seg_row,
@@ -277,6 +320,7 @@ class DeckIndex:
             increment_next=col["increment_next"].astype(np.int64),
             minimum_charge_e8=col["minimum_charge_e8"].astype(np.int64),
             free_seconds=col["free_seconds"].astype(np.int64),
+            surcharge_e8=col["surcharge_e8"].astype(np.int64),
             closed=col["closed"].astype(bool),
         )
 
@@ -347,15 +391,35 @@ class DeckIndex:
                 raise DeckIndexFormatError(f"{INDEX_FORMAT} table: unequal {', '.join(group)}")
         return cls(deck=deck, currency=currency, width=width, **arrays)
 
-    def lookup(self, callee: pa.Array | pa.ChunkedArray, start_s: np.ndarray) -> np.ndarray:
+    def lookup(
+        self,
+        callee: pa.Array | pa.ChunkedArray,
+        start_s: np.ndarray,
+        caller: pa.Array | pa.ChunkedArray | None = None,
+    ) -> np.ndarray:
         """Deck row live for each call (its longest prefix with a live version), -1 if none."""
-        return self.lookup_numbers(DialledNumbers.of(callee), start_s)
+        callers = CallerNumbers.of(caller) if caller is not None else None
+        return self.lookup_numbers(DialledNumbers.of(callee), start_s, callers)
 
-    def lookup_numbers(self, numbers: DialledNumbers, start_s: np.ndarray) -> np.ndarray:
-        """`lookup` for callees already prepared (shared by every deck a file is rated on)."""
+    def lookup_numbers(
+        self,
+        numbers: DialledNumbers,
+        start_s: np.ndarray,
+        callers: CallerNumbers | None = None,
+    ) -> np.ndarray:
+        """`lookup` for callees already prepared (shared by every deck a file is rated on).
+
+        `callers` is needed only by a deck with origin entries (`has_origin`); a deck without
+        them never reads it.
+        """
         n = len(numbers.head)
         row = np.full(n, -1, dtype=np.int64)
         if n == 0 or len(self.cell_lo) == 0:
+            return row
+        if self.has_origin:
+            if callers is None:
+                raise ValueError("the deck has entries for an origin: the callers are needed")
+            row[numbers.order] = self._lookup_by_origin(numbers, start_s, callers)
             return row
         # Work in the numbers' (roughly) sorted order: searchsorted then walks the cells
         # almost sequentially instead of missing the cache on every call.
@@ -382,8 +446,51 @@ class DeckIndex:
         row[order] = found
         return row
 
+    def _lookup_by_origin(
+        self, numbers: DialledNumbers, start_s: np.ndarray, callers: CallerNumbers
+    ) -> np.ndarray:
+        """`lookup_numbers` for a deck with origin entries, in the numbers' sorted order."""
+        order = numbers.order
+        digits = numbers.digits[order]
+        number = numbers.head[order] // 10 ** (MAX_PREFIX_DIGITS - self.width)
+        caller_head, caller_digits = callers.head[order], callers.digits[order]
+        cell = np.searchsorted(self.cell_lo, number, side="right") - 1
+        candidate = np.where(cell >= 0, self.cell_prefix[np.maximum(cell, 0)], -1)
+        when = _clip_time(np.asarray(start_s)[order])
+
+        found = np.full(len(order), -1, dtype=np.int64)
+        pending = np.flatnonzero(candidate >= 0)
+        cand = candidate[pending]
+        while len(pending):
+            at = when[pending]
+            hit = np.full(len(pending), -1, dtype=np.int64)
+            first, count = self.key_first[cand], self.key_count[cand]
+            # The prefix's keys, longest origin first: a pass per origin, not per call.
+            active = np.flatnonzero((self.prefix_len[cand] <= digits[pending]) & (count > 0))
+            step = 0
+            while len(active):
+                key = first[active] + step
+                length = self.origin_len[key]
+                calls = pending[active]
+                fits = (length <= caller_digits[calls]) & (
+                    caller_head[calls] // _PAD[length] == self.origin_value[key]
+                )
+                seg = np.where(fits, self._segment_at(key, at[active]), -1)
+                live = seg >= 0
+                live[live] = at[active[live]] < self.seg_end[seg[live]]
+                hit[active[live]] = self.seg_row[seg[live]]
+                step += 1
+                active = active[~live & (count[active] > step)]
+            live = hit >= 0
+            found[pending[live]] = hit[live]
+            cand = self.prefix_parent[cand[~live]]
+            pending = pending[~live]
+            more = cand >= 0
+            pending, cand = pending[more], cand[more]
+        return found
+
     def _segment_at(self, prefix: np.ndarray, when: np.ndarray) -> np.ndarray:
-        """Per call, the last segment of its prefix starting at or before `when`, or -1.
+        """Per call, the last segment of its key starting at or before `when`, or -1.
 
         A prefix's segments are contiguous and sorted by start, and most prefixes have one or
         two: step through them (a loop over versions, each pass only over the calls whose
@@ -421,6 +528,36 @@ class DialledNumbers:
         # is a radix sort, several times cheaper than sorting the full values.
         order = np.argsort((head >> 44).astype(np.uint16), kind="stable")
         return cls(head=head, digits=digits, order=order)
+
+
+@dataclass(frozen=True, slots=True)
+class CallerNumbers:
+    """Callers (A-numbers) prepared once for origin lookups, aligned with the callees.
+
+    The switch's caller as sent: spaces and dashes dropped, then one leading `+` or `00`.
+    A caller that is then not all digits (withheld, "anonymous", empty) has no digits and
+    matches only entries for any caller.
+    """
+
+    head: np.ndarray  # first MAX_PREFIX_DIGITS digits, right-padded with zeros, as int64
+    digits: np.ndarray  # number of digits (0: unknown caller)
+
+    @classmethod
+    def of(cls, caller: pa.Array | pa.ChunkedArray) -> CallerNumbers:
+        if isinstance(caller, pa.ChunkedArray):
+            caller = caller.combine_chunks()
+        if pa.types.is_dictionary(caller.type):
+            caller = caller.cast(caller.type.value_type)
+        text = pc.replace_substring_regex(pc.fill_null(caller, ""), r"[ -]+", "")
+        text = pc.replace_substring_regex(text, r"^(?:\+|00)", "")
+        known = pc.match_substring_regex(text, r"^[0-9]+$").to_numpy(zero_copy_only=False)
+        text = pc.if_else(pa.array(known), text, "")
+        digits = pc.utf8_length(text).to_numpy(zero_copy_only=False).astype(np.int64)
+        head = _pad_to_int(pc.utf8_slice_codeunits(text, 0, MAX_PREFIX_DIGITS), MAX_PREFIX_DIGITS)
+        return cls(head=head, digits=digits)
+
+    def take(self, rows: np.ndarray) -> CallerNumbers:
+        return CallerNumbers(head=self.head[rows], digits=self.digits[rows])
 
 
 _PAD = 10 ** np.arange(MAX_PREFIX_DIGITS, -1, -1, dtype=np.int64)  # _PAD[n] = 10^(18-n)
@@ -495,6 +632,37 @@ def _parents(text: pa.Array, lengths: np.ndarray) -> np.ndarray:
         hit = found >= 0
         parent[longer[hit]] = found[hit]
     return parent
+
+
+def _keys(
+    prefix_id: np.ndarray, origin: pa.Array, prefixes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(prefix, origin) keys: key id per row, each prefix's run of keys, each key's origin.
+
+    Keys are numbered by prefix id, then longest origin first. Without origins there is one
+    key per prefix and key id = prefix id.
+    """
+    length = pc.utf8_length(origin).to_numpy(zero_copy_only=False).astype(np.int64)
+    if length.max(initial=0) > MAX_PREFIX_DIGITS:
+        raise DeckIndexError(f"origins longer than {MAX_PREFIX_DIGITS} digits")
+    value = np.zeros(len(length), dtype=np.int64)
+    given = np.flatnonzero(length > 0)
+    if len(given):
+        picked = origin.take(pa.array(given))
+        value[given] = pc.cast(picked, pa.int64()).to_numpy(zero_copy_only=False)
+    order = np.lexsort((value, -length, prefix_id))
+    p, n, v = prefix_id[order], length[order], value[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (p[1:] != p[:-1]) | (n[1:] != n[:-1]) | (v[1:] != v[:-1])
+    key_of_sorted = np.cumsum(new, dtype=np.int64) - 1
+    key_of_row = np.empty(len(order), dtype=np.int64)
+    key_of_row[order] = key_of_sorted
+    if len(key_of_sorted) and key_of_sorted[-1] + 1 >= _MAX_PREFIXES:
+        raise DeckIndexError(f"a deck may hold at most {_MAX_PREFIXES - 1} prefix/origin keys")
+    key_prefix = p[new]
+    key_first = np.searchsorted(key_prefix, np.arange(prefixes), side="left")
+    key_count = np.searchsorted(key_prefix, np.arange(prefixes), side="right") - key_first
+    return key_of_row, key_first, key_count, n[new], v[new]
 
 
 def _cells(lo: np.ndarray, hi: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -574,9 +742,11 @@ def price(
     start_s: np.ndarray,
     answered: np.ndarray,
     rounding: Rounding,
+    caller: pa.Array | pa.ChunkedArray | None = None,
 ) -> Pricing:
     """Price every call against one deck by the rating contract."""
-    return price_numbers(index, DialledNumbers.of(callee), start_s, answered, rounding)
+    callers = CallerNumbers.of(caller) if caller is not None else None
+    return price_numbers(index, DialledNumbers.of(callee), start_s, answered, rounding, callers)
 
 
 def price_numbers(
@@ -585,9 +755,11 @@ def price_numbers(
     start_s: np.ndarray,
     answered: np.ndarray,
     rounding: Rounding,
+    callers: CallerNumbers | None = None,
 ) -> Pricing:
-    """`price` for callees already prepared with `DialledNumbers.of`."""
-    row = index.lookup_numbers(numbers, start_s)
+    """`price` for callees already prepared with `DialledNumbers.of` (and callers, which
+    only a deck with origin entries reads)."""
+    row = index.lookup_numbers(numbers, start_s, callers)
     found = row >= 0
     safe = np.maximum(row, 0)
 
@@ -627,6 +799,23 @@ def price_numbers(
         minimum_e8=minimum,
         graced=graced,
     )
+
+
+def surcharges(
+    index: DeckIndex, pricing: Pricing, rounding: Rounding
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per call, the entry's surcharge per minute (10^-8) and its amount (10^-decimals).
+
+    Only a charged call pays it (rated, answered beyond the free seconds: billed > 0); the
+    amount is surcharge·billed/60, exact, rounded once on its own: a charge of its own.
+    """
+    n = len(pricing.row)
+    if n == 0 or not index.has_surcharge:
+        return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    charged = pricing.rated & (pricing.billed > 0)
+    rate = np.where(charged, index.surcharge_e8[np.maximum(pricing.row, 0)], 0)
+    exact = exact_amount(np.zeros(n, dtype=np.int64), rate, pricing.billed)
+    return rate, rounding.divide(exact, exact_divisor(rounding)).astype(np.int64)
 
 
 def exact_amount(

@@ -1,7 +1,9 @@
 """An account's rate history: one effective-dated timeline that every deck upload adds to.
 
 The timeline is a table of entries in `TIMELINE_SCHEMA` (the compiled deck's columns plus the
-`version` of the upload that brought each entry), at most one per (prefix, effective_from).
+`version` of the upload that brought each entry), at most one per (prefix, origin,
+effective_from). A "code" below is a (prefix, origin) pair: an entry for callers of an origin
+has its own history, as a prefix does.
 The rating contract prices it as it prices any deck (functions.rate.rating), so a call is
 always priced by the rates in force at its start, whichever upload brought them.
 
@@ -117,7 +119,7 @@ def _check_undated(
         for i in np.flatnonzero(undated & (end <= effective))
     ]
     prefix = rows.column("prefix").combine_chunks()
-    code = _prefix_rank(prefix)
+    code = _code_rank(rows)
     order = np.lexsort((undated, dated_start, code))
     a, b = order[:-1], order[1:]
     # The importer refuses repeated (prefix, effective_from), so a clash here is a dated row
@@ -169,7 +171,7 @@ def compose(
     union = union.combine_chunks()
     n = union.num_rows
     is_new = np.arange(n) >= old.num_rows
-    code = _prefix_rank(union.column("prefix").combine_chunks())
+    code = _code_rank(union)
     codes = int(code.max(initial=-1)) + 1
     start = _ints(union, "effective_from")
     end = _ints(union, "effective_to")
@@ -293,10 +295,12 @@ def in_force(timeline: pa.Table, at: int, prefix: str | None = None) -> pa.Table
     start = _ints(timeline, "effective_from")
     end = _ints(timeline, "effective_to")
     live = timeline.filter(pa.array((start <= at) & (at < end)))
-    live = live.sort_by([("prefix", "ascending"), ("effective_from", "ascending")])
-    codes = live.column("prefix").combine_chunks()
-    if len(codes) == 0:
+    live = with_entry_defaults(live).sort_by(
+        [("prefix", "ascending"), ("origin", "ascending"), ("effective_from", "ascending")]
+    )
+    if live.num_rows == 0:
         return live
+    codes = _code_text(live)
     # The latest effective_from wins: the last live entry of each code.
     last = np.ones(len(codes), dtype=bool)
     last[:-1] = _bools(pc.not_equal(codes.slice(1), codes.slice(0, len(codes) - 1)))
@@ -350,9 +354,19 @@ def _bools(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return mask.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _prefix_rank(prefix: pa.Array) -> np.ndarray:
-    """Per row, its prefix's rank among the distinct prefixes in text order."""
-    encoded = pc.dictionary_encode(prefix)
+def _code_text(table: pa.Table) -> pa.Array:
+    """Per row, its code (prefix, origin) as one string that sorts by prefix, then origin."""
+    prefix = table.column("prefix").combine_chunks()
+    if "origin" not in table.column_names:
+        return prefix
+    # "/" sorts before every digit, so "44/33" stays before "440/" as 44 does before 440.
+    origin = table.column("origin").combine_chunks()
+    return pc.binary_join_element_wise(prefix, origin, "/")
+
+
+def _code_rank(table: pa.Table) -> np.ndarray:
+    """Per row, its code's rank among the distinct codes (prefix, then origin) in order."""
+    encoded = pc.dictionary_encode(_code_text(table))
     rank = np.empty(len(encoded.dictionary), dtype=np.int64)
     rank[pc.sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
     return rank[encoded.indices.to_numpy(zero_copy_only=False)]

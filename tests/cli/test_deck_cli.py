@@ -199,14 +199,14 @@ def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, c
     )
     assert (shown["version"], shown["at"], shown["prefix"]) == (2, "2024-05-11T00:00:00Z", "44207")
     assert shown["entries"] == [
-        {"prefix": "44", "destination": "UK", "rate": "0.01000000", "connect_fee": "0.00000000",
-         "increment": "1/1", "minimum_charge": "0.00000000", "free_seconds": 0,
-         "effective_from": "2024-04-01", "effective_to": "never", "status": "open",
-         "version": 1},
-        {"prefix": "4420", "destination": "London", "rate": "0.02500000",
+        {"prefix": "44", "origin": "", "destination": "UK", "rate": "0.01000000",
          "connect_fee": "0.00000000", "increment": "1/1", "minimum_charge": "0.00000000",
-         "free_seconds": 0, "effective_from": "2024-05-10", "effective_to": "never",
-         "status": "open", "version": 2},
+         "free_seconds": 0, "surcharge": "0.00000000", "effective_from": "2024-04-01",
+         "effective_to": "never", "status": "open", "version": 1},
+        {"prefix": "4420", "origin": "", "destination": "London", "rate": "0.02500000",
+         "connect_fee": "0.00000000", "increment": "1/1", "minimum_charge": "0.00000000",
+         "free_seconds": 0, "surcharge": "0.00000000", "effective_from": "2024-05-10",
+         "effective_to": "never", "status": "open", "version": 2},
     ]  # fmt: skip
     earlier = json_document(capsys, "deck", "show", "acme", "cust", "--at", "2024-05-09T23:59:59")
     assert [(e["prefix"], e["rate"], e["version"]) for e in earlier["entries"]] == [
@@ -229,6 +229,34 @@ def test_deck_show_says_what_was_in_force_and_which_upload_brought_it(history, c
         "44", "UK", "0.01000000", "0.00000000", "1/1", "0.00000000", "-", "2024-04-01", "never",
         "open", "v1",
     ]  # fmt: skip
+
+
+def test_an_uploaded_deck_keeps_origins_and_surcharges_and_prices_by_the_caller(acme, capsys):
+    """Old code: the importer dropped both columns, so 44 was one code and no surcharge."""
+    text = "prefix,destination,rate,origin,surcharge\n44,UK,0.010,,\n"
+    text += "44,UK from FR,0.020,33,0.002\n"
+    assert tollgate("deck", "upload", "acme", "cust", acme("o.csv", text)) == 0
+    capsys.readouterr()
+    shown = json_document(capsys, "deck", "show", "acme", "cust", "--at", "2024-05-11")
+    assert [(e["prefix"], e["origin"], e["rate"], e["surcharge"]) for e in shown["entries"]] == [
+        ("44", "", "0.01000000", "0.00000000"),
+        ("44", "33", "0.02000000", "0.00200000"),
+    ]
+    assert tollgate("deck", "show", "acme", "cust", "--at", "2024-05-11") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["prefix", "origin"]
+    assert "surcharge" in lines[1].split()
+    head = accounts.get_account("acme", "cust").deck_version
+    index = DeckIndex.build(lake.get_deck("acme", "cust", head), "USD")
+    pricing = price(
+        index,
+        pa.array([LONDON, LONDON]),
+        np.array([at("2024-05-11")] * 2),
+        np.array([60, 60]),
+        Rounding(),
+        caller=pa.array(["+33 1 40", "4930"]),
+    )
+    assert pricing.amount.tolist() == [20_000, 10_000]
 
 
 def test_a_full_deck_that_would_change_the_past_is_refused_naming_the_line(history, capsys):

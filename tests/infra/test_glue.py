@@ -123,8 +123,8 @@ def test_money_and_rates_are_decimal():
     rated = {
         c["Name"]: c["Type"] for c in table_inputs()["cdrs_rated"]["StorageDescriptor"]["Columns"]
     }
-    money = [n for n in rated if n.endswith(("_amount", "_margin")) or n == "margin"]
-    assert money == ["customer_amount", "supplier_amount", "margin"]
+    money = [n for n in rated if n.endswith(("_amount", "_margin", "_surcharge")) or n == "margin"]
+    assert money == ["customer_amount", "customer_surcharge", "supplier_amount", "margin"]
     assert {rated[n] for n in money} == {"decimal(18,6)"}
     assert {rated[n] for n in rated if n.endswith("_rate")} == {"decimal(18,8)"}
     charges = {

@@ -24,21 +24,30 @@ class Entry:
     destination: str = ""
     minimum_charge: Decimal = Decimal(0)  # per answered call
     free_seconds: int = 0  # answered calls of up to this many seconds cost 0
+    origin: str = ""  # caller prefix; "" = any caller
+    surcharge: Decimal = Decimal(0)  # per minute, its own charge
 
 
-def live_entry(entries: list[Entry], number: str, t: int) -> Entry | None:
+def live_entry(entries: list[Entry], number: str, t: int, caller: str = "") -> Entry | None:
+    """Longest prefix with a live entry for the caller; then the longest origin; then the
+    latest effective_from."""
     for length in range(len(number), 0, -1):
         head = number[:length]
         live = [
             e
             for e in entries
             if e.prefix == head
+            and caller.startswith(e.origin)
             and (e.effective_from is None or e.effective_from <= t)
             and (e.effective_to is None or t < e.effective_to)
         ]
         if live:
             return max(
-                live, key=lambda e: -(2**62) if e.effective_from is None else e.effective_from
+                live,
+                key=lambda e: (
+                    len(e.origin),
+                    -(2**62) if e.effective_from is None else e.effective_from,
+                ),
             )
     return None
 
@@ -59,9 +68,10 @@ def rate_call(
     seconds: int,
     decimals: int = 6,
     method: str = "half_up",
+    caller: str = "",
 ) -> tuple[str, str, int, Decimal]:
     """(status, reason, billed seconds, amount) for one call."""
-    entry = live_entry(entries, number, t)
+    entry = live_entry(entries, number, t, caller)
     if entry is None:
         return "unrated", "no_rate", 0, Decimal(0)
     if entry.closed:
@@ -73,6 +83,26 @@ def rate_call(
     exact = max(exact, entry.minimum_charge)
     amount = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUNDING[method])
     return "rated", "", secs, amount
+
+
+def surcharge_call(
+    entries: list[Entry],
+    number: str,
+    t: int,
+    seconds: int,
+    decimals: int = 6,
+    method: str = "half_up",
+    caller: str = "",
+) -> Decimal | None:
+    """The call's surcharge amount, or None when it has no surcharge charge."""
+    entry = live_entry(entries, number, t, caller)
+    if entry is None or entry.closed or entry.surcharge == 0:
+        return None
+    if seconds <= 0 or seconds <= entry.free_seconds:
+        return None
+    secs = billed(seconds, entry.first, entry.step)
+    exact = entry.surcharge * Decimal(secs) / Decimal(60)
+    return exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUNDING[method])
 
 
 ALWAYS = -(2**62)
@@ -89,6 +119,7 @@ def deck_table(entries: list[Entry]):
     return pa.table(
         {
             "prefix": pa.array([e.prefix for e in entries], pa.string()),
+            "origin": pa.array([e.origin for e in entries], pa.string()),
             "destination": pa.array([e.destination for e in entries], pa.string()),
             "rate_e8": pa.array([units(e.rate) for e in entries], pa.int64()),
             "connect_fee_e8": pa.array([units(e.connect_fee) for e in entries], pa.int64()),
@@ -96,6 +127,7 @@ def deck_table(entries: list[Entry]):
             "increment_next": pa.array([e.step for e in entries], pa.int32()),
             "minimum_charge_e8": pa.array([units(e.minimum_charge) for e in entries], pa.int64()),
             "free_seconds": pa.array([e.free_seconds for e in entries], pa.int32()),
+            "surcharge_e8": pa.array([units(e.surcharge) for e in entries], pa.int64()),
             "effective_from": pa.array(
                 [ALWAYS if e.effective_from is None else e.effective_from for e in entries],
                 pa.int64(),

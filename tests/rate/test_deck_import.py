@@ -49,6 +49,7 @@ def test_canonical_header_compiles_every_field_exactly():
     assert rows(text) == [
         {
             "prefix": "447407",
+            "origin": "",
             "destination": "UK - Mobile - Vodafone",
             "rate_e8": 1_240_000,
             "connect_fee_e8": 1_500_000,
@@ -56,6 +57,7 @@ def test_canonical_header_compiles_every_field_exactly():
             "increment_next": 6,
             "minimum_charge_e8": 0,
             "free_seconds": 0,
+            "surcharge_e8": 0,
             "effective_from": MAY_1,
             "effective_to": MAY_8,
             "closed": False,
@@ -68,6 +70,7 @@ def test_only_prefix_and_rate_are_required_and_the_rest_default():
     assert rows("Prefix,Rate\n44,0.0065\n") == [
         {
             "prefix": "44",
+            "origin": "",
             "destination": "",
             "rate_e8": 650_000,
             "connect_fee_e8": 0,
@@ -75,6 +78,7 @@ def test_only_prefix_and_rate_are_required_and_the_rest_default():
             "increment_next": 1,
             "minimum_charge_e8": 0,
             "free_seconds": 0,
+            "surcharge_e8": 0,
             "effective_from": ALWAYS,
             "effective_to": NEVER,
             "closed": False,
@@ -187,6 +191,7 @@ def test_common_header_aliases_map_to_the_canonical_fields(header):
     text = f"{header}\n44,UK,0.01,0.02,60/6,2024-05-01,2024-05-08,new\n"
     assert rows(text)[0] == {
         "prefix": "44",
+        "origin": "",
         "destination": "UK",
         "rate_e8": 1_000_000,
         "connect_fee_e8": 2_000_000,
@@ -194,6 +199,7 @@ def test_common_header_aliases_map_to_the_canonical_fields(header):
         "increment_next": 6,
         "minimum_charge_e8": 0,
         "free_seconds": 0,
+        "surcharge_e8": 0,
         "effective_from": MAY_1,
         "effective_to": MAY_8,
         "closed": False,
