@@ -55,7 +55,8 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, Upda
 from pynamodb.transactions import TransactWrite
 
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
-from functions.rate.plans import DEFAULT_PLAN, check_caller_prefix
+from functions.rate.plans import DEFAULT_PLAN as DEFAULT_RATE_PLAN
+from functions.rate.plans import check_caller_prefix
 from functions.rate.recurring import Did, check_dids
 from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
@@ -809,7 +810,7 @@ class Account:
 
     def plan_head(self, plan: str) -> int | None:
         """The active deck version of a plan (None: the plan has no deck)."""
-        return self.deck_version if plan == DEFAULT_PLAN else self.plan_versions.get(plan)
+        return self.deck_version if plan == DEFAULT_RATE_PLAN else self.plan_versions.get(plan)
 
 
 def _account(item: _AccountItem) -> Account:
@@ -1191,7 +1192,7 @@ class DeckVersion:
     end_dated: int = 0
     closed: int = 0
     uploaded_at: datetime | None = None  # set when committed
-    plan: str = DEFAULT_PLAN  # the rate plan whose timeline this version is
+    plan: str = DEFAULT_RATE_PLAN  # the rate plan whose timeline this version is
 
 
 def _deck(item: _DeckVersionItem) -> DeckVersion:
@@ -1221,7 +1222,7 @@ def _deck(item: _DeckVersionItem) -> DeckVersion:
         end_dated=item.end_dated or 0,
         closed=item.closed or 0,
         uploaded_at=item.created_at,
-        plan=item.plan or DEFAULT_PLAN,
+        plan=item.plan or DEFAULT_RATE_PLAN,
     )
 
 
@@ -1268,10 +1269,10 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
         superseded=record.superseded,
         end_dated=record.end_dated,
         closed=record.closed,
-        plan=None if plan == DEFAULT_PLAN else plan,
+        plan=None if plan == DEFAULT_RATE_PLAN else plan,
     )
     item.created_at = record.uploaded_at or now()
-    if plan == DEFAULT_PLAN:
+    if plan == DEFAULT_RATE_PLAN:
         pointer = accounts_model.deck_version
     else:
         _ensure_map(tenant, account, accounts_model.plan_decks)
@@ -1347,7 +1348,7 @@ def list_deck_versions(tenant: str, account: str, plan: str | None = None) -> li
     return found if plan is None else [v for v in found if v.plan == plan]
 
 
-def active_deck(tenant: str, account: str, plan: str = DEFAULT_PLAN) -> DeckVersion | None:
+def active_deck(tenant: str, account: str, plan: str = DEFAULT_RATE_PLAN) -> DeckVersion | None:
     """The deck version of a plan a rater should use now (the head), or None if it has none."""
     head = get_account(tenant, account).plan_head(plan)
     return None if head is None else get_deck_version(tenant, account, head)
@@ -1402,9 +1403,7 @@ def remove_plan_rule(tenant: str, account: str, callers: Sequence[str]) -> dict[
     current = get_account(tenant, account)
     missing = [p for p in prefixes if p not in current.plan_rules]
     if missing:
-        raise NotFoundError(
-            f"account {account!r} has no plan rule for caller prefix {missing[0]}"
-        )
+        raise NotFoundError(f"account {account!r} has no plan rule for caller prefix {missing[0]}")
     model = _m().account
     condition = model.pk.exists()
     for p in prefixes:

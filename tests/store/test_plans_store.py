@@ -87,9 +87,7 @@ def test_concurrent_uploads_of_two_plans_both_land(cust, atomic_items):
     with ThreadPoolExecutor(max_workers=2) as pool:
         recorded = list(pool.map(upload, ["cli", "ncli"]))
     assert sorted(r.version for r in recorded) == [1, 2]
-    assert accounts.get_account("acme", cust).plan_versions == {
-        r.plan: r.version for r in recorded
-    }
+    assert accounts.get_account("acme", cust).plan_versions == {r.plan: r.version for r in recorded}
 
 
 def test_caller_rules_are_set_moved_listed_and_removed(cust):
