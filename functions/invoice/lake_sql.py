@@ -81,6 +81,11 @@ RATED_COLUMNS: tuple[Column, ...] = (
         "the carrier's margin: what the top of the sell chain pays the carrier minus "
         "supplier_amount; null unless both are rated in one currency",
     ),
+    Column(
+        "plan",
+        "string",
+        "the customer's rate plan: its ingress trunk's, else its calling number's rule, else default",
+    ),
 )
 
 CHARGES_COLUMNS: tuple[Column, ...] = (
@@ -110,6 +115,11 @@ CHARGES_COLUMNS: tuple[Column, ...] = (
         "account's rule; null when unrated",
     ),
     Column("currency", "string", "ISO 4217 currency of this party's deck"),
+    Column(
+        "plan",
+        "string",
+        "the rate plan whose deck priced the charge (a reseller without the customer's plan: default); null for DID charges",
+    ),
 )
 
 NORMALIZED_COLUMNS: tuple[Column, ...] = (
