@@ -60,44 +60,68 @@ def choose_plans(
     `trunk_plans` is the plan the call's ingress trunk names (null: none); `rules` maps an
     account to its caller prefixes and the plan each chooses.
     """
-    n = len(customers)
-    labels = [DEFAULT_PLAN]
-    code_of = {DEFAULT_PLAN: 0}
-
-    def code(plan: str) -> int:
-        if plan not in code_of:
-            code_of[plan] = len(labels)
-            labels.append(plan)
-        return code_of[plan]
-
-    codes = np.zeros(n, dtype=np.int32)
-    if rules and callers is not None and n:
+    labels = _Labels()
+    codes = np.zeros(len(customers), dtype=np.int32)
+    if rules and callers is not None and len(customers):
         digits = caller_digits(callers)
         customers = pa.chunked_array([customers]) if isinstance(customers, pa.Array) else customers
         for account, prefixes in sorted(rules.items()):
             mine = pc.fill_null(pc.equal(customers, account), False)
             rows = np.flatnonzero(mine.to_numpy(zero_copy_only=False))
-            if len(rows) == 0 or not prefixes:
-                continue
-            theirs = digits.take(pa.array(rows))
-            plan_codes = {prefix: code(plan) for prefix, plan in prefixes.items()}
-            # Shorter prefixes first: a longer match overwrites, so the longest wins.
-            for length in sorted({len(p) for p in prefixes}):
-                of_length = [p for p in prefixes if len(p) == length]
-                head = pc.utf8_slice_codeunits(theirs, 0, length)
-                found = pc.index_in(head, value_set=pa.array(of_length, pa.string()))
-                found = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
-                hit = found >= 0
-                chosen = np.array([plan_codes[p] for p in of_length], dtype=np.int32)
-                codes[rows[hit]] = chosen[found[hit]]
-    if trunk_plans is not None and n:
+            if len(rows) and prefixes:
+                _apply_rules(digits.take(pa.array(rows)), prefixes, labels, codes, rows)
+    if trunk_plans is not None and len(customers):
         encoded = pc.dictionary_encode(trunk_plans)
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
         named = encoded.dictionary.to_pylist()
         if named:
-            by_trunk = np.array([code(plan) for plan in named], dtype=np.int32)
+            by_trunk = np.array([labels.code(plan) for plan in named], dtype=np.int32)
             index = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
             hit = index >= 0
             codes[hit] = by_trunk[index[hit]]
-    return labels, codes
+    return labels.names, codes
+
+
+def plans_by_caller(
+    callers: pa.Array | pa.ChunkedArray, rules: Mapping[str, str], plans: list[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """One account's calls by caller rule alone (what-if rating: no trunks, one customer).
+    `plans` fixes the order of the labels after `default`."""
+    labels = _Labels()
+    for plan in plans or ():
+        labels.code(plan)
+    codes = np.zeros(len(callers), dtype=np.int32)
+    if rules and len(callers):
+        _apply_rules(caller_digits(callers), rules, labels, codes, np.arange(len(callers)))
+    return labels.names, codes
+
+
+class _Labels:
+    """Plan names in first-seen order, `default` first; a code per name."""
+
+    def __init__(self) -> None:
+        self.names = [DEFAULT_PLAN]
+        self._codes = {DEFAULT_PLAN: 0}
+
+    def code(self, plan: str) -> int:
+        if plan not in self._codes:
+            self._codes[plan] = len(self.names)
+            self.names.append(plan)
+        return self._codes[plan]
+
+
+def _apply_rules(
+    digits: pa.Array, rules: Mapping[str, str], labels: _Labels, codes: np.ndarray, rows
+) -> None:
+    """Set codes[rows] to the plan of each caller's longest matching prefix (one pass per
+    prefix length, shorter first: a longer match overwrites)."""
+    plan_codes = {prefix: labels.code(plan) for prefix, plan in rules.items()}
+    for length in sorted({len(p) for p in rules}):
+        of_length = [p for p in rules if len(p) == length]
+        head = pc.utf8_slice_codeunits(digits, 0, length)
+        found = pc.index_in(head, value_set=pa.array(of_length, pa.string()))
+        found = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
+        hit = found >= 0
+        chosen = np.array([plan_codes[p] for p in of_length], dtype=np.int32)
+        codes[rows[hit]] = chosen[found[hit]]
