@@ -66,7 +66,7 @@ def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
     for name, column in (("customer", customer), ("supplier", supplier)):
         cdrs = cdrs.set_column(cdrs.schema.get_field_index(name), name, column)
     if plan.ingress_plans and _has_trunks(cdrs, "ingress"):
-        chosen = _mapped(cdrs, "ingress", plan.ingress_plans)
+        chosen = _mapped_plan(cdrs, plan)
         if "plan" in cdrs.column_names:
             cdrs = cdrs.set_column(cdrs.schema.get_field_index("plan"), "plan", chosen)
         else:
@@ -91,6 +91,24 @@ def _mapped(cdrs: pa.Table, direction: str, mapping: Mapping[str, str]):
         if column in cdrs.column_names:
             account = pc.take(accounts, pc.index_in(cdrs.column(column), value_set=keys))
             found = account if found is None else pc.coalesce(found, account)
+    return found
+
+
+def _mapped_plan(cdrs: pa.Table, plan: TrunkPlan):
+    """The plan of the mapping that gave each CDR its customer: its trunk name's if that is
+    mapped, else its IP's (a trunk mapped without a plan does not take its IP's plan)."""
+    keys = pa.array(list(plan.ingress), pa.string())
+    plans = pa.array([plan.ingress_plans.get(k) for k in plan.ingress], pa.string())
+    found, by_name = None, None
+    for column in ("ingress_trunk", "ingress_ip"):
+        if column not in cdrs.column_names:
+            continue
+        index = pc.index_in(cdrs.column(column), value_set=keys)
+        chosen = pc.take(plans, index)
+        if found is None:
+            found, by_name = chosen, pc.is_valid(index)
+        else:  # the IP's mapping, where the trunk name is not mapped
+            found = pc.if_else(by_name, found, chosen)
     return found
 
 

@@ -79,6 +79,24 @@ def test_resolve_parties_adds_the_trunk_plan_only_where_plans_are_mapped():
     assert mapped.column("customer").to_pylist() == ["acme", "acme", None]
 
 
+def test_the_plan_follows_the_mapping_that_named_the_customer():
+    """A trunk name mapped without a plan keeps it planless even if its IP names one."""
+    table = pa.table(
+        {
+            "customer": pa.array([None] * 3, pa.string()),
+            "supplier": pa.array(["s"] * 3, pa.string()),
+            "ingress_trunk": pa.array(["eco", "other", "prem"], pa.string()),
+            "ingress_ip": pa.array(["10.0.0.1", "10.0.0.1", "10.0.0.2"], pa.string()),
+        }
+    )
+    plan = TrunkPlan(
+        ingress={"eco": "acme", "prem": "acme", "10.0.0.1": "acme"},
+        ingress_plans={"10.0.0.1": "ncli", "prem": "cli"},
+    )
+    out = resolve_parties(table, plan)
+    assert out.column("plan").to_pylist() == [None, "ncli", "cli"]
+
+
 # --- pricing: a customer with cli and ncli plans under a reseller with a default deck only ---
 
 ENTRIES = {
