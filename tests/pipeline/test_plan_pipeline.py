@@ -4,7 +4,7 @@
 chosen by the ingress trunk its calls arrive on, and an economy `ncli` one, chosen by the
 calling number (French callers). Each call lands in the lake with its plan and is charged by
 that plan's deck, its reseller by its own default deck, and the balances move once however
-often the file is delivered.
+often the file is delivered; re-rating after a plan deck is corrected moves only its calls.
 """
 
 from __future__ import annotations
@@ -105,3 +105,18 @@ def test_a_file_with_calls_of_two_plans_lands_with_each_plans_prices_once(aws, t
     assert after["retail"] - before["retail"] == -micro(expected["retail"])
     assert after["resellco"] - before["resellco"] == -micro(expected["resellco"])
     assert after["bt"] - before["bt"] == micro(expected["bt"])
+
+    # A corrected cli deck from April: re-rating moves retail by the cli calls' difference
+    # only (its other plans, its reseller and the supplier are unchanged).
+    corrected = tmp_path / "retail-cli-corrected.csv"
+    corrected.write_text("prefix,destination,rate\n44,UK CLI,0.0211\n")
+    run("deck", "upload", TENANT, "retail", str(corrected), "--plan", "cli",
+        "--effective", "2024-04-01")  # fmt: skip
+    run("rerate", TENANT, "--from", str(DAY), "--to", str(DAY))
+    cli_calls = [s for _, _, _, s, plan in CALLS if plan == "cli"]
+    difference = sum(amount(D("0.0211"), 1, 1, s) - amount(D("0.0207"), 1, 1, s) for s in cli_calls)
+    rerated = {a: ledger.get_balance(TENANT, a)[0] for a in expected}
+    assert rerated["retail"] - after["retail"] == -micro(difference)
+    assert (rerated["resellco"], rerated["bt"]) == (after["resellco"], after["bt"])
+    plans = lake.get_table("charges", TENANT, DAY, dropped.file_id).column("plan").to_pylist()
+    assert plans.count("cli") == len(cli_calls)  # the re-rated table keeps each call's plan
