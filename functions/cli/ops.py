@@ -56,10 +56,6 @@ def _account_payload(account: Any) -> dict[str, Any]:
         "decimals": account.rounding_decimals,
         "status_reason": account.status_reason,
         "status_since": _when(account.status_since),
-        # Each rate plan's active deck version (default first) and the caller rules.
-        "plans": ({} if account.deck_version is None else {"default": account.deck_version})
-        | dict(sorted(account.plan_versions.items())),
-        "plan_rules": dict(account.plan_rules),
     }
 
 
@@ -861,6 +857,10 @@ def run_account_show(args: argparse.Namespace) -> int:
     balance, reserved = ledger.get_balance(args.tenant, args.account)
     payload = {
         **_account_payload(account),
+        # Each rate plan's active deck version (default first) and the caller rules.
+        "plans": ({} if account.deck_version is None else {"default": account.deck_version})
+        | dict(sorted(account.plan_versions.items())),
+        "plan_rules": dict(account.plan_rules),
         "balance": money_text(balance),
         "reserved": money_text(reserved),
         "history": _account_history(args.tenant, args.account),
