@@ -570,7 +570,8 @@ def _rated(
         "supplier_amount": supplier_amount,
         "supplier_currency": side(buy_take, "currency"),
         "margin": margin,
-        "plan": side(cust_take, "plan"),
+        # Taken as codes, then decoded: one string per call, not per charge.
+        "plan": _plain(charges.column("plan").take(cust_take)),
     }
     return pa.table(columns)
 

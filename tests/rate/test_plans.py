@@ -214,3 +214,31 @@ def test_without_plans_every_charge_is_on_default():
     assert set(result.charges.column("plan").to_pylist()) == {"default"}
     assert result.rated.column("plan").to_pylist() == ["default"]
     assert result.rated.column("customer_amount").to_pylist() == [D("0.0123")]
+
+
+def test_a_did_charge_has_no_plan():
+    """A DID's inbound minutes are priced by the number's rate, not by any plan's deck."""
+    from functions.rate.recurring import Did
+
+    accounts = {"acme": Account("acme", "customer")}
+    dids = (Did("442071234567", "acme", 2_000_000, 0, 200_000, T0.date()),)
+    table = pa.Table.from_pylist(
+        [
+            {
+                "line": 2,
+                "call_id": "in1",
+                "caller": "336",
+                "callee": "442071234567",
+                "start_time": T0,
+                "billsec": 61,
+                "disposition": "ANSWERED",
+                "customer": None,
+                "supplier": None,
+            }
+        ],
+        schema=CDR_SCHEMA,
+    )
+    parties = Parties(accounts, {}, dids=dids, plan_rules=RULES)
+    charges = rate_parties(table, parties).charges.to_pylist()
+    did = [r for r in charges if r["component"] == "did"]
+    assert [(r["account"], r["plan"], r["amount"]) for r in did] == [("acme", None, D("0.002033"))]
