@@ -84,7 +84,8 @@ RATED_COLUMNS: tuple[Column, ...] = (
     Column(
         "plan",
         "string",
-        "the customer's rate plan: its ingress trunk's, else its calling number's rule, else default",
+        "the customer's rate plan: its ingress trunk's, else its calling number's rule, "
+        "else default",
     ),
 )
 
@@ -118,7 +119,8 @@ CHARGES_COLUMNS: tuple[Column, ...] = (
     Column(
         "plan",
         "string",
-        "the rate plan whose deck priced the charge (a reseller without the customer's plan: default); null for DID charges",
+        "the rate plan whose deck priced the charge (a reseller without the customer's plan: "
+        "default); null for DID charges",
     ),
 )
 
