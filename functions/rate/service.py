@@ -227,7 +227,7 @@ class PartyBook:
                 ),
             )
         for a in self.found:
-            if a.account not in needed:
+            if a.account not in needed or a.kind == "supplier":  # suppliers price on default
                 continue
             # Versions are unique per account, whatever their plan: the cache key needs no plan.
             for plan, version in (getattr(a, "plan_versions", None) or {}).items():
