@@ -28,7 +28,7 @@ from functions.shared.money import AMOUNT_SCALE, to_units, units_to_str
 # moto, duckdb) never slow another down, and `tollgate rate` starts as fast as it can.
 COMMAND_MODULES = {
     "rate": ("rate",),
-    "deck": ("deck",),
+    "deck": ("deck", "plan"),
     "ops": ("tenant", "switch", "account", "cdr", "file"),
     "recovery": ("dlq",),
     "access": ("access",),

@@ -1,4 +1,9 @@
-"""`tollgate deck check|diff|upload|list|show|rollback`: decks, and an account's rate history."""
+"""`tollgate deck check|diff|upload|list|show|rollback`: decks, and an account's rate history;
+`tollgate plan rule|rules|unrule`: which of an account's rate plans its callers use.
+
+An account may have several rate plans (products), each its own timeline of deck versions
+(`--plan NAME`, default `default`); versions are numbered from the account's one sequence.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import pyarrow.compute as pc
 from functions.cli import CliError, OperationError, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
+from functions.rate.plans import DEFAULT_PLAN, check_caller_prefix
 from functions.rate.timeline import (
     FULL,
     MODES,
@@ -88,12 +94,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     upload.add_argument("--currency", help="the deck's currency (default: the account's)")
     upload.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
+    _plan_flag(upload, "the rate plan (product) this deck prices (default: default)")
     json_flag(upload)
     upload.set_defaults(run=run_deck_upload)
 
     listing = actions.add_parser("list", help="an account's deck versions, the active one marked")
     listing.add_argument("tenant")
     listing.add_argument("account")
+    listing.add_argument(
+        "--plan", type=_plan_name, default=None, help="only this plan's versions (default: all)"
+    )
     json_flag(listing)
     listing.set_defaults(run=run_deck_list)
 
@@ -109,6 +119,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument(
         "--version", type=int, default=None, help="read this version's timeline (default: active)"
     )
+    _plan_flag(show, "the plan whose active version to show (default: default)")
     json_flag(show)
     show.set_defaults(run=run_deck_show)
 
@@ -118,8 +129,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.add_argument("tenant")
     rollback.add_argument("account")
     rollback.add_argument("version", type=int)
+    _plan_flag(rollback, "the plan to roll back; VERSION must be one of its (default: default)")
     json_flag(rollback)
     rollback.set_defaults(run=run_deck_rollback)
+
+    plan = subparsers.add_parser(
+        "plan", help="rate plans: which plan a customer's calls use by their calling number"
+    )
+    plan_actions = plan.add_subparsers(dest="plan_action", required=True, metavar="ACTION")
+    rule = plan_actions.add_parser(
+        "rule",
+        help="calls of ACCOUNT from callers starting with these prefixes use PLAN",
+        description="The longest caller prefix among the account's rules wins; an ingress "
+        "trunk mapped with --plan wins over every rule; calls no rule matches use `default`. "
+        "A prefix already ruled moves to PLAN.",
+    )
+    rule.add_argument("tenant")
+    rule.add_argument("account", help="the customer (or reseller) that sends the calls")
+    rule.add_argument("plan", type=_plan_name, help="the rate plan, e.g. eea")
+    _callers_flag(rule)
+    json_flag(rule)
+    rule.set_defaults(run=run_plan_rule)
+
+    rules = plan_actions.add_parser("rules", help="an account's caller rules and plan decks")
+    rules.add_argument("tenant")
+    rules.add_argument("account")
+    json_flag(rules)
+    rules.set_defaults(run=run_plan_rules)
+
+    unrule = plan_actions.add_parser("unrule", help="drop the rules of these caller prefixes")
+    unrule.add_argument("tenant")
+    unrule.add_argument("account")
+    _callers_flag(unrule)
+    json_flag(unrule)
+    unrule.set_defaults(run=run_plan_unrule)
+
+
+def _plan_name(text: str) -> str:
+    from functions.shared.ids import check_name
+
+    try:
+        return check_name("plan", text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _plan_flag(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--plan", type=_plan_name, default=DEFAULT_PLAN, help=help_text)
+
+
+def _callers(text: str) -> list[str]:
+    try:
+        return [check_caller_prefix(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _callers_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--callers",
+        type=_callers,
+        required=True,
+        metavar="PREFIX[,PREFIX...]",
+        help="calling-number prefixes, country code first (e.g. 33,49 or +3362)",
+    )
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -306,7 +379,10 @@ class _AlreadyHead(Exception):
 
 
 def _new_version(
-    tenant: str, account: str, plan: Callable[[int | None], Callable[[int], _Planned]]
+    tenant: str,
+    account: str,
+    plan: Callable[[int | None], Callable[[int], _Planned]],
+    rate_plan: str = DEFAULT_PLAN,
 ) -> DeckVersion:
     """Compose on the head, write the objects, then record and move the head in one step.
 
@@ -317,7 +393,7 @@ def _new_version(
     from functions.store import accounts, lake
 
     for _ in range(_RACE_ATTEMPTS):
-        head = accounts.get_account(tenant, account).deck_version
+        head = accounts.get_account(tenant, account).plan_head(rate_plan)
         build = plan(head)
         version = accounts.reserve_deck_version(tenant, account)
         planned = build(version)
@@ -335,13 +411,16 @@ def _new_version(
             timeline_sha256=timeline_sha256,
             base=head,
             uploaded_at=datetime.now(UTC),
+            plan=rate_plan,
             **planned.fields,
         )
         try:
             return accounts.commit_deck_version(record)
         except accounts.HeadMovedError:
             continue
-    raise OperationError(f"other uploads to {tenant}/{account} kept landing first; run it again")
+    raise OperationError(
+        f"other uploads to {tenant}/{account} (plan {rate_plan}) kept landing first; run it again"
+    )
 
 
 def _stamped(table: pa.Table, **meta: object) -> pa.Table:
@@ -423,9 +502,9 @@ def run_deck_upload(args: argparse.Namespace) -> int:
 
         return build
 
-    recorded, created = _record(args.tenant, account.account, plan)
+    recorded, created = _record(args.tenant, account.account, plan, args.plan)
     payload = {**_version_json(recorded, active=True), "created": created, "currency": currency}
-    who = f"{account.tenant}/{account.account}"
+    who = _who(account, args.plan)
     if created:
         lines = [f"deck v{recorded.version} of {who} active: {_did(recorded)}"]
     else:
@@ -442,13 +521,22 @@ def run_deck_upload(args: argparse.Namespace) -> int:
 
 
 def _record(
-    tenant: str, account: str, plan: Callable[[int | None], Callable[[int], _Planned]]
+    tenant: str,
+    account: str,
+    plan: Callable[[int | None], Callable[[int], _Planned]],
+    rate_plan: str = DEFAULT_PLAN,
 ) -> tuple[DeckVersion, bool]:
     """The version `plan` builds, and whether it is new (False: the head already was it)."""
     try:
-        return _new_version(tenant, account, plan), True
+        return _new_version(tenant, account, plan, rate_plan), True
     except _AlreadyHead as already:
         return already.head, False
+
+
+def _who(account: Any, plan: str) -> str:
+    """An account, and its plan unless it is the default one (as before plans)."""
+    who = f"{account.tenant}/{account.account}"
+    return who if plan == DEFAULT_PLAN else f"{who} plan {plan}"
 
 
 def _did(v: DeckVersion) -> str:
@@ -477,6 +565,7 @@ def _version_json(v: DeckVersion, *, active: bool) -> dict[str, Any]:
     return {
         "tenant": v.tenant,
         "account": v.account,
+        "plan": v.plan,
         "version": v.version,
         "active": active,
         "uploaded_at": v.uploaded_at and v.uploaded_at.isoformat().replace("+00:00", "Z"),
@@ -508,27 +597,32 @@ def run_deck_list(args: argparse.Namespace) -> int:
     from functions.store import accounts
 
     account = accounts.get_account(args.tenant, args.account)
-    versions = accounts.list_deck_versions(args.tenant, args.account)
-    head = account.deck_version
-    entries = [_version_json(v, active=v.version == head) for v in versions]
+    versions = accounts.list_deck_versions(args.tenant, args.account, args.plan)
+    heads = _plan_heads(account)
+    entries = [_version_json(v, active=heads.get(v.plan) == v.version) for v in versions]
     payload = {
         "tenant": account.tenant,
         "account": account.account,
         "currency": account.currency,
-        "active": head,
+        "active": heads.get(args.plan or DEFAULT_PLAN),
+        "plans": heads if args.plan is None else {args.plan: heads.get(args.plan)},
         "versions": entries,
     }
     if not versions:
-        emit(args, payload, f"{account.tenant}/{account.account}: no deck uploaded yet")
+        who = _who(account, args.plan or DEFAULT_PLAN)
+        emit(args, payload, f"{who}: no deck uploaded yet")
         return 0
-    header = ("", "version", "uploaded at (UTC)", "mode", "rows", "effective", "rows dated")
-    table = [(*header, "entries", "file")]
+    # An account with only the default plan lists as it did before plans existed.
+    plans = any(v.plan != DEFAULT_PLAN for v in versions)
+    header = ("", "version", *(("plan",) if plans else ()), "uploaded at (UTC)", "mode", "rows")
+    table = [(*header, "effective", "rows dated", "entries", "file")]
     for v, e in zip(versions, entries, strict=True):
         uploaded = v.uploaded_at.strftime("%Y-%m-%d %H:%M:%S") if v.uploaded_at else "-"
         table.append(
             (
                 "*" if e["active"] else "",
                 f"v{v.version}",
+                *((v.plan,) if plans else ()),
                 uploaded,
                 v.mode if v.restores is None else f"rollback to v{v.restores}",
                 str(v.rows),
@@ -538,8 +632,9 @@ def run_deck_list(args: argparse.Namespace) -> int:
                 v.source or "-",
             )
         )
-    text = [f"{account.tenant}/{account.account} deck versions ({account.currency}, * = active):"]
-    text += _columns(table, right=(4, 7))
+    active = "* = active in its plan" if plans else "* = active"
+    text = [f"{account.tenant}/{account.account} deck versions ({account.currency}, {active}):"]
+    text += _columns(table, right=(5, 8) if plans else (4, 7))
     emit(args, payload, "\n".join(text))
     return 0
 
@@ -549,10 +644,10 @@ def run_deck_show(args: argparse.Namespace) -> int:
     from functions.store import accounts, lake
 
     account = accounts.get_account(args.tenant, args.account)
-    version = args.version if args.version is not None else account.deck_version
+    version = args.version if args.version is not None else account.plan_head(args.plan)
     if version is None:
-        raise CliError(f"{account.tenant}/{account.account} has no deck yet")
-    accounts.get_deck_version(args.tenant, args.account, version)  # NotFoundError names it
+        raise CliError(f"{_who(account, args.plan)} has no deck yet")
+    recorded = accounts.get_deck_version(args.tenant, args.account, version)  # or NotFoundError
     at = args.at if args.at is not None else int(time.time())
     prefix = None if args.prefix is None else _digits(args.prefix)
     timeline = as_timeline(lake.get_deck(args.tenant, account.account, version), version)
@@ -578,6 +673,7 @@ def run_deck_show(args: argparse.Namespace) -> int:
     payload = {
         "tenant": account.tenant,
         "account": account.account,
+        "plan": recorded.plan,
         "version": version,
         "at": _when(at, always_time=True),
         "prefix": prefix,
@@ -586,7 +682,7 @@ def run_deck_show(args: argparse.Namespace) -> int:
     }
     where = f", codes for {prefix}" if prefix else ""
     text = [
-        f"{account.tenant}/{account.account} deck v{version} in force at "
+        f"{_who(account, recorded.plan)} deck v{version} in force at "
         f"{_when(at, always_time=True)}{where}: {len(entries)} codes ({account.currency})"
     ]
     if entries:
@@ -611,6 +707,11 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
 
     account = accounts.get_account(args.tenant, args.account)
     target = accounts.get_deck_version(args.tenant, args.account, args.version)
+    if target.plan != args.plan:
+        raise CliError(
+            f"deck v{target.version} of {account.tenant}/{account.account} is of plan "
+            f"{target.plan}, not {args.plan}: give --plan {target.plan}"
+        )
 
     def plan(head: int | None) -> Callable[[int], _Planned]:
         # A recorded version exists, so the account has a head.
@@ -641,9 +742,9 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
 
         return build
 
-    recorded, created = _record(args.tenant, account.account, plan)
+    recorded, created = _record(args.tenant, account.account, plan, args.plan)
     payload = {**_version_json(recorded, active=True), "created": created}
-    who = f"{account.tenant}/{account.account}"
+    who = _who(account, args.plan)
     if created:
         text = f"deck v{recorded.version} of {who} active: {_did(recorded)}"
     else:
@@ -676,3 +777,65 @@ def _columns(rows: list[tuple[str, ...]], *, right: tuple[int, ...] = ()) -> lis
         ).rstrip()
         for row in rows
     ]
+
+
+def _plan_heads(account: Any) -> dict[str, int]:
+    """Each plan's active version, `default` first."""
+    heads = {} if account.deck_version is None else {DEFAULT_PLAN: account.deck_version}
+    return heads | dict(sorted(account.plan_versions.items()))
+
+
+def _rules_payload(account: Any) -> dict[str, Any]:
+    return {
+        "tenant": account.tenant,
+        "account": account.account,
+        "rules": [{"callers": p, "plan": plan} for p, plan in sorted(account.plan_rules.items())],
+        "plans": _plan_heads(account),
+    }
+
+
+def _rules_text(account: Any, head: str) -> str:
+    lines = [head]
+    heads = _plan_heads(account)
+    for prefix, plan in sorted(account.plan_rules.items()):
+        deck = f"v{heads[plan]}" if plan in heads else "no deck: its calls stay unrated"
+        lines.append(f"  callers {prefix}...  -> {plan} ({deck})")
+    if not account.plan_rules:
+        lines.append("  no caller rules: calls use their trunk's plan, else default")
+    plans = ", ".join(f"{p} v{v}" for p, v in heads.items()) or "none"
+    lines.append(f"  plan decks: {plans}")
+    return "\n".join(lines)
+
+
+@guarded
+def run_plan_rule(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    accounts.set_plan_rule(args.tenant, args.account, args.plan, args.callers)
+    account = accounts.get_account(args.tenant, args.account)
+    callers = ",".join(sorted(set(args.callers)))
+    head = f"{account.tenant}/{account.account}: callers {callers} use plan {args.plan}"
+    emit(args, _rules_payload(account), _rules_text(account, head))
+    return 0
+
+
+@guarded
+def run_plan_rules(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    account = accounts.get_account(args.tenant, args.account)
+    head = f"{account.tenant}/{account.account} rate plans (longest caller prefix wins):"
+    emit(args, _rules_payload(account), _rules_text(account, head))
+    return 0
+
+
+@guarded
+def run_plan_unrule(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    accounts.remove_plan_rule(args.tenant, args.account, args.callers)
+    account = accounts.get_account(args.tenant, args.account)
+    callers = ",".join(sorted(set(args.callers)))
+    head = f"{account.tenant}/{account.account}: rules for callers {callers} removed"
+    emit(args, _rules_payload(account), _rules_text(account, head))
+    return 0

@@ -246,6 +246,12 @@ def _register_switch_trunks(switch_actions: argparse._SubParsersAction) -> None:
     mapping.add_argument(
         "account", metavar="ACCOUNT", help="ingress: a customer; egress: a supplier"
     )
+    mapping.add_argument(
+        "--plan",
+        metavar="NAME",
+        help="ingress only: the customer's rate plan for calls on this trunk (wins over its "
+        "caller rules; default: by caller rule, else default)",
+    )
     json_flag(mapping)
     mapping.set_defaults(run=run_switch_map)
 
@@ -300,6 +306,8 @@ def _mapping_payload(mapping: Any) -> dict[str, Any]:
         "direction": mapping.direction,
         "key": mapping.key,
         "account": mapping.account,
+        # Only ingress trunks choose a plan (the customer's product).
+        **({"plan": mapping.plan} if mapping.direction == "ingress" else {}),
     }
 
 
@@ -307,12 +315,15 @@ def _mapping_payload(mapping: Any) -> dict[str, Any]:
 def run_switch_map(args: argparse.Namespace) -> int:
     from functions.store import accounts
 
-    mapping = accounts.map_trunk(args.tenant, args.switch, args.direction, args.key, args.account)
+    mapping = accounts.map_trunk(
+        args.tenant, args.switch, args.direction, args.key, args.account, plan=args.plan
+    )
+    plan = f" (plan {mapping.plan})" if mapping.plan else ""
     emit(
         args,
         _mapping_payload(mapping),
         f"{mapping.tenant}/{mapping.switch}: {mapping.direction} {mapping.key} -> "
-        f"{mapping.account}",
+        f"{mapping.account}{plan}",
     )
     return 0
 
@@ -361,6 +372,7 @@ def run_switch_show(args: argparse.Namespace) -> int:
         **_switch_payload(switch),
         "ingress": {m.key: m.account for m in mappings if m.direction == "ingress"},
         "egress": {m.key: m.account for m in mappings if m.direction == "egress"},
+        "ingress_plans": {m.key: m.plan for m in mappings if m.plan is not None},
         "history": [_audit_payload(e) for e in history],
     }
     if args.json:
@@ -376,7 +388,8 @@ def run_switch_show(args: argparse.Namespace) -> int:
         print("  trunks            none mapped: CDRs name their accounts")
     width = max((len(m.key) for m in mappings), default=0)
     for m in mappings:
-        print(f"  {m.direction:<7} {m.key:<{width}}  -> {m.account}")
+        plan = f" (plan {m.plan})" if m.plan else ""
+        print(f"  {m.direction:<7} {m.key:<{width}}  -> {m.account}{plan}")
     print("\n".join(_history_lines(payload["history"])))
     return 0
 
@@ -844,6 +857,10 @@ def run_account_show(args: argparse.Namespace) -> int:
     balance, reserved = ledger.get_balance(args.tenant, args.account)
     payload = {
         **_account_payload(account),
+        # Each rate plan's active deck version (default first) and the caller rules.
+        "plans": ({} if account.deck_version is None else {"default": account.deck_version})
+        | dict(sorted(account.plan_versions.items())),
+        "plan_rules": dict(account.plan_rules),
         "balance": money_text(balance),
         "reserved": money_text(reserved),
         "history": _account_history(args.tenant, args.account),
@@ -858,6 +875,7 @@ def run_account_show(args: argparse.Namespace) -> int:
         f"  rounding          {account.rounding} to {account.rounding_decimals} decimals",
         f"  status            {status}",
         f"  deck version      {account.deck_version or '-'}",
+        f"  plans             {_plans_text(payload)}",
         f"  balance           {payload['balance']} (reserved {payload['reserved']})",
         *_history_lines(payload["history"]),
     ]
@@ -1011,3 +1029,10 @@ def run_file_status(args: argparse.Namespace) -> int:
         if why and payload["status"] in ("failed", "rejected", "retrying"):
             print(f"{payload['file']} ({payload['status']}): {why}")
     return 0
+
+
+def _plans_text(payload: dict[str, Any]) -> str:
+    """Each plan's active deck, then the caller rules choosing them."""
+    decks = ", ".join(f"{plan} v{version}" for plan, version in payload["plans"].items())
+    rules = ", ".join(f"{prefix}... -> {plan}" for prefix, plan in payload["plan_rules"].items())
+    return (decks or "no deck") + (f"; callers {rules}" if rules else "")

@@ -65,6 +65,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "us=graduated:1,1242:100000:0.0045,:0.0040 (bounds in minutes; mode graduated or "
         "volume); repeatable",
     )
+    parser.add_argument(
+        "--plan-deck",
+        action="append",
+        default=[],
+        dest="plan_decks",
+        metavar="NAME=DECK.csv",
+        help="what-if rate plans: the customer's deck of plan NAME (--customer-deck is the "
+        "default plan's); repeatable",
+    )
+    parser.add_argument(
+        "--plan-rule",
+        action="append",
+        default=[],
+        dest="plan_rules",
+        metavar="NAME:PREFIX[,PREFIX...]",
+        help="calls from callers starting with these prefixes use plan NAME (the longest "
+        "prefix wins; others use default), e.g. eea:33,49; repeatable",
+    )
     parser.add_argument("--decimals", type=int, default=6, help="amount decimal places")
     parser.add_argument("--rounding", default="half_up", choices=("half_up", "up", "down"))
     json_flag(parser)
@@ -181,6 +199,8 @@ def _rate(args: argparse.Namespace) -> int:
 
     customer = deck(args.customer_deck, args.customer_currency)
     supplier = deck(args.supplier_deck, args.supplier_currency) if args.supplier_deck else None
+    plan_paths, plan_rules = _plans(args.plan_decks, args.plan_rules)
+    plans = {name: deck(path, args.customer_currency) for name, path in plan_paths.items()}
     fx = None
     if args.fx:
         try:
@@ -201,6 +221,8 @@ def _rate(args: argparse.Namespace) -> int:
             rounding=rounding,
             tiers=tiers,
             counters=counters,
+            plans=plans,
+            plan_rules=plan_rules,
         )
         output.write(rated)
         return summarise(rated, part.quarantine, part.rows_in, rounding.decimals)
@@ -231,6 +253,42 @@ def _rate(args: argparse.Namespace) -> int:
     tier_lines = _tier_results(tiers, counters, rounding)
     _print_summary(summary, args, quarantine_path, time.perf_counter() - began, tier_lines)
     return 0
+
+
+def _plans(decks: list[str], rules: list[str]) -> tuple[dict[str, Path], dict[str, str]]:
+    """`--plan-deck NAME=DECK.csv` and `--plan-rule NAME:PREFIX,...` as {plan: path} and
+    {caller prefix: plan}; CliError naming the option and what is wrong."""
+    from functions.rate.plans import DEFAULT_PLAN, check_caller_prefix
+    from functions.shared.ids import check_name
+
+    paths: dict[str, Path] = {}
+    for text in decks:
+        name, _, path = text.partition("=")
+        if not path:
+            raise CliError(f"invalid --plan-deck {text!r}: use NAME=DECK.csv")
+        try:
+            check_name("plan", name)
+        except ValueError as error:
+            raise CliError(f"invalid --plan-deck {text!r}: {error}") from None
+        if name == DEFAULT_PLAN or name in paths:
+            raise CliError(
+                f"invalid --plan-deck {text!r}: plan {name} already has a deck "
+                "(the default plan's is --customer-deck)"
+            )
+        paths[name] = Path(path)
+    prefixes: dict[str, str] = {}
+    for text in rules:
+        name, _, listed = text.partition(":")
+        if name != DEFAULT_PLAN and name not in paths:
+            raise CliError(f"invalid --plan-rule {text!r}: plan {name!r} has no --plan-deck")
+        try:
+            for prefix in (check_caller_prefix(p) for p in listed.split(",")):
+                if prefixes.get(prefix, name) != name:
+                    raise ValueError(f"caller prefix {prefix} is already plan {prefixes[prefix]}")
+                prefixes[prefix] = name
+        except ValueError as error:
+            raise CliError(f"invalid --plan-rule {text!r}: {error}") from None
+    return paths, prefixes
 
 
 def _tier(text: str):

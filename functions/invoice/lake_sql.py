@@ -88,6 +88,12 @@ RATED_COLUMNS: tuple[Column, ...] = (
         "included) minus what the carrier owes the supplier; null unless both are rated in "
         "one currency",
     ),
+    Column(
+        "plan",
+        "string",
+        "the customer's rate plan: its ingress trunk's, else its calling number's rule, "
+        "else default",
+    ),
 )
 
 CHARGES_COLUMNS: tuple[Column, ...] = (
@@ -117,6 +123,12 @@ CHARGES_COLUMNS: tuple[Column, ...] = (
         "account's rule; null when unrated",
     ),
     Column("currency", "string", "ISO 4217 currency of this party's deck"),
+    Column(
+        "plan",
+        "string",
+        "the rate plan whose deck priced the charge (a reseller without the customer's plan: "
+        "default); null for DID charges",
+    ),
 )
 
 NORMALIZED_COLUMNS: tuple[Column, ...] = (

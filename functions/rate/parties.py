@@ -6,6 +6,12 @@ the carrier pays it. A call from customer C under reseller R1 under reseller R2 
 charges: C pays R1, R1 pays R2, R2 pays the carrier (levels 0, 1, 2), and the carrier owes the
 supplier. Chains have no depth limit.
 
+A customer may buy several products (rate plans, functions.rate.plans), each its own deck:
+the call's plan picks the customer's deck, and each reseller above is priced by its own deck
+of the same plan when it has one, else by its default deck (its buy price follows the
+product its customer bought). A customer without a deck for the call's plan is left unrated
+(`no_deck`), never priced on another plan. Suppliers are priced by their default deck.
+
 Every charge is rated by its own deck alone (as CGRateS's chargers derive one run per party):
 a missing rate leaves only that charge unrated, with its own reason, so a reseller without a
 rate never leaves its customer uncharged, and the supplier's cost is booked whenever the
@@ -29,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.contracts import Contracts, Counter, RunCounters, apply_contracts
+from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rated import start_seconds
 from functions.rate.rating import (
     CallerNumbers,
@@ -81,6 +88,7 @@ CHARGE_COLUMNS = (
     "billed_seconds",
     "amount",
     "currency",
+    "plan",
 )
 
 
@@ -112,6 +120,16 @@ class Parties:
     dids: Sequence[Did] = ()  # every DID record of the tenant, released ones included
     timezone: str = "UTC"  # the tenant's: a DID's service days are its calendar days
     contracts: Mapping[str, Contracts] = field(default_factory=dict)  # tiers, bundles
+    # Decks of plans other than `default` (those are in `decks`), by (account, plan).
+    plan_decks: Mapping[tuple[str, str], DeckIndex] = field(default_factory=dict)
+    # Per customer account, its caller prefixes and the plan each chooses.
+    plan_rules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def deck_of(self, account: str, plan: str) -> DeckIndex | None:
+        """The account's deck of this plan, or None."""
+        if plan == DEFAULT_PLAN:
+            return self.decks.get(account)
+        return self.plan_decks.get((account, plan))
 
     def sell_chain(self, account: str) -> list[str]:
         """The calling account, then every reseller above it, nearest first."""
@@ -163,6 +181,7 @@ class _Block:
     rate_e8: np.ndarray | None = None
     prefix: pa.Array | None = None
     destination: pa.Array | None = None  # with `prefix`: a surcharge's deck entry
+    plan: str | None = None  # the plan whose deck priced (or was to price) the charge
 
 
 class _Calls:
@@ -286,34 +305,72 @@ def _take(pricing: Pricing, picked: np.ndarray) -> Pricing:
     )
 
 
+def _plan_groups(rows: np.ndarray, plans) -> list[tuple[str, np.ndarray]]:
+    """A customer's calls by plan, one group when no call has a plan (a loop over plans)."""
+    if plans is None:
+        return [(DEFAULT_PLAN, rows)]
+    labels, codes = plans
+    mine = codes[rows]
+    return [(labels[k], rows[mine == k]) for k in np.unique(mine).tolist()]
+
+
+def _call_plans(calls: _Calls, parties: Parties) -> tuple[list[str], np.ndarray] | None:
+    """Each call's plan (labels, codes), or None where every call is on `default` (no trunk
+    names a plan and no customer has rules: the usual file, priced as before plans)."""
+    cdrs = calls.cdrs
+    trunk = cdrs.column("plan") if "plan" in cdrs.column_names else None
+    if trunk is None and not parties.plan_rules:
+        return None
+    callers = cdrs.column("caller") if "caller" in cdrs.column_names else None
+    return choose_plans(cdrs.column("customer"), callers, trunk, parties.plan_rules)
+
+
 def _sell_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
     blocks: list[_Block] = []
-    for name, rows in _groups(calls.cdrs.column("customer")):
+    plans = _call_plans(calls, parties)
+    for name, named in _groups(calls.cdrs.column("customer")):
         account = parties.accounts.get(name) if name else None
-        if account is None:
-            blocks.append(_unpriced(rows, name, 0, 0, None, None, "unknown_account"))
-            continue
-        if account.kind == "supplier":
-            blocks.append(_unpriced(rows, name, 0, 0, None, None, "not_a_customer"))
-            continue
+        for plan, rows in _plan_groups(named, plans):
+            blocks += _chain_blocks(calls, parties, name, account, plan, rows)
+    return blocks
+
+
+def _chain_blocks(
+    calls: _Calls, parties: Parties, name: str | None, account: Account | None, plan: str, rows
+) -> list[_Block]:
+    """One customer's calls of one plan, charged to it and to every reseller above it."""
+    if account is None or account.kind == "supplier":
+        reason = "unknown_account" if account is None else "not_a_customer"
+        chain, refused = None, _unpriced(rows, name, 0, 0, None, None, reason)
+    else:
         try:
             chain = parties.sell_chain(name)
         except ChainCycleError:
-            blocks.append(_unpriced(rows, name, 0, 0, None, account.currency, "cycle"))
+            chain, refused = None, _unpriced(rows, name, 0, 0, None, account.currency, "cycle")
+    if chain is None:
+        refused.plan = plan
+        return [refused]
+    blocks = []
+    for level, member in enumerate(chain):
+        above = chain[level + 1] if level + 1 < len(chain) else CARRIER
+        role = 0 if level == 0 else 1
+        payer = parties.accounts.get(member)
+        used, deck = plan, parties.deck_of(member, plan)
+        if deck is None and level > 0 and plan != DEFAULT_PLAN:
+            # A reseller without this product buys the call on its default deck.
+            used, deck = DEFAULT_PLAN, parties.decks.get(member)
+        if payer is None:  # a parent that is not (or no longer) an account
+            block = _unpriced(rows, member, role, level, above, None, "unknown_account")
+        elif deck is None:
+            block = _unpriced(rows, member, role, level, above, payer.currency, "no_deck")
+        else:
+            priced = _priced(calls, rows, payer, deck, role, level, above)
+            for block in priced:
+                block.plan = used
+            blocks += priced
             continue
-        for level, member in enumerate(chain):
-            above = chain[level + 1] if level + 1 < len(chain) else CARRIER
-            role = 0 if level == 0 else 1
-            payer = parties.accounts.get(member)
-            deck = parties.decks.get(member)
-            if payer is None:  # a parent that is not (or no longer) an account
-                blocks.append(_unpriced(rows, member, role, level, above, None, "unknown_account"))
-            elif deck is None:
-                blocks.append(
-                    _unpriced(rows, member, role, level, above, payer.currency, "no_deck")
-                )
-            else:
-                blocks += _priced(calls, rows, payer, deck, role, level, above)
+        block.plan = used
+        blocks.append(block)
     return blocks
 
 
@@ -329,6 +386,8 @@ def _buy_blocks(calls: _Calls, parties: Parties) -> list[_Block]:
             blocks.append(_unpriced(rows, name, 2, -1, CARRIER, account.currency, "no_deck"))
         else:
             blocks += _priced(calls, rows, account, parties.decks[name], 2, -1, CARRIER)
+    for block in blocks:
+        block.plan = DEFAULT_PLAN  # suppliers are priced by their default deck
     return blocks
 
 
@@ -409,6 +468,7 @@ def _surcharge_blocks(priced: list[_Block], accounts: Mapping[str, Account]) -> 
                 destination=block.deck.deck.column("destination")
                 .combine_chunks()
                 .take(pa.array(rows)),
+                plan=block.plan,
             )
         )
     return blocks
@@ -508,6 +568,7 @@ def _charges(calls: _Calls, blocks: list[_Block], file_id: str) -> pa.Table:
         "billed_seconds": pa.array(_numbers(blocks, "billed"), pa.int64()),
         "amount": decimal_array(micro, AMOUNT_SCALE, unrated),
         "currency": _dictionary([b.currency for b in blocks], sizes),
+        "plan": _dictionary([b.plan for b in blocks], sizes),
     }
     return pa.table(columns)
 
@@ -651,6 +712,8 @@ def _rated(
         "supplier_amount": side(buy_take, "amount"),
         "supplier_currency": side(buy_take, "currency"),
         "margin": margin,
+        # Taken as codes, then decoded: one string per call, not per charge.
+        "plan": _plain(charges.column("plan").take(cust_take)),
     }
     return pa.table(columns)
 

@@ -7,8 +7,8 @@ Arrow table whose money columns are decimal128 built straight from integer units
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 
 import numpy as np
@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.fx import FxError, FxTable
+from functions.rate.plans import plans_by_caller
 from functions.rate.rating import (
     REASON_CLOSED,
     REASON_NO_RATE,
@@ -100,6 +101,8 @@ def rate_cdrs(
     rounding: Rounding | None = None,
     tiers: Sequence[TierSchedule] = (),
     counters: PeriodCounters | None = None,
+    plans: Mapping[str, DeckIndex] | None = None,
+    plan_rules: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """One row per CDR: status, reason, matched prefix, billed seconds, amounts and margin.
 
@@ -107,10 +110,13 @@ def rate_cdrs(
     which is what the supplier bills in its own currency (`supplier_currency`);
     `supplier_cost` is that same call converted exactly and rounded once. With `tiers`
     (what-if: the file is one period), a call to a tier group's prefixes is priced by the
-    tier instead of the deck's rate (see `_tiered`), and `tier` names its schedule.
-    With a customer deck that has surcharges, `surcharge` is the customer's per-minute
-    surcharge on the call (null where none), its own amount rounded once; margin counts it as
-    revenue, and `supplier_cost` includes the supplier deck's surcharge.
+    tier instead of the deck's rate (see `_tiered`), and `tier` names its schedule. With
+    `plans` (what-if rate plans: name -> deck, `customer` being the `default` plan's), each
+    call's plan is chosen by `plan_rules` (caller prefix -> plan, longest wins) and priced
+    by that plan's deck; `plan` names it. With a customer deck (of any plan) that has
+    surcharges, `surcharge` is the customer's per-minute surcharge on the call (null where
+    none), its own amount rounded once; margin counts it as revenue, and `supplier_cost`
+    includes the supplier deck's surcharge.
     """
     rounding = rounding or Rounding()
     scale = rounding.decimals
@@ -123,9 +129,14 @@ def rate_cdrs(
     if customer.has_origin or (supplier is not None and supplier.has_origin):
         callers = CallerNumbers.of(cdrs.column("caller"))
 
-    sell = price_numbers(customer, numbers, start, answered, rounding, callers)
-    # A deck without surcharges takes no step per call for them (and has no column).
-    sell_surcharge = surcharges(customer, sell, rounding)[1] if customer.has_surcharge else None
+    if plans:
+        sell, deck_text, plan_column, sell_surcharge = _by_plan(
+            cdrs, customer, plans, plan_rules or {}, callee, start, answered, rounding, callers
+        )
+    else:
+        sell = price_numbers(customer, numbers, start, answered, rounding, callers)
+        # A deck without surcharges takes no step per call for them (and has no column).
+        sell_surcharge = surcharges(customer, sell, rounding)[1] if customer.has_surcharge else None
     if tiers:
         counters = counters if counters is not None else PeriodCounters()
         sell, tier_of = _tiered(sell, tiers, counters, callee, start, rounding)
@@ -138,8 +149,12 @@ def rate_cdrs(
         "billsec": cdrs.column("billsec").combine_chunks(),
         "status": _dict(unrated, _STATUSES),
         "reason": _dict(_reason_code(sell), _REASONS),
-        "matched_prefix": _deck_column(customer, "prefix", sell.row),
-        "destination": _deck_column(customer, "destination", sell.row),
+        "matched_prefix": _deck_column(customer, "prefix", sell.row)
+        if not plans
+        else deck_text["prefix"],
+        "destination": _deck_column(customer, "destination", sell.row)
+        if not plans
+        else deck_text["destination"],
         "billed_seconds": pa.array(sell.billed, pa.int64()),
         "customer_rate": _money(sell.rate_e8, RATE_SCALE, unrated),
         "customer_amount": _money(sell.amount, scale, unrated),
@@ -149,6 +164,8 @@ def rate_cdrs(
     if sell_surcharge is not None:
         columns["surcharge"] = _money(sell_surcharge, scale, sell_surcharge == 0)
         revenue = sell.amount + sell_surcharge
+    if plans:
+        columns["plan"] = plan_column
     if tiers:
         names = pa.array([t.name for t in tiers], pa.string())
         columns["tier"] = pa.DictionaryArray.from_arrays(
@@ -196,6 +213,77 @@ def _converted_surcharge(
     charged = buy.rated & (buy.billed > 0)
     rate = np.where(charged, supplier.surcharge_e8[np.maximum(buy.row, 0)], 0)
     return convert(rate * buy.billed, numerator, denominator, rounding)
+
+
+def _by_plan(
+    cdrs: pa.Table,
+    default: DeckIndex,
+    plans: Mapping[str, DeckIndex],
+    rules: Mapping[str, str],
+    callee: pa.Array,
+    start: np.ndarray,
+    answered: np.ndarray,
+    rounding: Rounding,
+    callers: CallerNumbers | None = None,
+) -> tuple[Pricing, dict[str, pa.Array], pa.DictionaryArray, np.ndarray | None]:
+    """The sell side with each call priced by the deck of its plan (a loop over plans), the
+    deck's prefix and destination per call, the plan column, and each call's surcharge
+    (None when no plan's deck has surcharges)."""
+    decks = {"default": default, **plans}
+    if callers is None and any(d.has_origin for d in decks.values()):
+        callers = CallerNumbers.of(cdrs.column("caller"))
+    surcharged = any(d.has_surcharge for d in decks.values())
+    surcharge = np.zeros(len(cdrs), np.int64) if surcharged else None
+    for plan in rules.values():
+        if plan not in decks:
+            raise ValueError(f"plan {plan!r} has a caller rule but no deck")
+    labels, codes = plans_by_caller(cdrs.column("caller"), rules, list(plans))
+    n = len(codes)
+    merged: dict[str, np.ndarray | None] = {}
+    text: dict[str, list[tuple[np.ndarray, pa.Array]]] = {"prefix": [], "destination": []}
+    for k, plan in enumerate(labels):
+        rows = np.flatnonzero(codes == k)
+        if len(rows) == 0:
+            continue
+        take = pa.array(rows)
+        part = price_numbers(
+            decks[plan],
+            DialledNumbers.of(callee.take(take)),
+            start[rows],
+            answered[rows],
+            rounding,
+            None if callers is None else callers.take(rows),
+        )
+        if surcharge is not None and decks[plan].has_surcharge:
+            surcharge[rows] = surcharges(decks[plan], part, rounding)[1]
+        for f in fields(Pricing):
+            value = getattr(part, f.name)
+            if value is None or (f.name in merged and merged[f.name] is None):
+                merged[f.name] = None
+                continue
+            if f.name not in merged:
+                merged[f.name] = np.zeros(n, dtype=value.dtype)
+            merged[f.name][rows] = value
+        for name in text:
+            text[name].append((rows, _deck_column(decks[plan], name, part.row)))
+    if not merged:  # no calls
+        return (
+            price_numbers(default, DialledNumbers.of(callee), start, answered, rounding, callers),
+            {name: pa.array([], pa.string()) for name in text},
+            pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array(labels)),
+            surcharge,
+        )
+    order = np.concatenate([rows for rows, _ in text["prefix"]])
+    back = pa.array(np.argsort(order, kind="stable"))  # from plan-grouped back to call order
+    deck_text = {
+        name: pa.concat_arrays([piece for _, piece in pieces]).take(back)
+        for name, pieces in text.items()
+    }
+    plan_column = pa.DictionaryArray.from_arrays(
+        pa.array(codes, pa.int32()), pa.array(labels, pa.string())
+    )
+    # Pricing.row indexes each plan's own deck: kept only for its sign (rated or not).
+    return Pricing(**merged), deck_text, plan_column, surcharge
 
 
 def _tiered(

@@ -206,6 +206,10 @@ class PartyBook:
             for a in self.found
         }
         self.indexes: dict[str, DeckIndex] = {}
+        self.plan_indexes: dict[tuple[str, str], DeckIndex] = {}  # plans other than default
+        self.plan_rules = {
+            a.account: dict(rules) for a in self.found if (rules := getattr(a, "plan_rules", None))
+        }
         # Every DID record (released ones too: a late file's calls fall in their service).
         self.dids = tuple(accounts.list_dids(tenant))
         stored = accounts.list_contracts(tenant)
@@ -230,7 +234,27 @@ class PartyBook:
                     self.lake.get_deck(self.tenant, a.account, a.deck_version), a.currency
                 ),
             )
-        return Parties(self.accounts, dict(self.indexes), self.dids, self.timezone, self.contracts)
+        for a in self.found:
+            if a.account not in needed or a.kind == "supplier":  # suppliers price on default
+                continue
+            # Versions are unique per account, whatever their plan: the cache key needs no plan.
+            for plan, version in (getattr(a, "plan_versions", None) or {}).items():
+                if (a.account, plan) not in self.plan_indexes:
+                    self.plan_indexes[(a.account, plan)] = self.decks.get(
+                        (self.tenant, a.account, version),
+                        lambda a=a, version=version: DeckIndex.build(
+                            self.lake.get_deck(self.tenant, a.account, version), a.currency
+                        ),
+                    )
+        return Parties(
+            self.accounts,
+            dict(self.indexes),
+            self.dids,
+            self.timezone,
+            plan_decks=dict(self.plan_indexes),
+            plan_rules=self.plan_rules,
+            contracts=self.contracts,
+        )
 
     def parties_of(self, calls: pa.Table) -> Parties:
         return self.parties(_names(calls, "customer"), _names(calls, "supplier"))

@@ -12,6 +12,10 @@ supplier where the CDR names none.
 Applied at rating time to the normalised table, which keeps the trunk columns, so a mapping
 added after ingest applies when the file is re-rated. A table normalised before those columns
 existed keeps the accounts its CDRs named.
+
+An ingress mapping may also name the customer's rate plan (the product the trunk sells,
+functions.rate.plans): `resolve_parties` then adds a `plan` column, null where the trunk names
+none. Switches without plan mappings get no such column, so their files rate as before.
 """
 
 from __future__ import annotations
@@ -33,11 +37,13 @@ class TrunkPlan:
     customer_field: str = "customer"
     supplier_field: str = "supplier"
     default_supplier: str | None = None
+    ingress_plans: Mapping[str, str] = field(default_factory=dict)  # trunk or IP → rate plan
 
     def __post_init__(self) -> None:
         # Read-only copies: a plan cached by a warm rater cannot be changed under it.
         object.__setattr__(self, "ingress", MappingProxyType(dict(self.ingress)))
         object.__setattr__(self, "egress", MappingProxyType(dict(self.egress)))
+        object.__setattr__(self, "ingress_plans", MappingProxyType(dict(self.ingress_plans)))
 
 
 def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
@@ -59,6 +65,12 @@ def resolve_parties(cdrs: pa.Table, plan: TrunkPlan) -> pa.Table:
             )
     for name, column in (("customer", customer), ("supplier", supplier)):
         cdrs = cdrs.set_column(cdrs.schema.get_field_index(name), name, column)
+    if plan.ingress_plans and _has_trunks(cdrs, "ingress"):
+        chosen = _mapped_plan(cdrs, plan)
+        if "plan" in cdrs.column_names:
+            cdrs = cdrs.set_column(cdrs.schema.get_field_index("plan"), "plan", chosen)
+        else:
+            cdrs = cdrs.append_column("plan", chosen)
     return cdrs
 
 
@@ -71,7 +83,7 @@ def _has_trunks(cdrs: pa.Table, direction: str) -> bool:
 
 
 def _mapped(cdrs: pa.Table, direction: str, mapping: Mapping[str, str]):
-    """The account of each CDR's trunk name, else of its IP, else null."""
+    """The account (or plan) of each CDR's trunk name, else of its IP, else null."""
     keys = pa.array(list(mapping), pa.string())
     accounts = pa.array(list(mapping.values()), pa.string())
     found = None
@@ -79,6 +91,24 @@ def _mapped(cdrs: pa.Table, direction: str, mapping: Mapping[str, str]):
         if column in cdrs.column_names:
             account = pc.take(accounts, pc.index_in(cdrs.column(column), value_set=keys))
             found = account if found is None else pc.coalesce(found, account)
+    return found
+
+
+def _mapped_plan(cdrs: pa.Table, plan: TrunkPlan):
+    """The plan of the mapping that gave each CDR its customer: its trunk name's if that is
+    mapped, else its IP's (a trunk mapped without a plan does not take its IP's plan)."""
+    keys = pa.array(list(plan.ingress), pa.string())
+    plans = pa.array([plan.ingress_plans.get(k) for k in plan.ingress], pa.string())
+    found, by_name = None, None
+    for column in ("ingress_trunk", "ingress_ip"):
+        if column not in cdrs.column_names:
+            continue
+        index = pc.index_in(cdrs.column(column), value_set=keys)
+        chosen = pc.take(plans, index)
+        if found is None:
+            found, by_name = chosen, pc.is_valid(index)
+        else:  # the IP's mapping, where the trunk name is not mapped
+            found = pc.if_else(by_name, found, chosen)
     return found
 
 

@@ -7,7 +7,10 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=TRUNK#{switch}#{dir}#{key}     account (dir ingress: a customer, egress: a
                                                    supplier; key a trunk/gateway name or an IP)
     pk={tenant}  sk=ACCOUNT#{account}              kind, parent, prepaid, credit limit, currency,
-                                                   status, deck_version (active), deck_seq
+                                                   status, deck_version (active, plan default),
+                                                   deck_seq, plan_decks {plan: active version}
+                                                   of the other plans, plan_rules {caller
+                                                   prefix: plan}
     pk={tenant}  sk=DECK#{account}#v{n:010d}       S3 key, currency, rows, skipped, source, sha256
     pk={tenant}  sk=DID#{number}#{start YYYY-MM-DD} account, monthly/setup fees (micro-units),
                                                    per-minute rate (10^-8), end (last day)
@@ -21,6 +24,11 @@ Deck activation: `reserve_deck_version` hands out n with an atomic counter, the 
 the immutable Parquet `decks/tenant={t}/account={a}/v{n}.parquet`, then `put_deck_version`
 records it and `activate_deck` flips the account's pointer under a condition (only forward).
 A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
+
+Rate plans (functions.rate.plans): each plan is its own timeline of versions, all numbered
+from the account's one sequence (so the lake path has no plan in it); a version records its
+plan (absent: `default`, as every version before plans was). The head of `default` stays in
+`deck_version`, those of the other plans in the `plan_decks` map.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
+    MapAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
@@ -50,6 +59,8 @@ from pynamodb.transactions import TransactWrite
 
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
 from functions.rate.contracts import Contracts
+from functions.rate.plans import DEFAULT_PLAN as DEFAULT_RATE_PLAN
+from functions.rate.plans import check_caller_prefix
 from functions.rate.recurring import BundleFee, Did, check_dids
 from functions.rate.tiers import Bundle, Tier, TierSchedule
 from functions.rate.trunks import TrunkPlan
@@ -101,6 +112,9 @@ class _AccountItem(_Item):
     # Why and since when the account has its status (absent until the status first changes).
     status_reason = UnicodeAttribute(null=True)
     status_since = UTCDateTimeAttribute(null=True)
+    # Rate plans other than `default`: plan -> active deck version; caller prefix -> plan.
+    plan_decks = MapAttribute(null=True)
+    plan_rules = MapAttribute(null=True)
 
 
 class _DeckItem(_Item):
@@ -683,6 +697,7 @@ _TRUNK_KEY = re.compile(r"[A-Za-z0-9_.:@+\[\]-]{1,128}")
 
 class _TrunkItem(_Item):
     account = UnicodeAttribute()
+    plan = UnicodeAttribute(null=True)  # ingress only: the rate plan the trunk's calls use
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +707,7 @@ class TrunkMapping:
     direction: str  # ingress (the customer's trunk) | egress (the supplier's)
     key: str  # a trunk or gateway name, or an IP, exactly as the CDRs write it
     account: str
+    plan: str | None = None  # ingress: the customer's rate plan for the trunk's calls
 
 
 def check_trunk_key(key: str) -> str:
@@ -709,10 +725,17 @@ def _trunk_sk(switch: str, direction: str, key: str) -> str:
     return f"TRUNK#{check_name('switch', switch)}#{direction}#{check_trunk_key(key)}"
 
 
-def map_trunk(tenant: str, switch: str, direction: str, key: str, account: str) -> TrunkMapping:
+def map_trunk(
+    tenant: str, switch: str, direction: str, key: str, account: str, plan: str | None = None
+) -> TrunkMapping:
     """Map what a switch's CDRs call a trunk (or its IP) to an account: ingress to a
-    customer, egress to a supplier. Mapping a key again moves it to the new account."""
+    customer, egress to a supplier; an ingress mapping may name the rate plan of its calls.
+    Mapping a key again replaces the mapping."""
     sk = _trunk_sk(switch, direction, key)
+    if plan is not None:
+        check_name("plan", plan)
+        if direction != "ingress":
+            raise ValueError("a plan is chosen by the ingress trunk (the customer's), not egress")
     get_switch(tenant, switch)
     kind = TRUNK_DIRECTIONS[direction]
     target = get_account(tenant, account)
@@ -720,10 +743,10 @@ def map_trunk(tenant: str, switch: str, direction: str, key: str, account: str) 
         raise ValueError(
             f"{direction} {key!r}: account {account!r} is a {target.kind}, not a {kind}"
         )
-    item = _m().trunk(tenant, sk, account=account)
+    item = _m().trunk(tenant, sk, account=account, plan=plan)
     item.created_at = now()
     item.save()
-    return TrunkMapping(tenant, switch, direction, key, account)
+    return TrunkMapping(tenant, switch, direction, key, account, plan)
 
 
 def unmap_trunk(tenant: str, switch: str, direction: str, key: str) -> TrunkMapping:
@@ -737,7 +760,7 @@ def unmap_trunk(tenant: str, switch: str, direction: str, key: str) -> TrunkMapp
             f"{direction} {key!r} is not mapped on switch {switch!r} in tenant {tenant!r}"
         ) from None
     item.delete()
-    return TrunkMapping(tenant, switch, direction, key, item.account)
+    return TrunkMapping(tenant, switch, direction, key, item.account, item.plan)
 
 
 def list_trunks(tenant: str, switch: str) -> list[TrunkMapping]:
@@ -747,7 +770,7 @@ def list_trunks(tenant: str, switch: str) -> list[TrunkMapping]:
     out = []
     for item in model.query(check_name("tenant", tenant), model.sk.startswith(prefix)):
         direction, key = item.sk.removeprefix(prefix).split("#", 1)
-        out.append(TrunkMapping(tenant, switch, direction, key, item.account))
+        out.append(TrunkMapping(tenant, switch, direction, key, item.account, item.plan))
     return sorted(out, key=lambda m: (m.direction != "ingress", m.key))
 
 
@@ -761,6 +784,9 @@ def get_trunk_plan(tenant: str, switch: str) -> TrunkPlan:
         customer_field=found.customer_field,
         supplier_field=found.supplier_field,
         default_supplier=found.default_supplier,
+        ingress_plans={
+            m.key: m.plan for m in mappings if m.direction == "ingress" and m.plan is not None
+        },
     )
 
 
@@ -784,6 +810,13 @@ class Account:
     # authorization and fraud rules read `status` and these from here.
     status_reason: str | None = None
     status_since: datetime | None = None
+    # The active deck version of each plan other than `default` (that one is deck_version).
+    plan_versions: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    plan_rules: Mapping[str, str] = dataclasses.field(default_factory=dict)  # caller prefix: plan
+
+    def plan_head(self, plan: str) -> int | None:
+        """The active deck version of a plan (None: the plan has no deck)."""
+        return self.deck_version if plan == DEFAULT_RATE_PLAN else self.plan_versions.get(plan)
 
 
 def _account(item: _AccountItem) -> Account:
@@ -801,7 +834,13 @@ def _account(item: _AccountItem) -> Account:
         rounding_decimals=6 if item.rounding_decimals is None else item.rounding_decimals,
         status_reason=item.status_reason,
         status_since=item.status_since,
+        plan_versions={k: int(v) for k, v in _map(item.plan_decks).items()},
+        plan_rules=dict(sorted(_map(item.plan_rules).items())),
     )
+
+
+def _map(attribute: MapAttribute | None) -> dict[str, Any]:
+    return {} if attribute is None else attribute.as_dict()
 
 
 def _check_rounding(rounding: str, decimals: int) -> None:
@@ -1119,6 +1158,7 @@ class _DeckVersionItem(_DeckItem):
     superseded = IntAttribute(null=True)
     end_dated = IntAttribute(null=True)
     closed = IntAttribute(null=True)
+    plan = UnicodeAttribute(null=True)  # absent: `default` (every version before plans)
 
 
 def _versions() -> type:
@@ -1158,6 +1198,7 @@ class DeckVersion:
     end_dated: int = 0
     closed: int = 0
     uploaded_at: datetime | None = None  # set when committed
+    plan: str = DEFAULT_RATE_PLAN  # the rate plan whose timeline this version is
 
 
 def _deck(item: _DeckVersionItem) -> DeckVersion:
@@ -1187,6 +1228,7 @@ def _deck(item: _DeckVersionItem) -> DeckVersion:
         end_dated=item.end_dated or 0,
         closed=item.closed or 0,
         uploaded_at=item.created_at,
+        plan=item.plan or DEFAULT_RATE_PLAN,
     )
 
 
@@ -1208,6 +1250,7 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
     """
     tenant = check_name("tenant", record.tenant)
     account = check_name("account", record.account)
+    plan = check_name("plan", record.plan)
     versions, accounts_model = _versions(), _m().account
     item = versions(
         tenant,
@@ -1232,9 +1275,14 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
         superseded=record.superseded,
         end_dated=record.end_dated,
         closed=record.closed,
+        plan=None if plan == DEFAULT_RATE_PLAN else plan,
     )
     item.created_at = record.uploaded_at or now()
-    pointer = accounts_model.deck_version
+    if plan == DEFAULT_RATE_PLAN:
+        pointer = accounts_model.deck_version
+    else:
+        _ensure_map(tenant, account, accounts_model.plan_decks)
+        pointer = accounts_model.plan_decks[plan]
     at_base = pointer.does_not_exist() if record.base is None else pointer == record.base
     connection = Connection(region=versions.Meta.region, host=versions.Meta.host)
     for attempt in range(_COMMIT_ATTEMPTS):
@@ -1265,7 +1313,7 @@ def _committed_already(record: DeckVersion) -> DeckVersion:
     """Why a commit's condition failed: a retry of itself, another head first, or the
     account's currency changed."""
     current = get_account(record.tenant, record.account)  # NotFoundError if none
-    head = current.deck_version
+    head = current.plan_head(record.plan)
     if current.currency != record.currency:
         raise ConflictError(
             f"account {record.account!r} is now in {current.currency}, not {record.currency}: "
@@ -1296,21 +1344,87 @@ def get_deck_version(tenant: str, account: str, version: int) -> DeckVersion:
     return _deck(item)
 
 
-def list_deck_versions(tenant: str, account: str) -> list[DeckVersion]:
-    """Every recorded version of the account's deck, oldest first."""
+def list_deck_versions(tenant: str, account: str, plan: str | None = None) -> list[DeckVersion]:
+    """Every recorded version of the account's deck (of one plan, if given), oldest first."""
     model = _versions()
     prefix = f"DECK#{check_name('account', account)}#"
-    return [
+    found = [
         _deck(i) for i in model.query(check_name("tenant", tenant), model.sk.startswith(prefix))
     ]
+    return found if plan is None else [v for v in found if v.plan == plan]
 
 
-def active_deck(tenant: str, account: str) -> DeckVersion | None:
-    """The deck version a rater should use now (the head), or None if the account has none."""
+def active_deck(tenant: str, account: str, plan: str = DEFAULT_RATE_PLAN) -> DeckVersion | None:
+    """The deck version of a plan a rater should use now (the head), or None if it has none."""
+    head = get_account(tenant, account).plan_head(plan)
+    return None if head is None else get_deck_version(tenant, account, head)
+
+
+def _ensure_map(tenant: str, account: str, attribute: MapAttribute) -> None:
+    """Create an empty map attribute on the account item if it has none: DynamoDB refuses to
+    set a key of a map that does not exist. Harmless to repeat or race."""
+    model = _m().account
+    try:
+        model(tenant, f"ACCOUNT#{account}").update(
+            actions=[attribute.set(attribute | {})], condition=model.pk.exists()
+        )
+    except UpdateError as error:
+        if conditional_failed(error):
+            raise NotFoundError(f"unknown account {account!r} in tenant {tenant!r}") from None
+        raise
+
+
+# --- rate plan rules: the calling number chooses a customer's plan ------------------------
+
+PLAN_RULE_KINDS = ("customer", "reseller")  # accounts that send calls
+
+
+def set_plan_rule(tenant: str, account: str, plan: str, callers: Sequence[str]) -> dict[str, str]:
+    """Calls of `account` from numbers starting with these prefixes use `plan` (a prefix
+    already ruled moves to it). Returns the account's rules after the change."""
+    plan = check_name("plan", plan)
+    prefixes = sorted({check_caller_prefix(c) for c in callers})
+    if not prefixes:
+        raise ValueError("give at least one caller prefix (--callers 33,49)")
     current = get_account(tenant, account)
-    if current.deck_version is None:
-        return None
-    return get_deck_version(tenant, account, current.deck_version)
+    if current.kind not in PLAN_RULE_KINDS:
+        raise ValueError(
+            f"account {account!r} is a {current.kind}: plans are chosen for the calls a "
+            "customer or reseller sends"
+        )
+    model = _m().account
+    _ensure_map(tenant, account, model.plan_rules)
+    item = model(tenant, f"ACCOUNT#{account}")
+    item.update(
+        actions=[model.plan_rules[p].set(plan) for p in prefixes], condition=model.pk.exists()
+    )
+    return get_account(tenant, account).plan_rules
+
+
+def remove_plan_rule(tenant: str, account: str, callers: Sequence[str]) -> dict[str, str]:
+    """Drop the rules of these caller prefixes; NotFoundError names one that has none."""
+    prefixes = sorted({check_caller_prefix(c) for c in callers})
+    if not prefixes:
+        raise ValueError("give at least one caller prefix (--callers 33,49)")
+    current = get_account(tenant, account)
+    missing = [p for p in prefixes if p not in current.plan_rules]
+    if missing:
+        raise NotFoundError(f"account {account!r} has no plan rule for caller prefix {missing[0]}")
+    model = _m().account
+    condition = model.pk.exists()
+    for p in prefixes:
+        condition &= model.plan_rules[p].exists()
+    try:
+        model(tenant, f"ACCOUNT#{account}").update(
+            actions=[model.plan_rules[p].remove() for p in prefixes], condition=condition
+        )
+    except UpdateError as error:
+        if conditional_failed(error):  # removed by someone else meanwhile
+            raise NotFoundError(
+                f"account {account!r} has no plan rule for one of {','.join(prefixes)}"
+            ) from None
+        raise
+    return get_account(tenant, account).plan_rules
 
 
 # --- DIDs: numbers rented to customers and resellers -------------------------------------

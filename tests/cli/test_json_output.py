@@ -50,6 +50,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "deck list": ("deck", "list", TENANT, "direct"),
     "deck show": ("deck", "show", TENANT, "direct", "--at", "2024-05-01"),
     "deck rollback": ("deck", "rollback", TENANT, "direct", "1"),
+    "plan rule": ("plan", "rule", TENANT, "direct", "eea", "--callers", "33,49"),
+    "plan rules": ("plan", "rules", TENANT, "direct"),
+    "plan unrule": ("plan", "unrule", TENANT, "direct", "--callers", "44"),
     "did add": ("did", "add", TENANT, "+15550002222", "--account", "retail", "--monthly", "1.5"),
     "did list": ("did", "list", TENANT),
     "did release": ("did", "release", TENANT, "+15550001111", "--to", "2024-05-31"),
@@ -145,6 +148,7 @@ def world(tmp_path_factory):
                 )
             )
             assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
+            assert main(["plan", "rule", TENANT, "direct", "uk", "--callers", "44"]) == 0
             did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
             assert main(["did", "add", TENANT, *did]) == 0
             india = (

@@ -65,6 +65,7 @@ def test_map_show_and_unmap_trunks(acme, capsys):
         },
         "ingress": {"198.51.100.4": "cust", "custA": "cust"},
         "egress": {"vendorB": "bt"},
+        "ingress_plans": {},  # no ingress trunk names a rate plan
         "history": [],
     }
     assert tollgate("switch", "unmap", "acme", "fs1", "--ingress", "custA", "--json") == 0
