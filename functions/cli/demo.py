@@ -54,6 +54,7 @@ DID = "442038080000"  # a London number ACME_TEL rents since 17 April
 INBOUND_CALLS = 40  # delivered to it by VEND_BT on 1 May
 DAYS = ("2024-04-30", "2024-05-02")  # the traffic's UTC days (London's midnight is 23:00 UTC)
 DECK_PREFIXES = 20_000
+TIER_MINUTES = 20_000  # BLUEWAVE's first 20,000 India minutes of a month at 0.0080, then 0.0070
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -211,6 +212,17 @@ def set_up(workdir: Path) -> None:
     _tollgate(
         "did", "add", TENANT, DID, "--account", "ACME_TEL", "--monthly", "2.00",
         "--setup", "5.00", "--per-minute", "0.002", "--from", "2024-04-17",
+    )  # fmt: skip
+    # BLUEWAVE buys India by volume: its tiers replace its deck's India rates, month by month.
+    # ACME_TEL's UK minutes: the tier the month's total reaches prices all of them (volume),
+    # charged provisionally as they come and trued up when the month is closed.
+    _tollgate(
+        "tier", "set", TENANT, "BLUEWAVE", "india", "--prefixes", "91", "--mode", "graduated",
+        "--tiers", f"{TIER_MINUTES}:0.0080,:0.0070",
+    )  # fmt: skip
+    _tollgate(
+        "tier", "set", TENANT, "ACME_TEL", "uk", "--prefixes", "44", "--mode", "volume",
+        "--tiers", "500:0.0120,:0.0100",
     )  # fmt: skip
     for account, gateway in VOS_GATEWAYS.items():
         if gateway == "SG-DESI":
@@ -447,6 +459,12 @@ def corrections() -> None:
     for period in ("2024-04", "2024-05", "2024-04"):  # April again: nothing new
         _tollgate("recurring", "run", TENANT, "--period", period)
 
+    heading("tiered customers: priced by tier as the files came; the month closed once")
+    _tollgate("tier", "show", TENANT, "BLUEWAVE", "india", "--period", "2024-05")
+    _tollgate("tier", "show", TENANT, "ACME_TEL", "uk", "--period", "2024-05")
+    for _ in range(2):  # again: nothing more is owed
+        _tollgate("tier", "close", TENANT, "--period", "2024-05")
+
 
 def money_in_and_out(workdir: Path) -> list[dict]:
     from functions.store import accounts, lake, ledger
@@ -468,7 +486,7 @@ def money_in_and_out(workdir: Path) -> list[dict]:
         effects = {row["account"]: row["balance_effect"] for row in sql.named("balance_check")}
         paid = {"ACME_TEL": Decimal("500"), "VEND_TATA": Decimal("-100")}
         print(
-            f"  {'account':<14}{'charges (lake)':>18}{'fees':>12}{'payments':>12}"
+            f"  {'account':<14}{'charges (lake)':>18}{'fees, tiers':>12}{'payments':>12}"
             f"{'balance':>18}  check"
         )
         for account in accounts.list_accounts(TENANT):
@@ -476,7 +494,10 @@ def money_in_and_out(workdir: Path) -> list[dict]:
             effect = effects.get(account.account, Decimal(0))
             payment = paid.get(account.account, Decimal(0))
             entries = ledger.list_entries(TENANT, account.account)
-            fees = Decimal(sum(e.amount for e in entries if e.kind == "recurring")).scaleb(-6)
+            # Fees and volume-tier true-ups are ledger postings, not rows of cdrs_charges.
+            fees = Decimal(
+                sum(e.amount for e in entries if e.kind in ("recurring", "tier"))
+            ).scaleb(-6)
             ok = "ok" if effect + fees + payment == balance else "MISMATCH"
             print(
                 f"  {account.account:<14}{effect:>18.6f}{fees:>12.6f}{payment:>12.2f}"
