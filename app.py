@@ -28,10 +28,11 @@ def handle_normalized_files(event: SQSEvent) -> dict:
     return handle(event.to_dict(), event.context)
 
 
-# 02:00 UTC on the 1st: the month just ended in every tenant's zone east of UTC-2 (a tenant
-# further west still has hours of it, harmless: fees count days of service, not traffic).
+# 02:00 UTC on the 1st: the month just ended in every tenant's zone east of UTC-2. A tenant
+# further west still has hours of it: fees count days of service, not traffic, and the tiers'
+# traffic of those hours is trued up when the month is closed again, a month later.
 @app.schedule(Cron(0, 2, 1, "*", "?", "*"))
-def post_recurring_charges(event: CloudWatchEvent) -> dict:
-    from functions.invoice.handler import handle_recurring_schedule as handle
+def close_billing_month(event: CloudWatchEvent) -> dict:
+    from functions.invoice.handler import handle_month_end as handle
 
     return handle(event.to_dict(), event.context)

@@ -1,9 +1,11 @@
-"""The billing-period Lambda: on the 1st of each month, the month just ended's recurring fees.
+"""The month-end Lambda: on the 1st, the month just ended's recurring fees and tier true-ups.
 
 An EventBridge schedule invokes it (app.py); the period is the month before the event's time
-(UTC), posted for every tenant by functions.rate.recurring_job. Any retry or second run posts
-nothing twice: every fee has its reference. A tenant that failed makes the invocation fail
-after the others were posted, so the failure alarms and a retry finishes it.
+(UTC). Every tenant's recurring fees of that month are posted (functions.rate.recurring_job),
+then its volume tiers are closed (functions.rate.tier_close), and the month before it closed
+again, so files that arrived late for it are trued up too. Any retry or second run posts
+nothing twice: every fee and true-up has its reference. A tenant that failed makes the
+invocation fail after the others were done, so the failure alarms and a retry finishes it.
 """
 
 from __future__ import annotations
@@ -13,18 +15,27 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from functions.rate.recurring_job import post_every_tenant, previous_period
+from functions.rate.recurring_job import RecurringJobError, post_every_tenant, previous_period
+from functions.rate.tier_close import close_every_tenant
 from functions.shared.money import AMOUNT_SCALE, units_to_str
-from functions.store import accounts, ledger
+from functions.store import accounts, files, ledger
 
-logger = Logger(service="recurring")
+logger = Logger(service="month-end")
 
 
-def handle_recurring_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Post the previous month's recurring fees for every tenant; a summary of what it did."""
+def handle_month_end(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Post the previous month's fees and true-ups for every tenant; a summary of what it did."""
     moment = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
     period = previous_period(moment)
-    runs = post_every_tenant(period, accounts=accounts, ledger=ledger)
+    failed: RecurringJobError | None = None
+    try:
+        runs = post_every_tenant(period, accounts=accounts, ledger=ledger)
+    except RecurringJobError as error:
+        failed, runs = error, error.runs
+    month_before = previous_period(dt.datetime.fromisoformat(f"{period}-01T00:00:00+00:00"))
+    true_ups, close_failures = close_every_tenant(
+        [month_before, period], files=files, accounts=accounts, ledger=ledger
+    )
     posted = [p for run in runs for p in run.posted]
     summary = {
         "period": period,
@@ -34,6 +45,13 @@ def handle_recurring_schedule(event: dict[str, Any], context: Any) -> dict[str, 
         "amount": units_to_str(
             sum(p.charge.amount_units for p in posted if p.recorded), AMOUNT_SCALE
         ),
+        "true_ups": sum(t.recorded for t in true_ups),
+        "true_up_amount": units_to_str(sum(t.amount for t in true_ups if t.recorded), AMOUNT_SCALE),
     }
-    logger.info("recurring fees posted", extra=summary)
+    logger.info("month closed", extra=summary)
+    if failed is not None:
+        failed.failures += close_failures
+        raise failed
+    if close_failures:
+        raise RecurringJobError(period, runs, close_failures)
     return summary

@@ -109,3 +109,20 @@ def _post(tenant: str, key: CounterKey, closing: dict, *, files: Any, ledger: An
     )
     files.finish_close(tenant, key, closing)
     return posted.recorded
+
+
+def close_every_tenant(
+    periods: list[str], *, files: Any, accounts: Any, ledger: Any
+) -> tuple[list[TrueUp], list[str]]:
+    """close_period for every tenant and period; a tenant that fails does not stop the others.
+    The true-ups done and, per failure, 'tenant period: error'."""
+    done, failures = [], []
+    for tenant in accounts.list_tenants():
+        for period in periods:
+            try:
+                done += close_period(
+                    tenant.tenant, period, files=files, accounts=accounts, ledger=ledger
+                )
+            except Exception as error:  # one tenant's failure must not cost the others
+                failures.append(f"{tenant.tenant} {period}: {error}")
+    return done, failures

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from functions.cli import CliError, OperationError
-from functions.invoice.handler import handle_recurring_schedule
+from functions.invoice.handler import handle_month_end
 from functions.rate.recurring_job import RecurringJobError
 from functions.store import accounts, ledger
 from tests.cli.conftest import last_json, tollgate
@@ -221,18 +221,20 @@ def test_the_schedule_posts_the_previous_month_for_every_tenant_once(acme):
     tollgate("did", "add", "beta", "15551230000", "--account", "cust", "--monthly", "10",
              "--from", "2026-02-20")  # fmt: skip
     event = schedule_event("2026-04-01T02:00:00Z")
-    summary = handle_recurring_schedule(event, None)
+    summary = handle_month_end(event, None)
     assert summary == {
         "period": "2026-03",
         "tenants": 2,
         "posted": 3,
         "already_posted": 0,
         "amount": "15.970000",
+        "true_ups": 0,  # no volume tiers
+        "true_up_amount": "0.000000",
     }
-    assert handle_recurring_schedule(event, None)["already_posted"] == 3
+    assert handle_month_end(event, None)["already_posted"] == 3
     assert ledger.get_balance("acme", "cust") == (-5_970_000, 0)
     assert ledger.get_balance("beta", "cust") == (-10_000_000, 0)  # February was not run
-    handle_recurring_schedule(schedule_event("2026-03-01T02:00:00Z"), None)
+    handle_month_end(schedule_event("2026-03-01T02:00:00Z"), None)
     # beta's 9 days of February (20..28): 10.00 x 9/28 = 3.214285714... -> 3.214286
     assert ledger.get_balance("beta", "cust") == (-13_214_286, 0)
     assert ledger.get_balance("acme", "cust") == (-5_970_000, 0)
@@ -251,6 +253,6 @@ def test_a_failing_tenant_fails_the_invocation_after_the_others_posted(acme, mon
     tollgate("tenant", "create", "aaa")
     monkeypatch.setattr(accounts, "list_dids", broken_for_aaa)
     with pytest.raises(RecurringJobError, match="aaa: a broken DID record") as failed:
-        handle_recurring_schedule(schedule_event("2026-04-01T02:00:00Z"), None)
+        handle_month_end(schedule_event("2026-04-01T02:00:00Z"), None)
     assert [run.tenant for run in failed.value.runs] == ["acme", "beta"]
     assert ledger.get_balance("acme", "cust") == (-5_970_000, 0)

@@ -191,10 +191,10 @@ def test_the_stacks_alarms_watch_dead_letters_quarantine_share_and_rating_lag():
         "IngestBacklogAlarm": ("AWS/SQS", age, on("IngestQueue"), "Maximum", 300, above, 900),
         "RatingBacklogAlarm": ("AWS/SQS", age, on("RateQueue"), "Maximum", 300, above, 900),
         # the month-end job raised: some tenant's recurring fees are not posted yet
-        "RecurringChargesFailedAlarm": (
+        "MonthEndFailedAlarm": (
             "AWS/Lambda",
             "Errors",
-            {"FunctionName": {"Ref": "PostRecurringCharges"}},
+            {"FunctionName": {"Ref": "CloseBillingMonth"}},
             "Sum",
             300,
             above,

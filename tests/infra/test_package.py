@@ -35,7 +35,7 @@ LAMBDA_LIMIT = 262_144_000  # function + layers, unzipped
 FUNCTIONS = {
     "HandleCdrDrops": "handle_cdr_drops",
     "HandleNormalizedFiles": "handle_normalized_files",
-    "PostRecurringCharges": "post_recurring_charges",
+    "CloseBillingMonth": "close_billing_month",
 }
 DEPLOY_ONLY_TYPES = {
     "AWS::Serverless::Function",
@@ -263,10 +263,10 @@ def test_sqs_mappings_report_partial_batch_failures_within_reserved_concurrency(
 
 
 def test_the_schedule_posts_recurring_fees_at_0200_utc_on_the_1st(packaged):
-    function = packaged["template"]["Resources"]["PostRecurringCharges"]["Properties"]
+    function = packaged["template"]["Resources"]["CloseBillingMonth"]["Properties"]
     (event,) = function["Events"].values()
     assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(0 2 1 * ? *)")
-    assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-recurring"}
+    assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-month-end"}
 
 
 def test_functions_find_the_stacks_resources_not_the_packaging_machines(packaged):
@@ -327,12 +327,13 @@ RATE_GRANTS = {
 }
 
 
-RECURRING_GRANTS = {
+MONTH_END_GRANTS = {
     ("logs:CreateLogStream", "log"),
     ("logs:PutLogEvents", "log"),
     ("dynamodb:Scan", "AccountsTable.Arn"),
     ("dynamodb:Query", "AccountsTable.Arn"),
     *((f"dynamodb:{action}", "LedgerTable.Arn") for action in ("GetItem", "PutItem", "UpdateItem")),
+    *((f"dynamodb:{action}", "FilesTable.Arn") for action in ("Query", "GetItem", "UpdateItem")),
 }
 
 
@@ -341,7 +342,7 @@ RECURRING_GRANTS = {
     [
         ("HandleCdrDrops", "ingest", INGEST_GRANTS),
         ("HandleNormalizedFiles", "rate", RATE_GRANTS),
-        ("PostRecurringCharges", "recurring", RECURRING_GRANTS),
+        ("CloseBillingMonth", "month-end", MONTH_END_GRANTS),
     ],
 )
 def test_each_function_role_touches_only_its_own_resources(packaged, function, suffix, expected):

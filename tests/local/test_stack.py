@@ -375,9 +375,9 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
 
     with LocalStack(0, visibility_timeout=1) as stack:
         assert sorted(stack.runner.function_names) == [
+            "close_billing_month",  # a cron: fired by hand (trigger_schedule), never by time
             "handle_cdr_drops",
             "handle_normalized_files",
-            "post_recurring_charges",  # a cron: fired by hand (trigger_schedule), never by time
         ]
         assert stack.runner.configs["handle_cdr_drops"].timeout_s == 300
         assert stack.runner.configs["handle_cdr_drops"].memory_mb == 2048

@@ -242,3 +242,22 @@ def test_re_rating_prices_tier_calls_from_where_their_file_started(aws, tmp_path
     # 190 s at 0.0060 per call: 0.004 + 0.005 + 0.003 + 0.007.
     assert ledger.get_balance(TENANT, "tata")[0] == 19_000
     assert files.read_counter(TENANT, KEY) == Counter(190, GRADUATED_TOTAL, 2)
+
+
+def test_the_month_end_job_closes_the_month_and_the_one_before_it_again(aws, tmp_path):
+    from functions.invoice.handler import handle_month_end
+    from tests.cli.test_products import schedule_event
+
+    set_up_carrier(tmp_path)
+    tier("volume", "1:0.0060,2:0.0050,:0.0040")
+    process("a.csv", FILE_A)  # 90 s in May: charged 0.0085, the contract's 0.0075
+    summary = handle_month_end(schedule_event("2024-06-01T02:00:00Z"), None)
+    assert (summary["period"], summary["true_ups"], summary["true_up_amount"]) == (
+        "2024-05", 1, "-0.001000"
+    )  # fmt: skip
+    assert ledger.get_balance(TENANT, "direct")[0] == -7_500
+    process("b.csv", FILE_B)  # late May traffic, after the close
+    summary = handle_month_end(schedule_event("2024-07-01T02:00:00Z"), None)
+    assert (summary["true_ups"], summary["true_up_amount"]) == (1, "-0.002000")
+    assert ledger.get_balance(TENANT, "direct")[0] == -12_667
+    assert handle_month_end(schedule_event("2024-07-01T02:00:00Z"), None)["true_ups"] == 0
