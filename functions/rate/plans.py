@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.tiers import longest_prefix
+
 DEFAULT_PLAN = "default"
 # Caller prefixes are in international form (country code first), as rules are written.
 _PREFIX = re.compile(r"[0-9]{1,15}")
@@ -114,14 +116,9 @@ class _Labels:
 def _apply_rules(
     digits: pa.Array, rules: Mapping[str, str], labels: _Labels, codes: np.ndarray, rows
 ) -> None:
-    """Set codes[rows] to the plan of each caller's longest matching prefix (one pass per
-    prefix length, shorter first: a longer match overwrites)."""
-    plan_codes = {prefix: labels.code(plan) for prefix, plan in rules.items()}
-    for length in sorted({len(p) for p in rules}):
-        of_length = [p for p in rules if len(p) == length]
-        head = pc.utf8_slice_codeunits(digits, 0, length)
-        found = pc.index_in(head, value_set=pa.array(of_length, pa.string()))
-        found = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
-        hit = found >= 0
-        chosen = np.array([plan_codes[p] for p in of_length], dtype=np.int32)
-        codes[rows[hit]] = chosen[found[hit]]
+    """Set codes[rows] to the plan of each caller's longest matching prefix."""
+    prefixes = list(rules)
+    matched = longest_prefix(digits, prefixes)
+    hit = matched >= 0
+    chosen = np.array([labels.code(rules[p]) for p in prefixes], dtype=np.int32)
+    codes[rows[hit]] = chosen[matched[hit]]

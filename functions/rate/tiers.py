@@ -410,25 +410,37 @@ def bundle_split(
 def group_of(callees: pa.Array | pa.ChunkedArray, groups: Sequence[tuple[str, ...]]) -> np.ndarray:
     """Index of the group whose prefix is the callee's longest match, or -1 (int32 per call).
 
-    One pass per prefix length over all calls (as functions.rate.rating._parents does):
-    longer matches overwrite shorter ones, so the longest prefix across all groups wins.
+    The longest prefix across all groups wins (`longest_prefix`).
     """
-    if isinstance(callees, pa.ChunkedArray):
-        callees = callees.combine_chunks()
     owner: dict[str, int] = {}
     for index, prefixes in enumerate(groups):
         for prefix in _check_prefixes(prefixes):
             if prefix in owner and owner[prefix] != index:
                 raise ValueError(f"prefix {prefix} is in groups {owner[prefix]} and {index}")
             owner[prefix] = index
-    result = np.full(len(callees), NO_GROUP, dtype=np.int32)
-    for length in sorted({len(p) for p in owner}):
-        prefixes = [p for p in owner if len(p) == length]
-        head = pc.utf8_slice_codeunits(callees, 0, length)
-        found = pc.index_in(head, value_set=pa.array(prefixes, pa.string()))
+    prefixes = list(owner)
+    matched = longest_prefix(callees, prefixes)
+    groups_of = np.array([owner[p] for p in prefixes] + [NO_GROUP], dtype=np.int32)
+    return groups_of[matched]  # -1 (no prefix) takes the last entry: NO_GROUP
+
+
+def longest_prefix(values: pa.Array | pa.ChunkedArray, prefixes: Sequence[str]) -> np.ndarray:
+    """Index into `prefixes` of each value's longest matching prefix, or -1 (int32 per value).
+
+    One pass per prefix length over all values, shorter first, so a longer match overwrites
+    a shorter one (as functions.rate.rating._parents does for a deck).
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    index = {prefix: i for i, prefix in enumerate(prefixes)}
+    result = np.full(len(values), -1, dtype=np.int32)
+    for length in sorted({len(p) for p in prefixes}):
+        of_length = [p for p in prefixes if len(p) == length]
+        head = pc.utf8_slice_codeunits(values, 0, length)
+        found = pc.index_in(head, value_set=pa.array(of_length, pa.string()))
         found = pc.fill_null(found, -1).to_numpy(zero_copy_only=False)
         hit = found >= 0
-        result[hit] = np.array([owner[p] for p in prefixes], dtype=np.int32)[found[hit]]
+        result[hit] = np.array([index[p] for p in of_length], dtype=np.int32)[found[hit]]
     return result
 
 
