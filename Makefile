@@ -21,10 +21,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check functions tests bench app.py
 
 test: lint
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/rate_bench.py
+	$(BIN)/python bench/pricing_models_bench.py
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -39,13 +39,14 @@ from functions.rate.tiers import (
     TierSchedule,
     bundle_split,
     group_of,
-    period_of,
+    month_codes,
     tier_prices,
 )
 from functions.shared.money import AMOUNT_SCALE, Rounding
 
 USAGE, TIER, BUNDLE = "usage", "tier", "bundle"
 KINDS = (TIER, BUNDLE)
+COMPONENTS = (USAGE, TIER, BUNDLE)  # `Applied.component` codes index this
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -173,7 +174,7 @@ class RunCounters:
 class Applied:
     """An account's calls after its contracts: per call, its component, amount and rate."""
 
-    component: np.ndarray  # str: usage | tier | bundle
+    component: np.ndarray  # int8 per call: an index into COMPONENTS
     amount: np.ndarray  # 10^-decimals units
     rate_e8: np.ndarray
     tier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # -1: none
@@ -190,7 +191,7 @@ def apply_contracts(
 ) -> Applied:
     """The calls of `account` (priced by its deck in `pricing`) under its contracts."""
     n = len(pricing.row)
-    component = np.full(n, USAGE, dtype=object)
+    component = np.zeros(n, dtype=np.int8)  # usage
     amount = np.asarray(pricing.amount).astype(np.int64)
     rate = np.asarray(pricing.rate_e8).astype(np.int64)
     tier_of = np.full(n, NO_GROUP, dtype=np.int32)
@@ -200,7 +201,7 @@ def apply_contracts(
     charged = pricing.rated & (billed > 0)
     if not charged.any() or not (contracts.tiers or contracts.bundles):
         return Applied(component, amount, rate, tier_of)
-    periods = period_of(start, contracts.timezone)
+    labels, periods = month_codes(start, contracts.timezone)
     fee = np.asarray(pricing.connect_fee_e8, dtype=np.int64)
     divisor = exact_divisor(rounding)
     remaining = billed.copy()  # seconds a tier or the deck still prices
@@ -208,7 +209,7 @@ def apply_contracts(
     if contracts.bundles:
         group = np.where(charged, group_of(callee, [b.prefixes for b in contracts.bundles]), -1)
         for k, bundle in enumerate(contracts.bundles):
-            for period, rows in _by_period(group == k, periods, start):
+            for period, rows in _by_period(group == k, labels, periods, start):
                 key = CounterKey(account, BUNDLE, bundle.name, period)
                 if not counters.applies(key):
                     continue
@@ -216,7 +217,7 @@ def apply_contracts(
                 counters.advance(key, int(billed[rows].sum()))
                 used = included > 0
                 remaining[rows] = beyond
-                component[rows[used]] = BUNDLE
+                component[rows[used]] = COMPONENTS.index(BUNDLE)
                 inside = rows[used & (beyond == 0)]
                 amount[inside] = 0
                 crossing = rows[used & (beyond > 0)]
@@ -228,7 +229,7 @@ def apply_contracts(
         group = np.where(charged, group_of(callee, [t.prefixes for t in contracts.tiers]), -1)
         scale = 10 ** (AMOUNT_SCALE - rounding.decimals)
         for k, schedule in enumerate(contracts.tiers):
-            for period, rows in _by_period(group == k, periods, start):
+            for period, rows in _by_period(group == k, labels, periods, start):
                 # A call wholly inside a bundle has nothing left for the tier to price.
                 rows = rows[remaining[rows] > 0]
                 if not len(rows):
@@ -242,15 +243,15 @@ def apply_contracts(
                 fees = rounding.divide(fee[rows] * 60, divisor).astype(np.int64)
                 amount[rows] = priced + fees
                 tier_of[rows] = k
-                component[rows[component[rows] == USAGE]] = TIER
+                component[rows[component[rows] == 0]] = COMPONENTS.index(TIER)
     return Applied(component, amount, rate, tier_of)
 
 
-def _by_period(mask: np.ndarray, periods: np.ndarray, start: np.ndarray):
+def _by_period(mask: np.ndarray, labels: np.ndarray, periods: np.ndarray, start: np.ndarray):
     """(period, rows in start order) for the calls in `mask`, a period at a time."""
     rows = np.flatnonzero(mask)
     if not len(rows):
         return
-    for period in np.unique(periods[rows]):
-        picked = rows[periods[rows] == period]
-        yield str(period), picked[np.argsort(start[picked], kind="stable")]
+    for code in np.flatnonzero(np.bincount(periods[rows], minlength=len(labels))):
+        picked = rows[periods[rows] == code]
+        yield str(labels[code]), picked[np.argsort(start[picked], kind="stable")]

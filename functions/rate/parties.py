@@ -34,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.contracts import COMPONENTS as COMPONENT_CODES
 from functions.rate.contracts import Contracts, Counter, RunCounters, apply_contracts
 from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rated import start_seconds
@@ -277,8 +278,9 @@ def _priced(
     )
     pricing = replace(pricing, amount=applied.amount, rate_e8=applied.rate_e8)
     blocks = []
-    for component in np.unique(applied.component).tolist():
-        picked = np.flatnonzero(applied.component == component)
+    for code in np.flatnonzero(np.bincount(applied.component, minlength=len(COMPONENT_CODES))):
+        component = COMPONENT_CODES[code]
+        picked = np.flatnonzero(applied.component == code)
         part = pricing if len(picked) == len(rows) else _take(pricing, picked)
         blocks.append(
             replace(

@@ -445,7 +445,15 @@ def longest_prefix(values: pa.Array | pa.ChunkedArray, prefixes: Sequence[str]) 
 
 
 def period_of(start_utc_seconds: np.ndarray, timezone: str) -> np.ndarray:
-    """The calendar month 'YYYY-MM' of each call's start in `timezone` (str array per call).
+    """The calendar month 'YYYY-MM' of each call's start in `timezone` (str array per call);
+    see `month_codes`."""
+    labels, codes = month_codes(start_utc_seconds, timezone)
+    return labels[codes]
+
+
+def month_codes(start_utc_seconds: np.ndarray, timezone: str) -> tuple[np.ndarray, np.ndarray]:
+    """The months spanned ('YYYY-MM' labels) and, per call, the index of its start's calendar
+    month in `timezone` among them (int64): a code per call, no string per call.
 
     The zone's month boundaries are found once per month spanned (a loop over months, not
     calls), then one searchsorted places every call. Where clocks fall back across midnight on
@@ -461,7 +469,7 @@ def period_of(start_utc_seconds: np.ndarray, timezone: str) -> np.ndarray:
         raise ValueError("call starts must be whole epoch seconds")
     starts = starts.astype(np.int64)
     if starts.size == 0:
-        return np.array([], dtype="<U7")
+        return np.array([], dtype="<U7"), np.zeros(0, np.int64)
     try:
         first = _local_month(int(starts.min()), zone)
         last = _local_month(int(starts.max()), zone)
@@ -481,7 +489,7 @@ def period_of(start_utc_seconds: np.ndarray, timezone: str) -> np.ndarray:
     for lo, hi, index in windows:
         position[(starts >= lo) & (starts < hi)] = index
     labels = np.array([f"{y:04d}-{m:02d}" for y, m in months], dtype="<U7")
-    return labels[position]
+    return labels, position.astype(np.int64)
 
 
 def _local_month(second: int, zone: ZoneInfo) -> tuple[int, int]:

@@ -21,8 +21,8 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
                                                    who changed what, when and why (see below)
 
 Deck activation: `reserve_deck_version` hands out n with an atomic counter, the caller writes
-the immutable Parquet `decks/tenant={t}/account={a}/v{n}.parquet`, then `put_deck_version`
-records it and `activate_deck` flips the account's pointer under a condition (only forward).
+the immutable Parquet `decks/tenant={t}/account={a}/v{n}.parquet`, then `commit_deck_version`
+records it and moves its plan's head in one transaction, only from the head it was based on.
 A rater that read version n keeps reading v{n}: nothing ever rewrites a version.
 
 Rate plans (functions.rate.plans): each plan is its own timeline of versions, all numbered

@@ -276,14 +276,22 @@ def test_only_reads_are_skipped_as_crash_points():
     assert distinct_crash_points(names) == [1, 3, 5, 6]
 
 
-def test_a_crash_before_any_store_call_then_redelivery_changes_nothing(aws_environment, tmp_path):
+# The crash points are shared out between this many tests, so that the test workers run them
+# side by side (each shard runs the clean sequence once more to count the calls).
+SHARDS = 4
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_a_crash_before_any_store_call_then_redelivery_changes_nothing(
+    aws_environment, tmp_path, shard
+):
     with moto_account():
         counting = Faults()
         expected, _ = run_with_faults(tmp_path / "clean", counting)
     assert counting.calls > 40  # the sequence really exercises the stores
     points = distinct_crash_points(counting.names)
     assert len(points) > 25  # every write is followed by a crash point
-    for at in points:
+    for at in points[shard::SHARDS]:
         with moto_account():
             faults = Faults(at)
             state, _ = run_with_faults(tmp_path / str(at), faults)
