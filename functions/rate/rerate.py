@@ -134,6 +134,21 @@ def _conform(fresh: pa.Table, stored: pa.Table) -> pa.Table | None:
         return None
 
 
+def _upgraded(stored: pa.Table, schema: pa.Schema) -> pa.Table | None:
+    """A stored table in a later layout: the columns it lacks added as nulls, every column in
+    the later order and types (None if it has a column the layout dropped, or cannot cast)."""
+    if not set(stored.column_names) <= set(schema.names):
+        return None
+    columns = [
+        stored.column(f.name) if f.name in stored.column_names else pa.nulls(len(stored), f.type)
+        for f in schema
+    ]
+    try:
+        return pa.table(columns, schema=pa.schema(list(schema))).cast(schema.remove_metadata())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+
+
 def _splice(stored: pa.Table, fresh: pa.Table, selected: pa.Array) -> pa.Table:
     """The stored rows of unselected calls, then the fresh rows of selected ones."""
     in_stored = pc.is_in(stored.column("line"), value_set=selected)
@@ -177,8 +192,15 @@ def rerate_tables(
     fresh = rate_parties(normalised.take(where), parties, file_id, counters=counters)
     rated = _conform(fresh.rated, stored_rated)
     charges = _conform(fresh.charges, stored_charges)
+    kept_rated, kept_charges = stored_rated, stored_charges  # the rows an account's run keeps
     if account is not None and (rated is None or charges is None):
-        raise ValueError("the stored tables have another layout: re-rate every account")
+        # Stored before columns were added (plan, customer_surcharge, ...): the kept rows take
+        # today's layout, their new columns null (never recorded), and the day is rewritten.
+        kept_rated = _upgraded(stored_rated, fresh.rated.schema)
+        kept_charges = _upgraded(stored_charges, fresh.charges.schema)
+        if kept_rated is None or kept_charges is None:
+            raise ValueError("the stored tables have another layout: re-rate every account")
+        rated, charges = fresh.rated, fresh.charges
     if account is None:
         selected = stored_rated.column("line").combine_chunks()
         new_rated = rated if rated is not None else fresh.rated
@@ -189,8 +211,8 @@ def rerate_tables(
                 [_lines_of(stored_charges, account), _lines_of(fresh.charges, account)]
             )
         )
-        new_rated = _splice(stored_rated, rated, selected)
-        new_charges = _splice(stored_charges, charges, selected)
+        new_rated = _splice(kept_rated, rated, selected)
+        new_charges = _splice(kept_charges, charges, selected)
     new_rated = new_rated.replace_schema_metadata(stored_rated.schema.metadata)
     new_charges = new_charges.replace_schema_metadata(stored_charges.schema.metadata)
     unchanged = (

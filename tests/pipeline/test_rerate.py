@@ -360,3 +360,23 @@ def test_an_interrupted_rerate_is_finished_by_the_next_run_whatever_its_range(ca
         "retail": EXPECTED_BALANCES["retail"] - (10_167 - 9_658) - (20_000 - 19_000)
     }
     assert rated()[("day1.csv", DAY)]["c2"]["customer_amount"] == Decimal("0.010167")
+
+
+def test_account_rerates_days_stored_before_the_plan_and_surcharge_columns(carrier):
+    """Tables rated before `plan` and `customer_surcharge` existed lack them: re-rating one
+    account's calls brings the day to today's layout instead of refusing it."""
+    older = {"rated": ("plan", "customer_surcharge"), "charges": ("plan",)}
+    for record in files.list_files(TENANT):
+        for area, dropped in older.items():
+            table = lake.get_table(area, TENANT, DAY, record.file_id)
+            lake.put_table(area, TENANT, DAY, record.file_id, table.drop_columns(list(dropped)))
+    upload(carrier, CORRECTED)
+    payload = rerate_json("--from", DAY, "--to", DAY, "--account", "direct")
+    assert by_account(payload)["direct"] == ("-0.021200", "-0.020200", "0.001000")
+    assert balances()["direct"] == EXPECTED_BALANCES["direct"] + 1_000
+    first = next(r for r in files.list_files(TENANT) if r.meta["name"] == "day1.csv")
+    rated_now = lake.get_table("rated", TENANT, DAY, first.file_id)
+    assert {"plan", "customer_surcharge"} <= set(rated_now.column_names)
+    by_call = {row["call_id"]: row for row in rated_now.to_pylist()}
+    assert by_call["c1"]["plan"] == "default"  # re-rated: priced by the default plan
+    assert by_call["c2"]["plan"] is None  # kept as stored: its plan was never recorded
