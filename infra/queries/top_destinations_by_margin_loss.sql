@@ -8,7 +8,7 @@ SELECT
         AS DECIMAL(18, 4)) AS loss_minutes,
     sum(margin) FILTER (WHERE margin < 0) AS margin_loss,
     sum(margin) AS net_margin,
-    sum(customer_amount) AS revenue,
+    sum(customer_amount + coalesce(customer_surcharge, 0)) AS revenue,
     sum(supplier_amount) AS cost
 FROM cdrs_rated
 WHERE status = 'rated'

@@ -1,6 +1,6 @@
 -- Traffic by customer x destination x day (the partition day: the call's UTC day), rated
 -- calls only: attempts, answered, answered and billed seconds, billed minutes, ASR, ACD,
--- the rates charged, revenue (customer_amount, in `currency`), cost (supplier_amount, in
+-- the rates charged, revenue (customer_amount + customer_surcharge, in `currency`), cost (supplier_amount, in
 -- the supplier's currency) and the carrier's margin. Money stays DECIMAL. `tollgate report`
 -- sums these rows over a range of days.
 SELECT
@@ -18,7 +18,7 @@ SELECT
         / nullif(count(*) FILTER (WHERE billsec > 0), 0) / 60 AS acd_minutes,
     min(customer_rate) AS min_rate,
     max(customer_rate) AS max_rate,
-    sum(customer_amount) AS revenue,
+    sum(customer_amount + coalesce(customer_surcharge, 0)) AS revenue,
     sum(supplier_amount) AS cost,
     sum(margin) AS margin
 FROM cdrs_rated

@@ -106,3 +106,15 @@ def test_surcharges_are_their_own_charges_and_move_balances_exactly_once(aws, tm
     assert rated["n3"]["customer_surcharge"] is None
     # The resent call was a duplicate: no charge of any component.
     assert lake.get_table("charges", TENANT, DAY, resent.file_id).num_rows == 0
+    # Finance's revenue counts the surcharge (named query over the lake, DuckDB here).
+    from functions.invoice.lake_sql import LocalLakeSql
+
+    lake.copy_area("rated", TENANT, tmp_path / "lake")
+    with LocalLakeSql(TENANT, tmp_path / "lake") as sql:
+        revenue = {
+            row["destination"]: row["revenue"]
+            for row in sql.named("traffic_by_customer_destination")
+            if row["customer"] == "ncli"
+        }
+    # n1 0.10 + 0.01 (French caller), n2 0.19 + 0.01 (any caller); n3 unanswered.
+    assert revenue == {"Nigeria - Mobile from FR": D("0.11"), "Nigeria - Mobile": D("0.20")}
