@@ -488,3 +488,24 @@ def test_bundle_refuses_negative_minutes_or_fee():
         Bundle("us", ("1",), 60, -1)
     with pytest.raises(ValueError, match="not a string of digits"):
         Bundle("us", ("1x",), 60, 0)
+
+
+@SETTINGS
+@given(contracts(), st.integers(0, 10**9), roundings)
+def test_with_falling_rates_provisional_charges_are_never_below_the_volume_price(
+    text, total, rounding
+):
+    """Why volume tiers are charged at the graduated price until close: when each tier is
+    cheaper than the one before (the usual contract), the month is never charged less than
+    it will finally cost, so the true-up is a refund or nothing."""
+    falling = ",".join(
+        f"{bound}:{rate}"
+        for (bound, _), rate in zip(
+            contract(text),
+            sorted((r for _, r in contract(text)), reverse=True),
+            strict=True,
+        )
+    ).replace("None", "")
+    tiers = schedule(falling, "volume")
+    charged = volume_provisional(tiers, 0, np.array([total]), rounding)
+    assert volume_true_up(tiers, total, int(charged.sum()), rounding) <= 0
