@@ -441,13 +441,19 @@ class LambdaRunner:
     # --- idleness -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float = 30.0, interval: float = 0.05) -> None:
-        """Block until every polled queue is empty and no handler runs; TimeoutError if not."""
+        """Block until every polled queue is empty and no handler runs; TimeoutError if not.
+
+        Idle is two quiet scans in a row: moto's threaded server may count a queue while a
+        receive is half done and answer zero for a message in flight, once.
+        """
         deadline = time.monotonic() + timeout
+        quiet = 0
         while True:
             pending = self._pending()
-            if not pending:
+            quiet = quiet + 1 if not pending else 0
+            if quiet >= 2:
                 return
-            if time.monotonic() >= deadline:
+            if pending and time.monotonic() >= deadline:
                 raise TimeoutError(f"local stack not idle after {timeout}s: {pending}")
             time.sleep(interval)
 

@@ -469,3 +469,41 @@ def test_local_up_reports_a_busy_port_as_a_cli_error():
         args = parser.parse_args(["local", "up", "--port", str(busy.getsockname()[1])])
         with pytest.raises(CliError, match="cannot listen"):
             args.run(args)
+
+
+def test_idle_needs_two_quiet_scans_not_one_inconsistent_read(start_stack):
+    """moto's threaded server can answer a queue's counts mid-receive with all zeros while a
+    message is in flight: one quiet scan must not end the wait (the failed first delivery
+    would then be lost to the test that waits)."""
+    app = Chalice(app_name="testapp")
+    attempts: list[str] = []
+
+    @app.on_sqs_message(queue=settings().rate_queue, batch_size=1)
+    def rate(event):
+        attempts.append(event.to_dict()["Records"][0]["attributes"]["ApproximateReceiveCount"])
+        if len(attempts) == 1:
+            raise RuntimeError("transient failure")
+
+    stack = start_stack(app)
+    sqs = stack.runner._sqs
+
+    class OnceBlind:
+        """The runner's SQS client; its first count taken after the failure reads zero."""
+
+        blinded = False
+
+        def __getattr__(self, name):
+            return getattr(sqs, name)
+
+        def get_queue_attributes(self, **kw):
+            answer = sqs.get_queue_attributes(**kw)
+            if stack.runner.errors and not OnceBlind.blinded:
+                OnceBlind.blinded = True
+                answer["Attributes"] = dict.fromkeys(answer["Attributes"], "0")
+            return answer
+
+    stack.runner._sqs = OnceBlind()
+    boto3.client("sqs").send_message(QueueUrl=_queue_url(settings().rate_queue), MessageBody="f1")
+    stack.wait_idle(timeout=10)
+    assert OnceBlind.blinded
+    assert attempts == ["1", "2"]
