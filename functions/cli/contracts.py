@@ -23,7 +23,7 @@ from functions.cli import (
     money_text,
     tenant_today,
 )
-from functions.shared.money import AMOUNT_SCALE, RATE_SCALE, units_to_str
+from functions.shared.money import RATE_SCALE, units_to_str
 
 MINUTE = Decimal(60)
 
@@ -182,9 +182,8 @@ def run_tier_list(args: argparse.Namespace) -> int:
 @guarded
 def run_tier_show(args: argparse.Namespace) -> int:
     from functions.rate.contracts import TIER, CounterKey
-    from functions.rate.rating import exact_divisor
     from functions.rate.service import rounding_of
-    from functions.rate.tier_close import final_price
+    from functions.rate.tier_close import final_price, rounded_micro
     from functions.rate.tiers import tier_seconds
     from functions.store import accounts, files
 
@@ -197,12 +196,10 @@ def run_tier_show(args: argparse.Namespace) -> int:
         args.tenant, CounterKey(args.account, TIER, args.name, files.check_period(args.period))
     )
     seconds = stored.counter.seconds
-    scale = 10 ** (AMOUNT_SCALE - rounding.decimals)
     rows = []
     for number, (tier, used) in enumerate(
         zip(schedule.tiers, tier_seconds(schedule, seconds), strict=True), start=1
     ):
-        exact = rounding.divide(_object([tier.rate_e8 * used]), exact_divisor(rounding))
         rows.append(
             {
                 "tier": number,
@@ -212,15 +209,10 @@ def run_tier_show(args: argparse.Namespace) -> int:
                 "rate": units_to_str(tier.rate_e8, RATE_SCALE),
                 "seconds": used,
                 "minutes": _minutes(used),
-                "amount": money_text(int(exact[0]) * scale),
+                "amount": money_text(rounded_micro(tier.rate_e8 * used, rounding)),
             }
         )
-    total = final_price(schedule, seconds, rounding) if schedule.mode == "volume" else None
-    if total is None:
-        from functions.rate.tiers import graduated_exact
-
-        exact = _object([graduated_exact(schedule, seconds)])
-        total = int(rounding.divide(exact, exact_divisor(rounding))[0]) * scale
+    total = final_price(schedule, seconds, rounding)
     payload = {
         "tenant": args.tenant,
         "account": args.account,
@@ -249,12 +241,6 @@ def run_tier_show(args: argparse.Namespace) -> int:
     ]
     emit(args, payload, "\n".join(lines))
     return 0
-
-
-def _object(values: list[int]):
-    import numpy as np
-
-    return np.array(values, dtype=object)
 
 
 @guarded

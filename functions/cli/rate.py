@@ -170,11 +170,11 @@ def _rate(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
     from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
+    from functions.rate.contracts import PeriodCounters
     from functions.rate.deck import InvalidDeckError, load_deck_index
     from functions.rate.fx import FxError, parse_fx
     from functions.rate.rated import RatingSummary, rate_cdrs, summarise
     from functions.rate.rating import DeckIndex, DeckIndexError
-    from functions.rate.tiers import PeriodCounters
 
     began = time.perf_counter()
     out_kind = _output_kind(args.out, "--out")
@@ -312,8 +312,7 @@ def _tier_results(tiers, counters, rounding: Rounding) -> list[dict]:
     scale = rounding.decimals
     results = []
     for t in tiers:
-        seconds = counters.seconds.get(t.name, 0)
-        charged = counters.charged.get(t.name, 0)
+        seconds, charged = counters.totals(t.name, rounding)
         result = {
             "name": t.name,
             "mode": t.mode,

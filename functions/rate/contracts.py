@@ -27,25 +27,25 @@ column-wise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from functions.rate.rating import Pricing, exact_amount, exact_divisor
 from functions.rate.tiers import (
-    NO_GROUP,
     Bundle,
     TierSchedule,
     bundle_split,
     group_of,
     month_codes,
     tier_prices,
+    volume_true_up,
 )
 from functions.shared.money import AMOUNT_SCALE, Rounding
 
 USAGE, TIER, BUNDLE = "usage", "tier", "bundle"
-KINDS = (TIER, BUNDLE)
+WHAT_IF = "what-if"  # the account and the one period of an offline run (`tollgate rate`)
 COMPONENTS = (USAGE, TIER, BUNDLE)  # `Applied.component` codes index this
 
 
@@ -170,6 +170,30 @@ class RunCounters:
         ]
 
 
+class PeriodCounters(RunCounters):
+    """The counters of a what-if run: the file is one period (`WHAT_IF`), priced part by part
+    from zero, each tier schedule counted under its name."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda key: Counter())
+
+    def totals(self, name: str, rounding: Rounding) -> tuple[int, int]:
+        """A schedule's billed seconds and what its calls were charged (10^-decimals units)."""
+        key = CounterKey(WHAT_IF, TIER, name, WHAT_IF)
+        if key not in self._read:
+            return 0, 0
+        charged = self._charged[key] // 10 ** (AMOUNT_SCALE - rounding.decimals)
+        return self._seconds[key], charged
+
+    def true_ups(self, tiers: Sequence[TierSchedule], rounding: Rounding) -> dict[str, int]:
+        """Per volume schedule: round(V(total)) minus what its calls were charged."""
+        return {
+            t.name: volume_true_up(t, *self.totals(t.name, rounding), rounding)
+            for t in tiers
+            if t.mode == "volume"
+        }
+
+
 @dataclass
 class Applied:
     """An account's calls after its contracts: per call, its component, amount and rate."""
@@ -177,7 +201,6 @@ class Applied:
     component: np.ndarray  # int8 per call: an index into COMPONENTS
     amount: np.ndarray  # 10^-decimals units
     rate_e8: np.ndarray
-    tier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # -1: none
 
 
 def apply_contracts(
@@ -188,20 +211,24 @@ def apply_contracts(
     start: np.ndarray,
     rounding: Rounding,
     counters: RunCounters,
+    period: str | None = None,
 ) -> Applied:
-    """The calls of `account` (priced by its deck in `pricing`) under its contracts."""
+    """The calls of `account` (priced by its deck in `pricing`) under its contracts; with
+    `period`, every call counts in that one period (a what-if run), not its month's."""
     n = len(pricing.row)
     component = np.zeros(n, dtype=np.int8)  # usage
     amount = np.asarray(pricing.amount).astype(np.int64)
     rate = np.asarray(pricing.rate_e8).astype(np.int64)
-    tier_of = np.full(n, NO_GROUP, dtype=np.int32)
     billed = np.asarray(pricing.billed).astype(np.int64)
     # Only charged calls count: unanswered, graced or unrated calls neither use a bundle nor
     # move a tier.
     charged = pricing.rated & (billed > 0)
     if not charged.any() or not (contracts.tiers or contracts.bundles):
-        return Applied(component, amount, rate, tier_of)
-    labels, periods = month_codes(start, contracts.timezone)
+        return Applied(component, amount, rate)
+    if period is None:
+        labels, periods = month_codes(start, contracts.timezone)
+    else:
+        labels, periods = np.array([period]), np.zeros(n, np.int64)
     fee = np.asarray(pricing.connect_fee_e8, dtype=np.int64)
     divisor = exact_divisor(rounding)
     remaining = billed.copy()  # seconds a tier or the deck still prices
@@ -242,9 +269,8 @@ def apply_contracts(
                 counters.advance(key, int(seconds.sum()), int(priced.sum()) * scale)
                 fees = rounding.divide(fee[rows] * 60, divisor).astype(np.int64)
                 amount[rows] = priced + fees
-                tier_of[rows] = k
                 component[rows[component[rows] == 0]] = COMPONENTS.index(TIER)
-    return Applied(component, amount, rate, tier_of)
+    return Applied(component, amount, rate)
 
 
 def _by_period(mask: np.ndarray, labels: np.ndarray, periods: np.ndarray, start: np.ndarray):

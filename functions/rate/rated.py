@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from functions.rate.contracts import WHAT_IF, Contracts, PeriodCounters, apply_contracts
 from functions.rate.fx import FxError, FxTable
 from functions.rate.plans import plans_by_caller
 from functions.rate.rating import (
@@ -27,11 +28,10 @@ from functions.rate.rating import (
     DialledNumbers,
     Pricing,
     convert,
-    exact_divisor,
     price_numbers,
     surcharges,
 )
-from functions.rate.tiers import PeriodCounters, TierSchedule, group_of
+from functions.rate.tiers import TierSchedule, group_of
 from functions.shared.money import RATE_SCALE, Rounding, decimal_array, units_to_decimal
 
 # Labels by code. Plain tuples: building Arrow arrays at import would make pyarrow probe for
@@ -295,27 +295,13 @@ def _tiered(
     rounding: Rounding,
 ) -> tuple[Pricing, np.ndarray]:
     """The sell side with tier prices for the calls of each tier group, and each call's tier
-    (-1: none). The deck still gives the destination, the increment and the connect fee; the
-    tier replaces its rate. A call costs its tier amount (telescoped from the period's counter
-    over the group's calls in start order, so a period's calls add up to the contract's price
-    of its total, rounded once) plus its connect fee, rounded once on its own."""
-    group = group_of(callee, [t.prefixes for t in tiers])
-    group = np.where(sell.rated, group, -1)
-    amount, rate = sell.amount.copy(), sell.rate_e8.copy()
-    divisor = exact_divisor(rounding)
-    for k, schedule in enumerate(tiers):
-        rows = np.flatnonzero(group == k)
-        if len(rows) == 0:
-            continue
-        rows = rows[np.argsort(start[rows], kind="stable")]  # the period's order: by start
-        tier_amount, tier_rate = counters.price(schedule, sell.billed[rows], rounding)
-        # The fee as the deck applied it: none on unanswered or graced calls. A tier-priced
-        # call is not held to the entry's minimum: flooring calls one by one would break the
-        # period's exact total.
-        fee = np.asarray(sell.connect_fee_e8[rows], dtype=np.int64) * 60
-        amount[rows] = tier_amount + rounding.divide(fee, divisor).astype(np.int64)
-        rate[rows] = tier_rate
-    return replace(sell, amount=amount, rate_e8=rate), group
+    (-1: none): the pipeline's own pricing (functions.rate.contracts), the file as one
+    period. The deck still gives the destination, the increment and the connect fee."""
+    applied = apply_contracts(
+        WHAT_IF, Contracts(tiers=tiers), sell, callee, start, rounding, counters, period=WHAT_IF
+    )
+    tier_of = np.where(sell.rated, group_of(callee, [t.prefixes for t in tiers]), -1)
+    return replace(sell, amount=applied.amount, rate_e8=applied.rate_e8), tier_of
 
 
 @dataclass(frozen=True)

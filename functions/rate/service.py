@@ -391,9 +391,8 @@ def _price_run(
         for area in AREAS:
             lake.stage_spooled(area, tenant, day, file_id, run, spool, (area, day, run))
     totals.finish()
-    totals.counters = counters.marks if counters.moves() else {}
+    totals.counters, totals.moves = counters.marks, counters.moves()  # empty without contracts
     lake.put_run_totals(tenant, file_id, run, totals.to_dict())
-    totals.moves = counters.moves()
     return totals
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from functions.rate.contracts import TIER, CounterKey
 from functions.rate.rating import exact_divisor
 from functions.rate.service import rounding_of
-from functions.rate.tiers import TierSchedule, volume_exact
+from functions.rate.tiers import TierSchedule, period_exact
 from functions.shared.money import AMOUNT_SCALE, Rounding
 
 
@@ -44,10 +44,15 @@ class TrueUp:
 
 
 def final_price(schedule: TierSchedule, seconds: int, rounding: Rounding) -> int:
-    """The volume price of a period's total seconds in micro-units, rounded once."""
-    exact = np.array([volume_exact(schedule, seconds)], dtype=object)
-    rounded = int(rounding.divide(exact, exact_divisor(rounding))[0])
-    return rounded * 10 ** (AMOUNT_SCALE - rounding.decimals)
+    """The contract's price of a period's total seconds (by the schedule's mode) in
+    micro-units, rounded once."""
+    return rounded_micro(period_exact(schedule, seconds), rounding)
+
+
+def rounded_micro(exact: int, rounding: Rounding) -> int:
+    """An exact amount (10^-8/60 units) rounded once by `rounding`, in micro-units."""
+    rounded = rounding.divide(np.array([int(exact)], dtype=object), exact_divisor(rounding))
+    return int(rounded[0]) * 10 ** (AMOUNT_SCALE - rounding.decimals)
 
 
 def true_up_reference(period: str, account: str, tier: str, closes: int) -> str:

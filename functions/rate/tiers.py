@@ -356,41 +356,6 @@ def volume_true_up(
     return int(rounding.divide(exact, exact_divisor(rounding))[0]) - int(charged_units)
 
 
-class PeriodCounters:
-    """One period's billed seconds and charged amounts per tier schedule, advanced as calls
-    are priced (`tollgate rate --tier`: a file is one period, priced part by part).
-
-    Every call is priced at the graduated price of its seconds (for volume schedules that is
-    the provisional price: the tier reached so far), telescoped from the counter, so a
-    period's calls add up to round(F(total)) in any split; volume schedules then owe
-    `true_ups()` at the period's end."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, int] = {}
-        self.charged: dict[str, int] = {}  # 10^-decimals units
-
-    def price(
-        self, schedule: TierSchedule, call_seconds: np.ndarray, rounding: Rounding
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The calls' amounts (10^-decimals units) and rates (10^-8 a minute: the tier each
-        call ends in), in the order given."""
-        calls = _seconds(call_seconds, "call seconds").ravel()
-        before = self.seconds.get(schedule.name, 0)
-        amounts, rates = tier_prices(schedule, before, calls, rounding)
-        self.seconds[schedule.name] = before + int(calls.sum())
-        self.charged[schedule.name] = self.charged.get(schedule.name, 0) + int(amounts.sum())
-        return amounts, rates
-
-    def true_ups(self, tiers: Sequence[TierSchedule], rounding: Rounding) -> dict[str, int]:
-        """Per volume schedule: round(V(total)) minus what its calls were charged."""
-        return {
-            t.name: volume_true_up(t, self.seconds.get(t.name, 0), self.charged.get(t.name, 0),
-                                   rounding)
-            for t in tiers
-            if t.mode == "volume"
-        }  # fmt: skip
-
-
 def bundle_split(
     bundle: Bundle, before_seconds: int, call_seconds: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.cli import CliError, main
+from functions.rate.contracts import PeriodCounters
 from functions.rate.deck import parse_deck
 from functions.rate.rated import rate_cdrs
 from functions.rate.rating import DeckIndex
-from functions.rate.tiers import PeriodCounters, TierSchedule, parse_tiers
+from functions.rate.tiers import TierSchedule, parse_tiers
 from functions.shared.cdr import CDR_SCHEMA
 from functions.shared.money import Rounding
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -24,12 +23,13 @@ from functions.rate.deck import InvalidDeckError, parse_deck
 from functions.rate.parties import Account, Parties, charge_deltas, rate_parties
 from functions.rate.rated import rate_cdrs, summarise
 from functions.rate.rating import DeckIndex
-from functions.shared.cdr import CDR_SCHEMA, QUARANTINE_SCHEMA
+from functions.shared.cdr import QUARANTINE_SCHEMA
 from functions.shared.money import Rounding, RoundingMethod
 from tests.rate.reference import Entry, deck_table, rate_call, surcharge_call
+from tests.rate.test_parties import T0
+from tests.rate.test_parties import cdrs as party_cdrs
 
 D = Decimal
-T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 
 # The ncli plan's Nigeria mobile: +0.0020/min on top of the rate (the issue's example).
@@ -50,24 +50,8 @@ FOUR_DOWN = Rounding(4, RoundingMethod.DOWN)
 
 
 def cdrs(rows: list[tuple[str, int]], customer: str = "ncli", supplier: str = "mtn") -> pa.Table:
-    """(callee, billsec) rows as a canonical CDR table."""
-    return pa.Table.from_pylist(
-        [
-            {
-                "line": i + 2,
-                "call_id": f"c{i}",
-                "caller": "15551230000",
-                "callee": callee,
-                "start_time": T0,
-                "billsec": billsec,
-                "disposition": "ANSWERED" if billsec else "NO_ANSWER",
-                "customer": customer,
-                "supplier": supplier,
-            }
-            for i, (callee, billsec) in enumerate(rows)
-        ],
-        schema=CDR_SCHEMA,
-    )
+    """(callee, billsec) rows as a canonical CDR table, started at T0."""
+    return party_cdrs([(customer, supplier, callee, billsec) for callee, billsec in rows])
 
 
 def parties(rounding: Rounding = HALF_UP_6) -> Parties:
