@@ -283,6 +283,16 @@ def _create_queue_policy(props: Mapping[str, Any], resolver: _Resolver, clients:
     return ",".join(urls)
 
 
+def _create_email_identity(
+    props: Mapping[str, Any], resolver: _Resolver, clients: _Clients
+) -> str:
+    identity = resolver.resolve(props["EmailIdentity"])
+    clients("sesv2").create_email_identity(EmailIdentity=identity)
+    # On AWS its owner verifies it (a DNS record, a link); moto marks it verified on request.
+    clients("ses").verify_email_identity(EmailAddress=identity)
+    return identity
+
+
 _Hook = Callable[[str, Mapping[str, Any], _Resolver, _Clients], None]
 # Properties moto's CloudFormation accepts but does not apply.
 _FILL_IN: dict[str, _Hook] = {
@@ -292,4 +302,5 @@ _FILL_IN: dict[str, _Hook] = {
 # Resource types moto's CloudFormation skips entirely.
 _CREATE: dict[str, Callable[[Mapping[str, Any], _Resolver, _Clients], str]] = {
     "AWS::SQS::QueuePolicy": _create_queue_policy,
+    "AWS::SES::EmailIdentity": _create_email_identity,
 }

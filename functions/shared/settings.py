@@ -21,6 +21,10 @@ class Settings:
     ingest_queue: str
     rate_queue: str
     event_bus: str
+    billing_table: str  # billing profiles, invoice drafts, numbers, payments, dunning
+    documents_bucket: str  # invoices/{tenant}/{number}.{pdf,xml,csv}: the issued documents
+    invoice_state_machine: str  # the invoice cycle (infra/invoice_cycle.asl.json)
+    mail_from: str  # the verified SES identity invoices and reminders are sent from
 
 
 @cache
@@ -35,4 +39,8 @@ def settings() -> Settings:
         ingest_queue=env("TOLLGATE_INGEST_QUEUE", "tollgate-ingest"),
         rate_queue=env("TOLLGATE_RATE_QUEUE", "tollgate-rate"),
         event_bus=env("TOLLGATE_EVENT_BUS", "tollgate"),
+        billing_table=env("TOLLGATE_BILLING_TABLE", "tollgate-billing"),
+        documents_bucket=env("TOLLGATE_DOCUMENTS_BUCKET", "tollgate-documents"),
+        invoice_state_machine=env("TOLLGATE_INVOICE_STATE_MACHINE", "tollgate-invoice-cycle"),
+        mail_from=env("TOLLGATE_MAIL_FROM", "billing@tollgate.example"),
     )

@@ -277,6 +277,10 @@ def test_functions_find_the_stacks_resources_not_the_packaging_machines(packaged
         for value in variables.values():
             assert isinstance(value, dict), "a literal name ignores the stack's parameters"
             target = value.get("Ref") or value["Fn::GetAtt"][0]
+            if target == "InvoiceStateMachineName":
+                # The state machine's tasks are these functions: naming it by its resource
+                # would make a dependency cycle, so both take the name from the parameter.
+                continue
             assert target in _infra("template.yaml")["Resources"]
 
 

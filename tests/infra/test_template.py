@@ -117,7 +117,7 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
         for name, r in TEMPLATE["Resources"].items()
         if r["Type"] == "AWS::DynamoDB::Table"
     }
-    assert set(tables) == {"AccountsTable", "LedgerTable", "FilesTable"}
+    assert set(tables) == {"AccountsTable", "LedgerTable", "FilesTable", "BillingTable"}
     for props in tables.values():
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["KeySchema"] == [
@@ -129,7 +129,7 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
         for name, props in tables.items()
         if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
     }
-    assert recovering == {"AccountsTable", "LedgerTable", "FilesTable"}
+    assert recovering == {"AccountsTable", "LedgerTable", "FilesTable", "BillingTable"}
 
 
 @pytest.mark.parametrize(

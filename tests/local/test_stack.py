@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import select
 import signal
@@ -270,6 +271,10 @@ def test_every_template_resource_exists_as_declared(start_stack):
     def logical(reference: dict[str, Any]) -> str:
         return reference.get("Ref") or reference["Fn::GetAtt"][0]
 
+    def resolve_sub(reference: dict[str, Any]) -> str:
+        parameters = stack.resources["parameters"]
+        return re.sub(r"\$\{(\w+)\}", lambda m: parameters[m[1]], reference["Fn::Sub"])
+
     checked = set()
     for logical_id, resource in template["Resources"].items():
         props = resource.get("Properties", {})
@@ -321,7 +326,7 @@ def test_every_template_resource_exists_as_declared(start_stack):
             assert props["Name"] == {"Ref": "EventBusName"}
             assert events.describe_event_bus(Name=name)["Name"] == name == settings().event_bus
         elif kind == "AWS::Logs::LogGroup":
-            group = f"/aws/events/{settings().event_bus}/file-rated"
+            group = resolve_sub(props["LogGroupName"])
             found = logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
             assert [(g["logGroupName"], g.get("retentionInDays")) for g in found] == [
                 (group, props["RetentionInDays"])
@@ -339,6 +344,10 @@ def test_every_template_resource_exists_as_declared(start_stack):
         elif kind == "AWS::Logs::ResourcePolicy":
             names = [p["policyName"] for p in logs.describe_resource_policies()["resourcePolicies"]]
             assert f"{settings().event_bus}-file-rated-to-logs" in names
+        elif kind == "AWS::SES::EmailIdentity":
+            identity = boto3.client("sesv2").get_email_identity(EmailIdentity=name)
+            assert name == settings().mail_from
+            assert identity["VerificationStatus"] == "SUCCESS"
         else:
             pytest.fail(f"no local check for {kind} ({logical_id}); add one")
         checked.add(logical_id)
