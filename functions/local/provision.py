@@ -283,9 +283,7 @@ def _create_queue_policy(props: Mapping[str, Any], resolver: _Resolver, clients:
     return ",".join(urls)
 
 
-def _create_email_identity(
-    props: Mapping[str, Any], resolver: _Resolver, clients: _Clients
-) -> str:
+def _create_email_identity(props: Mapping[str, Any], resolver: _Resolver, clients: _Clients) -> str:
     identity = resolver.resolve(props["EmailIdentity"])
     clients("sesv2").create_email_identity(EmailIdentity=identity)
     # On AWS its owner verifies it (a DNS record, a link); moto marks it verified on request.
