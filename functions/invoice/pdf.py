@@ -44,7 +44,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from functions.invoice.drafts import CENT, UNIT_MINUTE, Invoice, Line, Party
+from functions.invoice.drafts import CENT, UNIT_MINUTE, Invoice, Line, Party, TaxLine
 
 FONT = "TollgateVera"
 FONT_BOLD = "TollgateVera-Bold"
@@ -114,8 +114,8 @@ def iban(value: str) -> str:
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
-    """The PDF of `invoice`: the same invoice gives the same bytes (no creation date, no
-    random document id)."""
+    """The PDF of `invoice`: the same invoice gives the same bytes (reportlab's fixed
+    creation date and a document id digested from the content, not the clock)."""
     _fonts()
     buffer = io.BytesIO()
     title = TITLES[invoice.kind]
@@ -157,11 +157,13 @@ def _footer(text: str) -> Callable[..., None]:
     return draw
 
 
-def _styles() -> dict[str, ParagraphStyle]:
+Styles = dict[str, ParagraphStyle]
+
+
+def _styles() -> Styles:
     base = ParagraphStyle("body", fontName=FONT, fontSize=9, leading=11.5)
     return {
         "body": base,
-        "small": ParagraphStyle("small", parent=base, fontSize=8, leading=10, textColor=_GREY),
         "brand": ParagraphStyle("brand", parent=base, fontName=FONT_BOLD, fontSize=20, leading=24),
         "title": ParagraphStyle(
             "title", parent=base, fontName=FONT_BOLD, fontSize=14, leading=18, alignment=TA_RIGHT
@@ -175,7 +177,9 @@ def _p(text: str, style: ParagraphStyle) -> Paragraph:
     return Paragraph(escape(_printable(text)).replace("\n", "<br/>"), style)
 
 
-def _party(heading: str, party: Party, style, extra: Sequence[str] = ()) -> Paragraph:
+def _party(
+    heading: str, party: Party, style: ParagraphStyle, extra: Sequence[str] = ()
+) -> Paragraph:
     rows = [party.name]
     if party.address:
         rows.append(party.address)
@@ -242,7 +246,7 @@ def _grid(rows: list[list], widths: Sequence[float]) -> Table:
     return table
 
 
-def _details(invoice: Invoice, title: str, number: str, style) -> Table:
+def _details(invoice: Invoice, title: str, number: str, style: Styles) -> Table:
     rows = [
         (f"{title} number", number),
         ("Issue date", invoice.issue_date.isoformat()),
@@ -278,7 +282,7 @@ def _cell(text: str, style: ParagraphStyle) -> str | Paragraph:
     """A description as a plain string when it fits its column (fast), else a wrapping
     paragraph."""
     text = _printable(text)
-    room = _COLUMNS[0] - 8  # the cell's padding
+    room = _COLUMNS[0] - 12  # the cell's default padding, 6 points each side
     if pdfmetrics.stringWidth(text, FONT, style.fontSize) <= room:
         return text
     return Paragraph(escape(text), style)
@@ -295,7 +299,7 @@ def _row(line: Line, style: ParagraphStyle) -> list:
     ]
 
 
-def _lines(invoice: Invoice, style) -> Table:
+def _lines(invoice: Invoice, style: Styles) -> Table:
     head = ["Description", "Calls", "Minutes", f"Rate ({invoice.currency}/min)", "Amount"]
     rows = [head, *(_row(line, style["cell"]) for line in invoice.lines)]
     table = Table(rows, colWidths=list(_COLUMNS), repeatRows=1)
@@ -314,7 +318,7 @@ def _lines(invoice: Invoice, style) -> Table:
     return table
 
 
-def _tax_label(tax) -> str:
+def _tax_label(tax: TaxLine) -> str:
     if tax.category == "AE":
         return f"VAT reverse charge (AE, {percent(tax.rate)} %) on {money(tax.taxable)}"
     label = f"VAT {percent(tax.rate)} % ({tax.category}) on {money(tax.taxable)}"
@@ -364,7 +368,7 @@ def _notes(invoice: Invoice, number: str) -> list[str]:
     if invoice.amount_due > 0:
         to = (
             f" to IBAN {iban(invoice.seller.iban)} ({invoice.seller.name})"
-            if (invoice.seller.iban)
+            if invoice.seller.iban
             else ""
         )
         notes.append(
