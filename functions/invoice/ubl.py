@@ -83,13 +83,15 @@ def invoice_xml(invoice: Invoice) -> bytes:
         raise ValueError(
             f"{invoice.number}: one tax category per invoice, not {len(invoice.taxes)}"
         )
+    # Tags are written prefixed and the namespaces declared on the root as plain attributes:
+    # ElementTree prints them as given, with no global ET.register_namespace and no ns0:.
     root = ET.Element("CreditNote" if credit else "Invoice")
     root.set("xmlns", _NS[invoice.kind])
     root.set("xmlns:cac", _CAC)
     root.set("xmlns:cbc", _CBC)
     _text(root, "cbc:CustomizationID", CUSTOMIZATION_ID)
     _text(root, "cbc:ProfileID", PROFILE_ID)
-    _text(root, "cbc:ID", invoice.number or "DRAFT")
+    _text(root, "cbc:ID", invoice.number or "DRAFT")  # a draft's preview: numbers come at issue
     _text(root, "cbc:IssueDate", invoice.issue_date.isoformat())
     if credit:
         _text(root, "cbc:CreditNoteTypeCode", CREDIT_NOTE_TYPE)
@@ -234,7 +236,8 @@ def _party(root: ET.Element, tag: str, party: Party, taxed: bool, trading_name: 
 def _category(parent: ET.Element, tag: str, tax: TaxLine, *, breakdown: bool) -> None:
     category = ET.SubElement(parent, tag)
     _text(category, "cbc:ID", tax.category)
-    if tax.category != NOT_SUBJECT:
+    if breakdown or tax.category != NOT_SUBJECT:  # an O line has no rate (BR-O-05), its
+        # breakdown 0 (German rules want one there, DE-R-014)
         _text(category, "cbc:Percent", _decimal(tax.rate))
     if breakdown and tax.exemption_code:  # the exemption goes on the breakdown (BR-AE-10)
         _text(category, "cbc:TaxExemptionReasonCode", tax.exemption_code)

@@ -21,10 +21,25 @@ from lxml import etree
 from saxonche import PySaxonProcessor
 
 from functions.invoice import ubl
-from functions.invoice.drafts import Conversion, FeeRow, Invoice, UsageRow, build_invoice
+from functions.invoice.drafts import (
+    Conversion,
+    FeeRow,
+    Invoice,
+    UsageRow,
+    build_credit_note,
+    build_invoice,
+)
 from functions.invoice.profiles import BillingProfile, check_profile, parse_tax
 from functions.invoice.ubl import invoice_xml
-from tests.invoice.samples import ALL, CARRIER, ISSUED, MARCH, SINCE, numbered
+from tests.invoice.samples import (
+    ALL,
+    CARRIER,
+    ISSUED,
+    MARCH,
+    SINCE,
+    numbered,
+    reverse_charge_invoice,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "einvoice"
 NS = {
@@ -50,7 +65,7 @@ class Validators:
         return [f"{e.line}: {e.message}" for e in schema.error_log]
 
     def failed(self, rules: object, data: bytes) -> list[str]:
-        """The ids of the rules that fail with a blocking flag (a flagless one blocks too)."""
+        """`id: text` of each rule that fails with a blocking flag (a flagless one blocks)."""
         node = self.processor.parse_xml(xml_text=data.decode())
         svrl = etree.fromstring(rules.transform_to_string(xdm_node=node).encode())  # type: ignore[attr-defined]
         return sorted(
@@ -181,10 +196,32 @@ def prepaid_invoice() -> Invoice:
     )
 
 
-def full_credit_of_reverse_charge() -> Invoice:
-    from functions.invoice.drafts import build_credit_note
-    from tests.invoice.samples import reverse_charge_invoice
+def _small_invoice(
+    buyer: BillingProfile, number: str | None = None, seller: BillingProfile = CARRIER
+) -> Invoice:
+    invoice = build_invoice(
+        tenant="acme",
+        account="METRO_TEL",
+        issuer="carrier",
+        period=MARCH,
+        issue_date=ISSUED,
+        seller=seller,
+        buyer=buyer,
+        account_currency="EUR",
+        usage=[UsageRow("usage", "UK Mobile", Decimal("0.007"), 60_000, 90, 7_000_000)],
+        fees=[],
+        posted_micro=7_000_000,
+    )
+    return invoice if number is None else numbered(invoice, number)
 
+
+def exempt_invoice() -> Invoice:
+    """A reseller exempt on a certificate: category E, the certificate as the reason."""
+    exempt = parse_tax("exempt", SINCE, certificate="RESALE-2026-17")
+    return _small_invoice(_buyer(taxes=(exempt,)), "INV-2026-000014")
+
+
+def full_credit_of_reverse_charge() -> Invoice:
     original = numbered(reverse_charge_invoice(), "INV-2026-000003")
     note = build_credit_note(original, issue_date=dt.date(2026, 4, 30), reason="Duplicate")
     return numbered(note, "CN-2026-000002")
@@ -194,6 +231,7 @@ EXTRA: dict[str, Callable[[], Invoice]] = {
     "connect_fees": connect_fees_invoice,
     "usd": usd_invoice,
     "prepaid": prepaid_invoice,
+    "exempt": exempt_invoice,
     "full_credit_reverse_charge": full_credit_of_reverse_charge,
 }
 
@@ -296,22 +334,7 @@ def test_elements_out_of_the_xsd_order_fail_the_xsd(validators):
 
 def test_a_party_without_a_vat_id_falls_back_to_its_email_valid_en16931_not_peppol(validators):
     """Peppol's EAS list has no e-mail scheme: the invoice names the missing VAT id as a gap."""
-    invoice = numbered(
-        build_invoice(
-            tenant="acme",
-            account="METRO_TEL",
-            issuer="carrier",
-            period=MARCH,
-            issue_date=ISSUED,
-            seller=CARRIER,
-            buyer=_buyer(vat_id=None),
-            account_currency="EUR",
-            usage=[UsageRow("usage", "UK Mobile", Decimal("0.007"), 60_000, 90, 7_000_000)],
-            fees=[],
-            posted_micro=7_000_000,
-        ),
-        "INV-2026-000013",
-    )
+    invoice = _small_invoice(_buyer(vat_id=None), "INV-2026-000013")
     tree = _xml(invoice)
     endpoint = tree.find("cac:AccountingCustomerParty/cac:Party/cbc:EndpointID", NS)
     assert (endpoint.get("schemeID"), endpoint.text) == ("EM", "ap@metrotel.example")
@@ -325,22 +348,30 @@ def test_a_party_without_a_vat_id_falls_back_to_its_email_valid_en16931_not_pepp
 def test_a_domestic_german_invoice_without_the_sellers_phone_names_it_and_fails_de_r_006(
     validators,
 ):
-    seller = dataclasses.replace(CARRIER, phone=None)
-    invoice = build_invoice(
-        tenant="acme",
-        account="METRO_TEL",
-        issuer="carrier",
-        period=MARCH,
-        issue_date=ISSUED,
-        seller=seller,
-        buyer=_buyer(),
-        account_currency="EUR",
-        usage=[UsageRow("usage", "UK Mobile", Decimal("0.007"), 60_000, 90, 7_000_000)],
-        fees=[],
-        posted_micro=7_000_000,
-    )
+    invoice = _small_invoice(_buyer(), seller=dataclasses.replace(CARRIER, phone=None))
     assert invoice.gaps == ("seller.phone",)
     assert _ids(validators.failed(validators.peppol, invoice_xml(invoice))) == {"DE-R-006"}
+
+
+def test_without_a_tax_treatment_the_category_o_fallback_lacks_a_seller_identifier(validators):
+    """The draft names the gap (`buyer.tax`); O forbids VAT ids (BR-O-02), and the profile
+    holds no other seller identifier, so BR-CO-26 fails until a treatment is set."""
+    invoice = _small_invoice(_buyer(taxes=()), "INV-2026-000015")
+    assert invoice.gaps == ("buyer.tax",)
+    tree = _xml(invoice)
+    assert tree.xpath("//cac:PartyTaxScheme", namespaces=NS) == []
+    assert _all(tree, "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:*[not(*)]") == [
+        "O", "0", "VATEX-EU-O", "Not subject to VAT"
+    ]  # fmt: skip
+    assert validators.problems(invoice_xml(invoice)) == {
+        "xsd": [],
+        "cen": [
+            "BR-CO-26: [BR-CO-26]-In order for the buyer to automatically identify a supplier, "
+            "the Seller identifier (BT-29), the Seller legal registration identifier (BT-30) "
+            "and/or the Seller VAT identifier (BT-31) shall be present."
+        ],
+        "peppol": [],
+    }
 
 
 @pytest.mark.parametrize("phone", ["+49 30 1234567", "030/123-45", "(030) 1234"])
@@ -413,6 +444,24 @@ def test_reverse_charge_invoice_says_so_with_category_ae_and_no_tax():
     assert _one(tree, buyer + "cac:PartyTaxScheme/cbc:CompanyID") == "FR12345678901"
     assert _all(tree, "cac:InvoiceLine/cbc:InvoicedQuantity") == ["40000.5", "1234.9", "1"]
     assert _all(tree, "cac:InvoiceLine/cbc:InvoicedQuantity/@unitCode") == ["MIN", "MIN", "C62"]
+    assert _amounts(tree)["PayableAmount"] == "504.10 EUR"
+
+
+def test_exempt_invoice_gives_the_certificate_as_the_reason():
+    tree = _xml(exempt_invoice())
+    category = "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/"
+    assert _all(tree, category + "cbc:*") == ["E", "0", "Exempt: certificate RESALE-2026-17"]
+    assert _all(tree, "cac:TaxTotal/cbc:TaxAmount") == ["0.00"]
+    assert _amounts(tree)["PayableAmount"] == "7.00 EUR"
+
+
+def test_a_full_credit_note_repeats_the_invoices_lines_and_says_why():
+    tree = _xml(full_credit_of_reverse_charge())
+    assert _all(tree, "cac:CreditNoteLine/cbc:LineExtensionAmount") == ["500.01", "2.59", "1.50"]
+    assert _one(tree, "cbc:Note").splitlines()[-1] == (
+        "Credit note for invoice INV-2026-000003: Duplicate"
+    )
+    assert _one(tree, "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:ID") == "AE"
     assert _amounts(tree)["PayableAmount"] == "504.10 EUR"
 
 
