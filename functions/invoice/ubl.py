@@ -5,7 +5,7 @@ every sample against the OASIS XSD, the CEN EN 16931 rules and the Peppol rules
 (tests/data/einvoice). Element order is the XSD's, which is fixed. The same invoice always
 gives the same bytes: no clock, no random ids, attributes in insertion order.
 
-Choices the rules leave open (docs: /work/shared/reference/invoicing.md §1):
+Choices the rules leave open (the invoicing reference, §1, names the rules):
 - Electronic address (BT-34/BT-49, PEPPOL-EN16931-R020/R010): Peppol's EAS list has no
   e-mail scheme (EM fails PEPPOL-EN16931-CL008), so a party's address is its VAT number
   under its country's VAT scheme (9930 for DE, 9957 for FR, 9932 for GB, ...). A party
