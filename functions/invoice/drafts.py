@@ -148,6 +148,7 @@ class Party:
     email: str | None = None
     vat_id: str | None = None
     iban: str | None = None
+    phone: str | None = None
 
     @classmethod
     def of(cls, profile: BillingProfile) -> Party:
@@ -161,6 +162,7 @@ class Party:
             email=profile.email,
             vat_id=profile.vat_id,
             iban=profile.iban,
+            phone=profile.phone,
         )
 
 
