@@ -23,7 +23,8 @@ import pytest
 from chalice import Chalice
 
 from functions import store
-from functions.local.stack import LocalStack
+from functions.local import states
+from functions.local.stack import LocalStack, LocalStackError
 from functions.shared.settings import settings
 from functions.store import ConflictError
 from functions.store import states as cycles
@@ -308,3 +309,35 @@ def test_execution_names_are_valid_unique_and_fit_with_a_successor_suffix():
         assert len(f"{name}-999") <= 80
         assert all(c.isascii() and (c.isalnum() or c in "-_") for c in name), name
     assert cycles.execution_name("acme", "2026-03").startswith("acme-2026-03-")
+
+
+def test_the_local_machine_is_the_asl_file_with_the_apps_function_arns(stack):
+    sfn = boto3.client("stepfunctions")
+    described = sfn.describe_state_machine(stateMachineArn=stack.state_machine_arn)
+    assert described["name"] == settings().invoice_state_machine
+    assert stack.state_machine_arn == cycles.state_machine_arn()
+    asl = states.ASL_PATH.read_text()
+    arns = {
+        name: stack.runner.function_arn(states.function_for(name))
+        for name in states.substitution_names(asl)
+    }
+    assert json.loads(described["definition"]) == json.loads(states.render(asl, arns))
+    assert arns["InvoiceNumberArn"] == (
+        "arn:aws:lambda:us-east-1:123456789012:function:cycletest-dev-invoice_number"
+    )
+
+
+def test_an_app_with_only_some_of_the_tasks_cannot_start_the_stack():
+    with pytest.raises(LocalStackError, match=r"lacks: \['invoice_number', 'invoice_post'"):
+        states.provision_state_machine(
+            "http://127.0.0.1:9",  # never reached: the check comes first
+            name="cycle",
+            function_arn=lambda name: name,
+            declared={"invoice_aggregate", "invoice_draft", "invoice_render", "invoice_send"},
+            account="123456789012",
+        )
+    # An app with none of them (another part of the pipeline's tests) simply has no machine.
+    none = states.provision_state_machine(
+        "http://127.0.0.1:9", name="cycle", function_arn=str, declared={"x"}, account="1"
+    )
+    assert none is None
