@@ -42,41 +42,41 @@ def close_billing_month(event: CloudWatchEvent) -> dict:
 # (deployed by infra/package.yaml), which passes small JSON (keys, counts) from one to the next.
 @app.lambda_function(name="invoice_aggregate")
 def invoice_aggregate(event: dict, context) -> dict:
-    from functions.invoice.tasks import aggregate
+    from functions.invoice.handler import aggregate
 
     return aggregate(event, context)
 
 
 @app.lambda_function(name="invoice_draft")
 def invoice_draft(event: dict, context) -> dict:
-    from functions.invoice.tasks import draft
+    from functions.invoice.handler import draft
 
     return draft(event, context)
 
 
 @app.lambda_function(name="invoice_number")
 def invoice_number(event: dict, context) -> dict:
-    from functions.invoice.tasks import number
+    from functions.invoice.handler import number
 
     return number(event, context)
 
 
 @app.lambda_function(name="invoice_render")
 def invoice_render(event: dict, context) -> dict:
-    from functions.invoice.tasks import render
+    from functions.invoice.handler import render
 
     return render(event, context)
 
 
 @app.lambda_function(name="invoice_send")
 def invoice_send(event: dict, context) -> dict:
-    from functions.invoice.tasks import send
+    from functions.invoice.handler import send
 
     return send(event, context)
 
 
 @app.lambda_function(name="invoice_post")
 def invoice_post(event: dict, context) -> dict:
-    from functions.invoice.tasks import post
+    from functions.invoice.handler import post
 
     return post(event, context)

@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "demo": ("demo",),
     "products": ("did", "recurring"),
     "contracts": ("tier", "bundle"),
+    "invoices": ("billing", "invoice"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

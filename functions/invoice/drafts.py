@@ -251,8 +251,8 @@ class Invoice:
                 "day": self.conversion.day.isoformat(),
                 "source": self.conversion.source,
             },
-            "carried_in": str(self.carried_in),
-            "carried_out": str(self.carried_out),
+            "carried_in": str(plain(self.carried_in)),
+            "carried_out": str(plain(self.carried_out)),
             "gaps": list(self.gaps),
         }
 

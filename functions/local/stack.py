@@ -52,6 +52,7 @@ _ENVIRONMENT_KEYS = (
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
     "MOTO_PORT",
+    "TOLLGATE_LAKE_ENGINE",
 )
 
 
@@ -236,6 +237,8 @@ class LocalStack:
                 "AWS_REGION": REGION,
                 # moto's own service integrations (Step Functions tasks) call back on this port.
                 "MOTO_PORT": str(self.port),
+                # Athena runs no SQL under moto: the invoice cycle reads the lake with DuckDB.
+                "TOLLGATE_LAKE_ENGINE": "duckdb",
             }
         )
 

@@ -31,7 +31,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -420,11 +420,14 @@ def publish_staged(
     return True
 
 
-def copy_area(area: str, tenant: str, target: Path) -> list[Path]:
+def copy_area(
+    area: str, tenant: str, target: Path, days: Collection[str] | None = None
+) -> list[Path]:
     """Copy one tenant's Parquet of an area to a local folder, keeping the hive layout.
 
     For SQL engines that cannot read s3:// offline (DuckDB here): only this tenant's
-    partitions are copied, so a query over the folder can only ever see this tenant.
+    partitions are copied (only the `days` given, 'YYYY-MM-DD', if any), so a query over the
+    folder can only ever see this tenant.
     """
     if area not in TABLE_AREAS:
         raise ValueError(f"invalid area {area!r}: use one of {', '.join(TABLE_AREAS)}")
@@ -436,6 +439,8 @@ def copy_area(area: str, tenant: str, target: Path) -> list[Path]:
     ):
         for entry in page.get("Contents", []):
             if not entry["Key"].endswith(".parquet"):
+                continue
+            if days is not None and entry["Key"].split("/")[2].removeprefix("date=") not in days:
                 continue
             path = target / entry["Key"]
             path.parent.mkdir(parents=True, exist_ok=True)

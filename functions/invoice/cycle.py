@@ -1,0 +1,533 @@
+"""The invoice cycle's steps, one function per task of infra/invoice_cycle.asl.json.
+
+Each step takes the state machine's small JSON (tenant, period, account, issue date, a chunk's
+key) and the stores as ports (functions/invoice/handler.py passes the real adapters; tests may
+pass fakes), and survives running twice:
+
+- aggregate: which accounts the period bills (a customer or reseller whose profile's cycle is
+  the period's, with charges booked in it), each account's postings of the period from the
+  ledger (in the account's time zone), and its usage per component x destination x rate from
+  the lake (cdrs_charges of the files those postings booked). Writes chunks of accounts to
+  the documents bucket (runs/...): the same period gives the same chunks.
+- draft: per chunk, each account's draft (functions.invoice.drafts) with its profiles, the
+  FX rate in force at the period's end and the remainder its last invoice carried; a draft
+  that was numbered is never touched again.
+- number: every draft of the run, by account, gets its gap-free number (one writer).
+- render: PDF, UBL XML, the lines' CSV and the CDR annex of each numbered invoice into the
+  documents bucket under its number (unchanged bytes are not written again).
+- send: e-mail with the PDF and XML, at most once (claimed before sending).
+- post: the invoice's tax to the ledger, once per invoice number; a prepaid invoice (nothing
+  due) is paid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol
+
+from functions.invoice.cycles import Period, parse_period
+from functions.invoice.drafts import (
+    Conversion,
+    FeeRow,
+    Invoice,
+    UsageRow,
+    build_credit_note,
+    build_invoice,
+)
+from functions.invoice.lake_sql import check_day
+from functions.invoice.profiles import BillingProfile
+from functions.invoice.statement import INVOICED_KINDS, period_bounds
+from functions.shared.ids import check_name, check_token
+
+BILLED_KINDS = ("customer", "reseller")  # a supplier is paid, not invoiced
+CHUNK_ACCOUNTS = 100  # accounts per chunk: one draft / render / send invocation each
+FILES_PER_QUERY = 500  # file ids per lake query (Athena's query text stays far below 256 KB)
+# A file booked in the period holds calls of days before it (late files): its charges are
+# looked up this far back; older calls land on the re-rating differences line instead.
+LOOKBACK_DAYS = 62
+USAGE_COMPONENTS = ("usage", "tier", "bundle", "surcharge", "did")
+FEE_COMPONENT = {"recurring": "recurring", "tier": "true_up", "adjustment": "adjustment"}
+MICRO = Decimal("0.000001")
+
+
+class Documents(Protocol):
+    def get(self, key: str) -> bytes: ...
+
+    def put(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+class Mail(Protocol):
+    def send(
+        self,
+        *,
+        display_name: str,
+        to: str,
+        reply_to: str | None,
+        subject: str,
+        text: str,
+        attachments: Sequence[tuple[str, bytes, str]],
+    ) -> str: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    accounts: Any  # functions.store.accounts
+    ledger: Any  # functions.store.ledger
+    billing: Any  # functions.store.billing
+    documents: Documents
+    mail: Mail
+    lake: Callable[[str, str, Sequence[str]], list[dict[str, Any]]]  # (tenant, sql, days)
+
+
+@dataclass(frozen=True, slots=True)
+class RunArgs:
+    tenant: str
+    period: Period
+    account: str | None
+    issue_date: dt.date
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> RunArgs:
+        tenant = check_name("tenant", event["tenant"])
+        period = parse_period(event["period"])
+        account = event.get("account")
+        issue_date = dt.date.fromisoformat(check_day(event["issue_date"]))
+        if issue_date <= period.last_day:
+            raise ValueError(
+                f"the issue date {issue_date} must come after the period {period} "
+                f"(it ends {period.last_day})"
+            )
+        return cls(
+            tenant, period, None if account is None else check_name("account", account), issue_date
+        )
+
+    @property
+    def scope(self) -> str:
+        return self.account or "all"
+
+    def chunk_key(self, index: int) -> str:
+        return f"runs/{self.tenant}/{self.period}/{self.scope}/chunk-{index:04d}.json"
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def usage_sql(accounts: Sequence[str], file_ids: Sequence[str], first: str, last: str) -> str:
+    """The lake's charges of `accounts` in `file_ids` per component x destination x rate.
+
+    Every literal is a checked id (no quote can occur) or an ISO day."""
+    accounts = [check_name("account", a) for a in accounts]
+    file_ids = [check_token("file id", f) for f in file_ids]
+    return f"""SELECT account, component, destination, rate,
+    sum(billed_seconds) AS billed_seconds, count(*) AS calls, sum(amount) AS amount
+FROM cdrs_charges
+WHERE status = 'rated'
+  AND date BETWEEN '{check_day(first)}' AND '{check_day(last)}'
+  AND component IN ({_sql_list(USAGE_COMPONENTS)})
+  AND account IN ({_sql_list(accounts)})
+  AND file_id IN ({_sql_list(file_ids)})
+GROUP BY account, component, destination, rate
+ORDER BY account, component, destination, rate"""
+
+
+def annex_sql(accounts: Sequence[str], file_ids: Sequence[str], first: str, last: str) -> str:
+    """Every call behind the usage lines of `accounts`: the invoice's CDR annex."""
+    accounts = [check_name("account", a) for a in accounts]
+    file_ids = [check_token("file id", f) for f in file_ids]
+    return f"""SELECT c.account, c.call_id, c.start_time, r.caller, r.callee, c.destination,
+    c.billed_seconds, c.rate, c.amount
+FROM cdrs_charges c
+JOIN cdrs_rated r ON r.file_id = c.file_id AND r.line = c.line AND r.date = c.date
+WHERE c.status = 'rated'
+  AND c.date BETWEEN '{check_day(first)}' AND '{check_day(last)}'
+  AND c.component IN ({_sql_list(USAGE_COMPONENTS)})
+  AND c.account IN ({_sql_list(accounts)})
+  AND c.file_id IN ({_sql_list(file_ids)})
+ORDER BY c.account, c.start_time, c.call_id, c.component"""
+
+
+def lake_days(period: Period) -> tuple[str, str]:
+    """The UTC days whose partitions can hold the calls of files booked in the period."""
+    first = period.first_day - dt.timedelta(days=LOOKBACK_DAYS)
+    return first.isoformat(), (period.last_day + dt.timedelta(days=1)).isoformat()
+
+
+def _micro(value: Any) -> int:
+    """A lake amount (Decimal from DuckDB, a string from Athena) in exact micro-units."""
+    exact = Decimal(str(value)) / MICRO
+    if exact != exact.to_integral_value():
+        raise ValueError(f"amount {value} has more than 6 decimals")
+    return int(exact)
+
+
+def _usage(ports: Ports, run: RunArgs, billable: Sequence[dict[str, Any]]) -> dict[str, list]:
+    first, last = lake_days(run.period)
+    days = [
+        (dt.date.fromisoformat(first) + dt.timedelta(days=n)).isoformat()
+        for n in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1)
+    ]
+    pairs = sorted({(f, a["account"]) for a in billable for f in a["files"]})
+    sums: dict[tuple, list[int]] = {}
+    for start in range(0, len(pairs), FILES_PER_QUERY):
+        batch = pairs[start : start + FILES_PER_QUERY]
+        sql = usage_sql(sorted({a for _, a in batch}), sorted({f for f, _ in batch}), first, last)
+        for row in ports.lake(run.tenant, sql, days):
+            key = (
+                row["account"],
+                row["component"],
+                row["destination"] or "",
+                str(Decimal(str(row["rate"])).normalize()),
+            )
+            total = sums.setdefault(key, [0, 0, 0])
+            total[0] += int(row["billed_seconds"] or 0)
+            total[1] += int(row["calls"])
+            total[2] += _micro(row["amount"] or 0)
+    usage: dict[str, list] = {}
+    for (account, component, destination, rate), (seconds, calls, amount) in sorted(sums.items()):
+        usage.setdefault(account, []).append([component, destination, rate, seconds, calls, amount])
+    return usage
+
+
+def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 1: the accounts the period bills and their charges, in chunks in S3."""
+    run = RunArgs.of(event)
+    owner = ports.accounts.get_tenant(run.tenant)
+    profiles = ports.billing.list_profiles(run.tenant)
+    accounts = [
+        a
+        for a in ports.accounts.list_accounts(run.tenant)
+        if a.kind in BILLED_KINDS and run.account in (None, a.account)
+    ]
+    if run.account is not None and not accounts:
+        raise ValueError(f"{run.account!r} is not a customer or reseller of {run.tenant!r}")
+    billable = []
+    for account in sorted(accounts, key=lambda a: a.account):
+        profile = profiles.get(account.account) or BillingProfile(run.tenant, account.account)
+        if profile.cycle != run.period.cycle:
+            continue
+        timezone = profile.timezone or owner.timezone
+        start, end = period_bounds(timezone, run.period.first_day, run.period.last_day)
+        entries = [
+            e
+            for e in ports.ledger.list_entries(run.tenant, account.account, since=start, before=end)
+            if e.kind in INVOICED_KINDS
+        ]
+        if not entries:
+            continue  # nothing booked: no invoice (a zero invoice helps no one)
+        billable.append(
+            {
+                "account": account.account,
+                "parent": account.parent,
+                "prepaid": account.prepaid,
+                "currency": account.currency,
+                # the ledger's sign is the balance's: a charge lowers it; an invoice states
+                # what is owed
+                "posted": -sum(e.amount for e in entries),
+                "files": sorted({e.posting_id for e in entries if e.kind == "charges"}),
+                "fees": [
+                    [FEE_COMPONENT[e.kind], e.description or e.reference or e.kind, -e.amount]
+                    for e in entries
+                    if e.kind in FEE_COMPONENT
+                ],
+            }
+        )
+    usage = _usage(ports, run, [a for a in billable if a["files"]])
+    keys = []
+    for index, start in enumerate(range(0, len(billable), CHUNK_ACCOUNTS)):
+        chunk = [
+            {**a, "usage": usage.get(a["account"], [])}
+            for a in billable[start : start + CHUNK_ACCOUNTS]
+        ]
+        body = json.dumps({"accounts": chunk}, sort_keys=True).encode()
+        keys.append(run.chunk_key(index))
+        ports.documents.put(keys[-1], body, "application/json")
+    return {"chunks": keys, "accounts": len(billable)}
+
+
+def _chunk(ports: Ports, key: str) -> list[dict[str, Any]]:
+    return json.loads(ports.documents.get(key))["accounts"]
+
+
+def default_series(issuer: str) -> str:
+    """A reseller's series when its profile names none: its id's letters and digits."""
+    return "".join(ch for ch in issuer.upper() if ch.isalnum())[:10] or "INV"
+
+
+def seller_profile(
+    profiles: Mapping[str | None, BillingProfile], tenant: str, issuer: str
+) -> BillingProfile:
+    """Who issues: the carrier (the tenant's own profile) or a reseller (white label)."""
+    if issuer == "carrier":
+        return profiles.get(None) or BillingProfile(tenant, None)
+    seller = profiles.get(issuer) or BillingProfile(tenant, issuer)
+    return seller if seller.series else dataclasses.replace(seller, series=default_series(issuer))
+
+
+def draft(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 2 (per chunk): each account's draft; the e-invoice gaps and what stopped one."""
+    run = RunArgs.of(event)
+    profiles = ports.billing.list_profiles(run.tenant)
+    saved: dict[str, int] = {}
+    gaps: dict[str, list[str]] = {}
+    problems: dict[str, str] = {}
+    for entry in _chunk(ports, event["chunk"]):
+        account = entry["account"]
+        buyer = profiles.get(account) or BillingProfile(run.tenant, account)
+        issuer = entry["parent"] or "carrier"
+        seller = seller_profile(profiles, run.tenant, issuer)
+        currency = buyer.currency or entry["currency"]
+        conversion = None
+        if currency != entry["currency"]:
+            fx = ports.billing.fx_rate_on(
+                run.tenant, entry["currency"], currency, run.period.last_day
+            )
+            if fx is None:
+                problems[account] = (
+                    f"no FX rate {entry['currency']}->{currency} on or before "
+                    f"{run.period.last_day}: tollgate billing fx {run.tenant} ..."
+                )
+                continue
+            conversion = Conversion(entry["currency"], currency, fx.rate, fx.day, fx.source)
+        invoice = build_invoice(
+            tenant=run.tenant,
+            account=account,
+            issuer=issuer,
+            period=run.period,
+            issue_date=run.issue_date,
+            seller=seller,
+            buyer=buyer,
+            account_currency=entry["currency"],
+            usage=[UsageRow(c, d, Decimal(r), s, n, a) for c, d, r, s, n, a in entry["usage"]],
+            fees=[FeeRow(c, d, a) for c, d, a in entry["fees"]],
+            posted_micro=entry["posted"],
+            prepaid=entry["prepaid"],
+            carried_in=ports.billing.carried_remainder(run.tenant, account, run.period.first_day),
+            conversion=conversion,
+        )
+        status = ports.billing.save_draft(invoice)
+        saved[status] = saved.get(status, 0) + 1
+        if invoice.gaps:
+            gaps[account] = list(invoice.gaps)
+    return {"saved": saved, "gaps": gaps, "problems": problems}
+
+
+def _drafts_in_scope(ports: Ports, run: RunArgs) -> list:
+    drafts = ports.billing.list_drafts(run.tenant, str(run.period))
+    return sorted(
+        (d for d in drafts if run.account in (None, d.invoice.account)),
+        key=lambda d: d.invoice.account,
+    )
+
+
+def number(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 3 (one writer): number every draft of the run, in account order."""
+    run = RunArgs.of(event)
+    numbered = 0
+    for found in _drafts_in_scope(ports, run):
+        ports.billing.number_draft(run.tenant, str(run.period), found.invoice.account)
+        numbered += 1
+    return {"numbered": numbered}
+
+
+def _issued_in_chunk(ports: Ports, run: RunArgs, key: str) -> Iterable[tuple[dict, Any]]:
+    for entry in _chunk(ports, key):
+        found = ports.billing.get_draft(run.tenant, str(run.period), entry["account"])
+        if found is not None and found.number is not None:
+            yield entry, ports.billing.get_invoice(run.tenant, found.number)
+
+
+def document_key(tenant: str, number: str, name: str) -> str:
+    return f"invoices/{tenant}/{number}/{name}"
+
+
+def documents_of(invoice: Invoice, annex: Iterable[Mapping[str, Any]] | None) -> dict:
+    """Every document of an issued invoice: file name -> (bytes, content type)."""
+    from functions.invoice.pdf import invoice_pdf
+    from functions.invoice.tables import cdr_annex_csv, lines_csv, summary_csv
+    from functions.invoice.ubl import invoice_xml
+
+    number = invoice.number
+    found = {
+        f"{number}.pdf": (invoice_pdf(invoice), "application/pdf"),
+        f"{number}.xml": (invoice_xml(invoice), "application/xml"),
+        f"{number}-lines.csv": (lines_csv(invoice), "text/csv"),
+        f"{number}-summary.csv": (summary_csv(invoice), "text/csv"),
+    }
+    if annex is not None:
+        found[f"{number}-cdrs.csv"] = (cdr_annex_csv(annex), "text/csv")
+    return found
+
+
+def store_documents(ports: Ports, invoice: Invoice, annex: Iterable[Mapping] | None) -> dict:
+    keys = {}
+    for name, (body, content_type) in documents_of(invoice, annex).items():
+        key = document_key(invoice.tenant, invoice.number, name)
+        ports.documents.put(key, body, content_type)
+        keys[name.removeprefix(f"{invoice.number}").lstrip("-.").removesuffix(".csv") or name] = key
+    ports.billing.set_documents(invoice.tenant, invoice.number, keys)
+    return keys
+
+
+def _annex(ports: Ports, run: RunArgs, entries: Sequence[dict]) -> dict[str, list[dict]]:
+    first, last = lake_days(run.period)
+    days = [
+        (dt.date.fromisoformat(first) + dt.timedelta(days=n)).isoformat()
+        for n in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1)
+    ]
+    rows: dict[str, list[dict]] = {}
+    pairs = sorted({(f, e["account"]) for e in entries for f in e["files"]})
+    for start in range(0, len(pairs), FILES_PER_QUERY):
+        batch = pairs[start : start + FILES_PER_QUERY]
+        sql = annex_sql(sorted({a for _, a in batch}), sorted({f for f, _ in batch}), first, last)
+        for row in ports.lake(run.tenant, sql, days):
+            rows.setdefault(row["account"], []).append(row)
+    return rows
+
+
+def render(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 4 (per chunk): each numbered invoice's documents, stored under its number."""
+    run = RunArgs.of(event)
+    issued = list(_issued_in_chunk(ports, run, event["chunk"]))
+    annex = _annex(ports, run, [entry for entry, _ in issued if entry["files"]])
+    for entry, found in issued:
+        store_documents(ports, found.invoice, annex.get(entry["account"], []))
+    return {"rendered": len(issued)}
+
+
+def mail_text(invoice: Invoice) -> tuple[str, str]:
+    """Subject and body of an invoice's e-mail (the PDF and XML are attached)."""
+    what = "Credit note" if invoice.kind == "credit_note" else "Invoice"
+    subject = f"{what} {invoice.number} from {invoice.brand}"
+    body = (
+        f"{what} {invoice.number} for {invoice.period_from} to {invoice.period_to}: "
+        f"{invoice.total} {invoice.currency}"
+        + (f", due {invoice.due_date}." if invoice.amount_due > 0 else ".")
+        + "\nThe PDF and the e-invoice (UBL XML) are attached.\n"
+    )
+    return subject, body
+
+
+def deliver(ports: Ports, found: Any) -> str:
+    """E-mail one issued invoice at most once: its delivery state after the attempt."""
+    invoice: Invoice = found.invoice
+    if found.delivery is not None:
+        return found.delivery
+    if not invoice.buyer.email:
+        if ports.billing.claim_delivery(invoice.tenant, invoice.number):
+            ports.billing.set_delivery(invoice.tenant, invoice.number, "no_address")
+        return "no_address"
+    if not ports.billing.claim_delivery(invoice.tenant, invoice.number):
+        return "sending"  # another attempt claimed it: never send twice
+    subject, text = mail_text(invoice)
+    documents = documents_of(invoice, None)
+    attachments = [
+        (name, body, kind)
+        for name, (body, kind) in documents.items()
+        if name.endswith((".pdf", ".xml"))
+    ]
+    message = ports.mail.send(
+        display_name=invoice.brand,
+        to=invoice.buyer.email,
+        reply_to=invoice.seller.email,
+        subject=subject,
+        text=text,
+        attachments=attachments,
+    )
+    ports.billing.set_delivery(invoice.tenant, invoice.number, "sent", message)
+    return "sent"
+
+
+def send(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 5 (per chunk): e-mail each numbered invoice with its PDF and XML, once."""
+    run = RunArgs.of(event)
+    outcome: dict[str, int] = {}
+    for _, found in _issued_in_chunk(ports, run, event["chunk"]):
+        state = deliver(ports, found)
+        outcome[state] = outcome.get(state, 0) + 1
+    return outcome
+
+
+def account_micro(invoice: Invoice, amount: Decimal) -> int:
+    """An invoice amount in the account's (ledger's) currency, micro-units, half up."""
+    if invoice.conversion is not None:
+        amount = amount / invoice.conversion.rate
+    return int((amount / MICRO).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def post_invoice(ports: Ports, found: Any) -> bool:
+    """Post what issuing moved (the tax; a credit note's credit), once. True if posted now."""
+    invoice: Invoice = found.invoice
+    if found.posted:
+        return False
+    if invoice.kind == "credit_note":
+        amount = account_micro(invoice, invoice.total)
+        if amount > 0:
+            ports.ledger.record_invoice_posting(
+                invoice.tenant,
+                invoice.account,
+                amount,
+                kind="credit",
+                reference=f"credit:{invoice.number}",
+                description=f"credit note {invoice.number} on {invoice.credits}",
+            )
+    else:
+        tax = account_micro(invoice, invoice.tax_total)
+        if tax > 0:
+            ports.ledger.record_invoice_posting(
+                invoice.tenant,
+                invoice.account,
+                tax,
+                kind="tax",
+                reference=f"invoice:{invoice.number}",
+                description=f"tax on invoice {invoice.number}",
+            )
+        if invoice.amount_due == 0 and invoice.status in ("issued", "sent"):
+            ports.billing.set_status(invoice.tenant, invoice.number, "paid")
+    ports.billing.mark_posted(invoice.tenant, invoice.number)
+    return True
+
+
+def post(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
+    """Step 6: every numbered invoice of the run posted to the ledger once."""
+    run = RunArgs.of(event)
+    posted = already = 0
+    for found in _drafts_in_scope(ports, run):
+        if found.number is None:
+            continue
+        if post_invoice(ports, ports.billing.get_invoice(run.tenant, found.number)):
+            posted += 1
+        else:
+            already += 1
+    return {"posted": posted, "already_posted": already}
+
+
+def credit(
+    ports: Ports,
+    tenant: str,
+    number: str,
+    *,
+    reason: str,
+    amount: Decimal | None,
+    issue_date: dt.date,
+) -> Invoice:
+    """Issue a credit note against an issued invoice: numbered, documents stored, posted."""
+    found = ports.billing.get_invoice(tenant, number)
+    if found.invoice.status == "void":
+        raise ValueError(f"invoice {number} is void")
+    note = build_credit_note(
+        found.invoice,
+        issue_date=issue_date,
+        reason=reason,
+        amount=amount,
+        credited_before=found.credited,
+    )
+    issued = ports.billing.issue_credit_note(tenant, note, found.credited)
+    store_documents(ports, issued, None)
+    post_invoice(ports, ports.billing.get_invoice(tenant, issued.number))
+    return issued

@@ -1,0 +1,64 @@
+"""The documents bucket: issued invoices' PDF, XML and CSVs, and the cycle's run chunks.
+
+    invoices/{tenant}/{number}/{number}.pdf | .xml | -lines.csv | -summary.csv | -cdrs.csv
+    runs/{tenant}/{period}/{scope}/chunk-NNNN.json
+
+The bucket is versioned: a document is written only when its bytes differ from what is
+stored (a re-run renders the same bytes, so it writes nothing and no version piles up).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from botocore.exceptions import ClientError
+
+from functions.shared.settings import settings
+from functions.store import NotFoundError, client
+
+
+def _bucket() -> str:
+    return settings().documents_bucket
+
+
+def get(key: str) -> bytes:
+    try:
+        return client("s3").get_object(Bucket=_bucket(), Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            raise NotFoundError(f"no document {key!r}") from None
+        raise
+
+
+def put(key: str, body: bytes, content_type: str) -> None:
+    """Store `body` under `key` unless those exact bytes are there already."""
+    digest = hashlib.sha256(body).hexdigest()
+    s3 = client("s3")
+    try:
+        if s3.head_object(Bucket=_bucket(), Key=key).get("Metadata", {}).get("sha256") == digest:
+            return
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    s3.put_object(
+        Bucket=_bucket(),
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        Metadata={"sha256": digest},
+    )
+
+
+def presigned_url(key: str, expires_seconds: int = 3600) -> str:
+    return client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": _bucket(), "Key": key}, ExpiresIn=expires_seconds
+    )
+
+
+def list_keys(prefix: str) -> list[str]:
+    keys = []
+    for page in (
+        client("s3").get_paginator("list_objects_v2").paginate(Bucket=_bucket(), Prefix=prefix)
+    ):
+        keys += [entry["Key"] for entry in page.get("Contents", [])]
+    return keys

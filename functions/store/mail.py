@@ -1,0 +1,50 @@
+"""Outgoing e-mail through SES v2: invoices with their PDF and XML, dunning notices.
+
+The sender is the stack's verified identity (settings().mail_from); a reseller's white-label
+mail shows the reseller's brand as the display name and its own address as Reply-To, so its
+customers answer the reseller, never the carrier. SES has no idempotency key: callers claim
+a message before sending it (functions/store/billing.claim_delivery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.utils import formataddr
+
+from functions.shared.settings import settings
+from functions.store import client
+
+
+def send(
+    *,
+    display_name: str,
+    to: str,
+    reply_to: str | None,
+    subject: str,
+    text: str,
+    attachments: Sequence[tuple[str, bytes, str]] = (),
+) -> str:
+    """Send one message; SES's message id."""
+    message = {
+        "Subject": {"Data": subject, "Charset": "UTF-8"},
+        "Body": {"Text": {"Data": text, "Charset": "UTF-8"}},
+    }
+    if attachments:
+        message["Attachments"] = [
+            {
+                "FileName": name,
+                "RawContent": body,
+                "ContentType": content_type,
+                "ContentDisposition": "ATTACHMENT",
+                "ContentTransferEncoding": "BASE64",
+            }
+            for name, body, content_type in attachments
+        ]
+    request = {
+        "FromEmailAddress": formataddr((display_name, settings().mail_from)),
+        "Destination": {"ToAddresses": [to]},
+        "Content": {"Simple": message},
+    }
+    if reply_to:
+        request["ReplyToAddresses"] = [reply_to]
+    return client("sesv2").send_email(**request)["MessageId"]
