@@ -50,6 +50,10 @@ FILES_PER_QUERY = 500  # file ids per lake query (Athena's query text stays far 
 # A file booked in the period holds calls of days before it (late files): its charges are
 # looked up this far back; older calls land on the re-rating differences line instead.
 LOOKBACK_DAYS = 62
+# A run's cut-off lies this far before it starts: a posting is stamped just before its
+# transaction commits (retries included, seconds), so every posting stamped before the
+# cut-off is visible to the run; one stamped after it waits for the next invoice.
+CUTOFF_MARGIN = dt.timedelta(minutes=15)
 USAGE_COMPONENTS = ("usage", "tier", "bundle", "surcharge", "did")
 FEE_COMPONENT = {"recurring": "recurring", "tier": "true_up", "adjustment": "adjustment"}
 MICRO = Decimal("0.000001")
@@ -82,6 +86,7 @@ class Ports:
     documents: Documents
     mail: Mail
     lake: Callable[[str, str, Sequence[str]], list[dict[str, Any]]]  # (tenant, sql, days)
+    clock: Callable[[], dt.datetime]  # now, aware: a run's cut-off
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,44 +123,88 @@ def _sql_list(values: Iterable[str]) -> str:
     return ", ".join(f"'{value}'" for value in values)
 
 
-def usage_sql(accounts: Sequence[str], file_ids: Sequence[str], first: str, last: str) -> str:
-    """The lake's charges of `accounts` in `file_ids` per component x destination x rate.
+def _instant(moment: dt.datetime) -> str:
+    """A UTC instant as both engines' TIMESTAMP literal (their timestamps are UTC)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-    Every literal is a checked id (no quote can occur) or an ISO day."""
-    accounts = [check_name("account", a) for a in accounts]
-    file_ids = [check_token("file id", f) for f in file_ids]
-    return f"""SELECT account, component, destination, rate,
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which of the lake's charges an invoice of a group of accounts covers.
+
+    `pairs` (account/file) are the files whose charges were booked in the accounts' window:
+    all their calls before `end` are billed now. `carried` pairs are files an earlier invoice
+    deferred: their calls from `carried_from` to `end` are billed now. Calls at or after `end`
+    are deferred to the next invoice (bucket `later`)."""
+
+    end: dt.datetime
+    carried_from: dt.datetime | None
+    pairs: tuple[str, ...]
+    carried: tuple[str, ...] = ()
+
+    def where(self, first: str, last: str, alias: str = "") -> str:
+        c = alias
+        window = f"{c}account || '/' || {c}file_id IN ({_sql_list(self.pairs) or 'NULL'})"
+        if self.carried and self.carried_from is not None:
+            window = (
+                f"({window} OR ({c}account || '/' || {c}file_id IN ({_sql_list(self.carried)})"
+                f" AND {c}start_time >= TIMESTAMP '{_instant(self.carried_from)}'))"
+            )
+        return (
+            f"{c}status = 'rated'\n  AND {c}date BETWEEN '{check_day(first)}' AND "
+            f"'{check_day(last)}'\n  AND {c}component IN ({_sql_list(USAGE_COMPONENTS)})\n"
+            f"  AND {window}"
+        )
+
+    def bucket(self, alias: str = "") -> str:
+        end = _instant(self.end)
+        return f"CASE WHEN {alias}start_time >= TIMESTAMP '{end}' THEN 'later' ELSE 'now' END"
+
+
+def pair(account: str, file_id: str) -> str:
+    return f"{check_name('account', account)}/{check_token('file id', file_id)}"
+
+
+def usage_sql(scope: Scope, first: str, last: str) -> str:
+    """The covered charges per account x bucket x component x destination x rate."""
+    return f"""SELECT account, bucket, component, destination, rate,
     sum(billed_seconds) AS billed_seconds, count(*) AS calls, sum(amount) AS amount
-FROM cdrs_charges
-WHERE status = 'rated'
-  AND date BETWEEN '{check_day(first)}' AND '{check_day(last)}'
-  AND component IN ({_sql_list(USAGE_COMPONENTS)})
-  AND account IN ({_sql_list(accounts)})
-  AND file_id IN ({_sql_list(file_ids)})
-GROUP BY account, component, destination, rate
-ORDER BY account, component, destination, rate"""
+FROM (SELECT *, {scope.bucket()} AS bucket FROM cdrs_charges
+WHERE {scope.where(first, last)}) covered
+GROUP BY account, bucket, component, destination, rate
+ORDER BY account, bucket, component, destination, rate"""
 
 
-def annex_sql(accounts: Sequence[str], file_ids: Sequence[str], first: str, last: str) -> str:
-    """Every call behind the usage lines of `accounts`: the invoice's CDR annex."""
-    accounts = [check_name("account", a) for a in accounts]
-    file_ids = [check_token("file id", f) for f in file_ids]
+def deferred_sql(scope: Scope, first: str, last: str) -> str:
+    """The files holding covered calls at or after the period's end, per account."""
+    return f"""SELECT DISTINCT account, file_id FROM cdrs_charges
+WHERE {scope.where(first, last)}
+  AND start_time >= TIMESTAMP '{_instant(scope.end)}'
+ORDER BY account, file_id"""
+
+
+def annex_sql(scope: Scope, first: str, last: str) -> str:
+    """Every call billed now behind the usage lines: the invoice's CDR annex."""
     return f"""SELECT c.account, c.call_id, c.start_time, r.caller, r.callee, c.destination,
     c.billed_seconds, c.rate, c.amount
 FROM cdrs_charges c
 JOIN cdrs_rated r ON r.file_id = c.file_id AND r.line = c.line AND r.date = c.date
-WHERE c.status = 'rated'
-  AND c.date BETWEEN '{check_day(first)}' AND '{check_day(last)}'
-  AND c.component IN ({_sql_list(USAGE_COMPONENTS)})
-  AND c.account IN ({_sql_list(accounts)})
-  AND c.file_id IN ({_sql_list(file_ids)})
+WHERE {scope.where(first, last, "c.")}
+  AND c.start_time < TIMESTAMP '{_instant(scope.end)}'
 ORDER BY c.account, c.start_time, c.call_id, c.component"""
 
 
-def lake_days(period: Period) -> tuple[str, str]:
-    """The UTC days whose partitions can hold the calls of files booked in the period."""
+def lake_days(period: Period, cutoff: dt.datetime) -> tuple[str, str]:
+    """The UTC days whose partitions can hold covered calls: from LOOKBACK_DAYS before the
+    period to the run's cut-off (a file booked by then holds no later call)."""
     first = period.first_day - dt.timedelta(days=LOOKBACK_DAYS)
-    return first.isoformat(), (period.last_day + dt.timedelta(days=1)).isoformat()
+    last = cutoff.astimezone(dt.UTC).date() + dt.timedelta(days=1)
+    return first.isoformat(), last.isoformat()
+
+
+def _days(first: str, last: str) -> list[str]:
+    start, stop = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    return [(start + dt.timedelta(days=n)).isoformat() for n in range((stop - start).days + 1)]
 
 
 def _micro(value: Any) -> int:
@@ -166,37 +215,73 @@ def _micro(value: Any) -> int:
     return int(exact)
 
 
-def _usage(ports: Ports, run: RunArgs, billable: Sequence[dict[str, Any]]) -> dict[str, list]:
-    first, last = lake_days(run.period)
-    days = [
-        (dt.date.fromisoformat(first) + dt.timedelta(days=n)).isoformat()
-        for n in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1)
-    ]
-    pairs = sorted({(f, a["account"]) for a in billable for f in a["files"]})
-    sums: dict[tuple, list[int]] = {}
-    for start in range(0, len(pairs), FILES_PER_QUERY):
-        batch = pairs[start : start + FILES_PER_QUERY]
-        sql = usage_sql(sorted({a for _, a in batch}), sorted({f for f, _ in batch}), first, last)
-        for row in ports.lake(run.tenant, sql, days):
-            key = (
-                row["account"],
-                row["component"],
-                row["destination"] or "",
-                str(Decimal(str(row["rate"])).normalize()),
+def _scopes(billable: Sequence[dict[str, Any]]) -> list[Scope]:
+    """The accounts' scopes, one per (period end, carried-from) they share, in batches."""
+    groups: dict[tuple[str, str | None], tuple[list[str], list[str]]] = {}
+    for a in billable:
+        pairs, carried = groups.setdefault((a["end"], a["carried_from"]), ([], []))
+        pairs += [pair(a["account"], f) for f in a["files"]]
+        carried += [pair(a["account"], f) for f in a["carried_files"]]
+    scopes = []
+    for (end, carried_from), (pairs, carried) in sorted(groups.items()):
+        for start in range(0, max(len(pairs), len(carried), 1), FILES_PER_QUERY):
+            scopes.append(
+                Scope(
+                    dt.datetime.fromisoformat(end),
+                    None if carried_from is None else dt.datetime.fromisoformat(carried_from),
+                    tuple(pairs[start : start + FILES_PER_QUERY]),
+                    tuple(carried[start : start + FILES_PER_QUERY]),
+                )
             )
+    return [s for s in scopes if s.pairs or s.carried]
+
+
+def _usage(
+    ports: Ports, run: RunArgs, billable: Sequence[dict[str, Any]], cutoff: dt.datetime
+) -> tuple[dict[str, list], dict[str, int], dict[str, list[str]]]:
+    """Per account: the usage rows billed now, the amount deferred, the files deferred."""
+    first, last = lake_days(run.period, cutoff)
+    days = _days(first, last)
+    sums: dict[tuple, list[int]] = {}
+    deferred: dict[str, int] = {}
+    files: dict[str, set[str]] = {}
+    for scope in _scopes(billable):
+        for row in ports.lake(run.tenant, usage_sql(scope, first, last), days):
+            amount = _micro(row["amount"] or 0)
+            if row["bucket"] == "later":
+                deferred[row["account"]] = deferred.get(row["account"], 0) + amount
+                continue
+            rate = str(Decimal(str(row["rate"])).normalize())
+            key = (row["account"], row["component"], row["destination"] or "", rate)
             total = sums.setdefault(key, [0, 0, 0])
             total[0] += int(row["billed_seconds"] or 0)
             total[1] += int(row["calls"])
-            total[2] += _micro(row["amount"] or 0)
+            total[2] += amount
+        for row in ports.lake(run.tenant, deferred_sql(scope, first, last), days):
+            files.setdefault(row["account"], set()).add(row["file_id"])
     usage: dict[str, list] = {}
     for (account, component, destination, rate), (seconds, calls, amount) in sorted(sums.items()):
         usage.setdefault(account, []).append([component, destination, rate, seconds, calls, amount])
-    return usage
+    return usage, deferred, {account: sorted(found) for account, found in files.items()}
 
 
 def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
-    """Step 1: the accounts the period bills and their charges, in chunks in S3."""
+    """Step 1: the accounts the period bills and what each invoice covers, in chunks in S3.
+
+    An account's invoice covers the charges booked since its previous invoice's cut-off and
+    before this run's, for calls before the period's end (in the account's time zone), plus
+    the calls an earlier invoice deferred; calls after the end are deferred in turn. So every
+    posting is invoiced exactly once, a late file on the next invoice. The cut-off is the
+    first run's time (less CUTOFF_MARGIN), kept in the run's manifest: running the step
+    again reuses it all.
+    """
     run = RunArgs.of(event)
+    manifest = run.chunk_key(0).rsplit("/", 1)[0] + "/manifest.json"
+    try:
+        return json.loads(ports.documents.get(manifest))
+    except LookupError:
+        pass
+    cutoff = ports.clock() - CUTOFF_MARGIN
     owner = ports.accounts.get_tenant(run.tenant)
     profiles = ports.billing.list_profiles(run.tenant)
     accounts = [
@@ -211,25 +296,37 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
         profile = profiles.get(account.account) or BillingProfile(run.tenant, account.account)
         if profile.cycle != run.period.cycle:
             continue
-        timezone = profile.timezone or owner.timezone
-        start, end = period_bounds(timezone, run.period.first_day, run.period.last_day)
+        _, end = period_bounds(
+            profile.timezone or owner.timezone, run.period.first_day, run.period.last_day
+        )
+        if cutoff < end:
+            raise ValueError(f"period {run.period} has not ended for {account.account} yet")
+        previous = ports.billing.previous_invoice(run.tenant, account.account, run.period.first_day)
+        covered = previous.coverage if previous is not None else {}
+        since = dt.datetime.fromisoformat(covered["cutoff"]) if covered else None
         entries = [
             e
-            for e in ports.ledger.list_entries(run.tenant, account.account, since=start, before=end)
+            for e in ports.ledger.list_entries(
+                run.tenant, account.account, since=since, before=cutoff
+            )
             if e.kind in INVOICED_KINDS
         ]
-        if not entries:
-            continue  # nothing booked: no invoice (a zero invoice helps no one)
+        if not entries and not covered.get("deferred_files"):
+            continue  # nothing booked, nothing deferred: no invoice (a zero invoice helps no one)
         billable.append(
             {
                 "account": account.account,
                 "parent": account.parent,
                 "prepaid": account.prepaid,
                 "currency": account.currency,
+                "end": end.isoformat(),
+                "carried_from": covered.get("end"),
                 # the ledger's sign is the balance's: a charge lowers it; an invoice states
                 # what is owed
                 "posted": -sum(e.amount for e in entries),
+                "carried_micro": covered.get("deferred_micro", 0),
                 "files": sorted({e.posting_id for e in entries if e.kind == "charges"}),
+                "carried_files": covered.get("deferred_files", []),
                 "fees": [
                     [FEE_COMPONENT[e.kind], e.description or e.reference or e.kind, -e.amount]
                     for e in entries
@@ -237,17 +334,28 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
                 ],
             }
         )
-    usage = _usage(ports, run, [a for a in billable if a["files"]])
+    usage, deferred, deferred_files = _usage(ports, run, billable, cutoff)
     keys = []
     for index, start in enumerate(range(0, len(billable), CHUNK_ACCOUNTS)):
-        chunk = [
-            {**a, "usage": usage.get(a["account"], [])}
-            for a in billable[start : start + CHUNK_ACCOUNTS]
-        ]
+        chunk = []
+        for a in billable[start : start + CHUNK_ACCOUNTS]:
+            name = a["account"]
+            coverage = {
+                "cutoff": cutoff.isoformat(),
+                "end": a["end"],
+                "deferred_micro": deferred.get(name, 0),
+                "deferred_files": deferred_files.get(name, []),
+            }
+            # what this invoice states: the window's postings, less what they hold for
+            # calls after the end, plus what the previous invoice held back
+            owed = a["posted"] - coverage["deferred_micro"] + a["carried_micro"]
+            chunk.append({**a, "usage": usage.get(name, []), "owed": owed, "coverage": coverage})
         body = json.dumps({"accounts": chunk}, sort_keys=True).encode()
         keys.append(run.chunk_key(index))
         ports.documents.put(keys[-1], body, "application/json")
-    return {"chunks": keys, "accounts": len(billable)}
+    result = {"chunks": keys, "accounts": len(billable), "cutoff": cutoff.isoformat()}
+    ports.documents.put(manifest, json.dumps(result, sort_keys=True).encode(), "application/json")
+    return result
 
 
 def _chunk(ports: Ports, key: str) -> list[dict[str, Any]]:
@@ -305,12 +413,12 @@ def draft(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
             account_currency=entry["currency"],
             usage=[UsageRow(c, d, Decimal(r), s, n, a) for c, d, r, s, n, a in entry["usage"]],
             fees=[FeeRow(c, d, a) for c, d, a in entry["fees"]],
-            posted_micro=entry["posted"],
+            posted_micro=entry["owed"],
             prepaid=entry["prepaid"],
             carried_in=ports.billing.carried_remainder(run.tenant, account, run.period.first_day),
             conversion=conversion,
         )
-        status = ports.billing.save_draft(invoice)
+        status = ports.billing.save_draft(invoice, entry["coverage"])
         saved[status] = saved.get(status, 0) + 1
         if invoice.gaps:
             gaps[account] = list(invoice.gaps)
@@ -375,17 +483,12 @@ def store_documents(ports: Ports, invoice: Invoice, annex: Iterable[Mapping] | N
 
 
 def _annex(ports: Ports, run: RunArgs, entries: Sequence[dict]) -> dict[str, list[dict]]:
-    first, last = lake_days(run.period)
-    days = [
-        (dt.date.fromisoformat(first) + dt.timedelta(days=n)).isoformat()
-        for n in range((dt.date.fromisoformat(last) - dt.date.fromisoformat(first)).days + 1)
-    ]
+    if not entries:
+        return {}
+    first, last = lake_days(run.period, dt.datetime.fromisoformat(entries[0]["coverage"]["cutoff"]))
     rows: dict[str, list[dict]] = {}
-    pairs = sorted({(f, e["account"]) for e in entries for f in e["files"]})
-    for start in range(0, len(pairs), FILES_PER_QUERY):
-        batch = pairs[start : start + FILES_PER_QUERY]
-        sql = annex_sql(sorted({a for _, a in batch}), sorted({f for f, _ in batch}), first, last)
-        for row in ports.lake(run.tenant, sql, days):
+    for scope in _scopes(entries):
+        for row in ports.lake(run.tenant, annex_sql(scope, first, last), _days(first, last)):
             rows.setdefault(row["account"], []).append(row)
     return rows
 
@@ -394,7 +497,7 @@ def render(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     """Step 4 (per chunk): each numbered invoice's documents, stored under its number."""
     run = RunArgs.of(event)
     issued = list(_issued_in_chunk(ports, run, event["chunk"]))
-    annex = _annex(ports, run, [entry for entry, _ in issued if entry["files"]])
+    annex = _annex(ports, run, [entry for entry, _ in issued])
     for entry, found in issued:
         store_documents(ports, found.invoice, annex.get(entry["account"], []))
     return {"rendered": len(issued)}

@@ -336,8 +336,9 @@ def build_invoice(
 ) -> Invoice:
     """The draft of `account`'s invoice for `period` (unnumbered, status draft).
 
-    `posted_micro` is the exact sum of the period's charge postings (charges, re-rating,
-    fees, true-ups; positive: owed), in the account's currency: the invoice adds up to it.
+    `posted_micro` is the exact sum the invoice covers (functions.invoice.cycle: the postings
+    since the previous invoice for calls before the period's end; positive: owed), in the
+    account's currency: the invoice adds up to it.
     A prepaid account has paid from its balance already: nothing is due.
     """
     currency = buyer.currency or account_currency
@@ -359,7 +360,13 @@ def build_invoice(
     lines += [_one(fee.description, cents(money(fee.amount_micro)), fee.component) for fee in fees]
     residual = posted_micro - sum(r.amount_micro for r in usage) - sum(f.amount_micro for f in fees)
     if residual:
-        lines.append(_one("Re-rating differences", cents(money(residual)), "adjustment"))
+        lines.append(
+            _one(
+                "Adjustments to earlier periods (re-rating, late calls)",
+                cents(money(residual)),
+                "adjustment",
+            )
+        )
     exact = money(posted_micro) + carried_in
     subtotal = cents(exact)
     rounding = subtotal - sum((line.amount for line in lines), Decimal(0))

@@ -89,7 +89,13 @@ def ports() -> cycle.Ports:
         documents=documents,
         mail=mail,
         lake=_lake_rows,
+        clock=lambda: _now(),
     )
+
+
+def _now() -> dt.datetime:
+    """The invoice cycle's clock (UTC); tests replace it to run a period's cycle "then"."""
+    return dt.datetime.now(dt.UTC)
 
 
 def _task(step: Callable[[dict[str, Any], cycle.Ports], dict[str, Any]]):

@@ -314,6 +314,8 @@ class LocalLakeSql:
                 data = schema.empty_table()
             self.db.register(table, data)
         # From here on SQL can read only what is registered above.
+        # Athena's timestamps are UTC: a TIMESTAMP literal means the same instant here.
+        self.db.execute("SET TimeZone = 'UTC'")
         self.db.execute("SET python_enable_replacements = false")
         self.db.execute("SET enable_external_access = false")
         self.db.execute("SET lock_configuration = true")

@@ -210,15 +210,18 @@ class Draft:
     invoice: Invoice
     digest: str
     number: str | None  # set once numbered: the draft is frozen from then on
+    coverage: dict[str, Any] = field(default_factory=dict)  # what the invoice covers
 
 
-def save_draft(invoice: Invoice) -> str:
-    """Store a period's draft: "created", "unchanged", "replaced" or, when it was numbered
-    already, "numbered" (a numbered draft is never changed: its invoice is issued)."""
+def save_draft(invoice: Invoice, coverage: dict[str, Any] | None = None) -> str:
+    """Store a period's draft and what it covers (functions.invoice.cycle.Coverage as JSON):
+    "created", "unchanged", "replaced" or, when it was numbered already, "numbered" (a
+    numbered draft is never changed: its invoice is issued)."""
     if invoice.number is not None or invoice.kind != "invoice":
         raise ValueError("a draft is an unnumbered invoice")
     record = invoice_record(invoice)
-    digest = _digest(record)
+    coverage_text = json.dumps(coverage or {}, sort_keys=True)
+    digest = _digest({"invoice": record, "coverage": coverage or {}})
     sk = f"DRAFT#{invoice.period}#{check_name('account', invoice.account)}"
     current = _get(invoice.tenant, sk)
     if current is not None and "number" in current:
@@ -232,6 +235,7 @@ def save_draft(invoice: Invoice) -> str:
                 **_key(invoice.tenant, sk),
                 "invoice": {"S": json.dumps(record, sort_keys=True)},
                 "digest": {"S": digest},
+                "coverage": {"S": coverage_text},
                 "issuer": {"S": invoice.issuer},
                 "series": {"S": invoice.series},
             },
@@ -250,6 +254,7 @@ def _draft(item: dict[str, Any]) -> Draft:
         invoice_from_record(json.loads(item["invoice"]["S"])),
         item["digest"]["S"],
         item.get("number", {}).get("S"),
+        json.loads(item.get("coverage", {}).get("S", "{}")),
     )
 
 
@@ -464,15 +469,22 @@ def list_invoices(tenant: str, account: str | None = None) -> list[Issued]:
     return [get_invoice(tenant, number) for number in numbers]
 
 
-def carried_remainder(tenant: str, account: str, before: dt.date) -> Decimal:
-    """What the account's latest invoice for a period before `before` carried forward."""
+def previous_invoice(tenant: str, account: str, before: dt.date) -> Draft | None:
+    """The draft (numbered: an issued invoice) of the account's latest invoice for a period
+    that started before `before`: what it covered and the remainder it carried forward."""
     for item in _query(tenant, f"ACCOUNTINV#{check_name('account', account)}#", newest_first=True):
         if item["kind"]["S"] != "invoice":
             continue
         invoice = get_invoice(tenant, item["number"]["S"]).invoice
         if invoice.period_from < before:
-            return invoice.carried_out
-    return Decimal(0)
+            return get_draft(tenant, invoice.period, account)
+    return None
+
+
+def carried_remainder(tenant: str, account: str, before: dt.date) -> Decimal:
+    """What the account's latest invoice for a period before `before` carried forward."""
+    found = previous_invoice(tenant, account, before)
+    return Decimal(0) if found is None else found.invoice.carried_out
 
 
 def _update(

@@ -19,6 +19,7 @@ from moto.ses.models import ses_backends
 from pypdf import PdfReader
 
 from functions.cli import main
+from functions.invoice import handler
 from functions.store import billing, ledger
 from tests.cli.conftest import json_document
 from tests.conftest import local_stack
@@ -49,6 +50,9 @@ TRAFFIC = [
     ("BLUEWAVE", "917012345678", 3),  # 300 min: tiers 100 at 0.0045, then 0.0040
     ("PARIS", "33612345678", 40),  # 4,000 min
 ]
+MARCH_RUN = dt.datetime(2026, 4, 2, 6, 0, tzinfo=dt.UTC)
+# RESELLER_B's call at 00:30 on 1 April, Berlin time, comes in March's file: April's invoice
+ON_APRIL_FIRST = dt.datetime(2026, 3, 31, 22, 30, tzinfo=dt.UTC)
 
 
 def run(*argv: str) -> None:
@@ -67,7 +71,17 @@ def cdrs() -> str:
                 f"c{n},4930123456,{callee},{start:%Y-%m-%dT%H:%M:%SZ},{start:%Y-%m-%dT%H:%M:%SZ},"
                 f"{end:%Y-%m-%dT%H:%M:%SZ},6000,ANSWERED,{customer},CARRIER1"
             )
+    lines.append(call("april", "RESELLER_B", "447700900123", ON_APRIL_FIRST, 3600))
     return "\n".join(lines) + "\n"
+
+
+def call(call_id: str, customer: str, callee: str, start: dt.datetime, seconds: int) -> str:
+    end = start + dt.timedelta(seconds=seconds)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    return (
+        f"{call_id},4930123456,{callee},{start:{stamp}},{start:{stamp}},{end:{stamp}},{seconds},"
+        f"ANSWERED,{customer},CARRIER1"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +90,7 @@ def cycle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cycle")
     patch = pytest.MonkeyPatch()
     patch.setattr(ledger, "_now", lambda: BOOKED)
+    patch.setattr(handler, "_now", lambda: MARCH_RUN)
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -181,8 +196,11 @@ def test_totals_equal_the_postings_and_the_tax_is_posted_once(cycle, capsys):
         shown = json_document(capsys, "invoice", "show", TENANT, item["number"])
         entries = ledger.list_entries(TENANT, account)
         charged = -sum(e.amount for e in entries if e.kind in ("charges", "rerate", "tier"))
+        # what the postings hold for calls after 31 March is April's (RESELLER_B's call)
+        deferred = billing.get_draft(TENANT, "2026-03", account).coverage["deferred_micro"]
+        assert deferred == (420_000 if account == "RESELLER_B" else 0)
         if shown["fx"] is None:
-            assert Decimal(shown["subtotal"]) == (Decimal(charged) / 10**6).quantize(
+            assert Decimal(shown["subtotal"]) == (Decimal(charged - deferred) / 10**6).quantize(
                 Decimal("0.01")
             ), account
         taxes = [e for e in entries if e.kind == "tax"]
@@ -290,3 +308,37 @@ def _document_versions() -> dict[str, int]:
 
 def test_the_run_is_json_serialisable(cycle, capsys):
     assert json.loads(json.dumps(issue(capsys)))["period"] == "2026-03"
+
+
+def test_calls_after_the_end_and_late_files_go_on_the_next_invoice(cycle, capsys, monkeypatch):
+    stack, folder = cycle
+    march = by_account(issue(capsys))["RESELLER_B"]["number"]
+    assert lines(capsys, march)[0] == (
+        "UK Mobile",
+        "6700",
+        "0.007",
+        "46.90",
+    )  # not the 1 April call
+    assert billing.get_draft(TENANT, "2026-03", "RESELLER_B").coverage["deferred_micro"] == 420_000
+    # a March call that arrives on 5 April, after March was invoiced
+    monkeypatch.setattr(ledger, "_now", lambda: dt.datetime(2026, 4, 5, 9, 0, tzinfo=dt.UTC))
+    late = folder / "late.csv"
+    late.write_text(HEADER + "\n" + call("late", "RESELLER_B", "447700900123", BOOKED, 600) + "\n")
+    run("cdr", "drop", TENANT, SWITCH, str(late))
+    stack.wait_idle(timeout=60)
+    monkeypatch.setattr(handler, "_now", lambda: dt.datetime(2026, 5, 2, 6, tzinfo=dt.UTC))
+    april = json_document(
+        capsys, "invoice", "run", TENANT, "--period", "2026-04", "--issue-date", "2026-05-02",
+        "--account", "RESELLER_B", "--wait",
+    )  # fmt: skip
+    [invoice] = april["invoices"]
+    # 60 min deferred from March's file + the late 10 min, both at 0.007
+    assert lines(capsys, invoice["number"]) == [("UK Mobile", "70", "0.007", "0.49")]
+    charged = -sum(
+        e.amount for e in ledger.list_entries(TENANT, "RESELLER_B") if e.kind == "charges"
+    )
+    subtotals = [
+        Decimal(json_document(capsys, "invoice", "show", TENANT, n)["subtotal"])
+        for n in (march, invoice["number"])
+    ]
+    assert sum(subtotals) == Decimal(charged) / 10**6 == Decimal("47.39")

@@ -527,7 +527,7 @@ def test_price_differences_are_line_charges_and_allowances_and_negative_lines_fl
     assert _all(italy, "cac:AllowanceCharge/cbc:ChargeIndicator") == ["false"]
     assert _all(italy, "cac:AllowanceCharge/cbc:Amount") == ["0.02"]  # 5.00 - 4.98
     assert _all(lines["Austria Fixed"], "cac:AllowanceCharge") == []  # 2.5 x 0.0033 = 0.00825
-    rerated = lines["Re-rating differences"]
+    rerated = lines["Adjustments to earlier periods (re-rating, late calls)"]
     assert _all(rerated, "cbc:InvoicedQuantity | cbc:LineExtensionAmount") == ["-1", "-0.25"]
     assert _one(rerated, "cac:Price/cbc:PriceAmount") == "0.25"
     rounding = lines["Rounding"]
