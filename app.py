@@ -36,3 +36,47 @@ def close_billing_month(event: CloudWatchEvent) -> dict:
     from functions.invoice.handler import handle_month_end as handle
 
     return handle(event.to_dict(), event.context)
+
+
+# The invoice cycle's tasks: each a step of the state machine in infra/invoice_cycle.asl.json
+# (deployed by infra/package.yaml), which passes small JSON (keys, counts) from one to the next.
+@app.lambda_function(name="invoice_aggregate")
+def invoice_aggregate(event: dict, context) -> dict:
+    from functions.invoice.tasks import aggregate
+
+    return aggregate(event, context)
+
+
+@app.lambda_function(name="invoice_draft")
+def invoice_draft(event: dict, context) -> dict:
+    from functions.invoice.tasks import draft
+
+    return draft(event, context)
+
+
+@app.lambda_function(name="invoice_number")
+def invoice_number(event: dict, context) -> dict:
+    from functions.invoice.tasks import number
+
+    return number(event, context)
+
+
+@app.lambda_function(name="invoice_render")
+def invoice_render(event: dict, context) -> dict:
+    from functions.invoice.tasks import render
+
+    return render(event, context)
+
+
+@app.lambda_function(name="invoice_send")
+def invoice_send(event: dict, context) -> dict:
+    from functions.invoice.tasks import send
+
+    return send(event, context)
+
+
+@app.lambda_function(name="invoice_post")
+def invoice_post(event: dict, context) -> dict:
+    from functions.invoice.tasks import post
+
+    return post(event, context)

@@ -148,6 +148,7 @@ class Party:
     email: str | None = None
     vat_id: str | None = None
     iban: str | None = None
+    phone: str | None = None
 
     @classmethod
     def of(cls, profile: BillingProfile) -> Party:
@@ -161,6 +162,7 @@ class Party:
             email=profile.email,
             vat_id=profile.vat_id,
             iban=profile.iban,
+            phone=profile.phone,
         )
 
 
@@ -257,8 +259,16 @@ class Invoice:
 
 def _taxes(taxable: Decimal, treatment: TaxTreatment | None) -> tuple[TaxLine, ...]:
     if treatment is None:
-        return (TaxLine(NOT_SUBJECT, Decimal(0), taxable, Decimal("0.00"), "VATEX-EU-O",
-                        "Not subject to VAT"),)  # fmt: skip
+        return (
+            TaxLine(
+                NOT_SUBJECT,
+                Decimal(0),
+                taxable,
+                Decimal("0.00"),
+                "VATEX-EU-O",
+                "Not subject to VAT",
+            ),
+        )
     amount = cents(taxable * treatment.rate / 100) if treatment.treatment == "standard" else None
     return (
         TaxLine(
@@ -442,3 +452,58 @@ def build_credit_note(
         credits=invoice.number,
         reason=reason.strip(),
     )
+
+
+# --- storage form ---------------------------------------------------------------------------
+# Every field, exactly (decimals as strings), so a stored invoice reads back equal to itself
+# and renders to the same bytes years later.
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return {"$d": str(value)}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, tuple | list):
+        return [_encode(item) for item in value]
+    if dataclasses.is_dataclass(value):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def invoice_record(invoice: Invoice) -> dict[str, Any]:
+    """The invoice as plain JSON-able data, every field kept exactly."""
+    return _encode(invoice)
+
+
+def _decimal(data: Any) -> Decimal:
+    return Decimal(data["$d"])
+
+
+def _date(data: Any) -> dt.date:
+    return dt.date.fromisoformat(data["$date"])
+
+
+def _plain_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        value = data[f.name]
+        if isinstance(value, dict) and "$d" in value:
+            value = _decimal(value)
+        elif isinstance(value, dict) and "$date" in value:
+            value = _date(value)
+        out[f.name] = value
+    return out
+
+
+def invoice_from_record(data: dict[str, Any]) -> Invoice:
+    fields = _plain_fields(Invoice, data)
+    fields["seller"] = Party(**_plain_fields(Party, data["seller"]))
+    fields["buyer"] = Party(**_plain_fields(Party, data["buyer"]))
+    fields["lines"] = tuple(Line(**_plain_fields(Line, x)) for x in data["lines"])
+    fields["taxes"] = tuple(TaxLine(**_plain_fields(TaxLine, x)) for x in data["taxes"])
+    fields["notes"] = tuple(data["notes"])
+    fields["gaps"] = tuple(data["gaps"])
+    if data["conversion"] is not None:
+        fields["conversion"] = Conversion(**_plain_fields(Conversion, data["conversion"]))
+    return Invoice(**fields)

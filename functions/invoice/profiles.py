@@ -39,6 +39,7 @@ _SERIES = re.compile(r"[A-Z0-9]{1,10}")
 _VAT_ID = re.compile(r"[A-Z]{2}[A-Z0-9+*.]{2,13}")
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9 ()/-]{3,30}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class BillingProfile:
     timezone: str | None = None  # None: the tenant's time zone
     brand: str | None = None  # name printed at the top (None: legal name)
     taxes: tuple[TaxTreatment, ...] = ()  # ordered by `since`
+    phone: str | None = None  # the billing contact's; Peppol's German rules want it (DE-R-006)
 
     def tax_on(self, day: dt.date) -> TaxTreatment | None:
         """The treatment in force on `day` (None: none set then)."""
@@ -149,6 +151,7 @@ PROFILE_FIELDS = (
     "series",
     "timezone",
     "brand",
+    "phone",
 )
 
 
@@ -164,6 +167,10 @@ def check_profile(profile: BillingProfile) -> BillingProfile:
         raise ValueError(f"invalid --iban {profile.iban!r}: capitals and digits, no spaces")
     if profile.email is not None and not _EMAIL.fullmatch(profile.email):
         raise ValueError(f"invalid --email {profile.email!r}")
+    if profile.phone is not None and (
+        not _PHONE.fullmatch(profile.phone) or sum(c.isdigit() for c in profile.phone) < 3
+    ):  # three digits at least, as Peppol's German rules check (DE-R-027)
+        raise ValueError(f"invalid --phone {profile.phone!r}: digits, spaces, + ( ) / -")
     if profile.series is not None and not _SERIES.fullmatch(profile.series):
         raise ValueError(f"invalid --series {profile.series!r}: 1-10 capitals or digits")
     if profile.currency is not None and not re.fullmatch(r"[A-Z]{3}", profile.currency):
@@ -192,16 +199,18 @@ def einvoice_gaps(
         if not profile.country:
             gaps.append(f"{side}.country")  # BR-09, BR-11
         if not profile.email:
-            gaps.append(f"{side}.email")  # PEPPOL-EN16931-R020/R010: the electronic address
+            gaps.append(f"{side}.email")  # the contact's e-mail (BT-43/BT-58; DE-R-007)
+        if not profile.vat_id:
+            # PEPPOL-EN16931-R020/R010: the Peppol address is the VAT number under its
+            # country's EAS scheme (9930 DE, 9957 FR, ...): Peppol has no e-mail scheme
+            # (CL008). Also BR-S-02, BR-AE-02 (both parties' ids), BR-E-02.
+            gaps.append(f"{side}.vat_id")
+    if seller.country == buyer.country == "DE" and not seller.phone:
+        gaps.append("seller.phone")  # DE-R-006: a domestic German invoice
     if tax is None:
         gaps.append("buyer.tax")  # no treatment: category O, which forbids VAT ids (BR-O-02)
-    else:
-        if not seller.vat_id:
-            gaps.append("seller.vat_id")  # BR-S-02, BR-AE-02, BR-E-02
-        if tax.treatment == "reverse_charge" and not buyer.vat_id:
-            gaps.append("buyer.vat_id")  # BR-AE-02
-        if tax.treatment == "exempt" and not tax.certificate:
-            gaps.append("buyer.tax.certificate")
+    elif tax.treatment == "exempt" and not tax.certificate:
+        gaps.append("buyer.tax.certificate")
     if not seller.iban:
         gaps.append("seller.iban")  # BR-61: credit transfer needs the payee's account
     return tuple(gaps)

@@ -16,8 +16,12 @@ from zoneinfo import ZoneInfo
 
 # charges: a CDR file's charges; rerate: a re-rating's difference; payment and adjustment:
 # an operator's command, each named by its reference; recurring: a DID's or bundle's fee,
-# named by its account x item x period.
-ENTRY_KINDS = ("charges", "rerate", "payment", "adjustment", "recurring", "tier")
+# named by its account x item x period; tier: a volume tier's true-up; tax: an invoice's tax,
+# posted when it is issued; credit: a credit note (what it gives back, tax included).
+ENTRY_KINDS = ("charges", "rerate", "payment", "adjustment", "recurring", "tier", "tax", "credit")
+# What an invoice states: the entries that are charges for service (taxes and credit notes
+# come from invoices, payments are not charges).
+INVOICED_KINDS = ("charges", "rerate", "adjustment", "recurring", "tier")
 ACCOUNT_KINDS = ("customer", "reseller", "supplier")
 
 

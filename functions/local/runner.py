@@ -396,7 +396,7 @@ class LambdaRunner:
     def invoke(self, name: str, event: Mapping[str, Any]) -> Any:
         """Call function `name` with `event` and a fresh context, as one Lambda invocation."""
         config = self.configs.get(name, FunctionConfig())
-        context = LambdaContext(self._function_name(name), config, self._account)
+        context = LambdaContext(self.function_name(name), config, self._account)
         started = time.monotonic()
         with self._running():
             result = self.app.handler_map[name](dict(event), context)
@@ -410,7 +410,7 @@ class LambdaRunner:
         """Run scheduled function `name` now with an EventBridge "Scheduled Event"."""
         if name not in self._schedules:
             raise RunnerError(f"{name} is not a scheduled function")
-        rule = f"{self._function_name(name)}-event"
+        rule = f"{self.function_name(name)}-event"
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -424,8 +424,16 @@ class LambdaRunner:
         }
         return self.invoke(name, event)
 
-    def _function_name(self, name: str) -> str:
+    def function_name(self, name: str) -> str:
+        """The deployed name of app function `name` (Chalice's default naming)."""
         return f"{self.app.app_name}-{self.stage}-{name}"
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{REGION}:{self._account}:function:{self.function_name(name)}"
+
+    @property
+    def account(self) -> str:
+        return self._account
 
     @contextmanager
     def _running(self) -> Iterator[None]:

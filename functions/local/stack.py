@@ -10,6 +10,7 @@ time: starting one resets moto's state.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -25,6 +26,7 @@ from typing import Any
 from chalice import Chalice
 from moto.server import ThreadedMotoServer
 
+from functions.local import states
 from functions.local.errors import LocalStackError
 from functions.local.provision import (
     FAKE_CREDENTIALS,
@@ -82,7 +84,11 @@ class LocalStack:
         retry_delay: int | None = None,
         start_pollers: bool = True,
         set_environ: bool = True,
+        retry_wait_scale: float = 1.0,
+        asl_path: Path = states.ASL_PATH,
     ) -> None:
+        """`retry_wait_scale`: how long the state machine's Retry waits, as a share of the
+        definition's (0 in tests: retries are taken at once; see functions/local/states.py)."""
         self.host = host
         self.port = port
         self.app = app
@@ -94,6 +100,9 @@ class LocalStack:
         self.retry_delay = retry_delay
         self.start_pollers = start_pollers
         self.set_environ = set_environ
+        self.retry_wait_scale = retry_wait_scale
+        self.asl_path = asl_path
+        self.state_machine_arn: str | None = None
         self.resources: dict[str, Any] = {}
         self._server: ThreadedMotoServer | None = None
         self._runner: LambdaRunner | None = None
@@ -127,6 +136,7 @@ class LocalStack:
                 poll_wait_seconds=self.poll_wait_seconds,
                 retry_delay=self.retry_delay,
             )
+            self.state_machine_arn = self._provision_state_machine(self._runner)
             if self.start_pollers:
                 self._runner.start()
         except BaseException:
@@ -145,6 +155,7 @@ class LocalStack:
                 logger.warning("could not reset moto: %s", error)
             self._server.stop()
             self._server = None
+        states.uninstall()
         self._restore_environ()
 
     def wait_idle(self, timeout: float = 30.0) -> None:
@@ -162,12 +173,33 @@ class LocalStack:
     ) -> None:
         self.stop()
 
+    def _provision_state_machine(self, runner: LambdaRunner) -> str | None:
+        """The invoice cycle from its ASL file, its tasks the app's functions in this process."""
+        declared = set(runner.app.handler_map)
+        states.register(
+            {
+                runner.function_name(name): functools.partial(runner.invoke, name)
+                for name in declared
+            }
+        )
+        return states.provision_state_machine(
+            self.endpoint_url,
+            name=settings().invoice_state_machine,
+            function_arn=runner.function_arn,
+            declared=declared,
+            account=runner.account,
+            asl_path=self.asl_path,
+        )
+
     # --- internals ----------------------------------------------------------------------------
 
     def _start_server(self) -> None:
         if self.port:
             _ensure_free(self.host, self.port)
         _quiet_moto()
+        # Before the server: moto makes its Lambda backend from this class (states.py). Its
+        # handlers are registered once the runner knows the functions.
+        states.install({}, retry_wait_scale=self.retry_wait_scale)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
@@ -175,8 +207,12 @@ class LocalStack:
     def _configure_moto(self) -> None:
         # A previous stack in this process (or a mock_aws test) may have left state behind.
         self._moto_api("reset")
-        # Lambda code never runs inside moto here (no Docker): make sure it never tries.
-        self._moto_api("config", {"lambda": {"use_docker": False}})
+        # moto's Lambda never runs Docker here: its invocations (the state machine's tasks) go
+        # to states.InProcessLambda; Step Functions runs the real ASL interpreter.
+        self._moto_api(
+            "config",
+            {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}},
+        )
 
     def _moto_api(self, path: str, body: dict[str, Any] | None = None) -> None:
         request = urllib.request.Request(

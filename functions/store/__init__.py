@@ -100,7 +100,7 @@ def provision() -> None:
     names = settings()
     dynamodb = client("dynamodb")
     existing = set(dynamodb.list_tables()["TableNames"])
-    for table in (names.accounts_table, names.ledger_table, names.files_table):
+    for table in (names.accounts_table, names.ledger_table, names.files_table, names.billing_table):
         if table in existing:
             continue
         dynamodb.create_table(
@@ -119,7 +119,7 @@ def provision() -> None:
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     region = s3.meta.region_name
     placement = {} if region == "us-east-1" else {"LocationConstraint": region}
-    for bucket in (names.cdr_bucket, names.lake_bucket):
+    for bucket in (names.cdr_bucket, names.lake_bucket, names.documents_bucket):
         if bucket not in buckets:
             if placement:
                 s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=placement)

@@ -281,12 +281,27 @@ def posting_applied(tenant: str, posting_id: str) -> bool:
 # --- the journal -----------------------------------------------------------------------
 
 
-def list_entries(tenant: str, account: str, *, before: datetime | None = None) -> list[Entry]:
-    """An account's journal entries booked before `before` (all if None), in booking order."""
+def list_entries(
+    tenant: str,
+    account: str,
+    *,
+    before: datetime | None = None,
+    since: datetime | None = None,
+) -> list[Entry]:
+    """An account's journal entries booked in [since, before) (open ends if None), in
+    booking order."""
     check_name("tenant", tenant)
     check_name("account", account)
     prefix = f"ENTRY#{account}#"
-    if before is None:
+    if since is not None:
+        condition = "pk = :t AND sk BETWEEN :lo AND :hi"
+        values = {
+            ":t": {"S": tenant},
+            ":lo": {"S": prefix + _stamp(since)},
+            # "~" sorts after every stamp character: no upper bound but the account's own.
+            ":hi": {"S": prefix + (_stamp(before) if before is not None else "~")},
+        }
+    elif before is None:
         condition = "pk = :t AND begins_with(sk, :lo)"
         values = {":t": {"S": tenant}, ":lo": {"S": prefix}}
     else:
@@ -404,6 +419,23 @@ def record_true_up(
     return _record_once(
         tenant, account, amount, -amount, "tier", reference, _description(description)
     )
+
+
+INVOICE_POSTINGS = ("tax", "credit")
+
+
+def record_invoice_posting(
+    tenant: str, account: str, amount_micro: int, *, kind: str, reference: str, description: str
+) -> Recorded:
+    """Post what issuing an invoice moves, once per reference: `tax` (the account owes it:
+    its balance falls) or `credit` (a credit note gives it back: the balance rises)."""
+    if kind not in INVOICE_POSTINGS:
+        raise ValueError(f"invalid invoice posting {kind!r}: use tax or credit")
+    amount = _int(amount_micro)
+    if amount <= 0:
+        raise ValueError(f"an invoice posting must be positive, not {amount} micro-units")
+    delta = -amount if kind == "tax" else amount
+    return _record_once(tenant, account, amount, delta, kind, reference, _description(description))
 
 
 RECURRING_ACCOUNT_KINDS = ("customer", "reseller")  # they owe a DID's or bundle's fee

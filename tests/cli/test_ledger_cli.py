@@ -256,6 +256,8 @@ def test_statement_json_opening_every_posting_and_closing(acme, ledger_clock, ca
             "adjustment": "0.000000",
             "recurring": "0.000000",
             "tier": "0.000000",
+            "tax": "0.000000",
+            "credit": "0.000000",
         },
         "lines": [
             {

@@ -32,10 +32,12 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 MAKEFILE = (PROJECT_DIR / "Makefile").read_text()
 BIN = Path(sys.executable).parent
 LAMBDA_LIMIT = 262_144_000  # function + layers, unzipped
+INVOICE_STEPS = ("aggregate", "draft", "number", "render", "send", "post")
 FUNCTIONS = {
     "HandleCdrDrops": "handle_cdr_drops",
     "HandleNormalizedFiles": "handle_normalized_files",
     "CloseBillingMonth": "close_billing_month",
+    **{f"Invoice{step.capitalize()}": f"invoice_{step}" for step in INVOICE_STEPS},
 }
 DEPLOY_ONLY_TYPES = {
     "AWS::Serverless::Function",
@@ -48,6 +50,8 @@ DEPLOY_ONLY_TYPES = {
     "AWS::S3::BucketPolicy",  # moto neither creates nor enforces it (tests/access judge it)
     "AWS::IAM::Policy",  # the functions' X-Ray grant (tests/infra/test_alarms.py)
     "AWS::CloudWatch::Dashboard",
+    # Made by the local stack from infra/invoice_cycle.asl.json (functions/local/states.py).
+    "AWS::StepFunctions::StateMachine",
 }
 
 
@@ -174,10 +178,16 @@ def test_the_merge_refines_only_what_chalice_generates(packaged):
     leave half-defined resources behind."""
     bare = packaged["bare"]["Resources"]
     for name, resource in _infra("package.yaml")["Resources"].items():
-        if resource["Type"] in ("AWS::Serverless::Function", "AWS::IAM::Role"):
+        # A role with its own trust policy is wholly ours (the state machine's), not a refinement.
+        own_role = "AssumeRolePolicyDocument" in resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function" or (
+            resource["Type"] == "AWS::IAM::Role" and not own_role
+        ):
             assert name in bare, f"Chalice no longer generates {name}"
         if resource["Type"] == "AWS::Serverless::Function":
-            assert set(resource["Properties"]["Events"]) == set(bare[name]["Properties"]["Events"])
+            # The invoice cycle's tasks have none: the state machine invokes them.
+            events = resource["Properties"].get("Events", {})
+            assert set(events) == set(bare[name]["Properties"].get("Events", {}))
 
 
 def test_no_intrinsic_was_merged_into_another(packaged):
@@ -341,12 +351,57 @@ MONTH_END_GRANTS = {
 }
 
 
+DOCUMENTS = "${DocumentsBucket.Arn}"
+# A first honest set for the invoice cycle's tasks, to be narrowed with their bodies.
+INVOICE_GRANTS = {
+    "aggregate": {
+        ("logs:CreateLogStream", "log"),
+        ("logs:PutLogEvents", "log"),
+        ("s3:GetObject", f"{LAKE}/rated/*"),
+        ("s3:GetObject", f"{LAKE}/charges/*"),
+        ("s3:ListBucket", "LakeBucket.Arn"),
+        *(
+            (f"dynamodb:{action}", f"{table}.Arn")
+            for action in ("GetItem", "Query")
+            for table in ("AccountsTable", "LedgerTable", "BillingTable")
+        ),
+        ("s3:PutObject", f"{DOCUMENTS}/runs/*"),
+    }
+}
+for _step in INVOICE_STEPS[1:]:
+    INVOICE_GRANTS[_step] = {
+        ("logs:CreateLogStream", "log"),
+        ("logs:PutLogEvents", "log"),
+        *(
+            (f"dynamodb:{action}", "BillingTable.Arn")
+            for action in ("GetItem", "Query", "PutItem", "UpdateItem")
+        ),
+        *(
+            (f"s3:{action}", f"{DOCUMENTS}/{area}/*")
+            for action in ("GetObject", "PutObject")
+            for area in ("runs", "invoices")
+        ),
+        ("s3:ListBucket", "DocumentsBucket.Arn"),
+    }
+_IDENTITY = (
+    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${MailFromIdentity}"
+)
+INVOICE_GRANTS["send"] |= {("ses:SendEmail", _IDENTITY), ("ses:SendRawEmail", _IDENTITY)}
+INVOICE_GRANTS["post"] |= {
+    (f"dynamodb:{action}", "LedgerTable.Arn") for action in ("GetItem", "PutItem", "UpdateItem")
+}
+
+
 @pytest.mark.parametrize(
     ("function", "suffix", "expected"),
     [
         ("HandleCdrDrops", "ingest", INGEST_GRANTS),
         ("HandleNormalizedFiles", "rate", RATE_GRANTS),
         ("CloseBillingMonth", "month-end", MONTH_END_GRANTS),
+        *(
+            (f"Invoice{step.capitalize()}", f"invoice-{step}", INVOICE_GRANTS[step])
+            for step in INVOICE_STEPS
+        ),
     ],
 )
 def test_each_function_role_touches_only_its_own_resources(packaged, function, suffix, expected):
@@ -370,9 +425,50 @@ def test_each_function_role_touches_only_its_own_resources(packaged, function, s
     assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
 
 
-def test_roles_are_one_per_function(packaged):
+def test_roles_are_one_per_function_and_the_state_machines(packaged):
     roles = _resources(packaged["template"], "AWS::IAM::Role")
-    assert set(roles) == {f"{name}Role" for name in FUNCTIONS}
+    assert set(roles) == {f"{name}Role" for name in FUNCTIONS} | {"InvoiceCycleRole"}
+
+
+# --- the invoice cycle ---------------------------------------------------------------------
+
+
+def test_the_state_machine_is_the_asl_file_with_the_tasks_functions(packaged):
+    template = packaged["template"]
+    (name,) = _resources(template, "AWS::StepFunctions::StateMachine")
+    machine = template["Resources"][name]["Properties"]
+    asl_text = (PROJECT_DIR / "infra" / "invoice_cycle.asl.json").read_text()
+    assert machine["Definition"] == json.loads(asl_text)
+    assert machine["StateMachineName"] == {"Ref": "InvoiceStateMachineName"}
+    tasks = {f"Invoice{step.capitalize()}" for step in INVOICE_STEPS}
+    # Every ${...} in the file is one task's ARN, and every task is used.
+    placeholders = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", asl_text))
+    assert placeholders == {f"{task}Arn" for task in tasks}
+    assert machine["DefinitionSubstitutions"] == {
+        f"{task}Arn": {"Fn::GetAtt": [task, "Arn"]} for task in tasks
+    }
+    (destination,) = machine["LoggingConfiguration"]["Destinations"]
+    log_group = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert log_group == {"Fn::GetAtt": ["InvoiceCycleLogGroup", "Arn"]}
+    assert machine["RoleArn"] == {"Fn::GetAtt": ["InvoiceCycleRole", "Arn"]}
+
+    role = template["Resources"]["InvoiceCycleRole"]["Properties"]
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "states.amazonaws.com"}]
+    statements = {s["Sid"]: s for s in _statements(template, "InvoiceCycleRole")}
+    assert set(statements) == {"InvokeTheTasks", "DeliverExecutionLogs"}
+    invoke = statements["InvokeTheTasks"]
+    assert invoke["Action"] == "lambda:InvokeFunction"
+    assert sorted(r["Fn::GetAtt"][0] for r in invoke["Resource"]) == sorted(tasks)
+    # The vended-logs actions take no resource; nothing else may be granted on "*".
+    assert all(a.startswith("logs:") for a in statements["DeliverExecutionLogs"]["Action"])
+
+
+def test_the_task_functions_have_no_event_source(packaged):
+    for step in INVOICE_STEPS:
+        props = packaged["template"]["Resources"][f"Invoice{step.capitalize()}"]["Properties"]
+        assert not props.get("Events"), step
+        assert props["Handler"] == f"app.invoice_{step}"
 
 
 # --- alarms ----------------------------------------------------------------------------------

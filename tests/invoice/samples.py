@@ -33,6 +33,7 @@ CARRIER = BillingProfile(
     vat_id="DE123456789",
     iban="DE89370400440532013000",
     series="INV",
+    phone="+49 30 1234567",
 )
 
 
@@ -161,6 +162,7 @@ def white_label_invoice() -> Invoice:
         iban="DE02120300000000202051",
         series="RA",
         brand="SkyLine Voice",
+        phone="+49 40 7654321",
     )
     buyer = BillingProfile(
         tenant="acme",
@@ -171,6 +173,7 @@ def white_label_invoice() -> Invoice:
         postcode="28195",
         country="DE",
         email="shop@skyline.example",
+        vat_id="DE276452187",
         taxes=(parse_tax("standard:19", SINCE),),
     )
     rows = [UsageRow("usage", "India Mobile", Decimal("0.0095"), 1_000 * 60, 300, 9_500_000)]

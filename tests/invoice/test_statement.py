@@ -96,6 +96,8 @@ def test_opening_lines_running_balance_and_closing_to_the_micro_unit():
         "adjustment": 250_000,
         "recurring": 0,
         "tier": 0,
+        "tax": 0,
+        "credit": 0,
     }
 
 
