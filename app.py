@@ -6,7 +6,7 @@ modules are imported on first call, so packaging and the local runner can read t
 declarations without the handlers' dependencies.
 """
 
-from chalice import Chalice, Cron
+from chalice import Chalice, Cron, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from functions.shared.settings import settings
@@ -80,3 +80,27 @@ def invoice_post(event: dict, context) -> dict:
     from functions.invoice.handler import post
 
     return post(event, context)
+
+
+# 06:00 UTC daily: reminders, final notices, suspensions and credit limits of every tenant.
+@app.schedule(Cron(0, 6, "*", "*", "?", "*"))
+def run_dunning(event: CloudWatchEvent) -> dict:
+    from functions.invoice.handler import handle_daily_dunning as handle
+
+    return handle(event.to_dict(), event.context)
+
+
+# Stripe's webhook, authenticated by its signature alone (no API key: Stripe cannot send one).
+# Chalice's raw_body is the body as sent, base64-decoded when API Gateway says it is encoded.
+@app.route("/v1/webhooks/stripe/{tenant}", methods=["POST"], content_types=["application/json"])
+def stripe_webhook(tenant: str) -> Response:
+    from functions.invoice.handler import handle_stripe_webhook as handle
+
+    request = app.current_request
+    raw = request.raw_body
+    status, body = handle(
+        tenant,
+        raw if isinstance(raw, bytes) else raw.encode(),
+        request.headers.get("stripe-signature"),
+    )
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})

@@ -1,4 +1,5 @@
-"""`tollgate balance|payment|adjust|statement`: balances, what moves them, and the record of it.
+"""`tollgate balance|adjust|statement`: balances, what moves them, and the record of it
+(`tollgate payment`: functions.cli.payments).
 
 Amounts are exact decimals in micro-units, printed with 6 places; every command takes --json.
 Payments and adjustments are named by their reference (the bank's or the PSP's): the same
@@ -30,26 +31,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     balance.add_argument("account")
     json_flag(balance)
     balance.set_defaults(run=run_balance)
-
-    payment = subparsers.add_parser("payment", help="payments")
-    payment_actions = payment.add_subparsers(dest="payment_action", required=True, metavar="ACTION")
-    record = payment_actions.add_parser(
-        "record",
-        help="record a payment: from a customer or reseller, or to a supplier",
-        description="A customer's or reseller's payment raises its balance; a payment to a "
-        "supplier lowers what the carrier owes it. Recorded once per reference.",
-    )
-    record.add_argument("tenant")
-    record.add_argument("account")
-    record.add_argument("amount", help="e.g. 100.50 (positive, at most 6 decimal places)")
-    record.add_argument(
-        "--reference",
-        required=True,
-        metavar="REF",
-        help="the bank's or PSP's transaction reference; recording it again changes nothing",
-    )
-    json_flag(record)
-    record.set_defaults(run=run_payment_record)
 
     adjust = subparsers.add_parser(
         "adjust",
@@ -112,7 +93,7 @@ def run_balance(args: argparse.Namespace) -> int:
 # --- payments and adjustments ------------------------------------------------------------
 
 
-def _conflict(error: Any, currency: str) -> OperationError:
+def conflict(error: Any, currency: str) -> OperationError:
     """The reused reference's recorded payment or adjustment, named in the account's money:
     a conflict with what is stored (exit 1), not a malformed request."""
     entry = error.recorded.entry
@@ -125,7 +106,7 @@ def _conflict(error: Any, currency: str) -> OperationError:
     )
 
 
-def _recorded_payload(account: Any, recorded: Any, balance: int) -> dict[str, Any]:
+def recorded_payload(account: Any, recorded: Any, balance: int) -> dict[str, Any]:
     entry = recorded.entry
     return {
         "tenant": account.tenant,
@@ -139,43 +120,6 @@ def _recorded_payload(account: Any, recorded: Any, balance: int) -> dict[str, An
         "booked_at": entry.booked_at.isoformat(timespec="microseconds"),
         "balance": money_text(balance),
     }
-
-
-@guarded
-def run_payment_record(args: argparse.Namespace) -> int:
-    from functions.store import accounts, ledger
-
-    account = accounts.get_account(args.tenant, args.account)
-    amount = parse_amount(args.amount, "amount")
-    if amount <= 0:
-        raise CliError(f"invalid amount {args.amount!r}: a payment must be positive")
-    try:
-        recorded = ledger.record_payment(
-            args.tenant,
-            args.account,
-            amount,
-            reference=args.reference,
-            account_kind=account.kind,
-        )
-    except ledger.ReferenceConflictError as error:
-        raise _conflict(error, account.currency) from None
-    balance, _ = ledger.get_balance(args.tenant, args.account)
-    payload = {
-        **_recorded_payload(account, recorded, balance),
-        "payment_id": recorded.entry.posting_id,
-        "amount": money_text(amount),
-    }
-    direction = "to" if account.kind == "supplier" else "from"
-    owed = f" ({_OWED})" if account.kind == "supplier" else ""
-    done = "recorded" if recorded.recorded else "already recorded, nothing changed:"
-    emit(
-        args,
-        payload,
-        f"{done} payment {payload['amount']} {account.currency} {direction} "
-        f"{account.tenant}/{account.account}, reference {recorded.entry.reference!r}; "
-        f"balance {payload['balance']}{owed}",
-    )
-    return 0
 
 
 @guarded
@@ -193,10 +137,10 @@ def run_adjust(args: argparse.Namespace) -> int:
             args.tenant, args.account, amount, reference=args.reference, reason=args.reason
         )
     except ledger.ReferenceConflictError as error:
-        raise _conflict(error, account.currency) from None
+        raise conflict(error, account.currency) from None
     balance, _ = ledger.get_balance(args.tenant, args.account)
     payload = {
-        **_recorded_payload(account, recorded, balance),
+        **recorded_payload(account, recorded, balance),
         "adjustment_id": recorded.entry.posting_id,
         "amount": money_text(amount),
         "reason": recorded.entry.description,

@@ -633,4 +633,6 @@ def credit(
     issued = ports.billing.issue_credit_note(tenant, note, found.credited)
     store_documents(ports, issued, None)
     post_invoice(ports, ports.billing.get_invoice(tenant, issued.number))
+    # settled like a payment against the invoice it credits (its status follows)
+    ports.billing.allocate_credit_note(tenant, issued)
     return issued

@@ -115,3 +115,62 @@ number = _task(cycle.number)
 render = _task(cycle.render)
 send = _task(cycle.send)
 post = _task(cycle.post)
+
+
+# --- getting paid: the Stripe webhook and the daily dunning run ------------------------------
+
+
+def handle_stripe_webhook(tenant: str, raw_body: bytes, signature: str | None) -> tuple[int, dict]:
+    """A Stripe delivery for `tenant` (app.py's route): (HTTP status, JSON body). The signing
+    secret is read per request from Secrets Manager and never logged."""
+    import time
+
+    from functions.invoice.receipts import handle_stripe_event
+    from functions.store import billing, secrets
+
+    try:
+        response = handle_stripe_event(
+            tenant,
+            raw_body,
+            signature,
+            int(time.time()),
+            secrets=secrets,
+            accounts=accounts,
+            ledger=ledger,
+            billing=billing,
+        )
+    except ValueError as error:  # a tenant name that cannot be one: no such endpoint
+        return 404, {"code": "unknown_tenant", "message": str(error)}
+    logger.info("stripe webhook", extra={"tenant": tenant, "status": response.status,
+                                         **{k: v for k, v in response.body.items()
+                                            if k in ("event", "outcome", "code")}})  # fmt: skip
+    return response.status, response.body
+
+
+def handle_daily_dunning(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Every tenant's dunning on the event's day (UTC): reminders, suspensions, credit limits.
+    A tenant that failed fails the invocation after the others were done (alarm, retry: every
+    step is claimed once, so the retry repeats nothing)."""
+    from functions.invoice.dunning_job import run_dunning
+    from functions.store import billing, events, mail
+
+    day = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).date()
+    actor = accounts.caller(by="system:dunning")
+    summary: dict[str, Any] = {"day": day.isoformat(), "tenants": 0, "sent": 0, "suspended": 0,
+                               "resumed": 0, "failed": []}  # fmt: skip
+    for tenant in accounts.list_tenants():
+        try:
+            run = run_dunning(tenant.tenant, day, accounts=accounts, ledger=ledger,
+                              billing=billing, mail=mail, events=events, actor=actor)  # fmt: skip
+        except Exception:
+            logger.exception("dunning failed", extra={"tenant": tenant.tenant})
+            summary["failed"].append(tenant.tenant)
+            continue
+        summary["tenants"] += 1
+        summary["sent"] += len(run.sent)
+        summary["suspended"] += len(run.suspended)
+        summary["resumed"] += len(run.resumed)
+    logger.info("dunning done", extra=summary)
+    if summary["failed"]:
+        raise RuntimeError(f"dunning failed for {', '.join(summary['failed'])}")
+    return summary

@@ -585,3 +585,375 @@ def save_run(tenant: str, period: str, scope: str, report: dict[str, Any]) -> No
 def get_run(tenant: str, period: str, scope: str) -> dict[str, Any]:
     item = _get(tenant, f"RUN#{period}#{scope}") or {}
     return {k: json.loads(v["S"]) for k, v in item.items() if k not in ("pk", "sk")}
+
+
+# ==========================================================================================
+# Getting paid (issue 11 §5): allocations, Stripe events, dunning steps, credit-limit levels
+# ==========================================================================================
+#
+# Key layout (same table, pk = tenant):
+#     sk=PAYALLOC#{sha256(reference)}               a payment's (or credit note's) allocation:
+#                                                   account, amount, currency, credit left
+#     sk=ALLOC#{account}#{invoice}#{sha256(reference)}
+#                                                   one row: payment, invoice, amount, day
+#     sk=STRIPE#{event id}                          a Stripe event handled (each counts once)
+#     sk=DUNPOLICY#TENANT | DUNPOLICY#ACCOUNT#{account}
+#                                                   a dunning policy (JSON)
+#     sk=DUNNING#{account}#{invoice}#{step}         a dunning step taken (claimed before sending)
+#     sk=CREDITLEVEL#{account}                      the credit-limit level last acted on
+#
+# An allocation is one transaction: the payment's PAYALLOC marker (attribute_not_exists: a
+# payment is allocated once), and per invoice its ALLOC row and the invoice's `paid` and
+# `status`, conditioned on the values the allocation was computed from; a concurrent
+# allocation to the same invoice cancels it and it is computed again. So an invoice is never
+# paid beyond its amount due, and its status always matches its rows.
+
+_MAX_ALLOCATED_INVOICES = 49  # 1 marker + 2 items per invoice <= 100 per transaction
+
+
+def _ref_hash(reference: str) -> str:
+    return hashlib.sha256(reference.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAllocation:
+    """How one payment (or credit note) was allocated; `new` False: it had been before."""
+
+    reference: str
+    account: str
+    amount: Decimal
+    currency: str
+    day: dt.date
+    allocations: tuple[Any, ...]  # functions.invoice.payments.Allocation
+    credit: Decimal
+    new: bool = True
+
+
+def _due(issued: Issued) -> Any:
+    from functions.invoice.payments import Due
+
+    invoice = issued.invoice
+    return Due(
+        number=invoice.number or "",
+        account=invoice.account,
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        currency=invoice.currency,
+        amount_due=invoice.amount_due,
+        status=invoice.status,
+    )
+
+
+def account_dues(tenant: str, account: str) -> list[Any]:
+    """An account's issued invoices (not credit notes) as allocation sees them."""
+    return [_due(i) for i in list_invoices(tenant, account) if i.invoice.kind == "invoice"]
+
+
+def _allocation(item: dict[str, Any]) -> Any:
+    from functions.invoice.payments import Allocation
+
+    return Allocation(
+        payment=item["payment"]["S"],
+        invoice=item["invoice"]["S"],
+        amount=Decimal(item["amount"]["S"]),
+        day=dt.date.fromisoformat(item["day"]["S"]),
+    )
+
+
+def list_allocations(tenant: str, account: str, invoice: str | None = None) -> list[Any]:
+    """An account's allocation rows (of one invoice if given), by invoice."""
+    prefix = f"ALLOC#{check_name('account', account)}#"
+    if invoice is not None:
+        prefix += f"{check_name('invoice', invoice)}#"
+    return [_allocation(item) for item in _query(tenant, prefix)]
+
+
+def _payment_allocation(tenant: str, item: dict[str, Any], *, new: bool) -> PaymentAllocation:
+    account = item["account"]["S"]
+    reference = item["reference"]["S"]
+    rows = [
+        _allocation(row)
+        for number in json.loads(item["invoices"]["S"])
+        for row in _query(tenant, f"ALLOC#{account}#{number}#{_ref_hash(reference)}")
+    ]
+    return PaymentAllocation(
+        reference=reference,
+        account=account,
+        amount=Decimal(item["amount"]["S"]),
+        currency=item["currency"]["S"],
+        day=dt.date.fromisoformat(item["day"]["S"]),
+        allocations=tuple(rows),
+        credit=Decimal(item["credit"]["S"]),
+        new=new,
+    )
+
+
+def get_payment_allocation(tenant: str, reference: str) -> PaymentAllocation | None:
+    item = _get(tenant, f"PAYALLOC#{_ref_hash(reference)}")
+    return None if item is None else _payment_allocation(tenant, item, new=False)
+
+
+def allocate_payment(
+    tenant: str,
+    account: str,
+    reference: str,
+    amount: Decimal,
+    currency: str,
+    day: dt.date,
+    *,
+    named: tuple[str, ...] = (),
+) -> PaymentAllocation:
+    """Allocate a recorded payment (or an issued credit note, `reference` its number) to the
+    account's invoices, once per reference: the named invoice(s) first, then oldest open.
+
+    Again with the same reference: the stored allocation, `new` False, nothing written.
+    """
+    from functions.invoice import payments
+
+    check_name("account", account)
+    for attempt in range(_ATTEMPTS):
+        before = get_payment_allocation(tenant, reference)
+        if before is not None:
+            return before
+        dues = account_dues(tenant, account)
+        rows = list_allocations(tenant, account)
+        result = payments.allocate(
+            payment=reference,
+            amount=amount,
+            currency=currency,
+            day=day,
+            invoices=dues,
+            allocations=rows,
+            named=named,
+        )
+        if len(result.allocations) > _MAX_ALLOCATED_INVOICES:
+            raise ValueError(
+                f"a payment allocated to more than {_MAX_ALLOCATED_INVOICES} invoices at once: "
+                "name the invoices in smaller payments"
+            )
+        items = [_allocation_marker(tenant, account, reference, currency, day, amount, result)]
+        by_number = {d.number: d for d in dues}
+        for row in result.allocations:
+            items += _allocation_items(
+                tenant, account, reference, row, by_number[row.invoice], rows
+            )
+        try:
+            client("dynamodb").transact_write_items(TransactItems=items)
+            return PaymentAllocation(
+                reference, account, amount, currency, day, result.allocations, result.credit
+            )
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in (
+                "TransactionCanceledException",
+                "TransactionConflictException",
+            ):
+                raise
+        _backoff(attempt)  # allocated meanwhile (read back above) or an invoice moved
+    raise ConflictError(f"could not allocate payment {reference!r}: its invoices kept changing")
+
+
+def _allocation_marker(
+    tenant: str,
+    account: str,
+    reference: str,
+    currency: str,
+    day: dt.date,
+    amount: Decimal,
+    result: Any,
+) -> dict[str, Any]:
+    return {
+        "Put": {
+            "TableName": _table(),
+            "Item": {
+                **_key(tenant, f"PAYALLOC#{_ref_hash(reference)}"),
+                "reference": {"S": reference},
+                "account": {"S": account},
+                "amount": {"S": str(amount)},
+                "currency": {"S": currency},
+                "day": {"S": day.isoformat()},
+                "credit": {"S": str(result.credit)},
+                "invoices": {"S": json.dumps([r.invoice for r in result.allocations])},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def _allocation_items(
+    tenant: str, account: str, reference: str, row: Any, due: Any, rows: list[Any]
+) -> list[dict[str, Any]]:
+    from functions.invoice import payments
+
+    paid_before = payments.paid_on(row.invoice, rows)
+    status_after = payments.status(due, [*rows, row])
+    return [
+        {
+            "Put": {
+                "TableName": _table(),
+                "Item": {
+                    **_key(tenant, f"ALLOC#{account}#{row.invoice}#{_ref_hash(reference)}"),
+                    "payment": {"S": reference},
+                    "invoice": {"S": row.invoice},
+                    "amount": {"S": str(row.amount)},
+                    "day": {"S": row.day.isoformat()},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        {
+            "Update": {
+                "TableName": _table(),
+                "Key": _key(tenant, f"INV#{row.invoice}"),
+                "UpdateExpression": "SET #s = :after, paid = :paid",
+                # the invoice as the allocation read it: its status and what was paid on it
+                "ConditionExpression": "#s = :before AND "
+                + ("attribute_not_exists(paid)" if paid_before == 0 else "paid = :paid_before"),
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":after": {"S": status_after},
+                    ":before": {"S": due.status},
+                    ":paid": {"S": str(paid_before + row.amount)},
+                    **({":paid_before": {"S": str(paid_before)}} if paid_before else {}),
+                },
+            }
+        },
+    ]
+
+
+def allocate_credit_note(tenant: str, note: Invoice) -> PaymentAllocation:
+    """An issued credit note pays the invoice it credits (its total, tax included); what that
+    invoice no longer needs is account credit. Once per credit note."""
+    if note.kind != "credit_note" or note.number is None or note.credits is None:
+        raise ValueError("only an issued credit note is allocated")
+    return allocate_payment(
+        tenant,
+        note.account,
+        note.number,
+        note.total,
+        note.currency,
+        note.issue_date,
+        named=(note.credits,),
+    )
+
+
+# --- Stripe events -----------------------------------------------------------------------
+
+
+def _stripe_sk(event_id: str) -> str:
+    from functions.store import check_token
+
+    return f"STRIPE#{check_token('event id', event_id)}"
+
+
+def stripe_event_seen(tenant: str, event_id: str) -> bool:
+    return _get(tenant, _stripe_sk(event_id)) is not None
+
+
+def mark_stripe_event(tenant: str, event_id: str, event_type: str, outcome: str) -> bool:
+    """Record a handled event: True the first time, False if it was recorded before."""
+    try:
+        client("dynamodb").put_item(
+            TableName=_table(),
+            Item={
+                **_key(tenant, _stripe_sk(event_id)),
+                "type": {"S": event_type},
+                "outcome": {"S": outcome},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+# --- dunning --------------------------------------------------------------------------------
+
+
+def _policy_sk(account: str | None) -> str:
+    return (
+        "DUNPOLICY#TENANT"
+        if account is None
+        else f"DUNPOLICY#ACCOUNT#{check_name('account', account)}"
+    )
+
+
+def set_dunning_policy(tenant: str, account: str | None, policy: Any) -> None:
+    """An account's dunning policy (None: the tenant's default for its accounts)."""
+    client("dynamodb").put_item(
+        TableName=_table(),
+        Item={**_key(tenant, _policy_sk(account)), "policy": {"S": json.dumps(policy.as_json())}},
+    )
+
+
+def get_dunning_policy(tenant: str, account: str | None = None) -> tuple[Any, str]:
+    """(policy, where it comes from: account | tenant | default)."""
+    from functions.invoice.dunning import Policy
+
+    candidates = [(account, "account")] if account is not None else []
+    for owner, source in [*candidates, (None, "tenant")]:
+        item = _get(tenant, _policy_sk(owner))
+        if item is not None:
+            return Policy.from_json(json.loads(item["policy"]["S"])), source
+    return Policy(), "default"
+
+
+def dunning_steps(tenant: str, account: str) -> set[tuple[str, str]]:
+    """The (invoice, step) pairs taken for an account."""
+    return {
+        (item["invoice"]["S"], item["step"]["S"])
+        for item in _query(tenant, f"DUNNING#{check_name('account', account)}#")
+    }
+
+
+def claim_dunning_step(
+    tenant: str, account: str, invoice: str, step: str, day: dt.date, kind: str
+) -> bool:
+    """Record a step as taken, before it is acted on: True once, False ever after (a crash
+    after the claim leaves a reminder unsent rather than sent twice)."""
+    try:
+        client("dynamodb").put_item(
+            TableName=_table(),
+            Item={
+                **_key(tenant, f"DUNNING#{check_name('account', account)}#{invoice}#{step}"),
+                "invoice": {"S": invoice},
+                "step": {"S": step},
+                "kind": {"S": kind},
+                "day": {"S": day.isoformat()},
+            },
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def get_credit_level(tenant: str, account: str) -> str:
+    item = _get(tenant, f"CREDITLEVEL#{check_name('account', account)}")
+    return "ok" if item is None else item["level"]["S"]
+
+
+def set_credit_level(tenant: str, account: str, level: str, *, before: str) -> bool:
+    """Move the recorded level from `before` to `level`: False if another run moved it first
+    (that run acts on the crossing, this one must not)."""
+    condition = "attribute_not_exists(pk)" if before == "ok" else "#l = :before"
+    values = {":level": {"S": level}}
+    if before != "ok":
+        values[":before"] = {"S": before}
+    try:
+        client("dynamodb").update_item(
+            TableName=_table(),
+            Key=_key(tenant, f"CREDITLEVEL#{check_name('account', account)}"),
+            UpdateExpression="SET #l = :level",
+            ConditionExpression=condition if before != "ok" else f"({condition} OR #l = :ok)",
+            ExpressionAttributeNames={"#l": "level"},
+            ExpressionAttributeValues=values if before != "ok" else {**values, ":ok": {"S": "ok"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True

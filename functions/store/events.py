@@ -1,4 +1,5 @@
-"""EventBridge: what rating tells the rest of the platform (fraud rules, dashboards)."""
+"""EventBridge: what rating and billing tell the rest of the platform (fraud rules,
+dashboards, the switch's route blocking)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from functions.store import StoreError, client
 
 SOURCE = "tollgate.rate"
 FILE_RATED = "FileRated"
+BILLING_SOURCE = "tollgate.billing"
+CREDIT_LIMIT_WARNING = "CreditLimitWarning"
+ACCOUNT_SUSPENDED = "AccountSuspended"
+ACCOUNT_RESUMED = "AccountResumed"
 
 
 def publish_file_rated(detail: dict) -> None:
@@ -27,5 +32,26 @@ def publish_file_rated(detail: dict) -> None:
         failure = response["Entries"][0]
         raise StoreError(
             f"EventBridge refused FileRated for {detail.get('file_id')}: "
+            f"{failure.get('ErrorCode')} {failure.get('ErrorMessage')}"
+        )
+
+
+def publish_billing_event(detail_type: str, detail: dict) -> None:
+    """CreditLimitWarning, AccountSuspended, AccountResumed: at least once; consumers key on
+    (tenant, account, detail type, day)."""
+    response = client("events").put_events(
+        Entries=[
+            {
+                "Source": BILLING_SOURCE,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail, separators=(",", ":")),
+                "EventBusName": settings().event_bus,
+            }
+        ]
+    )
+    if response.get("FailedEntryCount"):
+        failure = response["Entries"][0]
+        raise StoreError(
+            f"EventBridge refused {detail_type} for {detail.get('account')}: "
             f"{failure.get('ErrorCode')} {failure.get('ErrorMessage')}"
         )

@@ -93,6 +93,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "access provision": ("access", "provision", TENANT),
     "balance": ("balance", TENANT, "direct"),
     "payment record": ("payment", "record", TENANT, "direct", "10", "--reference", "J-1"),
+    "payment list": ("payment", "list", TENANT, "--account", "direct"),
+    "dunning run": ("dunning", "run", TENANT, "--day", str(DAY)),
+    "dunning policy set": ("dunning", "policy", "set", TENANT, "--reminders", "2,5"),
+    "dunning policy show": ("dunning", "policy", "show", TENANT, "direct"),
     "adjust": ("adjust", TENANT, "direct", "-1.5", "--reason", "json", "--reference", "J-2"),
     "statement": ("statement", TENANT, "direct", "--from", "2024-05-01", "--to", TODAY),
     "rerate": ("rerate", TENANT, "--from", str(DAY), "--to", str(DAY)),
@@ -103,7 +107,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
-    "tier list", "tier close", "bundle list",
+    "tier list", "tier close", "bundle list", "payment list",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}

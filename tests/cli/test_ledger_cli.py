@@ -90,6 +90,8 @@ def test_the_same_reference_twice_is_one_payment_and_the_second_says_so(acme, le
         "balance": "-2.345599",
         "payment_id": first["payment_id"],
         "amount": "10.000001",
+        "allocations": [],  # the customer has no invoice: all of it is account credit
+        "credit": "10.000001",
     }
     assert first["payment_id"].startswith("payment:")
     ledger_clock.now = BOOKED_AT + dt.timedelta(hours=2)  # the operator retries later
