@@ -455,29 +455,29 @@ def document_key(tenant: str, number: str, name: str) -> str:
 
 
 def documents_of(invoice: Invoice, annex: Iterable[Mapping[str, Any]] | None) -> dict:
-    """Every document of an issued invoice: file name -> (bytes, content type)."""
+    """Every document of an issued invoice: kind -> (file name, bytes, content type)."""
     from functions.invoice.pdf import invoice_pdf
     from functions.invoice.tables import cdr_annex_csv, lines_csv, summary_csv
     from functions.invoice.ubl import invoice_xml
 
     number = invoice.number
     found = {
-        f"{number}.pdf": (invoice_pdf(invoice), "application/pdf"),
-        f"{number}.xml": (invoice_xml(invoice), "application/xml"),
-        f"{number}-lines.csv": (lines_csv(invoice), "text/csv"),
-        f"{number}-summary.csv": (summary_csv(invoice), "text/csv"),
+        "pdf": (f"{number}.pdf", invoice_pdf(invoice), "application/pdf"),
+        "xml": (f"{number}.xml", invoice_xml(invoice), "application/xml"),
+        "lines": (f"{number}-lines.csv", lines_csv(invoice), "text/csv"),
+        "summary": (f"{number}-summary.csv", summary_csv(invoice), "text/csv"),
     }
     if annex is not None:
-        found[f"{number}-cdrs.csv"] = (cdr_annex_csv(annex), "text/csv")
+        found["cdrs"] = (f"{number}-cdrs.csv", cdr_annex_csv(annex), "text/csv")
     return found
 
 
 def store_documents(ports: Ports, invoice: Invoice, annex: Iterable[Mapping] | None) -> dict:
+    """Render and store an issued invoice's documents; their keys by kind."""
     keys = {}
-    for name, (body, content_type) in documents_of(invoice, annex).items():
-        key = document_key(invoice.tenant, invoice.number, name)
-        ports.documents.put(key, body, content_type)
-        keys[name.removeprefix(f"{invoice.number}").lstrip("-.").removesuffix(".csv") or name] = key
+    for kind, (name, body, content_type) in documents_of(invoice, annex).items():
+        keys[kind] = document_key(invoice.tenant, invoice.number, name)
+        ports.documents.put(keys[kind], body, content_type)
     ports.billing.set_documents(invoice.tenant, invoice.number, keys)
     return keys
 
@@ -528,11 +528,10 @@ def deliver(ports: Ports, found: Any) -> str:
     if not ports.billing.claim_delivery(invoice.tenant, invoice.number):
         return "sending"  # another attempt claimed it: never send twice
     subject, text = mail_text(invoice)
-    documents = documents_of(invoice, None)
+    # the documents as stored by render (the same bytes the customer can download later)
     attachments = [
-        (name, body, kind)
-        for name, (body, kind) in documents.items()
-        if name.endswith((".pdf", ".xml"))
+        (f"{invoice.number}.{kind}", ports.documents.get(found.documents[kind]), content_type)
+        for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml"))
     ]
     message = ports.mail.send(
         display_name=invoice.brand,
