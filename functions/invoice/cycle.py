@@ -50,10 +50,11 @@ FILES_PER_QUERY = 500  # file ids per lake query (Athena's query text stays far 
 # A file booked in the period holds calls of days before it (late files): its charges are
 # looked up this far back; older calls land on the re-rating differences line instead.
 LOOKBACK_DAYS = 62
-# A run's cut-off lies this far before it starts: a posting is stamped just before its
-# transaction commits (retries included, seconds), so every posting stamped before the
-# cut-off is visible to the run; one stamped after it waits for the next invoice.
-CUTOFF_MARGIN = dt.timedelta(minutes=15)
+# A posting is stamped just before its transaction commits (retries included: seconds), so
+# one stamped shortly before a run's cut-off may commit after the run read the journal. The
+# next run reads back this far before the previous cut-off and skips what that invoice
+# already had (its `tail`): a posting committed late is invoiced next time, never lost.
+SETTLE = dt.timedelta(minutes=15)
 USAGE_COMPONENTS = ("usage", "tier", "bundle", "surcharge", "did")
 FEE_COMPONENT = {"recurring": "recurring", "tier": "true_up", "adjustment": "adjustment"}
 MICRO = Decimal("0.000001")
@@ -265,6 +266,16 @@ def _usage(
     return usage, deferred, {account: sorted(found) for account, found in files.items()}
 
 
+def fee_description(entry: Any) -> str:
+    text = entry.description or entry.reference or entry.kind
+    return f"Adjustment: {text}" if entry.kind == "adjustment" else text
+
+
+def entry_key(entry: Any) -> str:
+    """A journal entry's identity within its account: when it was booked and by what."""
+    return f"{entry.booked_at.isoformat()}|{entry.kind}|{entry.posting_id}"
+
+
 def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     """Step 1: the accounts the period bills and what each invoice covers, in chunks in S3.
 
@@ -272,8 +283,7 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     before this run's, for calls before the period's end (in the account's time zone), plus
     the calls an earlier invoice deferred; calls after the end are deferred in turn. So every
     posting is invoiced exactly once, a late file on the next invoice. The cut-off is the
-    first run's time (less CUTOFF_MARGIN), kept in the run's manifest: running the step
-    again reuses it all.
+    first run's time, kept in the run's manifest: running the step again reuses it all.
     """
     run = RunArgs.of(event)
     manifest = run.chunk_key(0).rsplit("/", 1)[0] + "/manifest.json"
@@ -281,7 +291,7 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
         return json.loads(ports.documents.get(manifest))
     except LookupError:
         pass
-    cutoff = ports.clock() - CUTOFF_MARGIN
+    cutoff = ports.clock()
     owner = ports.accounts.get_tenant(run.tenant)
     profiles = ports.billing.list_profiles(run.tenant)
     accounts = [
@@ -303,13 +313,14 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
             raise ValueError(f"period {run.period} has not ended for {account.account} yet")
         previous = ports.billing.previous_invoice(run.tenant, account.account, run.period.first_day)
         covered = previous.coverage if previous is not None else {}
-        since = dt.datetime.fromisoformat(covered["cutoff"]) if covered else None
+        since = dt.datetime.fromisoformat(covered["cutoff"]) - SETTLE if covered else None
+        invoiced_before = set(covered.get("tail", []))
         entries = [
             e
             for e in ports.ledger.list_entries(
                 run.tenant, account.account, since=since, before=cutoff
             )
-            if e.kind in INVOICED_KINDS
+            if e.kind in INVOICED_KINDS and entry_key(e) not in invoiced_before
         ]
         if not entries and not covered.get("deferred_files"):
             continue  # nothing booked, nothing deferred: no invoice (a zero invoice helps no one)
@@ -326,9 +337,10 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
                 "posted": -sum(e.amount for e in entries),
                 "carried_micro": covered.get("deferred_micro", 0),
                 "files": sorted({e.posting_id for e in entries if e.kind == "charges"}),
+                "tail": sorted(entry_key(e) for e in entries if e.booked_at >= cutoff - SETTLE),
                 "carried_files": covered.get("deferred_files", []),
                 "fees": [
-                    [FEE_COMPONENT[e.kind], e.description or e.reference or e.kind, -e.amount]
+                    [FEE_COMPONENT[e.kind], fee_description(e), -e.amount]
                     for e in entries
                     if e.kind in FEE_COMPONENT
                 ],
@@ -345,6 +357,7 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
                 "end": a["end"],
                 "deferred_micro": deferred.get(name, 0),
                 "deferred_files": deferred_files.get(name, []),
+                "tail": a["tail"],
             }
             # what this invoice states: the window's postings, less what they hold for
             # calls after the end, plus what the previous invoice held back

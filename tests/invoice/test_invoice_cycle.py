@@ -326,19 +326,28 @@ def test_calls_after_the_end_and_late_files_go_on_the_next_invoice(cycle, capsys
     late.write_text(HEADER + "\n" + call("late", "RESELLER_B", "447700900123", BOOKED, 600) + "\n")
     run("cdr", "drop", TENANT, SWITCH, str(late))
     stack.wait_idle(timeout=60)
+    # a goodwill credit stamped 30 s before March's run read the journal but committed after
+    # it (a slow transaction): March never saw it, April must
+    monkeypatch.setattr(ledger, "_now", lambda: MARCH_RUN - dt.timedelta(seconds=30))
+    run("adjust", TENANT, "RESELLER_B", "1.00", "--reason", "goodwill", "--reference", "gw-1")
     monkeypatch.setattr(handler, "_now", lambda: dt.datetime(2026, 5, 2, 6, tzinfo=dt.UTC))
     april = json_document(
         capsys, "invoice", "run", TENANT, "--period", "2026-04", "--issue-date", "2026-05-02",
         "--account", "RESELLER_B", "--wait",
     )  # fmt: skip
     [invoice] = april["invoices"]
-    # 60 min deferred from March's file + the late 10 min, both at 0.007
-    assert lines(capsys, invoice["number"]) == [("UK Mobile", "70", "0.007", "0.49")]
+    # 60 min deferred from March's file + the late 10 min, both at 0.007; the credit
+    assert lines(capsys, invoice["number"]) == [
+        ("UK Mobile", "70", "0.007", "0.49"),
+        ("Adjustment: goodwill", "1", "-1.00", "-1.00"),
+    ]
     charged = -sum(
-        e.amount for e in ledger.list_entries(TENANT, "RESELLER_B") if e.kind == "charges"
+        e.amount
+        for e in ledger.list_entries(TENANT, "RESELLER_B")
+        if e.kind in ("charges", "adjustment")
     )
     subtotals = [
         Decimal(json_document(capsys, "invoice", "show", TENANT, n)["subtotal"])
         for n in (march, invoice["number"])
     ]
-    assert sum(subtotals) == Decimal(charged) / 10**6 == Decimal("47.39")
+    assert sum(subtotals) == Decimal(charged) / 10**6 == Decimal("46.39")
