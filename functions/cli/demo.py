@@ -147,7 +147,8 @@ def _pipeline(workdir: Path, n_cdrs: int) -> dict:
         report(workdir)
         corrections()
         checks = money_in_and_out(workdir)
-        return final_state(checks)
+        invoices = invoicing(workdir)
+        return final_state(checks) | {"invoices": invoices}
 
 
 def final_state(checks: list[dict]) -> dict:
@@ -522,6 +523,81 @@ def money_in_and_out(workdir: Path) -> list[dict]:
             )
     shutil.rmtree(lake_dir, ignore_errors=True)
     return checks
+
+
+# The carrier invoices from Amsterdam: a German customer under the EU reverse charge, a Dutch
+# one at 21 % VAT billed in EUR at the ECB's rate of the period's end, a reseller in India
+# with no tax treatment on file (the run reports what its e-invoice lacks), and the reseller's
+# own customer, invoiced under the reseller's brand and series (white label).
+PROFILES = {
+    None: ["--legal-name", "GlobalVoice Carrier B.V.", "--address", "Herengracht 100", "--city",
+           "Amsterdam", "--postcode", "1015 BS", "--country", "NL", "--email",
+           "billing@globalvoice.example", "--vat-id", "NL123456789B01", "--iban",
+           "NL91ABNA0417164300", "--phone", "+31 20 123 4567"],
+    "ACME_TEL": ["--legal-name", "Acme Telecom GmbH", "--address", "Friedrichstrasse 1",
+                 "--city", "Berlin", "--postcode", "10117", "--country", "DE", "--email",
+                 "ap@acme-tel.example", "--vat-id", "DE811907980", "--tax", "reverse_charge",
+                 "--tax-from", "2024-01-01"],
+    "BLUEWAVE": ["--legal-name", "Bluewave Communicatie B.V.", "--address", "Coolsingel 40",
+                 "--city", "Rotterdam", "--postcode", "3011 AD", "--country", "NL", "--email",
+                 "factuur@bluewave.example", "--vat-id", "NL859641213B01", "--currency", "EUR",
+                 "--tax", "standard:21", "--tax-from", "2024-01-01", "--terms-days", "14"],
+    "DESI_CONNECT": ["--legal-name", "Desi Connect Pvt Ltd", "--brand", "Desi Connect",
+                     "--series", "DESI", "--address", "MG Road 12", "--city", "Bengaluru",
+                     "--postcode", "560001", "--country", "IN", "--email",
+                     "accounts@desiconnect.example", "--iban", "GB33BUKB20201555555555"],
+    "DESI_RETAIL": ["--legal-name", "Desi Retail Traders", "--country", "IN", "--email",
+                    "owner@desiretail.example", "--tax", "exempt", "--certificate",
+                    "LUT/2024/0042", "--tax-from", "2024-01-01"],
+}  # fmt: skip
+
+
+def invoicing(workdir: Path) -> list[dict]:
+    """Billing profiles, then May's invoice cycle on the state machine; the PDFs on disk."""
+    from functions.cli.invoices import run_report
+    from functions.store import billing, documents
+
+    heading("invoicing: billing profiles, then May's cycle (Step Functions on the local stack)")
+    for account, fields in PROFILES.items():
+        _tollgate("billing", "set", TENANT, *([account] if account else []), *fields, quiet=True)
+        print(f"  billing profile: {account or TENANT + ' (the carrier, as seller)'}")
+    _tollgate("billing", "fx", TENANT, "--from", "USD", "--to", "EUR", "--rate", "0.9245",
+              "--day", "2024-05-31", "--source-name", "ECB")  # fmt: skip
+    _tollgate("invoice", "run", TENANT, "--period", "2024-05", "--wait")
+    _tollgate("invoice", "run", TENANT, "--period", "2024-05", "--wait", quiet=True)
+    print("  (run again: the same execution, nothing issued, sent or posted twice)")
+    report = run_report(TENANT, "2024-05", None)
+    reverse = next(i for i in report["invoices"] if i["account"] == "ACME_TEL")
+    shown = billing.get_invoice(TENANT, reverse["number"]).invoice
+    print(f"$ tollgate invoice show {TENANT} {shown.number}   (abridged)")
+    for line in (*shown.lines[:3], None, *shown.lines[-4:]):
+        if line is None:
+            print(f"  ... {len(shown.lines) - 7} more lines (one per destination and price)")
+            continue
+        print(f"  {line.description[:44]:<44} {line.quantity:>11} {line.unit} x "
+              f"{line.unit_price:<8} {line.amount:>10}")  # fmt: skip
+    for tax in shown.taxes:
+        print(f"  subtotal {shown.subtotal}  tax {tax.category} {tax.rate}% {tax.amount}  "
+              f"total {shown.total} {shown.currency}  due {shown.due_date}")  # fmt: skip
+    print(f"  notes: {' / '.join(shown.notes)}")
+    folder = (workdir / "invoices").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    heading(f"the invoices' PDFs, e-invoices (UBL) and CDR annexes: {folder}")
+    for item in report["invoices"]:
+        found = billing.get_invoice(TENANT, item["number"])
+        for kind in ("pdf", "xml", "cdrs"):
+            name = found.documents[kind].rsplit("/", 1)[1]
+            (folder / name).write_bytes(documents.get(found.documents[kind]))
+        print(f"  {folder / (item['number'] + '.pdf')}  ({item['account']}, {item['total']} "
+              f"{item['currency']}, {item['delivery']})")  # fmt: skip
+    print(f"  (in the stack: s3://{_documents_bucket()}/invoices/{TENANT}/<number>/)")
+    return report["invoices"]
+
+
+def _documents_bucket() -> str:
+    from functions.shared.settings import settings
+
+    return settings().documents_bucket
 
 
 def _money(value, width: int = 14) -> str:

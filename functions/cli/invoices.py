@@ -309,7 +309,7 @@ def run_invoice_run(args: argparse.Namespace) -> int:
     if described["status"] != "SUCCEEDED":
         raise OperationError(
             f"invoice run {described['name']} {described['status']}: "
-            f"{described.get('error')} {described.get('cause') or ''}".strip()
+            f"{_failure(described.get('error'), described.get('cause'))}"
         )
     output = described["output"] or {}
     problems = {
@@ -329,6 +329,18 @@ def run_invoice_run(args: argparse.Namespace) -> int:
         lines.append(f"  not invoiced {account}: {text}")
     emit(args, data, "\n".join(lines))
     return 0
+
+
+def _failure(error: str | None, cause: str | None) -> str:
+    """A task's failure as one line: its error type and message (Lambda's cause is JSON with
+    the stack trace, which the execution's history keeps)."""
+    import json
+
+    try:
+        found = json.loads(cause or "")
+        return f"{found.get('errorType', error)}: {found.get('errorMessage', '')}"
+    except (ValueError, AttributeError):
+        return f"{error}: {cause or ''}".strip()
 
 
 @guarded

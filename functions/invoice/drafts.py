@@ -51,13 +51,14 @@ COMPONENTS = (
     "tier",
     "bundle",
     "surcharge",
+    "did",
     "recurring",
     "true_up",
     "adjustment",
     "credit",
     "rounding",
 )
-_LABEL = {"tier": "tier", "bundle": "in bundle", "surcharge": "surcharge"}
+_LABEL = {"tier": "tier", "bundle": "in bundle", "surcharge": "surcharge", "did": "DID"}
 
 
 def cents(value: Decimal) -> Decimal:
@@ -294,8 +295,9 @@ def usage_line(row: UsageRow, conversion: Conversion | None) -> Line:
     if conversion is not None:
         amount = conversion.convert(amount)
     label = _LABEL.get(row.component)
+    name = row.destination or ("Inbound calls" if row.component == "did" else "Other calls")
     return Line(
-        description=f"{row.destination} ({label})" if label else row.destination,
+        description=f"{name} ({label})" if label else name,
         destination=row.destination,
         quantity=plain((Decimal(row.billed_seconds) / 60).quantize(QUANTITY, rounding=ROUNDING)),
         unit=UNIT_MINUTE,
@@ -312,8 +314,9 @@ def _one(description: str, amount: Decimal, component: str) -> Line:
 
 def _sorted(lines: list[Line]) -> tuple[Line, ...]:
     order = {name: index for index, name in enumerate(COMPONENTS)}
+    # a tiered destination's first (dearest) tier first
     return tuple(
-        sorted(lines, key=lambda x: (order[x.component], x.destination or "", x.unit_price))
+        sorted(lines, key=lambda x: (order[x.component], x.destination or "", -x.unit_price))
     )
 
 

@@ -274,11 +274,14 @@ def _ensure_free(host: str, port: int) -> None:
 
 
 def _quiet_moto() -> None:
-    """Drop per-request access logs and the CloudFormation "not supported" notices.
+    """Drop per-request access logs, the CloudFormation "not supported" notices and the
+    Step Functions interpreter's dump of a failed state.
 
-    provision() handles every resource moto's CloudFormation skips, or fails loudly.
+    provision() handles every resource moto's CloudFormation skips, or fails loudly; a failed
+    execution keeps its error and cause (describe_execution), which `invoice run` reports.
     """
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     moto_logger = logging.getLogger("moto")
     if _skip_notice not in moto_logger.filters:
         moto_logger.addFilter(_skip_notice)
