@@ -60,6 +60,12 @@ FEE_COMPONENT = {"recurring": "recurring", "tier": "true_up", "adjustment": "adj
 MICRO = Decimal("0.000001")
 
 
+class MailNotSent(Exception):
+    """The mail service refused a message: it was certainly not sent (it may be tried again).
+
+    Any other failure of a send leaves it unknown whether the message went out."""
+
+
 class Documents(Protocol):
     def get(self, key: str) -> bytes: ...
 
@@ -546,14 +552,20 @@ def deliver(ports: Ports, found: Any) -> str:
         (f"{invoice.number}.{kind}", ports.documents.get(found.documents[kind]), content_type)
         for kind, content_type in (("pdf", "application/pdf"), ("xml", "application/xml"))
     ]
-    message = ports.mail.send(
-        display_name=invoice.brand,
-        to=invoice.buyer.email,
-        reply_to=invoice.seller.email,
-        subject=subject,
-        text=text,
-        attachments=attachments,
-    )
+    try:
+        message = ports.mail.send(
+            display_name=invoice.brand,
+            to=invoice.buyer.email,
+            reply_to=invoice.seller.email,
+            subject=subject,
+            text=text,
+            attachments=attachments,
+        )
+    except MailNotSent:
+        # refused, so not sent: the claim goes, and the task's retry sends it. Any other
+        # failure keeps the claim: it may have gone out, and it must not go twice.
+        ports.billing.release_delivery(invoice.tenant, invoice.number)
+        raise
     ports.billing.set_delivery(invoice.tenant, invoice.number, "sent", message)
     return "sent"
 

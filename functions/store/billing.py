@@ -536,6 +536,17 @@ def claim_delivery(tenant: str, number: str) -> bool:
     )
 
 
+def release_delivery(tenant: str, number: str) -> bool:
+    """Withdraw a `sending` claim whose message was certainly not sent (SES refused it)."""
+    return _update(
+        tenant,
+        number,
+        "REMOVE delivery",
+        {":s": {"S": "sending"}},
+        condition="delivery = :s",
+    )
+
+
 def set_delivery(tenant: str, number: str, delivery: str, detail: str = "") -> None:
     """sent (status issued -> sent), bounced or no_address, with its detail."""
     _update(

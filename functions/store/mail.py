@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from email.utils import formataddr
 
+from botocore.exceptions import ClientError
+
+from functions.invoice.cycle import MailNotSent
 from functions.shared.settings import settings
 from functions.store import client
 
@@ -24,7 +27,8 @@ def send(
     text: str,
     attachments: Sequence[tuple[str, bytes, str]] = (),
 ) -> str:
-    """Send one message; SES's message id."""
+    """Send one message; SES's message id. MailNotSent when SES refused it (an unverified
+    sender, a suppressed address, throttling): then it was certainly not sent."""
     message = {
         "Subject": {"Data": subject, "Charset": "UTF-8"},
         "Body": {"Text": {"Data": text, "Charset": "UTF-8"}},
@@ -47,4 +51,7 @@ def send(
     }
     if reply_to:
         request["ReplyToAddresses"] = [reply_to]
-    return client("sesv2").send_email(**request)["MessageId"]
+    try:
+        return client("sesv2").send_email(**request)["MessageId"]
+    except ClientError as error:
+        raise MailNotSent(f"SES refused the message to {to}: {error}") from error
