@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
-from functions.invoice.cycles import Period, parse_period
+from functions.invoice.cycles import CYCLES, Period, last_closed, parse_period
 from functions.invoice.drafts import (
     Conversion,
     FeeRow,
@@ -82,6 +82,7 @@ class Mail(Protocol):
         subject: str,
         text: str,
         attachments: Sequence[tuple[str, bytes, str]],
+        tags: dict[str, str] | None = None,
     ) -> str: ...
 
 
@@ -560,6 +561,7 @@ def deliver(ports: Ports, found: Any) -> str:
             subject=subject,
             text=text,
             attachments=attachments,
+            tags={"tenant": invoice.tenant, "invoice": invoice.number},
         )
     except MailNotSent:
         # refused, so not sent: the claim goes, and the task's retry sends it. Any other
@@ -660,3 +662,50 @@ def credit(
     # settled like a payment against the invoice it credits (its status follows)
     ports.billing.allocate_credit_note(tenant, issued)
     return issued
+
+
+# --- the daily start and what SES reports back --------------------------------------------
+
+
+def periods_due(cycles: Iterable[str], today: dt.date) -> list[Period]:
+    """The latest closed period of each cycle in use on `today` (in the tenant's zone): what
+    the daily schedule starts a run for. A run that exists already is left alone."""
+    return [last_closed(cycle, today) for cycle in CYCLES if cycle in set(cycles)]
+
+
+@dataclass(frozen=True, slots=True)
+class MailOutcome:
+    """What SES said became of an invoice's message (its event, through EventBridge)."""
+
+    tenant: str
+    number: str
+    delivery: str  # bounced | complained
+    detail: str
+
+
+def mail_outcome(event: Mapping[str, Any]) -> MailOutcome | None:
+    """An SES event (EventBridge, detail-type "Email Bounced" or "Email Complaint Received")
+    for one of our invoices, named by the message's tags; None for anything else (a transient
+    bounce: SES retries it itself)."""
+    detail = event.get("detail") or {}
+    tags = (detail.get("mail") or {}).get("tags") or {}
+    tenant, number = (tags.get("tenant") or [None])[0], (tags.get("invoice") or [None])[0]
+    if not tenant or not number:
+        return None
+    kind = event.get("detail-type")
+    if kind == "Email Bounced":
+        bounce = detail.get("bounce") or {}
+        if bounce.get("bounceType") != "Permanent":
+            return None
+        reasons = [
+            r.get("diagnosticCode") or r.get("status") or ""
+            for r in bounce.get("bouncedRecipients") or []
+        ]
+        text = f"{bounce.get('bounceSubType', 'bounce')}: {'; '.join(filter(None, reasons))}"
+        return MailOutcome(tenant, number, "bounced", text.strip().rstrip(":"))
+    if kind == "Email Complaint Received":
+        complaint = detail.get("complaint") or {}
+        return MailOutcome(
+            tenant, number, "complained", complaint.get("complaintFeedbackType") or "complaint"
+        )
+    return None

@@ -141,9 +141,14 @@ def handle_stripe_webhook(tenant: str, raw_body: bytes, signature: str | None) -
         )
     except ValueError as error:  # a tenant name that cannot be one: no such endpoint
         return 404, {"code": "unknown_tenant", "message": str(error)}
-    logger.info("stripe webhook", extra={"tenant": tenant, "status": response.status,
-                                         **{k: v for k, v in response.body.items()
-                                            if k in ("event", "outcome", "code")}})  # fmt: skip
+    logger.info(
+        "stripe webhook",
+        extra={
+            "tenant": tenant,
+            "status": response.status,
+            **{k: v for k, v in response.body.items() if k in ("event", "outcome", "code")},
+        },
+    )
     return response.status, response.body
 
 
@@ -156,12 +161,26 @@ def handle_daily_dunning(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     day = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).date()
     actor = accounts.caller(by="system:dunning")
-    summary: dict[str, Any] = {"day": day.isoformat(), "tenants": 0, "sent": 0, "suspended": 0,
-                               "resumed": 0, "failed": []}  # fmt: skip
+    summary: dict[str, Any] = {
+        "day": day.isoformat(),
+        "tenants": 0,
+        "sent": 0,
+        "suspended": 0,
+        "resumed": 0,
+        "failed": [],
+    }
     for tenant in accounts.list_tenants():
         try:
-            run = run_dunning(tenant.tenant, day, accounts=accounts, ledger=ledger,
-                              billing=billing, mail=mail, events=events, actor=actor)  # fmt: skip
+            run = run_dunning(
+                tenant.tenant,
+                day,
+                accounts=accounts,
+                ledger=ledger,
+                billing=billing,
+                mail=mail,
+                events=events,
+                actor=actor,
+            )
         except Exception:
             logger.exception("dunning failed", extra={"tenant": tenant.tenant})
             summary["failed"].append(tenant.tenant)
@@ -174,3 +193,61 @@ def handle_daily_dunning(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if summary["failed"]:
         raise RuntimeError(f"dunning failed for {', '.join(summary['failed'])}")
     return summary
+
+
+def handle_invoice_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Daily: start each tenant's invoice cycles whose period has just closed.
+
+    Only tenants whose own billing profile names them (the seller's legal name) invoice
+    automatically; the others run `tollgate invoice run` themselves. A run that exists is left
+    as it is (its name is the tenant and period), so the days after change nothing.
+    """
+    from zoneinfo import ZoneInfo
+
+    from functions.invoice.profiles import BillingProfile
+    from functions.store import states
+
+    started, failures = [], []
+    for tenant in accounts.list_tenants():
+        profiles = billing.list_profiles(tenant.tenant)
+        if not (profiles.get(None) or BillingProfile(tenant.tenant, None)).legal_name:
+            continue
+        today = _now().astimezone(ZoneInfo(tenant.timezone)).date()
+        cycles = {p.cycle for a, p in profiles.items() if a is not None} | {"monthly"}
+        for period in cycle.periods_due(cycles, today):
+            if any(c["status"] != "FAILED" for c in _runs_of(states, tenant.tenant, period.name)):
+                continue
+            try:
+                states.start_invoice_cycle(tenant.tenant, period.name, issue_date=today)
+                started.append(f"{tenant.tenant}:{period}")
+            except Exception as error:  # one tenant's failure must not stop the others
+                logger.exception("invoice cycle not started", extra={"tenant": tenant.tenant})
+                failures.append(f"{tenant.tenant}:{period}: {error}")
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return {"started": started}
+
+
+def _runs_of(states: Any, tenant: str, period: str) -> list[dict[str, Any]]:
+    runs = []
+    for found in states.list_cycles(tenant):
+        described = states.describe_cycle(found["arn"])
+        given = described["input"] or {}
+        if given.get("period") == period and given.get("account") is None:
+            runs.append(described)
+    return runs
+
+
+def handle_mail_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SES's bounce and complaint events (EventBridge): recorded on the invoice, for finance
+    to follow up (portal, Peppol, a corrected address); a hard-bounced address is never
+    mailed again by SES's suppression list."""
+    outcome = cycle.mail_outcome(event)
+    if outcome is None:
+        return {"recorded": False}
+    billing.set_delivery(outcome.tenant, outcome.number, outcome.delivery, outcome.detail)
+    logger.warning(
+        "invoice mail " + outcome.delivery,
+        extra={"tenant": outcome.tenant, "invoice": outcome.number, "detail": outcome.detail},
+    )
+    return {"recorded": True, "invoice": outcome.number, "delivery": outcome.delivery}

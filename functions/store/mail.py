@@ -8,6 +8,7 @@ a message before sending it (functions/store/billing.claim_delivery).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from email.utils import formataddr
 
@@ -26,6 +27,7 @@ def send(
     subject: str,
     text: str,
     attachments: Sequence[tuple[str, bytes, str]] = (),
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Send one message; SES's message id. MailNotSent when SES refused it (an unverified
     sender, a suppressed address, throttling): then it was certainly not sent."""
@@ -51,6 +53,12 @@ def send(
     }
     if reply_to:
         request["ReplyToAddresses"] = [reply_to]
+    if tags:
+        # SES puts them on its bounce and complaint events: how a bounce finds its invoice
+        request["EmailTags"] = [{"Name": k, "Value": v} for k, v in sorted(tags.items())]
+    configuration_set = os.environ.get("TOLLGATE_MAIL_CONFIGURATION_SET")
+    if configuration_set:  # its event destination sends bounces to the bus (docs/deploy.md)
+        request["ConfigurationSetName"] = configuration_set
     try:
         return client("sesv2").send_email(**request)["MessageId"]
     except ClientError as error:

@@ -63,8 +63,21 @@ def tenant(stack, tmp_path) -> str:
     for index, account in enumerate(ACCOUNTS):
         assert run("account", "create", name, account, "--kind", "customer") == 0
         assert run("deck", "upload", name, account, str(deck), "--effective", "2026-01-01") == 0
-        assert run("billing", "set", name, account, "--email", f"{account.lower()}@x.example",
-                   "--tax", "standard:19", "--tax-from", "2026-01-01") == 0  # fmt: skip
+        assert (
+            run(
+                "billing",
+                "set",
+                name,
+                account,
+                "--email",
+                f"{account.lower()}@x.example",
+                "--tax",
+                "standard:19",
+                "--tax-from",
+                "2026-01-01",
+            )
+            == 0
+        )
         start = BOOKED + dt.timedelta(minutes=index)
         end = start + dt.timedelta(minutes=10 * (index + 1))
         stamp = "%Y-%m-%dT%H:%M:%SZ"
@@ -81,8 +94,9 @@ def tenant(stack, tmp_path) -> str:
 
 
 def invoice_run(tenant: str) -> int:
-    return run("invoice", "run", tenant, "--period", "2026-03", "--issue-date", "2026-04-01",
-               "--wait")  # fmt: skip
+    return run(
+        "invoice", "run", tenant, "--period", "2026-03", "--issue-date", "2026-04-01", "--wait"
+    )
 
 
 def fail_once(monkeypatch, module, name: str, after: int = 0, error: type = RuntimeError):
@@ -203,3 +217,48 @@ def test_a_crash_while_rendering_writes_each_document_once(tenant, monkeypatch):
     assert invoice_run(tenant) == 1
     assert invoice_run(tenant) == 0
     assert_once(tenant, before)
+
+
+def test_the_daily_schedule_starts_a_closed_period_once(tenant):
+    first = handler.handle_invoice_schedule({}, None)
+    assert f"{tenant}:2026-03" in first["started"]
+    [run_] = states.list_cycles(tenant)
+    assert states.wait_cycle(run_["arn"], 60)["status"] == "SUCCEEDED"
+    assert len(issued(tenant)) == 3
+    again = handler.handle_invoice_schedule({}, None)
+    assert not any(name.startswith(f"{tenant}:") for name in again["started"])
+    assert len(states.list_cycles(tenant)) == 1
+
+
+def ses_event(kind: str, tenant: str, number: str, **detail) -> dict:
+    """An SES event as EventBridge delivers it (docs.aws.amazon.com/ses: event publishing)."""
+    mail = {"messageId": "m-1", "tags": {"tenant": [tenant], "invoice": [number]}}
+    return {"source": "aws.ses", "detail-type": kind, "detail": {"mail": mail, **detail}}
+
+
+def test_a_hard_bounce_is_recorded_on_the_invoice(tenant):
+    assert invoice_run(tenant) == 0
+    number = issued(tenant)["ALPHA"].invoice.number
+    soft = {"bounce": {"bounceType": "Transient", "bounceSubType": "MailboxFull"}}
+    assert handler.handle_mail_event(ses_event("Email Bounced", tenant, number, **soft), None) == {
+        "recorded": False
+    }
+    assert issued(tenant)["ALPHA"].delivery == "sent"
+    hard = {
+        "bounce": {
+            "bounceType": "Permanent",
+            "bounceSubType": "General",
+            "bouncedRecipients": [
+                {
+                    "emailAddress": "alpha@x.example",
+                    "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                }
+            ],
+        }
+    }
+    handler.handle_mail_event(ses_event("Email Bounced", tenant, number, **hard), None)
+    found = issued(tenant)["ALPHA"]
+    assert (found.delivery, found.detail) == ("bounced", "General: smtp; 550 5.1.1 user unknown")
+    assert found.invoice.status == "sent"  # the invoice stands; only its delivery failed
+    untagged = {"source": "aws.ses", "detail-type": "Email Bounced", "detail": {"mail": {}}}
+    assert handler.handle_mail_event(untagged, None) == {"recorded": False}
