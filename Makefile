@@ -38,7 +38,8 @@ PACKAGE_VENV := .venv-package
 PACKAGE_BIN := $(PACKAGE_VENV)/bin
 PACKAGE_STAMP := $(PACKAGE_VENV)/.installed
 PACKAGE_DIR := build/package
-LAYER_ZIP := build/layers/arrow.zip
+# build/layers/arrow.zip (every function) and documents.zip (the PDF renderers only)
+LAYER_ZIPS := build/layers/arrow.zip build/layers/documents.zip
 MERGE_TEMPLATE := build/merge.json
 # Deep-merged in this order into the one merge template Chalice takes (later files refine).
 MERGE_SOURCES := infra/template.yaml infra/glue.yaml infra/package.yaml
@@ -57,10 +58,10 @@ $(PACKAGE_STAMP):
 	$(PACKAGE_BIN)/python -m pip install --quiet --disable-pip-version-check "chalice>=1.34,<2" "cfn-lint>=1"
 	touch $@
 
-layers: $(LAYER_ZIP)
+layers: $(LAYER_ZIPS)
 
-$(LAYER_ZIP): layers/build.sh | $(PACKAGE_STAMP)
-	LAYERS_OUT=$(@D) layers/build.sh $(PACKAGE_BIN)/python
+build/layers/%.zip: layers/build.sh | $(PACKAGE_STAMP)
+	LAYERS_OUT=$(@D) layers/build.sh $(PACKAGE_BIN)/python $*
 
 $(MERGE_TEMPLATE): $(MERGE_SOURCES) | $(PACKAGE_STAMP)
 	@mkdir -p $(@D)
@@ -75,13 +76,13 @@ endef
 export VENDOR_FUNCTIONS
 
 # build/package/: sam.json (the one template; JSON, as CloudFormation rejects YAML aliases), deployment.zip (app.py, functions/ through the
-# vendor/functions link, requirements.txt's packages) and arrow-layer.zip.
-package: $(PACKAGE_STAMP) $(LAYER_ZIP) $(MERGE_TEMPLATE)
+# vendor/functions link, requirements.txt's packages), arrow-layer.zip and documents-layer.zip.
+package: $(PACKAGE_STAMP) $(LAYER_ZIPS) $(MERGE_TEMPLATE)
 	rm -rf vendor/functions $(PACKAGE_DIR)
 	$(PACKAGE_BIN)/python -c "$$VENDOR_FUNCTIONS"
 	AWS_DEFAULT_REGION=$(REGION) $(PACKAGE_BIN)/chalice package --stage dev \
 		--pkg-format cloudformation --merge-template $(MERGE_TEMPLATE) $(PACKAGE_DIR)
-	cp $(LAYER_ZIP) $(PACKAGE_DIR)/arrow-layer.zip
+	$(foreach zip,$(LAYER_ZIPS),cp $(zip) $(PACKAGE_DIR)/$(basename $(notdir $(zip)))-layer.zip;)
 	$(PACKAGE_BIN)/cfn-lint $(PACKAGE_DIR)/sam.json
 	$(PACKAGE_BIN)/python -c "$$CHECK_PACKAGE" $(PACKAGE_DIR)
 	$(PACKAGE_BIN)/python bench/cold_start.py --packaged $(PACKAGE_DIR) --runs 5 --check
@@ -148,6 +149,7 @@ import zipfile
 from pathlib import Path
 
 LIMIT = 262_144_000  # Lambda: function + all its layers, unzipped (250 MiB)
+RENDERING = {"InvoiceRender", "InvoiceSend"}  # the PDF: reportlab, in the documents layer
 out = Path(sys.argv[1])
 template = json.loads((out / "sam.json").read_text())
 functions = {
@@ -155,10 +157,17 @@ functions = {
     for name, r in template["Resources"].items()
     if r["Type"] == "AWS::Serverless::Function"
 }
-assert set(functions) >= {"HandleCdrDrops", "HandleNormalizedFiles"}, sorted(functions)
+assert set(functions) >= {"HandleCdrDrops", "HandleNormalizedFiles", *RENDERING}, sorted(functions)
+layer_zips = {
+    name: out / r["Properties"]["ContentUri"]
+    for name, r in template["Resources"].items()
+    if r["Type"] == "AWS::Serverless::LayerVersion"
+}
+assert set(layer_zips) == {"ArrowLayer", "DocumentsLayer"}, sorted(layer_zips)
 for name, props in functions.items():
     assert props["Runtime"] == "python3.12", (name, props["Runtime"])
-    assert props["Layers"] == [{"Ref": "ArrowLayer"}], (name, props["Layers"])
+    wanted = ["ArrowLayer", "DocumentsLayer"] if name in RENDERING else ["ArrowLayer"]
+    assert props["Layers"] == [{"Ref": layer} for layer in wanted], (name, props["Layers"])
     for event in props.get("Events", {}).values():
         if event["Type"] == "SQS":
             assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
@@ -172,17 +181,29 @@ def unzipped(path):
 
 
 code, names = unzipped(out / "deployment.zip")
-layer, layer_names = unzipped(out / "arrow-layer.zip")
+layers = {name: unzipped(path) for name, path in layer_zips.items()}
 tops = {n.split("/", 1)[0] for n in names}
 for needed in ("app.py", "functions/ingest/handler.py", "functions/rate/handler.py"):
     assert needed in names, f"deployment.zip lacks {needed}"
-assert not tops & {"pandas", "awswrangler", "pyarrow", "numpy"}, sorted(tops)
+assert not tops & {"pandas", "awswrangler", "pyarrow", "numpy", "reportlab", "PIL"}, sorted(tops)
 assert not [n for n in names if ".cpython-" in n and "-312-" not in n], "built for another Python"
 assert not [n for n in names if "__pycache__" in n], "bytecode in deployment.zip"
-assert "python/pyarrow/__init__.py" in layer_names and "python/numpy/__init__.py" in layer_names
+for layer, needed in (
+    ("ArrowLayer", ("python/pyarrow/__init__.py", "python/numpy/__init__.py")),
+    ("DocumentsLayer", ("python/reportlab/__init__.py", "python/PIL/__init__.py")),
+):
+    missing = set(needed) - set(layers[layer][1])
+    assert not missing, f"{layer} lacks {sorted(missing)}"
 print(f"deployment.zip  {(out / 'deployment.zip').stat().st_size / 1e6:7.1f} MB zipped {code / 1e6:7.1f} MB unzipped")
-print(f"arrow-layer.zip {(out / 'arrow-layer.zip').stat().st_size / 1e6:7.1f} MB zipped {layer / 1e6:7.1f} MB unzipped")
-print(f"function + layer: {(code + layer) / 1e6:.1f} MB unzipped of Lambda's {LIMIT / 1e6:.1f} MB")
-assert code + layer < LIMIT, "over Lambda's 250 MB unzipped limit"
+for name, path in layer_zips.items():
+    print(f"{path.name:<22} {path.stat().st_size / 1e6:7.1f} MB zipped {layers[name][0] / 1e6:7.1f} MB unzipped")
+for name, props in sorted(functions.items()):
+    total = code + sum(layers[layer["Ref"]][0] for layer in props["Layers"])
+    assert total < LIMIT, f"{name}: {total / 1e6:.1f} MB, over Lambda's 250 MB unzipped limit"
+largest = max(
+    functions, key=lambda n: sum(layers[layer["Ref"]][0] for layer in functions[n]["Layers"])
+)
+total = code + sum(layers[layer["Ref"]][0] for layer in functions[largest]["Layers"])
+print(f"largest function + layers ({largest}): {total / 1e6:.1f} MB unzipped of Lambda's {LIMIT / 1e6:.1f} MB")
 endef
 export CHECK_PACKAGE

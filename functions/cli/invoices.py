@@ -6,7 +6,7 @@
     tollgate invoice run TENANT --period 2026-03 [--account A] [--wait]
     tollgate invoice list TENANT [--account A] [--period P] [--json]
     tollgate invoice show TENANT NUMBER --json
-    tollgate invoice download TENANT NUMBER --format pdf|xml|csv|cdrs --out FILE
+    tollgate invoice download TENANT NUMBER --format pdf|xml|csv|cdrs --out FILE [--json]
     tollgate invoice credit TENANT NUMBER [--amount A] --reason TEXT
 
 Without ACCOUNT, `billing` sets the tenant's own profile: the carrier as the seller of its
@@ -118,7 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download.add_argument("number")
     download.add_argument("--format", required=True, choices=tuple(FORMATS))
     download.add_argument("--out", required=True, type=Path)
-    download.set_defaults(run=run_invoice_download, json=False)
+    json_flag(download)
+    download.set_defaults(run=run_invoice_download)
 
     credit = acts.add_parser("credit", help="issue a credit note against an invoice")
     credit.add_argument("tenant")
@@ -412,7 +413,15 @@ def run_invoice_download(args: argparse.Namespace) -> int:
     if key is None:
         raise CliError(f"invoice {args.number} has no {args.format} document (yet)")
     args.out.write_bytes(documents.get(key))
-    print(f"{args.out} ({args.out.stat().st_size} bytes)")
+    size = args.out.stat().st_size
+    data = {
+        "number": args.number,
+        "format": args.format,
+        "key": key,
+        "out": str(args.out),
+        "bytes": size,
+    }
+    emit(args, data, f"{args.out} ({size} bytes)")
     return 0
 
 

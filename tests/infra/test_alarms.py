@@ -200,6 +200,16 @@ def test_the_stacks_alarms_watch_dead_letters_quarantine_share_and_rating_lag():
             above,
             0,
         ),
+        # the daily dunning run raised: some tenant's reminders or suspensions wait
+        "DunningFailedAlarm": (
+            "AWS/Lambda",
+            "Errors",
+            {"FunctionName": {"Ref": "RunDunning"}},
+            "Sum",
+            300,
+            above,
+            0,
+        ),
     }
 
 

@@ -28,6 +28,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from functions.shared import policies
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 MAKEFILE = (PROJECT_DIR / "Makefile").read_text()
 BIN = Path(sys.executable).parent
@@ -38,7 +40,18 @@ FUNCTIONS = {
     "HandleNormalizedFiles": "handle_normalized_files",
     "CloseBillingMonth": "close_billing_month",
     **{f"Invoice{step.capitalize()}": f"invoice_{step}" for step in INVOICE_STEPS},
+    "RunDunning": "run_dunning",
+    "APIHandler": "api_handler",  # app.py's routes (Chalice's one function for them all)
 }
+# Chalice names each role after its function, but the API handler's ApiHandlerRole.
+ROLES = {name: f"{name}Role" for name in FUNCTIONS} | {"APIHandler": "ApiHandlerRole"}
+# Every function has the Arrow layer; only those that render a PDF the documents layer.
+RENDERING = {"InvoiceRender", "InvoiceSend"}
+LAYERS = {
+    name: ["ArrowLayer", "DocumentsLayer"] if name in RENDERING else ["ArrowLayer"]
+    for name in FUNCTIONS
+}
+LAYER_ZIPS = {"ArrowLayer": "arrow-layer.zip", "DocumentsLayer": "documents-layer.zip"}
 DEPLOY_ONLY_TYPES = {
     "AWS::Serverless::Function",
     "AWS::Serverless::LayerVersion",
@@ -52,6 +65,10 @@ DEPLOY_ONLY_TYPES = {
     "AWS::CloudWatch::Dashboard",
     # Made by the local stack from infra/invoice_cycle.asl.json (functions/local/states.py).
     "AWS::StepFunctions::StateMachine",
+    # The REST API (Stripe's webhook) and API Gateway's right to invoke its function: the
+    # local stack serves no HTTP; tests call the route through Chalice's test client.
+    "AWS::Serverless::Api",
+    "AWS::Lambda::Permission",
 }
 
 
@@ -241,17 +258,66 @@ def test_the_local_stack_provisions_every_template_resource(aws_environment):
 # --- functions -----------------------------------------------------------------------------
 
 
-def test_functions_run_python312_with_the_arrow_layer(packaged):
+def test_functions_run_python312_with_their_layers(packaged):
     template = packaged["template"]
     functions = _resources(template, "AWS::Serverless::Function")
     assert set(functions) == set(FUNCTIONS)
-    for props in (f["Properties"] for f in functions.values()):
+    for name, props in ((n, f["Properties"]) for n, f in functions.items()):
         assert props["Runtime"] == "python3.12"
-        assert props["Layers"] == [{"Ref": "ArrowLayer"}]
+        assert props["Layers"] == [{"Ref": layer} for layer in LAYERS[name]], name
         assert props["Architectures"] == ["x86_64"]
-    (layer,) = _resources(template, "AWS::Serverless::LayerVersion").values()
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Properties"]["ContentUri"] == "./arrow-layer.zip"
+    layers = _resources(template, "AWS::Serverless::LayerVersion")
+    assert {n: layer["Properties"]["ContentUri"] for n, layer in layers.items()} == {
+        n: f"./{z}" for n, z in LAYER_ZIPS.items()
+    }
+    for layer in layers.values():
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+
+
+def test_only_the_functions_that_render_a_pdf_carry_reportlab():
+    """The handler of a function without the documents layer must never import reportlab:
+    app.py's tasks import functions.invoice.pdf only to render (cycle.documents_of)."""
+    script = (
+        "import sys, app, functions.invoice.handler, functions.invoice.receipts, "
+        "functions.invoice.dunning_job; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('reportlab', 'PIL')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
+    cycle = (PROJECT_DIR / "functions" / "invoice" / "cycle.py").read_text()
+    # the one import of the PDF module, inside documents_of (render, send, credit)
+    assert re.findall(r"^( *)from functions\.invoice\.pdf import", cycle, re.M) == ["    "]
+
+
+def test_every_function_gets_its_configured_memory_and_timeout(packaged):
+    config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
+    per_function = config["stages"]["dev"]["lambda_functions"]
+    for name, function in _resources(packaged["template"], "AWS::Serverless::Function").items():
+        props = function["Properties"]
+        wanted = {
+            key: per_function.get(FUNCTIONS[name], {}).get(key, config[key])
+            for key in ("lambda_memory_size", "lambda_timeout")
+        }
+        assert (props["MemorySize"], props["Timeout"]) == (
+            wanted["lambda_memory_size"],
+            wanted["lambda_timeout"],
+        ), name
+    # API Gateway gives up on an integration after 29 s: a longer Lambda would go on
+    # (recording a payment) after Stripe was told 504 and retries.
+    assert per_function["api_handler"]["lambda_timeout"] <= 29
+    # a chunk of CHUNK_ACCOUNTS invoices to render or send, and the whole period to aggregate
+    for task in ("invoice_render", "invoice_send"):
+        assert per_function[task]["lambda_memory_size"] >= 1024
+        assert per_function[task]["lambda_timeout"] >= 300
+    assert per_function["invoice_aggregate"]["lambda_timeout"] == 900
 
 
 def test_sqs_mappings_report_partial_batch_failures_within_reserved_concurrency(packaged):
@@ -277,6 +343,26 @@ def test_the_schedule_posts_recurring_fees_at_0200_utc_on_the_1st(packaged):
     (event,) = function["Events"].values()
     assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(0 2 1 * ? *)")
     assert function["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-month-end"}
+
+
+def test_dunning_runs_daily_at_0600_utc(packaged):
+    function = packaged["template"]["Resources"]["RunDunning"]["Properties"]
+    (event,) = function["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(0 6 * * ? *)")
+
+
+def test_the_stripe_webhook_is_the_api_handlers_only_route(packaged):
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    assert {p: sorted(methods) for p, methods in paths.items()} == {
+        "/v1/webhooks/stripe/{tenant}": ["post"]
+    }
+    integration = paths["/v1/webhooks/stripe/{tenant}"]["post"]["x-amazon-apigateway-integration"]
+    assert "${APIHandler.Arn}" in integration["uri"]["Fn::Sub"]
+    # the log group is the function's (Chalice writes a name no resource has: ApiHandler)
+    log_group = template["Resources"]["ApiHandlerLogGroup"]["Properties"]["LogGroupName"]
+    assert log_group == {"Fn::Sub": "/aws/lambda/${APIHandler}"}
 
 
 def test_functions_find_the_stacks_resources_not_the_packaging_machines(packaged):
@@ -352,44 +438,109 @@ MONTH_END_GRANTS = {
 
 
 DOCUMENTS = "${DocumentsBucket.Arn}"
-# A first honest set for the invoice cycle's tasks, to be narrowed with their bodies.
-INVOICE_GRANTS = {
-    "aggregate": {
-        ("logs:CreateLogStream", "log"),
-        ("logs:PutLogEvents", "log"),
-        ("s3:GetObject", f"{LAKE}/rated/*"),
-        ("s3:GetObject", f"{LAKE}/charges/*"),
-        ("s3:ListBucket", "LakeBucket.Arn"),
-        *(
-            (f"dynamodb:{action}", f"{table}.Arn")
-            for action in ("GetItem", "Query")
-            for table in ("AccountsTable", "LedgerTable", "BillingTable")
-        ),
-        ("s3:PutObject", f"{DOCUMENTS}/runs/*"),
-    }
-}
-for _step in INVOICE_STEPS[1:]:
-    INVOICE_GRANTS[_step] = {
-        ("logs:CreateLogStream", "log"),
-        ("logs:PutLogEvents", "log"),
-        *(
-            (f"dynamodb:{action}", "BillingTable.Arn")
-            for action in ("GetItem", "Query", "PutItem", "UpdateItem")
-        ),
-        *(
-            (f"s3:{action}", f"{DOCUMENTS}/{area}/*")
-            for action in ("GetObject", "PutObject")
-            for area in ("runs", "invoices")
-        ),
-        ("s3:ListBucket", "DocumentsBucket.Arn"),
-    }
-_IDENTITY = (
-    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${MailFromIdentity}"
+LOGS = {("logs:CreateLogStream", "log"), ("logs:PutLogEvents", "log")}
+# Athena runs as the tenant's query role (functions/store/athena.py): the lake's objects are
+# the role's to read, never the function's.
+QUERY_ROLES = "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/tollgate/query/tollgate-query-*"
+SEND_MAIL = (
+    "ses:SendEmail",  # SES v2 SendEmail (functions/store/mail.py)
+    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${MailFromIdentity}",
 )
-INVOICE_GRANTS["send"] |= {("ses:SendEmail", _IDENTITY), ("ses:SendRawEmail", _IDENTITY)}
-INVOICE_GRANTS["post"] |= {
-    (f"dynamodb:{action}", "LedgerTable.Arn") for action in ("GetItem", "PutItem", "UpdateItem")
+
+
+def _dynamodb(table: str, *actions: str) -> set[tuple[str, str]]:
+    return {(f"dynamodb:{action}", f"{table}.Arn") for action in actions}
+
+
+# What each step of functions/invoice/cycle.py calls. documents.put asks HeadObject first
+# (s3:GetObject) and takes its 404 as "not there yet", which needs ListBucket; so does the
+# aggregate step's first look for its manifest. A TransactWriteItems is authorised as its
+# items' PutItem / UpdateItem.
+INVOICE_GRANTS = {
+    "aggregate": LOGS
+    | _dynamodb("AccountsTable", "GetItem", "Query")  # the tenant, its accounts
+    | _dynamodb("LedgerTable", "Query")  # list_entries
+    | _dynamodb("BillingTable", "GetItem", "Query")  # profiles, the previous invoice
+    | {
+        ("s3:GetObject", f"{DOCUMENTS}/runs/*"),  # the manifest of a run before
+        ("s3:PutObject", f"{DOCUMENTS}/runs/*"),
+        ("s3:ListBucket", "DocumentsBucket.Arn"),
+        ("sts:AssumeRole", QUERY_ROLES),
+    },
+    # profiles, FX rates, the previous invoice; save_draft (a conditional put)
+    "draft": LOGS
+    | _dynamodb("BillingTable", "GetItem", "Query", "PutItem")
+    | {("s3:GetObject", f"{DOCUMENTS}/runs/*")},
+    # list_drafts; number_draft's transaction (counter and draft Update, invoice Puts)
+    "number": LOGS | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem"),
+    "render": LOGS
+    | _dynamodb("BillingTable", "GetItem", "UpdateItem")  # the invoice; set_documents
+    | {
+        ("s3:GetObject", f"{DOCUMENTS}/runs/*"),
+        ("s3:GetObject", f"{DOCUMENTS}/invoices/*"),
+        ("s3:PutObject", f"{DOCUMENTS}/invoices/*"),
+        ("s3:ListBucket", "DocumentsBucket.Arn"),
+        ("sts:AssumeRole", QUERY_ROLES),  # the CDR annex
+    },
+    # the invoice; claim_delivery, set_delivery, set_status
+    "send": LOGS
+    | _dynamodb("BillingTable", "GetItem", "UpdateItem")
+    | {("s3:GetObject", f"{DOCUMENTS}/runs/*"), SEND_MAIL},
+    # the run's drafts, each invoice, mark_posted / set_status; record_invoice_posting
+    "post": LOGS
+    | _dynamodb("BillingTable", "GetItem", "Query", "UpdateItem")
+    | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem"),
 }
+DUNNING_GRANTS = (
+    LOGS
+    # list_tenants (a scan), list_accounts, get_account; set_account_status is one
+    # transaction: the account's Update and its audit entry's Put
+    | _dynamodb("AccountsTable", "Scan", "Query", "GetItem", "UpdateItem", "PutItem")
+    | _dynamodb("LedgerTable", "GetItem")  # get_balance
+    # dues, allocations, steps, policies, profiles; claim_dunning_step; set_credit_level
+    | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
+    | {SEND_MAIL, ("events:PutEvents", "EventBus.Arn")}
+)
+API_GRANTS = (
+    LOGS
+    | {
+        (
+            "secretsmanager:GetSecretValue",
+            "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+            "tollgate/*/stripe-webhook-secret*",
+        )
+    }
+    | _dynamodb("AccountsTable", "GetItem")  # the account, the tenant's time zone
+    | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
+    # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
+    | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
+)
+
+
+def test_the_query_role_grant_names_the_roles_iam_makes():
+    from functions.shared.policies import Account
+
+    where = Account("aws", "us-east-1", "123456789012")
+    made = where.role_arn(policies.QUERY_ROLE_PATH, policies.query_role_name("acme"))
+    granted = (
+        QUERY_ROLES.replace("${AWS::Partition}", "aws")
+        .replace("${AWS::AccountId}", "123456789012")
+        .removesuffix("*")
+    )
+    assert made.startswith(granted)
+    other = where.role_arn(policies.DROP_ROLE_PATH, policies.drop_role_name("acme", "sw1"))
+    assert not other.startswith(granted)
+
+
+def test_the_secret_grant_names_the_secrets_the_webhook_reads():
+    from functions.store.secrets import stripe_webhook_secret_name
+
+    (resource,) = {r for a, r in API_GRANTS if a == "secretsmanager:GetSecretValue"}
+    pattern = resource.split(":secret:", 1)[1]
+    regex = re.escape(pattern).replace(r"\*", "[^:]*")
+    assert re.fullmatch(regex, stripe_webhook_secret_name("acme"))
+    assert re.fullmatch(regex, stripe_webhook_secret_name("acme") + "-AbC123")  # its ARN
+    assert not re.fullmatch(regex, "tollgate/acme/other-secret-AbC123")
 
 
 @pytest.mark.parametrize(
@@ -402,11 +553,13 @@ INVOICE_GRANTS["post"] |= {
             (f"Invoice{step.capitalize()}", f"invoice-{step}", INVOICE_GRANTS[step])
             for step in INVOICE_STEPS
         ),
+        ("RunDunning", "dunning", DUNNING_GRANTS),
+        ("APIHandler", "api", API_GRANTS),
     ],
 )
 def test_each_function_role_touches_only_its_own_resources(packaged, function, suffix, expected):
     template = packaged["template"]
-    role = f"{function}Role"
+    role = ROLES[function]
     assert template["Resources"][function]["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
     assert template["Resources"][function]["Properties"]["FunctionName"] == {
         "Fn::Sub": f"${{AWS::StackName}}-{suffix}"
@@ -427,7 +580,7 @@ def test_each_function_role_touches_only_its_own_resources(packaged, function, s
 
 def test_roles_are_one_per_function_and_the_state_machines(packaged):
     roles = _resources(packaged["template"], "AWS::IAM::Role")
-    assert set(roles) == {f"{name}Role" for name in FUNCTIONS} | {"InvoiceCycleRole"}
+    assert set(roles) == set(ROLES.values()) | {"InvoiceCycleRole"}
 
 
 # --- the invoice cycle ---------------------------------------------------------------------
@@ -551,42 +704,86 @@ _LAYER_TRIM = re.compile(
 )
 
 
-def estimated_sizes(code_zip: Path) -> tuple[int, int]:
-    """(function, layer) unzipped bytes, estimated offline from this venv's installs of the
-    same packages: the function is our code plus requirements.txt's closure; the layer is
-    pyarrow + numpy less what layers/build.sh removes (its bytecode not counted)."""
-    function = _unzipped(code_zip) + sum(_installed_size(d) for d in _requirement_closure())
-    layer = sum(
-        _installed_size(name, skip=_LAYER_TRIM.match) for name in ("pyarrow", "numpy")
-    ) + sum(
-        p.stat().st_size
-        for p in (Path(metadata.distribution("numpy").locate_file("numpy.libs"))).glob("*")
-    )
-    return function, layer
+# What layers/build.sh puts in the documents layer: reportlab and what it requires.
+DOCUMENTS_DISTRIBUTIONS = ("reportlab", "pillow", "charset-normalizer")
+LAYER_DISTRIBUTIONS = {"pyarrow", "numpy", *DOCUMENTS_DISTRIBUTIONS}
 
 
-def test_each_function_and_its_layer_fit_in_lambdas_250_mb(packaged):
+def estimated_function_size(code_zip: Path) -> int:
+    """A function's unzipped bytes, estimated offline from this venv's installs of the same
+    packages: our code plus requirements.txt's closure (every function has the same zip)."""
+    return _unzipped(code_zip) + sum(_installed_size(d) for d in _requirement_closure())
+
+
+def estimated_layer_sizes() -> dict[str, int]:
+    """Each layer's unzipped bytes, estimated from this venv: pyarrow + numpy less what
+    layers/build.sh removes; reportlab, Pillow and charset-normalizer whole (bytecode not
+    counted). A wheel's RECORD lists its vendored libraries (numpy.libs/, pillow.libs/):
+    counted once, with the rest of it."""
+    arrow = sum(_installed_size(name, skip=_LAYER_TRIM.match) for name in ("pyarrow", "numpy"))
+    documents = sum(_installed_size(name) for name in DOCUMENTS_DISTRIBUTIONS)
+    return {"ArrowLayer": arrow, "DocumentsLayer": documents}
+
+
+def test_layer_packages_are_not_in_the_function_zip(packaged):
+    """What a layer carries is not packaged again from requirements.txt (Chalice pip-installs
+    its closure into deployment.zip, the one zip of every function)."""
+    assert not _requirement_closure() & LAYER_DISTRIBUTIONS
+    with zipfile.ZipFile(packaged["dir"] / "deployment.zip") as archive:
+        tops = {n.split("/")[0] for n in archive.namelist()}
+    assert not tops & {"pyarrow", "numpy", "reportlab", "PIL", "charset_normalizer"}
+
+
+def test_each_function_and_its_layers_fit_in_lambdas_250_mb(packaged):
+    code = estimated_function_size(packaged["dir"] / "deployment.zip")
+    layers = estimated_layer_sizes()
+    estimated = {name: code + sum(layers[layer] for layer in LAYERS[name]) for name in FUNCTIONS}
+    for name, size in estimated.items():
+        assert size < LAMBDA_LIMIT * 0.9, f"{name}: estimate {size / 1e6:.0f} MB, little headroom"
+    # the documents layer counts only where it is attached
+    assert estimated["HandleCdrDrops"] == code + layers["ArrowLayer"]
     built = PROJECT_DIR / "build" / "package"
-    estimated = sum(estimated_sizes(packaged["dir"] / "deployment.zip"))
-    assert estimated < LAMBDA_LIMIT * 0.9, f"estimate {estimated / 1e6:.0f} MB: little headroom"
-    if (built / "deployment.zip").exists() and (built / "arrow-layer.zip").exists():
-        exact = _unzipped(built / "deployment.zip") + _unzipped(built / "arrow-layer.zip")
-        assert exact < LAMBDA_LIMIT
-        # The estimate stays honest: within 15% of what `make package` really built.
-        assert abs(estimated - exact) < 0.15 * exact, (estimated / 1e6, exact / 1e6)
+    zips = {"code": built / "deployment.zip"} | {n: built / z for n, z in LAYER_ZIPS.items()}
+    if all(path.exists() for path in zips.values()):
+        exact = {part: _unzipped(path) for part, path in zips.items()}
+        for name in FUNCTIONS:
+            size = exact["code"] + sum(exact[layer] for layer in LAYERS[name])
+            assert size < LAMBDA_LIMIT, name
+            # The estimate stays honest: within 15% of what `make package` really built.
+            assert abs(estimated[name] - size) < 0.15 * size, (name, estimated[name], size)
+
+
+def _pins() -> dict[str, str]:
+    script = (PROJECT_DIR / "layers" / "build.sh").read_text()
+    return dict(re.findall(r"^([A-Z_]+)_VERSION=(\S+)$", script, re.M))
 
 
 def test_layer_versions_are_within_pyproject_ranges():
     import tomllib
 
-    script = (PROJECT_DIR / "layers" / "build.sh").read_text()
-    pins = dict(re.findall(r"^(PYARROW|NUMPY)_VERSION=(\S+)$", script, re.M))
+    pins = _pins()
     dependencies = tomllib.loads((PROJECT_DIR / "pyproject.toml").read_text())["project"][
         "dependencies"
     ]
     ranges = {Requirement(d).name: Requirement(d).specifier for d in dependencies}
     assert ranges["pyarrow"].contains(pins["PYARROW"])
     assert ranges["numpy"].contains(pins["NUMPY"])
+    assert ranges["reportlab"].contains(pins["REPORTLAB"])
+
+
+def test_the_documents_layer_holds_the_reportlab_the_tests_render_with():
+    """The PDF tests ran with this venv's reportlab (a PDF is byte-identical only within one
+    version); the layer pins what reportlab requires to versions that satisfy it."""
+    pins = _pins()
+    assert pins["REPORTLAB"] == metadata.version("reportlab")
+    needed = {
+        Requirement(text).name.lower(): Requirement(text).specifier
+        for text in metadata.requires("reportlab") or []
+        if Requirement(text).marker is None
+    }
+    assert set(needed) == {"pillow", "charset-normalizer"}
+    assert needed["pillow"].contains(pins["PILLOW"])
+    assert needed["charset-normalizer"].contains(pins["CHARSET_NORMALIZER"])
 
 
 # --- cold start --------------------------------------------------------------------------

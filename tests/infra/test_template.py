@@ -98,7 +98,8 @@ def test_every_queue_consumed_by_a_function_outlasts_it_and_has_a_dead_letter_qu
 
 
 def test_per_function_config_names_only_declared_functions():
-    declared = set(default_app().handler_map)
+    # api_handler: Chalice's name for the one function behind all of app.py's routes
+    declared = set(default_app().handler_map) | {"api_handler"}
     for stage in CHALICE_CONFIG["stages"].values():
         assert set(stage.get("lambda_functions", {})) <= declared
 
