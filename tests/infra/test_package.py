@@ -46,7 +46,7 @@ FUNCTIONS = {
 # Chalice names each role after its function, but the API handler's ApiHandlerRole.
 ROLES = {name: f"{name}Role" for name in FUNCTIONS} | {"APIHandler": "ApiHandlerRole"}
 # Every function has the Arrow layer; only those that render a PDF the documents layer.
-RENDERING = {"InvoiceRender", "InvoiceSend"}
+RENDERING = {"InvoiceRender"}
 LAYERS = {
     name: ["ArrowLayer", "DocumentsLayer"] if name in RENDERING else ["ArrowLayer"]
     for name in FUNCTIONS
@@ -293,7 +293,7 @@ def test_only_the_functions_that_render_a_pdf_carry_reportlab():
     )
     assert result.stdout.strip() == "[]"
     cycle = (PROJECT_DIR / "functions" / "invoice" / "cycle.py").read_text()
-    # the one import of the PDF module, inside documents_of (render, send, credit)
+    # the one import of the PDF module, inside documents_of (render; a credit note's CLI)
     assert re.findall(r"^( *)from functions\.invoice\.pdf import", cycle, re.M) == ["    "]
 
 
@@ -482,10 +482,14 @@ INVOICE_GRANTS = {
         ("s3:ListBucket", "DocumentsBucket.Arn"),
         ("sts:AssumeRole", QUERY_ROLES),  # the CDR annex
     },
-    # the invoice; claim_delivery, set_delivery, set_status
+    # the invoice; claim_delivery, set_delivery, set_status; the stored PDF and XML it attaches
     "send": LOGS
     | _dynamodb("BillingTable", "GetItem", "UpdateItem")
-    | {("s3:GetObject", f"{DOCUMENTS}/runs/*"), SEND_MAIL},
+    | {
+        ("s3:GetObject", f"{DOCUMENTS}/runs/*"),
+        ("s3:GetObject", f"{DOCUMENTS}/invoices/*"),
+        SEND_MAIL,
+    },
     # the run's drafts, each invoice, mark_posted / set_status; record_invoice_posting
     "post": LOGS
     | _dynamodb("BillingTable", "GetItem", "Query", "UpdateItem")
