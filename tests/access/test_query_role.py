@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 
-import boto3
-import pandas as pd
 import pytest
 
 from functions.cli import main
@@ -59,15 +57,16 @@ def operator(provisioned, monkeypatch):
 
 
 class FakeAthena:
-    """awswrangler.athena.read_sql_query as Athena answers it: the partitions the SQL names
-    are read from S3 with the caller's credentials (Athena has none of its own), here under
-    moto's IAM enforcement. A SQL naming 'globex' asks for globex's rows."""
+    """Athena as it answers AthenaSql (its `_run`, the StartQueryExecution ... GetQueryResults
+    round trip): the partitions the SQL names are read from S3 with the caller's credentials
+    (Athena has none of its own), here under moto's IAM enforcement. A SQL naming 'globex'
+    asks for globex's rows."""
 
     def __init__(self) -> None:
         self.callers: list[str] = []
 
-    def __call__(self, sql, database, workgroup, boto3_session=None, **_):
-        session = boto3_session or boto3.session.Session()
+    def __call__(self, engine, session, sql):
+        database = engine.database
         self.callers.append(session.client("sts").get_caller_identity()["Arn"])
         tenant = "globex" if "'globex'" in sql else database.removeprefix("tollgate_t_")
         with iam_enforced():
@@ -76,15 +75,15 @@ class FakeAthena:
                 .get_object(Bucket=settings().lake_bucket, Key=_lake_key("rated", tenant))["Body"]
                 .read()
             )
-        return pd.DataFrame({"row": [body.decode()]})
+        return [{"row": body.decode()}]
 
 
 @pytest.fixture
 def athena(monkeypatch) -> FakeAthena:
-    import awswrangler as wr
+    from functions.store.athena import AthenaSql
 
     fake = FakeAthena()
-    monkeypatch.setattr(wr.athena, "read_sql_query", fake)
+    monkeypatch.setattr(AthenaSql, "_run", lambda engine, session, sql: fake(engine, session, sql))
     return fake
 
 

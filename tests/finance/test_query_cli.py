@@ -244,7 +244,10 @@ def test_athena_engine_runs_in_the_tenants_scope(monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with finance.open_engine(_args(), "alpha", "SELECT 1") as engine:
         request = engine.request("SELECT 1")
-    assert (request["database"], request["workgroup"]) == ("tollgate_t_alpha", "tollgate-t-alpha")
+    assert (request["QueryExecutionContext"]["Database"], request["WorkGroup"]) == (
+        "tollgate_t_alpha",
+        "tollgate-t-alpha",
+    )
 
 
 # --- from the lake bucket (copy_area under in-process moto) ----------------------------

@@ -3,13 +3,13 @@ per-tenant Athena scope of functions/store/athena.py (run as far as this machine
 
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
 import pyarrow as pa
 import pytest
 import yaml
@@ -255,16 +255,68 @@ def test_a_tenants_tables_are_the_base_tables_over_its_own_prefixes():
 
 
 def test_athena_request_runs_the_sql_unchanged_in_the_tenants_scope():
-    import awswrangler as wr
+    from botocore.validate import validate_parameters
 
     sql = "SELECT count(*) FROM cdrs_rated WHERE tenant = 'bravo'"
     request = athena.AthenaSql("alpha").request(sql)
-    inspect.signature(wr.athena.read_sql_query).bind(**request, boto3_session=None)
-    assert request["sql"] == sql
-    assert request["database"] == "tollgate_t_alpha"
-    assert request["workgroup"] == "tollgate-t-alpha"
+    model = boto3.client("athena", region_name="us-east-1").meta.service_model
+    validate_parameters(request, model.operation_model("StartQueryExecution").input_shape)
+    assert request == {
+        "QueryString": sql,
+        "QueryExecutionContext": {"Database": "tollgate_t_alpha"},
+        "WorkGroup": "tollgate-t-alpha",
+    }
     other = athena.AthenaSql("alpha", database="billing", workgroup_prefix="tg").request(sql)
-    assert (other["database"], other["workgroup"]) == ("billing_t_alpha", "tg-t-alpha")
+    assert (other["QueryExecutionContext"]["Database"], other["WorkGroup"]) == (
+        "billing_t_alpha",
+        "tg-t-alpha",
+    )
+
+
+def test_athena_results_come_back_typed_money_as_decimal(aws):
+    """Athena answers text; the column types make it exact values (moto queues the answer)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from moto.athena.models import QueryResults, athena_backends
+
+    columns = [
+        {"Name": n, "Type": t}
+        for n, t in (
+            ("account", "varchar"),
+            ("calls", "bigint"),
+            ("amount", "decimal(18,6)"),
+            ("start_time", "timestamp"),
+            ("asr", "double"),
+        )
+    ]
+
+    def row(*values):
+        return {"Data": [{} if v is None else {"VarCharValue": v} for v in values]}
+
+    boto3.client("athena").create_work_group(Name="tollgate-t-alpha")
+    backend = athena_backends["123456789012"]["us-east-1"]
+    backend.query_results_queue.append(
+        QueryResults(
+            rows=[
+                row("account", "calls", "amount", "start_time", "asr"),
+                row("ACME", "12", "100.000001", "2026-03-31 22:00:00.000", "0.5"),
+                row("BETA", "0", None, None, None),
+            ],
+            column_info=columns,
+        )
+    )
+    rows = athena.AthenaSql("alpha")._run(boto3.session.Session(), "SELECT 1")
+    assert rows == [
+        {
+            "account": "ACME",
+            "calls": 12,
+            "amount": Decimal("100.000001"),
+            "start_time": dt.datetime(2026, 3, 31, 22, 0, tzinfo=dt.UTC),
+            "asr": 0.5,
+        },
+        {"account": "BETA", "calls": 0, "amount": None, "start_time": None, "asr": None},
+    ]
 
 
 def test_provision_tenant_creates_its_database_tables_workgroup_and_role(aws):
