@@ -1,6 +1,6 @@
 """`tollgate query` and `tollgate report`: SQL over one tenant's lake tables.
 
-The engine: Athena on AWS, through awswrangler, as the tenant's query role (assumed with
+The engine: Athena on AWS (functions.store.athena), as the tenant's query role (assumed with
 STS for each query: it reads only the tenant's lake prefixes), with the tenant's database of
 tables and its workgroup (`tollgate access provision TENANT` makes them); DuckDB over a local
 copy of the tenant's Parquet on the local stack (`AWS_ENDPOINT_URL` set), with `--engine
@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -147,12 +146,13 @@ def _query_error(error: Exception) -> CliError | None:
     the store's are errors (exit 1, see functions.cli.cli_error)."""
     import duckdb
 
-    wrangler = sys.modules.get("awswrangler")  # imported only if the query ran on Athena
+    from functions.store.athena import QueryFailed
+
     if isinstance(error, duckdb.ParserException | duckdb.BinderException | duckdb.CatalogException):
         return CliError(f"query failed: {str(error).splitlines()[0]}")
     if isinstance(error, duckdb.Error):
         return OperationError(f"query failed: {str(error).splitlines()[0]}")
-    if wrangler is not None and isinstance(error, wrangler.exceptions.QueryFailed):
+    if isinstance(error, QueryFailed):
         return CliError(f"query failed on Athena: {error}")
     return cli_error(error)
 
