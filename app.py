@@ -82,6 +82,25 @@ def invoice_post(event: dict, context) -> dict:
     return post(event, context)
 
 
+# 03:00 UTC daily: each tenant's invoice cycles whose period has just closed (on its own day).
+@app.schedule(Cron(0, 3, "*", "*", "?", "*"))
+def start_invoice_cycles(event: CloudWatchEvent) -> dict:
+    from functions.invoice.handler import handle_invoice_schedule as handle
+
+    return handle(event.to_dict(), event.context)
+
+
+# SES's bounce and complaint events for the invoices it sent (its configuration set's
+# EventBridge destination, docs/deploy.md): recorded on each invoice.
+@app.on_cw_event(
+    {"source": ["aws.ses"], "detail-type": ["Email Bounced", "Email Complaint Received"]}
+)
+def record_mail_events(event: CloudWatchEvent) -> dict:
+    from functions.invoice.handler import handle_mail_event as handle
+
+    return handle(event.to_dict(), event.context)
+
+
 # 06:00 UTC daily: reminders, final notices, suspensions and credit limits of every tenant.
 @app.schedule(Cron(0, 6, "*", "*", "?", "*"))
 def run_dunning(event: CloudWatchEvent) -> dict:

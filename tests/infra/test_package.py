@@ -40,6 +40,8 @@ FUNCTIONS = {
     "HandleNormalizedFiles": "handle_normalized_files",
     "CloseBillingMonth": "close_billing_month",
     **{f"Invoice{step.capitalize()}": f"invoice_{step}" for step in INVOICE_STEPS},
+    "StartInvoiceCycles": "start_invoice_cycles",
+    "RecordMailEvents": "record_mail_events",
     "RunDunning": "run_dunning",
     "APIHandler": "api_handler",  # app.py's routes (Chalice's one function for them all)
 }
@@ -495,6 +497,22 @@ INVOICE_GRANTS = {
     | _dynamodb("BillingTable", "GetItem", "Query", "UpdateItem")
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem"),
 }
+MACHINE = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+SCHEDULE_GRANTS = (
+    LOGS
+    | _dynamodb("AccountsTable", "Scan")  # list_tenants
+    | _dynamodb("BillingTable", "Query")  # list_profiles
+    | {
+        ("states:StartExecution", MACHINE + "${InvoiceStateMachineName}"),
+        ("states:ListExecutions", MACHINE + "${InvoiceStateMachineName}"),
+        (
+            "states:DescribeExecution",
+            "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:execution:"
+            "${InvoiceStateMachineName}:*",
+        ),
+    }
+)
+MAIL_EVENT_GRANTS = LOGS | _dynamodb("BillingTable", "UpdateItem")  # set_delivery
 DUNNING_GRANTS = (
     LOGS
     # list_tenants (a scan), list_accounts, get_account; set_account_status is one
@@ -557,6 +575,8 @@ def test_the_secret_grant_names_the_secrets_the_webhook_reads():
             (f"Invoice{step.capitalize()}", f"invoice-{step}", INVOICE_GRANTS[step])
             for step in INVOICE_STEPS
         ),
+        ("StartInvoiceCycles", "invoice-schedule", SCHEDULE_GRANTS),
+        ("RecordMailEvents", "mail-events", MAIL_EVENT_GRANTS),
         ("RunDunning", "dunning", DUNNING_GRANTS),
         ("APIHandler", "api", API_GRANTS),
     ],

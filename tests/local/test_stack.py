@@ -387,7 +387,9 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
             "close_billing_month",  # a cron: fired by hand (trigger_schedule), never by time
             "handle_cdr_drops",
             "handle_normalized_files",
+            "record_mail_events",  # an EventBridge pattern: a rule on the bus, polled
             "run_dunning",  # a cron too
+            "start_invoice_cycles",  # and another
         ]
         assert stack.runner.configs["handle_cdr_drops"].timeout_s == 300
         assert stack.runner.configs["handle_cdr_drops"].memory_mb == 2048
