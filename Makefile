@@ -23,9 +23,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
+# `make bench ACCOUNTS=200`: a quick invoice cycle bench (default 10,000 accounts, long).
 bench: $(STAMP)
 	$(BIN)/python bench/rate_bench.py
 	$(BIN)/python bench/pricing_models_bench.py
+	$(BIN)/python bench/invoice_cycle_bench.py $(if $(ACCOUNTS),--accounts $(ACCOUNTS))
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
