@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
@@ -45,6 +46,7 @@ from functions.invoice.statement import INVOICED_KINDS, period_bounds
 from functions.shared.ids import check_name, check_token
 
 BILLED_KINDS = ("customer", "reseller")  # a supplier is paid, not invoiced
+READERS = 16  # concurrent per-account reads of a step (DynamoDB queries, one per account)
 CHUNK_ACCOUNTS = 100  # accounts per chunk: one draft / render / send invocation each
 FILES_PER_QUERY = 500  # file ids per lake query (Athena's query text stays far below 256 KB)
 # A file booked in the period holds calls of days before it (late files): its charges are
@@ -308,7 +310,7 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     ]
     if run.account is not None and not accounts:
         raise ValueError(f"{run.account!r} is not a customer or reseller of {run.tenant!r}")
-    billable = []
+    in_cycle = []
     for account in sorted(accounts, key=lambda a: a.account):
         profile = profiles.get(account.account) or BillingProfile(run.tenant, account.account)
         if profile.cycle != run.period.cycle:
@@ -318,6 +320,10 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
         )
         if cutoff < end:
             raise ValueError(f"period {run.period} has not ended for {account.account} yet")
+        in_cycle.append((account, end))
+
+    def booked(item: tuple[Any, dt.datetime]) -> dict[str, Any] | None:
+        account, end = item
         previous = ports.billing.previous_invoice(run.tenant, account.account, run.period.first_day)
         covered = previous.coverage if previous is not None else {}
         since = dt.datetime.fromisoformat(covered["cutoff"]) - SETTLE if covered else None
@@ -330,29 +336,35 @@ def aggregate(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
             if e.kind in INVOICED_KINDS and entry_key(e) not in invoiced_before
         ]
         if not entries and not covered.get("deferred_files"):
-            continue  # nothing booked, nothing deferred: no invoice (a zero invoice helps no one)
-        billable.append(
-            {
-                "account": account.account,
-                "parent": account.parent,
-                "prepaid": account.prepaid,
-                "currency": account.currency,
-                "end": end.isoformat(),
-                "carried_from": covered.get("end"),
-                # the ledger's sign is the balance's: a charge lowers it; an invoice states
-                # what is owed
-                "posted": -sum(e.amount for e in entries),
-                "carried_micro": covered.get("deferred_micro", 0),
-                "files": sorted({e.posting_id for e in entries if e.kind == "charges"}),
-                "tail": sorted(entry_key(e) for e in entries if e.booked_at >= cutoff - SETTLE),
-                "carried_files": covered.get("deferred_files", []),
-                "fees": [
-                    [FEE_COMPONENT[e.kind], fee_description(e), -e.amount]
-                    for e in entries
-                    if e.kind in FEE_COMPONENT
-                ],
-            }
-        )
+            return (
+                None  # nothing booked, nothing deferred: no invoice (a zero invoice helps no one)
+            )
+        return {
+            "account": account.account,
+            "parent": account.parent,
+            "prepaid": account.prepaid,
+            "currency": account.currency,
+            "end": end.isoformat(),
+            "carried_from": covered.get("end"),
+            # the ledger's sign is the balance's: a charge lowers it; an invoice states
+            # what is owed
+            "posted": -sum(e.amount for e in entries),
+            "carried_micro": covered.get("deferred_micro", 0),
+            "files": sorted({e.posting_id for e in entries if e.kind == "charges"}),
+            "tail": sorted(entry_key(e) for e in entries if e.booked_at >= cutoff - SETTLE),
+            "carried_files": covered.get("deferred_files", []),
+            "fees": [
+                [FEE_COMPONENT[e.kind], fee_description(e), -e.amount]
+                for e in entries
+                if e.kind in FEE_COMPONENT
+            ],
+            "carried_in": str(previous.invoice.carried_out if previous else Decimal(0)),
+        }
+
+    # Two reads per account (its previous invoice, its journal since then): concurrent, as
+    # the accounts are independent; boto3's clients are thread-safe.
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        billable = [found for found in pool.map(booked, in_cycle) if found is not None]
     usage, deferred, deferred_files = _usage(ports, run, billable, cutoff)
     keys = []
     for index, start in enumerate(range(0, len(billable), CHUNK_ACCOUNTS)):
@@ -400,11 +412,18 @@ def seller_profile(
 def draft(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     """Step 2 (per chunk): each account's draft; the e-invoice gaps and what stopped one."""
     run = RunArgs.of(event)
-    profiles = ports.billing.list_profiles(run.tenant)
+    entries = _chunk(ports, event["chunk"])
+    # the chunk's accounts, their resellers (white label) and the tenant: not every profile
+    wanted = {
+        None,
+        *(e["account"] for e in entries),
+        *(e["parent"] for e in entries if e["parent"]),
+    }
+    profiles = ports.billing.get_profiles(run.tenant, wanted)
     saved: dict[str, int] = {}
     gaps: dict[str, list[str]] = {}
     problems: dict[str, str] = {}
-    for entry in _chunk(ports, event["chunk"]):
+    for entry in entries:
         account = entry["account"]
         buyer = profiles.get(account) or BillingProfile(run.tenant, account)
         issuer = entry["parent"] or "carrier"
@@ -435,7 +454,7 @@ def draft(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
             fees=[FeeRow(c, d, a) for c, d, a in entry["fees"]],
             posted_micro=entry["owed"],
             prepaid=entry["prepaid"],
-            carried_in=ports.billing.carried_remainder(run.tenant, account, run.period.first_day),
+            carried_in=Decimal(entry["carried_in"]),
             conversion=conversion,
         )
         status = ports.billing.save_draft(invoice, entry["coverage"])
@@ -457,8 +476,11 @@ def number(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     """Step 3 (one writer): number every draft of the run, in account order."""
     run = RunArgs.of(event)
     numbered = 0
+    counters: dict[str, int] = {}  # each series' last number, as this step gave it
     for found in _drafts_in_scope(ports, run):
-        ports.billing.number_draft(run.tenant, str(run.period), found.invoice.account)
+        ports.billing.number_draft(
+            run.tenant, str(run.period), found.invoice.account, draft=found, counters=counters
+        )
         numbered += 1
     return {"numbered": numbered}
 
@@ -626,10 +648,11 @@ def post(event: Mapping[str, Any], ports: Ports) -> dict[str, Any]:
     """Step 6: every numbered invoice of the run posted to the ledger once."""
     run = RunArgs.of(event)
     posted = already = 0
-    for found in _drafts_in_scope(ports, run):
-        if found.number is None:
-            continue
-        if post_invoice(ports, ports.billing.get_invoice(run.tenant, found.number)):
+    numbers = [found.number for found in _drafts_in_scope(ports, run) if found.number]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:  # the reads concurrent
+        issued = list(pool.map(lambda n: ports.billing.get_invoice(run.tenant, n), numbers))
+    for found in issued:  # the postings one after another
+        if post_invoice(ports, found):
             posted += 1
         else:
             already += 1

@@ -24,7 +24,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -131,6 +131,30 @@ def list_profiles(tenant: str) -> dict[str | None, BillingProfile]:
         sk = item["sk"]["S"]
         account = None if sk == "PROFILE#TENANT" else sk.removeprefix("PROFILE#ACCOUNT#")
         found[account] = _profile(tenant, account, item["profile"]["S"])
+    return found
+
+
+def get_profiles(tenant: str, accounts: Iterable[str | None]) -> dict[str | None, BillingProfile]:
+    """The profiles of `accounts` (None: the tenant's own), read in batches of 100; an empty
+    profile for one never set. What a chunk of the cycle needs, without the tenant's all."""
+    wanted = sorted(set(accounts), key=lambda a: (a is not None, a or ""))
+    found = {a: BillingProfile(tenant=tenant, account=a) for a in wanted}
+    by_sk = {_profile_sk(a): a for a in wanted}
+    keys = [_key(tenant, sk) for sk in by_sk]
+    dynamodb = client("dynamodb")
+    for start in range(0, len(keys), 100):
+        request = {_table(): {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+        for attempt in range(_ATTEMPTS):
+            page = dynamodb.batch_get_item(RequestItems=request)
+            for item in page.get("Responses", {}).get(_table(), []):
+                account = by_sk[item["sk"]["S"]]
+                found[account] = _profile(tenant, account, item["profile"]["S"])
+            request = page.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            _backoff(attempt)
+        else:
+            raise ConflictError("DynamoDB kept keys of a profile batch unprocessed")
     return found
 
 
@@ -314,11 +338,17 @@ def _invoice_items(tenant: str, invoice: Invoice) -> list[dict[str, Any]]:
     ]
 
 
-def _next_sequence(tenant: str, issuer: str, series: str, year: int) -> tuple[int, dict]:
-    """The series' next number and the conditional update that claims it."""
+def _next_sequence(
+    tenant: str, issuer: str, series: str, year: int, known: int | None = None
+) -> tuple[int, dict]:
+    """The series' next number and the conditional update that claims it (`known`: the last
+    number as the caller last saw it, instead of reading it)."""
     sk = _seq_sk(issuer, series, year)
-    item = _get(tenant, sk)
-    last = int(item["last"]["N"]) if item else 0
+    if known is None:
+        item = _get(tenant, sk)
+        last = int(item["last"]["N"]) if item else 0
+    else:
+        item, last = ({} if known else None), known
     update: dict[str, Any] = {
         "TableName": _table(),
         "Key": _key(tenant, sk),
@@ -334,17 +364,31 @@ def _next_sequence(tenant: str, issuer: str, series: str, year: int) -> tuple[in
     return last + 1, {"Update": update}
 
 
-def number_draft(tenant: str, period: str, account: str) -> str:
-    """Give a period's draft its number (or return the one it has): gap-free, once."""
+def number_draft(
+    tenant: str,
+    period: str,
+    account: str,
+    *,
+    draft: Draft | None = None,
+    counters: dict[str, int] | None = None,
+) -> str:
+    """Give a period's draft its number (or return the one it has): gap-free, once.
+
+    `draft`: the draft as just listed (saves reading it again); `counters`: the series'
+    last numbers this caller gave (saves reading them again; a stale one only makes the
+    transaction fail and be retried with the counter read afresh)."""
     for attempt in range(_ATTEMPTS):
-        draft = get_draft(tenant, period, account)
+        if draft is None or attempt:
+            draft = get_draft(tenant, period, account)
         if draft is None:
             raise NotFoundError(f"no draft of {account!r} for {period}")
         if draft.number is not None:
             return draft.number
         invoice = draft.invoice
         year = invoice.issue_date.year
-        sequence, claim = _next_sequence(tenant, invoice.issuer, invoice.series, year)
+        counter = _seq_sk(invoice.issuer, invoice.series, year)
+        known = None if counters is None or attempt else counters.get(counter)
+        sequence, claim = _next_sequence(tenant, invoice.issuer, invoice.series, year, known)
         number = format_number(invoice.series, year, sequence)
         issued = _issued(invoice, number)
         mark = {
@@ -364,6 +408,8 @@ def number_draft(tenant: str, period: str, account: str) -> str:
             client("dynamodb").transact_write_items(
                 TransactItems=[claim, mark, *_invoice_items(tenant, issued)]
             )
+            if counters is not None:
+                counters[counter] = sequence
             return number
         except ClientError as error:
             if error.response["Error"]["Code"] not in (

@@ -472,8 +472,8 @@ def test_tiered_invoice_in_euros_states_the_fx_rate_and_needs_no_tax_currency():
     assert (
         _one(tree, "cbc:Note") == "Charges in USD converted at 0.9213 EUR per USD (ECB, 2026-03-31)"
     )
-    assert _all(tree, "cac:InvoiceLine/cac:Price/cbc:PriceAmount") == ["0.0036852", "0.00414585"]
-    assert _all(tree, "cac:InvoiceLine/cbc:LineExtensionAmount") == ["86.44", "414.59"]
+    assert _all(tree, "cac:InvoiceLine/cac:Price/cbc:PriceAmount") == ["0.00414585", "0.0036852"]
+    assert _all(tree, "cac:InvoiceLine/cbc:LineExtensionAmount") == ["414.59", "86.44"]
     assert _all(tree, "cac:TaxTotal/cbc:TaxAmount") == ["100.21"]  # 501.03 x 20 % = 100.206
     assert _amounts(tree)["TaxInclusiveAmount"] == "601.24 EUR"
 
