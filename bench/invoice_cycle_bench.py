@@ -377,6 +377,124 @@ def set_up(args: argparse.Namespace, stack: Any, work: Path) -> dict[str, float]
     return took
 
 
+FILE_ID = "bench-march-file"
+DAY = "2026-03-15"
+
+
+def direct_charges(
+    args: argparse.Namespace,
+) -> tuple[dict[str, int], Any, Any]:
+    """What rating leaves for one file of `calls` calls per customer: each account's charge
+    (micro-units, for the ledger), and the file's cdrs_rated and cdrs_charges tables, built
+    with the lake's own schemas (functions.invoice.lake_sql). Rates as deck_csv's, 60/60."""
+    import pyarrow as pa
+
+    from functions.invoice.lake_sql import CHARGES_COLUMNS, RATED_COLUMNS, arrow_type
+
+    rows: dict[str, list[Any]] = {name: [] for name in ("line", "call_id", "start_time",
+        "callee", "billsec", "account", "destination", "rate", "billed", "amount")}  # fmt: skip
+    owed: dict[str, int] = {}
+    line = 1
+    for index in range(1, args.accounts + 1):
+        mobile = Decimal("0.0400") + (index % 50) * Decimal("0.0002")
+        for call in range(args.calls):
+            line += 1
+            start = BOOKED.replace(hour=8) + dt.timedelta(seconds=line % 30_000)
+            seconds = 60 + (line * 37) % 1_200
+            billed = -(-seconds // 60) * 60
+            rate = mobile if call % 2 == 0 else Decimal("0.0100")
+            amount = Decimal(billed) / 60 * rate
+            rows["line"].append(line)
+            rows["call_id"].append(f"c{line}")
+            rows["start_time"].append(start)
+            rows["callee"].append(CALLEES[call % 2])
+            rows["billsec"].append(seconds)
+            rows["account"].append(customer(index))
+            rows["destination"].append("Germany Mobile" if call % 2 == 0 else "Germany")
+            rows["rate"].append(rate)
+            rows["billed"].append(billed)
+            rows["amount"].append(amount)
+            owed[customer(index)] = owed.get(customer(index), 0) - int(amount * 10**6)
+    n = len(rows["line"])
+
+    def table(columns: Any, values: dict[str, Any]) -> Any:
+        return pa.table(
+            {c.name: pa.array(values.get(c.name, [None] * n), arrow_type(c.type)) for c in columns}
+        )
+
+    common = {"file_id": [FILE_ID] * n, "line": rows["line"], "call_id": rows["call_id"],
+              "start_time": rows["start_time"], "status": ["rated"] * n,
+              "destination": rows["destination"], "billed_seconds": rows["billed"],
+              "currency": ["EUR"] * n, "plan": ["default"] * n}  # fmt: skip
+    rated = table(RATED_COLUMNS, common | {
+        "caller": ["4930123456"] * n, "callee": rows["callee"], "dialled": rows["callee"],
+        "billsec": rows["billsec"], "disposition": ["ANSWERED"] * n, "customer": rows["account"],
+        "customer_rate": rows["rate"], "customer_amount": rows["amount"],
+    })  # fmt: skip
+    charges = table(CHARGES_COLUMNS, common | {
+        "account": rows["account"], "role": ["customer"] * n, "level": [0] * n,
+        "counterparty": ["carrier"] * n, "component": ["usage"] * n, "rate": rows["rate"],
+        "amount": rows["amount"],
+    })  # fmt: skip
+    return owed, rated, charges
+
+
+def set_up_direct(args: argparse.Namespace) -> dict[str, float]:
+    """Accounts and profiles as set_up makes them; the file's charges written where rating
+    writes them (the lake's cdrs_rated and cdrs_charges Parquet, the ledger's posting
+    through functions.store.ledger.post_balances) instead of N deck uploads and a rating:
+    10,000 decks take ~45 minutes to upload here, and pipeline_bench measures rating."""
+    import pyarrow.parquet as pq
+
+    from functions.invoice.profiles import BillingProfile, TaxTreatment
+    from functions.shared.settings import settings
+    from functions.store import accounts, billing, client, ledger
+
+    took = Phases()
+    began = time.perf_counter()
+    accounts.create_tenant(TENANT, currency="EUR", timezone="Europe/Berlin")
+    for index in range(1, args.accounts + 1):
+        accounts.create_account(TENANT, customer(index), kind="customer")
+    took["tenant and accounts (functions.store.accounts)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    _profiles(args, billing, BillingProfile, TaxTreatment)
+    took[f"{args.accounts + 1:,} billing profiles (put_profile)"] = time.perf_counter() - began
+    began = time.perf_counter()
+    owed, rated, charges = direct_charges(args)
+    for area, table in (("rated", rated), ("charges", charges)):
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        client("s3").put_object(
+            Bucket=settings().lake_bucket,
+            Key=f"{area}/tenant={TENANT}/date={DAY}/{FILE_ID}.parquet",
+            Body=sink.getvalue(),
+        )
+    ledger.post_balances(TENANT, FILE_ID, owed, kind="charges", description="march.csv")
+    took[f"{charges.num_rows:,} charges to the lake and the ledger (as rating writes them)"] = (
+        time.perf_counter() - began
+    )
+    return took
+
+
+def _profiles(args: argparse.Namespace, billing: Any, profile: Any, treatment: Any) -> None:
+    """What `tollgate billing set` stores: the whole profile (functions.store.billing)."""
+    billing.put_profile(
+        profile(TENANT, None, legal_name="Bench Voice Carrier GmbH",
+                address="Friedrichstrasse 123", city="Berlin", postcode="10117",
+                country="DE", email="billing@bench-voice.example", vat_id="DE123456789",
+                iban="DE89370400440532013000", phone="+49 30 1234567")
+    )  # fmt: skip
+    vat = (treatment("standard", Decimal("19"), dt.date(2026, 1, 1), None),)
+    for index in range(1, args.accounts + 1):
+        name = customer(index)
+        billing.put_profile(
+            profile(TENANT, name, legal_name=f"Customer {index:05d} GmbH",
+                    address=f"Hauptstrasse {index % 200 + 1}", city="Hamburg",
+                    postcode="20095", country="DE", email=f"{name.lower()}@example.com",
+                    vat_id=f"DE{100000000 + index}", taxes=vat)
+        )  # fmt: skip
+
+
 def instrument(counter: Counter) -> dict[str, list[float]]:
     """Time every task invocation and tag its requests; returns step -> durations."""
     from functions.invoice import handler
@@ -598,12 +716,11 @@ def report(
     print(f"  {'':<30}{'this run':>14}{'per 1,000 invoices':>22}")
     for item, amount in [*usd.items(), ("total", sum(usd.values()))]:
         print(f"  {item:<30}{amount:>14.6f}{amount * 1000 / count:>22.6f}")
-    memories = sorted(set(facts["memory"].values()))
+    memories = ", ".join(f"{step} {mb} MB" for step, mb in facts["memory"].items())
     print(
-        f"  Lambda memory {'/'.join(str(m) for m in memories)} MB for every invoice_* function "
-        "(.chalice/config.json sets none of its own for them: its top-level "
-        "lambda_memory_size); GB-s = each invocation's in-process wall time x memory, cold "
-        "starts not included (all tasks run warm in this process)."
+        f"  Lambda memory as .chalice/config.json gives each task ({memories}); GB-s = each "
+        "invocation's in-process wall time x its memory, cold starts not included (all tasks "
+        "run warm in this process)."
     )
     print(
         "  Athena: an estimate: each query scans the Parquet of the partitions it touches "
@@ -626,6 +743,11 @@ def main() -> None:
     )
     parser.add_argument("--accounts", type=int, default=10_000, help="customers invoiced")
     parser.add_argument("--calls", type=int, default=3, help="calls per customer in the file")
+    parser.add_argument(
+        "--via-pipeline",
+        action="store_true",
+        help="set up through deck uploads and the rating pipeline (slow: ~0.3 s per account)",
+    )
     args = parser.parse_args()
     if args.accounts < 1 or args.calls < 1:
         parser.error("--accounts and --calls must be at least 1")
@@ -650,7 +772,7 @@ def main() -> None:
         LocalStack(0, visibility_timeout=3600, poll_wait_seconds=0) as stack,
     ):
         reset()  # the store's clients bound to the local stack
-        took = set_up(args, stack, Path(folder))
+        took = set_up(args, stack, Path(folder)) if args.via_pipeline else set_up_direct(args)
         stack.runner.stop()  # the queue pollers: their requests are no part of the run
         durations = instrument(counter)
         lake = tag_lake_copy(counter)
