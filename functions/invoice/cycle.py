@@ -684,6 +684,9 @@ def credit(
     post_invoice(ports, ports.billing.get_invoice(tenant, issued.number))
     # settled like a payment against the invoice it credits (its status follows)
     ports.billing.allocate_credit_note(tenant, issued)
+    if found.credited + issued.subtotal == found.invoice.subtotal:
+        # credited in full: the invoice is cancelled, nothing is owed on it any more
+        ports.billing.set_status(tenant, number, "void")
     return issued
 
 

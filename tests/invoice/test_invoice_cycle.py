@@ -351,3 +351,12 @@ def test_calls_after_the_end_and_late_files_go_on_the_next_invoice(cycle, capsys
         for n in (march, invoice["number"])
     ]
     assert sum(subtotals) == Decimal(charged) / 10**6 == Decimal("46.39")
+
+
+def test_a_full_credit_voids_the_invoice(cycle, capsys):
+    number = by_account(issue(capsys))["RESELLER_C"]["number"]
+    note = json_document(capsys, "invoice", "credit", TENANT, number, "--reason", "cancelled")
+    original = json_document(capsys, "invoice", "show", TENANT, number)
+    assert (note["subtotal"], note["total"]) == (original["subtotal"], original["total"])
+    assert original["status"] == "void"
+    assert main(["invoice", "credit", TENANT, number, "--reason", "again"]) == 2  # nothing left
