@@ -616,30 +616,25 @@ def post_invoice(ports: Ports, found: Any) -> bool:
     invoice: Invoice = found.invoice
     if found.posted:
         return False
-    if invoice.kind == "credit_note":
-        amount = account_micro(invoice, invoice.total)
-        if amount > 0:
-            ports.ledger.record_invoice_posting(
-                invoice.tenant,
-                invoice.account,
-                amount,
-                kind="credit",
-                reference=f"credit:{invoice.number}",
-                description=f"credit note {invoice.number} on {invoice.credits}",
-            )
-    else:
-        tax = account_micro(invoice, invoice.tax_total)
-        if tax > 0:
-            ports.ledger.record_invoice_posting(
-                invoice.tenant,
-                invoice.account,
-                tax,
-                kind="tax",
-                reference=f"invoice:{invoice.number}",
-                description=f"tax on invoice {invoice.number}",
-            )
-        if invoice.amount_due == 0 and invoice.status in ("issued", "sent"):
-            ports.billing.set_status(invoice.tenant, invoice.number, "paid")
+    if invoice.kind == "credit_note":  # what it gives back, tax included
+        kind, amount, reference = "credit", invoice.total, f"credit:{invoice.number}"
+        description = f"credit note {invoice.number} on {invoice.credits}"
+    else:  # the tax is what issuing adds to what the account owes
+        kind, amount, reference = "tax", invoice.tax_total, f"invoice:{invoice.number}"
+        description = f"tax on invoice {invoice.number}"
+    micro = account_micro(invoice, amount)
+    if micro > 0:
+        ports.ledger.record_invoice_posting(
+            invoice.tenant,
+            invoice.account,
+            micro,
+            kind=kind,
+            reference=reference,
+            description=description,
+        )
+    paid_already = invoice.kind == "invoice" and invoice.amount_due == 0  # prepaid
+    if paid_already and invoice.status in ("issued", "sent"):
+        ports.billing.set_status(invoice.tenant, invoice.number, "paid")
     ports.billing.mark_posted(invoice.tenant, invoice.number)
     return True
 

@@ -404,21 +404,27 @@ def number_draft(
                 },
             }
         }
-        try:
-            client("dynamodb").transact_write_items(
-                TransactItems=[claim, mark, *_invoice_items(tenant, issued)]
-            )
+        if _issue([claim, mark, *_invoice_items(tenant, issued)]) is None:
             if counters is not None:
                 counters[counter] = sequence
             return number
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in (
-                "TransactionCanceledException",
-                "TransactionConflictException",
-            ):
-                raise
         _backoff(attempt)
     raise ConflictError(f"could not number {account}'s {period} invoice: the series kept moving")
+
+
+def _issue(items: list[dict[str, Any]]) -> list[str | None] | None:
+    """One issuing transaction: None if it committed, else why each item was refused (a
+    counter moved, a draft or invoice changed meanwhile: the caller reads again and retries)."""
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+        return None
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in (
+            "TransactionCanceledException",
+            "TransactionConflictException",
+        ):
+            raise
+        return _cancel_codes(error)
 
 
 def _issued(invoice: Invoice, number: str) -> Invoice:
@@ -448,22 +454,13 @@ def issue_credit_note(tenant: str, note: Invoice, credited_before: Decimal) -> I
                 },
             }
         }
-        try:
-            client("dynamodb").transact_write_items(
-                TransactItems=[claim, credit, *_invoice_items(tenant, issued)]
-            )
+        codes = _issue([claim, credit, *_invoice_items(tenant, issued)])
+        if codes is None:
             return issued
-        except ClientError as error:
-            if error.response["Error"]["Code"] not in (
-                "TransactionCanceledException",
-                "TransactionConflictException",
-            ):
-                raise
-            codes = _cancel_codes(error)
-            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                raise ConflictError(
-                    f"invoice {note.credits} was credited meanwhile: run the command again"
-                ) from None
+        if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+            raise ConflictError(
+                f"invoice {note.credits} was credited meanwhile: run the command again"
+            ) from None
         _backoff(attempt)
     raise ConflictError("could not number the credit note: the series kept moving")
 
