@@ -245,12 +245,8 @@ def _existing_issue_date(tenant: str, period: str, account: str | None) -> str |
     """The issue date of this period's run, if one was started: a re-run keeps it."""
     from functions.store import states
 
-    for found in reversed(states.list_cycles(tenant)):
-        described = states.describe_cycle(found["arn"])
-        given = described["input"] or {}
-        if (given.get("period"), given.get("account")) == (period, account):
-            return given.get("issue_date")
-    return None
+    runs = states.cycles_of(tenant, period, account)
+    return runs[-1]["input"].get("issue_date") if runs else None
 
 
 def run_report(tenant: str, period: str, account: str | None) -> dict[str, Any]:

@@ -215,7 +215,7 @@ def handle_invoice_schedule(event: dict[str, Any], context: Any) -> dict[str, An
         today = _now().astimezone(ZoneInfo(tenant.timezone)).date()
         cycles = {p.cycle for a, p in profiles.items() if a is not None} | {"monthly"}
         for period in cycle.periods_due(cycles, today):
-            if any(c["status"] != "FAILED" for c in _runs_of(states, tenant.tenant, period.name)):
+            if any(c["status"] != "FAILED" for c in states.cycles_of(tenant.tenant, period.name)):
                 continue
             try:
                 states.start_invoice_cycle(tenant.tenant, period.name, issue_date=today)
@@ -226,16 +226,6 @@ def handle_invoice_schedule(event: dict[str, Any], context: Any) -> dict[str, An
     if failures:
         raise RuntimeError("; ".join(failures))
     return {"started": started}
-
-
-def _runs_of(states: Any, tenant: str, period: str) -> list[dict[str, Any]]:
-    runs = []
-    for found in states.list_cycles(tenant):
-        described = states.describe_cycle(found["arn"])
-        given = described["input"] or {}
-        if given.get("period") == period and given.get("account") is None:
-            runs.append(described)
-    return runs
 
 
 def handle_mail_event(event: dict[str, Any], context: Any) -> dict[str, Any]:

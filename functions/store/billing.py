@@ -19,6 +19,7 @@ is never rewritten: only its status, delivery and documents' keys change afterwa
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -428,8 +429,6 @@ def _issue(items: list[dict[str, Any]]) -> list[str | None] | None:
 
 
 def _issued(invoice: Invoice, number: str) -> Invoice:
-    import dataclasses
-
     return dataclasses.replace(invoice, number=number, status="issued")
 
 
@@ -481,8 +480,6 @@ class Issued:
 
 
 def _issued_item(item: dict[str, Any]) -> Issued:
-    import dataclasses
-
     invoice = invoice_from_record(json.loads(item["invoice"]["S"]))
     return Issued(
         invoice=dataclasses.replace(invoice, status=item["status"]["S"]),

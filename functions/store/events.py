@@ -16,33 +16,11 @@ ACCOUNT_SUSPENDED = "AccountSuspended"
 ACCOUNT_RESUMED = "AccountResumed"
 
 
-def publish_file_rated(detail: dict) -> None:
-    """One event per rated file. Delivery is at least once: consumers key on `file_id`."""
+def _put(source: str, detail_type: str, detail: dict, subject: object) -> None:
     response = client("events").put_events(
         Entries=[
             {
-                "Source": SOURCE,
-                "DetailType": FILE_RATED,
-                "Detail": json.dumps(detail, separators=(",", ":")),
-                "EventBusName": settings().event_bus,
-            }
-        ]
-    )
-    if response.get("FailedEntryCount"):
-        failure = response["Entries"][0]
-        raise StoreError(
-            f"EventBridge refused FileRated for {detail.get('file_id')}: "
-            f"{failure.get('ErrorCode')} {failure.get('ErrorMessage')}"
-        )
-
-
-def publish_billing_event(detail_type: str, detail: dict) -> None:
-    """CreditLimitWarning, AccountSuspended, AccountResumed: at least once; consumers key on
-    (tenant, account, detail type, day)."""
-    response = client("events").put_events(
-        Entries=[
-            {
-                "Source": BILLING_SOURCE,
+                "Source": source,
                 "DetailType": detail_type,
                 "Detail": json.dumps(detail, separators=(",", ":")),
                 "EventBusName": settings().event_bus,
@@ -52,6 +30,17 @@ def publish_billing_event(detail_type: str, detail: dict) -> None:
     if response.get("FailedEntryCount"):
         failure = response["Entries"][0]
         raise StoreError(
-            f"EventBridge refused {detail_type} for {detail.get('account')}: "
+            f"EventBridge refused {detail_type} for {subject}: "
             f"{failure.get('ErrorCode')} {failure.get('ErrorMessage')}"
         )
+
+
+def publish_file_rated(detail: dict) -> None:
+    """One event per rated file. Delivery is at least once: consumers key on `file_id`."""
+    _put(SOURCE, FILE_RATED, detail, detail.get("file_id"))
+
+
+def publish_billing_event(detail_type: str, detail: dict) -> None:
+    """CreditLimitWarning, AccountSuspended, AccountResumed: at least once; consumers key on
+    (tenant, account, detail type, day)."""
+    _put(BILLING_SOURCE, detail_type, detail, detail.get("account"))

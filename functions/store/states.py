@@ -129,7 +129,7 @@ def wait_cycle(arn: str, timeout: float, *, interval: float = 0.2) -> dict[str, 
 
 
 def list_cycles(tenant: str) -> list[dict[str, Any]]:
-    """The tenant's runs, oldest first: name, arn, status, start and stop.
+    """The tenant's runs, oldest first: name, arn, status, input, start and stop.
 
     Names are matched by their tenant prefix, then checked against each run's input (two
     tenants' names may share a prefix, as 'a.b' and 'a_b' do).
@@ -145,9 +145,23 @@ def list_cycles(tenant: str) -> list[dict[str, Any]]:
             described = describe_cycle(execution["executionArn"])
             if (described["input"] or {}).get("tenant") == tenant:
                 runs.append(
-                    {k: described[k] for k in ("name", "arn", "status", "started", "stopped")}
+                    {
+                        k: described[k]
+                        for k in ("name", "arn", "status", "input", "started", "stopped")
+                    }
                 )
     return sorted(runs, key=lambda run: (run["started"], run["name"]))
+
+
+def cycles_of(tenant: str, period: str, account: str | None = None) -> list[dict[str, Any]]:
+    """The runs of one (tenant, period, account), oldest first (a failed run's successors
+    after it): each with its input, so its issue date."""
+    return [
+        run
+        for run in list_cycles(tenant)
+        if ((run["input"] or {}).get("period"), (run["input"] or {}).get("account"))
+        == (period, account)
+    ]
 
 
 def state_machine_arn() -> str:
