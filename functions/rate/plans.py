@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.rate.tiers import longest_prefix
+from functions.shared.prefixes import longest_prefix
 
 DEFAULT_PLAN = "default"
 # Caller prefixes are in international form (country code first), as rules are written.
