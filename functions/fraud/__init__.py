@@ -1,0 +1,1 @@
+"""Fraud checks (IRSF): destination groups, the ranges to watch, and the rules over them."""
