@@ -384,7 +384,9 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
 
     with LocalStack(0, visibility_timeout=1) as stack:
         assert sorted(stack.runner.function_names) == [
+            "check_fraud",  # FileRated: a rule on the tollgate bus, polled
             "close_billing_month",  # a cron: fired by hand (trigger_schedule), never by time
+            "evaluate_fraud",  # rate(5 minutes): a timer
             "handle_cdr_drops",
             "handle_normalized_files",
             "record_mail_events",  # an EventBridge pattern: a rule on the bus, polled
@@ -393,6 +395,17 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
         ]
         assert stack.runner.configs["handle_cdr_drops"].timeout_s == 300
         assert stack.runner.configs["handle_cdr_drops"].memory_mb == 2048
+        [evaluate] = [s for s in stack.runner.app.event_sources if s.name == "evaluate_fraud"]
+        assert schedule_interval(evaluate.schedule_expression) == 300  # its timer's seconds
+        [rule] = [
+            r
+            for r in boto3.client("events").list_rules(EventBusName=settings().event_bus)["Rules"]
+            if r["Name"] == "tollgate-local-check_fraud"
+        ]
+        assert json.loads(rule["EventPattern"]) == {
+            "source": ["tollgate.rate"],
+            "detail-type": ["FileRated"],
+        }
         key = "incoming/acme/sw1/cdr.csv"
         boto3.client("s3").put_object(Bucket=settings().cdr_bucket, Key=key, Body=b"x")
         stack.wait_idle(timeout=10)
