@@ -322,6 +322,18 @@ def test_every_template_resource_exists_as_declared(start_stack):
             wanted_pitr = props.get("PointInTimeRecoverySpecification", {})
             expected = "ENABLED" if wanted_pitr.get("PointInTimeRecoveryEnabled") else "DISABLED"
             assert recovery == expected
+            ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            wanted_ttl = props.get("TimeToLiveSpecification")
+            assert ttl == (
+                {"TimeToLiveStatus": "ENABLED", "AttributeName": wanted_ttl["AttributeName"]}
+                if wanted_ttl
+                else {"TimeToLiveStatus": "DISABLED"}
+            )
+        elif kind == "AWS::SNS::Topic":
+            # a topic's Ref is its ARN; the handlers name it by settings().fraud_topic
+            attributes = boto3.client("sns").get_topic_attributes(TopicArn=name)["Attributes"]
+            assert name.rsplit(":", 1)[1] == settings().fraud_topic
+            assert attributes["DisplayName"] == props["DisplayName"]
         elif kind == "AWS::Events::EventBus":
             assert props["Name"] == {"Ref": "EventBusName"}
             assert events.describe_event_bus(Name=name)["Name"] == name == settings().event_bus
