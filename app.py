@@ -6,7 +6,7 @@ modules are imported on first call, so packaging and the local runner can read t
 declarations without the handlers' dependencies.
 """
 
-from chalice import Chalice, Cron, Response
+from chalice import Chalice, Cron, Rate, Response
 from chalice.app import CloudWatchEvent, SQSEvent
 
 from functions.shared.settings import settings
@@ -97,6 +97,25 @@ def start_invoice_cycles(event: CloudWatchEvent) -> dict:
 )
 def record_mail_events(event: CloudWatchEvent) -> dict:
     from functions.invoice.handler import handle_mail_event as handle
+
+    return handle(event.to_dict(), event.context)
+
+
+# Each FileRated event on the tollgate bus: the file's calls counted into its accounts' hours
+# and the rules one file can trip checked at once, minutes after the calls were rated, not at
+# the next schedule: toll fraud runs up its cost by the minute. (Chalice puts the rule on the
+# default bus; infra/package.yaml moves it to the tollgate bus, where rating publishes.)
+@app.on_cw_event({"source": ["tollgate.rate"], "detail-type": ["FileRated"]})
+def check_fraud(event: CloudWatchEvent) -> dict:
+    from functions.fraud.handler import handle_file_rated as handle
+
+    return handle(event.to_dict(), event.context)
+
+
+# Every 5 minutes: the rules that need time to pass, over every tenant's recent hours.
+@app.schedule(Rate(5, unit=Rate.MINUTES))
+def evaluate_fraud(event: CloudWatchEvent) -> dict:
+    from functions.fraud.handler import handle_fraud_schedule as handle
 
     return handle(event.to_dict(), event.context)
 

@@ -4,7 +4,8 @@ moto 5.2.5 creates the buckets, queues (with RedrivePolicy), tables and the even
 template, but silently drops some of it. Checked against this template:
 - `AWS::SQS::QueuePolicy` is not supported at all (skipped, its stack row has no logical id);
 - `AWS::S3::Bucket` ignores `NotificationConfiguration` and `PublicAccessBlockConfiguration`;
-- `AWS::DynamoDB::Table` ignores `PointInTimeRecoverySpecification`;
+- `AWS::DynamoDB::Table` ignores `PointInTimeRecoverySpecification` and
+  `TimeToLiveSpecification`;
 - `AWS::Events::EventBus` is created, but with an empty physical id and a broken `Ref` output.
 Those properties are applied here with the service APIs, read from the same template, so the
 template stays the one description of the stack. A resource type that moto skips and that has
@@ -272,6 +273,12 @@ def _fill_in_table(
         clients("dynamodb").update_continuous_backups(
             TableName=name,
             PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    ttl = resolver.resolve(props.get("TimeToLiveSpecification") or {})
+    if ttl.get("Enabled"):
+        clients("dynamodb").update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
         )
 
 

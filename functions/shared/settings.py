@@ -25,6 +25,8 @@ class Settings:
     documents_bucket: str  # invoices/{tenant}/{number}.{pdf,xml,csv}: the issued documents
     invoice_state_machine: str  # the invoice cycle (infra/invoice_cycle.asl.json)
     mail_from: str  # the verified SES identity invoices and reminders are sent from
+    fraud_table: str  # fraud counters, baselines and alerts (items expire: `expires_at`)
+    fraud_topic: str  # fraud alerts for people: the SNS topic's ARN on AWS, its name locally
 
 
 @cache
@@ -43,4 +45,6 @@ def settings() -> Settings:
         documents_bucket=env("TOLLGATE_DOCUMENTS_BUCKET", "tollgate-documents"),
         invoice_state_machine=env("TOLLGATE_INVOICE_STATE_MACHINE", "tollgate-invoice-cycle"),
         mail_from=env("TOLLGATE_MAIL_FROM", "billing@tollgate.example"),
+        fraud_table=env("TOLLGATE_FRAUD_TABLE", "tollgate-fraud"),
+        fraud_topic=env("TOLLGATE_FRAUD_TOPIC", "tollgate-fraud-alerts"),
     )

@@ -65,6 +65,8 @@ def check_slot(slot: object) -> tuple[str, str | None]:
     return day, hour or None
 
 
+# The fraud table's TTL attribute (infra/template.yaml FraudTable): epoch seconds.
+FRAUD_TTL_ATTRIBUTE = "expires_at"
 _SLOT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2})?")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
@@ -93,14 +95,23 @@ def reset() -> None:
 
 
 def provision() -> None:
-    """Create the tables and buckets named by settings() if missing (local stack, tests).
+    """Create the tables, buckets and the fraud topic named by settings() if missing (local
+    stack, tests).
 
-    Same shape as infra/template.yaml: `pk` S HASH, `sk` S RANGE, on-demand.
+    Same shape as infra/template.yaml: `pk` S HASH, `sk` S RANGE, on-demand; the fraud
+    table's items expire on `expires_at` (DynamoDB TTL).
     """
     names = settings()
     dynamodb = client("dynamodb")
     existing = set(dynamodb.list_tables()["TableNames"])
-    for table in (names.accounts_table, names.ledger_table, names.files_table, names.billing_table):
+    tables = (
+        names.accounts_table,
+        names.ledger_table,
+        names.files_table,
+        names.billing_table,
+        names.fraud_table,
+    )
+    for table in tables:
         if table in existing:
             continue
         dynamodb.create_table(
@@ -115,6 +126,14 @@ def provision() -> None:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
+        if table == names.fraud_table:
+            dynamodb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": FRAUD_TTL_ATTRIBUTE},
+            )
+    # The fraud topic's name; on AWS settings() holds its ARN and the stack made it.
+    if not names.fraud_topic.startswith("arn:"):
+        client("sns").create_topic(Name=names.fraud_topic)  # idempotent for one name
     s3 = client("s3")
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     region = s3.meta.region_name

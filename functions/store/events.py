@@ -14,6 +14,8 @@ BILLING_SOURCE = "tollgate.billing"
 CREDIT_LIMIT_WARNING = "CreditLimitWarning"
 ACCOUNT_SUSPENDED = "AccountSuspended"
 ACCOUNT_RESUMED = "AccountResumed"
+FRAUD_SOURCE = "tollgate.fraud"
+FRAUD_ALERT = "FraudAlert"
 
 
 def _put(source: str, detail_type: str, detail: dict, subject: object) -> None:
@@ -44,3 +46,9 @@ def publish_billing_event(detail_type: str, detail: dict) -> None:
     """CreditLimitWarning, AccountSuspended, AccountResumed: at least once; consumers key on
     (tenant, account, detail type, day)."""
     _put(BILLING_SOURCE, detail_type, detail, detail.get("account"))
+
+
+def publish_fraud_alert(detail: dict) -> None:
+    """One event per fraud alert raised or escalated (route blocking, dashboards, a tenant's
+    own systems). Delivery is at least once: consumers key on (alert_id, severity)."""
+    _put(FRAUD_SOURCE, FRAUD_ALERT, detail, detail.get("alert_id"))

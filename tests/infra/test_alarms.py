@@ -220,6 +220,26 @@ def test_the_stacks_alarms_watch_dead_letters_quarantine_share_and_rating_lag():
             above,
             0,
         ),
+        # a rated file's fraud check raised: its calls are not counted for the rules
+        "FraudCheckFailedAlarm": (
+            "AWS/Lambda",
+            "Errors",
+            {"FunctionName": {"Ref": "CheckFraud"}},
+            "Sum",
+            300,
+            above,
+            0,
+        ),
+        # the 5-minute evaluation raised: the time-based rules wait for a run that succeeds
+        "FraudEvaluateFailedAlarm": (
+            "AWS/Lambda",
+            "Errors",
+            {"FunctionName": {"Ref": "EvaluateFraud"}},
+            "Sum",
+            300,
+            above,
+            0,
+        ),
     }
 
 

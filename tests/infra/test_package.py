@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -43,6 +44,8 @@ FUNCTIONS = {
     "StartInvoiceCycles": "start_invoice_cycles",
     "RecordMailEvents": "record_mail_events",
     "RunDunning": "run_dunning",
+    "CheckFraud": "check_fraud",
+    "EvaluateFraud": "evaluate_fraud",
     "APIHandler": "api_handler",  # app.py's routes (Chalice's one function for them all)
 }
 # Chalice names each role after its function, but the API handler's ApiHandlerRole.
@@ -251,10 +254,20 @@ def test_the_local_stack_provisions_every_template_resource(aws_environment):
     try:
         host, port = server.get_host_and_port()
         result = provision(f"http://{host}:{port}")
+        # moto's CloudFormation drops a table's TimeToLiveSpecification: provision applies it
+        dynamodb = boto3.client("dynamodb", endpoint_url=f"http://{host}:{port}")
+        ttl = dynamodb.describe_time_to_live(TableName=result["resources"]["FraudTable"])
     finally:
         server.stop()
     assert set(result["resources"]) == set(load_template()["Resources"])
     assert all(result["resources"].values())
+    assert ttl["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expires_at",
+    }
+    assert result["outputs"]["FraudAlertsTopicArn"] == (
+        "arn:aws:sns:us-east-1:123456789012:tollgate-fraud-alerts"
+    )
 
 
 # --- functions -----------------------------------------------------------------------------
@@ -351,6 +364,53 @@ def test_dunning_runs_daily_at_0600_utc(packaged):
     function = packaged["template"]["Resources"]["RunDunning"]["Properties"]
     (event,) = function["Events"].values()
     assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(0 6 * * ? *)")
+
+
+def test_each_rated_file_is_checked_for_fraud_from_the_tollgate_bus(packaged):
+    """Rating publishes FileRated on the tollgate bus (functions/store/events.py): a rule on
+    the default bus, Chalice's own, would never see one."""
+    from functions.store import events
+
+    function = packaged["template"]["Resources"]["CheckFraud"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Type"] == "CloudWatchEvent"
+    assert event["Properties"]["EventBusName"] == {"Ref": "EventBus"}
+    assert event["Properties"]["Pattern"] == {
+        "source": [events.SOURCE],
+        "detail-type": [events.FILE_RATED],
+    }
+    assert (function["MemorySize"], function["Timeout"]) == (1024, 300)
+    assert function["Handler"] == "app.check_fraud"
+
+
+def test_the_time_based_fraud_rules_run_every_5_minutes(packaged):
+    function = packaged["template"]["Resources"]["EvaluateFraud"]["Properties"]
+    (event,) = function["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "rate(5 minutes)")
+    assert (function["MemorySize"], function["Timeout"]) == (512, 120)
+    assert function["Handler"] == "app.evaluate_fraud"
+
+
+def test_fraud_alerts_reach_the_topic_and_the_optional_address(packaged):
+    template = packaged["template"]
+    for name in ("CheckFraud", "EvaluateFraud"):
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        # the topic's ARN (its Ref) and the table's name: what notices and the store read
+        assert variables["TOLLGATE_FRAUD_TOPIC"] == {"Ref": "FraudAlertsTopic"}
+        assert variables["TOLLGATE_FRAUD_TABLE"] == {"Ref": "FraudTable"}
+    assert template["Resources"]["FraudAlertsTopic"]["Type"] == "AWS::SNS::Topic"
+    subscription = template["Resources"]["FraudAlertEmailSubscription"]
+    assert subscription["Condition"] == "HasFraudAlertEmail"
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "FraudAlertsTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "FraudAlertEmail"},
+    }
+    # no address given (the default): no subscription
+    assert template["Parameters"]["FraudAlertEmail"]["Default"] == ""
+    assert template["Conditions"]["HasFraudAlertEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "FraudAlertEmail"}, ""]}]
+    }
 
 
 def test_the_stripe_webhook_is_the_api_handlers_only_route(packaged):
@@ -539,6 +599,25 @@ API_GRANTS = (
 )
 
 
+# The fraud table's counters, baselines and alert claims; the account's suspension (one
+# transaction: the account's Update, its audit entry's Put); the FraudAlert event and the
+# people's notice on the fraud topic (a topic's Ref is its ARN).
+FRAUD_GRANTS = (
+    LOGS
+    | _dynamodb("FraudTable", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
+    | _dynamodb("AccountsTable", "GetItem", "Query", "UpdateItem", "PutItem")
+    | {("events:PutEvents", "EventBus.Arn"), ("sns:Publish", "${FraudAlertsTopic}")}
+)
+# The check also reads the rated file: its record (its days) and those days' rated Parquet.
+CHECK_FRAUD_GRANTS = (
+    FRAUD_GRANTS
+    | _dynamodb("FilesTable", "GetItem", "Query")
+    | {("s3:GetObject", f"{LAKE}/rated/*")}
+)
+# The schedule goes over every tenant (list_tenants: a scan), and reads no lake object.
+EVALUATE_FRAUD_GRANTS = FRAUD_GRANTS | _dynamodb("AccountsTable", "Scan")
+
+
 def test_the_query_role_grant_names_the_roles_iam_makes():
     from functions.shared.policies import Account
 
@@ -578,6 +657,8 @@ def test_the_secret_grant_names_the_secrets_the_webhook_reads():
         ("StartInvoiceCycles", "invoice-schedule", SCHEDULE_GRANTS),
         ("RecordMailEvents", "mail-events", MAIL_EVENT_GRANTS),
         ("RunDunning", "dunning", DUNNING_GRANTS),
+        ("CheckFraud", "fraud-check", CHECK_FRAUD_GRANTS),
+        ("EvaluateFraud", "fraud-evaluate", EVALUATE_FRAUD_GRANTS),
         ("APIHandler", "api", API_GRANTS),
     ],
 )

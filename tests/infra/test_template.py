@@ -118,7 +118,13 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
         for name, r in TEMPLATE["Resources"].items()
         if r["Type"] == "AWS::DynamoDB::Table"
     }
-    assert set(tables) == {"AccountsTable", "LedgerTable", "FilesTable", "BillingTable"}
+    assert set(tables) == {
+        "AccountsTable",
+        "LedgerTable",
+        "FilesTable",
+        "BillingTable",
+        "FraudTable",
+    }
     for props in tables.values():
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["KeySchema"] == [
@@ -130,7 +136,38 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
         for name, props in tables.items()
         if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
     }
-    assert recovering == {"AccountsTable", "LedgerTable", "FilesTable", "BillingTable"}
+    assert recovering == set(tables)
+
+
+def test_only_the_fraud_tables_items_expire_on_their_expires_at():
+    expiring = {
+        name: r["Properties"]["TimeToLiveSpecification"]
+        for name, r in TEMPLATE["Resources"].items()
+        if "TimeToLiveSpecification" in r.get("Properties", {})
+    }
+    assert expiring == {"FraudTable": {"AttributeName": "expires_at", "Enabled": True}}
+    assert TEMPLATE["Resources"]["FraudTable"]["Properties"]["TableName"] == {
+        "Ref": "FraudTableName"
+    }
+
+
+def _ttl(table: str) -> dict[str, str]:
+    from functions.store import client
+
+    return client("dynamodb").describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+
+
+def test_store_provision_makes_the_fraud_table_and_topic_as_the_template_does(aws):
+    """The in-process stores (tests' moto account) have what the template declares."""
+    from functions.store import client
+
+    assert _ttl(settings().fraud_table) == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expires_at",
+    }
+    assert _ttl(settings().accounts_table) == {"TimeToLiveStatus": "DISABLED"}
+    topics = [t["TopicArn"] for t in client("sns").list_topics()["Topics"]]
+    assert topics == ["arn:aws:sns:us-east-1:123456789012:tollgate-fraud-alerts"]
 
 
 @pytest.mark.parametrize(

@@ -322,6 +322,18 @@ def test_every_template_resource_exists_as_declared(start_stack):
             wanted_pitr = props.get("PointInTimeRecoverySpecification", {})
             expected = "ENABLED" if wanted_pitr.get("PointInTimeRecoveryEnabled") else "DISABLED"
             assert recovery == expected
+            ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            wanted_ttl = props.get("TimeToLiveSpecification")
+            assert ttl == (
+                {"TimeToLiveStatus": "ENABLED", "AttributeName": wanted_ttl["AttributeName"]}
+                if wanted_ttl
+                else {"TimeToLiveStatus": "DISABLED"}
+            )
+        elif kind == "AWS::SNS::Topic":
+            # a topic's Ref is its ARN; the handlers name it by settings().fraud_topic
+            attributes = boto3.client("sns").get_topic_attributes(TopicArn=name)["Attributes"]
+            assert name.rsplit(":", 1)[1] == settings().fraud_topic
+            assert attributes["DisplayName"] == props["DisplayName"]
         elif kind == "AWS::Events::EventBus":
             assert props["Name"] == {"Ref": "EventBusName"}
             assert events.describe_event_bus(Name=name)["Name"] == name == settings().event_bus
@@ -384,7 +396,9 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
 
     with LocalStack(0, visibility_timeout=1) as stack:
         assert sorted(stack.runner.function_names) == [
+            "check_fraud",  # FileRated: a rule on the tollgate bus, polled
             "close_billing_month",  # a cron: fired by hand (trigger_schedule), never by time
+            "evaluate_fraud",  # rate(5 minutes): a timer
             "handle_cdr_drops",
             "handle_normalized_files",
             "record_mail_events",  # an EventBridge pattern: a rule on the bus, polled
@@ -393,6 +407,17 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
         ]
         assert stack.runner.configs["handle_cdr_drops"].timeout_s == 300
         assert stack.runner.configs["handle_cdr_drops"].memory_mb == 2048
+        [evaluate] = [s for s in stack.runner.app.event_sources if s.name == "evaluate_fraud"]
+        assert schedule_interval(evaluate.schedule_expression) == 300  # its timer's seconds
+        [rule] = [
+            r
+            for r in boto3.client("events").list_rules(EventBusName=settings().event_bus)["Rules"]
+            if r["Name"] == "tollgate-local-check_fraud"
+        ]
+        assert json.loads(rule["EventPattern"]) == {
+            "source": ["tollgate.rate"],
+            "detail-type": ["FileRated"],
+        }
         key = "incoming/acme/sw1/cdr.csv"
         boto3.client("s3").put_object(Bucket=settings().cdr_bucket, Key=key, Body=b"x")
         stack.wait_idle(timeout=10)
