@@ -31,7 +31,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Collection, Hashable
+from collections.abc import Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,24 @@ def fetch_table(
 ) -> pq.ParquetFile:
     """A file's table copied into the spool, open to be read a part at a time."""
     return spool.open(_local_copy(table_key(area, tenant, day, file_id), spool))
+
+
+def table_parts(
+    area: str,
+    tenant: str,
+    days: Iterable[dt.date | str],
+    file_id: str,
+    spool: Spool,
+    columns: Sequence[str],
+    rows: int = ROW_GROUP_ROWS,
+) -> Iterator[pa.Table]:
+    """A file's published table of each day, `rows` rows and only `columns` at a time (those
+    the table has): a reader of a million-call file holds one part, not the file."""
+    for day in sorted({check_day(d) for d in days}):
+        parquet = fetch_table(area, tenant, day, file_id, spool)
+        present = [c for c in columns if c in parquet.schema_arrow.names]
+        for batch in parquet.iter_batches(batch_size=rows, columns=present):
+            yield pa.Table.from_batches([batch])
 
 
 # --- the spool: tables on local disk, a part at a time ---------------------------------

@@ -1,0 +1,81 @@
+"""The fraud Lambdas: each `FileRated` event checked, and the 5-minute pass over every tenant.
+
+EventBridge invokes the check asynchronously with the event (app.py's rule on the tollgate
+bus) and retries a failed one for up to 24 h; every step of the check is idempotent per file
+(functions.fraud.service), so a retry finishes what a crash left and counts nothing twice.
+The schedule's pass runs every tenant; a tenant that failed fails the invocation after the
+others were done, so the alarm fires and the retry finishes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from functions.fraud.counters import COLUMNS
+from functions.fraud.service import check_file, evaluate
+from functions.store import accounts, events, files, fraud, lake, notices
+
+logger = Logger(service="fraud")
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def handle_file_rated(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    detail = event["detail"]
+    tenant, file_id = detail["tenant"], detail["file_id"]
+    logger.append_keys(tenant=tenant, file_id=file_id)
+    days = files.get_file(tenant, file_id).meta.get("days", [])
+    with lake.Spool() as spool:
+        outcome = check_file(
+            tenant,
+            file_id,
+            lambda: lake.table_parts("rated", tenant, days, file_id, spool, COLUMNS),
+            store=fraud,
+            accounts=accounts,
+            events=events,
+            notices=notices,
+            now=_now(),
+        )
+    summary = outcome.as_json()
+    summary["alerts"] = [a["alert_id"] for a in outcome.alerts]
+    logger.info("fraud check", extra=summary)
+    return summary
+
+
+class FraudPassFailed(Exception):
+    """Some tenant's scheduled pass failed; the others were done."""
+
+
+def handle_fraud_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    now = (
+        dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+        if "time" in event
+        else _now()
+    )
+    summary: dict[str, Any] = {"tenants": 0, "alerts": 0, "suspended": [], "failed": []}
+    for tenant in accounts.list_tenants():
+        try:
+            outcome = evaluate(
+                tenant.tenant,
+                store=fraud,
+                accounts=accounts,
+                events=events,
+                notices=notices,
+                now=now,
+            )
+        except Exception:
+            logger.exception("fraud pass failed", extra={"tenant": tenant.tenant})
+            summary["failed"].append(tenant.tenant)
+            continue
+        summary["tenants"] += 1
+        summary["alerts"] += len(outcome.alerts)
+        summary["suspended"] += [f"{tenant.tenant}/{a}" for a in outcome.suspended]
+    logger.info("fraud pass", extra=summary)
+    if summary["failed"]:
+        raise FraudPassFailed(f"the fraud pass failed for {', '.join(summary['failed'])}")
+    return summary
