@@ -148,7 +148,8 @@ def _pipeline(workdir: Path, n_cdrs: int) -> dict:
         corrections()
         checks = money_in_and_out(workdir)
         invoices = invoicing(workdir)
-        return final_state(checks) | {"invoices": invoices}
+        fraud = fraud_incident(workdir, stack)
+        return final_state(checks) | {"invoices": invoices, "fraud": fraud}
 
 
 def final_state(checks: list[dict]) -> dict:
@@ -592,6 +593,56 @@ def invoicing(workdir: Path) -> list[dict]:
               f"{item['currency']}, {item['delivery']})")  # fmt: skip
     print(f"  (in the stack: s3://{_documents_bucket()}/invoices/{TENANT}/<number>/)")
     return report["invoices"]
+
+
+def _somalia_calls(n: int) -> str:
+    """A hacked DESI_RETAIL on 1 June: calls of 3 to 6 minutes to Somalia mobile, from
+    01:00 UTC, one every 3 s over four handsets (generic CSV)."""
+    june_1 = 1717203600  # 2024-06-01T01:00:00Z
+    lines = [
+        "call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,"
+        "customer,supplier"
+    ]
+    for i in range(n):
+        start = june_1 + i * 3
+        billsec = 180 + (i * 53) % 181
+        stamp = [
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+            for t in (start, start + 5, start + 5 + billsec)
+        ]
+        lines.append(
+            f"so-{i:05d},4420790000{i % 4},25261{(i * 7919) % 1000:07d},{stamp[0]},{stamp[1]},"
+            f"{stamp[2]},{billsec},ANSWERED,DESI_RETAIL,VEND_BT"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def fraud_incident(workdir: Path, stack) -> list[dict]:
+    """A month later, DESI_RETAIL's PBX is hacked: 3 hours of calls to Somalia. The file is
+    rated like any other; its FileRated event runs the fraud check, which suspends it."""
+    from functions.store import accounts, files, fraud
+
+    heading("fraud: DESI_RETAIL is hacked on 1 June (3 hours of calls to Somalia)")
+    path = workdir / "irsf-2024-06-01.csv"
+    path.write_text(_somalia_calls(3600))
+    _tollgate("cdr", "drop", TENANT, "sbc-in1", str(path), quiet=True)
+    print(f"  dropped {path.name} -> switch sbc-in1 (3,600 calls)")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        record = next(
+            (r for r in files.list_files(TENANT) if r.meta.get("name") == path.name), None
+        )
+        if record is not None and record.status in ("done", "rejected", "failed"):
+            break
+        time.sleep(0.25)
+    stack.wait_idle(timeout=120)
+    _tollgate("fraud", "alerts", TENANT, "--account", "DESI_RETAIL")
+    account = accounts.get_account(TENANT, "DESI_RETAIL")
+    print(f"  DESI_RETAIL is {account.status}: {account.status_reason}")
+    return [
+        {k: a[k] for k in ("alert_id", "rule", "severity", "destination", "observed", "action")}
+        for a in fraud.list_alerts(TENANT, "DESI_RETAIL")
+    ]
 
 
 def _documents_bucket() -> str:
