@@ -53,13 +53,15 @@ def test_seed_incident_suspends_the_reseller_within_one_evaluation():
     assert accounts.get_account(TENANT, "res-7").status == "active"
     # Monday of week 5, 01:00-05:00: 50,000 minutes to Somalia mobile at 0.05/min.
     start = T0 + dt.timedelta(weeks=4, hours=1)
-    somalia = Flow("res-7", "25261", "0.05", callers=40, numbers=300, mean_seconds=240,
-                   answer_share=0.9)
+    somalia = Flow(
+        "res-7", "25261", "0.05", callers=40, numbers=300, mean_seconds=240, answer_share=0.9
+    )
     table = calls(somalia, hourly_starts(np.full(4, 3700), start, rng), rng)
     minutes = Decimal(int(np.sum(table["billsec"].to_numpy()))) / 60
     assert minutes > 50_000
-    outcome = run(store, accounts, published, "res-7-incident", [table],
-                  start + dt.timedelta(hours=5))
+    outcome = run(
+        store, accounts, published, "res-7-incident", [table], start + dt.timedelta(hours=5)
+    )
     assert outcome.suspended == ["res-7"]
     account = accounts.get_account(TENANT, "res-7")
     assert account.status == "suspended" and account.status_reason.startswith("fraud: alert ")
@@ -68,9 +70,17 @@ def test_seed_incident_suspends_the_reseller_within_one_evaluation():
     worst = max(spikes, key=lambda a: Decimal(a["observed"]))
     assert worst["severity"] == "critical" and worst["baseline"] == "0.00"
     hour = worst["window"]["start"]
-    assert Decimal(worst["observed"]) == Decimal(store.counters[
-        ("customer", "res-7", "Somalia", int(dt.datetime.fromisoformat(hour).timestamp()) // 3600)
-    ].seconds / 60).quantize(Decimal("0.01"))
+    assert Decimal(worst["observed"]) == Decimal(
+        store.counters[
+            (
+                "customer",
+                "res-7",
+                "Somalia",
+                int(dt.datetime.fromisoformat(hour).timestamp()) // 3600,
+            )
+        ].seconds
+        / 60
+    ).quantize(Decimal("0.01"))
     assert worst["top_numbers"][0]["number"].startswith("25261")
     assert len(published.events) == len(store.alerts)  # each alert published once
     print(sorted((a["rule"], a["severity"], a["destination"]) for a in store.alerts.values()))
@@ -85,18 +95,25 @@ def test_a_pbx_hacked_over_a_weekend_is_suspended_and_explained():
         run(store, accounts, published, file_id, tables, now)
     saturday = T0 + dt.timedelta(weeks=4, days=5, hours=2)  # 02:00 on a Saturday
     tables = [
-        calls(Flow("pbx-office", prefix, rate, callers=3, mean_seconds=600, answer_share=0.8),
-              hourly_starts(np.full(3, 600), saturday, rng), rng, first_id=i * 10**5)
+        calls(
+            Flow("pbx-office", prefix, rate, callers=3, mean_seconds=600, answer_share=0.8),
+            hourly_starts(np.full(3, 600), saturday, rng),
+            rng,
+            first_id=i * 10**5,
+        )
         for i, (prefix, rate) in enumerate((("2207", "0.28"), ("25261", "0.05"), ("9607", "0.30")))
     ]
-    outcome = run(store, accounts, published, "pbx-weekend", tables,
-                  saturday + dt.timedelta(hours=3))
+    outcome = run(
+        store, accounts, published, "pbx-weekend", tables, saturday + dt.timedelta(hours=3)
+    )
     assert outcome.suspended == ["pbx-office"]
     rules = {(a["rule"], a["severity"]) for a in store.alerts.values()}
     assert ("off_hours", "critical") in rules
     assert ("velocity.minutes_per_hour", "critical") in rules
     assert {a["destination"] for a in store.alerts.values() if a["rule"] == "high_risk"} == {
-        "Gambia (220)", "Somalia (252)", "Maldives (960)"
+        "Gambia (220)",
+        "Somalia (252)",
+        "Maldives (960)",
     }
     off = next(a for a in store.alerts.values() if a["rule"] == "off_hours")
     assert off["baseline"] == "0" and "last 4 weeks" in off["summary"]
@@ -109,8 +126,9 @@ def test_wangiri_callbacks_to_one_range_raise_a_critical_alert():
         run(store, accounts, published, file_id, tables, now)
     # After a burst of one-ring calls from +269 3xx, 260 subscribers call back within an hour.
     hour = T0 + dt.timedelta(days=8, hours=19)
-    callbacks = Flow("mobile-op", "2693", "0.35", callers=10**6, numbers=50, mean_seconds=45,
-                     answer_share=0.95)
+    callbacks = Flow(
+        "mobile-op", "2693", "0.35", callers=10**6, numbers=50, mean_seconds=45, answer_share=0.95
+    )
     table = calls(callbacks, hourly_starts(np.array([260]), hour, rng), rng)
     run(store, accounts, published, "callbacks", [table], hour + dt.timedelta(hours=1))
     wangiri = [a for a in store.alerts.values() if a["rule"] == "wangiri"]
@@ -133,10 +151,12 @@ def test_a_slow_ramp_no_spike_sees_is_caught_by_the_daily_spend_limit():
     for day in range(35):
         start = T0 + dt.timedelta(days=day)
         per_hour = int(30 * 1.12**day)
-        table = calls(flow, hourly_starts(np.full(24, per_hour), start, rng), rng,
-                      first_id=day * 10**6)
-        outcome = run(store, accounts, published, f"ramp-{day}", [table],
-                      start + dt.timedelta(days=1))
+        table = calls(
+            flow, hourly_starts(np.full(24, per_hour), start, rng), rng, first_id=day * 10**6
+        )
+        outcome = run(
+            store, accounts, published, f"ramp-{day}", [table], start + dt.timedelta(days=1)
+        )
         if outcome.suspended:
             suspended_on = day
             break
@@ -156,8 +176,14 @@ def test_a_month_of_ordinary_traffic_for_50_accounts_raises_no_critical_alert():
     US traffic for three weekdays)."""
     rng = np.random.default_rng(2026)
     store, accounts, published = MemoryFraudStore(), MemoryAccounts(), Published()
-    destinations = (("1212", "0.0065"), ("4420", "0.0090"), ("919", "0.0080"),
-                    ("5255", "0.0120"), ("4930", "0.0070"), ("3361", "0.0150"))
+    destinations = (
+        ("1212", "0.0065"),
+        ("4420", "0.0090"),
+        ("919", "0.0080"),
+        ("5255", "0.0120"),
+        ("4930", "0.0070"),
+        ("3361", "0.0150"),
+    )
     plans = []
     for n in range(50):
         picked = rng.choice(len(destinations), size=int(rng.integers(1, 4)), replace=False)
@@ -169,13 +195,28 @@ def test_a_month_of_ordinary_traffic_for_50_accounts_raises_no_critical_alert():
         for plan in plans:
             for flow, peak in plan:
                 counts = office_profile(24, start, peak, rng)
-                if flow.account == "cust-07" and flow.prefix == plans[7][0][0].prefix and \
-                        22 <= day <= 24:
+                if (
+                    flow.account == "cust-07"
+                    and flow.prefix == plans[7][0][0].prefix
+                    and 22 <= day <= 24
+                ):
                     counts = counts * 4  # the campaign
-                tables.append(calls(flow, hourly_starts(counts, start, rng), rng,
-                                    first_id=day * 10**6 + len(tables) * 10**4))
-        outcome = run(store, accounts, published, f"day-{day}", [pa.concat_tables(tables)],
-                      start + dt.timedelta(days=1))
+                tables.append(
+                    calls(
+                        flow,
+                        hourly_starts(counts, start, rng),
+                        rng,
+                        first_id=day * 10**6 + len(tables) * 10**4,
+                    )
+                )
+        outcome = run(
+            store,
+            accounts,
+            published,
+            f"day-{day}",
+            [pa.concat_tables(tables)],
+            start + dt.timedelta(days=1),
+        )
         assert not outcome.suspended
     critical = [a for a in store.alerts.values() if a["severity"] == "critical"]
     assert critical == []
