@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "products": ("did", "recurring"),
     "contracts": ("tier", "bundle"),
     "invoices": ("billing", "invoice"),
+    "fraud": ("fraud",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

@@ -120,11 +120,16 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                          "--out", "{pdf}"),
     "invoice credit": ("invoice", "credit", TENANT, "{invoice}", "--amount", "1.50",
                        "--reason", "json"),
+    "fraud evaluate": ("fraud", "evaluate", TENANT, "--at", "2024-05-01T12:00Z"),
+    "fraud alerts": ("fraud", "alerts", TENANT),
+    "fraud rules": ("fraud", "rules", TENANT, "--account", "direct", "--set", "spike.k=4"),
+    "fraud ranges": ("fraud", "ranges", TENANT, "--add", "25261:premium"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
-    "tier list", "tier close", "bundle list", "payment list", "invoice list",
+    "tier list", "tier close", "bundle list", "payment list", "invoice list", "fraud alerts",
+    "fraud ranges",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
