@@ -34,8 +34,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("app", "functions.ingest.handler", "functions.rate.handler")
-HANDLERS = ("functions.ingest.handler", "functions.rate.handler")
+MODULES = ("app", "functions.ingest.handler", "functions.rate.handler", "functions.fraud.handler")
+HANDLERS = ("functions.ingest.handler", "functions.rate.handler", "functions.fraud.handler")
 FORBIDDEN = ("pandas", "awswrangler")
 MAX_MS = 500.0
 

@@ -196,6 +196,13 @@ def set_up(workdir: Path) -> None:
         extra = ["--parent", parent] if parent else []
         extra += ["--prepaid", "--credit-limit", "0"] if name == "BLUEWAVE" else ["--postpaid"]
         _tollgate("account", "create", TENANT, name, "--kind", kind, *extra)
+    # Wholesale accounts send thousands of minutes an hour: the carrier raises the velocity
+    # limits (defaults sized for a small reseller); the other rules keep their defaults.
+    _tollgate(
+        "fraud", "rules", TENANT, "--set", "velocity.minutes_per_hour=20000",
+        "--set", "velocity.critical_minutes_per_hour=80000",
+        "--set", "velocity.spend_per_day=20000", "--set", "velocity.critical_spend_per_day=100000",
+    )  # fmt: skip
     _tollgate(
         "switch",
         "create",

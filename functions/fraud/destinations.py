@@ -55,11 +55,22 @@ class DestinationGroups:
         self.names: tuple[str, ...] = (*sorted(set(owner.values())), UNKNOWN)
         self.unknown = len(self.names) - 1
         self._prefixes = list(owner)
+        self._index = {prefix: i for i, prefix in enumerate(self._prefixes)}
         code = {name: index for index, name in enumerate(self.names)}
         # One entry per prefix, then Unknown: longest_prefix's -1 (no match) takes the last.
         self._group_of = np.array(
             [code[owner[p]] for p in self._prefixes] + [self.unknown], dtype=np.int32
         )
+
+    def name_of(self, number: str) -> str:
+        """One number's group, in plain Python: for a handful of numbers (the seeded ranges'
+        labels at import, where building an Arrow array would make pyarrow probe for pandas
+        on every cold start)."""
+        for length in range(min(len(number), 15), 0, -1):
+            index = self._index.get(number[:length])
+            if index is not None:
+                return self.names[self._group_of[index]]
+        return UNKNOWN
 
     def codes(self, callees: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """Index into `names` of each callee's group (int32; a null callee is Unknown)."""

@@ -112,8 +112,7 @@ class Range:
 def _seed() -> tuple[Range, ...]:
     prefixes = [p for _, _, listed in _SOURCES for p in listed.split()]
     groups = default_groups()
-    codes = groups.codes(pa.array(prefixes, pa.string()))
-    group_of = {p: groups.names[code] for p, code in zip(prefixes, codes, strict=True)}
+    group_of = {p: groups.name_of(p) for p in prefixes}
     seen: dict[str, tuple[str, list[str]]] = {}
     for source, kind, listed in _SOURCES:
         for prefix in listed.split():

@@ -26,7 +26,7 @@ from functions.fraud.counters import ALL, CUSTOMER, RANGE, Evidence, FileTally, 
 from functions.fraud.destinations import default_groups
 from functions.fraud.policy import Policy
 from functions.fraud.ranges import RangeList
-from functions.fraud.rules import Evaluation, History, needed_hours, run_all
+from functions.fraud.rules import Evaluation, History, needed_points, needed_spans, run_all
 from functions.shared.money import RATE_SCALE, to_units
 
 LOOKBACK_HOURS = 3  # the scheduled pass judges the hours this close to now
@@ -179,13 +179,12 @@ def _judge(
     store: Any,
     **context: Any,
 ) -> list[alert_rules.Finding]:
-    spans, points = needed_hours(touched, policy)
-    counters = []
-    for (party, account), (first, last) in sorted(spans.items()):
-        counters += store.get_span(tenant, party, account, first, last)
-    counters += store.get_counters(tenant, points)
+    spans = needed_spans(touched, policy)
+    counters = store.get_spans(tenant, spans)
     first_hours = store.first_hours(tenant, sorted(spans))
     history = History(counters, first_hours)
+    points = needed_points(touched, history, policy, context.get("callbacks", ()))
+    history = History(counters + store.get_counters(tenant, points), first_hours)
     return run_all(Evaluation(tenant, touched, history, policy, ranges, **context))
 
 

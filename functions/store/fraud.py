@@ -34,7 +34,7 @@ from functions.fraud.counters import FIELDS, Counter, Evidence
 from functions.shared.settings import settings
 from functions.store import ConflictError, check_name, client
 
-WRITERS = 16  # concurrent counter updates: a file's writes are independent items
+WRITERS = 16  # concurrent requests: a file's counter items are independent of each other
 COUNTER_DAYS = 63
 ALERT_DAYS = 400
 _ATTEMPTS = 10
@@ -150,19 +150,36 @@ def get_span(tenant: str, party: str, account: str, first: int, last: int) -> li
     return [_counter(party, account, item) for item in items]
 
 
-def _batch_get(keys: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
+def get_spans(tenant: str, spans: Mapping[tuple[str, str], tuple[int, int]]) -> list[Counter]:
+    """`get_span` of each (party, account): first..last, the accounts' queries at once."""
+    if not spans:
+        return []
+    work = sorted(spans.items())
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(work))) as pool:
+        found = pool.map(lambda item: get_span(tenant, *item[0], *item[1]), work)
+        return [counter for counters in found for counter in counters]
+
+
+def _batch_get_chunk(keys: list[dict[str, Any]], extra: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
-    for start in range(0, len(keys), 100):
-        request = {_table(): {"Keys": keys[start : start + 100], **extra}}
-        for _ in range(_ATTEMPTS):
-            page = client("dynamodb").batch_get_item(RequestItems=request)
-            found += page.get("Responses", {}).get(_table(), [])
-            request = page.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise ConflictError("DynamoDB kept some keys unprocessed; run it again")
-    return found
+    request = {_table(): {"Keys": keys, **extra}}
+    for _ in range(_ATTEMPTS):
+        page = client("dynamodb").batch_get_item(RequestItems=request)
+        found += page.get("Responses", {}).get(_table(), [])
+        request = page.get("UnprocessedKeys") or {}
+        if not request:
+            return found
+    raise ConflictError("DynamoDB kept some keys unprocessed; run it again")
+
+
+def _batch_get(keys: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]:
+    """Items by key, 100 to a request (DynamoDB's limit), the requests at once."""
+    chunks = [keys[start : start + 100] for start in range(0, len(keys), 100)]
+    if not chunks:
+        return []
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(chunks))) as pool:
+        found = pool.map(lambda chunk: _batch_get_chunk(chunk, extra), chunks)
+        return [item for items in found for item in items]
 
 
 def get_counters(tenant: str, keys: Iterable[tuple[str, str, str, int]]) -> list[Counter]:

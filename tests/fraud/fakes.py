@@ -83,6 +83,10 @@ class MemoryFraudStore:
         keys = self.by_account.get((party, account), ())
         return [self.counters[k] for k in sorted(keys) if first <= k[3] <= last]
 
+    def get_spans(self, tenant, spans):
+        return [c for (party, account), (first, last) in sorted(spans.items())
+                for c in self.get_span(tenant, party, account, first, last)]  # fmt: skip
+
     def get_counters(self, tenant, keys):
         return [self.counters[k] for k in keys if k in self.counters]
 

@@ -2,7 +2,7 @@
 
 Each rule is a function of an `Evaluation` (the hours to judge, the counters around them, the
 tenant's policy, a file's evidence) returning `Finding`s. Pure: the service loads what
-`needed_hours` asks for and stores what the rules find.
+`needed_spans` and then `needed_points` ask for, and stores what the rules find.
 """
 
 from __future__ import annotations
@@ -73,23 +73,49 @@ class Evaluation:
         return sorted(k for k in self.touched if k[0] == party and kind_of(k[2]) == kind)
 
 
-def needed_hours(
+def needed_spans(
     touched: Iterable[tuple[str, str, str, int]], policy: Policy
-) -> tuple[dict[tuple[str, str], tuple[int, int]], set[tuple[str, str, str, int]]]:
-    """What the rules read around the touched hours: per (party, account) one span of hours
-    (all groups; the sliding windows and the suppliers' 7 days), and single keys (the same
-    hour of earlier weeks, for the baselines)."""
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """The hours the rules read around the touched ones, every group at once: per (party,
+    account) one span, the sliding windows' 24 h for a customer, `asr_collapse.days` for a
+    supplier."""
     spans: dict[tuple[str, str], tuple[int, int]] = {}
-    points: set[tuple[str, str, str, int]] = set()
-    weeks = max(policy.whole("spike", "weeks"), policy.whole("off_hours", "weeks"))
-    days = policy.whole("asr_collapse", "days")
-    for party, account, group, hour in touched:
-        back = ROLLING - 1 if party == "customer" else 24 * days
+    for party, account, _, hour in touched:
+        back = ROLLING - 1 if party == "customer" else 24 * policy.whole("asr_collapse", "days")
         first, last = spans.get((party, account), (hour - back, hour))
         spans[(party, account)] = (min(first, hour - back), max(last, hour))
-        if party == "customer" and not group.startswith(RANGE):
-            points.update((party, account, group, hour - WEEK * k) for k in range(1, weeks + 1))
-    return spans, points
+    return spans
+
+
+def needed_points(
+    touched: Iterable[tuple[str, str, str, int]],
+    history: History,
+    policy: Policy,
+    callbacks: Iterable[Callback] = (),
+) -> set[tuple[str, str, str, int]]:
+    """The same hour of earlier weeks, for the baselines, only where a rule will read it:
+    a group's hour with at least `spike.min_minutes`, an account's hour with at least
+    `off_hours.min_minutes`, a callback range's group. The others cannot fire, so their
+    weeks are never read."""
+    points: set[tuple[str, str, str, int]] = set()
+
+    def weeks_back(party, account, group, hour, weeks):
+        points.update((party, account, group, hour - WEEK * k) for k in range(1, weeks + 1))
+
+    for party, account, group, hour in touched:
+        if party != "customer" or group.startswith(RANGE):
+            continue
+        seconds = history.get(party, account, group, hour).seconds
+        if group == ALL:
+            if minutes(seconds) >= policy.value("off_hours", "min_minutes", account):
+                weeks_back(party, account, group, hour, policy.whole("off_hours", "weeks", account))
+        elif minutes(seconds) >= policy.value("spike", "min_minutes", account):
+            weeks_back(party, account, group, hour, policy.whole("spike", "weeks", account))
+    for hit in callbacks:
+        if hit.callers >= policy.value("wangiri", "min_callers", hit.account):
+            weeks = policy.whole("spike", "weeks", hit.account)
+            weeks_back("customer", hit.account, hit.group, hit.hour, weeks)
+    return points
 
 
 def minutes(seconds: int) -> Decimal:
