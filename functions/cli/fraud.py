@@ -281,8 +281,6 @@ def run_rules(args: argparse.Namespace) -> int:
 
 def _range_edit(text: str) -> dict[str, Any]:
     """PREFIX:KIND[:LABEL] checked; without a label, the prefix's destination group."""
-    import pyarrow as pa
-
     from functions.fraud.destinations import default_groups
     from functions.fraud.ranges import check_edit
 
@@ -294,9 +292,7 @@ def _range_edit(text: str) -> dict[str, Any]:
     except ValueError as error:
         raise CliError(f"--add {text!r}: {error}") from None
     if not checked["label"]:
-        groups = default_groups()
-        code = groups.codes(pa.array([checked["prefix"]], pa.string()))[0]
-        checked["label"] = groups.names[code]
+        checked["label"] = default_groups().name_of(checked["prefix"])
     return checked
 
 

@@ -553,6 +553,5 @@ def list_alerts(tenant: str, account: str | None = None) -> list[dict[str, Any]]
         request["FilterExpression"] = "account = :a"
         request["ExpressionAttributeValues"][":a"] = {"S": account}
     alerts = [json.loads(item["alert"]["S"]) for item in _query(request)]
-    return sorted(
-        alerts, key=lambda a: (-RANK[a["severity"]], a["last_seen"], a["alert_id"]), reverse=False
-    )
+    latest_first = sorted(alerts, key=lambda a: (a["last_seen"], a["alert_id"]), reverse=True)
+    return sorted(latest_first, key=lambda a: -RANK[a["severity"]])  # stable: latest first
