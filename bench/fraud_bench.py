@@ -7,8 +7,11 @@ accounts x destination groups x hours in the file, never with its CDRs. The defa
     b     100,000 CDRs, the same keys            (10x the CDRs: the same counter writes)
     c   1,000,000 CDRs, the same keys            (100x: the same again)
     d     100,000 CDRs, 50 accounts x 5 groups x 24 hours   (more keys: more writes)
-A file writes one counter item per (account, group, hour), one per (account, hour) for all
-its destinations (group `*`) and one per (supplier, group, hour): A*G*H + A*H + S*G*H.
+A file updates one counter item per (account, hour), holding every destination group's
+counters (and group `*`, all destinations), and one per (supplier, hour): A*H + S*H updates
+(more when an item holds more than functions.store.fraud.CLAUSES attributes). DynamoDB bills
+an update by the item's size: the write units are estimated from the items' sizes, and set
+beside what one item per (account, group, hour) would cost (A*G*H + A*H + S*G*H units).
 
 Each shape runs in a fresh moto account (store.provision, a tenant with its customers and
 supplier created through functions.store.accounts, so a critical alert can suspend one), with
@@ -99,7 +102,12 @@ class Shape:
 
     @property
     def expected_counters(self) -> int:
-        # customer x group x hour, customer x hour (group *), supplier x group x hour
+        # an item per customer x hour (every group in it) and per supplier x hour
+        return self.accounts * self.hours + self.hours
+
+    @property
+    def per_group_units(self) -> int:
+        # one 1 KB item per customer x group x hour, customer x hour (*), supplier x group x hour
         return self.keys + self.accounts * self.hours + self.groups * self.hours
 
 
@@ -237,11 +245,13 @@ def timed_store(clock: Clock) -> Any:
 
 def run_shape(shape: Shape, part_rows: int, seed: int) -> dict[str, Any]:
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from moto import mock_aws
 
     from functions import store
     from functions.fraud import service
-    from functions.store import accounts
+    from functions.store import accounts, fraud
     from tests.fraud.fakes import Published
     from tests.fraud.traffic import T0
 
@@ -283,6 +293,34 @@ def run_shape(shape: Shape, part_rows: int, seed: int) -> dict[str, Any]:
         finally:
             requests.on = False
             service.tally_file, service._judge = original
+        units = counter_write_units()
+        # The same accounts' next file, a week on: what every file after the first costs
+        # (their groups seen before, their baselines read).
+        week = pa.scalar(7 * 86400 * 1_000_000, pa.duration("us"))
+        later = [
+            p.set_column(
+                p.schema.get_field_index("start_time"),
+                "start_time",
+                pc.add(p["start_time"], week),
+            )
+            for p in parts
+        ]
+        next_requests = Requests()
+        next_requests.install(store.client("dynamodb"))
+        next_requests.on = True
+        began = time.perf_counter()
+        next_outcome = service.check_file(
+            TENANT,
+            f"bench-{shape.name}-next",
+            lambda: iter(later),
+            store=fraud,
+            accounts=accounts,
+            events=published,
+            notices=published,
+            now=T0 + dt.timedelta(days=7, hours=shape.hours + 1),
+        )
+        next_total = time.perf_counter() - began
+        next_requests.on = False
     store.reset()
     if outcome.calls != shape.cdrs:
         raise SystemExit(f"shape {shape.name}: {outcome.calls} calls counted, {shape.cdrs} made")
@@ -299,7 +337,41 @@ def run_shape(shape: Shape, part_rows: int, seed: int) -> dict[str, Any]:
         "total": total,
         "generated": generated,
         "parts": len(parts),
+        "units": units,
+        "next": next_requests,
+        "next_total": next_total,
+        "next_alerts": len(next_outcome.alerts),
     }
+
+
+def _size(value: dict) -> int:
+    """An attribute value's size as DynamoDB counts it (numbers: about a byte per two
+    digits, plus one)."""
+    ((kind, data),) = value.items()
+    if kind == "N":
+        return len(data.lstrip("-")) // 2 + 2
+    if kind in ("SS", "NS"):
+        return sum(len(v.encode()) for v in data)
+    return len(str(data).encode())
+
+
+def counter_write_units() -> int:
+    """The write units the counter updates cost, estimated from the items as written: each
+    update of an item is billed ceil(size / 1 KB) (the single file wrote each item's parts
+    once, and the item never shrinks, so its final size bounds each update's)."""
+    import math
+
+    from functions.store import client, fraud
+
+    units = 0
+    pages = client("dynamodb").get_paginator("scan").paginate(TableName=fraud._table())
+    for page in pages:
+        for item in page["Items"]:
+            if not item["sk"]["S"].startswith("H#"):
+                continue
+            size = sum(len(name.encode()) + _size(value) for name, value in item.items())
+            units += math.ceil(size / 1024) * len(item["files"]["SS"])
+    return units
 
 
 # --- report --------------------------------------------------------------------------------
@@ -312,27 +384,46 @@ def report(results: list[dict[str, Any]], part_rows: int) -> None:
     )
     header = (
         f"{'shape':<5} {'CDRs':>9} {'A x G x H':>13} {'counter':>8} {'expected':>8} "
+        f"{'WRU':>6} {'WRU per':>8} "
         f"{'other':>6} {'reads':>6} {'alerts':>6} {'total s':>8} {'tally s':>8} "
         f"{'CDRs/s':>10}"
     )
     print(header)
-    print(f"{'':<5} {'':>9} {'':>13} {'items':>8} {'':>8} {'writes':>6} {'(req)':>6}")
+    print(
+        f"{'':<5} {'':>9} {'':>13} {'updates':>8} {'':>8} {'(est)':>6} {'group':>8} "
+        f"{'writes':>6} {'(req)':>6}"
+    )
     print("-" * len(header))
     for result in results:
         shape, requests, clock = result["shape"], result["requests"], result["clock"]
         keys = f"{shape.accounts}x{shape.groups}x{shape.hours}={shape.keys:,}"
         print(
             f"{shape.name:<5} {shape.cdrs:>9,} {keys:>13} {requests.counter_writes:>8,} "
-            f"{shape.expected_counters:>8,} {requests.other_writes:>6,} {requests.reads:>6,} "
+            f"{shape.expected_counters:>8,} {result['units']:>6,} {shape.per_group_units:>8,} "
+            f"{requests.other_writes:>6,} {requests.reads:>6,} "
             f"{len(result['outcome'].alerts):>6} {result['total']:>8.2f} "
             f"{clock.seconds['tally']:>8.2f} {shape.cdrs / result['total']:>10,.0f}"
         )
     print(
-        "\ncounter items = UpdateItem on a counter (sk H#...); expected = A*G*H + A*H + S*G*H "
-        "(S = 1 supplier).\nother writes = every other item written (PutItem, UpdateItem, "
+        "\ncounter updates = UpdateItem on a counter item (sk H#...); expected = A*H + S*H "
+        "(S = 1 supplier).\nWRU (est) = the write units those updates cost, from the items' "
+        "sizes; WRU per group = the units\nof one 1 KB item per (account, group, hour) instead: "
+        "A*G*H + A*H + S*G*H.\nother writes = every other item written (PutItem, UpdateItem, "
         "DeleteItem, and the items of\nBatchWriteItem and TransactWriteItems); reads = GetItem, "
         "BatchGetItem, Query requests."
     )
+    print(
+        "\nthe same accounts' next file, a week later (groups seen, baselines read; a week of "
+        "history\nis a young account's, whose single busy hour a week spikes against its "
+        "quiet day):"
+    )
+    print(f"{'shape':<5} {'counter':>8} {'other':>6} {'reads':>6} {'alerts':>6} {'total s':>8}")
+    for result in results:
+        later = result["next"]
+        print(
+            f"{result['shape'].name:<5} {later.counter_writes:>8,} {later.other_writes:>6,} "
+            f"{later.reads:>6,} {result['next_alerts']:>6} {result['next_total']:>8.2f}"
+        )
     print("\nseconds per phase (the store's calls timed through the port):")
     print(
         f"{'shape':<5} {'tally':>7} {'counters':>9} {'writes':>7} {'reads':>7} {'judge':>7} "

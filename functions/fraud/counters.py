@@ -210,6 +210,7 @@ class Tally:
         self.dear_rate = dear_rate
         self.masked_digits = masked_digits
         self._sums: list[pa.Table] = []
+        self._groups: list[pa.Table] = []
         self._numbers: list[pa.Table] = []
         self._samples: list[pa.Table] = []
         self._starts: list[tuple[np.ndarray, np.ndarray]] = []
@@ -290,16 +291,12 @@ class Tally:
             )
             summed = summed.rename_columns(["account", "group", "hour", *FIELDS])
             self._sums.append(summed.append_column("party", pa.array([party] * summed.num_rows)))
-        self._add_numbers(customer, group, callee, base, rate, part.column("call_id"))
-        self._add_starts(customer, part.column("start_time"))
-        self._add_callers(customer, group, callee, part.column("caller"), hour, rate, kind)
-
-    def _add_numbers(self, customer, group, callee, base, rate, call_ids) -> None:
-        table = pa.table(
+        calls = pa.table(
             {
                 "account": customer,
                 "group": group,
                 "number": callee,
+                "call_id": _plain(part.column("call_id")),
                 "hour": base["hour"],
                 "calls": base["calls"],
                 "seconds": base["seconds"],
@@ -307,28 +304,29 @@ class Tally:
                 "rate": pa.array(rate.astype(np.int64)),
             }
         ).filter(pc.is_valid(customer))
-        if table.num_rows == 0:
+        self._add_numbers(calls)
+        if listed.any():  # the calls to IRSF ranges explain the range rules' alerts
+            ranged = calls.set_column(1, "group", range_group.filter(pc.is_valid(customer)))
+            self._add_numbers(ranged.filter(pc.starts_with(ranged["group"], RANGE)))
+        self._add_starts(customer, part.column("start_time"))
+        self._add_callers(customer, group, callee, part.column("caller"), hour, rate, kind)
+
+    def _add_numbers(self, calls: pa.Table) -> None:
+        """A part's calls per account x group: the group's span and dearest rate (over every
+        call), its busiest numbers and longest calls (kept to a few per part: the top of the
+        file is among the tops of its parts, give or take a number split across parts)."""
+        if calls.num_rows == 0:
             return
-        per_number = table.group_by(["account", "group", "number"], use_threads=False).aggregate(
-            [
-                ("calls", "sum"),
-                ("seconds", "sum"),
-                ("amount", "sum"),
-                ("rate", "max"),
-                ("hour", "min"),
-                ("hour", "max"),
-            ]
+        self._groups.append(
+            calls.group_by(["account", "group"], use_threads=False).aggregate(
+                [("rate", "max"), ("hour", "min"), ("hour", "max")]
+            )
+        )
+        per_number = calls.group_by(["account", "group", "number"], use_threads=False).aggregate(
+            [("calls", "sum"), ("seconds", "sum"), ("amount", "sum")]
         )
         self._numbers.append(_top_per_group(per_number, _KEEP_PER_PART))
-        # Sample call ids: the longest answered calls of each account x group.
-        ids = pa.table(
-            {
-                "account": customer,
-                "group": group,
-                "call_id": _plain(call_ids),
-                "seconds": base["seconds"],
-            }
-        ).filter(pc.is_valid(customer))
+        ids = calls.select(["account", "group", "call_id", "seconds"])
         self._samples.append(_top_rows(ids, ["account", "group"], "seconds", SAMPLES))
 
     def _add_starts(self, customer, start_time) -> None:
@@ -408,41 +406,25 @@ class Tally:
         return sorted((Counter(*row) for row in zip(*columns, strict=True)), key=lambda c: c.key)
 
     def _evidence(self) -> list[Evidence]:
-        if not self._numbers:
+        if not self._groups:
             return []
-        numbers = pa.concat_tables(self._numbers)
-        per_number = (
-            numbers.group_by(["account", "group", "number"], use_threads=False)
-            .aggregate(
-                [
-                    ("calls_sum", "sum"),
-                    ("seconds_sum", "sum"),
-                    ("amount_sum", "sum"),
-                    ("rate_max", "max"),
-                    ("hour_min", "min"),
-                    ("hour_max", "max"),
-                ]
-            )
-            .rename_columns(
-                [
-                    "account",
-                    "group",
-                    "number",
-                    "calls_sum",
-                    "seconds_sum",
-                    "amount_sum",
-                    "rate_max",
-                    "hour_min",
-                    "hour_max",
-                ]
-            )
+        per_group = (
+            pa.concat_tables(self._groups)
+            .group_by(["account", "group"], use_threads=False)
+            .aggregate([("rate_max", "max"), ("hour_min", "min"), ("hour_max", "max")])
         )
-        per_group = per_number.group_by(["account", "group"], use_threads=False).aggregate(
-            [("rate_max", "max"), ("hour_min", "min"), ("hour_max", "max")]
+        per_number = (
+            pa.concat_tables(self._numbers)
+            .group_by(["account", "group", "number"], use_threads=False)
+            .aggregate([("calls_sum", "sum"), ("seconds_sum", "sum"), ("amount_sum", "sum")])
+            .rename_columns(
+                ["account", "group", "number", "calls_sum", "seconds_sum", "amount_sum"]
+            )
         )
         top = _top_per_group(per_number, TOP_NUMBERS)
-        samples = pa.concat_tables(self._samples)
-        samples = _top_rows(samples, ["account", "group"], "seconds", SAMPLES)
+        samples = _top_rows(
+            pa.concat_tables(self._samples), ["account", "group"], "seconds", SAMPLES
+        )
         tops: dict[tuple[str, str], list[TopNumber]] = {}
         for row in top.to_pylist():
             tops.setdefault((row["account"], row["group"]), []).append(

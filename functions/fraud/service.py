@@ -22,7 +22,15 @@ from typing import Any
 import pyarrow as pa
 
 from functions.fraud import alerts as alert_rules
-from functions.fraud.counters import ALL, CUSTOMER, RANGE, Evidence, FileTally, Tally
+from functions.fraud.counters import (
+    ALL,
+    CUSTOMER,
+    RANGE,
+    Evidence,
+    FileTally,
+    Tally,
+    merge_evidence,
+)
 from functions.fraud.destinations import default_groups
 from functions.fraud.policy import Policy
 from functions.fraud.ranges import RangeList
@@ -94,7 +102,7 @@ def check_file(
     outcome = CheckOutcome(tenant, file_id, "checked", calls=tally.calls)
     new_groups = _first_sightings(tenant, file_id, tally, store)
     outcome.counters = store.add_counters(tenant, file_id, tally.counters)
-    store.put_evidence(tenant, file_id, tally.evidence)
+    store.put_evidence(tenant, file_id, _notable(tally, policy))
     store.touch_active(tenant, _last_hours(tally))
     evidence = {(e.account, e.group): e for e in tally.evidence}
     findings = _judge(
@@ -108,7 +116,9 @@ def check_file(
         bursts=tally.bursts,
         callbacks=tally.callbacks,
     )
-    _raise(tenant, findings, evidence, store, outcome, now)
+    _raise(tenant, findings, _explainer(lambda a, g, first, last: [
+        e for e in tally.evidence if e.account == a and g in (None, e.group)
+    ]), store, outcome, now)  # fmt: skip
     deliver(tenant, outcome, store=store, accounts=accounts, events=events, notices=notices)
     store.mark_file_checked(tenant, file_id, {"calls": tally.calls, "findings": len(findings)})
     return outcome
@@ -136,9 +146,11 @@ def evaluate(
             touched.add(counter.key)
     outcome = CheckOutcome(tenant, None, "evaluated")
     if touched:
-        evidence = _stored_evidence(tenant, touched, store)
-        findings = _judge(tenant, touched, policy, ranges, store, evidence=evidence)
-        _raise(tenant, findings, evidence, store, outcome, now)
+        findings = _judge(tenant, touched, policy, ranges, store)
+        explain = _explainer(
+            lambda a, g, first, last: store.get_evidence(tenant, a, g, first, last)
+        )
+        _raise(tenant, findings, explain, store, outcome, now)
     deliver(tenant, outcome, store=store, accounts=accounts, events=events, notices=notices)
     return outcome
 
@@ -156,8 +168,14 @@ def _first_sightings(
         key = (counter.account, counter.group)
         earliest[key] = min(earliest.get(key, counter.hour), counter.hour)
     new: dict[str, dict[str, int]] = {}
+    seen: dict[str, dict[str, str]] = {}
     for (account, group), hour in sorted(earliest.items()):
-        if store.first_sighting(tenant, account, group, hour, file_id) == file_id:
+        if account not in seen:  # one read per account: most groups were seen before
+            seen[account] = store.sightings(tenant, account)
+        first = seen[account].get(group)
+        if first is None:
+            first = store.first_sighting(tenant, account, group, hour, file_id)
+        if first == file_id:
             new.setdefault(account, {})[group] = hour
     return new
 
@@ -188,32 +206,50 @@ def _judge(
     return run_all(Evaluation(tenant, touched, history, policy, ranges, **context))
 
 
-def _stored_evidence(
-    tenant: str, touched: set[tuple[str, str, str, int]], store: Any
-) -> dict[tuple[str, str], Evidence]:
-    """Per account x group, the evidence of the files that counted its touched hours."""
-    hours: dict[tuple[str, str], list[int]] = {}
-    for party, account, group, hour in touched:
-        if party == CUSTOMER:
-            hours.setdefault((account, group), []).append(hour)
-    out = {}
-    for (account, group), span in sorted(hours.items()):
-        found = store.get_evidence(tenant, account, group, min(span), max(span))
-        if found:
-            out[(account, group)] = _merge_evidence(found)
-    return out
+def _notable(tally: FileTally, policy: Policy) -> list[Evidence]:
+    """The evidence worth keeping for a later pass: of IRSF ranges, of dear groups, and of
+    groups with minutes enough for a baseline rule to fire. The rest of an A-Z account's
+    groups explain no alert, and storing them would cost as much as the counters."""
+    seconds: dict[tuple[str, str], int] = {}
+    for c in tally.counters:
+        if c.party == CUSTOMER:
+            seconds[(c.account, c.group)] = seconds.get((c.account, c.group), 0) + c.seconds
+    dear = to_units(str(policy.value("new_destination", "min_rate")), RATE_SCALE)
+    kept = []
+    for item in tally.evidence:
+        floor = min(
+            policy.value("spike", "min_minutes", item.account),
+            policy.value("off_hours", "min_minutes", item.account),
+        )
+        if (
+            item.group.startswith(RANGE)
+            or item.max_rate >= dear
+            or seconds.get((item.account, item.group), 0) >= floor * 60
+        ):
+            kept.append(item)
+    return kept
 
 
-def _merge_evidence(items: list[Evidence]) -> Evidence:
-    from functions.fraud.counters import merge_evidence
+def _explainer(
+    found: Callable[[str, str | None, int, int], list[Evidence]],
+) -> Callable[[alert_rules.Finding], Evidence | None]:
+    """What explains a finding: the evidence of its group in its window, or for a rule over
+    every destination, of all the account's groups (their top numbers together)."""
 
-    return merge_evidence(items)
+    def explain(finding: alert_rules.Finding) -> Evidence | None:
+        first, last = finding.window_start // 3600, (finding.window_end - 1) // 3600
+        items = found(finding.account, finding.evidence_group, first, last)
+        if finding.evidence_group is None:  # a range's calls are in their country's too
+            items = [e for e in items if not e.group.startswith(RANGE)]
+        return merge_evidence(items) if items else None
+
+    return explain
 
 
 def _raise(
     tenant: str,
     findings: list[alert_rules.Finding],
-    evidence: dict[tuple[str, str], Evidence],
+    explain: Callable[[alert_rules.Finding], Evidence | None],
     store: Any,
     outcome: CheckOutcome,
     now: dt.datetime,
@@ -221,10 +257,7 @@ def _raise(
     """Store each finding as its alert; a new or escalated one goes to the outbox with it."""
     outcome.findings += len(findings)
     for finding in findings:
-        explains = evidence.get((finding.account, finding.evidence_group or ""))
-        if explains is None and finding.evidence_group is None:
-            explains = evidence.get((finding.account, ALL))
-        record = alert_rules.alert_record(tenant, finding, explains, now)
+        record = alert_rules.alert_record(tenant, finding, explain(finding), now)
         stored, change = store.put_alert(tenant, record)
         if change in ("new", "escalated"):
             outcome.alerts.append(stored)

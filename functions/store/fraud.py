@@ -1,9 +1,10 @@
 """The fraud checks' store: counters, evidence, first sightings, rules, ranges and alerts.
 
 Key layout (table `settings().fraud_table`; boto3 low-level client; TTL on `expires_at`):
-    pk=C#{tenant}#{party}#{account}  sk=H#{yyyymmddhh}#{group}   a counter (calls, answered,
-                                                                  seconds, amount, short) and
-                                                                  `files`, the files counted
+    pk=C#{tenant}#{party}#{account}  sk=H#{yyyymmddhh}           an hour's counters: per
+                                                                  group and field a number
+                                                                  ("n|Somalia": calls), and
+                                                                  `files`, the file parts counted
     pk=C#{tenant}#customer#{account} sk=SEEN#{group}             first sighting: hour, file
     pk=E#{tenant}#{account}          sk={group}#{yyyymmddhh}#{file}  a file's evidence
     pk=T#{tenant}                    sk=ACTIVE#{party}#{account}  first and last hour counted
@@ -13,9 +14,9 @@ Key layout (table `settings().fraud_table`; boto3 low-level client; TTL on `expi
                                      sk=OUTBOX#{alert_id}         an alert still to deliver
 
 A counter's partition is its account's: the writes of a busy tenant spread over partitions.
-Every counter update is `ADD ... , files :f` under `NOT contains(files, :id)`: one file adds
-to an item once, however often it is retried (a ConditionalCheckFailed means "counted
-before"). Counters and evidence live 9 weeks (the 8-week baselines), alerts 400 days; reads
+Every counter update is `ADD ... , files :f` under `NOT contains(files, :part)`: one part of
+one file adds to an item once, however often it is retried (a ConditionalCheckFailed means
+"counted before"). Counters and evidence live 9 weeks (the 8-week baselines), alerts 400 days; reads
 never trust TTL (deletion lags by up to 48 h) and ask for the hours they need.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.fraud.alerts import RANK, merge
-from functions.fraud.counters import FIELDS, Counter, Evidence
+from functions.fraud.counters import Counter, Evidence
 from functions.shared.settings import settings
 from functions.store import ConflictError, check_name, client
 
@@ -82,55 +83,89 @@ def _conditional_failed(error: ClientError) -> bool:
 # --- counters --------------------------------------------------------------------------
 
 
-def _add_one(tenant: str, file_id: str, counter: Counter) -> bool:
-    values = counter.values()
-    names = {f"#{n}": n for n in FIELDS}
+# One item per (party, account, hour) holds every destination group's counters, one number
+# attribute per group and field: "n|Somalia" (calls), "a|..." (answered), "s|..." (seconds),
+# "m|..." (amount), "t|..." (short calls). A file writes one item per account and hour it
+# touches, not one per group: an A-Z account's hour is one 1-20 KB item instead of hundreds
+# of 1 KB ones, several times fewer write units (DynamoDB bills an update by the item's size).
+FIELD_CODES = {"calls": "n", "answered": "a", "seconds": "s", "amount": "m", "short": "t"}
+_FIELD_OF = {code: name for name, code in FIELD_CODES.items()}
+# Clauses per UpdateExpression: each "#nK :vK, " is ~12 bytes and an expression may hold
+# 4 KB; an item with more groups is written in several updates, each claimed on its own.
+CLAUSES = 200
+
+
+def _updates(counters: Sequence[Counter]) -> list[tuple[tuple[str, str, int], int, list]]:
+    """The updates a file's counters make: per (party, account, hour) item its nonzero
+    (attribute, value) pairs in a fixed order, cut into chunks of CLAUSES. The same counters
+    always give the same chunks, so a retry claims exactly what the first attempt did."""
+    items: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
+    for counter in counters:
+        pairs = items.setdefault((counter.party, counter.account, counter.hour), [])
+        for name, value in counter.values().items():
+            if value:
+                pairs.append((f"{FIELD_CODES[name]}|{counter.group}", value))
+    out = []
+    for key, pairs in sorted(items.items()):
+        pairs.sort()
+        for chunk, start in enumerate(range(0, max(len(pairs), 1), CLAUSES)):
+            out.append((key, chunk, pairs[start : start + CLAUSES]))
+    return out
+
+
+def _add_item(
+    tenant: str, file_id: str, key: tuple[str, str, int], chunk: int, pairs: list
+) -> bool:
+    """ADD one chunk of a file's counters to an item, unless that chunk was added before."""
+    party, account, hour = key
+    names = {f"#n{i}": name for i, (name, _) in enumerate(pairs)}
+    values = {f":v{i}": {"N": str(value)} for i, (_, value) in enumerate(pairs)}
+    marker = f"{file_id}#{chunk}"
     try:
         client("dynamodb").update_item(
             TableName=_table(),
             Key={
-                "pk": {"S": _counter_pk(tenant, counter.party, counter.account)},
-                "sk": {"S": f"H#{_hour_text(counter.hour)}#{counter.group}"},
+                "pk": {"S": _counter_pk(tenant, party, account)},
+                "sk": {"S": f"H#{_hour_text(hour)}"},
             },
             UpdateExpression="ADD "
-            + ", ".join(f"#{n} :{n}" for n in FIELDS)
-            + ", files :files SET expires_at = :expires",
+            + "".join(f"#n{i} :v{i}, " for i in range(len(pairs)))
+            + "files :files SET expires_at = :expires",
             ConditionExpression="NOT contains(files, :file)",
-            ExpressionAttributeNames=names,
+            **({"ExpressionAttributeNames": names} if names else {}),
             ExpressionAttributeValues={
-                **{f":{n}": {"N": str(values[n])} for n in FIELDS},
-                ":files": {"SS": [file_id]},
-                ":file": {"S": file_id},
-                ":expires": {"N": _expires(counter.hour, COUNTER_DAYS)},
+                **values,
+                ":files": {"SS": [marker]},
+                ":file": {"S": marker},
+                ":expires": {"N": _expires(hour, COUNTER_DAYS)},
             },
         )
     except ClientError as error:
         if _conditional_failed(error):
-            return False  # this file was counted here before
+            return False  # this part of the file was counted here before
         raise
     return True
 
 
 def add_counters(tenant: str, file_id: str, counters: Sequence[Counter]) -> int:
-    """Add a file's counters, each item at most once per file; how many were added now."""
-    if not counters:
+    """Add a file's counters, each part of each item at most once per file; how many item
+    updates were made now (0: all were made before)."""
+    updates = _updates(counters)
+    if not updates:
         return 0
-    with ThreadPoolExecutor(max_workers=min(WRITERS, len(counters))) as pool:
-        return sum(pool.map(lambda c: _add_one(tenant, file_id, c), counters))
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(updates))) as pool:
+        return sum(pool.map(lambda u: _add_item(tenant, file_id, *u), updates))
 
 
-def _counter(party: str, account: str, item: dict[str, Any]) -> Counter:
-    _, hour, group = item["sk"]["S"].split("#", 2)
-    return Counter(
-        party,
-        account,
-        group,
-        _hour_of(hour),
-        **{n: int(item[n]["N"]) if n in item else 0 for n in FIELDS},
-    )
-
-
-_PROJECTION = "pk, sk, " + ", ".join(f"#{n}" for n in FIELDS)
+def _counters(party: str, account: str, item: dict[str, Any]) -> list[Counter]:
+    """The per-group counters an hour's item holds."""
+    hour = _hour_of(item["sk"]["S"].removeprefix("H#"))
+    groups: dict[str, dict[str, int]] = {}
+    for name, value in item.items():
+        code, bar, group = name.partition("|")
+        if bar and code in _FIELD_OF:
+            groups.setdefault(group, {})[_FIELD_OF[code]] = int(value["N"])
+    return [Counter(party, account, group, hour, **fields) for group, fields in groups.items()]
 
 
 def get_span(tenant: str, party: str, account: str, first: int, last: int) -> list[Counter]:
@@ -138,16 +173,14 @@ def get_span(tenant: str, party: str, account: str, first: int, last: int) -> li
     items = _query(
         {
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
-            "ProjectionExpression": _PROJECTION,
-            "ExpressionAttributeNames": {f"#{n}": n for n in FIELDS},
             "ExpressionAttributeValues": {
                 ":pk": {"S": _counter_pk(tenant, party, account)},
-                ":a": {"S": f"H#{_hour_text(first)}#"},
-                ":b": {"S": f"H#{_hour_text(last)}#\U0010ffff"},
+                ":a": {"S": f"H#{_hour_text(first)}"},
+                ":b": {"S": f"H#{_hour_text(last)}"},
             },
         }
     )
-    return [_counter(party, account, item) for item in items]
+    return [c for item in items for c in _counters(party, account, item)]
 
 
 def get_spans(tenant: str, spans: Mapping[tuple[str, str], tuple[int, int]]) -> list[Counter]:
@@ -184,19 +217,17 @@ def _batch_get(keys: list[dict[str, Any]], **extra: Any) -> list[dict[str, Any]]
 
 def get_counters(tenant: str, keys: Iterable[tuple[str, str, str, int]]) -> list[Counter]:
     """The counters of these (party, account, group, hour) keys that exist."""
-    wanted = sorted(set(keys))
-    by_pk = {}
-    requests = []
-    for party, account, group, hour in wanted:
-        pk = _counter_pk(tenant, party, account)
-        by_pk[pk] = (party, account)
-        requests.append({"pk": {"S": pk}, "sk": {"S": f"H#{_hour_text(hour)}#{group}"}})
-    items = _batch_get(
-        requests,
-        ProjectionExpression=_PROJECTION,
-        ExpressionAttributeNames={f"#{n}": n for n in FIELDS},
-    )
-    return [_counter(*by_pk[item["pk"]["S"]], item) for item in items]
+    wanted = set(keys)
+    hours = sorted({(party, account, hour) for party, account, _, hour in wanted})
+    by_pk = {_counter_pk(tenant, party, account): (party, account) for party, account, _ in hours}
+    requests = [
+        {"pk": {"S": _counter_pk(tenant, party, account)}, "sk": {"S": f"H#{_hour_text(hour)}"}}
+        for party, account, hour in hours
+    ]
+    found = []
+    for item in _batch_get(requests):
+        found += [c for c in _counters(*by_pk[item["pk"]["S"]], item) if c.key in wanted]
+    return found
 
 
 # --- evidence ------------------------------------------------------------------------------
@@ -210,6 +241,7 @@ def put_evidence(tenant: str, file_id: str, evidence: Sequence[Evidence]) -> Non
                 "Item": {
                     "pk": {"S": f"E#{check_name('tenant', tenant)}#{e.account}"},
                     "sk": {"S": f"{e.group}#{_hour_text(e.first_hour)}#{file_id}"},
+                    "first_hour": {"N": str(e.first_hour)},
                     "last_hour": {"N": str(e.last_hour)},
                     "evidence": {"S": json.dumps(e.as_json(), separators=(",", ":"))},
                     "expires_at": {"N": _expires(e.last_hour, COUNTER_DAYS)},
@@ -229,24 +261,46 @@ def put_evidence(tenant: str, file_id: str, evidence: Sequence[Evidence]) -> Non
             raise ConflictError("DynamoDB kept some evidence unwritten; run it again")
 
 
-def get_evidence(tenant: str, account: str, group: str, first: int, last: int) -> list[Evidence]:
-    """The evidence of the files whose calls to `group` overlap hours first..last."""
+def get_evidence(
+    tenant: str, account: str, group: str | None, first: int, last: int
+) -> list[Evidence]:
+    """The evidence of the files whose calls to `group` (None: any group) overlap hours
+    first..last."""
+    values = {
+        ":pk": {"S": f"E#{check_name('tenant', tenant)}#{account}"},
+        ":first": {"N": str(first)},
+        ":last": {"N": str(last)},
+    }
+    key = "pk = :pk"
+    if group is not None:
+        key += " AND sk BETWEEN :a AND :b"
+        values[":a"] = {"S": f"{group}#"}
+        values[":b"] = {"S": f"{group}#{_hour_text(last)}#\U0010ffff"}
     items = _query(
         {
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
-            "FilterExpression": "last_hour >= :first",
-            "ExpressionAttributeValues": {
-                ":pk": {"S": f"E#{check_name('tenant', tenant)}#{account}"},
-                ":a": {"S": f"{group}#"},
-                ":b": {"S": f"{group}#{_hour_text(last)}#\U0010ffff"},
-                ":first": {"N": str(first)},
-            },
+            "KeyConditionExpression": key,
+            "FilterExpression": "last_hour >= :first AND first_hour <= :last",
+            "ExpressionAttributeValues": values,
         }
     )
     return [Evidence.from_json(json.loads(item["evidence"]["S"])) for item in items]
 
 
 # --- sightings, activity, files -----------------------------------------------------------
+
+
+def sightings(tenant: str, account: str) -> dict[str, str]:
+    """The destination groups an account has called, each with the file that first did."""
+    items = _query(
+        {
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": {
+                ":pk": {"S": _counter_pk(tenant, "customer", account)},
+                ":p": {"S": "SEEN#"},
+            },
+        }
+    )
+    return {item["sk"]["S"].removeprefix("SEEN#"): item["file_id"]["S"] for item in items}
 
 
 def first_sighting(tenant: str, account: str, group: str, hour: int, file_id: str) -> str:

@@ -62,7 +62,7 @@ class MemoryFraudStore:
         return [
             e
             for (a, g, first_hour, _), e in sorted(self.evidence.items())
-            if a == account and g == group and first_hour <= last and e.last_hour >= first
+            if a == account and group in (None, g) and first_hour <= last and e.last_hour >= first
         ]
 
     def touch_active(self, tenant, spans):
@@ -75,6 +75,9 @@ class MemoryFraudStore:
 
     def first_hours(self, tenant, keys):
         return {k: self.active[k][0] for k in keys if k in self.active}
+
+    def sightings(self, tenant, account):
+        return {g: f for (a, g), f in self.seen.items() if a == account}
 
     def first_sighting(self, tenant, account, group, hour, file_id):
         return self.seen.setdefault((account, group), file_id)

@@ -82,6 +82,11 @@ def test_seed_incident_suspends_the_reseller_within_one_evaluation():
         / 60
     ).quantize(Decimal("0.01"))
     assert worst["top_numbers"][0]["number"].startswith("25261")
+    # The range's and the all-destination rules' alerts are explained by the same calls.
+    for rule in ("high_risk", "velocity.minutes_per_hour"):
+        alert = next(a for a in store.alerts.values() if a["rule"] == rule)
+        assert alert["top_numbers"] and alert["sample_call_ids"], rule
+        assert all(t["number"].startswith("25261") for t in alert["top_numbers"]), rule
     assert len(published.events) == len(store.alerts)  # each alert published once
     print(sorted((a["rule"], a["severity"], a["destination"]) for a in store.alerts.values()))
 
