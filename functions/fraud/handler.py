@@ -12,23 +12,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 
 from functions.fraud.counters import COLUMNS
 from functions.fraud.service import check_file, evaluate
 from functions.store import accounts, events, files, fraud, lake, notices
 
 logger = Logger(service="fraud")
+# Only AWS calls become subsegments; tracing is off outside Lambda (POWERTOOLS_TRACE_DISABLED).
+tracer = Tracer(service="fraud", patch_modules=("botocore",))
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handle_file_rated(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event["detail"]
     tenant, file_id = detail["tenant"], detail["file_id"]
-    logger.append_keys(tenant=tenant, file_id=file_id)
+    # EventBridge's event id is the same on every retry of one delivery: the correlation id.
+    logger.set_correlation_id(event.get("id"))
+    logger.append_keys(tenant=tenant, switch=detail.get("switch"), file_id=file_id)
+    tracer.put_annotation(key="tenant", value=tenant)
+    tracer.put_annotation(key="file_id", value=file_id)
     days = files.get_file(tenant, file_id).meta.get("days", [])
     with lake.Spool() as spool:
         outcome = check_file(
@@ -51,6 +59,8 @@ class FraudPassFailed(Exception):
     """Some tenant's scheduled pass failed; the others were done."""
 
 
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handle_fraud_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
     now = (
         dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))

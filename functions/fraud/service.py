@@ -116,9 +116,11 @@ def check_file(
         bursts=tally.bursts,
         callbacks=tally.callbacks,
     )
-    _raise(tenant, findings, _explainer(lambda a, g, first, last: [
-        e for e in tally.evidence if e.account == a and g in (None, e.group)
-    ]), store, outcome, now)  # fmt: skip
+
+    def in_file(account: str, group: str | None, first: int, last: int) -> list[Evidence]:
+        return [e for e in tally.evidence if e.account == account and group in (None, e.group)]
+
+    _raise(tenant, findings, _explainer(in_file), store, outcome, now)
     deliver(tenant, outcome, store=store, accounts=accounts, events=events, notices=notices)
     store.mark_file_checked(tenant, file_id, {"calls": tally.calls, "findings": len(findings)})
     return outcome

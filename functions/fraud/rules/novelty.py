@@ -32,8 +32,11 @@ def findings(ev: Evaluation) -> list[Finding]:
             observed = minutes(seconds)
             critical = policy.value("new_destination", "critical_minutes", account)
             # An account's very first traffic is new everywhere: the static limits (velocity,
-            # high-risk) judge a new account; only an established one is suspended here.
-            established = (ev.history.first_hour(CUSTOMER, account) or first) < first
+            # high-risk) judge a new account; only an established one (it called a day or
+            # more before this group) is suspended here.
+            since = ev.history.first_hour(CUSTOMER, account)
+            familiar = policy.whole("spike", "familiarity_hours", account)
+            established = since is not None and first - since >= familiar
             severity = "critical" if observed >= critical and established else "warning"
             rate = units_to_decimal(evidence.max_rate, RATE_SCALE).normalize()
             out.append(
