@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from functions.fraud.alerts import Finding
+from functions.fraud.alerts import Finding, day_key, hour_key
 from functions.fraud.counters import ALL, FIELDS, RANGE, Callback, CallBurst, Counter, Evidence
 from functions.fraud.policy import Policy
 from functions.fraud.ranges import RangeList
@@ -116,6 +116,32 @@ def needed_points(
             weeks = policy.whole("spike", "weeks", hit.account)
             weeks_back("customer", hit.account, hit.group, hit.hour, weeks)
     return points
+
+
+def in_hour(hour: int) -> dict[str, int | str]:
+    """A finding's window: one hour of the calls, its own dedupe window."""
+    return {
+        "window_start": hour * 3600,
+        "window_end": (hour + 1) * 3600,
+        "window_key": hour_key(hour),
+    }
+
+
+def hours_to(hour: int, hours: int, *, per_day: bool = False) -> dict[str, int | str]:
+    """A sliding window of `hours` hours ending with `hour`; deduped per hour, or per day of
+    its end (a 24 h rule: one alert a day, however often the window slides)."""
+    return {
+        "window_start": (hour - hours + 1) * 3600,
+        "window_end": (hour + 1) * 3600,
+        "window_key": day_key(hour) if per_day else hour_key(hour),
+    }
+
+
+def level(observed: Decimal, warn: Decimal, critical: Decimal) -> tuple[str, Decimal] | None:
+    """The severity a value reaches and the threshold it crossed, or None under both."""
+    if observed >= critical:
+        return "critical", critical
+    return ("warning", warn) if observed >= warn else None
 
 
 def minutes(seconds: int) -> Decimal:

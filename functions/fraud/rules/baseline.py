@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from functions.fraud.alerts import Finding, hour_key, quantize
+from functions.fraud.alerts import Finding, quantize
 from functions.fraud.counters import ALL, CUSTOMER
-from functions.fraud.rules import ROLLING, WEEK, Evaluation, minutes
+from functions.fraud.rules import ROLLING, WEEK, Evaluation, in_hour, level, minutes
 
 
 def _stats(values: list[Decimal]) -> tuple[Decimal, Decimal]:
@@ -70,9 +70,7 @@ def _spikes(ev: Evaluation) -> list[Finding]:
                 party=party,
                 account=account,
                 scope=group,
-                window_start=hour * 3600,
-                window_end=(hour + 1) * 3600,
-                window_key=hour_key(hour),
+                **in_hour(hour),
                 severity="critical" if critical else "warning",
                 observed=x,
                 threshold=quantize(max(k * mean, policy.value("spike", "min_minutes", account))),
@@ -105,23 +103,23 @@ def _off_hours(ev: Evaluation) -> list[Finding]:
         ):
             continue
         x = minutes(ev.history.get(party, account, ALL, hour).seconds)
-        warn = policy.value("off_hours", "min_minutes", account)
-        if x < warn:
+        crossed = level(
+            x,
+            policy.value("off_hours", "min_minutes", account),
+            policy.value("off_hours", "critical_minutes", account),
+        )
+        if crossed is None:
             continue
-        critical = policy.value("off_hours", "critical_minutes", account)
-        severity = "critical" if x >= critical else "warning"
         out.append(
             Finding(
                 rule="off_hours",
                 party=party,
                 account=account,
                 scope=ALL,
-                window_start=hour * 3600,
-                window_end=(hour + 1) * 3600,
-                window_key=hour_key(hour),
-                severity=severity,
+                **in_hour(hour),
+                severity=crossed[0],
                 observed=x,
-                threshold=critical if severity == "critical" else warn,
+                threshold=crossed[1],
                 unit="minutes",
                 baseline=Decimal(0),
                 summary=f"{x} minutes in an hour of the week with no call in each of the "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from functions.fraud.alerts import Finding, day_key, hour_key
+from functions.fraud.alerts import Finding
 from functions.fraud.counters import CUSTOMER
-from functions.fraud.rules import ROLLING, Evaluation, minutes
+from functions.fraud.rules import ROLLING, Evaluation, hours_to, in_hour, level, minutes
 
 
 def findings(ev: Evaluation) -> list[Finding]:
@@ -28,9 +28,7 @@ def findings(ev: Evaluation) -> list[Finding]:
                         party=party,
                         account=account,
                         scope=scope,
-                        window_start=hour * 3600,
-                        window_end=(hour + 1) * 3600,
-                        window_key=hour_key(hour),
+                        **in_hour(hour),
                         severity="critical",
                         observed=Decimal(counter.answered),
                         threshold=Decimal(0),
@@ -47,23 +45,23 @@ def findings(ev: Evaluation) -> list[Finding]:
             continue
         total = ev.history.total(party, account, group, hour - ROLLING + 1, hour)
         observed = minutes(total.seconds)
-        warn = ev.policy.value("high_risk", "minutes", account)
-        critical = ev.policy.value("high_risk", "critical_minutes", account)
-        if observed < warn or total.answered == 0:
+        crossed = level(
+            observed,
+            ev.policy.value("high_risk", "minutes", account),
+            ev.policy.value("high_risk", "critical_minutes", account),
+        )
+        if crossed is None or total.answered == 0:
             continue
-        severity = "critical" if observed >= critical else "warning"
         out.append(
             Finding(
                 rule="high_risk",
                 party=party,
                 account=account,
                 scope=scope,
-                window_start=(hour - ROLLING + 1) * 3600,
-                window_end=(hour + 1) * 3600,
-                window_key=day_key(hour),
-                severity=severity,
+                **hours_to(hour, ROLLING, per_day=True),
+                severity=crossed[0],
                 observed=observed,
-                threshold=critical if severity == "critical" else warn,
+                threshold=crossed[1],
                 unit="minutes",
                 summary=f"{observed} minutes in 24 h to the {listed.kind.replace('_', '-')} "
                 f"range {listed.prefix} ({listed.label})",

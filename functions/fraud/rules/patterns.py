@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from functions.fraud.alerts import Finding, hour_key, quantize
+from functions.fraud.alerts import Finding, quantize
 from functions.fraud.counters import ALL, CUSTOMER, SHORT_SECONDS
-from functions.fraud.rules import WEEK, Evaluation
+from functions.fraud.rules import WEEK, Evaluation, hours_to, in_hour
 
 
 def findings(ev: Evaluation) -> list[Finding]:
@@ -35,9 +35,7 @@ def _short_calls(ev: Evaluation) -> list[Finding]:
                 party=party,
                 account=account,
                 scope=ALL,
-                window_start=(hour - window + 1) * 3600,
-                window_end=(hour + 1) * 3600,
-                window_key=hour_key(hour),
+                **hours_to(hour, window),
                 severity="warning",
                 observed=quantize(share, "0.0001"),
                 threshold=limit,
@@ -66,9 +64,7 @@ def _callbacks(ev: Evaluation) -> list[Finding]:
                 party=CUSTOMER,
                 account=hit.account,
                 scope=f"{hit.group} ({hit.number_range}…)",
-                window_start=hit.hour * 3600,
-                window_end=(hit.hour + 1) * 3600,
-                window_key=hour_key(hit.hour),
+                **in_hour(hit.hour),
                 severity=severity,
                 observed=Decimal(hit.callers),
                 threshold=critical if severity == "critical" and not hit.listed else warn,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from functions.fraud.alerts import Finding, hour_key, quantize
+from functions.fraud.alerts import Finding, quantize
 from functions.fraud.counters import SUPPLIER
-from functions.fraud.rules import Evaluation
+from functions.fraud.rules import Evaluation, in_hour
 
 
 def findings(ev: Evaluation) -> list[Finding]:
@@ -36,9 +36,7 @@ def findings(ev: Evaluation) -> list[Finding]:
                 party=party,
                 account=supplier,
                 scope=group,
-                window_start=hour * 3600,
-                window_end=(hour + 1) * 3600,
-                window_key=hour_key(hour),
+                **in_hour(hour),
                 severity="warning",
                 observed=quantize(asr, "0.0001"),
                 threshold=quantize(limit, "0.0001"),
