@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from functions.fraud.counters import Evidence
+from functions.fraud.counters import Evidence, TopNumber
+from functions.shared.money import AMOUNT_SCALE, units_to_str
 
 SEVERITIES = ("warning", "critical")
 RANK = {severity: rank for rank, severity in enumerate(SEVERITIES, start=1)}
@@ -65,11 +66,23 @@ def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _top(number: TopNumber) -> dict[str, Any]:
+    """A called number as an alert shows it: calls, minutes and what they cost the account
+    (exact, in its currency), with the seconds they add up from."""
+    return {
+        "number": number.number,
+        "calls": number.calls,
+        "seconds": number.seconds,
+        "minutes": str(quantize(Decimal(number.seconds) / 60)),
+        "amount": units_to_str(number.amount, AMOUNT_SCALE),
+    }
+
+
 def alert_record(
     tenant: str, finding: Finding, evidence: Evidence | None, now: dt.datetime
 ) -> dict[str, Any]:
     """The alert as stored, published and shown (`tollgate fraud alerts`): JSON values only,
-    numbers as decimal strings, money in micro-units of the account's currency."""
+    numbers and money as decimal strings (money in the account's currency)."""
     seen = now.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     return {
         "alert_id": alert_id(tenant, finding),
@@ -91,7 +104,7 @@ def alert_record(
             "end": _iso(finding.window_end),
         },
         "summary": finding.summary,
-        "top_numbers": [t.as_json() for t in evidence.top] if evidence else [],
+        "top_numbers": [_top(t) for t in evidence.top] if evidence else [],
         "sample_call_ids": list(evidence.samples) if evidence else [],
         "first_seen": seen,
         "last_seen": seen,

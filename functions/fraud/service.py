@@ -332,9 +332,9 @@ def _message(alert: dict[str, Any]) -> str:
         f"last seen {alert['last_seen']}",
     ]
     if alert["top_numbers"]:
-        lines += ["", "top called numbers (calls, seconds, amount in micro-units):"]
+        lines += ["", "top called numbers (calls, minutes, amount):"]
         lines += [
-            f"  {t['number']}: {t['calls']}, {t['seconds']}, {t['amount']}"
+            f"  {t['number']}: {t['calls']}, {t['minutes']}, {t['amount']}"
             for t in alert["top_numbers"]
         ]
     if alert["sample_call_ids"]:

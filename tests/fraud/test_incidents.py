@@ -81,7 +81,12 @@ def test_seed_incident_suspends_the_reseller_within_one_evaluation():
         ].seconds
         / 60
     ).quantize(Decimal("0.01"))
-    assert worst["top_numbers"][0]["number"].startswith("25261")
+    top = worst["top_numbers"][0]
+    assert top["number"].startswith("25261")
+    # the top number's calls in the file behind the alert, to the second and the micro-unit
+    rows = [r for r in table.to_pylist() if r["callee"] == top["number"]]
+    assert top["calls"] == len(rows) and top["seconds"] == sum(r["billsec"] for r in rows)
+    assert Decimal(top["amount"]) == sum((r["customer_amount"] for r in rows), Decimal(0))
     # The range's and the all-destination rules' alerts are explained by the same calls.
     for rule in ("high_risk", "velocity.minutes_per_hour"):
         alert = next(a for a in store.alerts.values() if a["rule"] == rule)
