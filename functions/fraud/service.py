@@ -268,24 +268,31 @@ def _raise(
 def deliver(
     tenant: str, outcome: CheckOutcome, *, store: Any, accounts: Any, events: Any, notices: Any
 ) -> None:
-    """Work off the outbox: suspend on a critical alert, publish, notify, then forget."""
+    """Work off the outbox: suspend on a critical alert, publish each alert's `FraudAlert`
+    event (for machines), send one notice per account (for people: an incident that trips
+    seven rules is one e-mail, not seven), then forget them."""
+    by_account: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for alert in store.outbox(tenant):
         action = _act(tenant, alert, accounts)
         if action.startswith("suspended"):
             outcome.suspended.append(alert["account"])
         alert = store.set_action(tenant, alert["alert_id"], action)
         events.publish_fraud_alert(alert)
+        by_account.setdefault((alert["party"], alert["account"]), []).append(alert)
+    for (_, account), alerts in sorted(by_account.items()):
+        alerts.sort(key=lambda a: (-alert_rules.RANK[a["severity"]], a["rule"], a["alert_id"]))
         notices.publish_alert(
-            _subject(alert),
-            _message(alert),
+            _subject(tenant, account, alerts),
+            "\n\n".join(_message(alert) for alert in alerts),
             {
-                "rule": alert["rule"],
-                "severity": alert["severity"],
+                "severity": alerts[0]["severity"],
                 "tenant": tenant,
-                "account": alert["account"],
+                "account": account,
+                "rules": ",".join(sorted({a["rule"] for a in alerts})),
             },
         )
-        store.delivered(tenant, alert["alert_id"], alert["severity"])
+        for alert in alerts:
+            store.delivered(tenant, alert["alert_id"], alert["severity"])
 
 
 def _act(tenant: str, alert: dict[str, Any], accounts: Any) -> str:
@@ -309,10 +316,12 @@ def _act(tenant: str, alert: dict[str, Any], accounts: Any) -> str:
     return "suspended"
 
 
-def _subject(alert: dict[str, Any]) -> str:
+def _subject(tenant: str, account: str, alerts: list[dict[str, Any]]) -> str:
+    worst = alerts[0]
+    more = f" and {len(alerts) - 1} more" if len(alerts) > 1 else ""
     return (
-        f"[{alert['severity']}] fraud {alert['rule']}: {alert['account']} "
-        f"{alert['destination']} ({alert['tenant']})"
+        f"[{worst['severity']}] fraud {worst['rule']}: {account} {worst['destination']}"
+        f"{more} ({tenant})"
     )
 
 

@@ -176,7 +176,14 @@ def test_a_crash_between_an_alert_and_its_notification_delays_it_never_loses_or_
     _check(file_id, tables, now, published=published)  # the event's retry
     alerts = fraud.list_alerts(TENANT)
     assert sorted(e["alert_id"] for e in published.events) == sorted(a["alert_id"] for a in alerts)
-    assert len(published.notices) == len(alerts)
+    # one notice for the account's incident, listing every alert once
+    assert len(published.notices) == 1
+    subject, message, attributes = published.notices[0]
+    assert subject.startswith("[critical] fraud ") and "res-1" in subject
+    assert sorted(a["alert_id"] for a in alerts) == sorted(
+        line.split()[1] for line in message.splitlines() if line.startswith("alert: ")
+    )
+    assert attributes["severity"] == "critical" and attributes["account"] == "res-1"
     assert fraud.outbox(TENANT) == []
     suspensions = [
         e for e in accounts.list_audit(TENANT, "account", "res-1") if "suspended" in str(e.changes)
