@@ -77,7 +77,7 @@ def test_the_seed_incident_suspends_the_reseller_and_names_somalia_minutes_and_b
 ):
     run("tenant", "create", TENANT)
     run("switch", "create", TENANT, SWITCH, "--format", "generic")
-    run("account", "create", TENANT, "res-7", "--kind", "customer")
+    run("account", "create", TENANT, "res-7", "--kind", "reseller")
     run("account", "create", TENANT, "carrier-a", "--kind", "supplier")
     for account, text in DECKS.items():
         path = tmp_path / f"{account}.csv"
