@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "contracts": ("tier", "bundle"),
     "invoices": ("billing", "invoice"),
     "fraud": ("fraud",),
+    "apikeys": ("apikey",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

@@ -17,8 +17,13 @@ Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=CONTRACT#{account}#{tier|bundle}#{name}
                                                    the terms (JSON: prefixes, mode and tiers;
                                                    or included seconds, fee, start)
-    pk={tenant}  sk=AUDIT#{TENANT|SWITCH|ACCOUNT}#{name}#{at}#{change id}
+    pk={tenant}  sk=AUDIT#{TENANT|SWITCH|ACCOUNT|APIKEY}#{name}#{at}#{change id}
                                                    who changed what, when and why (see below)
+    pk={tenant}  sk=APIKEY#{key_id}                an API key as listed (functions.store.apikeys)
+    pk=APIKEY#{key_id}  sk=APIKEY                  the same key with its digest: the one item a
+                                                   request reads. Its pk is not a tenant (no
+                                                   tenant id can hold `#`) and no read here
+                                                   asks for it: the key names its tenant
 
 Deck activation: `reserve_deck_version` hands out n with an atomic counter, the caller writes
 the immutable Parquet `decks/tenant={t}/account={a}/v{n}.parquet`, then `commit_deck_version`
@@ -161,7 +166,7 @@ def _deck_sk(account: str, version: int) -> str:
 # and decide again). `by` is who the operator says made the change (`--by`, or
 # $TOLLGATE_OPERATOR); `principal` is the AWS identity the call ran as, which cannot be typed.
 
-AUDIT_SUBJECTS = ("tenant", "switch", "account")
+AUDIT_SUBJECTS = ("tenant", "switch", "account", "apikey")
 _REASON_CHARS = 1024
 _BY_CHARS = 256
 _UPDATE_ATTEMPTS = 8  # the item changed between read and write: read and decide again
@@ -271,6 +276,20 @@ class _Stale(Exception):
     """An item the change was decided on changed before it committed: read and decide again."""
 
 
+def _audit_item(entry: AuditEntry) -> _AuditItem:
+    changes = [{"field": c.field, "old": c.old, "new": c.new} for c in entry.changes]
+    return _m().audit(
+        entry.tenant,
+        _audit_prefix(entry.subject, entry.name)
+        + f"{entry.at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{entry.change_id}",
+        at=entry.at,
+        by=entry.by,
+        principal=entry.principal,
+        reason=entry.reason,
+        changes=json.dumps(changes, separators=(",", ":")),
+    )
+
+
 # (model, hash key, range key, condition): an item the change was decided on, as it was read.
 _Check = tuple[type, str, str, Any]
 
@@ -299,17 +318,7 @@ def _commit(
     if condition is not None:
         where &= condition
     audit_model = _m().audit
-    changes = [{"field": c.field, "old": c.old, "new": c.new} for c in entry.changes]
-    audit = audit_model(
-        entry.tenant,
-        _audit_prefix(entry.subject, entry.name)
-        + f"{entry.at.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{entry.change_id}",
-        at=entry.at,
-        by=entry.by,
-        principal=entry.principal,
-        reason=entry.reason,
-        changes=json.dumps(changes, separators=(",", ":")),
-    )
+    audit = _audit_item(entry)
     connection = Connection(region=model.Meta.region, host=model.Meta.host)
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
@@ -327,6 +336,26 @@ def _commit(
                 raise
         time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
     raise ConflictError(f"{entry.subject} {entry.name!r}: still conflicting; run it again")
+
+
+def audit_put(
+    tenant: str,
+    subject: str,
+    name: str,
+    changes: Sequence[Change],
+    actor: Actor,
+    reason: str | None = None,
+) -> tuple[AuditEntry, dict[str, Any]]:
+    """An audit entry and its Put action, for another adapter's TransactWriteItems on this
+    table (boto3's low-level form): the change it records and the entry commit together."""
+    actor = _check_actor(actor)
+    entry = _entry(tenant, subject, name, list(changes), actor, _check_reason(reason))
+    put = {
+        "TableName": _m().audit.Meta.table_name,
+        "Item": _audit_item(entry).serialize(),
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }
+    return entry, {"Put": put}
 
 
 def _changes(current: Any, wanted: Any, fields: Sequence[str], value: Any = None) -> list[Change]:

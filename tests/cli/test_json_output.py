@@ -23,7 +23,7 @@ import pytest
 from functions.cli import build_parser, main
 from functions.ingest.service import DroppedFile
 from functions.shared.settings import settings
-from functions.store import billing, client, lake
+from functions.store import accounts, apikeys, billing, client, lake
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.invoice.samples import seed_invoice
 from tests.pipeline.carrier import (
@@ -124,12 +124,16 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "fraud alerts": ("fraud", "alerts", TENANT),
     "fraud rules": ("fraud", "rules", TENANT, "--account", "direct", "--set", "spike.k=4"),
     "fraud ranges": ("fraud", "ranges", TENANT, "--add", "25261:premium"),
+    "apikey create": ("apikey", "create", TENANT, "--role", "customer", "--account", "direct",
+                      "--allow-ip", "203.0.113.0/24"),
+    "apikey list": ("apikey", "list", TENANT),
+    "apikey revoke": ("apikey", "revoke", TENANT, "{apikey}"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
     "tier list", "tier close", "bundle list", "payment list", "invoice list", "fraud alerts",
-    "fraud ranges",
+    "fraud ranges", "apikey list",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
@@ -194,7 +198,12 @@ def world(tmp_path_factory):
                 paths[name].write_text(DECKS[account])
             paths["pdf"] = folder / "invoice.pdf"
             invoice_cycle_machine()
-            yield {name: str(path) for name, path in paths.items()} | {"invoice": issue_invoice()}
+            operator = accounts.Actor(by="json", principal="arn:aws:iam::123456789012:user/json")
+            key, _ = apikeys.create_key(TENANT, "finance", actor=operator)
+            yield {name: str(path) for name, path in paths.items()} | {
+                "invoice": issue_invoice(),
+                "apikey": key.key_id,
+            }
 
 
 def invoice_cycle_machine() -> None:
