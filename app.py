@@ -142,3 +142,40 @@ def stripe_webhook(tenant: str) -> Response:
         request.headers.get("stripe-signature"),
     )
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+# The reseller and customer API: every route authenticates its API key in
+# functions.api.handler.serve, and its OpenAPI document (functions/api/openapi.py) lists it.
+@app.route("/v1/me", methods=["GET"])
+def api_me() -> Response:
+    from functions.api.handler import me
+
+    return me(app.current_request)
+
+
+@app.route("/v1/accounts", methods=["GET"])
+def api_list_accounts() -> Response:
+    from functions.api.handler import list_accounts
+
+    return list_accounts(app.current_request)
+
+
+@app.route("/v1/accounts/{account_id}", methods=["GET"])
+def api_get_account(account_id: str) -> Response:
+    from functions.api.handler import get_account
+
+    return get_account(app.current_request, account_id)
+
+
+@app.route("/v1/accounts/{account_id}/balance", methods=["GET"])
+def api_get_balance(account_id: str) -> Response:
+    from functions.api.handler import get_balance
+
+    return get_balance(app.current_request, account_id)
+
+
+@app.route("/v1/openapi.json", methods=["GET"])
+def api_openapi() -> Response:
+    from functions.api.openapi import document
+
+    return Response(body=document(), status_code=200, headers={"Content-Type": "application/json"})

@@ -1,0 +1,120 @@
+"""The API routes' edge: every request authenticated here, in `serve`, then one call of the
+pure core (functions.api.scope, functions.api.paging) and one store read, mapped to JSON.
+
+Errors are JSON `{"code", "message"[, "field"]}` with a stable code: 401 for a missing or
+refused key (the store's Unauthorized code), 404 `not_found` for an account outside the
+caller's view (whether it exists elsewhere is never told), 400 `bad_parameter` naming the
+query parameter at fault. Authentication comes first: a stranger learns nothing about the
+parameters either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from functions.api import scope
+from functions.api.keys import ApiKey
+from functions.api.paging import QueryError, check_params, page, parse_limit
+from functions.store import accounts, apikeys, ledger
+
+_BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
+_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+Work = Callable[[scope.Caller, ApiKey, dict[str, str]], dict[str, Any]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(body=body, status_code=status, headers={**_HEADERS, **(headers or {})})
+
+
+def authenticate(request: Request) -> ApiKey:
+    """The key the request presents (`Authorization: Bearer <key>`), checked against the
+    caller's address; ApiError 401 otherwise."""
+    header = (request.headers or {}).get("authorization")
+    if not header:
+        raise ApiError(401, "missing_key", "send the API key as Authorization: Bearer <key>")
+    found = _BEARER.fullmatch(header)
+    if found is None:
+        raise ApiError(401, "malformed_key", "send the API key as Authorization: Bearer <key>")
+    identity = (request.context or {}).get("identity") or {}
+    try:
+        return apikeys.authenticate(found.group(1), ip=identity.get("sourceIp"))
+    except apikeys.Unauthorized as refused:
+        raise ApiError(401, refused.code, str(refused)) from None
+
+
+def serve(request: Request, work: Work, *, params: tuple[str, ...] = ()) -> Response:
+    """Authenticate, check the query parameters, run `work`, answer JSON."""
+    try:
+        key = authenticate(request)
+        raw = request.query_params
+        given = {name: raw.getlist(name) for name in raw} if raw else {}
+        query = check_params(given, params)
+        caller = scope.Caller(key.tenant, key.key_id, key.role, key.account)
+        return _json(200, work(caller, key, query))
+    except ApiError as error:
+        extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return _json(error.status, {"code": error.code, "message": error.message}, extra)
+    except QueryError as error:
+        body = {"code": "bad_parameter", "message": str(error), "field": error.field}
+        return _json(400, body)
+
+
+def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
+    found = scope.find_visible(caller, account_id, accounts.list_accounts(caller.tenant))
+    if found is None:
+        raise ApiError(404, "not_found", f"no account {account_id!r}")
+    return found
+
+
+def me(request: Request) -> Response:
+    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
+        return {
+            "key_id": key.key_id,
+            "tenant": key.tenant,
+            "role": key.role,
+            "account": key.account,
+            "allow_ips": list(key.allow_ips),
+        }
+
+    return serve(request, work)
+
+
+def list_accounts(request: Request) -> Response:
+    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
+        limit = parse_limit(query.get("limit"))
+        seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
+        items, next_cursor = page(seen, lambda a: a.account, limit, query.get("cursor"))
+        return {
+            "items": [scope.account_view(a, caller) for a in items],
+            "next_cursor": next_cursor,
+        }
+
+    return serve(request, work, params=("limit", "cursor"))
+
+
+def get_account(request: Request, account_id: str) -> Response:
+    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
+        return scope.account_view(_visible_account(caller, account_id), caller)
+
+    return serve(request, work)
+
+
+def get_balance(request: Request, account_id: str) -> Response:
+    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
+        account = _visible_account(caller, account_id)
+        balance, reserved = ledger.get_balance(caller.tenant, account.account)
+        return scope.balance_view(account, balance, reserved)
+
+    return serve(request, work)
