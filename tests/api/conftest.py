@@ -11,6 +11,7 @@ import pytest
 from chalice.test import Client
 
 from functions.store import accounts, apikeys, ledger
+from functions.store import client as aws_client
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 
 ALL = ["CARRIER_X", "CUST_A1", "DIRECT", "RES_A"]
@@ -25,6 +26,7 @@ KEYS = {
     "direct": ("customer", "DIRECT", ("127.0.0.1",), ["DIRECT"]),  # the test client's address
 }
 PAID_RES_A = 123_456_789  # micro-units: 123.456789 EUR
+WEBHOOK_SECRET = "whsec_acme_api_test"
 
 
 @dataclass
@@ -59,6 +61,9 @@ def world() -> Iterator[World]:
             accounts.create_account("acme", "CARRIER_X", kind="supplier")
             ledger.record_payment(
                 "acme", "RES_A", PAID_RES_A, reference="SEPA-1", account_kind="reseller"
+            )
+            aws_client("secretsmanager").create_secret(
+                Name="tollgate/acme/stripe-webhook-secret", SecretString=WEBHOOK_SECRET
             )
             actor = accounts.caller(by="test")
 
