@@ -413,15 +413,20 @@ def test_fraud_alerts_reach_the_topic_and_the_optional_address(packaged):
     }
 
 
-def test_the_stripe_webhook_is_the_api_handlers_only_route(packaged):
+def test_the_api_handler_serves_every_route_and_only_those(packaged):
+    from app import app
+
     template = packaged["template"]
     (api,) = _resources(template, "AWS::Serverless::Api").values()
     paths = api["Properties"]["DefinitionBody"]["paths"]
     assert {p: sorted(methods) for p, methods in paths.items()} == {
-        "/v1/webhooks/stripe/{tenant}": ["post"]
+        p: sorted(m.lower() for m in methods) for p, methods in app.routes.items()
     }
-    integration = paths["/v1/webhooks/stripe/{tenant}"]["post"]["x-amazon-apigateway-integration"]
-    assert "${APIHandler.Arn}" in integration["uri"]["Fn::Sub"]
+    assert paths["/v1/webhooks/stripe/{tenant}"].keys() == {"post"}
+    for path, methods in paths.items():
+        for method in methods.values():
+            integration = method["x-amazon-apigateway-integration"]
+            assert "${APIHandler.Arn}" in integration["uri"]["Fn::Sub"], path
     # the log group is the function's (Chalice writes a name no resource has: ApiHandler)
     log_group = template["Resources"]["ApiHandlerLogGroup"]["Properties"]["LogGroupName"]
     assert log_group == {"Fn::Sub": "/aws/lambda/${APIHandler}"}
