@@ -176,6 +176,6 @@ def api_get_balance(account_id: str) -> Response:
 
 @app.route("/v1/openapi.json", methods=["GET"])
 def api_openapi() -> Response:
-    from functions.api.openapi import document
+    from functions.api.handler import openapi
 
-    return Response(body=document(), status_code=200, headers={"Content-Type": "application/json"})
+    return openapi(app.current_request)

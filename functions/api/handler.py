@@ -118,3 +118,9 @@ def get_balance(request: Request, account_id: str) -> Response:
         return scope.balance_view(account, balance, reserved)
 
     return serve(request, work)
+
+
+def openapi(request: Request) -> Response:
+    from functions.api.openapi import document
+
+    return serve(request, lambda caller, key, query: document())

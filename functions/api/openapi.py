@@ -189,13 +189,9 @@ def document() -> dict[str, Any]:
             ),
             "parameters": [_ACCOUNT_ID],
         },
-        "/v1/openapi.json": {
-            "get": {
-                "summary": "this document",
-                "security": [],
-                "responses": {"200": _json("OpenAPI 3.0", _ref("OpenApiDocument"))},
-            }
-        },
+        # Every route authenticates, the document too (it names no tenant's data, but a
+        # route that answers without a key is one more thing to reason about).
+        "/v1/openapi.json": _get("this document", _json("OpenAPI 3.0", _ref("OpenApiDocument"))),
         "/v1/webhooks/stripe/{tenant}": {
             "post": {
                 "summary": "Stripe's payment events for a tenant",

@@ -1,4 +1,4 @@
-"""One moto account for the API's route tests (provisioning costs a second): the tenant acme
+"""One moto account per API test module (provisioning costs a second): the tenant acme
 with a reseller, its customer, a direct customer and a supplier, a key of every role, and
 Chalice's test client over app.py. The routes only read, so the tests share it."""
 
@@ -43,7 +43,9 @@ class World:
         return self.http.get(path, headers=headers)
 
 
-@pytest.fixture(scope="package")
+# Module scope: tests/api is not a Python package, so a "package" fixture would live for the
+# whole session, its moto account open under every later test of the worker.
+@pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in FAKE_ENVIRONMENT.items():
