@@ -597,7 +597,8 @@ API_GRANTS = (
             "tollgate/*/stripe-webhook-secret*",
         )
     }
-    | _dynamodb("AccountsTable", "GetItem")  # the account, the tenant's time zone
+    # the account, the tenant's time zone; the API key (GetItem), a key's accounts (Query)
+    | _dynamodb("AccountsTable", "GetItem", "Query")
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
