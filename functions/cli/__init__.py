@@ -178,6 +178,16 @@ def emit(args: argparse.Namespace, payload: dict[str, Any] | list[Any], text: st
     print(json.dumps(payload) if args.json else text)
 
 
+def by_flag(parser: argparse.ArgumentParser) -> None:
+    """`--by NAME`: who makes a change, recorded with it."""
+    parser.add_argument(
+        "--by",
+        metavar="NAME",
+        help="who makes the change, recorded with it (default: $TOLLGATE_OPERATOR, else your "
+        "AWS identity)",
+    )
+
+
 def json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json",

@@ -15,16 +15,7 @@ import os
 from typing import Any
 
 from functions.api.keys import ROLES
-from functions.cli import emit, guarded, json_flag
-
-
-def _by_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--by",
-        metavar="NAME",
-        help="who makes the change, for the audit trail (default: $TOLLGATE_OPERATOR, else "
-        "your AWS identity; the AWS identity is recorded as the principal either way)",
-    )
+from functions.cli import by_flag, emit, guarded, json_flag
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         metavar="CIDR", help="an address or network the key may be used from "
                         "(IPv4 or IPv6; repeatable; none: any)")  # fmt: skip
     create.add_argument("--label", metavar="TEXT", help="what the key is for (shown by list)")
-    _by_flag(create)
+    by_flag(create)
     json_flag(create)
     create.set_defaults(run=run_create)
 
@@ -59,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key: refused from its next request")
     revoke.add_argument("tenant")
     revoke.add_argument("key_id")
-    _by_flag(revoke)
+    by_flag(revoke)
     json_flag(revoke)
     revoke.set_defaults(run=run_revoke)
 

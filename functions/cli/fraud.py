@@ -18,7 +18,7 @@ import datetime as dt
 import os
 from typing import Any
 
-from functions.cli import CliError, emit, guarded, json_flag
+from functions.cli import CliError, by_flag, emit, guarded, json_flag
 
 # `fraud alerts`: the columns of the table (--json has these keys and the rest of each alert).
 ALERT_COLUMNS = (
@@ -55,15 +55,6 @@ def _hours(text: str) -> int:
     if not 1 <= hours <= 24 * 7:
         raise argparse.ArgumentTypeError(f"invalid hours {text!r}: a whole number 1..168")
     return hours
-
-
-def _by_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--by",
-        metavar="NAME",
-        help="who makes the change, stored with it (default: $TOLLGATE_OPERATOR, else your "
-        "AWS identity)",
-    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -107,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(needs --account; repeatable)")  # fmt: skip
     rules.add_argument("--disallow", action="append", default=[], metavar="GROUP",
                        help="take it off the account's allow-list (repeatable)")  # fmt: skip
-    _by_flag(rules)
+    by_flag(rules)
     json_flag(rules)
     rules.set_defaults(run=run_rules)
 
@@ -122,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="e.g. 25261:premium:Somalia mobile (repeatable)")  # fmt: skip
     ranges.add_argument("--remove", action="append", default=[], metavar="PREFIX",
                         help="stop watching this exact prefix (repeatable)")  # fmt: skip
-    _by_flag(ranges)
+    by_flag(ranges)
     json_flag(ranges)
     ranges.set_defaults(run=run_ranges)
 

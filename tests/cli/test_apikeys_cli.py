@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import pytest
@@ -10,25 +9,12 @@ import pytest
 from functions.store import accounts, apikeys
 from functions.store.apikeys import Unauthorized
 from tests.cli.conftest import json_document, run_command, tollgate
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
-
-
-@pytest.fixture(scope="module")
-def moto():
-    """One moto account for the module; each test has a tenant of its own in it."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            yield itertools.count(1)
 
 
 @pytest.fixture
-def acme(moto):
+def acme(tenant_numbers):
     """A fresh tenant with the reseller res and its customer cust; its name."""
-    tenant = f"acme{next(moto)}"
+    tenant = f"acme{next(tenant_numbers)}"
     tollgate("tenant", "create", tenant)
     tollgate("account", "create", tenant, "res", "--kind", "reseller")
     tollgate("account", "create", tenant, "cust", "--kind", "customer", "--parent", "res")

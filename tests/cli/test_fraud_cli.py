@@ -4,7 +4,6 @@ lifted with `tollgate account resume`."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from decimal import Decimal
 
 import pytest
@@ -17,30 +16,16 @@ from functions.fraud.ranges import SEEDED
 from functions.shared.settings import settings
 from functions.store import accounts, client, fraud
 from tests.cli.conftest import json_document, run_command, tollgate
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
 
 # 03:00 UTC on Monday 2 March 2026, as epoch hours: the hour of the incident below.
 HOUR = int(dt.datetime(2026, 3, 2, 3, tzinfo=dt.UTC).timestamp()) // 3600
 WEEK = 168
 
 
-@pytest.fixture(scope="module")
-def moto():
-    """One moto account for the module (provisioning it costs a second or two); each test
-    has a tenant of its own in it."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            yield itertools.count(1)
-
-
 @pytest.fixture
-def acme(moto):
+def acme(tenant_numbers):
     """A fresh tenant with the customers cust and other; its name."""
-    tenant = f"acme{next(moto)}"
+    tenant = f"acme{next(tenant_numbers)}"
     tollgate("tenant", "create", tenant, "--currency", "USD")
     tollgate("account", "create", tenant, "cust", "--kind", "customer")
     tollgate("account", "create", tenant, "other", "--kind", "customer")
