@@ -142,10 +142,9 @@ def evaluate(
     the outbox."""
     policy, ranges = load_policy(tenant, store)
     last = int(now.timestamp()) // 3600
-    touched: set[tuple[str, str, str, int]] = set()
-    for party, account in store.active_accounts(tenant, since_hour=last - hours + 1):
-        for counter in store.get_span(tenant, party, account, last - hours + 1, last):
-            touched.add(counter.key)
+    active = store.active_accounts(tenant, since_hour=last - hours + 1)
+    recent = store.get_spans(tenant, dict.fromkeys(active, (last - hours + 1, last)))
+    touched = {counter.key for counter in recent}
     outcome = CheckOutcome(tenant, None, "evaluated")
     if touched:
         findings = _judge(tenant, touched, policy, ranges, store)
