@@ -2,10 +2,10 @@
 pure core (functions.api.scope, functions.api.paging) and one store read, mapped to JSON.
 
 Errors are JSON `{"code", "message"[, "field"]}` with a stable code: 401 for a missing or
-refused key (the store's Unauthorized code), 404 `not_found` for an account outside the
-caller's view (whether it exists elsewhere is never told), 400 `bad_parameter` naming the
-query parameter at fault. Authentication comes first: a stranger learns nothing about the
-parameters either.
+refused key (the store's Unauthorized code), 403 `forbidden` for a role that may not do it,
+404 `not_found` for an account outside the caller's view (whether it exists elsewhere is never
+told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault.
+Authentication comes first: a stranger learns nothing about the parameters either.
 """
 
 from __future__ import annotations
@@ -19,19 +19,24 @@ from chalice.app import Request
 
 from functions.api import scope
 from functions.api.keys import ApiKey
-from functions.api.paging import QueryError, check_params, page, parse_limit
+from functions.api.paging import page, parse_limit
+from functions.api.requests import (
+    Answer,
+    ApiError,
+    BodyError,
+    Call,
+    Download,
+    Redirect,
+    check_params,
+    forbidden,
+)
 from functions.store import accounts, apikeys, ledger
 
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
-Work = Callable[[scope.Caller, ApiKey, dict[str, str]], dict[str, Any]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+Result = dict[str, Any] | Answer | Download | Redirect
+Work = Callable[[Call], Result]
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -54,21 +59,54 @@ def authenticate(request: Request) -> ApiKey:
         raise ApiError(401, refused.code, str(refused)) from None
 
 
-def serve(request: Request, work: Work, *, params: tuple[str, ...] = ()) -> Response:
-    """Authenticate, check the query parameters, run `work`, answer JSON."""
+def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = request.json_body
+    except Exception:  # Chalice raises its BadRequestError for text that is not JSON
+        raise BodyError("body", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BodyError("body", "send a JSON object")
+    return body
+
+
+def _answer(result: Result) -> Response:
+    if isinstance(result, Answer):
+        return _json(result.status, result.body, result.headers)
+    if isinstance(result, Download):
+        disposition = f'attachment; filename="{result.filename}"'
+        headers = {"Content-Type": result.content_type, "Content-Disposition": disposition}
+        return Response(result.content, status_code=200, headers={**_HEADERS, **headers})
+    if isinstance(result, Redirect):
+        body = {"url": result.url, "expires_in": result.expires_in}
+        return _json(303, body, {"Location": result.url})
+    return _json(200, result)
+
+
+def serve(
+    request: Request,
+    work: Work,
+    *,
+    params: tuple[str, ...] = (),
+    roles: frozenset[str] | None = None,
+    body: bool = False,
+) -> Response:
+    """Authenticate, check the role, the query parameters and the JSON body, run `work`, map
+    its result. Authentication comes first: a stranger learns nothing about the parameters."""
     try:
         key = authenticate(request)
+        if roles is not None and key.role not in roles:
+            raise forbidden(f"a {key.role} key may not do this")
         raw = request.query_params
         given = {name: raw.getlist(name) for name in raw} if raw else {}
         query = check_params(given, params)
         caller = scope.Caller(key.tenant, key.key_id, key.role, key.account)
-        return _json(200, work(caller, key, query))
+        return _answer(work(Call(caller, key, query, _body(request) if body else None)))
     except ApiError as error:
         extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return _json(error.status, {"code": error.code, "message": error.message}, extra)
-    except QueryError as error:
-        body = {"code": "bad_parameter", "message": str(error), "field": error.field}
-        return _json(400, body)
+        answer = {"code": error.code, "message": error.message}
+        if error.field is not None:
+            answer["field"] = error.field
+        return _json(error.status, answer, extra)
 
 
 def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
@@ -79,7 +117,8 @@ def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike
 
 
 def me(request: Request) -> Response:
-    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
+    def work(call: Call) -> dict[str, Any]:
+        key = call.key
         return {
             "key_id": key.key_id,
             "tenant": key.tenant,
@@ -92,10 +131,11 @@ def me(request: Request) -> Response:
 
 
 def list_accounts(request: Request) -> Response:
-    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
-        limit = parse_limit(query.get("limit"))
+    def work(call: Call) -> dict[str, Any]:
+        caller = call.caller
+        limit = parse_limit(call.query.get("limit"))
         seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
-        items, next_cursor = page(seen, lambda a: a.account, limit, query.get("cursor"))
+        items, next_cursor = page(seen, lambda a: a.account, limit, call.query.get("cursor"))
         return {
             "items": [scope.account_view(a, caller) for a in items],
             "next_cursor": next_cursor,
@@ -105,16 +145,16 @@ def list_accounts(request: Request) -> Response:
 
 
 def get_account(request: Request, account_id: str) -> Response:
-    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
-        return scope.account_view(_visible_account(caller, account_id), caller)
+    def work(call: Call) -> dict[str, Any]:
+        return scope.account_view(_visible_account(call.caller, account_id), call.caller)
 
     return serve(request, work)
 
 
 def get_balance(request: Request, account_id: str) -> Response:
-    def work(caller: scope.Caller, key: ApiKey, query: dict[str, str]) -> dict[str, Any]:
-        account = _visible_account(caller, account_id)
-        balance, reserved = ledger.get_balance(caller.tenant, account.account)
+    def work(call: Call) -> dict[str, Any]:
+        account = _visible_account(call.caller, account_id)
+        balance, reserved = ledger.get_balance(call.caller.tenant, account.account)
         return scope.balance_view(account, balance, reserved)
 
     return serve(request, work)
@@ -123,4 +163,4 @@ def get_balance(request: Request, account_id: str) -> Response:
 def openapi(request: Request) -> Response:
     from functions.api.openapi import document
 
-    return serve(request, lambda caller, key, query: document())
+    return serve(request, lambda call: document())

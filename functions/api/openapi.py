@@ -36,7 +36,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "code": {"type": "string", "description": "stable; safe to branch on"},
             "message": {"type": "string"},
-            "field": {"type": "string", "description": "the query parameter at fault (400)"},
+            "field": {
+                "type": "string",
+                "description": "the query parameter or body member at fault (400)",
+            },
         },
     },
     "Me": {

@@ -10,36 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+from functions.api.requests import QueryError
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _CURSOR_PREFIX = "a1:"  # a version, so the format can change without misreading old cursors
 _MAX_CURSOR = 512
-
-
-class QueryError(ValueError):
-    """A query parameter the route cannot take; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def check_params(params: Mapping[str, Sequence[str]], allowed: Sequence[str]) -> dict[str, str]:
-    """Each allowed parameter's single value; QueryError for an unknown or repeated one (a
-    misspelt `limt` silently ignored would hand back a page the client did not ask for)."""
-    values = {}
-    for name in sorted(params):
-        if name not in allowed:
-            raise QueryError(name, f"unknown query parameter {name!r}")
-        given = params[name]
-        if len(given) != 1:
-            raise QueryError(name, f"give {name!r} once")
-        values[name] = given[0]
-    return values
 
 
 def parse_limit(text: str | None) -> int:

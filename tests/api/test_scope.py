@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from functions.api import paging, scope
-from functions.api.paging import QueryError
+from functions.api import paging, requests, scope
+from functions.api.requests import QueryError
 from functions.api.scope import Caller
 
 
@@ -165,8 +165,8 @@ def test_limits_and_cursors():
 
 
 def test_query_parameters_unknown_or_repeated_name_the_field():
-    assert paging.check_params({"limit": ["5"]}, ("limit", "cursor")) == {"limit": "5"}
+    assert requests.check_params({"limit": ["5"]}, ("limit", "cursor")) == {"limit": "5"}
     for params, field in [({"limt": ["5"]}, "limt"), ({"limit": ["5", "6"]}, "limit")]:
         with pytest.raises(QueryError) as refused:
-            paging.check_params(params, ("limit", "cursor"))
+            requests.check_params(params, ("limit", "cursor"))
         assert refused.value.field == field
