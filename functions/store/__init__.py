@@ -14,6 +14,8 @@ from functools import cache
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 
 # Re-exported: every adapter checks ids through the store package.
@@ -72,9 +74,25 @@ _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 @cache
+def _loader() -> botocore.loaders.Loader:
+    """One loader of botocore's service and endpoint data per process: each new session
+    would otherwise parse its JSON files again (~0.1 s a client, at every cold start)."""
+    return botocore.loaders.create_loader()
+
+
+def botocore_session() -> botocore.session.Session:
+    """A new botocore session sharing the process's loader (PynamoDB takes one per model
+    and thread: functions/store/items.py)."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _loader())
+    return session
+
+
+@cache
 def client(service: str) -> Any:
     """One boto3 client per service per process (clients are thread-safe); reset in tests."""
-    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+    session = boto3.session.Session(botocore_session=botocore_session())
+    return session.client(service, config=_CLIENT_CONFIG)
 
 
 def reset() -> None:

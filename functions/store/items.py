@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pynamodb.connection.base
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
+
+from functions.store import botocore_session
+
+# PynamoDB opens a botocore session per model class and thread, each parsing botocore's
+# service and endpoint JSON again (0.05 s apiece, a dozen models): share the store's loader.
+pynamodb.connection.base.get_session = botocore_session  # type: ignore[attr-defined]
 
 
 class IntAttribute(NumberAttribute):
