@@ -477,6 +477,7 @@ class Issued:
     documents: dict[str, str] = field(default_factory=dict)  # format -> S3 key
     posted: bool = False
     detail: str | None = None  # delivery detail: SES message id, bounce reason
+    paid: Decimal = Decimal(0)  # what payments and credit notes allocated to it
 
 
 def _issued_item(item: dict[str, Any]) -> Issued:
@@ -488,6 +489,7 @@ def _issued_item(item: dict[str, Any]) -> Issued:
         documents={k: v["S"] for k, v in item.get("documents", {}).get("M", {}).items()},
         posted="posted" in item,
         detail=item.get("delivery_detail", {}).get("S"),
+        paid=Decimal(item.get("paid", {}).get("S", "0")),
     )
 
 

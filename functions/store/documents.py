@@ -49,9 +49,14 @@ def put(key: str, body: bytes, content_type: str) -> None:
     )
 
 
-def presigned_url(key: str, expires_seconds: int = 3600) -> str:
+def presigned_url(key: str, expires_seconds: int = 3600, *, filename: str | None = None) -> str:
+    """A GET link to a stored document, valid `expires_seconds`; with `filename`, the link's
+    answer asks the browser to save it under that name."""
+    params = {"Bucket": _bucket(), "Key": key}
+    if filename is not None:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
     return client("s3").generate_presigned_url(
-        "get_object", Params={"Bucket": _bucket(), "Key": key}, ExpiresIn=expires_seconds
+        "get_object", Params=params, ExpiresIn=expires_seconds
     )
 
 
