@@ -36,6 +36,15 @@ def _chosen(caller: Caller, everyone: list, account_id: str | None) -> list[Acco
     return visible(caller, everyone)
 
 
+def _supplier_names(tenant: str, everyone: list) -> list[str]:
+    """What names a supplier: its account id and its billing profile's names."""
+    ids = [a.account for a in everyone if a.kind == "supplier"]
+    names = list(ids)
+    for profile in billing.get_profiles(tenant, ids).values():
+        names += [n for n in (profile.legal_name, profile.brand) if n]
+    return names
+
+
 def get_statement(request: Request, account_id: str) -> Any:
     def work(call: Call) -> dict[str, Any]:
         caller = call.caller
@@ -46,20 +55,17 @@ def get_statement(request: Request, account_id: str) -> Any:
         _, end = period_bounds(timezone, first, last)
         entries = ledger.list_entries(caller.tenant, account.account, before=end)
         statement = build_statement(account.account, timezone, first, last, entries)
-        suppliers = [a.account for a in everyone if a.kind == "supplier"]
+        suppliers = []
+        if views.needs_supplier_names(caller, statement):
+            suppliers = _supplier_names(caller.tenant, everyone)
         return views.statement_view(account, statement, caller, suppliers)
 
     return serve(request, work, params=("from", "to"))
 
 
-def _invoices_of(caller: Caller, chosen: list[AccountLike], everyone: list) -> list:
-    if caller.tenant_level and len(chosen) > 1:  # one query for the tenant's all
-        found = billing.list_invoices(caller.tenant)
-    else:
-        found = [i for a in chosen for i in billing.list_invoices(caller.tenant, a.account)]
-    wanted = {a.account for a in chosen}
-    seen = views.visible_invoices(caller, found, everyone)
-    return [i for i in seen if i.invoice.account in wanted]
+# A few accounts: one small query each for their invoices' pointers; more: one query of the
+# tenant's pointers (an invoice's pointer is ~100 bytes), filtered here.
+_PER_ACCOUNT_QUERIES = 20
 
 
 def list_invoices(request: Request) -> Any:
@@ -67,11 +73,15 @@ def list_invoices(request: Request) -> Any:
         caller = call.caller
         limit = parse_limit(call.query.get("limit"))
         everyone = accounts.list_accounts(caller.tenant)
-        chosen = _chosen(caller, everyone, call.query.get("account"))
-        found = _invoices_of(caller, chosen, everyone)
-        items, next_cursor = page(found, views.invoice_order, limit, call.query.get("cursor"))
+        chosen = {a.account for a in _chosen(caller, everyone, call.query.get("account"))}
+        if len(chosen) <= _PER_ACCOUNT_QUERIES:
+            refs = [r for a in sorted(chosen) for r in billing.list_invoice_refs(caller.tenant, a)]
+        else:
+            refs = [r for r in billing.list_invoice_refs(caller.tenant) if r.account in chosen]
+        chunk, next_cursor = page(refs, views.invoice_order, limit, call.query.get("cursor"))
+        found = billing.get_invoices(caller.tenant, [r.number for r in chunk])
         return {
-            "items": [views.invoice_view(i, caller) for i in items],
+            "items": [views.invoice_view(i, caller) for i in found],
             "next_cursor": next_cursor,
         }
 
@@ -115,35 +125,27 @@ def list_payments(request: Request) -> Any:
         limit = parse_limit(call.query.get("limit"))
         first, last = views.payment_period(call.query)
         everyone = accounts.list_accounts(caller.tenant)
-        chosen = _chosen(caller, everyone, call.query.get("account"))
+        chosen = {a.account: a for a in _chosen(caller, everyone, call.query.get("account"))}
         since = before = None
         if first is not None or last is not None:
             timezone = accounts.get_tenant(caller.tenant).timezone
-            if first is not None:
-                since = period_bounds(timezone, first, first)[0]
-            if last is not None:
-                before = period_bounds(timezone, last, last)[1]
+            since = None if first is None else period_bounds(timezone, first, first)[0]
+            before = None if last is None else period_bounds(timezone, last, last)[1]
         found = [
-            (account, entry)
-            for account in chosen
-            for entry in ledger.list_entries(
-                caller.tenant, account.account, since=since, before=before
-            )
-            if entry.kind == "payment"
+            entry
+            for entry in ledger.list_payments(caller.tenant)
+            if entry.account in chosen
+            and (since is None or entry.booked_at >= since)
+            and (before is None or entry.booked_at < before)
         ]
-        items, next_cursor = page(
-            found, lambda pair: views.payment_order(pair[1]), limit, call.query.get("cursor")
-        )
-        return {
-            "items": [
-                views.payment_view(
-                    account, entry, billing.get_payment_allocation(caller.tenant, entry.reference)
-                )
-                if account.kind != "supplier"
-                else views.payment_view(account, entry, None)
-                for account, entry in items
-            ],
-            "next_cursor": next_cursor,
-        }
+        chunk, next_cursor = page(found, views.payment_order, limit, call.query.get("cursor"))
+        items = []
+        for entry in chunk:
+            account = chosen[entry.account]
+            allocation = None  # a supplier's payment is not allocated: suppliers get no invoice
+            if account.kind != "supplier":
+                allocation = billing.get_payment_allocation(caller.tenant, entry.reference)
+            items.append(views.payment_view(account, entry, allocation))
+        return {"items": items, "next_cursor": next_cursor}
 
     return serve(request, work, params=("account", "from", "to", "limit", "cursor"))

@@ -66,13 +66,20 @@ def statement_period(query: Mapping[str, str]) -> tuple[dt.date, dt.date]:
     return first, last
 
 
+def needs_supplier_names(caller: Caller, statement: Statement) -> bool:
+    """Whether showing the statement checks texts against the suppliers' names."""
+    return not caller.tenant_level and any(
+        line.entry.kind == "adjustment" for line in statement.lines
+    )
+
+
 def shown_text(caller: Caller, entry: Entry, suppliers: Iterable[str]) -> tuple[str, str | None]:
     """(description, reference) of a journal entry as the caller may read them.
 
     Tenant level: as recorded. Below it: a CDR file's name (charges, re-rating) never; an
-    operator's adjustment text only when it names none of the tenant's suppliers (their
-    account ids, compared case-insensitively without separators); every other kind is text
-    the platform wrote about the account's own money.
+    operator's adjustment text only when it names none of the tenant's suppliers (`suppliers`:
+    their account ids and profile names, compared case-insensitively without spaces or
+    punctuation); every other kind is text the platform wrote about the account's own money.
     """
     if caller.tenant_level:
         return entry.description, entry.reference
@@ -211,9 +218,15 @@ def visible_invoices(
     return [i for i in invoices if i.invoice.account in seen]
 
 
-def invoice_order(issued: IssuedLike) -> str:
+class InvoiceRefLike(Protocol):
+    account: str
+    issue_date: dt.date
+    number: str
+
+
+def invoice_order(ref: InvoiceRefLike) -> str:
     """The invoices' paging key: issue date, then number (each issuer's series in order)."""
-    return f"{issued.invoice.issue_date.isoformat()}|{issued.invoice.number}"
+    return f"{ref.issue_date.isoformat()}|{ref.number}"
 
 
 def document_key(issued: IssuedLike, fmt: str) -> str:

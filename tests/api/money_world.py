@@ -34,6 +34,7 @@ MARCH = parse_period("2026-03")
 PDF = b"%PDF-1.4 the API test's invoice\n"
 XML = b"<?xml version='1.0'?><Invoice/>"
 SUPPLIER_FILE = "sbc1_CARRIER_X_trunk7_20260301.csv"
+SUPPLIER_NAME = "Globex Wholesale Ltd."  # CARRIER_X's legal name
 SUPPLIER_REASON = "goodwill for the Carrier-X outage of 19 March"
 
 
@@ -129,6 +130,13 @@ def seed() -> Money:
         )
         when(at(2026, 3, 21, 9))
         ledger.record_adjustment("acme", "DIRECT", -250_000, reference="ADJ-8", reason="late fee")
+        billing.put_profile(
+            BillingProfile(tenant="acme", account="CARRIER_X", legal_name=SUPPLIER_NAME)
+        )
+        when(at(2026, 3, 22, 9))
+        ledger.record_adjustment(
+            "acme", "DIRECT", 300_000, reference="ADJ-9", reason=f"refund: {SUPPLIER_NAME} failed"
+        )
         when(at(2026, 3, 31, 23, 59, 59, 999_999))
         ledger.post_balances("acme", "file-0331", {"RES_A": -1}, description=SUPPLIER_FILE)
         when(at(2026, 4, 1))

@@ -20,7 +20,7 @@ from tests.api.money_world import PDF, XML, seed
 ROLES = list(KEYS)
 CARRIER = ("admin", "finance")
 # What below tenant level must never read: the supplier, its file names, the carrier's issuer.
-LEAKS = ("carrier_x", "carrierx", "carrier-x", "sbc1", "trunk7", "deck", '"issuer"')
+LEAKS = ("carrier_x", "carrierx", "carrier-x", "globex", "sbc1", "trunk7", "deck", '"issuer"')
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,19 @@ def test_a_reseller_reads_its_statement_without_file_names_or_supplier_texts(wor
     assert money_of(body) == money_of(admin.json_body)  # the same money, to the micro-unit
     assert (body["opening"], body["closing"]) == ("-3.000000", "-14.300001")
     assert not any(leak in json.dumps(body).lower() for leak in LEAKS)
+
+
+def test_an_adjustment_naming_a_suppliers_legal_name_is_plain_below_tenant_level(world, money):
+    path = "/v1/accounts/DIRECT/statement?from=2026-03-21&to=2026-03-22"
+    texts = lambda key: [  # noqa: E731
+        (x["description"], x["reference"], x["amount"])
+        for x in world.get(path, key).json_body["lines"]
+    ]
+    assert texts("direct") == [
+        ("late fee", "ADJ-8", "-0.250000"),
+        ("adjustment", "ADJ-9", "0.300000"),
+    ]
+    assert texts("readonly")[1] == ("refund: Globex Wholesale Ltd. failed", "ADJ-9", "0.300000")
 
 
 def test_a_statement_to_today_closes_on_the_ledgers_balance(world, money):
@@ -385,3 +398,13 @@ def test_payments_by_period_and_account(world, money):
     ]:
         answer = world.get(f"/v1/payments{query}", key)
         assert (answer.status_code, answer.json_body.get("field")) == (status, field)
+
+
+@pytest.mark.parametrize("key", ["admin", "reseller", "customer"])
+def test_the_tenants_pointers_read_at_once_give_the_same_invoices(world, money, key, monkeypatch):
+    from functions.api import money as routes
+
+    per_account = walk(world, "/v1/invoices", key)
+    monkeypatch.setattr(routes, "_PER_ACCOUNT_QUERIES", 0)  # one query of the tenant's all
+    assert walk(world, "/v1/invoices", key) == per_account
+    assert [i["number"] for i in per_account] == numbers(money, INVOICES[key])
