@@ -1,11 +1,11 @@
 """What the API's money routes show: statements, invoices and payments (plain Python, no AWS).
 
 Amounts are decimal strings with exactly 6 places (micro-units), whatever the store holds
-(ledger integers, invoice Decimals in cents), so a client adds them without a float. What a
-key below tenant level is shown is its own money only: journal texts the platform does not
-write in a known form (a CDR file's name, an operator's free text) may name the carrier's
-suppliers, switches or trunks, so they are replaced by the entry kind's plain name, and an
-invoice's issuer above the caller is not named.
+(ledger integers, invoice Decimals in cents), so a client adds them without a float. A key
+that sees no supplier (below tenant level, or a tenant-wide read-only one) is shown its own
+money only: journal texts the platform does not write in a known form (a CDR file's name, an
+operator's free text) may name the carrier's suppliers, switches or trunks, so they read as
+the entry kind's plain name; below tenant level an invoice's issuer is not named either.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from functions.api.requests import ApiError, QueryError, parse_day
-from functions.api.scope import AccountLike, Caller, visible
+from functions.api.scope import CARRIER_ROLES, AccountLike, Caller, visible
 from functions.invoice.payments import PAYABLE_STATUSES
 from functions.invoice.statement import Entry, Statement
 from functions.shared.money import AMOUNT_SCALE, to_units, units_to_str
@@ -66,9 +66,15 @@ def statement_period(query: Mapping[str, str]) -> tuple[dt.date, dt.date]:
     return first, last
 
 
+def sees_suppliers(caller: Caller) -> bool:
+    """The carrier's own roles: the journal's texts as recorded. Every other key (a tenant-wide
+    read-only one too, which sees no supplier) reads them as `shown_text` allows."""
+    return caller.tenant_level and caller.role in CARRIER_ROLES
+
+
 def needs_supplier_names(caller: Caller, statement: Statement) -> bool:
     """Whether showing the statement checks texts against the suppliers' names."""
-    return not caller.tenant_level and any(
+    return not sees_suppliers(caller) and any(
         line.entry.kind == "adjustment" for line in statement.lines
     )
 
@@ -76,12 +82,13 @@ def needs_supplier_names(caller: Caller, statement: Statement) -> bool:
 def shown_text(caller: Caller, entry: Entry, suppliers: Iterable[str]) -> tuple[str, str | None]:
     """(description, reference) of a journal entry as the caller may read them.
 
-    Tenant level: as recorded. Below it: a CDR file's name (charges, re-rating) never; an
-    operator's adjustment text only when it names none of the tenant's suppliers (`suppliers`:
-    their account ids and profile names, compared case-insensitively without spaces or
-    punctuation); every other kind is text the platform wrote about the account's own money.
+    The carrier's roles: as recorded. Any other key: a CDR file's name (charges, re-rating)
+    never; an operator's adjustment text only when it names none of the tenant's suppliers
+    (`suppliers`: their account ids and profile names, compared case-insensitively without
+    spaces or punctuation); every other kind is text the platform wrote about the account's
+    own money.
     """
-    if caller.tenant_level:
+    if sees_suppliers(caller):
         return entry.description, entry.reference
     if entry.kind in ("charges", "rerate"):
         return _PLAIN_TEXT[entry.kind], None

@@ -147,8 +147,8 @@ _SCHEMAS: dict[str, Any] = {
             "kind": {"type": "string", "enum": list(ENTRY_KINDS)},
             "description": {
                 "type": "string",
-                "description": "below tenant level, a CDR file's name and an adjustment text "
-                "naming a supplier read as the kind's plain name",
+                "description": "for keys other than tenant-admin and finance, a CDR file's "
+                "name and an adjustment text naming a supplier read as the kind's plain name",
             },
             "reference": {"type": "string", "nullable": True},
             "amount": {**_DECIMAL, "description": "signed as the balance moved"},
