@@ -69,16 +69,12 @@ def check_slot(slot: object) -> tuple[str, str | None]:
 FRAUD_TTL_ATTRIBUTE = "expires_at"
 _SLOT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2})?")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
-# S3's pre-signed links: botocore would sign them with SigV2 in us-east-1, which buckets made
-# since 2020 refuse; its calls are SigV4 either way.
-_S3_CONFIG = _CLIENT_CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @cache
 def client(service: str) -> Any:
     """One boto3 client per service per process (clients are thread-safe); reset in tests."""
-    config = _S3_CONFIG if service == "s3" else _CLIENT_CONFIG
-    return boto3.session.Session().client(service, config=config)
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)
 
 
 def reset() -> None:
