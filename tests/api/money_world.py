@@ -24,7 +24,7 @@ from decimal import Decimal
 import pytest
 
 from functions.invoice.cycles import parse_period
-from functions.invoice.drafts import UsageRow, build_invoice
+from functions.invoice.drafts import UsageRow, build_credit_note, build_invoice
 from functions.invoice.profiles import BillingProfile, parse_tax
 from functions.invoice.receipts import receive_payment
 from functions.store import accounts, billing, documents, ledger
@@ -47,6 +47,7 @@ class Money:
     direct_invoice: str  # INV-2026-000001, issued 2026-04-01 by the carrier to DIRECT
     reseller_invoice: str  # INV-2026-000002, issued 2026-04-02 by the carrier to RES_A
     customer_invoice: str  # RESA-2026-000001, issued 2026-04-02 by RES_A to CUST_A1 (prepaid)
+    credit_invoice: str  # CN-2026-000001, issued 2026-04-20 by the carrier on DIRECT's invoice
 
 
 def _invoice(account: str, issuer: str, series: str, issued: dt.date, rows, prepaid=False):
@@ -171,4 +172,24 @@ def seed() -> Money:
         ]:
             when(moment)
             receive_payment("acme", account, amount, reference=reference, **ports)
-    return Money(direct, reseller, customer)
+        # a credit note of 1.00 (+ 0.19 tax) on DIRECT's invoice, paid already: account credit
+        original = billing.get_invoice("acme", direct).invoice
+        note = billing.issue_credit_note(
+            "acme",
+            build_credit_note(
+                original, issue_date=dt.date(2026, 4, 20), reason="dispute", amount=Decimal("1.00")
+            ),
+            Decimal(0),
+        )
+        billing.allocate_credit_note("acme", note)
+        _store(note.number, ("pdf",))
+        when(at(2026, 4, 20, 6))
+        ledger.record_invoice_posting(
+            "acme",
+            "DIRECT",
+            1_190_000,
+            kind="credit",
+            reference=f"credit:{note.number}",
+            description=f"credit note {note.number} on {direct}",
+        )
+    return Money(direct, reseller, customer, note.number)

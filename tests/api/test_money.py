@@ -201,13 +201,13 @@ def test_a_stranger_learns_nothing(world, money):
 # --- invoices ----------------------------------------------------------------------------------
 
 INVOICES = {  # key: the invoices it sees, in paging order (issue date, then number)
-    "admin": ["direct", "reseller", "customer"],
-    "finance": ["direct", "reseller", "customer"],
-    "readonly": ["direct", "reseller", "customer"],
+    "admin": ["direct", "reseller", "customer", "credit"],
+    "finance": ["direct", "reseller", "customer", "credit"],
+    "readonly": ["direct", "reseller", "customer", "credit"],
     "reseller": ["reseller", "customer"],
     "readonly_res": ["reseller", "customer"],
     "customer": ["customer"],
-    "direct": ["direct"],
+    "direct": ["direct", "credit"],
 }
 
 
@@ -266,7 +266,7 @@ def test_an_invoice_states_its_money_and_what_was_paid_on_it(world, money):
     assert admin == {**body, "issuer": "carrier"}
 
 
-def test_paid_and_prepaid_invoices(world, money):
+def test_paid_credited_and_prepaid_invoices(world, money):
     direct = world.get(f"/v1/invoices/{money.direct_invoice}", "direct").json_body
     assert (direct["total"], direct["paid"], direct["open"], direct["status"]) == (
         "2.500000",
@@ -274,6 +274,37 @@ def test_paid_and_prepaid_invoices(world, money):
         "0.000000",
         "paid",
     )
+    assert direct["credited"] == "1.000000"
+    note = world.get(f"/v1/invoices/{money.credit_invoice}", "direct").json_body
+    assert note == {
+        "number": "CN-2026-000001",
+        "kind": "credit_note",
+        "account": "DIRECT",
+        "credits": money.direct_invoice,
+        "issue_date": "2026-04-20",
+        "due_date": "2026-04-20",
+        "period": "2026-03",
+        "period_from": "2026-03-01",
+        "period_to": "2026-03-31",
+        "currency": "EUR",
+        "net": "1.000000",
+        "tax": "0.190000",
+        "total": "1.190000",
+        "amount_due": "0.000000",
+        "paid": "0.000000",
+        "open": "0.000000",
+        "credited": "0.000000",
+        "status": "issued",
+        "delivery": None,
+        "documents": ["pdf"],
+    }
+    # the credit note's posting gives the 1.19 back on the statement
+    lines = world.get(
+        "/v1/accounts/DIRECT/statement?from=2026-04-20&to=2026-04-20", "direct"
+    ).json_body["lines"]
+    assert [(x["kind"], x["description"], x["amount"]) for x in lines] == [
+        ("credit", f"credit note CN-2026-000001 on {money.direct_invoice}", "1.190000")
+    ]
     # the reseller's own invoice to its prepaid customer: paid from the balance, nothing due
     own = world.get(f"/v1/invoices/{money.customer_invoice}", "customer").json_body
     assert (own["number"], own["total"], own["amount_due"], own["open"]) == (
