@@ -179,3 +179,46 @@ def api_openapi() -> Response:
     from functions.api.handler import openapi
 
     return openapi(app.current_request)
+
+
+# --- API: money (reads): statements, invoices and their documents, payments -------------------
+@app.route("/v1/accounts/{account_id}/statement", methods=["GET"])
+def api_get_statement(account_id: str) -> Response:
+    from functions.api.money import get_statement
+
+    return get_statement(app.current_request, account_id)
+
+
+@app.route("/v1/invoices", methods=["GET"])
+def api_list_invoices() -> Response:
+    from functions.api.money import list_invoices
+
+    return list_invoices(app.current_request)
+
+
+@app.route("/v1/invoices/{number}", methods=["GET"])
+def api_get_invoice(number: str) -> Response:
+    from functions.api.money import get_invoice
+
+    return get_invoice(app.current_request, number)
+
+
+@app.route("/v1/invoices/{number}/pdf", methods=["GET"])
+def api_get_invoice_pdf(number: str) -> Response:
+    from functions.api.money import get_invoice_document
+
+    return get_invoice_document(app.current_request, number, "pdf")
+
+
+@app.route("/v1/invoices/{number}/xml", methods=["GET"])
+def api_get_invoice_xml(number: str) -> Response:
+    from functions.api.money import get_invoice_document
+
+    return get_invoice_document(app.current_request, number, "xml")
+
+
+@app.route("/v1/payments", methods=["GET"])
+def api_list_payments() -> Response:
+    from functions.api.money import list_payments
+
+    return list_payments(app.current_request)

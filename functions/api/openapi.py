@@ -10,10 +10,19 @@ import copy
 from typing import Any
 
 from functions.api.keys import ROLES
+from functions.api.money_views import MAX_STATEMENT_DAYS
 from functions.api.paging import DEFAULT_LIMIT, MAX_LIMIT
+from functions.invoice.statement import ENTRY_KINDS
 
 VERSION = "1.0.0"
 _DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{6}$"}  # micro-units, exactly
+_DAY = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_STAMP = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$",
+}
+_CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -127,6 +136,190 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+    # --- money (reads): statements, invoices, payments -------------------------------------
+    "StatementLine": {
+        "type": "object",
+        "required": ["day", "booked_at", "kind", "description", "reference", "amount", "balance"],
+        "additionalProperties": False,
+        "properties": {
+            "day": _DAY,
+            "booked_at": _STAMP,
+            "kind": {"type": "string", "enum": list(ENTRY_KINDS)},
+            "description": {
+                "type": "string",
+                "description": "for keys other than tenant-admin and finance, a CDR file's "
+                "name and an adjustment text naming a supplier read as the kind's plain name",
+            },
+            "reference": {"type": "string", "nullable": True},
+            "amount": {**_DECIMAL, "description": "signed as the balance moved"},
+            "balance": {**_DECIMAL, "description": "the balance after this line"},
+        },
+    },
+    "Statement": {
+        "type": "object",
+        "required": [
+            "account",
+            "currency",
+            "timezone",
+            "from",
+            "to",
+            "opening",
+            "closing",
+            "lines",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "account": {"type": "string"},
+            "currency": _CURRENCY,
+            "timezone": {"type": "string", "description": "the tenant's: the days' zone"},
+            "from": _DAY,
+            "to": _DAY,
+            "opening": {**_DECIMAL, "description": "every entry booked before `from`"},
+            "closing": {**_DECIMAL, "description": "opening + the lines, to the micro-unit"},
+            "lines": {"type": "array", "items": _ref("StatementLine")},
+        },
+    },
+    "Invoice": {
+        "type": "object",
+        "required": [
+            "number",
+            "kind",
+            "account",
+            "credits",
+            "issue_date",
+            "due_date",
+            "period",
+            "period_from",
+            "period_to",
+            "currency",
+            "net",
+            "tax",
+            "total",
+            "amount_due",
+            "paid",
+            "open",
+            "credited",
+            "status",
+            "delivery",
+            "documents",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "number": {"type": "string"},
+            "kind": {"type": "string", "enum": ["invoice", "credit_note"]},
+            "account": {"type": "string", "description": "the account it was issued to"},
+            "credits": {
+                "type": "string",
+                "nullable": True,
+                "description": "a credit note: the invoice it credits",
+            },
+            "issue_date": _DAY,
+            "due_date": _DAY,
+            "period": {"type": "string"},
+            "period_from": _DAY,
+            "period_to": _DAY,
+            "currency": _CURRENCY,
+            "net": _DECIMAL,
+            "tax": _DECIMAL,
+            "total": _DECIMAL,
+            "amount_due": {**_DECIMAL, "description": "0 for a prepaid account's invoice"},
+            "paid": {**_DECIMAL, "description": "payments and credit notes allocated to it"},
+            "open": {**_DECIMAL, "description": "still to pay (0: a credit note, void, paid)"},
+            "credited": {**_DECIMAL, "description": "credit notes against it, before tax"},
+            "status": {
+                "type": "string",
+                "enum": ["issued", "sent", "partially_paid", "paid", "void"],
+            },
+            "delivery": {
+                "type": "string",
+                "nullable": True,
+                "enum": ["sending", "sent", "bounced", "no_address", None],
+            },
+            "documents": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["pdf", "xml"]},
+                "description": "the documents GET /v1/invoices/{number}/{format} links to",
+            },
+            "issuer": {
+                "type": "string",
+                "description": "tenant-level keys only: carrier, or the reseller that billed",
+            },
+        },
+    },
+    "InvoicePage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": _ref("Invoice")},
+            "next_cursor": {"type": "string", "nullable": True},
+        },
+    },
+    "Payment": {
+        "type": "object",
+        "required": [
+            "payment_id",
+            "account",
+            "currency",
+            "direction",
+            "amount",
+            "reference",
+            "booked_at",
+            "allocations",
+            "credit",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "payment_id": {"type": "string"},
+            "account": {"type": "string"},
+            "currency": _CURRENCY,
+            "direction": {
+                "type": "string",
+                "enum": ["received", "made"],
+                "description": "made: the carrier paid a supplier",
+            },
+            "amount": {**_DECIMAL, "description": "as paid, positive"},
+            "reference": {"type": "string"},
+            "booked_at": _STAMP,
+            "allocations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["invoice", "amount", "day"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "invoice": {"type": "string"},
+                        "amount": _DECIMAL,
+                        "day": _DAY,
+                    },
+                },
+            },
+            "credit": {
+                **_DECIMAL,
+                "nullable": True,
+                "description": "what it left as account credit; null: not allocated",
+            },
+        },
+    },
+    "PaymentPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": _ref("Payment")},
+            "next_cursor": {"type": "string", "nullable": True},
+        },
+    },
+    "Link": {
+        "type": "object",
+        "required": ["url", "expires_in"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "description": "the Location header's pre-signed link"},
+            "expires_in": {"type": "integer", "description": "seconds"},
+        },
+    },
+    # --- end of money ----------------------------------------------------------------------
 }
 
 _UNAUTHORIZED = _error(
@@ -149,6 +342,96 @@ def _get(summary: str, ok: dict[str, Any], *, parameters=(), not_found=False) ->
     if not_found:
         responses["404"] = _NOT_FOUND
     return {"get": {"summary": summary, "parameters": list(parameters), "responses": responses}}
+
+
+# --- money (reads): statements, invoices and their documents, payments ---------------------
+
+
+def _query(name: str, description: str, schema: dict[str, Any], required=False) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _money_paths(paging: list[dict[str, Any]]) -> dict[str, Any]:
+    day = {"type": "string", "format": "date"}
+    number = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+    account = _query(
+        "account", "only this account's (404 outside the key's view)", {"type": "string"}
+    )
+    not_found = _error("code not_found: no such invoice (or document) in the caller's view")
+    link = {
+        "303": {
+            **_json("a pre-signed link to the stored document (also in Location)", _ref("Link")),
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        "401": _UNAUTHORIZED,
+        "404": not_found,
+    }
+    document_paths = {
+        f"/v1/invoices/{{number}}/{fmt}": {
+            "get": {
+                "summary": f"the invoice's {label}: 303 to a link valid a few minutes",
+                "parameters": [],
+                "responses": link,
+            },
+            "parameters": [number],
+        }
+        for fmt, label in (("pdf", "PDF"), ("xml", "UBL 2.1 / Peppol BIS XML"))
+    }
+    return {
+        "/v1/accounts/{account_id}/statement": {
+            **_get(
+                "an account's statement: opening balance, every journal entry, closing balance",
+                _json("the statement", _ref("Statement")),
+                parameters=[
+                    _query("from", "first day (tenant's time zone)", day, required=True),
+                    _query(
+                        "to",
+                        f"last day, inclusive; at most {MAX_STATEMENT_DAYS} days after `from`",
+                        day,
+                        required=True,
+                    ),
+                ],
+                not_found=True,
+            ),
+            "parameters": [_ACCOUNT_ID],
+        },
+        "/v1/invoices": _get(
+            "invoices and credit notes issued to accounts the key may see, by issue date",
+            _json("a page of invoices", _ref("InvoicePage")),
+            parameters=[account, *paging],
+            not_found=True,
+        ),
+        "/v1/invoices/{number}": {
+            "get": {
+                "summary": "one invoice or credit note",
+                "parameters": [],
+                "responses": {
+                    "200": _json("the invoice", _ref("Invoice")),
+                    "401": _UNAUTHORIZED,
+                    "404": not_found,
+                },
+            },
+            "parameters": [number],
+        },
+        **document_paths,
+        "/v1/payments": _get(
+            "payments recorded for accounts the key may see, by booking time",
+            _json("a page of payments", _ref("PaymentPage")),
+            parameters=[
+                account,
+                _query("from", "booked on or after this day (tenant's time zone)", day),
+                _query("to", "booked on or before this day", day),
+                *paging,
+            ],
+            not_found=True,
+        ),
+    }
 
 
 def document() -> dict[str, Any]:
@@ -192,6 +475,9 @@ def document() -> dict[str, Any]:
             ),
             "parameters": [_ACCOUNT_ID],
         },
+        # --- money (reads) --------------------------------------------------------------
+        **_money_paths(paging),
+        # --- end of money ---------------------------------------------------------------
         # Every route authenticates, the document too (it names no tenant's data, but a
         # route that answers without a key is one more thing to reason about).
         "/v1/openapi.json": _get("this document", _json("OpenAPI 3.0", _ref("OpenApiDocument"))),

@@ -477,6 +477,7 @@ class Issued:
     documents: dict[str, str] = field(default_factory=dict)  # format -> S3 key
     posted: bool = False
     detail: str | None = None  # delivery detail: SES message id, bounce reason
+    paid: Decimal = Decimal(0)  # what payments and credit notes allocated to it
 
 
 def _issued_item(item: dict[str, Any]) -> Issued:
@@ -488,6 +489,7 @@ def _issued_item(item: dict[str, Any]) -> Issued:
         documents={k: v["S"] for k, v in item.get("documents", {}).get("M", {}).items()},
         posted="posted" in item,
         detail=item.get("delivery_detail", {}).get("S"),
+        paid=Decimal(item.get("paid", {}).get("S", "0")),
     )
 
 
@@ -507,6 +509,53 @@ def list_invoices(tenant: str, account: str | None = None) -> list[Issued]:
         for item in _query(tenant, f"ACCOUNTINV#{check_name('account', account)}#")
     ]
     return [get_invoice(tenant, number) for number in numbers]
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRef:
+    """An issued invoice's pointer (ACCOUNTINV#): enough to order and page invoices before
+    reading any of them."""
+
+    account: str
+    issue_date: dt.date
+    number: str
+    kind: str
+
+
+def list_invoice_refs(tenant: str, account: str | None = None) -> list[InvoiceRef]:
+    """The pointers of one account's invoices and credit notes (or the tenant's all), by
+    account and issue date: small items, one query."""
+    prefix = "ACCOUNTINV#" if account is None else f"ACCOUNTINV#{check_name('account', account)}#"
+    refs = []
+    for item in _query(check_name("tenant", tenant), prefix):
+        owner, day, number = item["sk"]["S"].removeprefix("ACCOUNTINV#").rsplit("#", 2)
+        refs.append(InvoiceRef(owner, dt.date.fromisoformat(day), number, item["kind"]["S"]))
+    return refs
+
+
+def get_invoices(tenant: str, numbers: Iterable[str]) -> list[Issued]:
+    """Issued invoices by number, in the order asked, read in batches of 100; NotFoundError
+    if one is missing."""
+    wanted = list(dict.fromkeys(numbers))
+    found: dict[str, Issued] = {}
+    dynamodb = client("dynamodb")
+    for start in range(0, len(wanted), 100):
+        keys = [_key(tenant, f"INV#{n}") for n in wanted[start : start + 100]]
+        request = {_table(): {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(_ATTEMPTS):
+            page = dynamodb.batch_get_item(RequestItems=request)
+            for item in page.get("Responses", {}).get(_table(), []):
+                found[item["sk"]["S"].removeprefix("INV#")] = _issued_item(item)
+            request = page.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            _backoff(attempt)
+        else:
+            raise ConflictError("DynamoDB kept keys of an invoice batch unprocessed")
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise NotFoundError(f"no invoice {missing[0]!r} in tenant {tenant!r}")
+    return [found[n] for n in wanted]
 
 
 def previous_invoice(tenant: str, account: str, before: dt.date) -> Draft | None:

@@ -10,7 +10,11 @@ stored (a re-run renders the same bytes, so it writes nothing and no version pil
 from __future__ import annotations
 
 import hashlib
+from functools import cache
+from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.shared.settings import settings
@@ -49,9 +53,27 @@ def put(key: str, body: bytes, content_type: str) -> None:
     )
 
 
-def presigned_url(key: str, expires_seconds: int = 3600) -> str:
-    return client("s3").generate_presigned_url(
-        "get_object", Params={"Bucket": _bucket(), "Key": key}, ExpiresIn=expires_seconds
+def presigned_url(key: str, expires_seconds: int = 3600, *, filename: str | None = None) -> str:
+    """A GET link to a stored document, valid `expires_seconds`; with `filename`, the link's
+    answer asks the browser to save it under that name."""
+    params = {"Bucket": _bucket(), "Key": key}
+    if filename is not None:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    s3 = client("s3")
+    signer = _signer(s3.meta.region_name, s3.meta.endpoint_url)
+    return signer.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_seconds)
+
+
+@cache
+def _signer(region: str, endpoint: str) -> Any:
+    """An S3 client that signs links with SigV4 (botocore signs them with SigV2 in us-east-1
+    unless told, and buckets made since 2020 refuse SigV2), at the store client's endpoint.
+    Signing is local: this client never sends a request."""
+    return boto3.session.Session().client(
+        "s3",
+        region_name=region,
+        endpoint_url=endpoint,
+        config=Config(signature_version="s3v4"),
     )
 
 

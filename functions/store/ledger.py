@@ -329,6 +329,26 @@ def list_entries(
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def list_payments(tenant: str) -> list[Entry]:
+    """Every payment of the tenant (received or made), as its journal entry, in booking order:
+    one query of the payments' own items, not every account's journal."""
+    check_name("tenant", tenant)
+    query = {
+        "TableName": _table(),
+        "KeyConditionExpression": "pk = :t AND begins_with(sk, :p)",
+        "ExpressionAttributeValues": {":t": {"S": tenant}, ":p": {"S": "PAYMENT#"}},
+        "ConsistentRead": True,
+    }
+    dynamodb = client("dynamodb")
+    entries: list[Entry] = []
+    while True:
+        page = dynamodb.query(**query)
+        entries += [_entry(item) for item in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return sorted(entries, key=lambda e: (e.booked_at, e.posting_id))
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def _entry(item: dict[str, Any]) -> Entry:
     return Entry(
         account=item["account"]["S"],

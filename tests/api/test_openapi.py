@@ -9,12 +9,14 @@ import re
 from typing import Any
 
 import jsonschema
+import pytest
 import stripe
 from openapi_spec_validator import validate as validate_spec
 
 from app import app
 from functions.api.openapi import document
 from tests.api.conftest import WEBHOOK_SECRET
+from tests.api.money_world import seed
 
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
 
@@ -65,7 +67,12 @@ def check(doc: dict, path: str, method: str, answer, met: set) -> None:
     met.add((path, method, status))
 
 
-def test_every_answer_matches_its_schema(world):
+@pytest.fixture(scope="module")
+def money(world):
+    return seed()
+
+
+def test_every_answer_matches_its_schema(world, money):
     doc = document()
     met: set[tuple[str, str, str]] = set()
     keys = [None, "admin", "readonly", "reseller", "customer", world.revoked, "tg_x"]
@@ -82,6 +89,27 @@ def test_every_answer_matches_its_schema(world):
             for path in ("/v1/accounts/{account_id}", "/v1/accounts/{account_id}/balance"):
                 target = path.replace("{account_id}", account)
                 check(doc, path, "get", world.get(target, key), met)
+    # --- money (reads) ---------------------------------------------------------------------
+    statement = "/v1/accounts/{account_id}/statement"
+    numbers = (money.reseller_invoice, money.customer_invoice, "INV-2026-999999")
+    for key in keys:
+        for account, query in [
+            ("RES_A", "from=2026-03-01&to=2026-04-30"),
+            ("CARRIER_X", "from=2026-03-01&to=2026-04-30"),
+            ("RES_A", "from=2026-03-01"),
+        ]:
+            target = f"/v1/accounts/{account}/statement?{query}"
+            check(doc, statement, "get", world.get(target, key), met)
+        for query in ("", "?limit=1", "?account=CUST_A1", "?account=DIRECT", "?limit=0"):
+            check(doc, "/v1/invoices", "get", world.get(f"/v1/invoices{query}", key), met)
+            check(doc, "/v1/payments", "get", world.get(f"/v1/payments{query}", key), met)
+        for number in numbers:
+            for path in (
+                "/v1/invoices/{number}",
+                *(f"/v1/invoices/{{number}}/{f}" for f in ("pdf", "xml")),
+            ):
+                check(doc, path, "get", world.get(path.replace("{number}", number), key), met)
+    # --- end of money ----------------------------------------------------------------------
     assert world.get("/v1/openapi.json", "customer").json_body == doc
     assert world.get("/v1/openapi.json").status_code == 401
     webhook = "/v1/webhooks/stripe/{tenant}"

@@ -599,9 +599,12 @@ API_GRANTS = (
     }
     # the account, the tenant's time zone; the API key (GetItem), a key's accounts (Query)
     | _dynamodb("AccountsTable", "GetItem", "Query")
-    | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
-    # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
-    | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
+    # record_payment; list_entries (the API's statements and payments)
+    | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem", "Query")
+    # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event;
+    # a page of the API's invoices and the suppliers' profiles (BatchGetItem)
+    | _dynamodb("BillingTable", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
+    | {("s3:GetObject", f"{DOCUMENTS}/invoices/*")}  # the invoices' pre-signed links
 )
 
 
