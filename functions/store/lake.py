@@ -36,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.shared.settings import settings
@@ -694,3 +696,118 @@ def list_rerate_pending(tenant: str) -> list[tuple[str, str]]:
             if match and match["tenant"] == tenant:
                 found.append((match["day"], match["file_id"]))
     return sorted(found)
+
+
+# --- traffic reads for the API (GET /v1/usage, /v1/cdrs) and their CSV exports -----------
+#
+#     lake bucket  exports/tenant={t}/{token}/{name}.csv    a CSV too large to answer inline
+#
+# The API reads a tenant's rated and charges tables of a range of days with boto3 (pyarrow's
+# own S3 client does not run under moto), a file's pair at a time, only the columns it needs.
+# The tenant is the scope of the listing itself: only keys under `{area}/tenant={t}/` are
+# ever listed or read. Exports expire (infra/template.yaml); the link to one expires sooner.
+
+EXPORT_LINK_SECONDS = 300
+_DAY_KEY = re.compile(r"date=(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})/(?P<file_id>[^/]+)\.parquet")
+
+
+def day_files(tenant: str, first: dt.date | str, last: dt.date | str) -> list[tuple[str, str]]:
+    """(day, file_id) of every rated table of the tenant's days first..last, sorted: one
+    listing walk from the first day's partition, stopped past the last."""
+    first, last = check_day(first), check_day(last)
+    prefix = f"rated/tenant={check_name('tenant', tenant)}/"
+    pages = (
+        client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings().lake_bucket, Prefix=prefix, StartAfter=f"{prefix}date={first}")
+    )
+    found = []
+    for page in pages:
+        for entry in page.get("Contents", []):
+            match = _DAY_KEY.fullmatch(entry["Key"].removeprefix(prefix))
+            if match is None:
+                continue
+            if match["day"] > last:
+                return sorted(found)
+            if match["day"] >= first:
+                found.append((match["day"], match["file_id"]))
+    return sorted(found)
+
+
+def _read_columns(key: str, columns: Sequence[str]) -> pa.Table | None:
+    """Only `columns` (those the table has) of a lake table; None if it is absent."""
+    try:
+        data = _get(settings().lake_bucket, key)
+    except NotFoundError:
+        return None
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    present = [c for c in columns if c in parquet.schema_arrow.names]
+    return parquet.read(columns=present)
+
+
+def read_file_pairs(
+    tenant: str,
+    files: Sequence[tuple[str, str]],
+    rated_columns: Sequence[str],
+    charges_columns: Sequence[str],
+    workers: int = 8,
+) -> Iterator[tuple[str, str, pa.Table | None, pa.Table | None]]:
+    """(day, file_id, rated, charges) of each file in order, read `workers` at a time (a
+    window ahead, never the whole range in memory). None for a table that is absent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(day_file: tuple[str, str]) -> tuple[pa.Table | None, pa.Table | None]:
+        day, file_id = day_file
+        return (
+            _read_columns(table_key("rated", tenant, day, file_id), rated_columns),
+            _read_columns(table_key("charges", tenant, day, file_id), charges_columns),
+        )
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: list = []
+        todo = iter(files)
+        for day_file in todo:
+            pending.append((day_file, pool.submit(read, day_file)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            (day, file_id), future = pending.pop(0)
+            rated, charges = future.result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append((following, pool.submit(read, following)))
+            yield day, file_id, rated, charges
+
+
+def export_key(tenant: str, name: str) -> str:
+    """A fresh key under the tenant's exports prefix (an unguessable folder per export)."""
+    import secrets
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", name):
+        raise ValueError(f"invalid export name {name!r}")
+    return f"exports/tenant={check_name('tenant', tenant)}/{secrets.token_hex(16)}/{name}"
+
+
+def put_export(tenant: str, name: str, source: Path, content_type: str) -> str:
+    """Upload a local file as an export of the tenant's; returns its key."""
+    key = export_key(tenant, name)
+    _upload(settings().lake_bucket, key, source, ContentType=content_type)
+    return key
+
+
+def export_link(key: str, expires_in: int = EXPORT_LINK_SECONDS) -> str:
+    """A pre-signed GET of an export, valid `expires_in` seconds, served as a download."""
+    if not key.startswith("exports/tenant="):
+        raise ValueError(f"not an export key: {key!r}")
+    filename = key.rsplit("/", 1)[-1]
+    # Signature version 4, whatever the shared client's default: every region takes it.
+    signer = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    return signer.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings().lake_bucket,
+            "Key": key,
+            "ResponseContentDisposition": f'attachment; filename="{filename}"',
+        },
+        ExpiresIn=expires_in,
+    )
