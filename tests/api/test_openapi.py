@@ -17,6 +17,8 @@ from functions.api.openapi import document
 from tests.api.conftest import WEBHOOK_SECRET
 
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
+# Routes whose answers need data this module's world lacks: checked in their own modules.
+CHECKED_ELSEWHERE = {"/v1/usage", "/v1/cdrs"}  # tests/api/test_traffic.py
 
 
 def operations(doc: dict) -> set[tuple[str, str]]:
@@ -97,6 +99,7 @@ def test_every_answer_matches_its_schema(world):
     documented = {
         (p, m, s)
         for p, item in doc["paths"].items()
+        if p not in CHECKED_ELSEWHERE
         for m in set(item) & METHODS
         for s in item[m]["responses"]
     }
