@@ -508,3 +508,28 @@ def test_every_traffic_answer_matches_its_schema(world, monkeypatch):
     assert met == documented
     assert {m for p in ("/v1/usage", "/v1/cdrs") for m in doc["paths"][p]} & METHODS == {"get"}
     assert json.loads(json.dumps(doc)) == doc
+
+
+def test_the_answers_add_up_to_what_the_lakes_named_queries_say(world, tmp_path):
+    """One set of figures: each party's usage amount is what balance_check says its charges
+    moved its balance by, and the reseller's margin is reseller_margin's (DuckDB)."""
+    from decimal import Decimal
+
+    from functions.invoice.lake_sql import LocalLakeSql
+    from functions.store import lake
+
+    for area in ("rated", "charges"):
+        lake.copy_area(area, TENANT, tmp_path)
+    with LocalLakeSql(TENANT, tmp_path) as sql:
+        effects = {r["account"]: r["balance_effect"] for r in sql.named("balance_check")}
+        [margin] = sql.named("reseller_margin")
+
+    def total(key: str, member: str) -> Decimal:
+        return sum(Decimal(i[member] or "0") for i in usage(world, key)["items"])
+
+    assert total("customer", "amount") == -effects["CUST_A1"] == Decimal("0.058500")
+    assert total("direct", "amount") == -effects["DIRECT"] == Decimal("0.037333")
+    assert total("reseller", "amount") == -effects["RES_A"] == Decimal("0.046250")
+    assert total("admin", "cost") == effects["CARRIER_X"] == Decimal("0.060458")
+    assert (margin["reseller"], margin["period"]) == ("RES_A", "2024-05")
+    assert total("reseller", "margin") == margin["margin"] == Decimal("0.016000")
