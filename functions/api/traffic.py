@@ -2,11 +2,13 @@
 
 The engine is pyarrow over the tenant's own Parquet partitions, read with boto3 by the lake
 adapter (functions.store.lake: `day_files`, `read_file_pairs`), a CDR file's rated and
-charges tables at a time, and aggregated by functions.api.usage. Not Athena: an API answer
-should take a second, not an Athena queue and a per-query scan bill, and the same code runs
-on AWS, on the local stack and under moto (DuckDB is a development tool only). The tenant is
-the scope of what is read (only keys under `rated/tenant=T/` and `charges/tenant=T/` of the
-key's own tenant are listed or opened); the caller's subtree is then a filter on account ids.
+charges tables at a time, and aggregated by functions.api.usage. Not Athena: an answer should
+take a second, not a query queue, a results bucket round trip and a per-query scan bill; and
+the same code runs on AWS, on the local stack and under moto (DuckDB stays a development
+tool). The tenant is the engine's scope, not a filter: the reads run as the key's tenant's
+query role (`lake.tenant_reader`, the role `tollgate report` runs Athena as), which IAM lets
+list and read only that tenant's prefixes. The caller's subtree is then a filter on account
+ids (functions.api.usage.View).
 
 A CSV of more than CSV_DOWNLOAD_ROWS rows is not answered inline: it is written under the
 lake's exports prefix and the answer is a 303 to a pre-signed link that expires in minutes.
@@ -40,21 +42,28 @@ def _view(call: Call) -> usage.View:
     return usage.view_of(call.caller, accounts.list_accounts(tenant), call.query.get("account"))
 
 
+def _files(call: Call, first: dt.date, last: dt.date) -> tuple[Any, list[lake.DayFile]]:
+    """The tenant's reader (its query role) and its files of the days asked."""
+    s3 = lake.tenant_reader(call.caller.tenant)
+    return s3, lake.day_files(call.caller.tenant, first, last, s3)
+
+
 def _calls(
-    call: Call, view: usage.View, files: list[tuple[str, str]], number: str | None = None
+    call: Call, view: usage.View, s3: Any, files: list[lake.DayFile], number: str | None = None
 ) -> Iterator[tuple[str, pa.Table]]:
     """(day, that file's calls in view) of each file, in (day, file) order."""
     pairs = lake.read_file_pairs(
-        call.caller.tenant, files, usage.RATED_COLUMNS, usage.CHARGES_COLUMNS
+        call.caller.tenant, files, usage.RATED_COLUMNS, usage.CHARGES_COLUMNS, s3
     )
-    for day, file_id, rated, charges in pairs:
-        yield day, usage.calls_in_view(view, day, file_id, rated, charges, number)
+    for file, rated, charges in pairs:
+        rows = usage.calls_in_view(view, file.day, file.file_id, rated, charges, number)
+        yield file.day, rows
 
 
-def _days(call: Call, view: usage.View, files, number) -> Iterator[pa.Table]:
+def _days(call: Call, view: usage.View, s3, files, number) -> Iterator[pa.Table]:
     """Each day's calls in view, in the listing's order (one day in memory at a time)."""
     current, parts = None, []
-    for day, rows in _calls(call, view, files, number):
+    for day, rows in _calls(call, view, s3, files, number):
         if day != current and parts:
             yield usage.sort_calls(pa.concat_tables(parts))
             parts = []
@@ -69,9 +78,9 @@ def get_usage(request: Request) -> Response:
         first, last = usage.parse_range(call.query)
         group_by = parse_choice(call.query, "group_by", usage.GROUPS, "destination")
         view = _view(call)
-        files = lake.day_files(call.caller.tenant, first, last)
+        s3, files = _files(call, first, last)
         parts: list[pa.Table] = []
-        for _, rows in _calls(call, view, files):
+        for _, rows in _calls(call, view, s3, files):
             parts.append(usage.usage_totals(rows, view, group_by))
             if len(parts) >= _FOLD_EVERY:
                 parts = [usage.add_totals(parts)]
@@ -100,12 +109,12 @@ def get_cdrs(request: Request) -> Response:
         if query.get("cursor") is not None:
             position = usage.decode_position(decode_cursor(query["cursor"]))
         view = _view(call)
-        files = lake.day_files(call.caller.tenant, first, last)
+        s3, files = _files(call, first, last)
         if form == "csv":
-            return _csv(call, view, files, number, first, last)
+            return _csv(call, view, s3, files, number, first, last)
         if position is not None:
-            files = [f for f in files if f[0] >= position[0]]
-        return _page(call, view, files, number, limit, position)
+            files = [f for f in files if f.day >= position[0]]
+        return _page(call, view, s3, files, number, limit, position)
 
     return serve(
         request,
@@ -114,9 +123,9 @@ def get_cdrs(request: Request) -> Response:
     )
 
 
-def _page(call, view, files, number, limit, position) -> dict[str, Any]:
+def _page(call, view, s3, files, number, limit, position) -> dict[str, Any]:
     taken, count = [], 0
-    for rows in _days(call, view, files, number):
+    for rows in _days(call, view, s3, files, number):
         if position is not None:
             rows = usage.after_position(rows, *position[1:])
         taken.append(rows)
@@ -132,7 +141,7 @@ def _page(call, view, files, number, limit, position) -> dict[str, Any]:
     return {"items": usage.cdr_table(chosen, view).to_pylist(), "next_cursor": cursor}
 
 
-def _csv(call, view, files, number, first: dt.date, last: dt.date) -> Download | Redirect:
+def _csv(call, view, s3, files, number, first: dt.date, last: dt.date) -> Download | Redirect:
     name = f"cdrs-{first.isoformat()}-{last.isoformat()}.csv"
     schema = usage.cdr_table(usage.calls_in_view(view, "", "", None, None), view).schema
     options = pa_csv.WriteOptions(quoting_style="needed")
@@ -140,7 +149,7 @@ def _csv(call, view, files, number, first: dt.date, last: dt.date) -> Download |
         path = Path(folder) / name
         count = 0
         with pa_csv.CSVWriter(str(path), schema, write_options=options) as writer:
-            for rows in _days(call, view, files, number):
+            for rows in _days(call, view, s3, files, number):
                 writer.write_table(usage.cdr_table(rows, view))
                 count += rows.num_rows
         if count <= CSV_DOWNLOAD_ROWS:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import re
 import tempfile
@@ -703,43 +704,69 @@ def list_rerate_pending(tenant: str) -> list[tuple[str, str]]:
 #     lake bucket  exports/tenant={t}/{token}/{name}.csv    a CSV too large to answer inline
 #
 # The API reads a tenant's rated and charges tables of a range of days with boto3 (pyarrow's
-# own S3 client does not run under moto), a file's pair at a time, only the columns it needs.
-# The tenant is the scope of the listing itself: only keys under `{area}/tenant={t}/` are
-# ever listed or read. Exports expire (infra/template.yaml); the link to one expires sooner.
+# own S3 client does not run under moto), a file's pair at a time, only the columns it needs,
+# as the tenant's query role (`tenant_reader`): IAM itself confines those reads to the
+# tenant's own lake prefixes, whatever the code asks. Exports are the API's own (its role
+# writes and signs them); they expire (infra/template.yaml), the link to one sooner.
 
 EXPORT_LINK_SECONDS = 300
 _DAY_KEY = re.compile(r"date=(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})/(?P<file_id>[^/]+)\.parquet")
 
 
-def day_files(tenant: str, first: dt.date | str, last: dt.date | str) -> list[tuple[str, str]]:
-    """(day, file_id) of every rated table of the tenant's days first..last, sorted: one
-    listing walk from the first day's partition, stopped past the last."""
-    first, last = check_day(first), check_day(last)
-    prefix = f"rated/tenant={check_name('tenant', tenant)}/"
-    pages = (
-        client("s3")
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=settings().lake_bucket, Prefix=prefix, StartAfter=f"{prefix}date={first}")
+@dataclass(frozen=True, slots=True)
+class DayFile:
+    """A file's published tables of one day: rated always, charges if it has them."""
+
+    day: str
+    file_id: str
+    charges: bool
+
+
+def tenant_reader(tenant: str) -> Any:
+    """An S3 client holding the tenant's query role's credentials (functions.store.iam; the
+    role `tollgate access provision TENANT` made): it may list and read that tenant's lake
+    prefixes and nothing else. One AssumeRole per request, never cached across tenants."""
+    from functions.store import iam
+
+    return iam.query_credentials(check_name("tenant", tenant)).session().client("s3")
+
+
+def _listed(s3: Any, prefix: str, first: str, last: str) -> set[tuple[str, str]]:
+    """(day, file_id) of the tables under `prefix` of days first..last: one listing walk
+    from the first day's partition, stopped past the last."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings().lake_bucket, Prefix=prefix, StartAfter=f"{prefix}date={first}"
     )
-    found = []
+    found = set()
     for page in pages:
         for entry in page.get("Contents", []):
             match = _DAY_KEY.fullmatch(entry["Key"].removeprefix(prefix))
             if match is None:
                 continue
             if match["day"] > last:
-                return sorted(found)
+                return found
             if match["day"] >= first:
-                found.append((match["day"], match["file_id"]))
-    return sorted(found)
+                found.add((match["day"], match["file_id"]))
+    return found
 
 
-def _read_columns(key: str, columns: Sequence[str]) -> pa.Table | None:
-    """Only `columns` (those the table has) of a lake table; None if it is absent."""
-    try:
-        data = _get(settings().lake_bucket, key)
-    except NotFoundError:
-        return None
+def day_files(
+    tenant: str, first: dt.date | str, last: dt.date | str, s3: Any = None
+) -> list[DayFile]:
+    """The tenant's published rated tables of days first..last, by (day, file id), each
+    with whether its charges table exists (listed, never probed: a 404 needs a grant on
+    the whole bucket, which a tenant's role does not have)."""
+    s3 = s3 or client("s3")
+    first, last = check_day(first), check_day(last)
+    tenant = check_name("tenant", tenant)
+    rated = _listed(s3, f"rated/tenant={tenant}/", first, last)
+    charged = _listed(s3, f"charges/tenant={tenant}/", first, last)
+    return [DayFile(day, file_id, (day, file_id) in charged) for day, file_id in sorted(rated)]
+
+
+def _read_columns(s3: Any, key: str, columns: Sequence[str]) -> pa.Table:
+    """Only `columns` (those the table has) of a lake table."""
+    data = s3.get_object(Bucket=settings().lake_bucket, Key=key)["Body"].read()
     parquet = pq.ParquetFile(pa.BufferReader(data))
     present = [c for c in columns if c in parquet.schema_arrow.names]
     return parquet.read(columns=present)
@@ -747,36 +774,35 @@ def _read_columns(key: str, columns: Sequence[str]) -> pa.Table | None:
 
 def read_file_pairs(
     tenant: str,
-    files: Sequence[tuple[str, str]],
+    files: Sequence[DayFile],
     rated_columns: Sequence[str],
     charges_columns: Sequence[str],
+    s3: Any = None,
     workers: int = 8,
-) -> Iterator[tuple[str, str, pa.Table | None, pa.Table | None]]:
-    """(day, file_id, rated, charges) of each file in order, read `workers` at a time (a
-    window ahead, never the whole range in memory). None for a table that is absent."""
+) -> Iterator[tuple[DayFile, pa.Table, pa.Table | None]]:
+    """(file, rated, charges or None) of each file in order, read `workers` at a time (a
+    window ahead, never the whole range in memory)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def read(day_file: tuple[str, str]) -> tuple[pa.Table | None, pa.Table | None]:
-        day, file_id = day_file
-        return (
-            _read_columns(table_key("rated", tenant, day, file_id), rated_columns),
-            _read_columns(table_key("charges", tenant, day, file_id), charges_columns),
-        )
+    s3 = s3 or client("s3")
+
+    def read(file: DayFile) -> tuple[pa.Table, pa.Table | None]:
+        rated = _read_columns(s3, table_key("rated", tenant, file.day, file.file_id), rated_columns)
+        if not file.charges:
+            return rated, None
+        key = table_key("charges", tenant, file.day, file.file_id)
+        return rated, _read_columns(s3, key, charges_columns)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: list = []
         todo = iter(files)
-        for day_file in todo:
-            pending.append((day_file, pool.submit(read, day_file)))
-            if len(pending) >= 2 * workers:
-                break
+        pending = [(f, pool.submit(read, f)) for f in itertools.islice(todo, 2 * workers)]
         while pending:
-            (day, file_id), future = pending.pop(0)
+            file, future = pending.pop(0)
             rated, charges = future.result()
             following = next(todo, None)
             if following is not None:
                 pending.append((following, pool.submit(read, following)))
-            yield day, file_id, rated, charges
+            yield file, rated, charges
 
 
 def export_key(tenant: str, name: str) -> str:

@@ -602,9 +602,9 @@ API_GRANTS = (
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
-    # GET /v1/usage and /v1/cdrs: the lake's traffic tables; CSV exports and their links
-    | {("s3:GetObject", f"{LAKE}/{area}/*") for area in ("rated", "charges", "exports")}
-    | {("s3:ListBucket", "LakeBucket.Arn"), ("s3:PutObject", f"{LAKE}/exports/*")}
+    # GET /v1/usage and /v1/cdrs: the lake as the tenant's query role; CSV exports, links
+    | {("sts:AssumeRole", QUERY_ROLES)}
+    | {("s3:GetObject", f"{LAKE}/exports/*"), ("s3:PutObject", f"{LAKE}/exports/*")}
 )
 
 
