@@ -42,8 +42,13 @@ def _view(call: Call) -> usage.View:
     return usage.view_of(call.caller, accounts.list_accounts(tenant), call.query.get("account"))
 
 
-def _files(call: Call, first: dt.date, last: dt.date) -> tuple[Any, list[lake.DayFile]]:
-    """The tenant's reader (its query role) and its files of the days asked."""
+def _files(
+    call: Call, view: usage.View, first: dt.date, last: dt.date
+) -> tuple[Any, list[lake.DayFile]]:
+    """The tenant's reader (its query role) and its files of the days asked; none to read
+    for a view of no account."""
+    if not view.accounts:
+        return None, []
     s3 = lake.tenant_reader(call.caller.tenant)
     return s3, lake.day_files(call.caller.tenant, first, last, s3)
 
@@ -78,7 +83,7 @@ def get_usage(request: Request) -> Response:
         first, last = usage.parse_range(call.query)
         group_by = parse_choice(call.query, "group_by", usage.GROUPS, "destination")
         view = _view(call)
-        s3, files = _files(call, first, last)
+        s3, files = _files(call, view, first, last)
         parts: list[pa.Table] = []
         for _, rows in _calls(call, view, s3, files):
             parts.append(usage.usage_totals(rows, view, group_by))
@@ -109,7 +114,7 @@ def get_cdrs(request: Request) -> Response:
         if query.get("cursor") is not None:
             position = usage.decode_position(decode_cursor(query["cursor"]))
         view = _view(call)
-        s3, files = _files(call, first, last)
+        s3, files = _files(call, view, first, last)
         if form == "csv":
             return _csv(call, view, s3, files, number, first, last)
         if position is not None:

@@ -796,13 +796,17 @@ def read_file_pairs(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         todo = iter(files)
         pending = [(f, pool.submit(read, f)) for f in itertools.islice(todo, 2 * workers)]
-        while pending:
-            file, future = pending.pop(0)
-            rated, charges = future.result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append((following, pool.submit(read, following)))
-            yield file, rated, charges
+        try:
+            while pending:
+                file, future = pending.pop(0)
+                rated, charges = future.result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append((following, pool.submit(read, following)))
+                yield file, rated, charges
+        finally:  # a reader that stops early (a full page) does not wait for the window
+            for _, future in pending:
+                future.cancel()
 
 
 def export_key(tenant: str, name: str) -> str:
