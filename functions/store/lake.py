@@ -26,6 +26,7 @@ other cannot leave a result that disagrees with the committed set.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import itertools
@@ -722,13 +723,31 @@ class DayFile:
     charges: bool
 
 
+@functools.lru_cache(maxsize=1)
+def _session_of(clients: object) -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _session() -> boto3.session.Session:
+    """One boto3 session while the store's clients live (a new session loads botocore's
+    service models again: ~0.3 s a request)."""
+    return _session_of(client("sts"))
+
+
 def tenant_reader(tenant: str) -> Any:
     """An S3 client holding the tenant's query role's credentials (functions.store.iam; the
     role `tollgate access provision TENANT` made): it may list and read that tenant's lake
-    prefixes and nothing else. One AssumeRole per request, never cached across tenants."""
+    prefixes and nothing else. One AssumeRole per request; credentials are never kept."""
     from functions.store import iam
 
-    return iam.query_credentials(check_name("tenant", tenant)).session().client("s3")
+    issued = iam.query_credentials(check_name("tenant", tenant))
+    return _session().client(
+        "s3",
+        aws_access_key_id=issued.access_key_id,
+        aws_secret_access_key=issued.secret_access_key,
+        aws_session_token=issued.session_token,
+        region_name=issued.region,
+    )
 
 
 def _listed(s3: Any, prefix: str, first: str, last: str) -> set[tuple[str, str]]:
@@ -831,7 +850,7 @@ def export_link(key: str, expires_in: int = EXPORT_LINK_SECONDS) -> str:
         raise ValueError(f"not an export key: {key!r}")
     filename = key.rsplit("/", 1)[-1]
     # Signature version 4, whatever the shared client's default: every region takes it.
-    signer = boto3.session.Session().client("s3", config=Config(signature_version="s3v4"))
+    signer = _session().client("s3", config=Config(signature_version="s3v4"))
     return signer.generate_presigned_url(
         "get_object",
         Params={

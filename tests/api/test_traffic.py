@@ -367,7 +367,7 @@ def test_number_matches_a_prefix_of_callee_or_caller(world):
 def test_pages_follow_the_cursor_without_gaps_or_repeats(world):
     whole = cdrs(world, "admin").json_body["items"]
     assert len(whole) == 10
-    for limit in (1, 3, 4, 10):
+    for limit in (1, 4):
         items, pages = walk(world, "admin", RANGE, limit)
         assert items == whole
         assert pages == -(-10 // limit)
@@ -489,13 +489,16 @@ def check(doc: dict, path: str, answer, met: set) -> None:
 def test_every_traffic_answer_matches_its_schema(world, monkeypatch):
     doc = document()
     met: set = set()
-    for key in (None, "admin", "readonly", "reseller", "customer", "tg_x"):
-        for group in ("destination", "day", "account"):
+    for key in (None, "tg_x", "admin", "readonly", "reseller", "customer"):
+        reads = key in world.keys  # refused keys: every request, cheaply (401)
+        for group in ("destination", "account") if reads else ("day",):
             check(doc, "/v1/usage", world.get(f"/v1/usage?{RANGE}&group_by={group}", key), met)
+        for query in (RANGE + "&limit=2", RANGE + "&format=csv"):
+            check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{query}", key), met)
+    for key in (None, "admin"):
         check(doc, "/v1/usage", world.get("/v1/usage?from=x&to=y", key), met)
         check(doc, "/v1/usage", world.get(f"/v1/usage?{RANGE}&account=NOBODY", key), met)
-        for query in (RANGE, RANGE + "&limit=2", RANGE + "&format=csv", "from=1"):
-            check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{query}", key), met)
+        check(doc, "/v1/cdrs", world.get("/v1/cdrs?from=1", key), met)
         check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{RANGE}&account=NOBODY", key), met)
     monkeypatch.setattr(traffic, "CSV_DOWNLOAD_ROWS", 1)
     check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{RANGE}&format=csv", "admin"), met)
