@@ -222,3 +222,18 @@ def api_list_payments() -> Response:
     from functions.api.money import list_payments
 
     return list_payments(app.current_request)
+
+
+# --- traffic (issue 13): usage per group and the caller's CDRs, read from the lake ---------
+@app.route("/v1/usage", methods=["GET"])
+def api_usage() -> Response:
+    from functions.api.traffic import get_usage
+
+    return get_usage(app.current_request)
+
+
+@app.route("/v1/cdrs", methods=["GET"])
+def api_cdrs() -> Response:
+    from functions.api.traffic import get_cdrs
+
+    return get_cdrs(app.current_request)

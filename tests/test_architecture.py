@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PURE_PACKAGES = ("shared", "rate", "ingest", "fraud", "invoice", "api")
 EDGE_MODULES = {"handler.py"}
 # The API's route families beside handler.py: Chalice and the stores at the edge, like it.
-API_EDGES = {"money.py"}
+API_EDGES = {"money.py", "traffic.py"}
 FORBIDDEN = (
     "boto3",
     "botocore",

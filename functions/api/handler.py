@@ -75,7 +75,11 @@ def _answer(result: Result) -> Response:
     if isinstance(result, Download):
         disposition = f'attachment; filename="{result.filename}"'
         headers = {"Content-Type": result.content_type, "Content-Disposition": disposition}
-        return Response(result.content, status_code=200, headers={**_HEADERS, **headers})
+        # Text goes out as text: a bytes body of a type API Gateway does not treat as binary
+        # would not survive the Lambda response's JSON.
+        text = result.content_type.startswith("text/")
+        content = result.content.decode() if text else result.content
+        return Response(content, status_code=200, headers={**_HEADERS, **headers})
     if isinstance(result, Redirect):
         body = {"url": result.url, "expires_in": result.expires_in}
         return _json(303, body, {"Location": result.url})

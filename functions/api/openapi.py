@@ -434,6 +434,185 @@ def _money_paths(paging: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# --- traffic (issue 13): GET /v1/usage and GET /v1/cdrs ---------------------------------
+_AMOUNT = {**_DECIMAL, "nullable": True}
+_CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
+_DAY = {"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_TRAFFIC_SCHEMAS: dict[str, Any] = {
+    "UsageItem": {
+        "type": "object",
+        "required": [
+            "group",
+            "currency",
+            "attempts",
+            "answered",
+            "minutes",
+            "asr",
+            "acd",
+            "amount",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "group": {"type": "string", "description": "a destination, a day or an account"},
+            "currency": _CURRENCY,
+            "attempts": {"type": "integer", "minimum": 1},
+            "answered": {"type": "integer", "minimum": 0},
+            "minutes": {
+                "type": "string",
+                "pattern": r"^[0-9]+\.[0-9]{4}$",
+                "description": "billed seconds / 60, 4 places (half up)",
+            },
+            "asr": {
+                "type": "number",
+                "nullable": True,
+                "description": "answered / attempts, percent, 2 places",
+            },
+            "acd": {
+                "type": "number",
+                "nullable": True,
+                "description": "answered seconds / answered calls, 2 places; null: none answered",
+            },
+            "amount": {
+                **_DECIMAL,
+                "description": "the caller's own price (tenant level: what the top of each "
+                "chain paid the carrier)",
+            },
+            "margin": {
+                **_AMOUNT,
+                "description": "resellers: their customers' price minus their own; the "
+                "carrier's roles: the carrier's margin. Null: no call of the item has one",
+            },
+            "cost": {**_AMOUNT, "description": "the carrier's roles only: the suppliers' cost"},
+        },
+    },
+    "Usage": {
+        "type": "object",
+        "required": ["from", "to", "group_by", "items"],
+        "additionalProperties": False,
+        "properties": {
+            "from": _DAY,
+            "to": _DAY,
+            "group_by": {"type": "string", "enum": ["destination", "day", "account"]},
+            "items": {"type": "array", "items": _ref("UsageItem")},
+        },
+    },
+    "Cdr": {
+        "type": "object",
+        "required": [
+            "call_id",
+            "account",
+            "start",
+            "caller",
+            "callee",
+            "destination",
+            "duration",
+            "billed_seconds",
+            "amount",
+            "currency",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "call_id": {"type": "string"},
+            "account": {"type": "string", "description": "the account that sent the call"},
+            "start": {"type": "string", "format": "date-time"},
+            "caller": {"type": "string", "nullable": True},
+            "callee": {"type": "string"},
+            "destination": {"type": "string", "nullable": True},
+            "duration": {"type": "integer", "description": "answered seconds"},
+            "billed_seconds": {"type": "integer", "nullable": True},
+            "amount": {**_AMOUNT, "description": "the caller's own price; null: unrated"},
+            "currency": {**_CURRENCY, "nullable": True},
+            "customer_amount": {**_AMOUNT, "description": "resellers: what the level below paid"},
+            "customer_currency": {**_CURRENCY, "nullable": True},
+            "margin": _AMOUNT,
+            "supplier": {"type": "string", "nullable": True, "description": "carrier only"},
+            "cost": {**_AMOUNT, "description": "carrier only"},
+            "cost_currency": {**_CURRENCY, "nullable": True},
+        },
+    },
+    "CdrPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": _ref("Cdr")},
+            "next_cursor": {"type": "string", "nullable": True},
+        },
+    },
+    "ExportLink": {
+        "type": "object",
+        "required": ["url", "expires_in"],
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "description": "the pre-signed link (also Location)"},
+            "expires_in": {"type": "integer", "description": "seconds"},
+        },
+    },
+}
+
+
+def _traffic_paths(paging: list[dict[str, Any]]) -> dict[str, Any]:
+    def query(name: str, description: str, schema: dict[str, Any], required: bool = False):
+        return {
+            "name": name,
+            "in": "query",
+            "required": required,
+            "description": description,
+            "schema": schema,
+        }
+
+    days = [
+        query("from", "first UTC day, inclusive", _DAY, True),
+        query("to", "last UTC day, inclusive; at most 92 days from `from`", _DAY, True),
+    ]
+    account = query(
+        "account",
+        "one account of the caller's view: its subtree's calls (the carrier: a supplier's)",
+        {"type": "string"},
+    )
+    usage = _get(
+        "traffic per destination, day or account x currency, as the caller's prices see it",
+        _json("the totals", _ref("Usage")),
+        parameters=[
+            *days,
+            query(
+                "group_by",
+                "default destination",
+                {"type": "string", "enum": ["destination", "day", "account"]},
+            ),
+            account,
+        ],
+        not_found=True,
+    )
+    cdrs = _get(
+        "the calls of the caller's subtree, by start",
+        {
+            "description": "a page of calls (JSON), or every call as a CSV file",
+            "content": {
+                "application/json": {"schema": _ref("CdrPage")},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        parameters=[
+            *days,
+            query(
+                "number",
+                "digits: calls whose callee or caller (its digits) starts with them",
+                {"type": "string", "pattern": "^[0-9]{1,20}$"},
+            ),
+            account,
+            query("format", "default json", {"type": "string", "enum": ["json", "csv"]}),
+            *paging,
+        ],
+        not_found=True,
+    )
+    cdrs["get"]["responses"]["303"] = {
+        **_json("a CSV over the inline row limit: a pre-signed link", _ref("ExportLink")),
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    }
+    return {"/v1/usage": usage, "/v1/cdrs": cdrs}
+
+
 def document() -> dict[str, Any]:
     """The whole document, a fresh dict each call (callers may change theirs)."""
     paging = [
@@ -513,6 +692,7 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    paths.update(_traffic_paths(paging))  # traffic (issue 13)
     return {
         "openapi": "3.0.3",
         "info": {"title": "Tollgate API", "version": VERSION},
@@ -527,6 +707,6 @@ def document() -> dict[str, Any]:
                     "(tollgate apikey create)",
                 }
             },
-            "schemas": copy.deepcopy(_SCHEMAS),
+            "schemas": copy.deepcopy({**_SCHEMAS, **_TRAFFIC_SCHEMAS}),
         },
     }

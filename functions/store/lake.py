@@ -26,8 +26,10 @@ other cannot leave a result that disagrees with the committed set.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
+import itertools
 import json
 import re
 import tempfile
@@ -36,10 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from functions.shared.settings import settings
@@ -694,3 +698,165 @@ def list_rerate_pending(tenant: str) -> list[tuple[str, str]]:
             if match and match["tenant"] == tenant:
                 found.append((match["day"], match["file_id"]))
     return sorted(found)
+
+
+# --- traffic reads for the API (GET /v1/usage, /v1/cdrs) and their CSV exports -----------
+#
+#     lake bucket  exports/tenant={t}/{token}/{name}.csv    a CSV too large to answer inline
+#
+# The API reads a tenant's rated and charges tables of a range of days with boto3 (pyarrow's
+# own S3 client does not run under moto), a file's pair at a time, only the columns it needs,
+# as the tenant's query role (`tenant_reader`): IAM itself confines those reads to the
+# tenant's own lake prefixes, whatever the code asks. Exports are the API's own (its role
+# writes and signs them); they expire (infra/template.yaml), the link to one sooner.
+
+EXPORT_LINK_SECONDS = 300
+_DAY_KEY = re.compile(r"date=(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})/(?P<file_id>[^/]+)\.parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class DayFile:
+    """A file's published tables of one day: rated always, charges if it has them."""
+
+    day: str
+    file_id: str
+    charges: bool
+
+
+@functools.lru_cache(maxsize=1)
+def _session_of(clients: object) -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+def _session() -> boto3.session.Session:
+    """One boto3 session while the store's clients live (a new session loads botocore's
+    service models again: ~0.3 s a request)."""
+    return _session_of(client("sts"))
+
+
+def tenant_reader(tenant: str) -> Any:
+    """An S3 client holding the tenant's query role's credentials (functions.store.iam; the
+    role `tollgate access provision TENANT` made): it may list and read that tenant's lake
+    prefixes and nothing else. One AssumeRole per request; credentials are never kept."""
+    from functions.store import iam
+
+    issued = iam.query_credentials(check_name("tenant", tenant))
+    return _session().client(
+        "s3",
+        aws_access_key_id=issued.access_key_id,
+        aws_secret_access_key=issued.secret_access_key,
+        aws_session_token=issued.session_token,
+        region_name=issued.region,
+    )
+
+
+def _listed(s3: Any, prefix: str, first: str, last: str) -> set[tuple[str, str]]:
+    """(day, file_id) of the tables under `prefix` of days first..last: one listing walk
+    from the first day's partition, stopped past the last."""
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings().lake_bucket, Prefix=prefix, StartAfter=f"{prefix}date={first}"
+    )
+    found = set()
+    for page in pages:
+        for entry in page.get("Contents", []):
+            match = _DAY_KEY.fullmatch(entry["Key"].removeprefix(prefix))
+            if match is None:
+                continue
+            if match["day"] > last:
+                return found
+            if match["day"] >= first:
+                found.add((match["day"], match["file_id"]))
+    return found
+
+
+def day_files(
+    tenant: str, first: dt.date | str, last: dt.date | str, s3: Any = None
+) -> list[DayFile]:
+    """The tenant's published rated tables of days first..last, by (day, file id), each
+    with whether its charges table exists (listed, never probed: a 404 needs a grant on
+    the whole bucket, which a tenant's role does not have)."""
+    s3 = s3 or client("s3")
+    first, last = check_day(first), check_day(last)
+    tenant = check_name("tenant", tenant)
+    rated = _listed(s3, f"rated/tenant={tenant}/", first, last)
+    charged = _listed(s3, f"charges/tenant={tenant}/", first, last)
+    return [DayFile(day, file_id, (day, file_id) in charged) for day, file_id in sorted(rated)]
+
+
+def _read_columns(s3: Any, key: str, columns: Sequence[str]) -> pa.Table:
+    """Only `columns` (those the table has) of a lake table."""
+    data = s3.get_object(Bucket=settings().lake_bucket, Key=key)["Body"].read()
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    present = [c for c in columns if c in parquet.schema_arrow.names]
+    return parquet.read(columns=present)
+
+
+def read_file_pairs(
+    tenant: str,
+    files: Sequence[DayFile],
+    rated_columns: Sequence[str],
+    charges_columns: Sequence[str],
+    s3: Any = None,
+    workers: int = 8,
+) -> Iterator[tuple[DayFile, pa.Table, pa.Table | None]]:
+    """(file, rated, charges or None) of each file in order, read `workers` at a time (a
+    window ahead, never the whole range in memory)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    s3 = s3 or client("s3")
+
+    def read(file: DayFile) -> tuple[pa.Table, pa.Table | None]:
+        rated = _read_columns(s3, table_key("rated", tenant, file.day, file.file_id), rated_columns)
+        if not file.charges:
+            return rated, None
+        key = table_key("charges", tenant, file.day, file.file_id)
+        return rated, _read_columns(s3, key, charges_columns)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        todo = iter(files)
+        pending = [(f, pool.submit(read, f)) for f in itertools.islice(todo, 2 * workers)]
+        try:
+            while pending:
+                file, future = pending.pop(0)
+                rated, charges = future.result()
+                following = next(todo, None)
+                if following is not None:
+                    pending.append((following, pool.submit(read, following)))
+                yield file, rated, charges
+        finally:  # a reader that stops early (a full page) does not wait for the window
+            for _, future in pending:
+                future.cancel()
+
+
+def export_key(tenant: str, name: str) -> str:
+    """A fresh key under the tenant's exports prefix (an unguessable folder per export)."""
+    import secrets
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", name):
+        raise ValueError(f"invalid export name {name!r}")
+    return f"exports/tenant={check_name('tenant', tenant)}/{secrets.token_hex(16)}/{name}"
+
+
+def put_export(tenant: str, name: str, source: Path, content_type: str) -> str:
+    """Upload a local file as an export of the tenant's; returns its key."""
+    key = export_key(tenant, name)
+    _upload(settings().lake_bucket, key, source, ContentType=content_type)
+    return key
+
+
+def export_link(key: str, expires_in: int = EXPORT_LINK_SECONDS) -> str:
+    """A pre-signed GET of an export, valid `expires_in` seconds, served as a download."""
+    if not key.startswith("exports/tenant="):
+        raise ValueError(f"not an export key: {key!r}")
+    filename = key.rsplit("/", 1)[-1]
+    # Signature version 4, whatever the shared client's default: every region takes it.
+    signer = _session().client("s3", config=Config(signature_version="s3v4"))
+    return signer.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": settings().lake_bucket,
+            "Key": key,
+            "ResponseContentDisposition": f'attachment; filename="{filename}"',
+        },
+        ExpiresIn=expires_in,
+    )

@@ -19,6 +19,8 @@ from tests.api.conftest import WEBHOOK_SECRET
 from tests.api.money_world import seed
 
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
+# Routes whose answers need data this module's world lacks: checked in their own modules.
+CHECKED_ELSEWHERE = {"/v1/usage", "/v1/cdrs"}  # tests/api/test_traffic.py
 
 
 def operations(doc: dict) -> set[tuple[str, str]]:
@@ -125,6 +127,7 @@ def test_every_answer_matches_its_schema(world, money):
     documented = {
         (p, m, s)
         for p, item in doc["paths"].items()
+        if p not in CHECKED_ELSEWHERE
         for m in set(item) & METHODS
         for s in item[m]["responses"]
     }

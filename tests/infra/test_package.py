@@ -605,6 +605,9 @@ API_GRANTS = (
     # a page of the API's invoices and the suppliers' profiles (BatchGetItem)
     | _dynamodb("BillingTable", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
     | {("s3:GetObject", f"{DOCUMENTS}/invoices/*")}  # the invoices' pre-signed links
+    # GET /v1/usage and /v1/cdrs: the lake as the tenant's query role; CSV exports, links
+    | {("sts:AssumeRole", QUERY_ROLES)}
+    | {("s3:GetObject", f"{LAKE}/exports/*"), ("s3:PutObject", f"{LAKE}/exports/*")}
 )
 
 

@@ -178,3 +178,11 @@ def test_the_lake_bucket_as_provisioned_expires_quarantine_after_the_parameter(a
     assert expiry(lake.table_key("quarantine", "acme", DAY, FILE_ID)) == [30]
     for area in ("normalized", "rated", "charges"):
         assert expiry(lake.table_key(area, "acme", DAY, FILE_ID)) == [], area
+
+
+def test_api_exports_expire_after_a_day_and_nothing_else_with_them():
+    key = lake.export_key("acme", "cdrs-2024-05-01-2024-05-31.csv")
+    assert _expires_after(_applying("LakeBucket", key)) == 1
+    for area in ("normalized", "rated", "charges"):
+        rules = _applying("LakeBucket", lake.table_key(area, "acme", DAY, FILE_ID))
+        assert all(_prefix(r) != "exports/" for r in rules), area
