@@ -610,6 +610,12 @@ def _traffic_paths(paging: list[dict[str, Any]]) -> dict[str, Any]:
         **_json("a CSV over the inline row limit: a pre-signed link", _ref("ExportLink")),
         "headers": {"Location": {"schema": {"type": "string"}}},
     }
+    unprovisioned = _error(
+        "code lake_not_provisioned: the tenant's query role is missing (its operator runs "
+        "`tollgate access provision`)"
+    )
+    for route in (usage, cdrs):
+        route["get"]["responses"]["409"] = unprovisioned
     return {"/v1/usage": usage, "/v1/cdrs": cdrs}
 
 

@@ -29,8 +29,8 @@ from chalice.app import Request, Response
 from functions.api import usage
 from functions.api.handler import serve
 from functions.api.paging import decode_cursor, encode_cursor, parse_limit
-from functions.api.requests import Call, Download, QueryError, Redirect, parse_choice
-from functions.store import accounts, lake
+from functions.api.requests import ApiError, Call, Download, QueryError, Redirect, parse_choice
+from functions.store import accounts, iam, lake
 
 CSV_DOWNLOAD_ROWS = 10_000  # above this a CSV is an export behind a pre-signed link
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -49,7 +49,15 @@ def _files(
     for a view of no account."""
     if not view.accounts:
         return None, []
-    s3 = lake.tenant_reader(call.caller.tenant)
+    try:
+        s3 = lake.tenant_reader(call.caller.tenant)
+    except iam.NotProvisionedError:  # the carrier's set-up, not the caller's request
+        raise ApiError(
+            409,
+            "lake_not_provisioned",
+            "this tenant's lake is not open to queries yet: its operator runs "
+            f"`tollgate access provision {call.caller.tenant}`",
+        ) from None
     return s3, lake.day_files(call.caller.tenant, first, last, s3)
 
 

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from functions.shared import policies
 from functions.shared.settings import settings
-from functions.store import ConflictError, check_name, client
+from functions.store import ConflictError, StoreError, check_name, client
 
 POLICY_NAME = "tollgate-scope"  # the one inline policy of every Tollgate role
 MAX_SESSION_SECONDS = 12 * 3600  # the roles' MaxSessionDuration (STS allows up to 12 h)
@@ -113,10 +113,23 @@ def ensure_drop_role(
     )
 
 
+class NotProvisionedError(StoreError):
+    """The tenant's query role cannot be assumed: `tollgate access provision` never made it
+    (AWS answers AccessDenied for a role that does not exist, as for one it may not assume)."""
+
+
 def query_credentials(tenant: str, seconds: int = DEFAULT_SESSION_SECONDS) -> Credentials:
     """Assume a tenant's query role (made by functions.store.athena.provision_tenant)."""
     arn = query_role_arn(tenant)
-    return assume(arn, policies.query_role_name(tenant), seconds)
+    try:
+        return assume(arn, policies.query_role_name(tenant), seconds)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "AccessDenied":
+            raise
+        raise NotProvisionedError(
+            f"tenant {tenant!r} has no query role it may assume ({arn}): "
+            f"run `tollgate access provision {tenant}`"
+        ) from None
 
 
 def drop_credentials(

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import jsonschema
 import pytest
+from botocore.exceptions import ClientError
 from chalice.test import Client
 
 from functions.api import traffic
 from functions.api.openapi import document
 from functions.shared.settings import settings
-from functions.store import accounts, apikeys
+from functions.store import accounts, apikeys, iam
 from functions.store import client as aws_client
 from tests.api.conftest import KEYS, World
 from tests.api.test_openapi import METHODS, json_schema
@@ -502,6 +503,9 @@ def test_every_traffic_answer_matches_its_schema(world, monkeypatch):
         check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{RANGE}&account=NOBODY", key), met)
     monkeypatch.setattr(traffic, "CSV_DOWNLOAD_ROWS", 1)
     check(doc, "/v1/cdrs", world.get(f"/v1/cdrs?{RANGE}&format=csv", "admin"), met)
+    monkeypatch.setattr(iam, "client", lambda service: RefusingSts())
+    for path in ("/v1/usage", "/v1/cdrs"):
+        check(doc, path, world.get(f"{path}?{RANGE}", "admin"), met)
     documented = {
         (p, s, media)
         for p in ("/v1/usage", "/v1/cdrs")
@@ -536,3 +540,26 @@ def test_the_answers_add_up_to_what_the_lakes_named_queries_say(world, tmp_path)
     assert total("admin", "cost") == effects["CARRIER_X"] == Decimal("0.060458")
     assert (margin["reseller"], margin["period"]) == ("RES_A", "2024-05")
     assert total("reseller", "margin") == margin["margin"] == Decimal("0.016000")
+
+
+class RefusingSts:
+    """AWS answers AssumeRole of a role `tollgate access provision` never made with
+    AccessDenied; moto grants any AssumeRole, so this STS refuses instead."""
+
+    meta = type("Meta", (), {"region_name": "us-east-1"})
+
+    def get_caller_identity(self):
+        return {"Account": "123456789012", "Arn": "arn:aws:sts::123456789012:assumed-role/x"}
+
+    def assume_role(self, **request):
+        error = {"Error": {"Code": "AccessDenied", "Message": "not authorized"}}
+        raise ClientError(error, "AssumeRole")
+
+
+def test_a_tenant_whose_query_role_is_missing_gets_409_not_a_500(world, monkeypatch):
+    monkeypatch.setattr(iam, "client", lambda service: RefusingSts())
+    for path in (f"/v1/usage?{RANGE}", f"/v1/cdrs?{RANGE}"):
+        answer = world.get(path, "admin")
+        assert answer.status_code == 409, answer.body
+        assert answer.json_body["code"] == "lake_not_provisioned"
+        assert "tollgate access provision acme" in answer.json_body["message"]
