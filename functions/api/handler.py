@@ -4,20 +4,23 @@ pure core (functions.api.scope, functions.api.paging) and one store read, mapped
 Errors are JSON `{"code", "message"[, "field"]}` with a stable code: 401 for a missing or
 refused key (the store's Unauthorized code), 403 `forbidden` for a role that may not do it,
 404 `not_found` for an account outside the caller's view (whether it exists elsewhere is never
-told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault.
+told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault,
+429 `rate_limited` (with Retry-After) beyond the key's request rate (functions/api/throttle.py).
 Authentication comes first: a stranger learns nothing about the parameters either.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Response
 from chalice.app import Request
 
-from functions.api import scope
+from functions.api import scope, throttle
 from functions.api.keys import ApiKey
 from functions.api.paging import page, parse_limit
 from functions.api.requests import (
@@ -37,6 +40,8 @@ _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 Result = dict[str, Any] | Answer | Download | Redirect
 Work = Callable[[Call], Result]
+# Each key's request rate (functions/api/throttle.py): this process's buckets, 429 beyond.
+LIMITER = throttle.Limiter(*throttle.limits_from(os.environ), clock=time.monotonic)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -94,6 +99,7 @@ def serve(
     its result. Authentication comes first: a stranger learns nothing about the parameters."""
     try:
         key = authenticate(request)
+        LIMITER.check(key.tenant, key.key_id)
         if roles is not None and key.role not in roles:
             raise forbidden(f"a {key.role} key may not do this")
         raw = request.query_params
@@ -103,6 +109,8 @@ def serve(
         return _answer(work(Call(caller, key, query, _body(request) if body else None)))
     except ApiError as error:
         extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        if isinstance(error, throttle.RateLimited):
+            extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}
         if error.field is not None:
             answer["field"] = error.field

@@ -13,6 +13,7 @@ from functions.api.keys import ROLES
 from functions.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 VERSION = "1.0.0"
+METHODS = frozenset({"get", "put", "post", "patch", "delete", "head", "options"})
 _DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{6}$"}  # micro-units, exactly
 
 
@@ -133,6 +134,15 @@ _UNAUTHORIZED = _error(
     "no key, or a refused one: code missing_key, malformed_key, unknown_key, revoked_key "
     "or ip_not_allowed"
 )
+_RATE_LIMITED = {
+    **_error("code rate_limited: beyond the key's request rate (per second, with a burst)"),
+    "headers": {
+        "Retry-After": {
+            "description": "whole seconds until the key may ask again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 _NOT_FOUND = _error("code not_found: no such account in the caller's view")
 _ACCOUNT_ID = {
     "name": "account_id",
@@ -227,6 +237,11 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    # --- guards: every operation behind a key may be refused for its rate (api/throttle.py)
+    for item in paths.values():
+        for method, operation in item.items():
+            if method in METHODS and operation.get("security") != []:
+                operation["responses"].setdefault("429", copy.deepcopy(_RATE_LIMITED))
     return {
         "openapi": "3.0.3",
         "info": {"title": "Tollgate API", "version": VERSION},

@@ -9,11 +9,14 @@ import re
 from typing import Any
 
 import jsonschema
+import pytest
 import stripe
 from openapi_spec_validator import validate as validate_spec
 
 from app import app
+from functions.api import handler
 from functions.api.openapi import document
+from functions.api.throttle import Limit, Limiter
 from tests.api.conftest import WEBHOOK_SECRET
 
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options"}
@@ -94,6 +97,21 @@ def test_every_answer_matches_its_schema(world):
             body=body.encode(),
         )
         check(doc, webhook, "post", answer, met)
+    # Every operation behind a key: 429 once its key's bucket is empty (before the role, the
+    # parameters and the body are looked at, so any request of the right shape will do).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(handler, "LIMITER", Limiter(Limit(1e-6, 1), clock=lambda: 0.0))
+        world.get("/v1/me", "readonly")  # the one token
+        for path, method in sorted(operations(doc)):
+            if doc["paths"][path][method].get("security") == []:
+                continue
+            target = re.sub(r"{\w+}", "x", path)
+            headers = {"Authorization": f"Bearer {world.keys['readonly']}"}
+            if method in ("post", "put", "patch"):
+                headers["Content-Type"] = "application/json"
+            answer = world.http.request(method.upper(), target, headers=headers, body=b"{}")
+            assert answer.headers["Retry-After"] == str(10**6), path
+            check(doc, path, method, answer, met)
     documented = {
         (p, m, s)
         for p, item in doc["paths"].items()

@@ -920,3 +920,22 @@ def test_handlers_import_without_pandas():
     )
     for row in rows:
         assert row["forbidden_loaded"] == [], row
+
+
+def test_the_api_stage_throttles_all_keys_together(packaged):
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    assert api["Properties"]["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": {"Ref": "ApiRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiBurstLimit"},
+        }
+    ]
+    from functions.api.throttle import DEFAULT_BURST, DEFAULT_RATE
+
+    parameters = template["Parameters"]
+    # the ceiling lets several keys use their whole limit at once
+    assert parameters["ApiRateLimit"]["Default"] >= 10 * DEFAULT_RATE
+    assert parameters["ApiBurstLimit"]["Default"] >= 10 * DEFAULT_BURST
