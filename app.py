@@ -179,3 +179,12 @@ def api_openapi() -> Response:
     from functions.api.handler import openapi
 
     return openapi(app.current_request)
+
+
+# --- guards: portal sign-in (user, password, TOTP code) -> a short-lived session token. The one
+# route besides Stripe's webhook without a key: functions.api.sessions.
+@app.route("/v1/sessions", methods=["POST"], content_types=["application/json"])
+def api_create_session() -> Response:
+    from functions.api.sessions import create_session
+
+    return create_session(app.current_request)

@@ -33,7 +33,8 @@ from functions.api.requests import (
     check_params,
     forbidden,
 )
-from functions.store import accounts, apikeys, ledger
+from functions.api.signin import SESSION_PREFIX
+from functions.store import accounts, apikeys, ledger, users
 
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
@@ -50,7 +51,8 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def authenticate(request: Request) -> ApiKey:
     """The key the request presents (`Authorization: Bearer <key>`), checked against the
-    caller's address; ApiError 401 otherwise."""
+    caller's address, or a signed-in user's session token (POST /v1/sessions) standing for
+    the key of the user's role and account; ApiError 401 otherwise."""
     header = (request.headers or {}).get("authorization")
     if not header:
         raise ApiError(401, "missing_key", "send the API key as Authorization: Bearer <key>")
@@ -59,6 +61,8 @@ def authenticate(request: Request) -> ApiKey:
         raise ApiError(401, "malformed_key", "send the API key as Authorization: Bearer <key>")
     identity = (request.context or {}).get("identity") or {}
     try:
+        if found.group(1).startswith(SESSION_PREFIX):  # a portal user's session (sign-in)
+            return users.authenticate(found.group(1))
         return apikeys.authenticate(found.group(1), ip=identity.get("sourceIp"))
     except apikeys.Unauthorized as refused:
         raise ApiError(401, refused.code, str(refused)) from None

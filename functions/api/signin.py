@@ -40,7 +40,7 @@ MAX_FAILURES = 5  # failed sign-ins in a row before the user is locked...
 LOCK_SECONDS = 900  # ...for this long
 SESSION_PREFIX = "tgs_"
 _SESSION = re.compile(r"tgs_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
-_USER = re.compile(r"[a-z0-9][a-z0-9._@+-]{0,127}")
+_USER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 ISSUER = "Tollgate"
 
 
@@ -52,11 +52,11 @@ class TokenFormatError(ValueError):
 
 
 def check_user(name: object) -> str:
-    """A user name: 1-128 lowercase letters, digits and . _ @ + - (an e-mail address fits),
-    unique across tenants (the sign-in names no tenant)."""
+    """A user name: 1-64 lowercase letters, digits and . _ -, unique across tenants (the
+    sign-in names no tenant)."""
     if not isinstance(name, str) or not _USER.fullmatch(name):
         raise ValueError(
-            f"invalid user {name!r}: 1-128 lowercase letters, digits and . _ @ + -, "
+            f"invalid user {name!r}: 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return name

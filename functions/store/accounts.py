@@ -166,7 +166,7 @@ def _deck_sk(account: str, version: int) -> str:
 # and decide again). `by` is who the operator says made the change (`--by`, or
 # $TOLLGATE_OPERATOR); `principal` is the AWS identity the call ran as, which cannot be typed.
 
-AUDIT_SUBJECTS = ("tenant", "switch", "account", "apikey")
+AUDIT_SUBJECTS = ("tenant", "switch", "account", "apikey", "user")
 _REASON_CHARS = 1024
 _BY_CHARS = 256
 _UPDATE_ATTEMPTS = 8  # the item changed between read and write: read and decide again

@@ -70,8 +70,8 @@ def test_passwords_are_salted_scrypt():
 
 
 def test_names_passwords_and_tokens():
-    assert signin.check_user("ops@res-a.example") == "ops@res-a.example"
-    for bad in ("", "Alice", "a b", "-a", "a" * 129, None):
+    assert signin.check_user("ops.res-a_1") == "ops.res-a_1"
+    for bad in ("", "Alice", "a b", "-a", "a@b", "a" * 65, None):
         with pytest.raises(ValueError, match="invalid user"):
             signin.check_user(bad)
     assert signin.check_password("x" * 12)
