@@ -34,7 +34,8 @@ from functions.api.requests import (
     forbidden,
 )
 from functions.api.signin import SESSION_PREFIX
-from functions.store import accounts, apikeys, ledger, users
+from functions.shared.ids import check_name
+from functions.store import accounts, apikeys, users
 
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
@@ -121,11 +122,30 @@ def serve(
         return _json(error.status, answer, extra)
 
 
-def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
-    found = scope.find_visible(caller, account_id, accounts.list_accounts(caller.tenant))
+def _visible_account_and_balance(
+    caller: scope.Caller, account_id: str, *, balance: bool
+) -> tuple[scope.AccountLike, tuple[int, int] | None]:
+    """The account if the caller may see it (404 otherwise, whether it exists or not) and,
+    if asked, its balance: one read of the account, the caller's own and the balance
+    (a BatchGetItem); the tenant's accounts only for an account deeper in a reseller's tree."""
+    try:
+        check_name("account", account_id)
+    except ValueError:  # no account has such an id: the same 404 as any other
+        raise ApiError(404, "not_found", f"no account {account_id!r}") from None
+    names = [account_id, *([caller.account] if caller.account else [])]
+    known, money = accounts.get_accounts_and_balance(
+        caller.tenant, names, account_id if balance else None
+    )
+    decided, found = scope.find_known(caller, account_id, known)
+    if not decided:
+        found = scope.find_visible(caller, account_id, accounts.list_accounts(caller.tenant))
     if found is None:
         raise ApiError(404, "not_found", f"no account {account_id!r}")
-    return found
+    return found, money
+
+
+def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
+    return _visible_account_and_balance(caller, account_id, balance=False)[0]
 
 
 def me(request: Request) -> Response:
@@ -146,7 +166,12 @@ def list_accounts(request: Request) -> Response:
     def work(call: Call) -> dict[str, Any]:
         caller = call.caller
         limit = parse_limit(call.query.get("limit"))
-        seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
+        if caller.role == "customer" and caller.account:  # its own account, read alone
+            known, _ = accounts.get_accounts_and_balance(caller.tenant, [caller.account])
+            found = scope.find_known(caller, caller.account, known)[1]  # always decided
+            seen = [found] if found is not None else []
+        else:
+            seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
         items, next_cursor = page(seen, lambda a: a.account, limit, call.query.get("cursor"))
         return {
             "items": [scope.account_view(a, caller) for a in items],
@@ -165,9 +190,9 @@ def get_account(request: Request, account_id: str) -> Response:
 
 def get_balance(request: Request, account_id: str) -> Response:
     def work(call: Call) -> dict[str, Any]:
-        account = _visible_account(call.caller, account_id)
-        balance, reserved = ledger.get_balance(call.caller.tenant, account.account)
-        return scope.balance_view(account, balance, reserved)
+        account, money = _visible_account_and_balance(call.caller, account_id, balance=True)
+        assert money is not None
+        return scope.balance_view(account, *money)
 
     return serve(request, work)
 

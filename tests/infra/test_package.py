@@ -601,6 +601,9 @@ API_GRANTS = (
     | _dynamodb("AccountsTable", "GetItem", "Query")
     # portal sign-in: a failure counted; the code's step, the session and its marker written
     | _dynamodb("AccountsTable", "UpdateItem", "PutItem")
+    # an account, the caller's own and the balance in one read across the two tables
+    | _dynamodb("AccountsTable", "BatchGetItem")
+    | _dynamodb("LedgerTable", "BatchGetItem")
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
