@@ -285,16 +285,23 @@ def _end_sessions(user: str) -> None:
         request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _fail(user: str, now: dt.datetime) -> None:
-    """Count a failed sign-in; the MAX_FAILURES-th in a row locks the user for a while."""
+def _fail(user: str, now: dt.datetime, *, count: bool = True) -> None:
+    """Count a failed sign-in; the MAX_FAILURES-th in a row locks the user for a while. An
+    unknown user's (nothing to count) and, with `count` False, a locked or disabled user's
+    (not counted: a lock is not extended) cost the same write, refused by its condition: the
+    time an answer takes tells nothing of which it was."""
     dynamodb = client("dynamodb")
     try:
         counted = dynamodb.update_item(
             TableName=_table(),
             Key=_signin_key(user),
             UpdateExpression="ADD failures :one",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":one": {"N": "1"}},
+            ConditionExpression="attribute_exists(pk) AND :count = :yes",
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":count": {"BOOL": count},
+                ":yes": {"BOOL": True},
+            },
             ReturnValues="UPDATED_NEW",
         )
     except ClientError as error:
@@ -335,6 +342,7 @@ def sign_in(
     )
     if not usable:
         signin.password_matches(password, signin.DUMMY_HASH)
+        _fail(name, now, count=False)
         raise BadCredentials("bad credentials")
     assert item is not None
     last = int(item["last_step"]["N"]) if "last_step" in item else None

@@ -96,6 +96,10 @@ def test_every_refusal_is_the_same_answer(world):
         (401, b'{"code":"bad_credentials","message":"wrong user, password or code"}')
     }
     assert answers[0].headers["WWW-Authenticate"] == "Bearer"
+    # an unknown user's attempt leaves nothing behind
+    unknown = users._signin_key("nobody.here")
+    table = settings().accounts_table
+    assert "Item" not in aws_client("dynamodb").get_item(TableName=table, Key=unknown)
 
 
 def test_failures_in_a_row_lock_the_user(world):
@@ -106,6 +110,9 @@ def test_failures_in_a_row_lock_the_user(world):
     right = {**wrong, "password": PASSWORD}
     assert post(world, right).status_code == 401  # locked: the right password too
     locked = users.get_user("acme", "locked.user").locked_until
+    for _ in range(signin.MAX_FAILURES):  # attempts while locked do not extend the lock
+        assert post(world, wrong).status_code == 401
+    assert users.get_user("acme", "locked.user").locked_until == locked
     now = dt.datetime.now(dt.UTC)
     assert now < locked <= now + dt.timedelta(seconds=signin.LOCK_SECONDS)
     later = locked + dt.timedelta(seconds=1)
