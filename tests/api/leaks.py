@@ -14,9 +14,11 @@ from typing import Any
 
 SUPPLIER_IDS = ("CARRIER_X",)  # the world's supplier (tests/api/conftest.py)
 FORBIDDEN_WORDS = ("supplier",)  # anywhere in a body, member or value, any case
-# Member names (any depth) that would carry the carrier's costs, supplier or margin.
-FORBIDDEN_MEMBER = re.compile(r"cost|supplier|margin|buy_(price|rate)|carrier", re.IGNORECASE)
-ALLOWED_MEMBERS = frozenset({"reseller_margin"})
+# Member names (any depth) that would carry the carrier's costs, supplier or margin. What a
+# reseller pays the carrier is its price, not a cost: name such members `price`, `charge` or
+# `amount`. A member that must pass anyway is listed in ALLOWED_MEMBERS, with the reason.
+FORBIDDEN_MEMBER = re.compile(r"cost|supplier|margin|buy_(price|rate)", re.IGNORECASE)
+ALLOWED_MEMBERS = frozenset({"reseller_margin"})  # the reseller's own, over its customers
 CARRIER_ROLES = frozenset({"tenant-admin", "finance"})
 # Routes whose answer describes the API and holds no tenant's data (the OpenAPI document
 # names the account kind "supplier" in its schemas).
