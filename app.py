@@ -237,3 +237,21 @@ def api_cdrs() -> Response:
     from functions.api.traffic import get_cdrs
 
     return get_cdrs(app.current_request)
+
+
+# --- guards: the errors Chalice answers itself (405, 415, an uncaught exception's 500) in the
+# API's {"code", "message"} shape: functions.api.guards.
+@app.middleware("http")
+def api_errors(event, get_response) -> Response:
+    from functions.api.guards import api_errors as rewrite
+
+    return rewrite(event, get_response)
+
+
+# --- guards: portal sign-in (user, password, TOTP code) -> a short-lived session token. The one
+# route besides Stripe's webhook without a key: functions.api.sessions.
+@app.route("/v1/sessions", methods=["POST"], content_types=["application/json"])
+def api_create_session() -> Response:
+    from functions.api.sessions import create_session
+
+    return create_session(app.current_request)

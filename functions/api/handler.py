@@ -4,20 +4,23 @@ pure core (functions.api.scope, functions.api.paging) and one store read, mapped
 Errors are JSON `{"code", "message"[, "field"]}` with a stable code: 401 for a missing or
 refused key (the store's Unauthorized code), 403 `forbidden` for a role that may not do it,
 404 `not_found` for an account outside the caller's view (whether it exists elsewhere is never
-told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault.
+told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault,
+429 `rate_limited` (with Retry-After) beyond the key's request rate (functions/api/throttle.py).
 Authentication comes first: a stranger learns nothing about the parameters either.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from chalice import Response
 from chalice.app import Request
 
-from functions.api import scope
+from functions.api import scope, throttle
 from functions.api.keys import ApiKey
 from functions.api.paging import page, parse_limit
 from functions.api.requests import (
@@ -30,13 +33,17 @@ from functions.api.requests import (
     check_params,
     forbidden,
 )
-from functions.store import accounts, apikeys, ledger
+from functions.api.signin import SESSION_PREFIX
+from functions.shared.ids import check_name
+from functions.store import accounts, apikeys, users
 
 _BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 Result = dict[str, Any] | Answer | Download | Redirect
 Work = Callable[[Call], Result]
+# Each key's request rate (functions/api/throttle.py): this process's buckets, 429 beyond.
+LIMITER = throttle.Limiter(*throttle.limits_from(os.environ), clock=time.monotonic)
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -45,7 +52,8 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def authenticate(request: Request) -> ApiKey:
     """The key the request presents (`Authorization: Bearer <key>`), checked against the
-    caller's address; ApiError 401 otherwise."""
+    caller's address, or a signed-in user's session token (POST /v1/sessions) standing for
+    the key of the user's role and account; ApiError 401 otherwise."""
     header = (request.headers or {}).get("authorization")
     if not header:
         raise ApiError(401, "missing_key", "send the API key as Authorization: Bearer <key>")
@@ -54,6 +62,8 @@ def authenticate(request: Request) -> ApiKey:
         raise ApiError(401, "malformed_key", "send the API key as Authorization: Bearer <key>")
     identity = (request.context or {}).get("identity") or {}
     try:
+        if found.group(1).startswith(SESSION_PREFIX):  # a portal user's session (sign-in)
+            return users.authenticate(found.group(1))
         return apikeys.authenticate(found.group(1), ip=identity.get("sourceIp"))
     except apikeys.Unauthorized as refused:
         raise ApiError(401, refused.code, str(refused)) from None
@@ -98,6 +108,7 @@ def serve(
     its result. Authentication comes first: a stranger learns nothing about the parameters."""
     try:
         key = authenticate(request)
+        LIMITER.check(key.tenant, key.key_id)
         if roles is not None and key.role not in roles:
             raise forbidden(f"a {key.role} key may not do this")
         raw = request.query_params
@@ -107,17 +118,38 @@ def serve(
         return _answer(work(Call(caller, key, query, _body(request) if body else None)))
     except ApiError as error:
         extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        if isinstance(error, throttle.RateLimited):
+            extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}
         if error.field is not None:
             answer["field"] = error.field
         return _json(error.status, answer, extra)
 
 
-def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
-    found = scope.find_visible(caller, account_id, accounts.list_accounts(caller.tenant))
+def _visible_account_and_balance(
+    caller: scope.Caller, account_id: str, *, balance: bool
+) -> tuple[scope.AccountLike, tuple[int, int] | None]:
+    """The account if the caller may see it (404 otherwise, whether it exists or not) and,
+    if asked, its balance: one read of the account, the caller's own and the balance
+    (a BatchGetItem); the tenant's accounts only for an account deeper in a reseller's tree."""
+    try:
+        check_name("account", account_id)
+    except ValueError:  # no account has such an id: the same 404 as any other
+        raise ApiError(404, "not_found", f"no account {account_id!r}") from None
+    names = [account_id, *([caller.account] if caller.account else [])]
+    known, money = accounts.get_accounts_and_balance(
+        caller.tenant, names, account_id if balance else None
+    )
+    decided, found = scope.find_known(caller, account_id, known)
+    if not decided:
+        found = scope.find_visible(caller, account_id, accounts.list_accounts(caller.tenant))
     if found is None:
         raise ApiError(404, "not_found", f"no account {account_id!r}")
-    return found
+    return found, money
+
+
+def _visible_account(caller: scope.Caller, account_id: str) -> scope.AccountLike:
+    return _visible_account_and_balance(caller, account_id, balance=False)[0]
 
 
 def me(request: Request) -> Response:
@@ -138,7 +170,12 @@ def list_accounts(request: Request) -> Response:
     def work(call: Call) -> dict[str, Any]:
         caller = call.caller
         limit = parse_limit(call.query.get("limit"))
-        seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
+        if caller.role == "customer" and caller.account:  # its own account, read alone
+            known, _ = accounts.get_accounts_and_balance(caller.tenant, [caller.account])
+            found = scope.find_known(caller, caller.account, known)[1]  # always decided
+            seen = [found] if found is not None else []
+        else:
+            seen = scope.visible(caller, accounts.list_accounts(caller.tenant))
         items, next_cursor = page(seen, lambda a: a.account, limit, call.query.get("cursor"))
         return {
             "items": [scope.account_view(a, caller) for a in items],
@@ -157,9 +194,9 @@ def get_account(request: Request, account_id: str) -> Response:
 
 def get_balance(request: Request, account_id: str) -> Response:
     def work(call: Call) -> dict[str, Any]:
-        account = _visible_account(call.caller, account_id)
-        balance, reserved = ledger.get_balance(call.caller.tenant, account.account)
-        return scope.balance_view(account, balance, reserved)
+        account, money = _visible_account_and_balance(call.caller, account_id, balance=True)
+        assert money is not None
+        return scope.balance_view(account, *money)
 
     return serve(request, work)
 

@@ -15,6 +15,7 @@ from functions.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from functions.invoice.statement import ENTRY_KINDS
 
 VERSION = "1.0.0"
+METHODS = frozenset({"get", "put", "post", "patch", "delete", "head", "options"})
 _DECIMAL = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]{6}$"}  # micro-units, exactly
 _DAY = {"type": "string", "format": "date", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
 _STAMP = {
@@ -320,12 +321,45 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     # --- end of money ----------------------------------------------------------------------
+    # --- guards: portal sign-in
+    "SignIn": {
+        "type": "object",
+        "required": ["user", "password", "totp"],
+        "additionalProperties": False,
+        "properties": {
+            "user": {"type": "string"},
+            "password": {"type": "string"},
+            "totp": {"type": "string", "description": "the authenticator app's 6-digit code"},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["token", "expires_at"],
+        "additionalProperties": False,
+        "properties": {
+            "token": {
+                "type": "string",
+                "pattern": "^tgs_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$",
+                "description": "send as Authorization: Bearer <token>, like an API key",
+            },
+            "expires_at": {"type": "string", "format": "date-time"},
+        },
+    },
 }
 
 _UNAUTHORIZED = _error(
-    "no key, or a refused one: code missing_key, malformed_key, unknown_key, revoked_key "
-    "or ip_not_allowed"
+    "no key, or a refused one: code missing_key, malformed_key, unknown_key, revoked_key, "
+    "ip_not_allowed or expired_session"
 )
+_RATE_LIMITED = {
+    **_error("code rate_limited: beyond the key's request rate (per second, with a burst)"),
+    "headers": {
+        "Retry-After": {
+            "description": "whole seconds until the key may ask again",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
 _NOT_FOUND = _error("code not_found: no such account in the caller's view")
 _ACCOUNT_ID = {
     "name": "account_id",
@@ -699,6 +733,31 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(_traffic_paths(paging))  # traffic (issue 13)
+    # --- guards: portal sign-in, the one route besides Stripe's webhook without a key
+    paths["/v1/sessions"] = {
+        "post": {
+            "summary": "sign in: a session token for a portal user (password and TOTP code)",
+            "description": "The token stands for the user's role and account until "
+            "`expires_at`. Every refusal is 401 bad_credentials, whatever the reason; "
+            "repeated failures lock the user for a while.",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SignIn")}},
+            },
+            "responses": {
+                "201": _json("signed in", _ref("Session")),
+                "400": _error("code bad_field; `field` names the member at fault"),
+                "401": _error("code bad_credentials"),
+                "429": copy.deepcopy(_RATE_LIMITED),
+            },
+        }
+    }
+    # --- guards: every operation behind a key may be refused for its rate (api/throttle.py)
+    for item in paths.values():
+        for method, operation in item.items():
+            if method in METHODS and operation.get("security") != []:
+                operation["responses"].setdefault("429", copy.deepcopy(_RATE_LIMITED))
     return {
         "openapi": "3.0.3",
         "info": {"title": "Tollgate API", "version": VERSION},

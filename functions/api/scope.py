@@ -8,7 +8,7 @@ What a caller is shown of an account (`account_view`) depends on its role in the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,6 +86,37 @@ def find_visible(
     """The account if the caller may see it; None whether it is hidden or does not exist, so
     an answer never tells which."""
     return next((a for a in visible(caller, accounts) if a.account == account_id), None)
+
+
+def find_known(
+    caller: Caller, account_id: str, known: Mapping[str, AccountLike]
+) -> tuple[bool, AccountLike | None]:
+    """(decided, the account if the caller may see it) from the accounts at hand: the
+    requested one and the caller's own (by id; absent: it does not exist). Undecided only for
+    an account deeper in a reseller's subtree than its direct customers, whose ancestors are
+    not at hand: then `find_visible` over the tenant's accounts decides. Where it decides,
+    it decides as `find_visible` does."""
+    target = known.get(account_id)
+    if target is None or target.tenant != caller.tenant:
+        return True, None
+    if caller.account is None:
+        if caller.role in CARRIER_ROLES:
+            return True, target
+        shown = caller.role == "read-only" and target.kind != "supplier"
+        return True, target if shown else None
+    if caller.role == "customer":
+        own = account_id == caller.account and target.kind != "supplier"
+        return True, target if own else None
+    if caller.role not in SUBTREE_ROLES:
+        return True, None
+    root = known.get(caller.account)
+    if root is None or root.tenant != caller.tenant or root.kind == "supplier":
+        return True, None
+    if target.kind == "supplier" or target.parent is None:
+        return True, target if account_id == caller.account else None
+    if account_id == caller.account or target.parent == caller.account:
+        return True, target
+    return False, None
 
 
 def can_read_account(caller: Caller, account_id: str, accounts: Iterable[AccountLike]) -> bool:

@@ -166,7 +166,7 @@ def _deck_sk(account: str, version: int) -> str:
 # and decide again). `by` is who the operator says made the change (`--by`, or
 # $TOLLGATE_OPERATOR); `principal` is the AWS identity the call ran as, which cannot be typed.
 
-AUDIT_SUBJECTS = ("tenant", "switch", "account", "apikey")
+AUDIT_SUBJECTS = ("tenant", "switch", "account", "apikey", "user")
 _REASON_CHARS = 1024
 _BY_CHARS = 256
 _UPDATE_ATTEMPTS = 8  # the item changed between read and write: read and decide again
@@ -951,6 +951,43 @@ def _account_item(tenant: str, account: str) -> _AccountItem:
 
 def get_account(tenant: str, account: str) -> Account:
     return _account(_account_item(tenant, account))
+
+
+def get_accounts_and_balance(
+    tenant: str, names: Sequence[str], balance_of: str | None = None
+) -> tuple[dict[str, Account], tuple[int, int] | None]:
+    """The named accounts that exist (by id) and, if `balance_of` names one, its ledger
+    balance and reserved amount in micro-units ((0, 0) if never posted to), in one consistent
+    BatchGetItem across the two tables: what the API shows of an account, read in one call."""
+    names = list(dict.fromkeys(check_name("account", n) for n in names))
+    tenant = check_name("tenant", tenant)
+    tables = settings()
+    requests: dict[str, Any] = {}
+    if names:
+        keys = [{"pk": {"S": tenant}, "sk": {"S": f"ACCOUNT#{n}"}} for n in names]
+        requests[tables.accounts_table] = {"Keys": keys, "ConsistentRead": True}
+    if balance_of is not None:
+        key = {"pk": {"S": tenant}, "sk": {"S": f"BALANCE#{check_name('account', balance_of)}"}}
+        requests[tables.ledger_table] = {"Keys": [key], "ConsistentRead": True}
+    found: dict[str, list[dict[str, Any]]] = {}
+    while requests:  # at most 101 keys: one page, unless DynamoDB leaves some for later
+        answer = client("dynamodb").batch_get_item(RequestItems=requests)
+        for table, items in answer.get("Responses", {}).items():
+            found.setdefault(table, []).extend(items)
+        requests = answer.get("UnprocessedKeys") or {}
+    model = _m().account
+    accounts = {}
+    for raw in found.get(tables.accounts_table, []):
+        account = _account(model.from_raw_data(raw))
+        accounts[account.account] = account
+    balance = None
+    if balance_of is not None:
+        (item,) = found.get(tables.ledger_table) or [{}]
+        balance = (
+            int(item.get("balance", {}).get("N", "0")),
+            int(item.get("reserved", {}).get("N", "0")),
+        )
+    return accounts, balance
 
 
 def list_accounts(tenant: str) -> list[Account]:

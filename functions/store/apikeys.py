@@ -47,6 +47,7 @@ UNAUTHORIZED = {
     "unknown_key": "unknown API key",
     "revoked_key": "API key revoked",
     "ip_not_allowed": "API key not allowed from this address",
+    "expired_session": "session expired: sign in again",  # a portal session (store.users)
 }
 
 

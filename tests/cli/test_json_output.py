@@ -23,7 +23,7 @@ import pytest
 from functions.cli import build_parser, main
 from functions.ingest.service import DroppedFile
 from functions.shared.settings import settings
-from functions.store import accounts, apikeys, billing, client, lake
+from functions.store import accounts, apikeys, billing, client, lake, users
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.invoice.samples import seed_invoice
 from tests.pipeline.carrier import (
@@ -128,12 +128,16 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                       "--allow-ip", "203.0.113.0/24"),
     "apikey list": ("apikey", "list", TENANT),
     "apikey revoke": ("apikey", "revoke", TENANT, "{apikey}"),
+    "user create": ("user", "create", TENANT, "json.user", "--role", "finance",
+                    "--password-file", "{password}"),
+    "user list": ("user", "list", TENANT),
+    "user disable": ("user", "disable", TENANT, "json.leaver"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
     "tier list", "tier close", "bundle list", "payment list", "invoice list", "fraud alerts",
-    "fraud ranges", "apikey list",
+    "fraud ranges", "apikey list", "user list",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
@@ -200,6 +204,12 @@ def world(tmp_path_factory):
             invoice_cycle_machine()
             operator = accounts.Actor(by="json", principal="arn:aws:iam::123456789012:user/json")
             key, _ = apikeys.create_key(TENANT, "finance", actor=operator)
+            paths["password"] = folder / "password.txt"
+            paths["password"].write_text("a long enough password\n")
+            users.create_user(
+                TENANT, "json.leaver", "a long enough password", "finance", account=None,
+                actor=operator,
+            )  # fmt: skip
             yield {name: str(path) for name, path in paths.items()} | {
                 "invoice": issue_invoice(),
                 "apikey": key.key_id,

@@ -608,6 +608,14 @@ API_GRANTS = (
     # GET /v1/usage and /v1/cdrs: the lake as the tenant's query role; CSV exports, links
     | {("sts:AssumeRole", QUERY_ROLES)}
     | {("s3:GetObject", f"{LAKE}/exports/*"), ("s3:PutObject", f"{LAKE}/exports/*")}
+    # portal sign-in: a failure counted; the code's step, the session and its marker written
+    | _dynamodb("AccountsTable", "UpdateItem", "PutItem")
+    # an account, the caller's own and the balance in one read across the two tables
+    | _dynamodb("AccountsTable", "BatchGetItem")
+    | _dynamodb("LedgerTable", "BatchGetItem")
+    | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
+    # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
+    | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
 )
 
 
@@ -926,3 +934,22 @@ def test_handlers_import_without_pandas():
     )
     for row in rows:
         assert row["forbidden_loaded"] == [], row
+
+
+def test_the_api_stage_throttles_all_keys_together(packaged):
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    assert api["Properties"]["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": {"Ref": "ApiRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiBurstLimit"},
+        }
+    ]
+    from functions.api.throttle import DEFAULT_BURST, DEFAULT_RATE
+
+    parameters = template["Parameters"]
+    # the ceiling lets several keys use their whole limit at once
+    assert parameters["ApiRateLimit"]["Default"] >= 10 * DEFAULT_RATE
+    assert parameters["ApiBurstLimit"]["Default"] >= 10 * DEFAULT_BURST

@@ -139,13 +139,17 @@ def test_tables_are_keyed_on_pk_and_sk_on_demand_with_recovery_where_money_lives
     assert recovering == set(tables)
 
 
-def test_only_the_fraud_tables_items_expire_on_their_expires_at():
+def test_only_the_fraud_tables_items_and_sign_in_sessions_expire():
     expiring = {
         name: r["Properties"]["TimeToLiveSpecification"]
         for name, r in TEMPLATE["Resources"].items()
         if "TimeToLiveSpecification" in r.get("Properties", {})
     }
-    assert expiring == {"FraudTable": {"AttributeName": "expires_at", "Enabled": True}}
+    assert expiring == {
+        "FraudTable": {"AttributeName": "expires_at", "Enabled": True},
+        # portal sessions (functions/store/users.py), an attribute no other item has
+        "AccountsTable": {"AttributeName": "session_expires_at", "Enabled": True},
+    }
     assert TEMPLATE["Resources"]["FraudTable"]["Properties"]["TableName"] == {
         "Ref": "FraudTableName"
     }
