@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PURE_PACKAGES = ("shared", "rate", "ingest", "fraud", "invoice", "api")
 EDGE_MODULES = {"handler.py"}
+# The API's route modules are edges too (they call the store, like handler.py).
+API_EDGE_MODULES = {"writes.py"}
 FORBIDDEN = (
     "boto3",
     "botocore",
@@ -47,6 +49,7 @@ def pure_modules() -> list[Path]:
         for package in PURE_PACKAGES
         for path in (ROOT / "functions" / package).rglob("*.py")
         if path.name not in EDGE_MODULES
+        and not (path.parent.name == "api" and path.name in API_EDGE_MODULES)
     )
 
 

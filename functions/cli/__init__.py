@@ -44,6 +44,7 @@ COMMAND_MODULES = {
     "invoices": ("billing", "invoice"),
     "fraud": ("fraud",),
     "apikeys": ("apikey",),
+    "audit": ("audit",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

@@ -133,6 +133,7 @@ class _DeckItem(_Item):
 
 @cache
 def _models(table: str, ledger_table: str) -> SimpleNamespace:
+    meta = bind(_AccountItem, table).Meta
     return SimpleNamespace(
         tenant=bind(_TenantItem, table),
         switch=bind(_SwitchItem, table),
@@ -145,6 +146,8 @@ def _models(table: str, ledger_table: str) -> SimpleNamespace:
         did_number=bind(_DidNumberItem, table),
         contract=bind(_ContractItem, table),
         balance=bind(_LedgerBalanceItem, ledger_table),
+        # One connection for the transactions (its client is made once, on first use).
+        connection=Connection(region=meta.region, host=meta.host),
     )
 
 
@@ -337,7 +340,7 @@ def _commit(
         where &= condition
     audit_model = _m().audit
     audit = _audit_item(entry)
-    connection = Connection(region=model.Meta.region, host=model.Meta.host)
+    connection = _m().connection
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
             with TransactWrite(connection=connection) as transaction:
@@ -977,7 +980,7 @@ def _create_audited(item: _AccountItem, created: Account, actor: Actor, reason: 
     model = _m().account
     changes = [Change(f, None, getattr(created, f)) for f in _CREATED_FIELDS]
     entry = _entry(created.tenant, "account", created.account, changes, actor, reason)
-    connection = Connection(region=model.Meta.region, host=model.Meta.host)
+    connection = _m().connection
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
             with TransactWrite(connection=connection) as transaction:
@@ -992,16 +995,19 @@ def _create_audited(item: _AccountItem, created: Account, actor: Actor, reason: 
                     )
             return
         except TransactWriteError as error:
-            codes = [r.code if r is not None else None for r in error.cancellation_reasons or []]
-            if codes[:1] == ["ConditionalCheckFailed"]:
+            codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
+            if "ConditionalCheckFailed" in codes:
+                # (PynamoDB orders a transaction's actions by kind: which failed is read.)
+                try:
+                    model.get(created.tenant, item.sk, consistent_read=True)
+                except DoesNotExist:
+                    raise ChangeRefusedError(
+                        f"parent {created.parent!r} is no longer a reseller; run it again"
+                    ) from None
                 raise ConflictError(
                     f"account {created.account!r} already exists in tenant {created.tenant!r}"
                 ) from None
-            if "ConditionalCheckFailed" in codes:
-                raise ChangeRefusedError(
-                    f"parent {created.parent!r} is no longer a reseller; run it again"
-                ) from None
-            if not set(codes) & {"TransactionConflict", "ThrottlingError"}:
+            if not codes & {"TransactionConflict", "ThrottlingError"}:
                 raise
         time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
     raise ConflictError(f"account {created.account!r}: still conflicting; run it again")
@@ -1408,7 +1414,7 @@ def commit_deck_version(
             tenant, "account", account, [change], _check_actor(actor), _check_reason(reason)
         )
         audit = _audit_item(entry)
-    connection = Connection(region=versions.Meta.region, host=versions.Meta.host)
+    connection = _m().connection
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
             with TransactWrite(connection=connection) as transaction:
