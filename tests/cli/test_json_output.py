@@ -128,12 +128,13 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                       "--allow-ip", "203.0.113.0/24"),
     "apikey list": ("apikey", "list", TENANT),
     "apikey revoke": ("apikey", "revoke", TENANT, "{apikey}"),
+    "audit": ("audit", TENANT, "--subject", "apikey"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
     "tier list", "tier close", "bundle list", "payment list", "invoice list", "fraud alerts",
-    "fraud ranges", "apikey list",
+    "fraud ranges", "apikey list", "audit",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}
