@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 
-from functions.cli import CliError, currency_code, emit, guarded, json_flag
+from functions.cli import CliError, by_flag, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
 from functions.rate.plans import DEFAULT_PLAN, check_caller_prefix
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upload.add_argument("--currency", help="the deck's currency (default: the account's)")
     upload.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
     _plan_flag(upload, "the rate plan (product) this deck prices (default: default)")
+    by_flag(upload)
     json_flag(upload)
     upload.set_defaults(run=run_deck_upload)
 
@@ -123,6 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.add_argument("account")
     rollback.add_argument("version", type=int)
     _plan_flag(rollback, "the plan to roll back; VERSION must be one of its (default: default)")
+    by_flag(rollback)
     json_flag(rollback)
     rollback.set_defaults(run=run_deck_rollback)
 
@@ -353,6 +356,13 @@ def _moment(text: str) -> int:
     return int(when.timestamp())
 
 
+def _actor(args: argparse.Namespace) -> Any:
+    """Who uploads, for the account's audit trail (--by, $TOLLGATE_OPERATOR, else AWS)."""
+    from functions.store import accounts
+
+    return accounts.caller(args.by or os.environ.get("TOLLGATE_OPERATOR") or None)
+
+
 @guarded
 def run_deck_upload(args: argparse.Namespace) -> int:
     from functions.store import accounts, decks
@@ -375,6 +385,8 @@ def run_deck_upload(args: argparse.Namespace) -> int:
             currency=currency,
             skip_invalid=args.skip_invalid,
             plan=args.plan,
+            actor=_actor(args),
+            reason=f"deck upload {path.name} ({args.mode})",
         )
     except InvalidDeckError as error:
         raise CliError(f"invalid deck {error}") from None
@@ -581,7 +593,12 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
             f"{target.plan}, not {args.plan}: give --plan {target.plan}"
         )
     recorded, created = decks.rollback_deck(
-        args.tenant, account.account, target.version, plan=args.plan
+        args.tenant,
+        account.account,
+        target.version,
+        plan=args.plan,
+        actor=_actor(args),
+        reason=f"deck rollback to v{target.version}",
     )
     payload = {**_version_json(recorded, active=True), "created": created}
     who = _who(account, args.plan)
