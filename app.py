@@ -255,3 +255,33 @@ def api_create_session() -> Response:
     from functions.api.sessions import create_session
 
     return create_session(app.current_request)
+
+
+# The API's writes and rates (functions/api/writes.py): accounts created and changed, an
+# account's deck set, the rates in force read; each listed in functions/api/openapi.py.
+@app.route("/v1/accounts", methods=["POST"], content_types=["application/json"])
+def api_create_account() -> Response:
+    from functions.api.writes import create_account
+
+    return create_account(app.current_request)
+
+
+@app.route("/v1/accounts/{account_id}", methods=["PATCH"], content_types=["application/json"])
+def api_update_account(account_id: str) -> Response:
+    from functions.api.writes import update_account
+
+    return update_account(app.current_request, account_id)
+
+
+@app.route("/v1/accounts/{account_id}/deck", methods=["PUT"], content_types=["text/csv"])
+def api_put_deck(account_id: str) -> Response:
+    from functions.api.writes import put_deck
+
+    return put_deck(app.current_request, account_id)
+
+
+@app.route("/v1/rates", methods=["GET"])
+def api_list_rates() -> Response:
+    from functions.api.writes import list_rates
+
+    return list_rates(app.current_request)

@@ -347,6 +347,168 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+# --- writes and rates (functions/api/writes.py): schemas -------------------------------------
+_RATE_DECIMAL = {"type": "string", "pattern": r"^[0-9]+\.[0-9]{8}$"}  # 10^-8, exactly
+_MONEY_IN = {
+    "type": "string",
+    "pattern": r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    "description": "a decimal string, never a JSON number: at most 6 places",
+    "example": "250.123456",
+}
+_SCHEMAS.update(
+    {
+        "NewAccount": {
+            "type": "object",
+            "required": ["account", "kind"],
+            "additionalProperties": False,
+            "properties": {
+                "account": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                "kind": {
+                    "type": "string",
+                    "enum": ["customer", "reseller", "supplier"],
+                    "description": "supplier: tenant-admin keys only",
+                },
+                "parent": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "a reseller in the caller's subtree (default: the "
+                    "caller's own account; null, the top level, for tenant-admin keys only)",
+                },
+                "prepaid": {"type": "boolean", "default": False},
+                "credit_limit": {**_MONEY_IN, "default": "0"},
+                "currency": {
+                    "type": "string",
+                    "pattern": "^[A-Z]{3}$",
+                    "description": "default: the parent's, else the tenant's",
+                },
+            },
+        },
+        "AccountPatch": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "credit_limit": _MONEY_IN,
+                "prepaid": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["active", "suspended"]},
+                "reason": {
+                    "type": "string",
+                    "maxLength": 1024,
+                    "description": "required when the status changes; kept in the audit log",
+                },
+                "parent": {"type": "string", "nullable": True},
+                "kind": {"type": "string", "enum": ["customer", "reseller", "supplier"]},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            },
+        },
+        "Rate": {
+            "type": "object",
+            "required": [
+                "prefix",
+                "origin",
+                "destination",
+                "rate",
+                "connect_fee",
+                "increment",
+                "minimum_charge",
+                "free_seconds",
+                "surcharge",
+                "effective_from",
+                "effective_to",
+                "status",
+            ],
+            "additionalProperties": False,
+            "properties": {
+                "prefix": {"type": "string", "pattern": "^[0-9]+$"},
+                "origin": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "the callers' prefix the entry is for; null: any caller",
+                },
+                "destination": {"type": "string"},
+                "rate": {**_RATE_DECIMAL, "description": "per minute"},
+                "connect_fee": {**_RATE_DECIMAL, "description": "per answered call"},
+                "increment": {
+                    "type": "string",
+                    "pattern": "^[0-9]+/[0-9]+$",
+                    "description": "first/next billing increments, seconds",
+                },
+                "minimum_charge": _RATE_DECIMAL,
+                "free_seconds": {"type": "integer", "minimum": 0},
+                "surcharge": {**_RATE_DECIMAL, "description": "per minute, on top of the rate"},
+                "effective_from": {"type": "string", "nullable": True},
+                "effective_to": {"type": "string", "nullable": True},
+                "status": {"type": "string", "enum": ["open", "closed"]},
+            },
+        },
+        "RatePage": {
+            "type": "object",
+            "required": ["account", "currency", "version", "items", "next_cursor"],
+            "additionalProperties": False,
+            "properties": {
+                "account": {"type": "string"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "version": {"type": "integer", "nullable": True},
+                "items": {"type": "array", "items": _ref("Rate")},
+                "next_cursor": {"type": "string", "nullable": True},
+            },
+        },
+        "DeckVersion": {
+            "type": "object",
+            "required": ["account", "plan", "version", "created", "mode", "currency", "rows"],
+            "additionalProperties": False,
+            "properties": {
+                "account": {"type": "string"},
+                "plan": {"type": "string"},
+                "version": {"type": "integer"},
+                "created": {"type": "boolean", "description": "false: the head already was it"},
+                "mode": {"type": "string", "enum": ["full", "changes"]},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "effective": {"type": "string", "nullable": True},
+                "rows": {"type": "integer"},
+                "timeline_rows": {"type": "integer"},
+                "added": {"type": "integer"},
+                "unchanged": {"type": "integer"},
+                "superseded": {"type": "integer"},
+                "end_dated": {"type": "integer"},
+                "closed": {"type": "integer"},
+                "base": {"type": "integer", "nullable": True},
+                "sha256": {"type": "string"},
+                "uploaded_at": {"type": "string", "nullable": True},
+            },
+        },
+        "DeckError": {
+            "type": "object",
+            "required": ["code", "message"],
+            "additionalProperties": False,
+            "properties": {
+                "code": {"type": "string", "description": "bad_deck, bad_parameter"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "the deck's column at fault"},
+                "line": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "the CSV line at fault (header = 1)",
+                },
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["line", "field", "value", "message"],
+                        "properties": {
+                            "line": {"type": "integer"},
+                            "field": {"type": "string"},
+                            "value": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    }
+)
+# --- end of writes and rates: schemas --------------------------------------------------------
+
 _UNAUTHORIZED = _error(
     "no key, or a refused one: code missing_key, malformed_key, unknown_key, revoked_key, "
     "ip_not_allowed or expired_session"
@@ -733,6 +895,10 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(_traffic_paths(paging))  # traffic (issue 13)
+    # --- writes and rates (functions/api/writes.py): paths ------------------------------------
+    for path, operations in _write_paths(paging).items():
+        paths.setdefault(path, {}).update(operations)
+    # --- end of writes and rates: paths -------------------------------------------------------
     # --- guards: portal sign-in, the one route besides Stripe's webhook without a key
     paths["/v1/sessions"] = {
         "post": {
@@ -775,3 +941,134 @@ def document() -> dict[str, Any]:
             "schemas": copy.deepcopy({**_SCHEMAS, **_TRAFFIC_SCHEMAS}),
         },
     }
+
+
+# --- writes and rates (functions/api/writes.py): operations -----------------------------------
+_FORBIDDEN = _error(
+    "code forbidden (the key's role may not write, or a reseller naming a supplier), "
+    "own_account (a reseller's own account) or fraud_suspension (lifted by the carrier only)"
+)
+_BAD_FIELD = _error("code bad_field; `field` names the body member at fault")
+_CONFLICT = _error(
+    "code account_exists, parent_cycle, change_refused (the account's history forbids the "
+    "kind or currency change) or conflict (changed meanwhile: try again)"
+)
+
+
+def _write_paths(paging: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    account = _json("the account, as GET returns it", _ref("Account"))
+    return {
+        "/v1/accounts": {
+            "post": {
+                "summary": "create a customer or reseller (suppliers: tenant-admin) in the "
+                "caller's subtree; audited with the key's id",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewAccount")}},
+                },
+                "responses": {
+                    "201": {
+                        **account,
+                        "headers": {
+                            "Location": {
+                                "description": "/v1/accounts/{account}",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "400": _BAD_FIELD,
+                    "401": _UNAUTHORIZED,
+                    "403": _FORBIDDEN,
+                    "409": _CONFLICT,
+                },
+            }
+        },
+        "/v1/accounts/{account_id}": {
+            "patch": {
+                "summary": "change an account below the caller: credit limit, billing, status "
+                "(with a reason), parent, kind, currency; audited with the key's id",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AccountPatch")}},
+                },
+                "responses": {
+                    "200": account,
+                    "400": _BAD_FIELD,
+                    "401": _UNAUTHORIZED,
+                    "403": _FORBIDDEN,
+                    "404": _NOT_FOUND,
+                    "409": _CONFLICT,
+                },
+            }
+        },
+        "/v1/accounts/{account_id}/deck": {
+            "parameters": [_ACCOUNT_ID],
+            "put": {
+                "summary": "set an account's rate deck (a new version of its default plan), "
+                "as `tollgate deck upload` does; audited with the key's id",
+                "parameters": [
+                    {
+                        "name": "mode",
+                        "in": "query",
+                        "required": False,
+                        "description": "full: an A-Z deck, the whole truth from its effective "
+                        "date; changes: only its rows change",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["full", "changes"],
+                            "default": "full",
+                        },
+                    },
+                    {
+                        "name": "effective",
+                        "in": "query",
+                        "required": False,
+                        "description": "YYYY-MM-DD (00:00 UTC); default: the earliest "
+                        "effective date in the deck, else now",
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "description": "the deck CSV, the columns `tollgate deck upload` takes "
+                    "(prefix, destination, rate, connect fee, increment, effective date...)",
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        "the head already was this deck: nothing changed", _ref("DeckVersion")
+                    ),
+                    "201": _json("the new active version", _ref("DeckVersion")),
+                    "400": _json(
+                        "code bad_deck (`line` and `field` name the first error, `errors` "
+                        "lists them) or bad_parameter",
+                        _ref("DeckError"),
+                    ),
+                    "401": _UNAUTHORIZED,
+                    "403": _FORBIDDEN,
+                    "404": _NOT_FOUND,
+                    "409": _CONFLICT,
+                },
+            },
+        },
+        "/v1/rates": _get(
+            "the rates in force now of the caller's own account (what it is charged), or of "
+            "`account` in its view; tenant-level keys must name the account",
+            _json("a page of rates, by prefix", _ref("RatePage")),
+            parameters=[
+                {
+                    "name": "account",
+                    "in": "query",
+                    "required": False,
+                    "description": "an account in the caller's view (required for "
+                    "tenant-level keys)",
+                    "schema": {"type": "string"},
+                },
+                *paging,
+            ],
+            not_found=True,
+        ),
+    }
+
+
+# --- end of writes and rates: operations ------------------------------------------------------

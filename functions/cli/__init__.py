@@ -45,6 +45,7 @@ COMMAND_MODULES = {
     "fraud": ("fraud",),
     "apikeys": ("apikey",),
     "users": ("user",),
+    "audit": ("audit",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

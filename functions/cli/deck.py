@@ -8,21 +8,18 @@ An account may have several rate plans (products), each its own timeline of deck
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import os
 import re
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.cli import CliError, OperationError, currency_code, emit, guarded, json_flag
+from functions.cli import CliError, by_flag, currency_code, emit, guarded, json_flag
 from functions.rate.deck import InvalidDeckError, RateDeck, load_deck, parse_deck
 from functions.rate.deck_diff import DEFAULT_NOTICE_DAYS, DeckDiff, diff_decks
 from functions.rate.plans import DEFAULT_PLAN, check_caller_prefix
@@ -30,11 +27,8 @@ from functions.rate.timeline import (
     FULL,
     MODES,
     as_timeline,
-    compose,
-    effective_date,
     in_force,
     instant_text,
-    prepare,
 )
 from functions.shared.money import RATE_SCALE, units_to_str
 
@@ -95,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     upload.add_argument("--currency", help="the deck's currency (default: the account's)")
     upload.add_argument("--skip-invalid", action="store_true", help="drop invalid rows")
     _plan_flag(upload, "the rate plan (product) this deck prices (default: default)")
+    by_flag(upload)
     json_flag(upload)
     upload.set_defaults(run=run_deck_upload)
 
@@ -130,6 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rollback.add_argument("account")
     rollback.add_argument("version", type=int)
     _plan_flag(rollback, "the plan to roll back; VERSION must be one of its (default: default)")
+    by_flag(rollback)
     json_flag(rollback)
     rollback.set_defaults(run=run_deck_rollback)
 
@@ -351,8 +347,6 @@ def _days(days: float) -> str:
 
 # --- an account's rate history: deck upload | list | show | rollback -----------------------
 
-_RACE_ATTEMPTS = 10  # uploads to one account at the same moment: each loser composes again
-
 
 def _moment(text: str) -> int:
     """An ISO date (00:00 UTC) or datetime (naive = UTC) as whole epoch seconds."""
@@ -362,148 +356,47 @@ def _moment(text: str) -> int:
     return int(when.timestamp())
 
 
-@dataclass(frozen=True)
-class _Planned:
-    """A version ready to be written: its timeline, the rows it uploaded, what to record."""
+def _actor(args: argparse.Namespace) -> Any:
+    """Who uploads, for the account's audit trail (--by, $TOLLGATE_OPERATOR, else AWS)."""
+    from functions.store import accounts
 
-    timeline: pa.Table
-    upload: pa.Table | None  # None: a rollback uploads no rows
-    fields: dict[str, Any]  # the rest of the DeckVersion record
-
-
-class _AlreadyHead(Exception):
-    """The head already is what was asked for: record nothing (a retried upload, say)."""
-
-    def __init__(self, head: DeckVersion):
-        self.head = head
-
-
-def _new_version(
-    tenant: str,
-    account: str,
-    plan: Callable[[int | None], Callable[[int], _Planned]],
-    rate_plan: str = DEFAULT_PLAN,
-) -> DeckVersion:
-    """Compose on the head, write the objects, then record and move the head in one step.
-
-    `plan(head)` checks the request against the head and reads what it needs, raising before
-    anything is written, and returns `build(version)` -> _Planned. Losing the race to another
-    upload (the head moved meanwhile) plans again on the new head, under a new number.
-    """
-    from functions.store import accounts, lake
-
-    for _ in range(_RACE_ATTEMPTS):
-        head = accounts.get_account(tenant, account).plan_head(rate_plan)
-        build = plan(head)
-        version = accounts.reserve_deck_version(tenant, account)
-        planned = build(version)
-        upload_key = None
-        if planned.upload is not None:
-            upload_key, _ = lake.put_deck_upload(tenant, account, version, planned.upload)
-        key, timeline_sha256 = lake.put_deck(tenant, account, version, planned.timeline)
-        record = accounts.DeckVersion(
-            tenant=tenant,
-            account=account,
-            version=version,
-            key=key,
-            upload_key=upload_key,
-            timeline_rows=planned.timeline.num_rows,
-            timeline_sha256=timeline_sha256,
-            base=head,
-            uploaded_at=datetime.now(UTC),
-            plan=rate_plan,
-            **planned.fields,
-        )
-        try:
-            return accounts.commit_deck_version(record)
-        except accounts.HeadMovedError:
-            continue
-    raise OperationError(
-        f"other uploads to {tenant}/{account} (plan {rate_plan}) kept landing first; run it again"
-    )
-
-
-def _stamped(table: pa.Table, **meta: object) -> pa.Table:
-    return table.replace_schema_metadata(
-        {f"tollgate.{name}".encode(): str(value).encode() for name, value in meta.items()}
-    )
+    return accounts.caller(args.by or os.environ.get("TOLLGATE_OPERATOR") or None)
 
 
 @guarded
 def run_deck_upload(args: argparse.Namespace) -> int:
-    from functions.store import accounts, lake
+    from functions.store import accounts, decks
 
     account = accounts.get_account(args.tenant, args.account)
-    currency = currency_code(args.currency) if args.currency else account.currency
-    if currency != account.currency:
-        raise CliError(
-            f"deck currency {currency} differs from account {account.account}'s currency "
-            f"{account.currency}"
-        )
+    currency = currency_code(args.currency) if args.currency else None
     path = Path(args.deck)
     try:
         data = path.read_bytes()
     except OSError as error:
         raise CliError(f"cannot read {args.deck}: {error.strerror}") from None
     try:
-        deck = parse_deck(data, source=path.name, currency=currency, skip_invalid=args.skip_invalid)
+        uploaded = decks.upload_deck(
+            args.tenant,
+            account,
+            data,
+            source=path.name,
+            mode=args.mode,
+            effective=args.effective,
+            currency=currency,
+            skip_invalid=args.skip_invalid,
+            plan=args.plan,
+            actor=_actor(args),
+            reason=f"deck upload {path.name} ({args.mode})",
+        )
     except InvalidDeckError as error:
         raise CliError(f"invalid deck {error}") from None
-    if deck.table.num_rows == 0:
-        # An empty A-Z deck would close every code from its date: surely not what was meant.
-        raise CliError(f"{path.name}: no rates to upload; nothing changed")
-    sha256 = hashlib.sha256(data).hexdigest()
-    effective = effective_date(deck.table, args.effective, int(time.time()))
-
-    def plan(head: int | None) -> Callable[[int], _Planned]:
-        if head is not None:
-            current = accounts.get_deck_version(args.tenant, args.account, head)
-            # The same file, mode and date as the head: a retry after a crash that came
-            # once the upload had gone through. Another version would change nothing.
-            if (current.sha256, current.mode) == (sha256, args.mode) and args.effective in (
-                None,
-                current.effective,
-            ):
-                raise _AlreadyHead(current)
-        base = (
-            None
-            if head is None
-            else as_timeline(lake.get_deck(args.tenant, account.account, head), head)
-        )
-        try:
-            rows = prepare(deck.table, effective=effective, first=base is None, source=path.name)
-            composed = compose(base, rows, mode=args.mode, effective=effective, source=path.name)
-        except InvalidDeckError as error:
-            raise CliError(f"invalid deck {error}") from None
-        starts = pc.min_max(rows.column("effective_from")).as_py()
-
-        def build(version: int) -> _Planned:
-            meta = {"currency": currency, "source": path.name, "version": version}
-            return _Planned(
-                timeline=_stamped(composed.numbered(version), **meta),
-                upload=_stamped(rows, **meta, mode=args.mode, effective=effective),
-                fields={
-                    "mode": args.mode,
-                    "currency": currency,
-                    "effective": effective,
-                    "rows": rows.num_rows,
-                    "skipped": len(deck.skipped),
-                    "effective_min": starts["min"],
-                    "effective_max": starts["max"],
-                    "source": path.name,
-                    "sha256": sha256,
-                    "added": composed.added,
-                    "unchanged": composed.unchanged,
-                    "superseded": composed.superseded,
-                    "end_dated": composed.end_dated,
-                    "closed": composed.closed,
-                },
-            )
-
-        return build
-
-    recorded, created = _record(args.tenant, account.account, plan, args.plan)
-    payload = {**_version_json(recorded, active=True), "created": created, "currency": currency}
+    recorded, created = uploaded.version, uploaded.created
+    payload = {
+        **_version_json(recorded, active=True),
+        "created": created,
+        "currency": recorded.currency,
+    }
+    deck = uploaded.deck
     who = _who(account, args.plan)
     if created:
         lines = [f"deck v{recorded.version} of {who} active: {_did(recorded)}"]
@@ -518,19 +411,6 @@ def run_deck_upload(args: argparse.Namespace) -> int:
         lines += [f"  {error}" for error in deck.skipped]
     emit(args, payload, "\n".join(lines))
     return 0
-
-
-def _record(
-    tenant: str,
-    account: str,
-    plan: Callable[[int | None], Callable[[int], _Planned]],
-    rate_plan: str = DEFAULT_PLAN,
-) -> tuple[DeckVersion, bool]:
-    """The version `plan` builds, and whether it is new (False: the head already was it)."""
-    try:
-        return _new_version(tenant, account, plan, rate_plan), True
-    except _AlreadyHead as already:
-        return already.head, False
 
 
 def _who(account: Any, plan: str) -> str:
@@ -703,7 +583,7 @@ def run_deck_show(args: argparse.Namespace) -> int:
 
 @guarded
 def run_deck_rollback(args: argparse.Namespace) -> int:
-    from functions.store import accounts, lake
+    from functions.store import accounts, decks
 
     account = accounts.get_account(args.tenant, args.account)
     target = accounts.get_deck_version(args.tenant, args.account, args.version)
@@ -712,37 +592,14 @@ def run_deck_rollback(args: argparse.Namespace) -> int:
             f"deck v{target.version} of {account.tenant}/{account.account} is of plan "
             f"{target.plan}, not {args.plan}: give --plan {target.plan}"
         )
-
-    def plan(head: int | None) -> Callable[[int], _Planned]:
-        # A recorded version exists, so the account has a head.
-        current = accounts.get_deck_version(args.tenant, args.account, head)
-        if target.version in (current.version, current.restores):
-            raise _AlreadyHead(current)
-        stored = lake.get_deck(args.tenant, account.account, target.version)
-        timeline = as_timeline(stored, target.version)
-
-        def build(version: int) -> _Planned:
-            meta = {"currency": target.currency, "source": "", "version": version}
-            return _Planned(
-                timeline=_stamped(timeline, **meta, restores=target.version),
-                upload=None,
-                fields={
-                    "mode": "rollback",
-                    "currency": target.currency,
-                    "effective": None,
-                    "rows": 0,
-                    "skipped": 0,
-                    "effective_min": None,
-                    "effective_max": None,
-                    "source": "",
-                    "sha256": "",
-                    "restores": target.version,
-                },
-            )
-
-        return build
-
-    recorded, created = _record(args.tenant, account.account, plan, args.plan)
+    recorded, created = decks.rollback_deck(
+        args.tenant,
+        account.account,
+        target.version,
+        plan=args.plan,
+        actor=_actor(args),
+        reason=f"deck rollback to v{target.version}",
+    )
     payload = {**_version_json(recorded, active=True), "created": created}
     who = _who(account, args.plan)
     if created:

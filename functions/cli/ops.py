@@ -514,6 +514,8 @@ _ACCOUNT_FIELD_NAMES = {
 
 
 def _account_value(field: str, value: Any) -> Any:
+    if value is None:  # before the account was created
+        return None
     if field == "prepaid":
         return "prepaid" if value else "postpaid"
     if field == "credit_limit_micro":

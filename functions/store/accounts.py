@@ -45,7 +45,7 @@ import re
 import time
 import uuid
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
@@ -133,6 +133,7 @@ class _DeckItem(_Item):
 
 @cache
 def _models(table: str, ledger_table: str) -> SimpleNamespace:
+    meta = bind(_AccountItem, table).Meta
     return SimpleNamespace(
         tenant=bind(_TenantItem, table),
         switch=bind(_SwitchItem, table),
@@ -145,6 +146,8 @@ def _models(table: str, ledger_table: str) -> SimpleNamespace:
         did_number=bind(_DidNumberItem, table),
         contract=bind(_ContractItem, table),
         balance=bind(_LedgerBalanceItem, ledger_table),
+        # One connection for the transactions (its client is made once, on first use).
+        connection=Connection(region=meta.region, host=meta.host),
     )
 
 
@@ -251,6 +254,24 @@ def list_audit(tenant: str, subject: str, name: str) -> list[AuditEntry]:
     return [_audit_entry(item, subject, name) for item in items]
 
 
+def list_tenant_audit(
+    tenant: str, subject: str | None = None, since: datetime | None = None
+) -> list[AuditEntry]:
+    """Every audit entry of a tenant (of one subject, if given; at or after `since`, if
+    given), newest first."""
+    model = _m().audit
+    if subject is not None and subject not in AUDIT_SUBJECTS:
+        raise ValueError(f"invalid audit subject {subject!r}: use one of {AUDIT_SUBJECTS}")
+    prefix = "AUDIT#" if subject is None else f"AUDIT#{subject.upper()}#"
+    condition = model.sk.startswith(prefix)
+    found = []
+    for item in model.query(check_name("tenant", tenant), condition):
+        kind, name = item.sk.split("#")[1:3]
+        if since is None or item.at >= since:
+            found.append(_audit_entry(item, kind.lower(), name))
+    return sorted(found, key=lambda e: (e.at, e.change_id), reverse=True)
+
+
 def _check_actor(actor: Actor) -> Actor:
     for what, value in (("by", actor.by), ("principal", actor.principal)):
         if not isinstance(value, str) or not value.strip() or len(value) > _BY_CHARS:
@@ -319,7 +340,7 @@ def _commit(
         where &= condition
     audit_model = _m().audit
     audit = _audit_item(entry)
-    connection = Connection(region=model.Meta.region, host=model.Meta.host)
+    connection = _m().connection
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
             with TransactWrite(connection=connection) as transaction:
@@ -895,10 +916,14 @@ def create_account(
     currency: str | None = None,
     rounding: str = "half_up",
     rounding_decimals: int = 6,
+    actor: Actor | None = None,
+    reason: str | None = None,
 ) -> Account:
     """Create an account; the parent, if any, must be a reseller of the same tenant.
 
-    A parent must exist already, so the reseller tree can never hold a cycle.
+    A parent must exist already, so the reseller tree can never hold a cycle. With an
+    `actor`, the account and its audit entry (each field from None to its value, as
+    update_account records them) are written in one transaction.
     """
     owner = get_tenant(tenant)
     check_name("account", account)
@@ -929,6 +954,12 @@ def create_account(
         rounding_decimals=rounding_decimals,
     )
     item.created_at = now()
+    if currency is not None:
+        check_currency(currency)
+    if actor is not None:
+        created = _account(item)
+        _create_audited(item, created, _check_actor(actor), _check_reason(reason))
+        return created
     try:
         item.save(condition=_m().account.pk.does_not_exist())
     except PutError as error:
@@ -938,6 +969,48 @@ def create_account(
             ) from None
         raise
     return _account(item)
+
+
+_CREATED_FIELDS = ("kind", "parent", "prepaid", "credit_limit_micro", "currency", "status")
+
+
+def _create_audited(item: _AccountItem, created: Account, actor: Actor, reason: str | None) -> None:
+    """The account's item, only if new, and its audit entry, in one transaction; the
+    parent, if any, still a reseller."""
+    model = _m().account
+    changes = [Change(f, None, getattr(created, f)) for f in _CREATED_FIELDS]
+    entry = _entry(created.tenant, "account", created.account, changes, actor, reason)
+    connection = _m().connection
+    for attempt in range(_COMMIT_ATTEMPTS):
+        try:
+            with TransactWrite(connection=connection) as transaction:
+                transaction.save(item, condition=model.pk.does_not_exist())
+                transaction.save(_audit_item(entry), condition=_m().audit.pk.does_not_exist())
+                if created.parent is not None:
+                    transaction.condition_check(
+                        model,
+                        created.tenant,
+                        f"ACCOUNT#{created.parent}",
+                        condition=model.kind == "reseller",
+                    )
+            return
+        except TransactWriteError as error:
+            codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
+            if "ConditionalCheckFailed" in codes:
+                # (PynamoDB orders a transaction's actions by kind: which failed is read.)
+                try:
+                    model.get(created.tenant, item.sk, consistent_read=True)
+                except DoesNotExist:
+                    raise ChangeRefusedError(
+                        f"parent {created.parent!r} is no longer a reseller; run it again"
+                    ) from None
+                raise ConflictError(
+                    f"account {created.account!r} already exists in tenant {created.tenant!r}"
+                ) from None
+            if not codes & {"TransactionConflict", "ThrottlingError"}:
+                raise
+        time.sleep(min(1.0, 0.02 * 2**attempt) * random.random())
+    raise ConflictError(f"account {created.account!r}: still conflicting; run it again")
 
 
 def _account_item(tenant: str, account: str) -> _AccountItem:
@@ -1008,6 +1081,15 @@ def set_account_status(
     return update_account(tenant, account, {"status": status}, actor=actor, reason=reason)[0]
 
 
+class CycleError(ConflictError):
+    """A new parent would put the account above itself (or the chain is too long)."""
+
+
+class ChangeRefusedError(ConflictError):
+    """A kind or currency change the account's history (money, decks, trunks, accounts
+    under it) forbids."""
+
+
 # What update_account may change: Account's fields, and the attribute that stores each.
 ACCOUNT_FIELDS = {
     "kind": "kind",
@@ -1029,8 +1111,14 @@ def update_account(
     *,
     actor: Actor | None = None,
     reason: str | None = None,
+    guard: Callable[[Account, Account], None] | None = None,
 ) -> tuple[Account, AuditEntry | None]:
     """Change an account's settings, with its audit entry, in one transaction.
+
+    `guard(current, wanted)`, if given, is called on each read of the account before
+    anything is decided and may raise to refuse the change (a caller's own rule, such as
+    who may lift which suspension): a change committed is always one it let through, on
+    the values the transaction is conditioned on.
 
     Refused with ConflictError when the change would break history or the reseller chain:
     a kind or currency change once money has moved for the account (its charges and
@@ -1050,6 +1138,8 @@ def update_account(
         current = _account(item)
         wanted = dataclasses.replace(current, **changes)
         _check_account(wanted)
+        if guard is not None:
+            guard(current, wanted)
         diffs = _changes(current, wanted, tuple(ACCOUNT_FIELDS))
         if not diffs:
             return current, None
@@ -1116,13 +1206,13 @@ def _check_account_change(
         except DoesNotExist:
             checks.append((balance, tenant, key, balance.pk.does_not_exist()))
         else:
-            raise ConflictError(
+            raise ChangeRefusedError(
                 f"account {name!r} has a balance history (charges or payments in "
                 f"{current.currency} as a {current.kind}): its {what} cannot change; "
                 "create a new account instead"
             )
     if "currency" in changed and item.deck_seq is not None:
-        raise ConflictError(
+        raise ChangeRefusedError(
             f"account {name!r} has rate decks in {current.currency}: its currency cannot "
             "change; create a new account instead"
         )
@@ -1139,27 +1229,27 @@ def _check_kind_change(current: Account, wanted: Account) -> None:
     for trunk in model.query(tenant, model.sk.startswith("TRUNK#")):
         if trunk.account == name:
             _, switch, direction, key = trunk.sk.split("#", 3)
-            raise ConflictError(
+            raise ChangeRefusedError(
                 f"account {name!r} is mapped on switch {switch!r} ({direction} {key}): its "
                 f"kind cannot change; unmap it first"
             )
     for switch in list_switches(tenant):
         if switch.default_supplier == name:
-            raise ConflictError(
+            raise ChangeRefusedError(
                 f"account {name!r} is the default supplier of switch {switch.switch!r}: its "
                 "kind cannot change; change the switch first"
             )
     if wanted.kind not in DID_ACCOUNT_KINDS:
         rented = sorted({d.number for d in list_dids(tenant) if d.account == name})
         if rented:
-            raise ConflictError(
+            raise ChangeRefusedError(
                 f"account {name!r} rents DID {', '.join(rented)}: a {wanted.kind} cannot; "
                 "its kind cannot change while it has DIDs"
             )
     if current.kind == "reseller":
         children = sorted(a.account for a in list_accounts(tenant) if a.parent == name)
         if children:
-            raise ConflictError(
+            raise ChangeRefusedError(
                 f"reseller {name!r} has accounts under it ({', '.join(children)}): its kind "
                 "cannot change; move them to another parent first"
             )
@@ -1175,11 +1265,11 @@ def _check_parent(wanted: Account) -> list[_Check]:
     parent: str | None = wanted.parent
     while parent is not None:
         if parent == name:
-            raise ConflictError(
+            raise CycleError(
                 f"parent {wanted.parent!r} would make a cycle: {' -> '.join([*chain, name])}"
             )
         if len(chain) > _MAX_CHAIN:
-            raise ConflictError(f"account {name!r}: more than {_MAX_CHAIN} resellers above it")
+            raise CycleError(f"account {name!r}: more than {_MAX_CHAIN} resellers above it")
         try:
             above = get_account(tenant, parent)
         except NotFoundError:
@@ -1306,13 +1396,16 @@ def reserve_deck_version(tenant: str, account: str) -> int:
     return item.deck_seq
 
 
-def commit_deck_version(record: DeckVersion) -> DeckVersion:
+def commit_deck_version(
+    record: DeckVersion, *, actor: Actor | None = None, reason: str | None = None
+) -> DeckVersion:
     """Record a written version and make it the head, if the head is still `record.base`.
 
-    One transaction: the version item (never overwritten) and the account's pointer, moved
-    only from `record.base` (None: the account has no deck yet). Raises HeadMovedError if
-    another version became the head meanwhile; a retry of a commit that went through
-    returns the recorded version.
+    One transaction: the version item (never overwritten), the account's pointer, moved
+    only from `record.base` (None: the account has no deck yet) and, with an `actor`, the
+    account's audit entry (`deck_version`, or `deck_version[plan]` for another plan, from
+    the base to the new version). Raises HeadMovedError if another version became the head
+    meanwhile; a retry of a commit that went through returns the recorded version.
     """
     tenant = check_name("tenant", record.tenant)
     account = check_name("account", record.account)
@@ -1350,11 +1443,21 @@ def commit_deck_version(record: DeckVersion) -> DeckVersion:
         _ensure_map(tenant, account, accounts_model.plan_decks)
         pointer = accounts_model.plan_decks[plan]
     at_base = pointer.does_not_exist() if record.base is None else pointer == record.base
-    connection = Connection(region=versions.Meta.region, host=versions.Meta.host)
+    audit = None
+    if actor is not None:
+        field = "deck_version" if plan == DEFAULT_RATE_PLAN else f"deck_version[{plan}]"
+        change = Change(field, record.base, record.version)
+        entry = _entry(
+            tenant, "account", account, [change], _check_actor(actor), _check_reason(reason)
+        )
+        audit = _audit_item(entry)
+    connection = _m().connection
     for attempt in range(_COMMIT_ATTEMPTS):
         try:
             with TransactWrite(connection=connection) as transaction:
                 transaction.save(item, condition=versions.pk.does_not_exist())
+                if audit is not None:
+                    transaction.save(audit, condition=_m().audit.pk.does_not_exist())
                 transaction.update(
                     accounts_model(tenant, f"ACCOUNT#{account}"),
                     actions=[pointer.set(record.version)],

@@ -274,7 +274,11 @@ def test_currency_and_kind_cannot_change_once_decks_or_money_exist(acme, capsys,
     assert (stored.currency, stored.kind) == ("USD", "customer")
     assert accounts.get_account("acme", "cust").currency == "EUR"
     assert history("paid") == []
-    assert [e["changes"] for e in history("cust")] == [[("currency", "USD", "EUR")]]
+    # in order: the currency, then the deck's version (deck uploads are audited too)
+    assert [e["changes"] for e in history("cust")] == [
+        [("currency", "USD", "EUR")],
+        [("deck_version", None, 1)],
+    ]
     # A contract change is still fine for an account with money.
     json_document(capsys, "account", "update", "acme", "paid", "--credit-limit", "10")
 

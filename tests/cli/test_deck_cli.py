@@ -436,6 +436,22 @@ def test_deck_upload_activates_a_new_version_and_keeps_the_old_readable(acme, ca
     assert lake.get_deck_upload("acme", "cust", 2).num_rows == 3
 
 
+def test_uploads_and_rollbacks_are_in_the_accounts_audit_trail(acme, monkeypatch):
+    monkeypatch.delenv("TOLLGATE_OPERATOR", raising=False)
+    uk = acme("uk.csv", DECK)
+    assert tollgate("deck", "upload", "acme", "cust", uk, "--by", "alice") == 0
+    assert tollgate("deck", "upload", "acme", "cust", uk, "--by", "alice") == 0  # the head
+    grown = acme("uk2.csv", DECK + "33,France,0.02,0,60/60\n")
+    assert tollgate("deck", "upload", "acme", "cust", grown, "--mode", "changes") == 0
+    assert tollgate("deck", "rollback", "acme", "cust", "1", "--by", "bob") == 0
+    entries = accounts.list_audit("acme", "account", "cust")
+    assert [(e.by, e.reason, [(c.field, c.old, c.new) for c in e.changes]) for e in entries] == [
+        ("alice", "deck upload uk.csv (full)", [("deck_version", None, 1)]),
+        (entries[1].principal, "deck upload uk2.csv (changes)", [("deck_version", 1, 2)]),
+        ("bob", "deck rollback to v1", [("deck_version", 2, 3)]),
+    ]
+
+
 def test_invalid_deck_names_its_lines_and_changes_nothing(acme, capsys):
     bad = acme("bad.csv", "prefix,rate\n44,0.01\n45,abc\n46,\n")
     assert tollgate("deck", "upload", "acme", "cust", bad) == 2
@@ -473,9 +489,9 @@ def test_pointer_flips_only_after_the_parquet_exists(acme, monkeypatch):
     seen = []
     commit = accounts.commit_deck_version
 
-    def checked_commit(record):
+    def checked_commit(record, **audit):
         seen.append(lake.get_deck(record.tenant, record.account, record.version).num_rows)
-        return commit(record)
+        return commit(record, **audit)
 
     monkeypatch.setattr(accounts, "commit_deck_version", checked_commit)
     tollgate("deck", "upload", "acme", "cust", grown)

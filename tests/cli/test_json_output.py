@@ -132,12 +132,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                     "--password-file", "{password}"),
     "user list": ("user", "list", TENANT),
     "user disable": ("user", "disable", TENANT, "json.leaver"),
+    "audit": ("audit", TENANT, "--subject", "apikey"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
     "file retry", "dlq list", "dlq redrive", "query", "report", "did list", "recurring run",
     "tier list", "tier close", "bundle list", "payment list", "invoice list", "fraud alerts",
     "fraud ranges", "apikey list", "user list",
+    "audit",
 }  # fmt: skip
 # They start a stack or a demo of their own, outside the world's moto: tested below.
 OWN_PROCESS = {"local up", "demo"}

@@ -616,6 +616,10 @@ API_GRANTS = (
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
+    # the API's writes: accounts and their audit entries, deck versions (functions/api/writes.py)
+    | _dynamodb("AccountsTable", "PutItem", "UpdateItem", "ConditionCheckItem")
+    | _dynamodb("LedgerTable", "ConditionCheckItem")  # no balance history: kind, currency
+    | {("s3:GetObject", f"{LAKE}/decks/*"), ("s3:PutObject", f"{LAKE}/decks/*")}
 )
 
 
