@@ -65,6 +65,29 @@ def check(doc: dict, path: str, method: str, answer, met: set) -> None:
     met.add((path, method, status))
 
 
+def branding_answers(world, doc: dict, met: set) -> None:
+    """GET and PUT /v1/branding: every documented status, each answer against its schema."""
+    brand = {
+        "name": "Acme Voice",
+        "logo": None,
+        "colors": {"primary": "#123456", "accent": "#abcdef"},
+    }
+    for key, body in [
+        (None, brand),
+        ("customer", brand),
+        ("reseller", {**brand, "logo": "data:image/svg+xml;base64,PHN2Zz4="}),
+        ("reseller", brand),
+        ("admin", {**brand, "name": "Acme Carrier"}),
+    ]:
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {world.keys[key]}"
+        answer = world.http.put("/v1/branding", headers=headers, body=json.dumps(body))
+        check(doc, "/v1/branding", "put", answer, met)
+    for key in (None, "admin", "reseller", "customer", "direct"):
+        check(doc, "/v1/branding", "get", world.get("/v1/branding", key), met)
+
+
 def test_every_answer_matches_its_schema(world):
     doc = document()
     met: set[tuple[str, str, str]] = set()
@@ -82,6 +105,7 @@ def test_every_answer_matches_its_schema(world):
             for path in ("/v1/accounts/{account_id}", "/v1/accounts/{account_id}/balance"):
                 target = path.replace("{account_id}", account)
                 check(doc, path, "get", world.get(target, key), met)
+    branding_answers(world, doc, met)
     assert world.get("/v1/openapi.json", "customer").json_body == doc
     assert world.get("/v1/openapi.json").status_code == 401
     webhook = "/v1/webhooks/stripe/{tenant}"
