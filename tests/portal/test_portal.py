@@ -1,0 +1,200 @@
+"""The portal in headless Chromium against the local API: sign-in with an API key, the
+dashboard's figures against the API to the last digit, the reseller's brand on its
+customer's portal (as text, never markup), the key kept in the tab alone, the address
+allow-list, and what the local server serves. (The usage, CDR and invoice views' numbers:
+test_portal_money_traffic.py.)"""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from functions.store import accounts, apikeys, ledger
+from tests.api.test_branding import png
+from tests.portal.conftest import Portal, portal_world, wait_ready
+
+PAID_RES_A = 123_456_789  # micro-units: 123.456789 EUR
+LOGO = "data:image/png;base64," + base64.b64encode(png(4, 4, (170, 34, 0))).decode()
+RESELLER_BRAND = {
+    "name": "Desi Voice",
+    "logo": LOGO,
+    "colors": {"primary": "#aa2200", "accent": "#00aa22"},
+}
+CARRIER_BRAND = {
+    "name": "Acme Carrier",
+    "logo": None,
+    "colors": {"primary": "#000080", "accent": "#ffffff"},
+}
+
+
+def seed(portal: Portal) -> None:
+    accounts.create_tenant("acme", currency="EUR")
+    accounts.create_account("acme", "RES_A", kind="reseller", credit_limit_micro=500_000_000)
+    accounts.create_account("acme", "CUST_A1", kind="customer", parent="RES_A", prepaid=True)
+    accounts.create_account("acme", "DIRECT", kind="customer")
+    accounts.create_account("acme", "CARRIER_X", kind="supplier")
+    ledger.record_payment("acme", "RES_A", PAID_RES_A, reference="SEPA-1", account_kind="reseller")
+    ledger.record_payment("acme", "CUST_A1", 7_000_001, reference="CARD-1", account_kind="customer")
+    actor = accounts.caller(by="test")
+    for name, role, account, ips in [
+        ("admin", "tenant-admin", None, ()),
+        ("reseller", "reseller-admin", "RES_A", ()),
+        ("customer", "customer", "CUST_A1", ()),
+        ("direct", "customer", "DIRECT", ("127.0.0.1",)),
+        ("elsewhere", "customer", "DIRECT", ("203.0.113.0/24",)),
+    ]:
+        portal.keys[name] = apikeys.create_key(
+            "acme", role, account=account, allow_ips=ips, actor=actor
+        )[1]
+
+
+@pytest.fixture(scope="module")
+def portal():
+    with portal_world(seed, start_pollers=False) as world:
+        yield world
+
+
+def test_a_wrong_key_is_refused_and_nothing_is_kept(portal, context):
+    page = portal.page(context)
+    page.fill("#api-key", portal.keys["reseller"][:-2] + "xx")
+    page.click("#key-submit")
+    page.wait_for_selector("#signin-error:not([hidden])")
+    assert "unknown API key" in page.inner_text("#signin-error")
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.is_hidden("#view")
+
+
+def test_the_resellers_dashboard_shows_the_apis_balance_to_the_last_digit(portal, context):
+    page = portal.sign_in(context, "reseller")
+    balance = portal.get("/accounts/RES_A/balance", "reseller")
+    account = portal.get("/accounts/RES_A", "reseller")
+    assert balance["balance"] == "123.456789"
+    assert page.inner_text("#balance") == balance["balance"]
+    assert page.inner_text("#reserved") == balance["reserved"]
+    assert page.inner_text("#credit-limit") == account["credit_limit"] == "500.000000"
+    assert "EUR" in page.inner_text(".figures")
+    # The reseller may look at its customer's figures, and never sees the carrier's accounts.
+    options = page.eval_on_selector_all("#account-picker option", "os => os.map(o => o.value)")
+    assert options == ["CUST_A1", "RES_A"]
+    page.select_option("#account-picker", "CUST_A1")
+    expect(page.locator("#balance")).to_have_text("7.000001")
+    assert (
+        page.inner_text("#credit-limit")
+        == portal.get("/accounts/CUST_A1", "reseller")["credit_limit"]
+    )
+    assert page.is_visible('#nav a[data-view="customers"]')
+    # The key lives in this tab's sessionStorage, nowhere else.
+    assert page.evaluate("Object.values(sessionStorage)") == [portal.keys["reseller"]]
+    assert portal.keys["reseller"] not in page.evaluate("JSON.stringify(localStorage)")
+    assert portal.keys["reseller"] not in page.evaluate("document.cookie")
+    assert portal.keys["reseller"] not in page.content()  # not even in an error's text
+
+
+def test_a_customer_sees_its_resellers_brand_never_the_carriers(portal, context):
+    status, _, _ = portal.call("PUT", "/branding", "admin", CARRIER_BRAND)
+    assert status == 200
+    status, _, seen = portal.call("PUT", "/branding", "reseller", RESELLER_BRAND)
+    assert status == 200 and seen["source"] == "reseller"
+
+    page = portal.sign_in(context, "customer")
+    assert page.inner_text("#brand-name") == "Desi Voice"
+    assert page.get_attribute("#brand-logo", "src") == LOGO
+    assert page.title() == "Desi Voice portal"
+    topbar = page.eval_on_selector(".topbar", "e => getComputedStyle(e).backgroundColor")
+    assert topbar == "rgb(170, 34, 0)"
+    assert "Acme Carrier" not in page.content()
+    assert page.is_hidden('#nav a[data-view="customers"]')  # a customer has no customers
+    assert (
+        page.inner_text("#balance")
+        == portal.get("/accounts/CUST_A1/balance", "customer")["balance"]
+    )
+
+    # Signed out, the sign-in page keeps the reseller's look (the brand, not the key).
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in:not([hidden])")
+    assert page.inner_text("#signin-brand") == "Desi Voice"
+    assert page.evaluate("sessionStorage.length") == 0
+    fresh = portal.page(context)
+    assert fresh.inner_text("#signin-brand") == "Desi Voice"
+    background = fresh.eval_on_selector(
+        "button[type=submit]", "e => getComputedStyle(e).backgroundColor"
+    )
+    assert background == "rgb(170, 34, 0)"
+
+    # A direct customer of the carrier sees the tenant's default brand.
+    direct = portal.sign_in(portal.browser.new_context(), "direct")
+    assert direct.inner_text("#brand-name") == "Acme Carrier"
+
+
+def test_a_brand_name_with_markup_is_shown_as_text(portal, context):
+    name = '<img src=x onerror="window.pwned=1">'
+    status, _, _ = portal.call("PUT", "/branding", "reseller", {**RESELLER_BRAND, "name": name})
+    assert status == 200
+    try:
+        page = portal.sign_in(context, "customer")
+        assert page.inner_text("#brand-name") == name
+        assert page.evaluate("window.pwned") is None
+        assert page.query_selector(".topbar img[src=x]") is None
+    finally:
+        portal.call("PUT", "/branding", "reseller", RESELLER_BRAND)
+
+
+def test_a_keys_address_allow_list_holds_on_the_local_server(portal, context):
+    page = portal.sign_in(context, "direct")  # allowed from 127.0.0.1: the browser's address
+    assert page.inner_text("#balance") == "0.000000"
+    refused = portal.page(portal.browser.new_context())
+    refused.fill("#api-key", portal.keys["elsewhere"])
+    refused.click("#key-submit")
+    refused.wait_for_selector("#signin-error:not([hidden])")
+    assert "not allowed from this address" in refused.inner_text("#signin-error")
+    status, _, body = portal.call("GET", "/me", "elsewhere")
+    assert (status, body["code"]) == (401, "ip_not_allowed")
+
+
+def test_the_local_server_serves_the_portal_and_the_api_on_one_origin(portal):
+    web = portal.web
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", web.api_url)
+    assert web.portal_url == web.api_url.removesuffix("v1")
+    with urllib.request.urlopen(web.portal_url) as index:
+        assert index.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert index.headers["X-Content-Type-Options"] == "nosniff"
+        assert b'<script type="module" src="js/app.js">' in index.read()
+    for outside in ("/../pyproject.toml", "/%2e%2e/app.py", "/js/../../app.py", "/nothing.html"):
+        request = urllib.request.Request(web.portal_url.rstrip("/") + outside)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 404, outside
+    assert portal.call("GET", "/me")[0] == 401
+    assert portal.call("GET", "/me", "admin")[2]["role"] == "tenant-admin"
+
+
+def test_password_sign_in_posts_to_sessions_and_uses_its_token_as_the_bearer(portal, context):
+    page = portal.page(context)
+    page.click("#password-signin summary")
+    page.fill("#user", "ops@res-a.example")
+    page.fill("#password", "correct horse")
+    page.fill("#totp", "123456")
+    page.click("#password-form button[type=submit]")
+    # Without POST /v1/sessions on this server (its routes come with the sessions work):
+    page.wait_for_selector("#signin-error:not([hidden])")
+    assert page.inner_text("#signin-error") == "This sign-in is not available here: use an API key."
+    assert page.evaluate("sessionStorage.length") == 0
+
+    # The contract with POST /v1/sessions: {user, password, totp} in, {"token"} out, the token
+    # the bearer from then on (here a reseller's key stands for the session's token).
+    posted = []
+
+    def sessions(route):
+        posted.append(route.request.post_data_json)
+        route.fulfill(status=201, json={"token": portal.keys["reseller"]})
+
+    page.route("**/v1/sessions", sessions)
+    page.click("#password-form button[type=submit]")
+    wait_ready(page, "dashboard")
+    assert posted == [{"user": "ops@res-a.example", "password": "correct horse", "totp": "123456"}]
+    assert page.inner_text("#balance") == "123.456789"
+    assert page.evaluate("Object.values(sessionStorage)") == [portal.keys["reseller"]]
