@@ -59,7 +59,7 @@ def run_up(args: argparse.Namespace) -> int:
     try:
         try:
             stack.start()
-            web = _start_web(PortalServer, LocalStackError, args)
+            web = _start_web(PortalServer, LocalStackError, args, stack.endpoint_url)
         except LocalStackError as error:  # e.g. the port is taken: nothing wrong was typed
             raise OperationError(str(error)) from error
         variables = environment(stack.endpoint_url) | web.environment()
@@ -93,14 +93,14 @@ def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_web(server_class, error_class, args: argparse.Namespace):
+def _start_web(server_class, error_class, args: argparse.Namespace, documents: str):
     """The API and the portal on --web-port; by default the port after the stack's (any free
     one when that is taken or the stack's port was 0: two stacks can run side by side)."""
     if args.web_port is not None:
-        return server_class(args.web_port, host=args.host).start()
+        return server_class(args.web_port, host=args.host, documents_origin=documents).start()
     if args.port:
         try:
-            return server_class(args.port + 1, host=args.host).start()
+            return server_class(args.port + 1, host=args.host, documents_origin=documents).start()
         except error_class:
             pass
-    return server_class(0, host=args.host).start()
+    return server_class(0, host=args.host, documents_origin=documents).start()

@@ -41,18 +41,20 @@ _TYPES = {
     ".ico": "image/x-icon",
     ".json": "application/json",
 }
-# What CloudFront's response headers policy adds in front of the portal (infra): no script but
-# the portal's own, images only from itself or data: URLs (the brands' logos), calls only to
-# its own origin, never framed.
+# What CloudFront's response headers policy adds in front of the portal: no script but the
+# portal's own, images only from itself or data: URLs (the brands' logos), calls only to its
+# own origin and to where the pre-signed links of large files point (S3; here the local
+# stack's endpoint), never framed.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "connect-src 'self'{connect}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
-def security_headers() -> dict[str, str]:
+def security_headers(connect: tuple[str, ...] = ()) -> dict[str, str]:
+    policy = CONTENT_SECURITY_POLICY.format(connect="".join(f" {c}" for c in connect))
     return {
-        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Content-Security-Policy": policy,
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
@@ -126,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {
             "Content-Type": kind or "application/octet-stream",
             "Cache-Control": "no-cache",
-            **security_headers(),
+            **security_headers(self.server.connect),
         }
         self._reply(200, headers, found.read_bytes())
 
@@ -144,8 +146,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: Chalice, portal_dir: Path) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: Chalice, portal_dir: Path, connect: tuple[str, ...]
+    ) -> None:
         super().__init__(address, _Handler)
+        self.connect = connect
         self.app = app
         self.config = Config.create()
         self.app_lock = threading.Lock()
@@ -172,8 +177,12 @@ class PortalServer:
         app: Chalice | None = None,
         host: str = "127.0.0.1",
         portal_dir: Path = PORTAL_DIR,
+        documents_origin: str | None = None,
     ) -> None:
+        """`documents_origin`: where the API's pre-signed links point (the local stack's
+        endpoint), which the portal may fetch besides its own origin."""
         self.host, self.port, self.app, self.portal_dir = host, port, app, portal_dir
+        self.connect = (documents_origin,) if documents_origin else ()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -194,7 +203,7 @@ class PortalServer:
 
             self.app = default_app()
         try:
-            self._server = _Server((self.host, self.port), self.app, self.portal_dir)
+            self._server = _Server((self.host, self.port), self.app, self.portal_dir, self.connect)
         except OSError as error:
             raise LocalStackError(
                 f"cannot listen on {self.host}:{self.port}: {error.strerror}"

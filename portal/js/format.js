@@ -9,6 +9,7 @@ export function isDecimal(value) {
 
 // [BigInt units, scale] of a decimal string
 function parse(value) {
+  if (!isDecimal(value)) value = "0"; // a missing figure sorts as zero
   const [, sign, whole, fraction = ""] = DECIMAL.exec(value);
   return [BigInt(sign + whole + fraction), fraction.length];
 }

@@ -97,10 +97,29 @@ export async function dashboard(ctx, root) {
     ctx.selected = account;
     dashboard(ctx, root);
   });
+  ctx.range = ctx.range || { from: daysAgo(29), to: today() };
+  const from = dateInput("usage-from", ctx.range.from);
+  const to = dateInput("usage-to", ctx.range.to);
   const figures = h("div", { class: "figures" });
-  const usage = card("Usage by day (last 30 days)");
-  const top = card("Top destinations (last 30 days)");
-  clear(root).append(h("div", { class: "toolbar" }, node), card(`Account ${chosen || ""}`, figures), usage, top);
+  const usage = card("Usage by day");
+  const top = card("Top destinations");
+  const period = h(
+    "form",
+    {
+      class: "toolbar",
+      onsubmit: (e) => {
+        e.preventDefault();
+        ctx.range = { from: from.value, to: to.value };
+        dashboard(ctx, root);
+      },
+    },
+    node,
+    field("From", from),
+    field("To", to),
+    h("button", { type: "submit", id: "usage-show" }, "Show"),
+  );
+  clear(root).append(period, card(`Account ${chosen || ""}`, figures), usage, top);
+  root.dataset.ready = "false";
   if (chosen) {
     try {
       const id = encodeURIComponent(chosen);
@@ -115,18 +134,17 @@ export async function dashboard(ctx, root) {
       figures.append(failure(error));
     }
   }
-  const range = { from: daysAgo(29), to: today() };
+  const range = { ...ctx.range };
   try {
     const days = (await api("/usage", { query: { ...range, group_by: "day" } })).items;
     const currency = days[0] ? days[0].currency : "";
     const main = days.filter((d) => d.currency === currency);
-    usage.append(
-      days.length
-        ? barChart(main, { label: (d) => d.group, value: (d) => d.amount, tick: (d) => d.group.slice(5), caption: `amount per day, ${currency}` })
-        : "",
-      usageTable("usage-table", days, "Day"),
-    );
-    usage.querySelector(".chart")?.setAttribute("id", "usage-chart");
+    if (days.length) {
+      const chart = barChart(main, { label: (d) => d.group, value: (d) => d.amount, tick: (d) => d.group.slice(5), caption: `amount per day, ${currency}` });
+      chart.id = "usage-chart";
+      usage.append(chart);
+    }
+    usage.append(usageTable("usage-table", days, "Day"));
   } catch (error) {
     usage.append(failure(error));
   }
@@ -137,6 +155,7 @@ export async function dashboard(ctx, root) {
   } catch (error) {
     top.append(failure(error));
   }
+  root.dataset.ready = "true";
 }
 
 function usageTable(id, items, groupLabel) {

@@ -108,7 +108,7 @@ def portal_world(seed: Callable[[Portal], None], **stack_options: Any) -> Iterat
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         with (
             local_stack(**stack_options) as stack,
-            PortalServer(0) as web,
+            PortalServer(0, documents_origin=stack.endpoint_url) as web,
             sync_playwright() as playwright,
         ):
             browser = playwright.chromium.launch(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -198,3 +199,54 @@ def test_password_sign_in_posts_to_sessions_and_uses_its_token_as_the_bearer(por
     assert posted == [{"user": "ops@res-a.example", "password": "correct horse", "totp": "123456"}]
     assert page.inner_text("#balance") == "123.456789"
     assert page.evaluate("Object.values(sessionStorage)") == [portal.keys["reseller"]]
+
+
+def test_a_303_to_a_pre_signed_link_is_followed_and_saved(portal, context):
+    """The invoice view against the shapes of GET /v1/invoices and GET /v1/invoices/{n}/pdf
+    (a 303 to a pre-signed S3 link), here answered by the browser's route stand-ins: the
+    browser follows the link to the local stack's S3 and saves the PDF's exact bytes.
+    (Against the real routes: test_portal_money_traffic.py.)"""
+    import boto3
+
+    from functions.shared.settings import settings
+
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
+    s3 = boto3.client("s3")
+    bucket = settings().documents_bucket
+    s3.put_object(Bucket=bucket, Key="invoices/acme/INV-7/INV-7.pdf", Body=pdf)
+    link = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "invoices/acme/INV-7/INV-7.pdf"}
+    )
+    invoice = {
+        "number": "INV-7",
+        "account": "RES_A",
+        "issue_date": "2024-06-01",
+        "due_date": "2024-06-15",
+        "currency": "EUR",
+        "total": "12.345678",
+        "documents": ["pdf", "xml"],
+    }
+    page = portal.sign_in(context, "reseller")
+    page.route(
+        re.compile(r".*/v1/invoices(\?.*)?$"),
+        lambda route: route.fulfill(json={"items": [invoice], "next_cursor": None}),
+    )
+    page.route(
+        "**/v1/invoices/INV-7/pdf",
+        lambda route: route.fulfill(
+            status=303,
+            headers={"Location": link, "Cache-Control": "no-store"},
+            json={"url": link, "expires_in": 300},
+        ),
+    )
+    page.click('#nav a[data-view="invoices"]')
+    wait_ready(page, "invoices")
+    cells = page.eval_on_selector_all(
+        "#invoice-table tbody td", "tds => tds.map(td => td.textContent)"
+    )
+    assert cells[:6] == ["INV-7", "RES_A", "2024-06-01", "2024-06-15", "12.345678", "EUR"]
+    with page.expect_download() as saved:
+        page.click('button[data-invoice="INV-7"][data-document="pdf"]')
+    download = saved.value
+    assert download.suggested_filename == "INV-7.pdf"
+    assert Path(download.path()).read_bytes() == pdf
