@@ -180,6 +180,7 @@ export async function customers(ctx, root) {
   const to = dateInput("customers-to", today());
   const out = h("div");
   const load = async () => {
+    root.dataset.ready = "false";
     clear(out).append(h("p", { class: "empty" }, "Loading…"));
     const accounts = (await all("/accounts")).filter((a) => a.account !== ctx.me.account && a.kind !== "supplier");
     const balances = new Map();
@@ -216,6 +217,7 @@ export async function customers(ctx, root) {
       ]),
       usageError ? failure(usageError) : "",
     );
+    root.dataset.ready = "true";
   };
   clear(root).append(
     card(
@@ -246,6 +248,7 @@ export async function cdrs(ctx, root) {
   };
   const more = async (fresh = false) => {
     if (fresh) [items, cursor] = [[], null];
+    root.dataset.ready = "false";
     try {
       const page = await api("/cdrs", { query: { from: from.value, to: to.value, format: "json", cursor } });
       items = items.concat(page.items);
@@ -254,6 +257,7 @@ export async function cdrs(ctx, root) {
     } catch (error) {
       clear(out).append(failure(error));
     }
+    root.dataset.ready = "true";
   };
   const save = async (button) => {
     button.disabled = true;
