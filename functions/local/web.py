@@ -90,9 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
             for one in value if isinstance(value, list) else [value]:
                 self.send_header(name, str(one))
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the browser went away (a page closed): nothing to do
 
     def _api(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

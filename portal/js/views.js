@@ -93,6 +93,7 @@ function figure(id, label, value, currency) {
 // --- dashboard -----------------------------------------------------------------------------
 
 export async function dashboard(ctx, root) {
+  root.dataset.ready = "false"; // until every figure below has its answer
   const { chosen, node } = await accountChoice(ctx, "account-picker", (account) => {
     ctx.selected = account;
     dashboard(ctx, root);
@@ -119,7 +120,6 @@ export async function dashboard(ctx, root) {
     h("button", { type: "submit", id: "usage-show" }, "Show"),
   );
   clear(root).append(period, card(`Account ${chosen || ""}`, figures), usage, top);
-  root.dataset.ready = "false";
   if (chosen) {
     try {
       const id = encodeURIComponent(chosen);

@@ -174,29 +174,37 @@ def test_the_local_server_serves_the_portal_and_the_api_on_one_origin(portal):
 
 
 def test_password_sign_in_posts_to_sessions_and_uses_its_token_as_the_bearer(portal, context):
+    """The portal's side of POST /v1/sessions: {user, password, totp} in, 201 {"token"} out,
+    the token the bearer from then on; a refusal shown as the API words it. The route is the
+    sessions work's: here the browser's stand-in answers (a reseller's key standing for the
+    session's token); against the real route: test_portal_money_traffic.py."""
+    posted = []
+    answers = [
+        (401, {"code": "bad_credentials", "message": "wrong user, password or code"}),
+        (201, {"token": portal.keys["reseller"], "expires_at": "2099-01-01T00:00:00Z"}),
+    ]
+
+    def sessions(route):
+        posted.append(route.request.post_data_json)
+        assert "authorization" not in route.request.headers  # no bearer before sign-in
+        status, body = answers[len(posted) - 1]
+        route.fulfill(status=status, json=body)
+
     page = portal.page(context)
+    page.route("**/v1/sessions", sessions)
     page.click("#password-signin summary")
     page.fill("#user", "ops@res-a.example")
     page.fill("#password", "correct horse")
     page.fill("#totp", "123456")
     page.click("#password-form button[type=submit]")
-    # Without POST /v1/sessions on this server (its routes come with the sessions work):
     page.wait_for_selector("#signin-error:not([hidden])")
-    assert page.inner_text("#signin-error") == "This sign-in is not available here: use an API key."
+    assert page.inner_text("#signin-error") == "Sign-in refused: wrong user, password or code"
     assert page.evaluate("sessionStorage.length") == 0
 
-    # The contract with POST /v1/sessions: {user, password, totp} in, {"token"} out, the token
-    # the bearer from then on (here a reseller's key stands for the session's token).
-    posted = []
-
-    def sessions(route):
-        posted.append(route.request.post_data_json)
-        route.fulfill(status=201, json={"token": portal.keys["reseller"]})
-
-    page.route("**/v1/sessions", sessions)
     page.click("#password-form button[type=submit]")
     wait_ready(page, "dashboard")
-    assert posted == [{"user": "ops@res-a.example", "password": "correct horse", "totp": "123456"}]
+    sent = {"user": "ops@res-a.example", "password": "correct horse", "totp": "123456"}
+    assert posted == [sent, sent]
     assert page.inner_text("#balance") == "123.456789"
     assert page.evaluate("Object.values(sessionStorage)") == [portal.keys["reseller"]]
 
