@@ -134,7 +134,8 @@ export async function dashboard(ctx, root) {
       figures.append(failure(error));
     }
   }
-  const range = { ...ctx.range };
+  // The whole view by default; an account picked above: its own traffic.
+  const range = { ...ctx.range, account: ctx.selected || undefined };
   try {
     const days = (await api("/usage", { query: { ...range, group_by: "day" } })).items;
     const currency = days[0] ? days[0].currency : "";
@@ -365,9 +366,15 @@ async function statementForm(ctx, root) {
 // --- rates ---------------------------------------------------------------------------------
 
 export async function rates(ctx, root) {
+  const { chosen, node } = await accountChoice(ctx, "rates-account", (account) => {
+    ctx.selected = account;
+    rates(ctx, root);
+  });
+  root.dataset.ready = "false";
   const filter = h("input", { id: "rates-filter", placeholder: "prefix or destination" });
   const out = h("div");
-  clear(root).append(card("Rates", h("div", { class: "toolbar" }, field("Find", filter)), out));
+  const heading = h("p", { class: "hint", id: "rates-of" });
+  clear(root).append(card("Rates", h("div", { class: "toolbar" }, node, field("Find", filter)), heading, out));
   let items = [];
   const render = () => {
     const wanted = filter.value.trim().toLowerCase();
@@ -376,9 +383,19 @@ export async function rates(ctx, root) {
   };
   filter.addEventListener("input", render);
   try {
-    items = await all("/rates", {}, 5000);
+    const query = { account: chosen };
+    const first = await api("/rates", { query });
+    items = first.items;
+    let cursor = first.next_cursor;
+    while (cursor && items.length < 5000) {
+      const page = await api("/rates", { query: { ...query, cursor } });
+      items = items.concat(page.items);
+      cursor = page.next_cursor;
+    }
+    heading.textContent = [first.account, first.currency, first.version ? `deck version ${first.version}` : ""].filter(Boolean).join(" · ");
     render();
   } catch (error) {
     out.append(failure(error));
   }
+  root.dataset.ready = "true";
 }
