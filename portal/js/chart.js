@@ -15,7 +15,7 @@ export function barChart(items, { label = (i) => i.label, value = (i) => i.value
   const values = items.map((i) => Math.max(0, approx(value(i))));
   const max = Math.max(...values, 0) || 1;
   const step = items.length ? plotWidth / items.length : plotWidth;
-  const barWidth = Math.max(2, step * 0.7);
+  const barWidth = Math.max(2, Math.min(step * 0.7, 48));
   const chart = svg("svg", {
     class: "chart",
     viewBox: `0 0 ${width} ${height}`,
