@@ -599,6 +599,8 @@ API_GRANTS = (
     }
     # the account, the tenant's time zone; the API key (GetItem), a key's accounts (Query)
     | _dynamodb("AccountsTable", "GetItem", "Query")
+    # the portal's brands: read in one batch, set with their audit entry (functions/store/branding)
+    | _dynamodb("AccountsTable", "BatchGetItem", "PutItem", "ConditionCheckItem")
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")
