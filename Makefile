@@ -13,14 +13,24 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The portal's browser tests (tests/portal) drive Debian's Chromium through Playwright; the
+# Python package never downloads a browser (no `playwright install`).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,$(shell command -v sudo 2>/dev/null))
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+# `make demo SERVE=1`: the stack, the API and the portal stay up after the demo, until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python -m functions.cli demo
+	$(BIN)/python -m functions.cli demo $(if $(SERVE),--serve)
 
 lint: $(STAMP)
 	$(BIN)/ruff check functions tests bench app.py
 	$(BIN)/ruff format --check functions tests bench app.py
 
-test: lint
+test: lint | $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # `make bench ACCOUNTS=200`: a quick invoice cycle bench (default 10,000 accounts, long).

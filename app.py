@@ -285,3 +285,18 @@ def api_list_rates() -> Response:
     from functions.api.writes import list_rates
 
     return list_rates(app.current_request)
+
+
+# --- the portal's white label (functions/api/branding.py) ------------------------------------
+@app.route("/v1/branding", methods=["GET"])
+def api_get_branding() -> Response:
+    from functions.api.branding import get_branding
+
+    return get_branding(app.current_request)
+
+
+@app.route("/v1/branding", methods=["PUT"], content_types=["application/json"])
+def api_put_branding() -> Response:
+    from functions.api.branding import put_branding
+
+    return put_branding(app.current_request)

@@ -16,7 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PURE_PACKAGES = ("shared", "rate", "ingest", "fraud", "invoice", "api")
 EDGE_MODULES = {"handler.py"}
 # The API's route edges beside handler.py (Chalice and the stores, like it), by path.
-EDGE_PATHS = {"api/sessions.py", "api/guards.py", "api/money.py", "api/traffic.py", "api/writes.py"}
+EDGE_PATHS = {
+    "api/sessions.py",
+    "api/guards.py",
+    "api/money.py",
+    "api/traffic.py",
+    "api/writes.py",
+    "api/branding.py",
+}
 FORBIDDEN = (
     "boto3",
     "botocore",

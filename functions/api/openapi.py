@@ -345,6 +345,47 @@ _SCHEMAS: dict[str, Any] = {
             "expires_at": {"type": "string", "format": "date-time"},
         },
     },
+    # --- the portal's white label (GET/PUT /v1/branding) ---
+    "BrandColors": {
+        "type": "object",
+        "required": ["primary", "accent"],
+        "additionalProperties": False,
+        "properties": {
+            "primary": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+            "accent": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
+        },
+    },
+    "BrandInput": {
+        "type": "object",
+        "required": ["name", "colors"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 64},
+            "logo": {
+                "type": "string",
+                "nullable": True,
+                "pattern": "^data:image/(png|jpeg);base64,",
+                "description": "a PNG or JPEG of at most 64 KiB as a data: URL (no SVG)",
+            },
+            "colors": _ref("BrandColors"),
+        },
+    },
+    "Brand": {
+        "type": "object",
+        "required": ["name", "logo", "colors", "source"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "logo": {"type": "string", "nullable": True},
+            "colors": _ref("BrandColors"),
+            "source": {
+                "type": "string",
+                "enum": ["reseller", "tenant", "tollgate"],
+                "description": "the nearest reseller's brand, the tenant's default or "
+                "Tollgate's own",
+            },
+        },
+    },
 }
 
 # --- writes and rates (functions/api/writes.py): schemas -------------------------------------
@@ -862,6 +903,28 @@ def document() -> dict[str, Any]:
         # Every route authenticates, the document too (it names no tenant's data, but a
         # route that answers without a key is one more thing to reason about).
         "/v1/openapi.json": _get("this document", _json("OpenAPI 3.0", _ref("OpenApiDocument"))),
+        # --- the portal's white label ---
+        "/v1/branding": {
+            **_get(
+                "the brand the caller's portal shows: the nearest reseller at or above the "
+                "key's account that has one, else the tenant's default, else Tollgate's",
+                _json("the brand", _ref("Brand")),
+            ),
+            "put": {
+                "summary": "set the brand: a reseller-admin its own account's (its customers "
+                "see it), a tenant-admin the tenant's default",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BrandInput")}},
+                },
+                "responses": {
+                    "200": _json("the brand the caller now sees", _ref("Brand")),
+                    "400": _error("code bad_field; `field` names the member at fault"),
+                    "401": _UNAUTHORIZED,
+                    "403": _error("code forbidden: not a reseller-admin or tenant-admin key"),
+                },
+            },
+        },
         "/v1/webhooks/stripe/{tenant}": {
             "post": {
                 "summary": "Stripe's payment events for a tenant",

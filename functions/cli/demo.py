@@ -5,7 +5,9 @@ reseller with its own customer), their rate decks, and a generated day of traffi
 FreeSWITCH, an Asterisk and a VOS3000 switch (malformed rows included, one file resent),
 dropped into the CDR bucket through the CLI's own code path. It prints per-file counts,
 traffic per customer x destination (SQL on DuckDB over the lake's Parquet), balances, and
-ASR/ACD per supplier.
+ASR/ACD per supplier. At the end it prints the reseller's API key (and its customer's) and
+the portal's URL (the API and the portal on one origin, functions/local/web.py); `--serve`
+keeps them up until Ctrl-C.
 
 `--offline` instead rates one generated file with `tollgate rate` (the what-if path).
 With `--json` the narrative goes to stderr and stdout gets one JSON document: the files,
@@ -62,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("demo-output"))
     parser.add_argument("--cdrs", type=int, default=200_000, help="CDRs to generate")
     parser.add_argument("--offline", action="store_true", help="only the offline rating demo")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the stack, the API and the portal up after the demo, until Ctrl-C",
+    )
     json_flag(parser)
     parser.set_defaults(run=run)
 
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--cdrs must be at least 1,000")
     if args.offline:
         return offline_demo(args.workdir, args.cdrs, as_json=args.json)
-    return pipeline_demo(args.workdir, args.cdrs, as_json=args.json)
+    return pipeline_demo(args.workdir, args.cdrs, as_json=args.json, serve=args.serve)
 
 
 def _narrative(as_json: bool) -> contextlib.AbstractContextManager:
@@ -105,21 +112,34 @@ def heading(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 86 - len(text)))
 
 
-def pipeline_demo(workdir: Path, n_cdrs: int, *, as_json: bool = False) -> int:
+def pipeline_demo(workdir: Path, n_cdrs: int, *, as_json: bool = False, serve: bool = False) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
+    out = sys.stdout  # the narrative may go to stderr; the JSON document and the URLs not
+
+    def finished(outcome: dict) -> None:
+        seconds = time.perf_counter() - began
+        if as_json:
+            print(json.dumps({**outcome, "seconds": round(seconds, 1)}), file=out, flush=True)
+        else:
+            print(f"\ndemo finished in {seconds:.1f} s")
+            portal = outcome["portal"]
+            heading("the portal (API and web app on one origin)")
+            print(f"  reseller {RESELLER}'s API key (shown once): {portal['reseller_key']}")
+            print(f"  its customer {RESELLER_CUSTOMER}'s API key:       {portal['customer_key']}")
+            print(f"TOLLGATE_API_URL={portal['api_url']}")
+            print(f"TOLLGATE_PORTAL_URL={portal['portal_url']}", flush=True)
+            if not serve:
+                print("  (it stops with the demo: `make demo SERVE=1` keeps it up until Ctrl-C)")
+
     with _narrative(as_json):
-        outcome = _pipeline(workdir, n_cdrs)
-    seconds = time.perf_counter() - began
-    if as_json:
-        print(json.dumps({**outcome, "seconds": round(seconds, 1)}))
-    else:
-        print(f"\ndemo finished in {seconds:.1f} s")
+        _pipeline(workdir, n_cdrs, finished, serve=serve)
     return 0
 
 
-def _pipeline(workdir: Path, n_cdrs: int) -> dict:
+def _pipeline(workdir: Path, n_cdrs: int, finished, *, serve: bool = False) -> None:
     from functions.local.stack import LocalStack
+    from functions.local.web import PortalServer
     from functions.store import reset
 
     # The handlers log one JSON line per file (as on Lambda); the demo prints its own report.
@@ -149,7 +169,56 @@ def _pipeline(workdir: Path, n_cdrs: int) -> dict:
         checks = money_in_and_out(workdir)
         invoices = invoicing(workdir)
         fraud = fraud_incident(workdir, stack)
-        return final_state(checks) | {"invoices": invoices, "fraud": fraud}
+        with PortalServer(0, documents_origin=stack.endpoint_url) as web:
+            portal = portal_access(web)
+            finished(final_state(checks) | {"invoices": invoices, "fraud": fraud, "portal": portal})
+            if serve:
+                _serve_until_stopped()
+
+
+RESELLER, RESELLER_CUSTOMER = "DESI_CONNECT", "DESI_RETAIL"
+
+
+def portal_access(web) -> dict:
+    """A reseller's key and its customer's (each shown once) and the reseller's white label,
+    so its customer's portal shows the reseller's name, not the carrier's."""
+    from functions.api.brands import Brand
+    from functions.store import accounts, apikeys, branding
+
+    actor = accounts.caller(by="demo")
+    brand = Brand(name="Desi Connect", primary="#6a1b4d", accent="#f5a623")
+    branding.put_brand(TENANT, RESELLER, brand, actor=actor)
+    _, reseller_key = apikeys.create_key(
+        TENANT, "reseller-admin", account=RESELLER, label="demo: the portal", actor=actor
+    )
+    _, customer_key = apikeys.create_key(
+        TENANT, "customer", account=RESELLER_CUSTOMER, label="demo: the portal", actor=actor
+    )
+    return {
+        "api_url": web.api_url,
+        "portal_url": web.portal_url,
+        "reseller": RESELLER,
+        "reseller_key": reseller_key,
+        "customer_key": customer_key,
+    }
+
+
+def _serve_until_stopped() -> None:
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stopping.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    print("  serving until Ctrl-C", file=sys.stderr, flush=True)
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def final_state(checks: list[dict]) -> dict:

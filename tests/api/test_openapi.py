@@ -150,6 +150,29 @@ def exercise_writes(world, doc: dict, met: set, monkeypatch) -> None:
     ]
 
 
+def branding_answers(world, doc: dict, met: set) -> None:
+    """GET and PUT /v1/branding: every documented status, each answer against its schema."""
+    brand = {
+        "name": "Acme Voice",
+        "logo": None,
+        "colors": {"primary": "#123456", "accent": "#abcdef"},
+    }
+    for key, body in [
+        (None, brand),
+        ("customer", brand),
+        ("reseller", {**brand, "logo": "data:image/svg+xml;base64,PHN2Zz4="}),
+        ("reseller", brand),
+        ("admin", {**brand, "name": "Acme Carrier"}),
+    ]:
+        headers = {"Content-Type": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {world.keys[key]}"
+        answer = world.http.put("/v1/branding", headers=headers, body=json.dumps(body))
+        check(doc, "/v1/branding", "put", answer, met)
+    for key in (None, "admin", "reseller", "customer", "direct"):
+        check(doc, "/v1/branding", "get", world.get("/v1/branding", key), met)
+
+
 def test_every_answer_matches_its_schema(world, money, monkeypatch):
     doc = document()
     met: set[tuple[str, str, str]] = set()
@@ -188,6 +211,7 @@ def test_every_answer_matches_its_schema(world, money, monkeypatch):
             ):
                 check(doc, path, "get", world.get(path.replace("{number}", number), key), met)
     # --- end of money ----------------------------------------------------------------------
+    branding_answers(world, doc, met)
     assert world.get("/v1/openapi.json", "customer").json_body == doc
     assert world.get("/v1/openapi.json").status_code == 401
     webhook = "/v1/webhooks/stripe/{tenant}"

@@ -172,6 +172,7 @@ route                          admin fin ro  res ro_res cust direct anon revoked
 /v1/invoices/INV-2026-000001/pdf 404 404 404 404 404    404  404    401  401     401      401
 /v1/invoices/INV-2026-000001/xml 404 404 404 404 404    404  404    401  401     401      401
 /v1/payments                   200   200 200 200 200    200  200    401  401     401      401
+/v1/branding                   200   200 200 200 200    200  200    401  401     401      401
 /v1/rates                      400   400 400 200 200    200  200    401  401     401      401
 /v1/rates?account=CUST_A1      200   200 200 200 200    200  404    401  401     401      401
 /v1/rates?account=CARRIER_X    200   200 404 404 404    404  404    401  401     401      401

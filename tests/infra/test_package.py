@@ -613,6 +613,8 @@ API_GRANTS = (
     # an account, the caller's own and the balance in one read across the two tables
     | _dynamodb("AccountsTable", "BatchGetItem")
     | _dynamodb("LedgerTable", "BatchGetItem")
+    # the portal's brands: read in one batch, set with their audit entry (functions/store/branding)
+    | _dynamodb("AccountsTable", "BatchGetItem", "PutItem", "ConditionCheckItem")
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem")  # record_payment
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event
     | _dynamodb("BillingTable", "GetItem", "Query", "PutItem", "UpdateItem")

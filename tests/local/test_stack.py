@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import types
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -468,11 +470,27 @@ def test_local_up_prints_the_endpoint_and_stops_cleanly(stop_signal):
     try:
         lines = []
         deadline = time.monotonic() + 30
-        while f"AWS_ENDPOINT_URL=http://127.0.0.1:{port}" not in lines:
+        while not lines:
             remaining = deadline - time.monotonic()
             assert remaining > 0 and process.poll() is None, (lines, process.stderr.read())
             if select.select([process.stdout], [], [], remaining)[0]:
                 lines.append(process.stdout.readline().rstrip("\n"))
+        # The variables come in one flushed block: the rest of it is in the pipe already (and
+        # maybe in the reader's buffer, where select no longer sees it).
+        while not lines[-1].startswith("TOLLGATE_PORTAL_URL="):
+            lines.append(process.stdout.readline().rstrip("\n"))
+            assert lines[-1], lines
+        assert f"AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in lines
+        # The API and the portal on one origin, by default on the next port (or a free one).
+        urls = dict(line.split("=", 1) for line in lines if line.startswith("TOLLGATE_"))
+        portal = urls["TOLLGATE_PORTAL_URL"]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/", portal)
+        assert urls["TOLLGATE_API_URL"] == portal + "v1"
+        with urllib.request.urlopen(portal, timeout=10) as index:
+            assert b'src="js/app.js"' in index.read()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urls["TOLLGATE_API_URL"] + "/me", timeout=10)
+        assert refused.value.code == 401  # the API, asking for a key
 
         s3 = boto3.client(
             "s3",
