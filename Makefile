@@ -54,7 +54,7 @@ PACKAGE_DIR := build/package
 LAYER_ZIPS := build/layers/arrow.zip build/layers/documents.zip
 MERGE_TEMPLATE := build/merge.json
 # Deep-merged in this order into the one merge template Chalice takes (later files refine).
-MERGE_SOURCES := infra/template.yaml infra/glue.yaml infra/package.yaml
+MERGE_SOURCES := infra/template.yaml infra/glue.yaml infra/package.yaml infra/portal.yaml
 STACK_NAME ?= tollgate
 REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 ARTIFACT_BUCKET ?=
@@ -113,6 +113,9 @@ deploy: package $(if $(filter $(PACKAGE_BIN)/aws,$(AWS)),$(PACKAGE_BIN)/aws)
 		--s3-bucket $(ARTIFACT_BUCKET) --s3-prefix $(STACK_NAME) \
 		--capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		$(if $(strip $(PARAMETERS)),--parameter-overrides $(PARAMETERS))
+	$(AWS) s3 sync portal/ "s3://$$($(AWS) cloudformation describe-stacks --region $(REGION) \
+		--stack-name $(STACK_NAME) --output text \
+		--query "Stacks[0].Outputs[?OutputKey=='PortalBucketName'].OutputValue")/" --delete
 
 # Deep-merge CloudFormation templates the way `chalice package --merge-template` does; no two
 # files may declare the same resource, output or condition, nor one parameter differently.

@@ -70,10 +70,15 @@ DEPLOY_ONLY_TYPES = {
     "AWS::CloudWatch::Dashboard",
     # Made by the local stack from infra/invoice_cycle.asl.json (functions/local/states.py).
     "AWS::StepFunctions::StateMachine",
-    # The REST API (Stripe's webhook) and API Gateway's right to invoke its function: the
-    # local stack serves no HTTP; tests call the route through Chalice's test client.
+    # The REST API and API Gateway's right to invoke its function: the local stack serves
+    # them through Chalice's local gateway (functions/local/web.py), not API Gateway.
     "AWS::Serverless::Api",
     "AWS::Lambda::Permission",
+    # infra/portal.yaml: locally functions/local/web.py serves portal/ and the API on one
+    # origin, as this distribution does from the portal's bucket (PortalBucket, by name).
+    "AWS::CloudFront::Distribution",
+    "AWS::CloudFront::OriginAccessControl",
+    "AWS::CloudFront::ResponseHeadersPolicy",
 }
 
 
@@ -240,7 +245,7 @@ def test_infra_resources_arrive_unchanged(packaged):
             assert template["Parameters"][name]["Default"] == parameter["Default"]
     infra_names = set(_infra("template.yaml")["Resources"]) | set(_infra("glue.yaml")["Resources"])
     for name, resource in template["Resources"].items():
-        if name not in infra_names:
+        if name not in infra_names and name != "PortalBucket":
             assert resource["Type"] in DEPLOY_ONLY_TYPES, f"{name} is not provisioned locally"
 
 
@@ -959,3 +964,46 @@ def test_the_api_stage_throttles_all_keys_together(packaged):
     # the ceiling lets several keys use their whole limit at once
     assert parameters["ApiRateLimit"]["Default"] >= 10 * DEFAULT_RATE
     assert parameters["ApiBurstLimit"]["Default"] >= 10 * DEFAULT_BURST
+
+
+def test_the_portal_and_the_api_share_one_cloudfront_origin(packaged):
+    """infra/portal.yaml: the portal's bucket is private and read by its distribution alone,
+    /v1/* goes to the API uncached, and the pages get the local server's security policy."""
+    template = packaged["template"]
+    resources = template["Resources"]
+    bucket = resources["PortalBucket"]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (grant,) = resources["PortalBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert grant["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert grant["Action"] == "s3:GetObject"
+    assert "${PortalDistribution}" in grant["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"]
+    config = resources["PortalDistribution"]["Properties"]["DistributionConfig"]
+    origins = {o["Id"]: o for o in config["Origins"]}
+    assert origins["portal"]["OriginAccessControlId"] == {
+        "Fn::GetAtt": ["PortalOriginAccess", "Id"]
+    }
+    assert origins["api"]["DomainName"]["Fn::Sub"].startswith("${RestAPI}.execute-api.")
+    assert origins["api"]["OriginPath"] == "/api"  # Chalice's stage
+    (api,) = config["CacheBehaviors"]
+    assert (api["PathPattern"], api["TargetOriginId"]) == ("/v1/*", "api")
+    assert api["CachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # CachingDisabled
+    assert {"GET", "POST", "PUT", "PATCH"} <= set(api["AllowedMethods"])
+    assert config["DefaultCacheBehavior"]["TargetOriginId"] == "portal"
+    from functions.local.web import CONTENT_SECURITY_POLICY
+
+    headers = resources["PortalHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+    policy = headers["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+    local = CONTENT_SECURITY_POLICY.format(
+        connect=" https://${DocumentsBucket.RegionalDomainName}"
+        " https://${LakeBucket.RegionalDomainName}"
+    )
+    assert policy["Fn::Sub"] == local
+    for name in ("DocumentsBucket", "LakeBucket"):  # the portal reads pre-signed links
+        (rule,) = resources[name]["Properties"]["CorsConfiguration"]["CorsRules"]
+        assert rule["AllowedMethods"] == ["GET"]
+    assert "PortalUrl" in template["Outputs"]
