@@ -12,6 +12,7 @@ from typing import Any
 from functions.api.keys import ROLES
 from functions.api.money_views import MAX_STATEMENT_DAYS
 from functions.api.paging import DEFAULT_LIMIT, MAX_LIMIT
+from functions.api.usage import CDR_COLUMNS
 from functions.invoice.statement import ENTRY_KINDS
 
 VERSION = "1.0.0"
@@ -36,6 +37,19 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _error(description: str) -> dict[str, Any]:
     return _json(description, _ref("Error"))
+
+
+def _page(item: str) -> dict[str, Any]:
+    """A list route's answer: a page of `item`s and the cursor of the next (null: the last)."""
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "next_cursor": {"type": "string", "nullable": True},
+        },
+    }
 
 
 _SCHEMAS: dict[str, Any] = {
@@ -95,15 +109,7 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "AccountPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("Account")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-    },
+    "AccountPage": _page("Account"),
     "Balance": {
         "type": "object",
         "required": ["account", "currency", "balance", "reserved"],
@@ -247,15 +253,7 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "InvoicePage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("Invoice")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-    },
+    "InvoicePage": _page("Invoice"),
     "Payment": {
         "type": "object",
         "required": [
@@ -302,15 +300,7 @@ _SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "PaymentPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("Payment")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-    },
+    "PaymentPage": _page("Payment"),
     "Link": {
         "type": "object",
         "required": ["url", "expires_in"],
@@ -735,18 +725,7 @@ _TRAFFIC_SCHEMAS: dict[str, Any] = {
     },
     "Cdr": {
         "type": "object",
-        "required": [
-            "call_id",
-            "account",
-            "start",
-            "caller",
-            "callee",
-            "destination",
-            "duration",
-            "billed_seconds",
-            "amount",
-            "currency",
-        ],
+        "required": list(CDR_COLUMNS),
         "additionalProperties": False,
         "properties": {
             "call_id": {"type": "string"},
@@ -767,24 +746,7 @@ _TRAFFIC_SCHEMAS: dict[str, Any] = {
             "cost_currency": {**_CURRENCY, "nullable": True},
         },
     },
-    "CdrPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "additionalProperties": False,
-        "properties": {
-            "items": {"type": "array", "items": _ref("Cdr")},
-            "next_cursor": {"type": "string", "nullable": True},
-        },
-    },
-    "ExportLink": {
-        "type": "object",
-        "required": ["url", "expires_in"],
-        "additionalProperties": False,
-        "properties": {
-            "url": {"type": "string", "description": "the pre-signed link (also Location)"},
-            "expires_in": {"type": "integer", "description": "seconds"},
-        },
-    },
+    "CdrPage": _page("Cdr"),
 }
 
 
@@ -844,7 +806,7 @@ def _traffic_paths(paging: list[dict[str, Any]]) -> dict[str, Any]:
         not_found=True,
     )
     cdrs["get"]["responses"]["303"] = {
-        **_json("a CSV over the inline row limit: a pre-signed link", _ref("ExportLink")),
+        **_json("a CSV over the inline row limit: a pre-signed link", _ref("Link")),
         "headers": {"Location": {"schema": {"type": "string"}}},
     }
     unprovisioned = _error(

@@ -339,21 +339,25 @@ def usage_items(totals: pa.Table, view: View) -> list[dict[str, Any]]:
 # --- CDR rows ---------------------------------------------------------------------------
 
 
+# Every CDR row's members, whoever asks (the OpenAPI document's required list).
+CDR_COLUMNS = (
+    "call_id",
+    "account",
+    "start",
+    "caller",
+    "callee",
+    "destination",
+    "duration",
+    "billed_seconds",
+    "amount",
+    "currency",
+)
+
+
 def cdr_columns(view: View) -> list[str]:
     """The members of a CDR row, by view: a reseller's or customer's rows carry only its own
     price (and a reseller its customers' price); only the carrier's name a supplier."""
-    columns = [
-        "call_id",
-        "account",
-        "start",
-        "caller",
-        "callee",
-        "destination",
-        "duration",
-        "billed_seconds",
-        "amount",
-        "currency",
-    ]
+    columns = list(CDR_COLUMNS)
     if view.reseller:
         columns += ["customer_amount", "customer_currency", "margin"]
     if view.cost:
