@@ -128,3 +128,26 @@ def test_the_authorizer_answers_from_the_token():
     event = {"type": "TOKEN", "authorizationToken": "Basic x", "methodArn": ARN}
     denied = usage_key(event, None)
     assert denied["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+
+
+def test_the_local_gateway_runs_the_authorizer_and_answers_as_the_stage():
+    """No store here: these answers come from the gateway (no header; the authorizer's Deny),
+    in GATEWAY_RESPONSES' shape, before serve() runs; Chalice's own would be
+    {"message": "Unauthorized"} and a 403."""
+    from chalice.test import Client
+
+    from app import app
+    from functions.local.gateway import use_gateway_responses
+
+    with Client(app) as client:
+        plain = client.http.get("/v1/me")
+        assert (plain.status_code, plain.json_body) == (401, {"message": "Unauthorized"})
+        http = use_gateway_responses(client.http)
+        for headers, kind in (
+            ({}, "UNAUTHORIZED"),
+            ({"Authorization": "Basic x"}, "ACCESS_DENIED"),
+        ):
+            answer = http.get("/v1/accounts/RES_A/balance", headers=headers)
+            wanted = GATEWAY_RESPONSES[kind]
+            assert (answer.status_code, answer.json_body) == (wanted.status, wanted.body())
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
