@@ -21,6 +21,8 @@ import datetime as dt
 import os
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from functions.api.usagekeys import USAGE_KEY
 from functions.store import StoreError, client
 
@@ -109,5 +111,9 @@ def sweep_session_keys(now: dt.datetime) -> int:
         if int(k.get("tags", {}).get(_EXPIRES_TAG, "0")) <= now.timestamp()
     ]
     for key in ended:
-        client("apigateway").delete_api_key(apiKey=key["id"])
+        try:
+            client("apigateway").delete_api_key(apiKey=key["id"])
+        except ClientError as error:  # another sign-in swept it first
+            if error.response["Error"]["Code"] != "NotFoundException":
+                raise
     return len(ended)

@@ -128,6 +128,13 @@ def test_a_session_gets_a_usage_key_until_it_ends(moto, acme, monkeypatch):
     # sweeping before the session ends keeps it, after removes it
     assert gateway.sweep_session_keys(now) == 0
     assert gateway.sweep_session_keys(session.expires_at) == 1
+    # a key another sign-in deleted meanwhile is no error
+    made = aws_client("apigateway").create_api_key(
+        name="tollgate-session-0000000000000000", tags={"tollgate:expires": "1"}
+    )
+    aws_client("apigateway").delete_api_key(apiKey=made["id"])
+    monkeypatch.setattr(gateway, "_keys", lambda prefix: [made])
+    assert gateway.sweep_session_keys(now) == 1
     # deleted (API Gateway drops a deleted key from its plans; moto keeps the plan's entry)
     names = [k["name"] for k in aws_client("apigateway").get_api_keys()["items"]]
     assert name not in names and all(n.startswith("tollgate-key-") for n in names)
