@@ -7,7 +7,7 @@ declarations without the handlers' dependencies.
 """
 
 from chalice import Chalice, Cron, Rate, Response
-from chalice.app import CloudWatchEvent, SQSEvent
+from chalice.app import AuthRequest, CloudWatchEvent, SQSEvent
 
 from functions.shared.settings import settings
 
@@ -144,37 +144,49 @@ def stripe_webhook(tenant: str) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
+# --- per-key limits (issue 13): API Gateway counts each request against the usage plan's key
+# the token names (functions/api/usagekeys.py); no store read, serve() still authenticates.
+@app.authorizer(name="usage_key", ttl_seconds=300)
+def usage_key(auth_request: AuthRequest) -> dict:
+    from functions.api.usagekeys import decide, policy
+
+    return policy(decide(auth_request.token), auth_request.method_arn)
+
+
+KEYED = {"authorizer": usage_key, "api_key_required": True}
+
+
 # The reseller and customer API: every route authenticates its API key in
 # functions.api.handler.serve, and its OpenAPI document (functions/api/openapi.py) lists it.
-@app.route("/v1/me", methods=["GET"])
+@app.route("/v1/me", methods=["GET"], **KEYED)
 def api_me() -> Response:
     from functions.api.handler import me
 
     return me(app.current_request)
 
 
-@app.route("/v1/accounts", methods=["GET"])
+@app.route("/v1/accounts", methods=["GET"], **KEYED)
 def api_list_accounts() -> Response:
     from functions.api.handler import list_accounts
 
     return list_accounts(app.current_request)
 
 
-@app.route("/v1/accounts/{account_id}", methods=["GET"])
+@app.route("/v1/accounts/{account_id}", methods=["GET"], **KEYED)
 def api_get_account(account_id: str) -> Response:
     from functions.api.handler import get_account
 
     return get_account(app.current_request, account_id)
 
 
-@app.route("/v1/accounts/{account_id}/balance", methods=["GET"])
+@app.route("/v1/accounts/{account_id}/balance", methods=["GET"], **KEYED)
 def api_get_balance(account_id: str) -> Response:
     from functions.api.handler import get_balance
 
     return get_balance(app.current_request, account_id)
 
 
-@app.route("/v1/openapi.json", methods=["GET"])
+@app.route("/v1/openapi.json", methods=["GET"], **KEYED)
 def api_openapi() -> Response:
     from functions.api.handler import openapi
 
@@ -182,42 +194,42 @@ def api_openapi() -> Response:
 
 
 # --- API: money (reads): statements, invoices and their documents, payments -------------------
-@app.route("/v1/accounts/{account_id}/statement", methods=["GET"])
+@app.route("/v1/accounts/{account_id}/statement", methods=["GET"], **KEYED)
 def api_get_statement(account_id: str) -> Response:
     from functions.api.money import get_statement
 
     return get_statement(app.current_request, account_id)
 
 
-@app.route("/v1/invoices", methods=["GET"])
+@app.route("/v1/invoices", methods=["GET"], **KEYED)
 def api_list_invoices() -> Response:
     from functions.api.money import list_invoices
 
     return list_invoices(app.current_request)
 
 
-@app.route("/v1/invoices/{number}", methods=["GET"])
+@app.route("/v1/invoices/{number}", methods=["GET"], **KEYED)
 def api_get_invoice(number: str) -> Response:
     from functions.api.money import get_invoice
 
     return get_invoice(app.current_request, number)
 
 
-@app.route("/v1/invoices/{number}/pdf", methods=["GET"])
+@app.route("/v1/invoices/{number}/pdf", methods=["GET"], **KEYED)
 def api_get_invoice_pdf(number: str) -> Response:
     from functions.api.money import get_invoice_document
 
     return get_invoice_document(app.current_request, number, "pdf")
 
 
-@app.route("/v1/invoices/{number}/xml", methods=["GET"])
+@app.route("/v1/invoices/{number}/xml", methods=["GET"], **KEYED)
 def api_get_invoice_xml(number: str) -> Response:
     from functions.api.money import get_invoice_document
 
     return get_invoice_document(app.current_request, number, "xml")
 
 
-@app.route("/v1/payments", methods=["GET"])
+@app.route("/v1/payments", methods=["GET"], **KEYED)
 def api_list_payments() -> Response:
     from functions.api.money import list_payments
 
@@ -225,14 +237,14 @@ def api_list_payments() -> Response:
 
 
 # --- traffic (issue 13): usage per group and the caller's CDRs, read from the lake ---------
-@app.route("/v1/usage", methods=["GET"])
+@app.route("/v1/usage", methods=["GET"], **KEYED)
 def api_usage() -> Response:
     from functions.api.traffic import get_usage
 
     return get_usage(app.current_request)
 
 
-@app.route("/v1/cdrs", methods=["GET"])
+@app.route("/v1/cdrs", methods=["GET"], **KEYED)
 def api_cdrs() -> Response:
     from functions.api.traffic import get_cdrs
 
@@ -259,28 +271,30 @@ def api_create_session() -> Response:
 
 # The API's writes and rates (functions/api/writes.py): accounts created and changed, an
 # account's deck set, the rates in force read; each listed in functions/api/openapi.py.
-@app.route("/v1/accounts", methods=["POST"], content_types=["application/json"])
+@app.route("/v1/accounts", methods=["POST"], content_types=["application/json"], **KEYED)
 def api_create_account() -> Response:
     from functions.api.writes import create_account
 
     return create_account(app.current_request)
 
 
-@app.route("/v1/accounts/{account_id}", methods=["PATCH"], content_types=["application/json"])
+@app.route(
+    "/v1/accounts/{account_id}", methods=["PATCH"], content_types=["application/json"], **KEYED
+)
 def api_update_account(account_id: str) -> Response:
     from functions.api.writes import update_account
 
     return update_account(app.current_request, account_id)
 
 
-@app.route("/v1/accounts/{account_id}/deck", methods=["PUT"], content_types=["text/csv"])
+@app.route("/v1/accounts/{account_id}/deck", methods=["PUT"], content_types=["text/csv"], **KEYED)
 def api_put_deck(account_id: str) -> Response:
     from functions.api.writes import put_deck
 
     return put_deck(app.current_request, account_id)
 
 
-@app.route("/v1/rates", methods=["GET"])
+@app.route("/v1/rates", methods=["GET"], **KEYED)
 def api_list_rates() -> Response:
     from functions.api.writes import list_rates
 
@@ -288,14 +302,14 @@ def api_list_rates() -> Response:
 
 
 # --- the portal's white label (functions/api/branding.py) ------------------------------------
-@app.route("/v1/branding", methods=["GET"])
+@app.route("/v1/branding", methods=["GET"], **KEYED)
 def api_get_branding() -> Response:
     from functions.api.branding import get_branding
 
     return get_branding(app.current_request)
 
 
-@app.route("/v1/branding", methods=["PUT"], content_types=["application/json"])
+@app.route("/v1/branding", methods=["PUT"], content_types=["application/json"], **KEYED)
 def api_put_branding() -> Response:
     from functions.api.branding import put_branding
 

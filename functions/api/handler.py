@@ -5,14 +5,14 @@ Errors are JSON `{"code", "message"[, "field"]}` with a stable code: 401 for a m
 refused key (the store's Unauthorized code), 403 `forbidden` for a role that may not do it,
 404 `not_found` for an account outside the caller's view (whether it exists elsewhere is never
 told), 400 `bad_parameter` / `bad_field` naming the query parameter or body member at fault,
-429 `rate_limited` (with Retry-After) beyond the key's request rate (functions/api/throttle.py).
+429 `rate_limited` (with Retry-After) beyond the key's request rate (functions/api/throttle.py;
+on AWS API Gateway's usage plan answers it first, in the same shape: functions/api/usagekeys.py).
 Authentication comes first: a stranger learns nothing about the parameters either.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,10 +34,12 @@ from functions.api.requests import (
     forbidden,
 )
 from functions.api.signin import SESSION_PREFIX
+from functions.api.usagekeys import BEARER
 from functions.shared.ids import check_name
 from functions.store import accounts, apikeys, users
 
-_BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
+# `Bearer <token>`, as the authorizer reads it too (the usage key it names: usagekeys.py)
+_BEARER = BEARER
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 Result = dict[str, Any] | Answer | Download | Redirect

@@ -3,8 +3,17 @@
 Each key may make `rate` requests per second on average and `burst` at once: its bucket holds
 up to `burst` tokens, refills at `rate` tokens a second, and each request takes one. A request
 that finds the bucket empty is refused with the seconds until a token is back (429
-`rate_limited`, `Retry-After`). The same numbers are API Gateway's stage throttling on AWS
-(infra/package.yaml); see `Limiter` for what a bucket in one process can and cannot promise.
+`rate_limited`, `Retry-After`).
+
+On AWS the per-key limit is API Gateway's: a usage plan (infra/package.yaml UsagePlan, its
+ApiKeyRateLimit/ApiKeyBurstLimit default to DEFAULT_RATE/DEFAULT_BURST, tests/infra keep them
+equal) holds each key and portal session across every Lambda container, through the usage key
+app.py's authorizer names (functions/api/usagekeys.py) and the API Gateway key made with the
+Tollgate key (functions/store/gateway.py); API Gateway answers 429 `rate_limited` itself. This
+bucket is the local stack's enforcement of the same numbers (the local gateway has no usage
+plans), and on AWS a second, per-container check behind the plan; tenant overrides
+(TOLLGATE_API_RATE_LIMITS) are only this bucket's. See `Limiter` for what a bucket in one
+process can and cannot promise.
 
 The bucket is a pure function of its state and the time (`take`); `Limiter` keeps the states
 of the keys it has seen, with the clock injected, so tests run on a fake clock.
@@ -94,8 +103,8 @@ class Limiter:
 
     In one process (the local stack, tests, one warm Lambda container) this is the limit,
     exactly. On AWS each concurrent container keeps its own buckets, so a key spread over n
-    containers could get up to n times its rate from them alone: API Gateway's throttling
-    (infra/package.yaml) is what holds there.
+    containers could get up to n times its rate from them alone: the usage plan's per-key
+    throttling in API Gateway (infra/package.yaml) is what holds there.
     """
 
     def __init__(

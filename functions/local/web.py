@@ -28,6 +28,7 @@ from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException
 
 from functions.local.errors import LocalStackError
+from functions.local.gateway import Authorizer
 
 __all__ = ["PORTAL_DIR", "PortalServer", "security_headers"]
 
@@ -62,11 +63,13 @@ def security_headers(connect: tuple[str, ...] = ()) -> dict[str, str]:
 
 
 class _Gateway(LocalGateway):
-    """Chalice's local API Gateway, with the caller's own address in the request context."""
+    """Chalice's local API Gateway, with the caller's own address in the request context and
+    its own refusals answered as the deployed stage's GatewayResponses (functions.local.gateway)."""
 
     def __init__(self, app: Chalice, config: Config, source_ip: str) -> None:
         super().__init__(app, config)
         self._source_ip = source_ip
+        self._authorizer = Authorizer(app)  # API Gateway's own refusals, as deployed
 
     def _generate_lambda_event(self, method, path, headers, body):  # type: ignore[override]
         event = super()._generate_lambda_event(method, path, headers, body)

@@ -11,6 +11,9 @@ A request reads the lookup item alone (one consistent GetItem: a revocation hold
 next request); an operator lists a tenant's keys from its partition. Both items and the audit
 entry are written in one TransactWriteItems, so they never disagree. The presented key
 (`tg_{key_id}_{secret}`) is returned once by create_key and never stored.
+
+When the deployment names a usage plan, a new key also gets its API Gateway key there (the
+per-key request limit, functions.store.gateway) and a revoked key's is disabled.
 """
 
 from __future__ import annotations
@@ -35,8 +38,17 @@ from functions.api.keys import (
     new_key,
     parse,
 )
+from functions.api.usagekeys import usage_key_of
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, StoreError, accounts, check_name, client
+from functions.store import (
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    accounts,
+    check_name,
+    client,
+    gateway,
+)
 
 _ATTEMPTS = 5
 # Compared against when the key id is unknown, so an unknown id costs what a wrong secret does.
@@ -194,9 +206,11 @@ def create_key(
         ]
         try:
             client("dynamodb").transact_write_items(TransactItems=items)
-            return record, presented
         except ClientError as error:
             codes = _cancel_codes(error)
+        else:
+            _add_usage_key(record, presented, actor)
+            return record, presented
         failed = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
         if any(i >= 3 for i in failed):  # the tenant or the account went meanwhile
             raise NotFoundError(
@@ -204,6 +218,17 @@ def create_key(
             )
         # A 64-bit key id taken already (never in practice) or a conflict: a new key.
     raise ConflictError("could not store a new API key; run it again")
+
+
+def _add_usage_key(record: ApiKey, presented: str, actor: accounts.Actor) -> None:
+    """The key's API Gateway key in the deployment's usage plan (functions.store.gateway);
+    if API Gateway refuses, the key is revoked (it could make no request) and the error
+    raised: no key is handed out without its limit."""
+    try:
+        gateway.add_key(record.tenant, record.key_id, usage_key_of(presented))
+    except Exception:
+        revoke_key(record.tenant, record.key_id, actor=actor)
+        raise
 
 
 def authenticate(presented: object, *, ip: str | None = None) -> ApiKey:
@@ -281,6 +306,7 @@ def revoke_key(tenant: str, key_id: str, *, actor: accounts.Actor) -> ApiKey:
     for _ in range(_ATTEMPTS):
         key = get_key(tenant, key_id)
         if key.revoked:
+            gateway.disable_key(key_id)  # again: a revocation API Gateway missed before
             return key
         at = dt.datetime.now(dt.UTC)
         changes = [accounts.Change("revoked_at", None, at.isoformat(timespec="microseconds"))]
@@ -294,7 +320,9 @@ def revoke_key(tenant: str, key_id: str, *, actor: accounts.Actor) -> ApiKey:
         ]
         try:
             client("dynamodb").transact_write_items(TransactItems=items)
-            return dataclasses.replace(key, revoked_at=at, revoked_by=actor.by)
         except ClientError as error:
             _cancel_codes(error)  # revoked meanwhile, or a conflict: read it again
+            continue
+        gateway.disable_key(key_id)  # API Gateway refuses it too (no plan: nothing to do)
+        return dataclasses.replace(key, revoked_at=at, revoked_by=actor.by)
     raise ConflictError(f"API key {key_id!r} kept changing meanwhile; run it again")

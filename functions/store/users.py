@@ -29,8 +29,17 @@ from botocore.exceptions import ClientError
 
 from functions.api import signin
 from functions.api.keys import ApiKey, check_account_kind, check_role
+from functions.api.usagekeys import usage_key_of
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, StoreError, accounts, check_name, client
+from functions.store import (
+    ConflictError,
+    NotFoundError,
+    StoreError,
+    accounts,
+    check_name,
+    client,
+    gateway,
+)
 from functions.store.apikeys import Unauthorized
 
 
@@ -405,6 +414,8 @@ def sign_in(
         _cancel_codes(error)
         _fail(name, now)
         raise BadCredentials("bad credentials") from None
+    # the session's request limit in API Gateway, as an API key's (no usage plan: nothing)
+    gateway.add_session_key(session_id, usage_key_of(token), expires)
     return session, token
 
 

@@ -12,6 +12,7 @@ from chalice.test import Client
 
 from functions.api import handler
 from functions.api.throttle import Limit, Limiter
+from functions.local.gateway import use_gateway_responses
 from functions.store import accounts, apikeys, ledger
 from functions.store import client as aws_client
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
@@ -87,4 +88,6 @@ def world() -> Iterator[World]:
             from app import app
 
             with Client(app) as client:
-                yield World(client.http, keys, revoked, wrong_ip, unknown)
+                # API Gateway's own refusals (no header, the authorizer's Deny) as deployed
+                http = use_gateway_responses(client.http)
+                yield World(http, keys, revoked, wrong_ip, unknown)

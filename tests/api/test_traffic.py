@@ -22,6 +22,7 @@ from chalice.test import Client
 from functions.api import handler, traffic
 from functions.api.openapi import document
 from functions.api.throttle import Limit, Limiter
+from functions.local.gateway import use_gateway_responses
 from functions.shared.settings import settings
 from functions.store import accounts, apikeys, iam
 from functions.store import client as aws_client
@@ -108,7 +109,7 @@ def world(tmp_path_factory) -> Iterator[Traffic]:
             from app import app
 
             with Client(app) as client:
-                yield Traffic(client.http, keys, "", "", "", files)
+                yield Traffic(use_gateway_responses(client.http), keys, "", "", "", files)
 
 
 def usage(world, key: str, query: str = RANGE, status: int = 200) -> dict:

@@ -19,6 +19,7 @@ import pytest
 from chalice.test import Client
 
 from functions.cli import main as tollgate
+from functions.local.gateway import use_gateway_responses
 from functions.store import accounts, apikeys, decks
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 
@@ -105,7 +106,7 @@ def world() -> Iterator[World]:
             from app import app
 
             with Client(app) as client:
-                yield World(client.http, keys, key_ids)
+                yield World(use_gateway_responses(client.http), keys, key_ids)
 
 
 def stored(account: str) -> accounts.Account:

@@ -47,6 +47,7 @@ FUNCTIONS = {
     "CheckFraud": "check_fraud",
     "EvaluateFraud": "evaluate_fraud",
     "APIHandler": "api_handler",  # app.py's routes (Chalice's one function for them all)
+    "UsageKey": "usage_key",  # the routes' authorizer: the usage key a token names
 }
 # Chalice names each role after its function, but the API handler's ApiHandlerRole.
 ROLES = {name: f"{name}Role" for name in FUNCTIONS} | {"APIHandler": "ApiHandlerRole"}
@@ -55,7 +56,7 @@ RENDERING = {"InvoiceRender"}
 LAYERS = {
     name: ["ArrowLayer", "DocumentsLayer"] if name in RENDERING else ["ArrowLayer"]
     for name in FUNCTIONS
-}
+} | {"UsageKey": []}  # it reads the token alone
 LAYER_ZIPS = {"ArrowLayer": "arrow-layer.zip", "DocumentsLayer": "documents-layer.zip"}
 DEPLOY_ONLY_TYPES = {
     "AWS::Serverless::Function",
@@ -79,6 +80,7 @@ DEPLOY_ONLY_TYPES = {
     "AWS::CloudFront::Distribution",
     "AWS::CloudFront::OriginAccessControl",
     "AWS::CloudFront::ResponseHeadersPolicy",
+    "AWS::ApiGateway::UsagePlan",  # each key's own limit (the local stack: throttle.py)
 }
 
 
@@ -440,7 +442,13 @@ def test_the_api_handler_serves_every_route_and_only_those(packaged):
 def test_functions_find_the_stacks_resources_not_the_packaging_machines(packaged):
     config = json.loads((PROJECT_DIR / ".chalice" / "config.json").read_text())
     for function in _resources(packaged["template"], "AWS::Serverless::Function").values():
-        variables = function["Properties"]["Environment"]["Variables"]
+        variables = dict(function["Properties"]["Environment"]["Variables"])
+        # the API function puts portal sessions' keys in the usage plan, found by its name
+        plan = variables.pop("TOLLGATE_USAGE_PLAN", None)
+        if function["Properties"]["Handler"] == "app.app":  # Chalice's API function
+            assert plan == {"Fn::Sub": "${AWS::StackName}-keys"}
+        else:
+            assert plan is None
         assert set(variables) == set(config["environment_variables"])
         for value in variables.values():
             assert isinstance(value, dict), "a literal name ignores the stack's parameters"
@@ -518,6 +526,9 @@ SEND_MAIL = (
     "ses:SendEmail",  # SES v2 SendEmail (functions/store/mail.py)
     "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${MailFromIdentity}",
 )
+
+
+APIGATEWAY = "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
 
 
 def _dynamodb(table: str, *actions: str) -> set[tuple[str, str]]:
@@ -627,6 +638,14 @@ API_GRANTS = (
     | _dynamodb("AccountsTable", "PutItem", "UpdateItem", "ConditionCheckItem")
     | _dynamodb("LedgerTable", "ConditionCheckItem")  # no balance history: kind, currency
     | {("s3:GetObject", f"{LAKE}/decks/*"), ("s3:PutObject", f"{LAKE}/decks/*")}
+    # a portal session's API Gateway key in the usage plan, the ended ones deleted
+    | {
+        ("apigateway:GET", f"{APIGATEWAY}/usageplans"),
+        ("apigateway:GET", f"{APIGATEWAY}/apikeys"),
+        ("apigateway:POST", f"{APIGATEWAY}/apikeys"),
+        ("apigateway:POST", f"{APIGATEWAY}/usageplans/*/keys"),
+        ("apigateway:DELETE", f"{APIGATEWAY}/apikeys/*"),
+    }
 )
 
 
@@ -691,6 +710,7 @@ def test_the_secret_grant_names_the_secrets_the_webhook_reads():
         ("CheckFraud", "fraud-check", CHECK_FRAUD_GRANTS),
         ("EvaluateFraud", "fraud-evaluate", EVALUATE_FRAUD_GRANTS),
         ("APIHandler", "api", API_GRANTS),
+        ("UsageKey", "usage-key", LOGS),  # the authorizer reads nothing
     ],
 )
 def test_each_function_role_touches_only_its_own_resources(packaged, function, suffix, expected):
@@ -1007,3 +1027,76 @@ def test_the_portal_and_the_api_share_one_cloudfront_origin(packaged):
         (rule,) = resources[name]["Properties"]["CorsConfiguration"]["CorsRules"]
         assert rule["AllowedMethods"] == ["GET"]
     assert "PortalUrl" in template["Outputs"]
+
+
+# --- per-key limits: the usage plan, the authorizer naming its keys, API Gateway's answers --
+
+
+def test_each_key_is_limited_by_the_usage_plan_at_throttle_pys_numbers(packaged):
+    from functions.api.throttle import DEFAULT_BURST, DEFAULT_RATE
+
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    # API Gateway takes the usage key from the authorizer's answer, not an x-api-key header
+    assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+    (name,) = _resources(template, "AWS::ApiGateway::UsagePlan")
+    plan = template["Resources"][name]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "ApiKeyRateLimit"},
+        "BurstLimit": {"Ref": "ApiKeyBurstLimit"},
+    }
+    parameters = template["Parameters"]
+    # the limit API Gateway holds is the one the local stack's process holds
+    assert parameters["ApiKeyRateLimit"]["Default"] == DEFAULT_RATE
+    assert parameters["ApiKeyBurstLimit"]["Default"] == DEFAULT_BURST
+    # the API function and the CLI find the plan by its name (TOLLGATE_USAGE_PLAN)
+    assert plan["UsagePlanName"] == {"Fn::Sub": "${AWS::StackName}-keys"}
+    assert template["Outputs"]["UsagePlanName"]["Value"] == plan["UsagePlanName"]
+    # the stage-wide ceiling lets many keys use their whole limit at once
+    assert parameters["ApiRateLimit"]["Default"] >= 10 * parameters["ApiKeyRateLimit"]["Default"]
+
+
+def test_the_authorizer_guards_exactly_the_keyed_routes(packaged):
+    from app import app
+
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    body = api["Properties"]["DefinitionBody"]
+    authorizer = body["securityDefinitions"]["usage_key"]
+    assert authorizer["name"] == "Authorization" and authorizer["in"] == "header"
+    assert authorizer["x-amazon-apigateway-authorizer"]["type"] == "token"
+    assert (
+        "${UsageKey.Arn}"
+        in authorizer["x-amazon-apigateway-authorizer"]["authorizerUri"]["Fn::Sub"]
+    )
+    unkeyed = {("/v1/sessions", "post"), ("/v1/webhooks/stripe/{tenant}", "post")}
+    guarded = set()
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            security = operation.get("security", [])
+            if (path, method) in unkeyed:
+                assert security == [], (path, method)
+            else:
+                assert sorted(security, key=str) == [{"api_key": []}, {"usage_key": []}]
+                guarded.add((path, method))
+    every = {(p, m.lower()) for p, methods in app.routes.items() for m in methods}
+    assert guarded == every - unkeyed
+    function = template["Resources"]["UsageKey"]["Properties"]
+    assert function["Handler"] == "app.usage_key"
+    assert function["Layers"] == []
+
+
+def test_api_gateways_own_refusals_answer_in_the_apis_error_shape(packaged):
+    from functions.api.usagekeys import GATEWAY_RESPONSES
+
+    template = packaged["template"]
+    (api,) = _resources(template, "AWS::Serverless::Api").values()
+    responses = api["Properties"]["GatewayResponses"]
+    assert set(responses) == set(GATEWAY_RESPONSES)
+    for kind, wanted in GATEWAY_RESPONSES.items():
+        response = responses[kind]
+        assert response["StatusCode"] == wanted.status, kind
+        assert json.loads(response["ResponseTemplates"]["application/json"]) == wanted.body()
+        headers = {k: v.strip("'") for k, v in response["ResponseParameters"]["Headers"].items()}
+        assert headers == {k: v for k, v in wanted.headers().items() if k != "Content-Type"}
