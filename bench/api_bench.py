@@ -33,11 +33,19 @@ ROLES = {  # key name: (role, account)
     "reseller-admin": ("reseller-admin", "RES_A"),
     "customer": ("customer", "CUST_A1"),
 }
-ROUTES = [  # (label, path): the routes a portal page load makes
+DAYS = "from=2024-05-01&to=2024-05-02"
+ROUTES = [  # (label, path): the routes the portal's pages call
     ("GET /v1/me", "/v1/me"),
     ("GET /v1/accounts", "/v1/accounts"),
     ("GET /v1/accounts/{id}", "/v1/accounts/CUST_A1"),
     ("GET /v1/accounts/{id}/balance", "/v1/accounts/CUST_A1/balance"),
+    ("GET /v1/accounts/{id}/statement", f"/v1/accounts/CUST_A1/statement?{DAYS}"),
+    ("GET /v1/rates", "/v1/rates?account=CUST_A1"),
+    ("GET /v1/invoices", "/v1/invoices"),
+    ("GET /v1/payments", "/v1/payments"),
+    ("GET /v1/branding", "/v1/branding"),
+    ("GET /v1/usage (by day)", f"/v1/usage?{DAYS}&group_by=day"),
+    ("GET /v1/cdrs (a page of 50)", f"/v1/cdrs?{DAYS}&limit=50"),
 ]
 
 
@@ -62,9 +70,37 @@ class Calls:
             botocore.client.BaseClient._make_api_call = original
 
 
-def world(accounts_count: int) -> dict[str, str]:
+def traffic(calls_count: int) -> None:
+    """Decks for RES_A, CUST_A1 (RES_A's price), DIRECT and CARRIER_X, and `calls_count` calls
+    of CUST_A1 and DIRECT over two days in four files, through ingest and rate on moto (the
+    tests' carrier helpers: tests/api/test_traffic.py's decks)."""
+    import tempfile
+
+    from tests.api.test_traffic import DECKS, cdr
+    from tests.pipeline.carrier import HEADER, SWITCH, process_file, run
+
+    run("switch", "create", "acme", SWITCH, "--format", "generic")
+    folder = Path(tempfile.mkdtemp(prefix="api-bench-"))
+    for account, text in DECKS.items():
+        (folder / f"{account}.csv").write_text(text)
+        run("deck", "upload", "acme", account, str(folder / f"{account}.csv"))
+    rows = [
+        cdr(
+            f"c{n}",
+            ("CUST_A1", "DIRECT")[n % 2],
+            ("9170123", "4477009")[n % 3 == 0] + f"{n % 100_000:05d}",
+            (0, 30, 61, 150)[n % 4],
+            f"2024-05-0{1 + n % 2}T{n % 24:02d}:{n % 60:02d}:00",
+        )
+        for n in range(calls_count)
+    ]
+    for part in range(4):
+        process_file(f"bench-{part}.csv", "\n".join([HEADER, *rows[part::4]]) + "\n")
+
+
+def world(accounts_count: int, calls_count: int) -> dict[str, str]:
     """acme: RES_A with CUST_A1 and (accounts_count - 4) more customers, DIRECT, CARRIER_X,
-    a payment; a key per role. The presented keys by role."""
+    a payment, rated traffic; a key per role. The presented keys by role."""
     from functions.store import accounts, apikeys, ledger
 
     accounts.create_tenant("acme", currency="EUR")
@@ -78,6 +114,7 @@ def world(accounts_count: int) -> dict[str, str]:
     ledger.record_payment(
         "acme", "CUST_A1", 123_456_789, reference="SEPA-1", account_kind="customer"
     )
+    traffic(calls_count)
     actor = accounts.Actor(by="bench", principal="arn:aws:iam::123456789012:user/bench")
     return {
         name: apikeys.create_key("acme", role, account=account, actor=actor)[1]
@@ -94,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=100, help="per route and role")
     parser.add_argument("--accounts", type=int, default=50, help="accounts in the tenant")
+    parser.add_argument("--calls", type=int, default=20_000, help="rated calls over two days")
     args = parser.parse_args()
     os.environ.update(FAKE_ENVIRONMENT)
     os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -107,9 +145,12 @@ def main() -> None:
     handler.LIMITER = Limiter(Limit(1e9, 10**9), clock=time.monotonic)
     calls = Calls()
     with moto_account():
-        keys = world(args.accounts)
+        keys = world(args.accounts, args.calls)
         with Client(app) as client, calls.counting():
-            print(f"{args.requests} requests per route and role, {args.accounts} accounts, moto")
+            print(
+                f"{args.requests} requests per route and role, {args.accounts} accounts, "
+                f"{args.calls:,} rated calls in 4 files, moto"
+            )
             print(f"{'route':32} {'role':15} {'p50 ms':>7} {'p99 ms':>7}  AWS calls per request")
             for label, path in ROUTES:
                 for role, key in keys.items():
