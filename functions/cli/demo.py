@@ -261,6 +261,9 @@ def set_up(workdir: Path) -> None:
     from functions.rate.samples import generate_deck_csv
 
     _tollgate("tenant", "create", TENANT, "--currency", "USD")
+    # Its query scope: the role the API's usage and CDR routes read the lake as (on AWS they
+    # cannot without it), its Glue database and workgroup.
+    _tollgate("access", "provision", TENANT)
     for name, kind, parent, _, _ in ACCOUNTS:
         extra = ["--parent", parent] if parent else []
         extra += ["--prepaid", "--credit-limit", "0"] if name == "BLUEWAVE" else ["--postpaid"]
