@@ -599,13 +599,30 @@ def _register_tenant_admin(actions: argparse._SubParsersAction) -> None:
     update.add_argument("tenant")
     update.add_argument("--currency", help="billing currency of accounts created from now on")
     update.add_argument("--timezone", help="IANA time zone of statement days")
+    update.add_argument(
+        "--authz-fallback",
+        metavar="open|closed",
+        help="when authorization cannot decide in time: allow (open) or deny (closed)",
+    )
+    update.add_argument(
+        "--authz-fallback-seconds",
+        type=int,
+        metavar="N",
+        help="the longest call allowed while failing open",
+    )
     _change_flags(update)
     json_flag(update)
     update.set_defaults(run=run_tenant_update)
 
 
 def _tenant_payload(tenant: Any) -> dict[str, Any]:
-    return {"tenant": tenant.tenant, "currency": tenant.currency, "timezone": tenant.timezone}
+    return {
+        "tenant": tenant.tenant,
+        "currency": tenant.currency,
+        "timezone": tenant.timezone,
+        "authz_fallback": tenant.authz_fallback,
+        "authz_fallback_seconds": tenant.authz_fallback_seconds,
+    }
 
 
 @guarded
@@ -636,6 +653,8 @@ def run_tenant_show(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{n} {kind}s" for kind, n in payload["accounts"].items())
     text = [
         f"tenant {tenant.tenant}: {tenant.currency}, {tenant.timezone}",
+        f"  authz fallback    {tenant.authz_fallback}"
+        + (f" (max {tenant.authz_fallback_seconds} s)" if tenant.authz_fallback == "open" else ""),
         f"  switches          {', '.join(payload['switches']) or '-'}",
         f"  accounts          {counts}",
         *_history_lines(payload["history"]),
@@ -653,8 +672,15 @@ def run_tenant_update(args: argparse.Namespace) -> int:
         changes["currency"] = currency_code(args.currency)
     if args.timezone is not None:
         changes["timezone"] = timezone_name(args.timezone)
+    if args.authz_fallback is not None:
+        changes["authz_fallback"] = args.authz_fallback
+    if args.authz_fallback_seconds is not None:
+        changes["authz_fallback_seconds"] = args.authz_fallback_seconds
     if not changes:
-        raise CliError("nothing to change: give --currency and/or --timezone")
+        raise CliError(
+            "nothing to change: give --currency, --timezone, --authz-fallback"
+            " and/or --authz-fallback-seconds"
+        )
     tenant, entry = accounts.update_tenant(
         args.tenant, changes, actor=_actor(args), reason=args.reason
     )

@@ -1,7 +1,7 @@
 """Tenants, switches, accounts and rate-deck versions: the accounts table (PynamoDB).
 
 Key layout (table `settings().accounts_table`; every pk is the tenant):
-    pk={tenant}  sk=TENANT                         currency, timezone
+    pk={tenant}  sk=TENANT                         currency, timezone, authz fallback
     pk={tenant}  sk=SWITCH#{switch}                format, timezone, customer/supplier field,
                                                    CSV template, numbering plan
     pk={tenant}  sk=TRUNK#{switch}#{dir}#{key}     account (dir ingress: a customer, egress: a
@@ -62,6 +62,12 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from functions.api.dialects import (
+    DEFAULT_FALLBACK,
+    DEFAULT_FALLBACK_SECONDS,
+    check_fallback,
+    check_fallback_seconds,
+)
 from functions.ingest.numbers import DEFAULT_PLAN, NumberingPlan
 from functions.rate.contracts import Contracts
 from functions.rate.plans import DEFAULT_PLAN as DEFAULT_RATE_PLAN
@@ -86,6 +92,10 @@ class _Item(Item):
 class _TenantItem(_Item):
     currency = UnicodeAttribute()
     timezone = UnicodeAttribute()
+    # What POST /v1/authz answers when it cannot decide in time (functions.api.dialects):
+    # absent = the defaults there (closed; the open cap in seconds).
+    authz_fallback = UnicodeAttribute(null=True)
+    authz_fallback_seconds = IntAttribute(null=True)
 
 
 class _SwitchItem(_Item):
@@ -421,10 +431,18 @@ class Tenant:
     tenant: str
     currency: str
     timezone: str
+    authz_fallback: str = DEFAULT_FALLBACK  # open | closed
+    authz_fallback_seconds: int = DEFAULT_FALLBACK_SECONDS  # the fail-open cap
 
 
 def _tenant(item: _TenantItem) -> Tenant:
-    return Tenant(tenant=item.pk, currency=item.currency, timezone=item.timezone)
+    return Tenant(
+        tenant=item.pk,
+        currency=item.currency,
+        timezone=item.timezone,
+        authz_fallback=item.authz_fallback or DEFAULT_FALLBACK,
+        authz_fallback_seconds=item.authz_fallback_seconds or DEFAULT_FALLBACK_SECONDS,
+    )
 
 
 def create_tenant(tenant: str, *, currency: str = "USD", timezone: str = "UTC") -> Tenant:
@@ -453,7 +471,7 @@ def list_tenants() -> list[Tenant]:
     return sorted((_tenant(i) for i in model.scan(model.sk == "TENANT")), key=lambda t: t.tenant)
 
 
-TENANT_FIELDS = ("currency", "timezone")
+TENANT_FIELDS = ("currency", "timezone", "authz_fallback", "authz_fallback_seconds")
 
 
 def check_currency(code: str) -> str:
@@ -480,7 +498,8 @@ def update_tenant(
     reason: str | None = None,
 ) -> tuple[Tenant, AuditEntry | None]:
     """Change a tenant's currency (the default of its new accounts; existing accounts keep
-    theirs) or time zone (statement days; switches keep their own), with its audit entry.
+    theirs), time zone (statement days; switches keep their own) or authorization fallback
+    (`authz_fallback` open|closed, `authz_fallback_seconds`), with its audit entry.
 
     Returns the tenant as it now is and the entry (None: nothing differed, nothing written).
     """
@@ -489,6 +508,10 @@ def update_tenant(
         check_currency(changes["currency"])
     if "timezone" in changes:
         check_timezone(changes["timezone"])
+    if "authz_fallback" in changes:
+        check_fallback(changes["authz_fallback"])
+    if "authz_fallback_seconds" in changes:
+        check_fallback_seconds(changes["authz_fallback_seconds"])
     reason = _check_reason(reason)
     actor = _check_actor(actor or caller())
     model = _m().tenant

@@ -54,16 +54,19 @@ def acme(aws, capsys):
 def test_tenants_are_listed_shown_and_updated_with_an_audit_entry(aws, capsys):
     tollgate("tenant", "create", "globex", "--currency", "EUR")
     tollgate("tenant", "create", "acme")
+    closed = {"authz_fallback": "closed", "authz_fallback_seconds": 600}  # the defaults
     assert json_document(capsys, "tenant", "list") == [
-        {"tenant": "acme", "currency": "USD", "timezone": "UTC"},
-        {"tenant": "globex", "currency": "EUR", "timezone": "UTC"},
+        {"tenant": "acme", "currency": "USD", "timezone": "UTC", **closed},
+        {"tenant": "globex", "currency": "EUR", "timezone": "UTC", **closed},
     ]
     updated = json_document(
         capsys, "tenant", "update", "acme", "--timezone", "Europe/London",
         "--reason", "head office moved", "--by", "alice",
     )  # fmt: skip
     audit = updated.pop("audit")
-    assert updated == {"tenant": "acme", "currency": "USD", "timezone": "Europe/London"}
+    assert updated == {
+        "tenant": "acme", "currency": "USD", "timezone": "Europe/London", **closed
+    }  # fmt: skip
     assert (audit["by"], audit["principal"], audit["reason"]) == (
         "alice",
         MOTO,
