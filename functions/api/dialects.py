@@ -182,9 +182,8 @@ _CALLEE = re.compile(r"\+?[0-9A-Za-z*#._-]{1,64}")
 _CALL_ID = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}@]{1,256}")
 _PREFIX = re.compile(r"[0-9A-Za-z*#+]{0,32}")
 _GATEWAY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-)  # noqa: E501
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
 _SUPPLIER = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 TRANSPORTS = ("udp", "tcp", "tls")
