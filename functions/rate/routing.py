@@ -30,6 +30,8 @@ shown as decimal strings.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
@@ -130,6 +132,53 @@ def _setting(key: str, value: Any) -> Any:
     if key == "min_margin" and number != number.quantize(Decimal(1).scaleb(-RATE_SCALE)):
         raise PolicyError(f"invalid {key} {value!r}: at most {RATE_SCALE} decimals, as a rate")
     return number
+
+
+TRANSPORTS = ("udp", "tcp", "tls")
+_HOST = re.compile(
+    r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_GATEWAY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_DIGITS = re.compile(r"[0-9#*]{1,16}")
+
+
+def check_target(
+    host: str,
+    port: int = 5060,
+    transport: str = "udp",
+    prefix: str | None = None,
+    gateway: str | None = None,
+) -> dict[str, Any]:
+    """Where a supplier's calls are sent, checked: a SIP host (name or IP address), port,
+    transport, an optional tech prefix put before the number, an optional FreeSWITCH
+    gateway name. ValueError names the field at fault."""
+    host = str(host).strip()
+    try:
+        host = str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"invalid host {host!r}: a host name or an IP address") from None
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"invalid port {port!r}: 1..65535")
+    if transport not in TRANSPORTS:
+        raise ValueError(f"invalid transport {transport!r}: use {', '.join(TRANSPORTS)}")
+    if prefix is not None and not _DIGITS.fullmatch(prefix):
+        raise ValueError(f"invalid prefix {prefix!r}: 1-16 digits (# and * allowed)")
+    if gateway is not None and not _GATEWAY.fullmatch(gateway):
+        raise ValueError(f"invalid gateway {gateway!r}: 1-64 letters, digits, '_', '.', ':', '-'")
+    target: dict[str, Any] = {"host": host, "port": port, "transport": transport}
+    if prefix is not None:
+        target["prefix"] = prefix
+    if gateway is not None:
+        target["gateway"] = gateway
+    return target
+
+
+def check_block(prefix: str) -> str:
+    """A route block's callee prefix: 1-18 digits."""
+    if not isinstance(prefix, str) or not re.fullmatch(r"[0-9]{1,18}", prefix):
+        raise ValueError(f"invalid prefix {prefix!r}: 1-18 digits")
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
