@@ -197,12 +197,14 @@ def run_show(args: argparse.Namespace) -> int:
     service = RouteService(
         routes=routes_store, lake=lake, quality=quality, accounts=accounts, ttl_seconds=0
     )
-    quote = None
+    quote = currency = None
     if args.account is not None:
-        quote = service.customer_quote(args.tenant, args.account, args.number, at)
+        quote, currency = service.customer_price(args.tenant, args.account, args.number, at)
         if quote is None:
             raise CliError(f"account {args.account!r} has no live rate for {args.number}")
-    found = service.routes_for(args.tenant, args.account, args.number, at, quote)
+    found = service.routes_for(
+        args.tenant, args.account, args.number, at, quote, quote_currency=currency
+    )
     policy = service.book(args.tenant).policy
     payload = {
         "tenant": args.tenant,
@@ -210,6 +212,7 @@ def run_show(args: argparse.Namespace) -> int:
         "account": args.account,
         "at": at.isoformat().replace("+00:00", "Z"),
         "customer_rate": None if quote is None else str(quote),
+        "currency": currency,
         "flagged": bool(found) and found[0]["flagged"],
         "policy": policy.as_json(),
         "routes": found,

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.rate.deck_cache import DeckCache
-from functions.rate.rating import DeckIndex, DialledNumbers, price_numbers
+from functions.rate.rating import CallerNumbers, DeckIndex, DialledNumbers, price_numbers
 from functions.rate.routing import Candidate, Policy, Stats, match_routes, rank_routes
 from functions.shared.money import RATE_SCALE, Rounding, RoundingMethod, units_to_decimal
 
@@ -150,13 +150,19 @@ class RouteService:
     ) -> Decimal | None:
         """The account's own per-minute price (rate and surcharge) for the call on its default
         deck, or None when it has no live rate for it."""
+        return self.customer_price(tenant, account, callee, at)[0]
+
+    def customer_price(
+        self, tenant: str, account: str, callee: str, at: dt.datetime | int, caller: str = ""
+    ) -> tuple[Decimal | None, str]:
+        """`customer_quote` and the account's currency (the quote's)."""
         if self.accounts is None:
             raise ValueError("this route service has no accounts store to price the customer")
         owner = self.accounts.get_account(tenant, account)
         if owner.kind == "supplier":
             raise ValueError(f"account {account!r} is a supplier, not a customer")
         if owner.deck_version is None:
-            return None
+            return None, owner.currency
         index = self._deck(tenant, account, owner.deck_version, owner.currency)
         pricing = price_numbers(
             index,
@@ -164,11 +170,13 @@ class RouteService:
             np.array([epoch_seconds(at)], np.int64),
             np.zeros(1, np.int64),
             Rounding(),
+            CallerNumbers.of(pa.array([caller], pa.string())),
         )
         if not pricing.rated[0]:
-            return None
+            return None, owner.currency
         row = int(pricing.row[0])
-        return units_to_decimal(int(index.rate_e8[row]) + int(index.surcharge_e8[row]), RATE_SCALE)
+        rate = int(index.rate_e8[row]) + int(index.surcharge_e8[row])
+        return units_to_decimal(rate, RATE_SCALE), owner.currency
 
     def routes_for(
         self,
@@ -177,17 +185,24 @@ class RouteService:
         callee: str,
         at: dt.datetime | int,
         customer_quote_rate: Decimal | None,
+        *,
+        caller: str | None = None,
+        quote_currency: str | None = None,
     ) -> list[dict[str, Any]]:
         """The ordered routes for a call (functions.rate.routing's dicts). The margin guard
-        applies against `customer_quote_rate` (the customer's per-minute price); None with an
-        account prices it on the account's deck, None without one: no guard."""
+        applies against `customer_quote_rate` (the customer's per-minute price, in
+        `quote_currency` when given); None with an account prices it on the account's deck
+        (in its currency), None without one: no guard. `caller` matters only to supplier
+        decks with origin entries (without it only their any-caller entries match)."""
         start = epoch_seconds(at)
         book = self.book(tenant)
-        matches = match_routes(callee, start, book.candidates)
+        matches = match_routes(callee, start, book.candidates, caller)
         stats = self.stats(tenant, [m.key for m in matches], start // 3600, book.policy)
         if customer_quote_rate is None and account is not None and self.accounts is not None:
-            customer_quote_rate = self.customer_quote(tenant, account, callee, start)
-        return rank_routes(matches, stats, book.policy, customer_quote_rate)
+            customer_quote_rate, quote_currency = self.customer_price(
+                tenant, account, callee, start, caller or ""
+            )
+        return rank_routes(matches, stats, book.policy, customer_quote_rate, quote_currency)
 
 
 # --- quality stats from a rated file ---------------------------------------------------------

@@ -246,7 +246,8 @@ def match_routes(
     call = _Call(
         DialledNumbers.of(pa.array([callee], pa.string())),
         np.array([at], dtype=np.int64),
-        None if caller is None else CallerNumbers.of(pa.array([caller], pa.string())),
+        # An unknown caller matches only the entries for any caller (a deck with origins).
+        CallerNumbers.of(pa.array([caller or ""], pa.string())),
     )
     found = []
     for candidate in sorted(candidates, key=lambda c: c.supplier):
@@ -317,8 +318,13 @@ def rank_routes(
     stats: Mapping[tuple[str, str], Stats],
     policy: Policy,
     quote_rate: Decimal | None = None,
+    quote_currency: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The matched routes priced at the expected duration, ordered, margin-guarded."""
+    """The matched routes priced at the expected duration, ordered, margin-guarded.
+
+    `quote_rate` is the customer's per-minute price, in `quote_currency` when given: a route
+    priced in another currency has no margin to show and never passes the guard (its margin
+    cannot be proven without an FX rate)."""
     seconds = expected_duration(matches, stats, policy)
     quote_e8 = None if quote_rate is None else to_units(str(quote_rate), RATE_SCALE)
     ranked = []
@@ -355,7 +361,9 @@ def rank_routes(
             "target": dict(candidate.target) if candidate.target else None,
         }
         passes = True
-        if quote_e8 is not None:
+        if quote_e8 is not None and quote_currency not in (None, candidate.currency):
+            passes = False
+        elif quote_e8 is not None:
             margin_e8 = quote_e8 - rate_e8
             route["margin"] = units_to_str(margin_e8, RATE_SCALE)
             percent = None
@@ -385,10 +393,12 @@ def order_routes(
     policy: Policy | None = None,
     quote_rate: Decimal | None = None,
     caller: str | None = None,
+    quote_currency: str | None = None,
 ) -> list[dict[str, Any]]:
     """`match_routes` then `rank_routes`: the ordered routes for one call."""
     policy = policy or Policy()
-    return rank_routes(match_routes(callee, at, candidates, caller), stats, policy, quote_rate)
+    matches = match_routes(callee, at, candidates, caller)
+    return rank_routes(matches, stats, policy, quote_rate, quote_currency)
 
 
 __all__ = [

@@ -199,3 +199,23 @@ def test_a_closed_code_and_a_future_rate_are_not_routes():
 def test_bad_settings_name_the_setting(values, field):
     with pytest.raises(PolicyError, match=field):
         Policy.of(values)
+
+
+def test_a_deck_with_origins_matches_its_any_caller_entries_without_a_caller():
+    by_origin = supplier("o", "prefix,rate,origin\n44,0.0100,\n44,0.0040,33\n")
+    assert [r["cost_per_minute"] for r in order_routes("4420", AT, [by_origin], {})] == [
+        "0.01000000"
+    ]
+    french = order_routes("4420", AT, [by_origin], {}, caller="33612345678")
+    assert [r["cost_per_minute"] for r in french] == ["0.00400000"]
+
+
+def test_a_route_in_another_currency_never_passes_the_guard():
+    usd = supplier("usd", "prefix,rate\n44,0.0090\n")
+    eur = supplier("eur", "prefix,rate\n44,0.0050\n", currency="EUR")
+    found = order_routes("4420", AT, [usd, eur], {}, quote_rate=Decimal("0.01"),
+                         quote_currency="USD")  # fmt: skip
+    assert [(r["supplier"], r["margin"]) for r in found] == [("usd", "0.00100000")]
+    only_eur = order_routes("4420", AT, [eur], {}, quote_rate=Decimal("0.01"),
+                            quote_currency="USD")  # fmt: skip
+    assert [(r["supplier"], r["margin"], r["flagged"]) for r in only_eur] == [("eur", None, True)]
