@@ -220,7 +220,8 @@ def run_show(args: argparse.Namespace) -> int:
     if not found:
         text = f"no route for {args.number}"
     else:
-        head = f"{len(found)} route(s) for {args.number}"
+        head = f"{len(found)} route(s) for {args.number}, each priced for a call of "
+        head += f"{found[0]['expected_seconds']} s"
         if quote is not None:
             head += f", {args.account} pays {quote}/min"
         if payload["flagged"]:

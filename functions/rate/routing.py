@@ -254,10 +254,10 @@ def match_routes(
         if candidate.status != ACTIVE or blocked(callee, candidate.blocks):
             continue
         index = candidate.index
-        pricing = call.price(index, 0, Rounding())
-        if not pricing.rated[0]:
+        # The engine's lookup (a live, open row of the longest prefix), as price_numbers does.
+        row = int(index.lookup_numbers(call.numbers, call.start, call.callers)[0])
+        if row < 0 or index.closed[row]:
             continue
-        row = int(pricing.row[0])
         found.append(
             Match(
                 candidate,
