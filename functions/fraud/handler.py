@@ -1,4 +1,5 @@
-"""The fraud Lambdas: each `FileRated` event checked, and the 5-minute pass over every tenant.
+"""The fraud Lambdas: each `FileRated` event checked (and counted into the routes' quality
+stats), and the 5-minute pass over every tenant.
 
 EventBridge invokes the check asynchronously with the event (app.py's rule on the tollgate
 bus) and retries a failed one for up to 24 h; every step of the check is idempotent per file
@@ -16,7 +17,8 @@ from aws_lambda_powertools import Logger, Tracer
 
 from functions.fraud.counters import COLUMNS
 from functions.fraud.service import check_file, evaluate
-from functions.store import accounts, events, files, fraud, lake, notices
+from functions.rate.route_service import record_file_quality
+from functions.store import accounts, events, files, fraud, lake, notices, quality
 
 logger = Logger(service="fraud")
 # Only AWS calls become subsegments; tracing is off outside Lambda (POWERTOOLS_TRACE_DISABLED).
@@ -51,6 +53,11 @@ def handle_file_rated(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     summary = outcome.as_json()
     summary["alerts"] = [a["alert_id"] for a in outcome.alerts]
+    # The same event feeds the routes' quality stats (ASR, ACD, PDD per supplier x prefix),
+    # once per file however often it is delivered (functions.store.quality).
+    summary["quality_buckets"] = record_file_quality(
+        tenant, file_id, files=files, lake=lake, quality=quality
+    )
     logger.info("fraud check", extra=summary)
     return summary
 

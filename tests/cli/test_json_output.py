@@ -133,6 +133,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "user list": ("user", "list", TENANT),
     "user disable": ("user", "disable", TENANT, "json.leaver"),
     "audit": ("audit", TENANT, "--subject", "apikey"),
+    "routes": ("routes", TENANT, "917012345678", "--account", "direct", "--time",
+               "2024-05-01T10:00Z"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",

@@ -662,7 +662,7 @@ FRAUD_GRANTS = (
 CHECK_FRAUD_GRANTS = (
     FRAUD_GRANTS
     | _dynamodb("FilesTable", "GetItem", "Query")
-    | {("s3:GetObject", f"{LAKE}/rated/*")}
+    | {("s3:GetObject", f"{LAKE}/rated/*"), ("s3:GetObject", f"{LAKE}/normalized/*")}
 )
 # The schedule goes over every tenant (list_tenants: a scan), and reads no lake object.
 EVALUATE_FRAUD_GRANTS = FRAUD_GRANTS | _dynamodb("AccountsTable", "Scan")
