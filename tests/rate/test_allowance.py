@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from functions.ingest.numbers import MAX_DIGITS as INGEST_MAX_DIGITS
 from functions.rate import allowance
-from functions.rate.allowance import MAX_DIGITS, Quote, quote, quote_for
+from functions.rate.allowance import MAX_CAP_SECONDS, MAX_DIGITS, Quote, quote, quote_for
 from functions.rate.contracts import Contracts, Counter, RunCounters
 from functions.rate.parties import Account, Parties, charge_deltas, rate_parties
 from functions.rate.rating import DeckIndex
@@ -125,6 +125,15 @@ def test_one_second_increments_and_the_cap():
     capped = quote(PLAIN, "15551234567", T0, 100_000_000)
     assert (capped.max_duration_seconds, capped.hold_micro) == (10_800, 1_080_000)
     assert quote(PLAIN, "15551234567", T0, 100_000_000, cap_seconds=60).hold_micro == 6_000
+
+
+def test_the_cap_is_bounded():
+    assert quote(PLAIN, "1555", T0, 10**12, cap_seconds=MAX_CAP_SECONDS).max_duration_seconds == (
+        MAX_CAP_SECONDS
+    )
+    for bad in (MAX_CAP_SECONDS + 1, -1, 1.5, True):
+        with pytest.raises(ValueError, match="cap_seconds"):
+            quote(PLAIN, "1555", T0, 1, cap_seconds=bad)
 
 
 def test_a_minimum_charge_is_the_first_increments_price():
@@ -307,7 +316,7 @@ def test_quote_for_takes_the_accounts_plan_deck_rounding_and_contracts():
         quote_for(plain, "nobody", "4477", T0, 1)
 
 
-def test_every_step_is_priced_in_one_engine_call(monkeypatch):
+def test_the_steps_are_priced_in_at_most_two_vectorised_engine_calls(monkeypatch):
     seen = []
     real = allowance.price_numbers
 
@@ -316,10 +325,22 @@ def test_every_step_is_priced_in_one_engine_call(monkeypatch):
         return real(index, numbers, start, answered, rounding, callers)
 
     monkeypatch.setattr(allowance, "price_numbers", counting)
-    q = quote(PLAIN, "15551234567", T0, 100_000_000)
-    assert q.max_duration_seconds == 10_800
-    # One call: the shortest charged call and the 10,800 one-second step ends.
-    assert seen == [10_801]
+    # 1/1 up to a 600 s cap: one engine call, the shortest charged call and 600 step ends.
+    assert quote(PLAIN, "15551234567", T0, 100_000_000, cap_seconds=600).hold_micro == 60_000
+    assert seen == [601]
+    # Up to 3 h: the shortest call and every 103rd step end from the first (105) and the cap,
+    # then the 104 step ends from the last one covered to the first one not covered.
+    seen.clear()
+    q = quote(PLAIN, "15551234567", T0, 654_321)
+    assert (q.max_duration_seconds, q.hold_micro) == (6_543, 654_300)
+    assert seen == [1 + 105 + 1, 104]
+    # The answer on a coarse step end itself (ends[103] = 104 s): the second pass has it.
+    seen.clear()
+    q = quote(PLAIN, "15551234567", T0, 10_450)
+    assert (q.max_duration_seconds, q.hold_micro, seen) == (104, 10_400, [107, 104])
+    seen.clear()
+    assert quote(PLAIN, "15551234567", T0, 10**9).max_duration_seconds == 10_800
+    assert seen == [107]  # the cap is covered: no second pass
 
 
 # --- properties against the engine --------------------------------------------------------
@@ -369,7 +390,7 @@ def cases(draw):
         contracts = Contracts(tiers=[schedule], bundles=bundles)
         before = draw(st.one_of(st.integers(0, 300), st.integers(0, 6_000)))
     available = draw(st.one_of(st.integers(-10, 100_000), st.integers(0, 5_000_000)))
-    cap = draw(st.sampled_from([10_800, 600, 61, 5, 0]))
+    cap = draw(st.sampled_from([10_800, 86_400, 3_000, 600, 61, 5, 0]))
     return index, callee, start, draw(ROUNDINGS), contracts, before, available, cap
 
 
