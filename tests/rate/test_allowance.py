@@ -13,7 +13,7 @@ from decimal import Decimal
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from functions.ingest.numbers import MAX_DIGITS as INGEST_MAX_DIGITS
@@ -345,19 +345,23 @@ def test_the_steps_are_priced_in_at_most_two_vectorised_engine_calls(monkeypatch
 
 # --- properties against the engine --------------------------------------------------------
 
-MONEY = st.integers(0, 10**8).map(lambda n: D(n).scaleb(-8))  # 0 .. 1.00000000
+
+def e8(low: int, high: int, *usual: int) -> st.SearchStrategy[Decimal]:
+    """An amount of whole 10^-8 units: 0, one of the `usual` or any from low to high."""
+    units = st.one_of(st.just(0), st.sampled_from(usual or (low,)), st.integers(low, high))
+    return units.map(lambda n: D(n).scaleb(-8))
 
 
 @st.composite
 def terms(draw) -> dict:
     return {
-        "rate": draw(st.one_of(st.just(D(0)), MONEY)),
-        "connect_fee": draw(st.one_of(st.just(D(0)), MONEY.map(lambda m: m / 10))),
+        "rate": draw(e8(100_000, 100_000_000, 450_000, 1_200_000, 6_000_000, 35_000_000)),
+        "connect_fee": draw(e8(1, 5_000_000, 1_000_000)),
         "first": draw(st.sampled_from([1, 6, 30, 60, 7])),
         "step": draw(st.sampled_from([1, 6, 30, 60, 13])),
-        "minimum_charge": draw(st.one_of(st.just(D(0)), MONEY.map(lambda m: m / 4))),
+        "minimum_charge": draw(st.one_of(st.just(D(0)), e8(1, 20_000_000, 5_000_000))),
         "free_seconds": draw(st.sampled_from([0, 0, 3, 6, 61])),
-        "surcharge": draw(st.one_of(st.just(D(0)), st.just(D(0)), MONEY.map(lambda m: m / 20))),
+        "surcharge": draw(st.one_of(st.just(D(0)), e8(1, 2_000_000, 120_000))),
     }
 
 
@@ -390,11 +394,11 @@ def cases(draw):
         contracts = Contracts(tiers=[schedule], bundles=bundles)
         before = draw(st.one_of(st.integers(0, 300), st.integers(0, 6_000)))
     available = draw(st.one_of(st.integers(-10, 100_000), st.integers(0, 5_000_000)))
-    cap = draw(st.sampled_from([10_800, 86_400, 3_000, 600, 61, 5, 0]))
+    cap = draw(st.sampled_from([10_800, 10_800, 86_400, 3_000, 600, 61, 5, 0]))
     return index, callee, start, draw(ROUNDINGS), contracts, before, available, cap
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_the_longest_call_is_what_the_engine_charges_within_the_money(case):
     index, callee, start, rounding, contracts, before, available, cap = case
@@ -407,6 +411,8 @@ def test_the_longest_call_is_what_the_engine_charges_within_the_money(case):
     def engine(seconds: int) -> int:
         return engine_micro(index, callee, start, seconds, rounding, contracts, before)
 
+    capped = "capped" if q.max_duration_seconds == cap else "within"
+    event(f"{q.reason} {capped if q.allow else ''} contracts={contracts is not None}")
     row = int(index.lookup(pa.array([callee]), np.array([int(start.timestamp())]))[0])
     shortest = int(index.free_seconds[row]) + 1
     assert q.first_increment_micro == engine(shortest)
