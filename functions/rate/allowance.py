@@ -152,7 +152,15 @@ def quote(
       `Pricing.with_rate` does (increments, fee, minimum and grace unchanged); for a caller
       that knows the rate itself. Not with `contracts`.
 
-    A free call (nothing ever charged) gets the cap. Money is exact integers throughout.
+    Refusals (allow False, max 0, hold 0), in this order: `bad_number`, `no_rate`, `closed`,
+    `insufficient_funds` (the money is below `first_increment_micro`; a negative
+    `available_micro` is refused even where the first increment costs nothing). A free call
+    (nothing ever charged) gets the cap; so does a cap within the free seconds.
+
+    For an INTERIM event pass the call's original start (its rate and counters are the
+    start's, as for its CDR) and the money available to this call (its own hold excluded):
+    `max_duration_seconds` is then the new total length from answer, `hold_micro` the new
+    hold. Money is exact integers throughout.
     """
     rounding = rounding or Rounding()
     if (
@@ -163,6 +171,8 @@ def quote(
         raise ValueError(f"cap_seconds must be whole seconds from 0 to {MAX_CAP_SECONDS}")
     if contracts is not None and rate_override_e8 is not None:
         raise ValueError("give the account's contracts or a rate override, not both")
+    if contracts is not None and not account:
+        raise ValueError("contracts count per account: name the account")
     if not dialable(callee):
         return _deny(BAD_NUMBER)
     if index is None:

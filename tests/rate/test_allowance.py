@@ -231,6 +231,8 @@ def test_a_tier_rate_given_as_an_override_replaces_the_decks_rate():
     assert (q.max_duration_seconds, q.hold_micro, q.rate) == (60, 5_000, D("0.004"))
     with pytest.raises(ValueError, match="not both"):
         quote(index, "1212", T0, 1, contracts=Contracts(tiers=[US]), rate_override_e8=1)
+    with pytest.raises(ValueError, match="name the account"):
+        quote(index, "1212", T0, 1, contracts=Contracts(tiers=[US]))
 
 
 def test_a_bundle_covers_its_seconds_then_the_deck_prices_the_rest():
