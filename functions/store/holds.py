@@ -373,7 +373,12 @@ def _release_batch(tenant: str, account: str, holds: list[Hold]) -> list[str] | 
 def release_calls(tenant: str, call_ids: set[str]) -> list[Hold]:
     """Release the holds of these calls (a rated file's), whatever their account: one Query of
     the tenant's holds, then one transaction per account (and per 98 holds) with any."""
-    wanted = [h for h in list_holds(tenant) if h.call_id in call_ids]
+    return release_holds(tenant, [h for h in list_holds(tenant) if h.call_id in call_ids])
+
+
+def release_holds(tenant: str, wanted: list[Hold]) -> list[Hold]:
+    """Release these holds (as listed): one transaction per account and per 98 holds; a hold
+    changed meanwhile (an interim, a STOP) is released as it now is, or skipped if gone."""
     by_account: dict[str, list[Hold]] = {}
     for hold in wanted:
         by_account.setdefault(hold.account, []).append(hold)
