@@ -283,3 +283,52 @@ def test_rules_available_and_refusal():
     assert rules.refusal(None, None) == "unknown_account"
     assert rules.refusal("customer", "suspended") == "suspended"
     assert rules.refusal("customer", "active") is None
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from functions.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_cli_asks_the_same_question_without_holding(world):
+    import json
+
+    a = customer(1_000_000)
+    status, out, _ = cli("authz", T, a, "4420", "--json", "--time", "2026-12-05T10:00:00Z")
+    assert status == 0
+    assert json.loads(out) == {
+        "tenant": T,
+        "account": a,
+        "callee": "4420",
+        "allow": True,
+        "reason": "ok",
+        "max_duration_seconds": 5940,
+        "hold_amount": "0.995000",
+        "routes": [],
+        "dry_run": True,
+    }
+    assert (reserved(a), holds.list_holds(T, a)) == (0, [])
+    status, out, _ = cli("authz", T, a, "449912")
+    assert (status, out.strip()) == (
+        0,
+        f"{T}/{a} -> 449912: deny (closed), max duration 0 s, would hold 0.000000 "
+        "(dry run: nothing held)",
+    )
+    status, _, err = cli("authz", T, a, "4420", "--time", "yesterday")
+    assert status == 2 and "--time" in err
+    status, _, err = cli("authz", "nobody", a, "4420")
+    assert status == 2
+    assert (
+        cli("authz-cap", T, "--json")[1].strip()
+        == '{"tenant": "acme", "max_duration_seconds": 10800}'
+    )
+    assert cli("authz-cap", T, "600")[1].strip() == "acme: a START allows at most 600 s"
+    assert cli("authz-cap", T, "0")[0] == 2
+    holds.set_max_duration(T, holds.DEFAULT_MAX_DURATION)

@@ -46,6 +46,7 @@ COMMAND_MODULES = {
     "apikeys": ("apikey",),
     "users": ("user",),
     "audit": ("audit",),
+    "authz": ("authz", "authz-cap"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

@@ -164,6 +164,22 @@ def set_max_duration(tenant: str, seconds: int) -> int:
     return seconds
 
 
+def get_max_duration(tenant: str) -> int:
+    """The tenant's cap on the duration a start may allow (DEFAULT_MAX_DURATION unless set)."""
+    item = (
+        client("dynamodb")
+        .get_item(
+            TableName=_table(),
+            Key=_key(check_name("tenant", tenant), "AUTHZ#settings"),
+            ConsistentRead=True,
+        )
+        .get("Item")
+        or {}
+    )
+    cap = item.get("max_duration", {}).get("N")
+    return int(cap) if cap is not None else DEFAULT_MAX_DURATION
+
+
 def get_hold(tenant: str, account: str, call_id: str) -> Hold | None:
     item = (
         client("dynamodb")

@@ -133,6 +133,9 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "user list": ("user", "list", TENANT),
     "user disable": ("user", "disable", TENANT, "json.leaver"),
     "audit": ("audit", TENANT, "--subject", "apikey"),
+    # a supplier never originates: answered before any price (the oracle is another branch's)
+    "authz": ("authz", TENANT, "tata", "917012345678"),
+    "authz-cap": ("authz-cap", TENANT, "3600"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
