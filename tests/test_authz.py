@@ -63,7 +63,7 @@ def world():
             patch.setenv(name, value)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         patch.setattr(service, "quote", stand_in_quote)
-        patch.setattr(service, "deck_index", lambda tenant, account: "deck")
+        patch.setattr(service, "deck_index", lambda *args: "deck")
         with moto_account():
             accounts.create_tenant(T, currency="EUR")
             yield

@@ -15,8 +15,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from functions.rate import authorization as rules
 from functions.rate.deck_cache import DeckCache
+from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rating import DeckIndex
 from functions.store import NotFoundError, accounts, holds, lake
 
@@ -54,8 +57,11 @@ class TrunkError(ValueError):
     """A trunk mapped to different accounts on different switches: name the switch."""
 
 
-def account_of_trunk(tenant: str, trunk: str, switch: str | None = None) -> str | None:
-    """The customer a trunk (or IP) is mapped to on ingress, as CDR ingest maps it."""
+def account_of_trunk(
+    tenant: str, trunk: str, switch: str | None = None
+) -> tuple[str | None, str | None]:
+    """The customer a trunk (or IP) is mapped to on ingress, as CDR ingest maps it, and the
+    rate plan the mapping names (None: the account's own rules decide)."""
     switches = [switch] if switch else [s.switch for s in accounts.list_switches(tenant)]
     found = set()
     for name in switches:
@@ -64,20 +70,40 @@ def account_of_trunk(tenant: str, trunk: str, switch: str | None = None) -> str 
         except NotFoundError:
             continue
         if trunk in plan.ingress:
-            found.add(plan.ingress[trunk])
+            found.add((plan.ingress[trunk], plan.ingress_plans.get(trunk)))
     if len(found) > 1:
-        raise TrunkError(f"trunk {trunk!r} maps to {len(found)} accounts: name the switch")
-    return found.pop() if found else None
+        raise TrunkError(f"trunk {trunk!r} maps to {len(found)} accounts or plans: name the switch")
+    return found.pop() if found else (None, None)
 
 
-def deck_index(tenant: str, account: Any) -> DeckIndex | None:
-    if account.deck_version is None:
+def plan_of(account: Any, caller: str, trunk_plan: str | None) -> str:
+    """The rate plan the rating engine would price this call on (functions.rate.plans)."""
+    rules = getattr(account, "plan_rules", None) or {}
+    if not rules and trunk_plan is None:
+        return DEFAULT_PLAN
+    labels, codes = choose_plans(
+        pa.array([account.account]),
+        pa.array([caller]) if caller else None,
+        pa.array([trunk_plan], pa.string()) if trunk_plan else None,
+        {account.account: dict(rules)} if rules else {},
+    )
+    return labels[int(codes[0])]
+
+
+def deck_index(
+    tenant: str, account: Any, caller: str = "", trunk_plan: str | None = None
+) -> DeckIndex | None:
+    """The customer's deck as the rating engine prices this call: the plan's version, warm."""
+    plan = plan_of(account, caller, trunk_plan)
+    if plan == DEFAULT_PLAN:
+        version = account.deck_version
+    else:
+        version = (getattr(account, "plan_versions", None) or {}).get(plan)
+    if version is None:
         return None
     return DECKS.get(
-        (tenant, account.account, account.deck_version),
-        lambda: DeckIndex.build(
-            lake.get_deck(tenant, account.account, account.deck_version), account.currency
-        ),
+        (tenant, account.account, version),
+        lambda: DeckIndex.build(lake.get_deck(tenant, account.account, version), account.currency),
     )
 
 
@@ -91,9 +117,9 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     `dry_run` (the CLI): the same question, no hold written or read for the call."""
     now = now or _now()
     at = request.at or now
-    name = request.account
+    name, trunk_plan = request.account, None
     if name is None and request.trunk is not None:
-        name = account_of_trunk(request.tenant, request.trunk, request.switch)
+        name, trunk_plan = account_of_trunk(request.tenant, request.trunk, request.switch)
     if name is None:
         return rules.deny("unknown_account").answer()
     if request.event == "stop":
@@ -107,7 +133,7 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     refused = rules.refusal(account.kind, account.status)
     if refused is not None:
         return rules.deny(refused).answer()
-    index = deck_index(request.tenant, account)
+    index = deck_index(request.tenant, account, request.caller, trunk_plan)
     if index is None:
         return rules.deny("no_rate").answer()
     decision = _decide(request, account, index, at, now, dry_run)

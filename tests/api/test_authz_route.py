@@ -24,7 +24,7 @@ def switch(world):
     a switch key; pricing by the stand-in oracle."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(service, "quote", stand_in_quote)
-        patch.setattr(service, "deck_index", lambda tenant, account: "deck")
+        patch.setattr(service, "deck_index", lambda *args: "deck")
         accounts.create_account("acme", "RT1", kind="customer", prepaid=True)
         ledger.record_payment("acme", "RT1", 1_000_000, reference="rt1", account_kind="customer")
         accounts.create_switch("acme", "sbc9", format="generic")

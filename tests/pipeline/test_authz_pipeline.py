@@ -48,3 +48,25 @@ def test_a_file_without_held_calls_reads_no_call_ids(aws, tmp_path):
     ingest_drop(dropped)
     assert rate_ingested(dropped.file_id, holds=holds).status == "done"
     assert ledger.get_balance(TENANT, "direct") == (-8_000, 0)
+
+
+def test_the_deck_authorization_prices_on_is_the_rating_engines(aws, tmp_path):
+    """The default deck's version, warm; a caller rule's or a trunk's plan as rating picks it."""
+    from types import SimpleNamespace
+
+    from functions.authz import service
+    from functions.rate.rating import DeckIndex
+    from functions.store import accounts
+
+    set_up_carrier(tmp_path)
+    direct = accounts.get_account(TENANT, "direct")
+    index = service.deck_index(TENANT, direct, "15551230000")
+    assert isinstance(index, DeckIndex) and index.currency == direct.currency
+    assert service.deck_index(TENANT, direct) is index  # the warm cache
+    ruled = SimpleNamespace(account="x", plan_rules={"33": "eea"}, deck_version=1)
+    assert service.plan_of(ruled, "33123456", None) == "eea"
+    assert service.plan_of(ruled, "44123456", None) == "default"
+    assert service.plan_of(ruled, "", "wholesale") == "wholesale"
+    assert (
+        service.deck_index(TENANT, SimpleNamespace(**vars(ruled), plan_versions={}), "331") is None
+    )
