@@ -314,3 +314,12 @@ def api_put_branding() -> Response:
     from functions.api.branding import put_branding
 
     return put_branding(app.current_request)
+
+
+# --- real-time authorization (issue 14; functions/api/authz.py): a switch's START, INTERIM and
+# STOP of one call, answered and the call's money held.
+@app.route("/v1/authz", methods=["POST"], content_types=["application/json"], **KEYED)
+def api_authorize() -> Response:
+    from functions.api.authz import authorize
+
+    return authorize(app.current_request)

@@ -23,6 +23,7 @@ EDGE_PATHS = {
     "api/traffic.py",
     "api/writes.py",
     "api/branding.py",
+    "api/authz.py",
 }
 FORBIDDEN = (
     "boto3",

@@ -21,7 +21,7 @@ from chalice import Response
 from chalice.app import Request
 
 from functions.api import scope, throttle
-from functions.api.keys import ApiKey
+from functions.api.keys import NAMED_ONLY, ApiKey
 from functions.api.paging import page, parse_limit
 from functions.api.requests import (
     Answer,
@@ -113,6 +113,8 @@ def serve(
         LIMITER.check(key.tenant, key.key_id)
         if roles is not None and key.role not in roles:
             raise forbidden(f"a {key.role} key may not do this")
+        if roles is None and key.role in NAMED_ONLY:  # a switch key: POST /v1/authz only
+            raise forbidden(f"a {key.role} key may only ask for authorizations")
         raw = request.query_params
         given = {name: raw.getlist(name) for name in raw} if raw else {}
         query = check_params(given, params)

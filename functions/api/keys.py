@@ -25,9 +25,15 @@ ROLES = (
     "reseller-admin",  # its own subtree: its account and the customers under it, which it manages
     "customer",  # its own account, nothing else
     "read-only",  # reads, at tenant level (no account) or within an account's subtree
+    # a Class 4 switch asking POST /v1/authz (real-time authorization) for any account of its
+    # tenant; tenant-wide, yet it reads nothing: every other route answers it 403
+    "switch",
 )
 ACCOUNT_REQUIRED = frozenset({"reseller-admin", "customer"})
-ACCOUNT_FORBIDDEN = frozenset({"tenant-admin", "finance"})  # tenant-wide by definition
+ACCOUNT_FORBIDDEN = frozenset({"tenant-admin", "finance", "switch"})  # tenant-wide by definition
+# Roles a route must name to be called by them (handler.serve): a switch reads no account data.
+NAMED_ONLY = frozenset({"switch"})
+KEY_ONLY = frozenset({"switch"})  # a machine's role: no portal user has it
 # The account kinds a role's account may be (functions.store.accounts.ACCOUNT_KINDS). A
 # supplier gets no key: its account holds the carrier's costs, never shown below the carrier.
 ACCOUNT_KINDS_OF = {

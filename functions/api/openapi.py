@@ -920,6 +920,7 @@ def document() -> dict[str, Any]:
         },
     }
     paths.update(_traffic_paths(paging))  # traffic (issue 13)
+    paths.update(_authz_paths())  # real-time authorization (issue 14)
     # --- writes and rates (functions/api/writes.py): paths ------------------------------------
     for path, operations in _write_paths(paging).items():
         paths.setdefault(path, {}).update(operations)
@@ -963,7 +964,7 @@ def document() -> dict[str, Any]:
                     "(tollgate apikey create)",
                 }
             },
-            "schemas": copy.deepcopy({**_SCHEMAS, **_TRAFFIC_SCHEMAS}),
+            "schemas": copy.deepcopy({**_SCHEMAS, **_TRAFFIC_SCHEMAS, **_AUTHZ_SCHEMAS}),
         },
     }
 
@@ -1097,3 +1098,107 @@ def _write_paths(paging: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 # --- end of writes and rates: operations ------------------------------------------------------
+
+
+# --- real-time authorization (issue 14; functions/api/authz.py): POST /v1/authz -------------
+_AUTHZ_SCHEMAS: dict[str, Any] = {
+    "AuthzRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["event", "call_id"],
+        "properties": {
+            "event": {"type": "string", "enum": ["start", "interim", "stop"]},
+            "call_id": {
+                "type": "string",
+                "description": "the switch's call id: holds are kept per call id",
+                "pattern": '^[!-"$-~]{1,256}$',
+            },
+            "account": {"type": "string", "description": "the calling customer (or `trunk`)"},
+            "trunk": {
+                "type": "string",
+                "description": "the ingress trunk or IP, mapped to the customer as for CDRs",
+            },
+            "switch": {"type": "string", "description": "narrows `trunk` to one switch"},
+            "caller": {"type": "string", "maxLength": 64},
+            "callee": {
+                "type": "string",
+                "maxLength": 64,
+                "description": "required for start and interim",
+            },
+            "time": {
+                "type": "string",
+                "format": "date-time",
+                "description": "when the call started (the rate in force); default now",
+            },
+            "answered_seconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 604800,
+                "description": "interim (required) and stop: seconds answered so far",
+            },
+        },
+    },
+    "AuthzAnswer": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["allow", "reason", "max_duration_seconds", "hold_amount", "routes"],
+        "properties": {
+            "allow": {"type": "boolean"},
+            "reason": {
+                "type": "string",
+                "enum": [
+                    "ok",
+                    "no_rate",
+                    "closed",
+                    "bad_number",
+                    "insufficient_funds",
+                    "suspended",
+                    "unknown_account",
+                    "not_a_customer",
+                    "stopped",
+                ],
+            },
+            "max_duration_seconds": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "start: the longest answered time; interim: the time left",
+            },
+            "hold_amount": {
+                **_DECIMAL,
+                "description": "what the call holds of the account's money",
+            },
+            "routes": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "the suppliers to try, in order (empty until routing is built)",
+            },
+        },
+    },
+}
+
+
+def _authz_paths() -> dict[str, Any]:
+    return {
+        "/v1/authz": {
+            "post": {
+                "summary": "a switch's START, INTERIM or STOP of one call: may it go on, for "
+                "how long; START and INTERIM hold the call's money, STOP releases it",
+                "description": "A deny is a 200 with `allow` false and its `reason`. Keys of "
+                "role switch or tenant-admin.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AuthzRequest")}},
+                },
+                "responses": {
+                    "200": _json("the answer", _ref("AuthzAnswer")),
+                    "400": _error("code bad_field; `field` names the body member at fault"),
+                    "401": _UNAUTHORIZED,
+                    "403": _error("code forbidden: not a switch or tenant-admin key"),
+                    "409": _error("code conflict: the account's money kept moving; ask again"),
+                },
+            }
+        }
+    }
+
+
+# --- end of real-time authorization ---------------------------------------------------------

@@ -47,6 +47,7 @@ COMMAND_MODULES = {
     "users": ("user",),
     "audit": ("audit",),
     "routes": ("routes",),
+    "authz": ("authz", "authz-cap"),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

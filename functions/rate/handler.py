@@ -15,7 +15,17 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.rate.service import DeckCache, RateOutcome, rate_file
-from functions.store import accounts, batches, events, files, lake, ledger, monitoring, queues
+from functions.store import (
+    accounts,
+    batches,
+    events,
+    files,
+    holds,
+    lake,
+    ledger,
+    monitoring,
+    queues,
+)
 
 logger = Logger(service=monitoring.RATE)
 # Only AWS calls become subsegments; tracing is off outside Lambda (and where
@@ -50,6 +60,7 @@ def rate_record(record: SQSRecord) -> None:
             ledger=ledger,
             events=events,
             decks=DECKS,
+            holds=holds,
         )
     logger.info("cdr file rated", status=outcome.status, **outcome.counts)
     publish_metrics(tenant, switch, outcome, correlation_id=correlation_id)

@@ -120,6 +120,13 @@ class Events(Protocol):
     def publish_file_rated(self, detail: dict) -> None: ...
 
 
+class Holds(Protocol):
+    """Money held by live calls (functions.store.holds): a rated call's hold is released."""
+
+    def list_holds(self, tenant: str) -> list[Any]: ...
+    def release_holds(self, tenant: str, holds: list[Any]) -> list[Any]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RateOutcome:
     file_id: str
@@ -304,6 +311,7 @@ def rate_file(
     events: Events,
     decks: DeckCache,
     part_rows: int = PART_ROWS,
+    holds: Holds | None = None,
 ) -> RateOutcome:
     record = files.get_file(tenant, file_id)
     if record.status != "ingested":
@@ -344,10 +352,16 @@ def rate_file(
         for day in days:
             for area in AREAS:
                 lake.publish_staged(area, tenant, day, file_id, run, spool)
+        # Real-time authorization's holds of this file's calls: one Query of the tenant's
+        # holds; the file's call ids are read only if any call holds money.
+        held = holds.list_holds(tenant) if holds is not None else []
+        rated_holds = held and _holds_of_calls(held, normalised.values())
 
     ledger.post_balances(
         tenant, file_id, totals.deltas, kind="charges", description=str(record.meta.get("name", ""))
     )
+    if rated_holds:  # after the charges are posted: the money moves from held to charged
+        holds.release_holds(tenant, rated_holds)
     counts = file_counts(record.counts, totals, duplicates)
     events.publish_file_rated(file_rated_detail(tenant, switch, file_id, counts, totals))
     files.set_file_status(tenant, file_id, "done", counts=counts)
@@ -414,6 +428,19 @@ def _row_parts(table: ParquetParts, part_rows: int, columns: list[str] | None = 
         for start in range(0, rows.num_rows, part_rows):
             yield rows.slice(start, part_rows)
         del rows
+
+
+def _holds_of_calls(held: list[Any], tables: Any) -> list[Any]:
+    """The holds whose call id is one of these normalised tables' calls."""
+    by_call: dict[str, list[Any]] = {}
+    for hold in held:
+        by_call.setdefault(hold.call_id, []).append(hold)
+    found: list[Any] = []
+    for table in tables:
+        for part in _row_parts(table, PART_ROWS, ["call_id"]):
+            calls = pc.unique(part.column("call_id")).to_pylist()
+            found += [h for call in calls if call in by_call for h in by_call.pop(call)]
+    return found
 
 
 def day_attempts(normalised: ParquetParts) -> tuple[pa.Array, np.ndarray]:

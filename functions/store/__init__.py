@@ -69,6 +69,7 @@ def check_slot(slot: object) -> tuple[str, str | None]:
 
 # The fraud table's TTL attribute (infra/template.yaml FraudTable): epoch seconds.
 FRAUD_TTL_ATTRIBUTE = "expires_at"
+HOLD_TTL_ATTRIBUTE = "hold_ttl"  # the ledger table's live-call holds (functions/store/holds.py)
 _SLOT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2})?")
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
@@ -110,6 +111,9 @@ def reset() -> None:
     queues = sys.modules.get(f"{__name__}.queues")
     if queues is not None:
         queues.reset()
+    routes = sys.modules.get(f"{__name__}.routes")
+    if routes is not None:  # its warm route service caches decks and suppliers per tenant
+        routes.route_service.cache_clear()
 
 
 def provision() -> None:
@@ -144,10 +148,11 @@ def provision() -> None:
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        if table == names.fraud_table:
+        ttl = {names.fraud_table: FRAUD_TTL_ATTRIBUTE, names.ledger_table: HOLD_TTL_ATTRIBUTE}
+        if table in ttl:
             dynamodb.update_time_to_live(
                 TableName=table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": FRAUD_TTL_ATTRIBUTE},
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl[table]},
             )
     # The fraud topic's name; on AWS settings() holds its ARN and the stack made it.
     if not names.fraud_topic.startswith("arn:"):

@@ -28,7 +28,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.api import signin
-from functions.api.keys import ApiKey, check_account_kind, check_role
+from functions.api.keys import KEY_ONLY, ApiKey, check_account_kind, check_role
 from functions.api.usagekeys import usage_key_of
 from functions.shared.settings import settings
 from functions.store import (
@@ -132,6 +132,10 @@ def create_user(
     user's authenticator app). The name must be free in every tenant."""
     user, password = signin.check_user(user), signin.check_password(password)
     role, account = check_role(role, account)
+    if role in KEY_ONLY:
+        raise ValueError(
+            f"invalid role {role!r}: a {role} is a machine with an API key, not a user"
+        )
     accounts.get_tenant(tenant)
     checks = [
         {

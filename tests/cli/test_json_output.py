@@ -135,6 +135,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "audit": ("audit", TENANT, "--subject", "apikey"),
     "routes": ("routes", TENANT, "917012345678", "--account", "direct", "--time",
                "2024-05-01T10:00Z"),
+    "authz": ("authz", TENANT, "direct", "917012345678", "--time", "2024-05-01T10:00Z"),
+    "authz-cap": ("authz-cap", TENANT, "3600"),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",

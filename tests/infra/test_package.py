@@ -499,6 +499,9 @@ RATE_GRANTS = {
     ("dynamodb:GetItem", "AccountsTable.Arn"),
     ("dynamodb:Query", "AccountsTable.Arn"),
     *((f"dynamodb:{action}", "LedgerTable.Arn") for action in ("GetItem", "PutItem", "UpdateItem")),
+    # a rated call's money hold released (functions/store/holds.py)
+    ("dynamodb:Query", "LedgerTable.Arn"),
+    ("dynamodb:DeleteItem", "LedgerTable.Arn"),
     ("events:PutEvents", "EventBus.Arn"),
     ("sqs:ReceiveMessage", "RateQueue.Arn"),
     ("sqs:DeleteMessage", "RateQueue.Arn"),
@@ -617,6 +620,8 @@ API_GRANTS = (
     | _dynamodb("AccountsTable", "GetItem", "Query")
     # record_payment; list_entries (the API's statements and payments)
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem", "Query")
+    # POST /v1/authz: a STOP's and a sweep's Deletes of money holds (functions/store/holds.py)
+    | _dynamodb("LedgerTable", "DeleteItem")
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event;
     # a page of the API's invoices and the suppliers' profiles (BatchGetItem)
     | _dynamodb("BillingTable", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")

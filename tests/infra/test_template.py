@@ -149,6 +149,8 @@ def test_only_the_fraud_tables_items_and_sign_in_sessions_expire():
         "FraudTable": {"AttributeName": "expires_at", "Enabled": True},
         # portal sessions (functions/store/users.py), an attribute no other item has
         "AccountsTable": {"AttributeName": "session_expires_at", "Enabled": True},
+        # live calls' money holds (functions/store/holds.py), an attribute no other item has
+        "LedgerTable": {"AttributeName": "hold_ttl", "Enabled": True},
     }
     assert TEMPLATE["Resources"]["FraudTable"]["Properties"]["TableName"] == {
         "Ref": "FraudTableName"
@@ -170,6 +172,10 @@ def test_store_provision_makes_the_fraud_table_and_topic_as_the_template_does(aw
         "AttributeName": "expires_at",
     }
     assert _ttl(settings().accounts_table) == {"TimeToLiveStatus": "DISABLED"}
+    assert _ttl(settings().ledger_table) == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "hold_ttl",
+    }
     topics = [t["TopicArn"] for t in client("sns").list_topics()["Topics"]]
     assert topics == ["arn:aws:sns:us-east-1:123456789012:tollgate-fraud-alerts"]
 

@@ -123,6 +123,7 @@ def test_the_route_service_orders_by_cost_then_quality_and_guards_the_margin(wor
 
 
 def test_targets_and_blocks_are_stored_on_the_supplier_with_the_audit_trail(world):
+    record_file_quality(TENANT, world["file_id"], files=files, lake=lake, quality=quality)
     target = check_target("sip.bt.example", 5061, "tls", prefix="0044#", gateway="bt-gw")
     supplier, entry = routes_store.set_target(TENANT, "bt", target, actor=OPERATOR)
     assert supplier.target == {

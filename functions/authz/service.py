@@ -1,0 +1,204 @@
+"""Real-time authorization's orchestration: START, INTERIM and STOP of one call.
+
+Reads (accounts, the balance item with the tenant's cap and the call's own hold in one
+BatchGetItem, the account's compiled deck from a warm cache), asks the pricing oracle
+(`quote`, the ONE call of functions.rate.allowance), decides with the pure rules of
+functions.rate.authorization and writes the hold through functions.store.holds. DynamoDB
+calls per START on the common path: the account item, the BatchGetItem, the hold's
+transaction (3). A START whose answer money limits, on an account holding money, first
+sweeps the account's expired holds (a Query, and a transaction if any expired).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from functions.rate import authorization as rules
+from functions.rate.deck_cache import DeckCache
+from functions.rate.plans import DEFAULT_PLAN, choose_plans
+from functions.rate.rating import DeckIndex
+from functions.store import NotFoundError, accounts, holds, lake
+
+HOLD_GRACE_SECONDS = 300  # a hold outlives its allowed time by this, for the INTERIM or STOP
+MONEY_ATTEMPTS = 64  # re-reads when concurrent calls took the money between read and write
+DECKS = DeckCache()  # the warm container's compiled decks (versions are immutable)
+# A money-limited answer sweeps the account's expired holds at most this often per container:
+# a denied burst does not Query the account's holds once per denied call.
+SWEEP_EVERY_SECONDS = 30
+_swept: dict[tuple[str, str], float] = {}
+
+
+def quote(index: Any, callee: str, at: dt.datetime, available_micro: int, *, cap_seconds: int):
+    """The pricing oracle: the ONE place its `quote` is called (functions/rate/allowance.py)."""
+    from functions.rate.allowance import quote as oracle
+
+    return oracle(index, callee, at, available_micro, cap_seconds=cap_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    tenant: str
+    event: str  # start | interim | stop
+    call_id: str
+    account: str | None = None
+    trunk: str | None = None
+    switch: str | None = None  # narrows the trunk's lookup to one switch
+    caller: str = ""
+    callee: str = ""
+    at: dt.datetime | None = None  # the call's time (the rate in force); None: now
+    answered_seconds: int = 0
+
+
+class TrunkError(ValueError):
+    """A trunk mapped to different accounts on different switches: name the switch."""
+
+
+def account_of_trunk(
+    tenant: str, trunk: str, switch: str | None = None
+) -> tuple[str | None, str | None]:
+    """The customer a trunk (or IP) is mapped to on ingress, as CDR ingest maps it, and the
+    rate plan the mapping names (None: the account's own rules decide)."""
+    switches = [switch] if switch else [s.switch for s in accounts.list_switches(tenant)]
+    found = set()
+    for name in switches:
+        try:
+            plan = accounts.get_trunk_plan(tenant, name)
+        except NotFoundError:
+            continue
+        if trunk in plan.ingress:
+            found.add((plan.ingress[trunk], plan.ingress_plans.get(trunk)))
+    if len(found) > 1:
+        raise TrunkError(f"trunk {trunk!r} maps to {len(found)} accounts or plans: name the switch")
+    return found.pop() if found else (None, None)
+
+
+def plan_of(account: Any, caller: str, trunk_plan: str | None) -> str:
+    """The rate plan the rating engine would price this call on (functions.rate.plans)."""
+    rules = getattr(account, "plan_rules", None) or {}
+    if not rules and trunk_plan is None:
+        return DEFAULT_PLAN
+    labels, codes = choose_plans(
+        pa.array([account.account]),
+        pa.array([caller]) if caller else None,
+        pa.array([trunk_plan], pa.string()) if trunk_plan else None,
+        {account.account: dict(rules)} if rules else {},
+    )
+    return labels[int(codes[0])]
+
+
+def deck_index(
+    tenant: str, account: Any, caller: str = "", trunk_plan: str | None = None
+) -> DeckIndex | None:
+    """The customer's deck as the rating engine prices this call: the plan's version, warm."""
+    plan = plan_of(account, caller, trunk_plan)
+    if plan == DEFAULT_PLAN:
+        version = account.deck_version
+    else:
+        version = (getattr(account, "plan_versions", None) or {}).get(plan)
+    if version is None:
+        return None
+    return DECKS.get(
+        (tenant, account.account, version),
+        lambda: DeckIndex.build(lake.get_deck(tenant, account.account, version), account.currency),
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | None = None):
+    """The answer to one event (functions.rate.authorization.Decision.answer's shape).
+
+    `dry_run` (the CLI): the same question, no hold written or read for the call."""
+    now = now or _now()
+    at = request.at or now
+    name, trunk_plan = request.account, None
+    if name is None and request.trunk is not None:
+        name, trunk_plan = account_of_trunk(request.tenant, request.trunk, request.switch)
+    if name is None:
+        return rules.deny("unknown_account").answer()
+    if request.event == "stop":
+        if not dry_run:
+            holds.release(request.tenant, name, request.call_id)
+        return rules.Decision(False, "stopped", 0, 0).answer()
+    try:
+        account = accounts.get_account(request.tenant, name)
+    except NotFoundError:
+        return rules.deny("unknown_account").answer()
+    refused = rules.refusal(account.kind, account.status)
+    if refused is not None:
+        return rules.deny(refused).answer()
+    index = deck_index(request.tenant, account, request.caller, trunk_plan)
+    if index is None:
+        return rules.deny("no_rate").answer()
+    decision = _decide(request, account, index, at, now, dry_run)
+    routes = rules.routes_for(request.tenant, name, request.callee, at) if decision.allow else []
+    return decision.answer(routes)
+
+
+def _sweep_due(tenant: str, account: str, now: dt.datetime) -> bool:
+    last = _swept.get((tenant, account))
+    if last is not None and 0 <= now.timestamp() - last < SWEEP_EVERY_SECONDS:
+        return False
+    _swept[(tenant, account)] = now.timestamp()
+    return True
+
+
+def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
+    tenant, call_id = request.tenant, request.call_id
+    swept = False
+    for _ in range(MONEY_ATTEMPTS):
+        money = holds.read_money(tenant, account.account, None if dry_run else call_id)
+        own = money.hold
+        if request.event == "start" and own is not None:  # a retried START: the same answer
+            return rules.Decision(True, "ok", own.max_duration_seconds, own.amount_micro)
+        answered = request.answered_seconds if request.event == "interim" else 0
+        cap = rules.cap(money.max_duration_seconds, answered)
+        room = rules.available(
+            money.balance_micro,
+            money.reserved_micro,
+            prepaid=account.prepaid,
+            credit_limit_micro=account.credit_limit_micro,
+            own_hold_micro=own.amount_micro if own else 0,
+        )
+        priced = quote(index, request.callee, at, max(room, 0), cap_seconds=cap)
+        if request.event == "start":
+            decision = rules.decide_start(priced, cap)
+        else:
+            decision = rules.decide_interim(priced, answered, money.max_duration_seconds)
+        limited = rules.money_limited(decision, cap if request.event == "start" else cap - answered)
+        if limited and not swept and money.reserved_micro > (own.amount_micro if own else 0):
+            swept = True
+            if _sweep_due(tenant, account.account, now) and holds.sweep(
+                tenant, account.account, int(now.timestamp())
+            ):
+                continue  # expired holds gave money back: ask again
+        if dry_run or not decision.allow:
+            return decision
+        total = decision.max_duration_seconds + answered
+        expires = rules.hold_expiry(now, decision.max_duration_seconds, HOLD_GRACE_SECONDS)
+        credit = 0 if account.prepaid else account.credit_limit_micro
+        try:
+            if own is None:
+                placed = holds.place(
+                    tenant, account.account, call_id, decision.hold_micro, total, expires,
+                    money=money, credit_micro=credit,
+                )  # fmt: skip
+                if not placed.created:  # a concurrent START of the same call won
+                    return rules.Decision(
+                        True, "ok", placed.max_duration_seconds, placed.amount_micro
+                    )
+            elif decision.hold_micro != own.amount_micro or expires != own.expires_at:
+                holds.extend(
+                    tenant, own, decision.hold_micro, total, expires,
+                    money=money, credit_micro=credit,
+                )  # fmt: skip
+            return decision
+        except holds.MoneyMoved:
+            continue
+    raise holds.ConflictError(f"the money of {account.account!r} kept moving; try again")

@@ -1,0 +1,170 @@
+"""POST /v1/authz (functions/api/authz.py): who may ask, what a bad body is answered, and
+START/INTERIM/STOP over HTTP with money exact to the micro-unit; a switch key reads nothing
+else. Prices come from the stand-in oracle of tests/test_authz.py until the real one merges."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.api.openapi import document
+from functions.authz import service
+from functions.store import accounts, apikeys, holds, ledger
+from tests.api.test_openapi import check
+from tests.api.test_route_walk import get_operations, targets
+from tests.test_authz import stand_in_quote
+
+PATH = "/v1/authz"
+
+
+@pytest.fixture(scope="module")
+def switch(world):
+    """This module's own customer RT1 (prepaid, 1.000000 paid), its trunk on switch sbc9, and
+    a switch key; pricing by the stand-in oracle."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(service, "quote", stand_in_quote)
+        patch.setattr(service, "deck_index", lambda *args: "deck")
+        accounts.create_account("acme", "RT1", kind="customer", prepaid=True)
+        ledger.record_payment("acme", "RT1", 1_000_000, reference="rt1", account_kind="customer")
+        accounts.create_switch("acme", "sbc9", format="generic")
+        accounts.map_trunk("acme", "sbc9", "ingress", "10.0.0.9", "RT1")
+        _, presented = apikeys.create_key(
+            "acme", "switch", account=None, actor=accounts.caller(by="test")
+        )
+        world.keys["switch"] = presented
+        yield presented
+        del world.keys["switch"]
+
+
+def post(world, key, body):
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {world.keys.get(key, key)}"
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return world.http.request("POST", PATH, headers=headers, body=raw)
+
+
+START = {"event": "start", "call_id": "h1", "account": "RT1", "callee": "442071234567"}
+
+
+def test_start_interim_stop_over_http(world, switch):
+    doc, met = document(), set()
+    answer = post(world, "switch", {**START, "caller": "15551230000"})
+    check(doc, PATH, "post", answer, met)
+    assert answer.json_body == {
+        "allow": True,
+        "reason": "ok",
+        "max_duration_seconds": 5940,
+        "hold_amount": "0.995000",
+        "routes": [],
+    }
+    assert ledger.get_balance("acme", "RT1") == (1_000_000, 995_000)
+    # by trunk, as CDR ingest maps it: the same call, the same hold
+    by_trunk = {**START, "trunk": "10.0.0.9", "time": "2026-12-05T10:00:00+01:00"}
+    del by_trunk["account"]
+    assert post(world, "switch", by_trunk).json_body == answer.json_body
+    interim = {**START, "event": "interim", "answered_seconds": 600}
+    answer = post(world, "admin", interim)
+    assert answer.json_body["max_duration_seconds"] == 5940 - 600
+    stop = post(world, "switch", {"event": "stop", "call_id": "h1", "account": "RT1"})
+    assert (stop.status_code, stop.json_body["reason"]) == (200, "stopped")
+    assert ledger.get_balance("acme", "RT1") == (1_000_000, 0)
+    assert holds.list_holds("acme", "RT1") == []
+    unknown = post(world, "switch", {**START, "call_id": "h2", "account": "NOBODY"})
+    assert unknown.json_body["reason"] == "unknown_account"
+    unmapped = {"event": "start", "call_id": "h3", "trunk": "10.9.9.9", "callee": "4420"}
+    assert post(world, "switch", unmapped).json_body["reason"] == "unknown_account"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "body"),
+        (b"[1]", "body"),
+        ({"call_id": "x", "account": "RT1"}, "event"),
+        ({**START, "event": "begin"}, "event"),
+        ({**START, "call_id": "has space"}, "call_id"),
+        ({**START, "call_id": 7}, "call_id"),
+        ({"event": "start", "call_id": "x", "callee": "44"}, "account"),
+        ({**START, "trunk": "10.0.0.9"}, "trunk"),
+        ({**START, "account": "bad name!"}, "account"),
+        ({**START, "switch": "sbc9"}, "switch"),
+        ({**START, "callee": None}, "callee"),
+        ({**START, "callee": ""}, "callee"),
+        ({**START, "callee": "4" * 65}, "callee"),
+        ({**START, "time": "yesterday"}, "time"),
+        ({**START, "time": "2026-12-05T10:00:00"}, "time"),
+        ({**START, "event": "interim"}, "answered_seconds"),
+        ({**START, "answered_seconds": -1}, "answered_seconds"),
+        ({**START, "answered_seconds": 1.5}, "answered_seconds"),
+        ({**START, "answered_seconds": True}, "answered_seconds"),
+        ({**START, "amount": "1.00"}, "amount"),
+    ],
+)
+def test_bad_bodies_name_the_member(world, switch, body, field):
+    answer = post(world, "switch", body)
+    assert (answer.status_code, answer.json_body["code"]) == (400, "bad_field"), answer.body
+    assert answer.json_body["field"] == field
+    check(document(), PATH, "post", answer, set())
+
+
+def test_who_may_ask(world, switch):
+    wanted = {
+        "switch": 200,
+        "admin": 200,
+        "finance": 403,
+        "readonly": 403,
+        "reseller": 403,
+        "readonly_res": 403,
+        "customer": 403,
+        "direct": 403,
+        None: 401,
+        world.revoked: 401,
+    }
+    got = {}
+    for i, key in enumerate(wanted):
+        answer = post(world, key, {**START, "call_id": f"who{i}", "callee": "12125550100"})
+        check(document(), PATH, "post", answer, set())
+        got[key] = answer.status_code
+    assert got == wanted
+
+
+def test_a_switch_key_reads_nothing_else(world, switch):
+    for path, operation in get_operations():
+        for url in targets(path, operation):
+            answer = world.get(url, "switch")
+            assert answer.status_code == 403, (url, answer.body[:200])
+            assert answer.json_body["code"] == "forbidden"
+
+
+def test_a_switch_is_no_portal_user():
+    from functions.store import users
+
+    with pytest.raises(ValueError, match="switch"):
+        users.create_user(
+            "acme", "sw.user", "a long enough password", "switch", account=None,
+            actor=accounts.caller(by="test"),
+        )  # fmt: skip
+
+
+def test_money_that_keeps_moving_is_a_409(world, switch, monkeypatch):
+    def moved(*args, **kwargs):
+        raise holds.MoneyMoved("moved")
+
+    monkeypatch.setattr(holds, "place", moved)
+    monkeypatch.setattr(service, "MONEY_ATTEMPTS", 3)
+    answer = post(world, "switch", {**START, "call_id": "busy"})
+    assert (answer.status_code, answer.json_body["code"]) == (409, "conflict")
+    check(document(), PATH, "post", answer, set())
+
+
+def test_beyond_the_keys_rate_is_a_429(world, switch, monkeypatch):
+    from functions.api import handler
+    from functions.api.throttle import Limit, Limiter
+
+    monkeypatch.setattr(handler, "LIMITER", Limiter(Limit(1e-6, 1), clock=lambda: 0.0))
+    post(world, "switch", {**START, "call_id": "rate1"})  # the one token
+    answer = post(world, "switch", {**START, "call_id": "rate2"})
+    assert answer.status_code == 429
+    check(document(), PATH, "post", answer, set())
