@@ -137,8 +137,20 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     if index is None:
         return rules.deny("no_rate").answer()
     decision = _decide(request, account, index, at, now, dry_run)
-    routes = rules.routes_for(request.tenant, name, request.callee, at) if decision.allow else []
-    return decision.answer(routes)
+    if not decision.allow:
+        return decision.answer()
+    return decision.answer(routes_for(request.tenant, name, request.callee, at, decision))
+
+
+def routes_for(
+    tenant: str, account: str, callee: str, at: dt.datetime, decision: rules.Decision
+) -> list[dict[str, Any]]:
+    """The suppliers to try, in order (functions/rate/route_service.py: least cost, quality,
+    the margin guard against the customer's rate the quote found), as a switch dials them."""
+    from functions.store.routes import route_service
+
+    found = route_service().routes_for(tenant, account, callee, at, decision.rate)
+    return rules.route_answers(found)
 
 
 def _sweep_due(tenant: str, account: str, now: dt.datetime) -> bool:

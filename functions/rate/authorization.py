@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from functions.shared.money import AMOUNT_SCALE, units_to_str
@@ -35,6 +36,7 @@ class QuoteLike(Protocol):
     reason: str
     max_duration_seconds: int
     hold_micro: int
+    rate: Decimal | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class Decision:
     reason: str
     max_duration_seconds: int
     hold_micro: int  # what the call holds (0 when denied or stopped)
+    rate: Decimal | None = None  # the customer's per-minute price (the routes' margin guard)
 
     def answer(self, routes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The API's and the CLI's answer."""
@@ -97,7 +100,7 @@ def decide_start(quote: QuoteLike, cap_seconds: int) -> Decision:
     seconds = min(quote.max_duration_seconds, cap_seconds)
     if seconds <= 0:
         return deny("insufficient_funds")
-    return Decision(True, "ok", seconds, quote.hold_micro)
+    return Decision(True, "ok", seconds, quote.hold_micro, quote.rate)
 
 
 def decide_interim(quote: QuoteLike, answered_seconds: int, tenant_max_seconds: int) -> Decision:
@@ -109,7 +112,7 @@ def decide_interim(quote: QuoteLike, answered_seconds: int, tenant_max_seconds: 
     left = total - answered_seconds
     if left <= 0:
         return Decision(False, "insufficient_funds", 0, quote.hold_micro)
-    return Decision(True, "ok", left, quote.hold_micro)
+    return Decision(True, "ok", left, quote.hold_micro, quote.rate)
 
 
 def money_limited(decision: Decision, cap_seconds: int) -> bool:
@@ -125,6 +128,29 @@ def hold_expiry(now: dt.datetime, seconds: int, grace_seconds: int) -> int:
     return int(now.timestamp()) + seconds + grace_seconds
 
 
-def routes_for(tenant: str, account: str, callee: str, at: dt.datetime) -> list[dict[str, Any]]:
-    """The suppliers to try, in order (least-cost routing is another helper's part)."""
-    return []
+# What a switch is told of each route: where to send the call (the supplier's target,
+# flattened as functions/api/dialects.py renders it) and what it costs the carrier.
+ROUTE_MEMBERS = ("supplier", "destination", "currency", "cost_per_minute", "cost")
+
+
+def route_answers(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ordered routes (functions/rate/routing.py) a switch can dial: those with a target,
+    each as `{supplier, host, port, transport, prefix, gateway, cost...}`; flagged routes (no
+    route passed the margin guard) keep their flag."""
+    answers = []
+    for route in routes:
+        target = route.get("target")
+        if not target:
+            continue
+        answer = {name: route.get(name) for name in ROUTE_MEMBERS}
+        answer.update(
+            host=target["host"],
+            port=target["port"],
+            transport=target["transport"],
+            prefix=target.get("prefix", ""),  # the tech prefix the supplier wants dialled
+            gateway=target.get("gateway"),
+            matched_prefix=route.get("prefix"),  # the supplier's deck code that priced it
+            flagged=bool(route.get("flagged")),
+        )
+        answers.append(answer)
+    return answers

@@ -12,7 +12,7 @@ import pytest
 from functions.cli import main
 from functions.rate.route_service import RouteService, record_file_quality
 from functions.rate.routing import Stats, check_target
-from functions.store import accounts, files, lake, quality
+from functions.store import accounts, files, lake, ledger, quality
 from functions.store import routes as routes_store
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.pipeline.carrier import HEADER, TENANT, process_file, run, set_up_carrier
@@ -238,3 +238,38 @@ def test_the_file_rated_consumer_feeds_the_stats_once(world):
     assert handle_file_rated(event, context)["quality_buckets"] == 0  # delivered again
     after = quality.get_stats(TENANT, [("bt", "44")], HOUR, HOUR)[("bt", "44")]
     assert after == before + Stats(2, 1, 90, 2000, 1)
+
+
+def test_a_start_answers_the_routes_a_switch_can_dial_in_order(world):
+    """The authorization service (functions/authz/service.py) over the same stores: allowed,
+    its routes the ordered suppliers that have a target, each as the dialects render it."""
+    from functions.authz import service as authz
+
+    record_file_quality(TENANT, world["file_id"], files=files, lake=lake, quality=quality)
+    ledger.record_payment(
+        TENANT, "direct", 10_000_000, reference="AUTHZ-1", account_kind="customer"
+    )
+    for supplier, host in (("bt", "sip.bt.example"), ("cheapuk", "203.0.113.9")):
+        routes_store.set_target(TENANT, supplier, check_target(host, 5060), actor=OPERATOR)
+    routes_store.route_service.cache_clear()
+    request = authz.Request(
+        TENANT, "start", "call-1@sbc1", account="direct", callee="447700900123", at=AT
+    )
+    answer = authz.authorize(request, dry_run=True)
+    assert answer["allow"] is True
+    assert [(r["supplier"], r["host"], r["port"], r["transport"]) for r in answer["routes"]] == [
+        ("bt", "sip.bt.example", 5060, "udp"),
+        ("cheapuk", "203.0.113.9", 5060, "udp"),
+    ]
+    assert [
+        (r["cost_per_minute"], r["matched_prefix"], r["flagged"]) for r in answer["routes"]
+    ] == [
+        ("0.00600000", "44", False),
+        ("0.00550000", "44", False),
+    ]
+    routes_store.set_target(TENANT, "cheapuk", None, actor=OPERATOR)  # no target: not offered
+    routes_store.route_service.cache_clear()  # a new container (a warm one: within 60 s)
+    answer = authz.authorize(request, dry_run=True)
+    assert [r["supplier"] for r in answer["routes"]] == ["bt"]
+    for supplier in ("bt", "cheapuk"):
+        routes_store.set_target(TENANT, supplier, None, actor=OPERATOR)
