@@ -9,13 +9,24 @@ readable) and `tenant-admin` may ask.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from chalice import Response
 from chalice.app import Request
 
+from functions.api import dialects
+from functions.api.dialects import DIALECTS
 from functions.api.handler import serve
-from functions.api.requests import ApiError, BodyError, Call, body_choice, body_members
+from functions.api.requests import (
+    ApiError,
+    BodyError,
+    Call,
+    Document,
+    body_choice,
+    body_members,
+    parse_choice,
+)
 from functions.authz import service
 from functions.rate.authorization import EVENTS
 from functions.shared.ids import check_name
@@ -121,13 +132,22 @@ def parse(tenant: str, raw: dict[str, Any] | None) -> service.Request:
 
 
 def authorize(request: Request) -> Response:
-    def work(call: Call) -> dict[str, Any]:
+    def work(call: Call) -> dict[str, Any] | Document:
+        dialect = parse_choice(call.query, "dialect", DIALECTS, "json")
         wanted = parse(call.caller.tenant, call.body)
         try:
-            return service.authorize(wanted)
+            answer = service.authorize(wanted)
         except service.TrunkError as error:
             raise BodyError("trunk", str(error)) from None
         except ConflictError as error:  # the account's money kept moving under the call
             raise ApiError(409, "conflict", str(error)) from None
+        if dialect == "json" or wanted.event == "stop":  # a STOP's answer is for the record
+            return answer
+        content_type, body = dialects.render(
+            answer, dialect, callee=wanted.callee, call_id=wanted.call_id
+        )
+        return (
+            json.loads(body) if content_type == "application/json" else Document(body, content_type)
+        )
 
-    return serve(request, work, roles=ROLES, body=True)
+    return serve(request, work, params=("dialect",), roles=ROLES, body=True)

@@ -28,6 +28,7 @@ from functions.api.requests import (
     ApiError,
     BodyError,
     Call,
+    Document,
     Download,
     Redirect,
     check_params,
@@ -42,7 +43,7 @@ from functions.store import accounts, apikeys, users
 _BEARER = BEARER
 _HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
-Result = dict[str, Any] | Answer | Download | Redirect
+Result = dict[str, Any] | Answer | Download | Document | Redirect
 Work = Callable[[Call], Result]
 # Each key's request rate (functions/api/throttle.py): this process's buckets, 429 beyond.
 LIMITER = throttle.Limiter(*throttle.limits_from(os.environ), clock=time.monotonic)
@@ -92,6 +93,9 @@ def _answer(result: Result) -> Response:
         text = result.content_type.startswith("text/")
         content = result.content.decode() if text else result.content
         return Response(content, status_code=200, headers={**_HEADERS, **headers})
+    if isinstance(result, Document):
+        content_type = {"Content-Type": result.content_type}
+        return Response(result.content, status_code=200, headers={**_HEADERS, **content_type})
     if isinstance(result, Redirect):
         body = {"url": result.url, "expires_in": result.expires_in}
         return _json(303, body, {"Location": result.url})

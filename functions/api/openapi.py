@@ -1170,7 +1170,31 @@ _AUTHZ_SCHEMAS: dict[str, Any] = {
             "routes": {
                 "type": "array",
                 "items": {"type": "object"},
-                "description": "the suppliers to try, in order (empty until routing is built)",
+                "description": "the suppliers to try, in order: supplier, host, port, "
+                "transport, prefix, gateway, cost_per_minute, cost, flagged...",
+            },
+        },
+    },
+    "KamailioAnswer": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["allow", "reason", "max_duration"],
+        "description": "?dialect=kamailio: rtjson routes and the cap for dlg_set_timeout "
+        "(docs/authorization.md)",
+        "properties": {
+            "allow": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "max_duration": {"type": "integer", "minimum": 0},
+            "sip_code": {"type": "integer"},
+            "sip_reason": {"type": "string"},
+            "rtjson": {
+                "type": "object",
+                "required": ["version", "routing", "routes"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "routing": {"type": "string", "enum": ["serial"]},
+                    "routes": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                },
             },
         },
     },
@@ -1185,12 +1209,30 @@ def _authz_paths() -> dict[str, Any]:
                 "how long; START and INTERIM hold the call's money, STOP releases it",
                 "description": "A deny is a 200 with `allow` false and its `reason`. Keys of "
                 "role switch or tenant-admin.",
+                "parameters": [
+                    {
+                        "name": "dialect",
+                        "in": "query",
+                        "required": False,
+                        "description": "the asking switch's format (default json; a STOP is "
+                        "always answered in json): functions/api/dialects.py",
+                        "schema": {"type": "string", "enum": ["json", "kamailio", "freeswitch"]},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("AuthzRequest")}},
                 },
                 "responses": {
-                    "200": _json("the answer", _ref("AuthzAnswer")),
+                    "200": {
+                        "description": "the answer, in the dialect asked for",
+                        "content": {
+                            "application/json": {
+                                "schema": {"oneOf": [_ref("AuthzAnswer"), _ref("KamailioAnswer")]}
+                            },
+                            "text/xml": {"schema": {"type": "string"}},
+                        },
+                    },
                     "400": _error("code bad_field; `field` names the body member at fault"),
                     "401": _UNAUTHORIZED,
                     "403": _error("code forbidden: not a switch or tenant-admin key"),

@@ -2,8 +2,8 @@
 
 Query parameters and JSON bodies are checked here, each error naming the field at fault, so a
 bad request is a 400 the client can act on and never a 500. A route's service answers a plain
-dict (200 JSON), an `Answer` (another status), a `Download` (a file's bytes) or a `Redirect`
-(a pre-signed link); functions.api.handler maps each to HTTP.
+dict (200 JSON), an `Answer` (another status), a `Download` (a file's bytes), a `Document`
+(another format) or a `Redirect` (a pre-signed link); functions.api.handler maps each to HTTP.
 """
 
 from __future__ import annotations
@@ -68,6 +68,14 @@ class Download:
     content: bytes
     content_type: str  # e.g. "text/csv; charset=utf-8"
     filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """An answer in another format than JSON (a switch's dialect: FreeSWITCH's XML)."""
+
+    content: str
+    content_type: str  # e.g. "text/xml"
 
 
 @dataclass(frozen=True, slots=True)

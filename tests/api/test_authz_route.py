@@ -5,6 +5,7 @@ else. Prices come from the stand-in oracle of tests/test_authz.py until the real
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -168,3 +169,48 @@ def test_beyond_the_keys_rate_is_a_429(world, switch, monkeypatch):
     answer = post(world, "switch", {**START, "call_id": "rate2"})
     assert answer.status_code == 429
     check(document(), PATH, "post", answer, set())
+
+
+def test_the_answer_comes_in_the_asking_switchs_dialect(world, switch):
+    """?dialect= renders the same decision (functions/api/dialects.py): Kamailio's JSON with
+    the cap for dlg_set_timeout (no rtjson without routes), FreeSWITCH's xml_curl document, and
+    a deny as the switch's SIP answer; a STOP is answered in JSON whatever was asked."""
+    doc, met = document(), set()
+    call = {**START, "call_id": "dialect-1"}
+
+    def ask(dialect, body):
+        headers = {"Content-Type": "application/json"}
+        headers["Authorization"] = f"Bearer {world.keys['switch']}"
+        path = f"{PATH}?dialect={dialect}"
+        return world.http.request("POST", path, headers=headers, body=json.dumps(body).encode())
+
+    ledger.record_payment("acme", "RT1", 10_000_000, reference="dialects", account_kind="customer")
+    plain = ask("json", call).json_body
+    assert plain["allow"] is True and plain["max_duration_seconds"] > 0
+    kamailio = ask("kamailio", call)  # the same call again: the same hold, the same answer
+    check(doc, PATH, "post", kamailio, met)
+    assert kamailio.json_body == {
+        "allow": True,
+        "reason": "ok",
+        "max_duration": plain["max_duration_seconds"],
+    }
+    freeswitch = ask("freeswitch", call)
+    assert freeswitch.headers["Content-Type"].startswith("text/xml")
+    root = ET.fromstring(freeswitch.body)
+    # allowed with no route: "not found", so FreeSWITCH falls back to its own dialplan
+    assert root.get("type") == "freeswitch/xml"
+    assert root.find("section").get("name") == "result"
+    assert root.find("section/result").get("status") == "not found"
+    denied = ask("kamailio", {**call, "call_id": "dialect-2", "callee": "4499123"})
+    check(doc, PATH, "post", denied, met)
+    assert denied.json_body == {
+        "allow": False,
+        "reason": "closed",
+        "max_duration": 0,
+        "sip_code": 403,
+        "sip_reason": "Destination blocked",
+    }
+    stopped = ask("freeswitch", {"event": "stop", "call_id": "dialect-1", "account": "RT1"})
+    assert stopped.json_body["reason"] == "stopped"
+    bad = ask("sip", call)
+    assert (bad.status_code, bad.json_body["field"]) == (400, "dialect")
