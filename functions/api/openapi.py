@@ -14,6 +14,7 @@ from functions.api.money_views import MAX_STATEMENT_DAYS
 from functions.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from functions.api.usage import CDR_COLUMNS
 from functions.invoice.statement import ENTRY_KINDS
+from functions.rate.authorization import REASONS as AUTHZ_REASONS
 
 VERSION = "1.0.0"
 METHODS = frozenset({"get", "put", "post", "patch", "delete", "head", "options"})
@@ -1144,20 +1145,7 @@ _AUTHZ_SCHEMAS: dict[str, Any] = {
         "required": ["allow", "reason", "max_duration_seconds", "hold_amount", "routes"],
         "properties": {
             "allow": {"type": "boolean"},
-            "reason": {
-                "type": "string",
-                "enum": [
-                    "ok",
-                    "no_rate",
-                    "closed",
-                    "bad_number",
-                    "insufficient_funds",
-                    "suspended",
-                    "unknown_account",
-                    "not_a_customer",
-                    "stopped",
-                ],
-            },
+            "reason": {"type": "string", "enum": list(AUTHZ_REASONS)},
             "max_duration_seconds": {
                 "type": "integer",
                 "minimum": 0,
