@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rate_bench.py
 	$(BIN)/python bench/pricing_models_bench.py
 	$(BIN)/python bench/api_bench.py
+	$(BIN)/python bench/authz_bench.py
 	$(BIN)/python bench/invoice_cycle_bench.py $(if $(ACCOUNTS),--accounts $(ACCOUNTS))
 
 clean:
