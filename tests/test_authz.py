@@ -158,7 +158,7 @@ def test_stop_releases_once(world):
     a = customer(1_000_000)
     ask(a)
     assert reserved(a) == 995_000
-    stopped = ask(a, "stop", answered=42)
+    stopped = ask(a, "stop")  # no answered time: the call never connected
     assert stopped == {
         "allow": False,
         "reason": "stopped",
@@ -170,6 +170,25 @@ def test_stop_releases_once(world):
     assert ask(a, "stop")["reason"] == "stopped"  # again: nothing to give back
     assert reserved(a) == 0
     assert ask(a, call_id="c2")["hold_amount"] == "0.995000"  # the money is back
+
+
+def test_stop_of_an_answered_call_keeps_its_price_held_until_the_cdr(world):
+    """42 s answered cost 0.015000 (connect fee + one 60 s block): that much stays held until
+    the call's rated CDR is charged (or a day passes), so a prepaid account cannot spend it
+    twice meanwhile; the rest of the hold comes back at once."""
+    a = customer(1_000_000)
+    ask(a)
+    stopped = ask(a, "stop", answered=42)
+    assert (stopped["reason"], stopped["hold_amount"]) == ("stopped", "0.015000")
+    [kept] = holds.list_holds(T, a)
+    assert (kept.call_id, kept.amount_micro, reserved(a)) == ("c1", 15_000, 15_000)
+    assert kept.expires_at == int(NOW.timestamp()) + service.SETTLE_SECONDS
+    # the next call has what is left: 0.985000 (0.005000 fee + 98 whole minutes)
+    assert ask(a, call_id="c2")["hold_amount"] == "0.985000"
+    assert ask(a, "stop", answered=42)["hold_amount"] == "0.015000"  # a repeated STOP
+    assert reserved(a) == 15_000 + 985_000 == 1_000_000  # never more than the balance
+    holds.release_calls(T, {"c1"})  # what the rated CDR's file does
+    assert reserved(a) == 985_000
 
 
 def test_an_expired_hold_releases_itself(world):

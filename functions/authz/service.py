@@ -24,6 +24,9 @@ from functions.rate.rating import DeckIndex
 from functions.store import NotFoundError, accounts, holds, lake
 
 HOLD_GRACE_SECONDS = 300  # a hold outlives its allowed time by this, for the INTERIM or STOP
+# A stopped call's answered price stays held until its rated CDR releases it, at most this
+# long (the rating lag alarm fires at 15 minutes; a day covers a switch's late file).
+SETTLE_SECONDS = 86_400
 MONEY_ATTEMPTS = 64  # re-reads when concurrent calls took the money between read and write
 DECKS = DeckCache()  # the warm container's compiled decks (versions are immutable)
 # A money-limited answer sweeps the account's expired holds at most this often per container:
@@ -123,9 +126,8 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     if name is None:
         return rules.deny("unknown_account").answer()
     if request.event == "stop":
-        if not dry_run:
-            holds.release(request.tenant, name, request.call_id)
-        return rules.Decision(False, "stopped", 0, 0).answer()
+        kept = 0 if dry_run else _settle(request, name, trunk_plan, at, now)
+        return rules.Decision(False, "stopped", 0, kept).answer()
     try:
         account = accounts.get_account(request.tenant, name)
     except NotFoundError:
@@ -140,6 +142,46 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     if not decision.allow:
         return decision.answer()
     return decision.answer(routes_for(request.tenant, name, request.callee, at, decision))
+
+
+def _settle(
+    request: Request, name: str, trunk_plan: str | None, at: dt.datetime, now: dt.datetime
+) -> int:
+    """A STOP: the hold shrinks to the price of the answered time (never more than it held),
+    kept until the call's rated CDR releases it or SETTLE_SECONDS pass, so a prepaid account
+    cannot spend that money again while the CDR is on its way; a call never answered (or
+    nothing left to price) gives its whole hold back. What stays held, in micro-units."""
+    tenant, call_id = request.tenant, request.call_id
+    for _ in range(MONEY_ATTEMPTS):
+        money = holds.read_money(tenant, name, call_id)
+        own = money.hold
+        if own is None:
+            return 0
+        amount = 0
+        if request.answered_seconds > 0 and request.callee:
+            account = accounts.get_account(tenant, name)
+            index = deck_index(tenant, account, request.caller, trunk_plan)
+            if index is not None:
+                priced = quote(
+                    index, request.callee, at, own.amount_micro,
+                    cap_seconds=request.answered_seconds,
+                )  # fmt: skip
+                amount = priced.hold_micro if priced.allow else 0
+        if amount <= 0:
+            holds.release(tenant, name, call_id)
+            return 0
+        expires = int(now.timestamp()) + SETTLE_SECONDS
+        if (amount, expires) == (own.amount_micro, own.expires_at):
+            return amount
+        try:
+            holds.extend(
+                tenant, own, amount, request.answered_seconds, expires,
+                money=money, credit_micro=0,
+            )  # fmt: skip
+            return amount
+        except holds.MoneyMoved:
+            continue
+    raise holds.ConflictError(f"the hold of call {call_id!r} kept changing; try again")
 
 
 def routes_for(
