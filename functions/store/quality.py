@@ -2,17 +2,20 @@
 
 Key layout (table `settings().fraud_table`, the hourly-counter table with TTL on
 `expires_at`; these items live beside the fraud counters under their own `Q#` partitions):
-    pk=Q#{tenant}#{supplier}  sk=P#{prefix}#H#{yyyymmddhh}   n attempts, a answered,
-                                                              s answered seconds, p PDD sum
-                                                              (ms), q calls with a PDD,
-                                                              files (the files counted)
+    pk=Q#{tenant}#{supplier}  sk=H#{yyyymmddhh}   per matched prefix P: n|P attempts,
+                                                  a|P answered, s|P answered seconds,
+                                                  p|P PDD sum (ms), q|P calls with a PDD;
+                                                  files (the file parts counted)
 
-A rated file adds ONE update per (supplier, prefix, hour) it touches, never one per CDR:
-`ADD n :n, a :a, ... files :files` under `NOT contains(files, :file)`, as the fraud counters
-do (functions/store/fraud.py), so a redelivered FileRated event or a retry after a crash
-counts each file once (ConditionalCheckFailed: counted before). The window's buckets of the
-routes in question are read in one BatchGetItem (100 keys a request, the requests at once).
-Items live `STATS_DAYS`; reads ask for the hours they need and never trust TTL.
+One item per supplier and hour, as the fraud counters keep one per account and hour
+(functions/store/fraud.py): a rated file adds one update per (supplier, hour) it touches and
+per CLAUSES counters, never one per prefix nor per CDR:
+`ADD n|P :v, ... files :part` under `NOT contains(files, :part)` (part = file id # chunk, the
+chunks cut the same way each time), so a redelivered FileRated event or a retry after a crash
+counts each file once. The window's items of the suppliers in question are read in one
+BatchGetItem (100 keys a request, the requests at once). Items live `STATS_DAYS`; reads ask
+for the hours they need and never trust TTL. A supplier's busiest hour holds five numbers per
+prefix called in it (some 250 KB at 5,000 prefixes, under DynamoDB's 400 KB an item).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from functions.shared.settings import settings
 from functions.store import ConflictError, check_name, client
 
 WRITERS = 16
+# Counters per update: under the 4 KB expression limit (moto parses them recursively: 200
+# overflow its stack); an item's parts go one after another (moto does not serialise).
+CLAUSES = 100
 STATS_DAYS = 15  # the longest window (14 days) and a day's margin
 _ATTEMPTS = 10
 _BATCH = 100
@@ -44,48 +50,78 @@ def _hour_text(hour: int) -> str:
     return dt.datetime.fromtimestamp(hour * 3600, dt.UTC).strftime("%Y%m%d%H")
 
 
-def _key(tenant: str, supplier: str, prefix: str, hour: int) -> dict[str, Any]:
-    if not prefix.isdigit():
-        raise ValueError(f"invalid prefix {prefix!r}: digits only")
+def _key(tenant: str, supplier: str, hour: int) -> dict[str, Any]:
     return {
         "pk": {"S": f"Q#{check_name('tenant', tenant)}#{check_name('account', supplier)}"},
-        "sk": {"S": f"P#{prefix}#H#{_hour_text(hour)}"},
+        "sk": {"S": f"H#{_hour_text(hour)}"},
     }
 
 
-def _add(tenant: str, file_id: str, bucket: tuple[str, str, int], stats: Stats) -> bool:
-    supplier, prefix, hour = bucket
-    values = {f":{code}": {"N": str(getattr(stats, name))} for code, name in _FIELDS}
+Part = tuple[str, int, int, list[tuple[str, Stats]]]  # supplier, hour, chunk, prefixes' stats
+
+
+def _parts(buckets: Mapping[tuple[str, str, int], Stats]) -> list[Part]:
+    """The updates a file makes: per (supplier, hour), its prefixes in sorted order cut into
+    chunks of CLAUSES counters (the same cut on every delivery of the same file)."""
+    by_item: dict[tuple[str, int], list[tuple[str, Stats]]] = {}
+    for (supplier, prefix, hour), stats in sorted(buckets.items()):
+        if not prefix.isdigit():
+            raise ValueError(f"invalid prefix {prefix!r}: digits only")
+        by_item.setdefault((supplier, hour), []).append((prefix, stats))
+    size = CLAUSES // len(_FIELDS)
+    return [
+        (supplier, hour, chunk, entries[start : start + size])
+        for (supplier, hour), entries in sorted(by_item.items())
+        for chunk, start in enumerate(range(0, len(entries), size))
+    ]
+
+
+def _add(tenant: str, file_id: str, part: Part) -> bool:
+    supplier, hour, chunk, entries = part
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    clauses = []
+    for i, (prefix, stats) in enumerate(entries):
+        for code, name in _FIELDS:
+            names[f"#{code}{i}"] = f"{code}|{prefix}"
+            values[f":{code}{i}"] = {"N": str(getattr(stats, name))}
+            clauses.append(f"#{code}{i} :{code}{i}")
+    counted = f"{file_id}#{chunk}"
     try:
         client("dynamodb").update_item(
             TableName=_table(),
-            Key=_key(tenant, supplier, prefix, hour),
-            UpdateExpression="ADD "
-            + "".join(f"{code} :{code}, " for code, _ in _FIELDS)
-            + "files :files SET expires_at = :expires",
-            ConditionExpression="NOT contains(files, :file)",
+            Key=_key(tenant, supplier, hour),
+            UpdateExpression="ADD " + ", ".join(clauses) + ", files :files SET expires_at = :e",
+            ConditionExpression="NOT contains(files, :part)",
+            ExpressionAttributeNames=names,
             ExpressionAttributeValues={
                 **values,
-                ":files": {"SS": [file_id]},
-                ":file": {"S": file_id},
-                ":expires": {"N": str(hour * 3600 + STATS_DAYS * 86400)},
+                ":files": {"SS": [counted]},
+                ":part": {"S": counted},
+                ":e": {"N": str(hour * 3600 + STATS_DAYS * 86400)},
             },
         )
     except ClientError as error:
         if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return False  # this file was counted into this bucket before
+            return False  # this part of the file was counted into this item before
         raise
     return True
 
 
 def add_stats(tenant: str, file_id: str, buckets: Mapping[tuple[str, str, int], Stats]) -> int:
-    """Add a file's stats, each (supplier, prefix, hour) bucket at most once per file; how
-    many buckets were updated now (0: the file was counted before)."""
-    work = sorted(buckets.items())
-    if not work:
+    """Add a file's stats, each part at most once per file; how many updates were made now
+    (0: the file was counted before)."""
+    by_item: dict[tuple[str, int], list[Part]] = {}
+    for part in _parts(buckets):
+        by_item.setdefault(part[:2], []).append(part)
+    if not by_item:
         return 0
-    with ThreadPoolExecutor(max_workers=min(WRITERS, len(work))) as pool:
-        return sum(pool.map(lambda item: _add(tenant, file_id, *item), work))
+
+    def one_item(parts: list[Part]) -> int:  # an item's parts one after another
+        return sum(_add(tenant, file_id, part) for part in parts)
+
+    with ThreadPoolExecutor(max_workers=min(WRITERS, len(by_item))) as pool:
+        return sum(pool.map(one_item, by_item.values()))
 
 
 def _batch_get(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,19 +148,23 @@ def get_stats(
 ) -> dict[tuple[str, str], Stats]:
     """Each (supplier, prefix)'s stats summed over hours first..last (inclusive); routes
     without a counted call are absent."""
-    wanted = sorted(set(routes))
+    prefixes: dict[str, set[str]] = {}
+    for supplier, prefix in routes:
+        prefixes.setdefault(supplier, set()).add(prefix)
     keys = [
-        _key(tenant, supplier, prefix, hour)
-        for supplier, prefix in wanted
+        _key(tenant, supplier, hour)
+        for supplier in sorted(prefixes)
         for hour in range(first_hour, last_hour + 1)
     ]
     found: dict[tuple[str, str], Stats] = {}
     for item in _batch_get(keys):
         supplier = item["pk"]["S"].split("#", 2)[2]
-        prefix = item["sk"]["S"].split("#")[1]
-        one = Stats(**{name: int(item.get(code, {"N": "0"})["N"]) for code, name in _FIELDS})
-        found[(supplier, prefix)] = found.get((supplier, prefix), Stats()) + one
+        for prefix in sorted(prefixes[supplier]):
+            if f"n|{prefix}" not in item:
+                continue
+            one = Stats(**{name: int(item[f"{code}|{prefix}"]["N"]) for code, name in _FIELDS})
+            found[(supplier, prefix)] = found.get((supplier, prefix), Stats()) + one
     return found
 
 
-__all__ = ["STATS_DAYS", "add_stats", "get_stats"]
+__all__ = ["CLAUSES", "STATS_DAYS", "add_stats", "get_stats"]

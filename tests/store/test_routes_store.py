@@ -122,6 +122,20 @@ def test_the_route_service_orders_by_cost_then_quality_and_guards_the_margin(wor
     ]
 
 
+def test_a_files_stats_cost_updates_per_supplier_and_hour_not_per_prefix(world):
+    """A file over 100 of a supplier's prefixes in one hour: 100 x 5 counters in updates of at
+    most 200 clauses (the expression limit), three in all, not one per prefix; once."""
+    hour = HOUR + 30
+    buckets = {("bt", f"{4400 + i}", hour): Stats(2, 1, 30, 4000, 1) for i in range(100)}
+    assert quality.add_stats(TENANT, "many-prefixes", buckets) == 5
+    assert quality.add_stats(TENANT, "many-prefixes", buckets) == 0  # redelivered
+    found = quality.get_stats(TENANT, [("bt", "4400"), ("bt", "4499"), ("bt", "4500")], hour, hour)
+    assert found == {
+        ("bt", "4400"): Stats(2, 1, 30, 4000, 1),
+        ("bt", "4499"): Stats(2, 1, 30, 4000, 1),
+    }
+
+
 def test_targets_and_blocks_are_stored_on_the_supplier_with_the_audit_trail(world):
     record_file_quality(TENANT, world["file_id"], files=files, lake=lake, quality=quality)
     target = check_target("sip.bt.example", 5061, "tls", prefix="0044#", gateway="bt-gw")
