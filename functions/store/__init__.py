@@ -111,6 +111,9 @@ def reset() -> None:
     queues = sys.modules.get(f"{__name__}.queues")
     if queues is not None:
         queues.reset()
+    iam = sys.modules.get(f"{__name__}.iam")
+    if iam is not None:  # the caller's account: another endpoint may be another account
+        iam.account.cache_clear()
     routes = sys.modules.get(f"{__name__}.routes")
     if routes is not None:  # its warm route service caches decks and suppliers per tenant
         routes.route_service.cache_clear()

@@ -278,13 +278,10 @@ def list_keys(tenant: str) -> list[ApiKey]:
         },
         "ConsistentRead": True,
     }
-    keys = []
-    while True:
-        page = client("dynamodb").query(**request)
-        keys += [_record(i["sk"]["S"].removeprefix("APIKEY#"), i) for i in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return sorted(keys, key=lambda k: (k.created_at, k.key_id))
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = client("dynamodb").get_paginator("query").paginate(**request)
+    items = [item for page in pages for item in page.get("Items", [])]
+    keys = [_record(i["sk"]["S"].removeprefix("APIKEY#"), i) for i in items]
+    return sorted(keys, key=lambda k: (k.created_at, k.key_id))
 
 
 def _revoke(key: dict[str, Any], also: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -207,14 +207,8 @@ def list_holds(tenant: str, account: str | None = None) -> list[Hold]:
         "ExpressionAttributeValues": {":t": {"S": tenant}, ":p": {"S": prefix}},
         "ConsistentRead": True,
     }
-    dynamodb = client("dynamodb")
-    holds: list[Hold] = []
-    while True:
-        page = dynamodb.query(**query)
-        holds += [_hold(tenant, item, created=False) for item in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return holds
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = client("dynamodb").get_paginator("query").paginate(**query)
+    return [_hold(tenant, item, created=False) for page in pages for item in page.get("Items", [])]
 
 
 def _money_update(

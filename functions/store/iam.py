@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import boto3
@@ -52,8 +53,11 @@ class Credentials:
         )
 
 
+@cache
 def account() -> policies.Account:
-    """The caller's partition, region and account (STS GetCallerIdentity needs no grant)."""
+    """The caller's partition, region and account (STS GetCallerIdentity needs no grant):
+    asked once per process (a warm API container asked it on every usage or CDR request);
+    store.reset() forgets it with the clients."""
     sts = client("sts")
     identity = sts.get_caller_identity()
     return policies.Account(

@@ -83,13 +83,9 @@ def list_suppliers(tenant: str) -> list[RouteSupplier]:
             ":supplier": {"S": "supplier"},
         },
     }
-    found = []
-    while True:
-        page = client("dynamodb").query(**request)
-        found += [_supplier(item) for item in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return sorted(found, key=lambda s: s.account)
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = client("dynamodb").get_paginator("query").paginate(**request)
+    found = [_supplier(item) for page in pages for item in page.get("Items", [])]
+    return sorted(found, key=lambda s: s.account)
 
 
 def _account_key(tenant: str, supplier: str) -> dict[str, Any]:

@@ -226,13 +226,10 @@ def list_users(tenant: str) -> list[User]:
         },
         "ConsistentRead": True,
     }
-    users = []
-    while True:
-        page = client("dynamodb").query(**request)
-        users += [_user(i["sk"]["S"].removeprefix("USER#"), i) for i in page.get("Items", [])]
-        if "LastEvaluatedKey" not in page:
-            return sorted(users, key=lambda u: u.user)
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    pages = client("dynamodb").get_paginator("query").paginate(**request)
+    items = [item for page in pages for item in page.get("Items", [])]
+    users = [_user(i["sk"]["S"].removeprefix("USER#"), i) for i in items]
+    return sorted(users, key=lambda u: u.user)
 
 
 def get_user(tenant: str, user: str) -> User:
@@ -287,15 +284,11 @@ def _end_sessions(user: str) -> None:
         "ExpressionAttributeValues": {":u": {"S": f"USER#{user}"}, ":p": {"S": "SESSION#"}},
         "ConsistentRead": True,
     }
-    while True:
-        page = dynamodb.query(**request)
+    for page in dynamodb.get_paginator("query").paginate(**request):
         for item in page.get("Items", []):
             session_id = item["sk"]["S"].removeprefix("SESSION#")
             dynamodb.delete_item(TableName=_table(), Key=_session_key(session_id))
             dynamodb.delete_item(TableName=_table(), Key=_marker_key(user, session_id))
-        if "LastEvaluatedKey" not in page:
-            return
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _fail(user: str, now: dt.datetime, *, count: bool = True) -> None:
