@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE_PACKAGES = ("shared", "rate", "ingest", "fraud", "invoice", "api")
+PURE_PACKAGES = ("shared", "rate", "ingest", "fraud", "invoice", "api", "reconcile")
 EDGE_MODULES = {"handler.py"}
 # The API's route edges beside handler.py (Chalice and the stores, like it), by path.
 EDGE_PATHS = {
