@@ -211,14 +211,14 @@ def freeswitch_request(tenant: str, fields: dict[str, str]) -> service.Request:
     """The START of a dialplan lookup: parse_freeswitch_form's body through `parse` (a
     BodyError names the form field the member came from), the account before the trunk (a
     channel variable set on purpose beats the From host), the trunk before the source IP."""
-    body = dialects.parse_freeswitch_form(fields)
-    ip = body.pop("ip", None)
     sources = dict(dialects.FORM_FIELDS)
-    if "account" in body:
-        body.pop("trunk", None)
-    elif "trunk" not in body and ip is not None:
-        body["trunk"], sources["trunk"] = ip, sources["ip"]
     try:
+        body = dialects.parse_freeswitch_form(fields)
+        ip = body.pop("ip", None)
+        if "account" in body:
+            body.pop("trunk", None)
+        elif "trunk" not in body and ip is not None:
+            body["trunk"], sources["trunk"] = ip, sources["ip"]
         return parse(tenant, body)
     except BodyError as error:
         given = [

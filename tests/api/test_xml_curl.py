@@ -320,6 +320,7 @@ def test_json_is_refused_on_the_form_route(world, fs):
         (urlencode(xml_curl_form(section="directory")).encode(), "section"),
         (urlencode(xml_curl_form(**{"Unique-ID": "", "variable_uuid": ""})).encode(), "Unique-ID"),
         (urlencode(xml_curl_form()).encode() + b"&Caller-Destination-Number=4471", None),
+        (urlencode(xml_curl_form(callee="44${x}")).encode(), "Caller-Destination-Number"),
         (urlencode(xml_curl_form(variable_accountcode="bad name!")).encode(), None),
         (urlencode(xml_curl_form(**{"Unique-ID": "has space"})).encode(), "Unique-ID"),
         (urlencode(xml_curl_form(**{"Hunt-Context": "pub lic"})).encode(), "Hunt-Context"),
