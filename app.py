@@ -323,3 +323,17 @@ def api_authorize() -> Response:
     from functions.api.authz import authorize
 
     return authorize(app.current_request)
+
+
+# FreeSWITCH's mod_xml_curl asks the same START as a form post with HTTP Basic (it sends no JSON
+# nor bearer header): answered as its dialplan document, always (functions/api/authz.py).
+@app.route(
+    "/v1/authz/freeswitch",
+    methods=["POST"],
+    content_types=["application/x-www-form-urlencoded"],
+    **KEYED,
+)
+def api_authorize_freeswitch() -> Response:
+    from functions.api.authz import authorize_freeswitch
+
+    return authorize_freeswitch(app.current_request)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
+from urllib.parse import parse_qs
 
 from chalice import Response
 from chalice.app import Request
@@ -151,3 +153,107 @@ def authorize(request: Request) -> Response:
         )
 
     return serve(request, work, params=("dialect",), roles=ROLES, body=True)
+
+
+# --- FreeSWITCH's own request: mod_xml_curl's dialplan lookup, POST /v1/authz/freeswitch ---
+# mod_xml_curl posts the channel's REQUEST_PARAMS event as form fields (often a few KB: every
+# variable_*, the SDP among them) and sends the key as HTTP Basic (usagekeys.basic_key). The
+# form becomes the same START as POST /v1/authz (dialects.parse_freeswitch_form, then parse),
+# and the answer is always the dialplan document, a denial included (a hangup with its cause).
+# An HTTP error (400, 401, 403, 409...) is JSON: xml_curl logs it and falls through to the next
+# binding, then to the static dialplan (docs/authorization.md: make that context fail closed).
+FORM_BYTES = 256 * 1024
+FORM_FIELDS = 2_000
+FIELD_CHARS = 16_384  # any field: an SDP fits
+READ_CHARS = 256  # a field the authorization reads (dialects.FORM_FIELDS, the lookup's own)
+_READ = frozenset(
+    {name for names in dialects.FORM_FIELDS.values() for name in names}
+    | {"section", "Event-Date-Timestamp", "Hunt-Context", "Caller-Context"}
+)
+_CONTEXT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def form_fields(raw: bytes | str | None) -> dict[str, str]:
+    """The fields of an application/x-www-form-urlencoded body, each within its size; a field
+    the authorization reads at most once (two destinations in one lookup are no request of
+    FreeSWITCH's: which one would be priced?); BodyError naming the field (or `body`).
+
+    A repeat of a field nothing reads is let through (its first value kept): it changes no
+    answer, and refusing it would send every call of a switch whose version repeats one (its
+    own hostname/section beside the event's headers) to the static dialplan."""
+    data = raw.encode() if isinstance(raw, str) else raw or b""
+    if len(data) > FORM_BYTES:
+        raise BodyError("body", f"the form is over {FORM_BYTES} bytes")
+    try:
+        parsed = parse_qs(
+            data.decode(), keep_blank_values=True, strict_parsing=bool(data),
+            errors="strict", max_num_fields=FORM_FIELDS,
+        )  # fmt: skip
+    except UnicodeDecodeError:
+        raise BodyError("body", "the form is not UTF-8 text") from None
+    except ValueError:
+        raise BodyError(
+            "body", f"send application/x-www-form-urlencoded fields, at most {FORM_FIELDS}"
+        ) from None
+    fields = {}
+    for name, values in parsed.items():
+        read = name in _READ
+        if read and len(values) > 1:
+            raise BodyError(name, f"the field {name!r} is given {len(values)} times")
+        limit = READ_CHARS if read else FIELD_CHARS
+        if any(len(value) > limit for value in values):
+            raise BodyError(name, f"the field {name!r} is over {limit} characters")
+        fields[name] = values[0]
+    return fields
+
+
+def freeswitch_request(tenant: str, fields: dict[str, str]) -> service.Request:
+    """The START of a dialplan lookup: parse_freeswitch_form's body through `parse` (a
+    BodyError names the form field the member came from), the account before the trunk (a
+    channel variable set on purpose beats the From host), the trunk before the source IP."""
+    sources = dict(dialects.FORM_FIELDS)
+    try:
+        body = dialects.parse_freeswitch_form(fields)
+        ip = body.pop("ip", None)
+        if "account" in body:
+            body.pop("trunk", None)
+        elif "trunk" not in body and ip is not None:
+            body["trunk"], sources["trunk"] = ip, sources["ip"]
+        return parse(tenant, body)
+    except BodyError as error:
+        given = [
+            name for name in sources.get(error.field or "", ()) if fields.get(name, "").strip()
+        ]
+        if not given:
+            raise
+        raise BodyError(given[0], f"{given[0]!r}: {error.message}") from None
+
+
+def _context(fields: dict[str, str]) -> str:
+    """The dialplan context being looked up: the answer's context must be it."""
+    for name in ("Hunt-Context", "Caller-Context"):
+        value = fields.get(name)
+        if value:
+            if not _CONTEXT.fullmatch(value):
+                raise BodyError(name, f"{name!r} must be a context name (letters, digits, ._-)")
+            return value
+    return "public"
+
+
+def authorize_freeswitch(request: Request) -> Response:
+    def work(call: Call) -> Document:
+        fields = form_fields(request.raw_body)
+        wanted = freeswitch_request(call.caller.tenant, fields)
+        options = {"context": _context(fields)}
+        try:
+            answer = service.authorize(wanted)
+        except service.TrunkError as error:
+            raise BodyError("trunk", str(error)) from None
+        except ConflictError as error:
+            raise ApiError(409, "conflict", str(error)) from None
+        content_type, body = dialects.render(
+            answer, "freeswitch", callee=wanted.callee, call_id=wanted.call_id, options=options
+        )
+        return Document(body, content_type)
+
+    return serve(request, work, roles=ROLES, basic=True)

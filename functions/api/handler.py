@@ -35,7 +35,7 @@ from functions.api.requests import (
     forbidden,
 )
 from functions.api.signin import SESSION_PREFIX
-from functions.api.usagekeys import BEARER
+from functions.api.usagekeys import BASIC_CHALLENGE, BEARER, SEND_BASIC, basic_key
 from functions.shared.ids import check_name
 from functions.store import accounts, apikeys, users
 
@@ -53,21 +53,31 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
     return Response(body=body, status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
-def authenticate(request: Request) -> ApiKey:
+def authenticate(request: Request, *, basic: bool = False) -> ApiKey:
     """The key the request presents (`Authorization: Bearer <key>`), checked against the
     caller's address, or a signed-in user's session token (POST /v1/sessions) standing for
-    the key of the user's role and account; ApiError 401 otherwise."""
+    the key of the user's role and account; ApiError 401 otherwise. `basic`: the key may
+    also come as HTTP Basic (user the key id, password the key: usagekeys.basic_key), for
+    the routes of usagekeys.BASIC_ROUTES only, as the authorizer allows it."""
+    send = SEND_BASIC if basic else "send the API key as Authorization: Bearer <key>"
     header = (request.headers or {}).get("authorization")
     if not header:
-        raise ApiError(401, "missing_key", "send the API key as Authorization: Bearer <key>")
+        raise ApiError(401, "missing_key", send)
     found = _BEARER.fullmatch(header)
-    if found is None:
-        raise ApiError(401, "malformed_key", "send the API key as Authorization: Bearer <key>")
+    if found is not None:
+        token = found.group(1)
+    else:
+        try:
+            token = basic_key(header) if basic else None
+        except ValueError as error:
+            raise ApiError(401, "malformed_key", str(error)) from None
+        if token is None:
+            raise ApiError(401, "malformed_key", send)
     identity = (request.context or {}).get("identity") or {}
     try:
-        if found.group(1).startswith(SESSION_PREFIX):  # a portal user's session (sign-in)
-            return users.authenticate(found.group(1))
-        return apikeys.authenticate(found.group(1), ip=identity.get("sourceIp"))
+        if token.startswith(SESSION_PREFIX):  # a portal user's session (sign-in)
+            return users.authenticate(token)
+        return apikeys.authenticate(token, ip=identity.get("sourceIp"))
     except apikeys.Unauthorized as refused:
         raise ApiError(401, refused.code, str(refused)) from None
 
@@ -109,11 +119,13 @@ def serve(
     params: tuple[str, ...] = (),
     roles: frozenset[str] | None = None,
     body: bool = False,
+    basic: bool = False,
 ) -> Response:
     """Authenticate, check the role, the query parameters and the JSON body, run `work`, map
-    its result. Authentication comes first: a stranger learns nothing about the parameters."""
+    its result. Authentication comes first: a stranger learns nothing about the parameters.
+    `basic`: HTTP Basic is taken too and a 401 challenges for it (usagekeys.BASIC_ROUTES)."""
     try:
-        key = authenticate(request)
+        key = authenticate(request, basic=basic)
         LIMITER.check(key.tenant, key.key_id)
         if roles is not None and key.role not in roles:
             raise forbidden(f"a {key.role} key may not do this")
@@ -125,7 +137,8 @@ def serve(
         caller = scope.Caller(key.tenant, key.key_id, key.role, key.account)
         return _answer(work(Call(caller, key, query, _body(request) if body else None)))
     except ApiError as error:
-        extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        challenge = BASIC_CHALLENGE if basic else "Bearer"
+        extra = {"WWW-Authenticate": challenge} if error.status == 401 else None
         if isinstance(error, throttle.RateLimited):
             extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}

@@ -963,7 +963,14 @@ def document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": "Authorization: Bearer tg_<key id>_<secret> "
                     "(tollgate apikey create)",
-                }
+                },
+                # POST /v1/authz/freeswitch only: mod_xml_curl sends no bearer header
+                "switchBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user the key id, password the key tg_<key id>_<secret> "
+                    "(mod_xml_curl gateway-credentials, auth-scheme basic)",
+                },
             },
             "schemas": copy.deepcopy({**_SCHEMAS, **_TRAFFIC_SCHEMAS, **_AUTHZ_SCHEMAS}),
         },
@@ -1163,6 +1170,36 @@ _AUTHZ_SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "XmlCurlForm": {
+        "type": "object",
+        "description": "the fields mod_xml_curl posts for a dialplan lookup that the "
+        "authorization reads (functions/api/dialects.py FORM_FIELDS: the first present of "
+        "each group); every other field of the event is ignored",
+        "required": ["Unique-ID", "Caller-Destination-Number"],
+        "properties": {
+            "section": {"type": "string", "enum": ["dialplan"]},
+            "Hunt-Context": {"type": "string", "description": "the answer's context"},
+            "Unique-ID": {"type": "string", "description": "the call id (the A leg's uuid)"},
+            "Caller-Destination-Number": {"type": "string", "maxLength": 64},
+            "Caller-Caller-ID-Number": {"type": "string", "maxLength": 64},
+            "Caller-Network-Addr": {
+                "type": "string",
+                "description": "the trunk when no account, gateway or From host is given",
+            },
+            "Event-Date-Timestamp": {
+                "type": "string",
+                "pattern": "^[0-9]{1,17}$",
+                "description": "microseconds since the epoch: the rate in force",
+            },
+            "variable_tollgate_account": {
+                "type": "string",
+                "description": "the calling account (else variable_accountcode)",
+            },
+            "variable_accountcode": {"type": "string"},
+            "variable_sip_gateway": {"type": "string", "description": "the trunk"},
+            "variable_sip_from_host": {"type": "string", "description": "the trunk"},
+        },
+    },
     "KamailioAnswer": {
         "type": "object",
         "additionalProperties": False,
@@ -1227,7 +1264,50 @@ def _authz_paths() -> dict[str, Any]:
                     "409": _error("code conflict: the account's money kept moving; ask again"),
                 },
             }
-        }
+        },
+        "/v1/authz/freeswitch": {
+            "post": {
+                "summary": "FreeSWITCH mod_xml_curl's dialplan lookup: the call's START, "
+                "answered as the dialplan document that bridges its routes or hangs it up",
+                "description": "The form mod_xml_curl posts (the channel's REQUEST_PARAMS "
+                "event; other fields are ignored, each field at most once), the key as HTTP "
+                "Basic (user the key id, password the key) or Bearer. Always a 200 "
+                "text/xml dialplan document when the request is taken, a denial too (a "
+                "`hangup` with its cause); an HTTP error makes xml_curl fall through to the "
+                "next binding or the static dialplan (docs/authorization.md). Keys of role "
+                "switch or tenant-admin.",
+                "security": [{"switchBasic": []}, {"apiKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": _ref("XmlCurlForm")}
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "the mod_xml_curl document: section dialplan (bridge "
+                        "with sched_hangup at the max duration, or hangup CAUSE), or section "
+                        'result status="not found" (no route: the static dialplan routes)',
+                        "content": {"text/xml": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error(
+                        "code bad_field; `field` names the form field at fault (or `body`)"
+                    ),
+                    "401": {
+                        **_UNAUTHORIZED,
+                        "headers": {
+                            "WWW-Authenticate": {
+                                "description": 'Basic realm="tollgate-freeswitch"',
+                                "schema": {"type": "string"},
+                            }
+                        },
+                    },
+                    "403": _error("code forbidden: not a switch or tenant-admin key"),
+                    "409": _error("code conflict: the account's money kept moving; ask again"),
+                    "415": _error("code unsupported_media_type: send the form, not JSON"),
+                },
+            }
+        },
     }
 
 

@@ -17,15 +17,33 @@ refuses it (INVALID_API_KEY) before the function runs: nobody spends another key
 knowing its id. The API Gateway key is made with this value when the Tollgate key is created
 (functions.store.gateway), disabled when it is revoked; the secret never leaves Tollgate.
 
-A header that is no bearer token of ours is denied (API Gateway: ACCESS_DENIED); a missing one
-never reaches the authorizer (UNAUTHORIZED). GATEWAY_RESPONSES gives each of API Gateway's own
-refusals the API's error shape, `{"code", "message"}` with the codes serve() uses; the
-template's GatewayResponses are made from it (tests/infra check them equal) and the local
-gateway answers the same (functions.local.gateway).
+HTTP Basic, for the one route whose client cannot send a bearer header: FreeSWITCH's
+mod_xml_curl (`gateway-credentials` "user:password", `auth-scheme` basic) posts its dialplan
+lookups to POST /v1/authz/freeswitch as `Authorization: Basic base64(<key id>:<key>)`. The
+password is the API key as handed out, so its usage key is the bearer header's (the same
+usage plan counts both). The user must be the key's id: the id is in the key already, so
+this asks nothing new, but a key pasted under another key's user (two switches' configs
+mixed up) is refused at once instead of authenticating as a switch nobody meant, and the
+switch's own log (which prints the user, never the password) names the key in use.
+
+Basic is taken on BASIC_ROUTES only (tighter than everywhere: a Basic header is what browsers
+cache and resend, and no other route has a client that needs it). The authorizer does not
+branch on the methodArn for that: API Gateway caches its answer by token for every route, so
+an answer must hold wherever the token comes. A Basic token is Allowed with a policy whose
+Resource lists the Basic routes alone; on any other route API Gateway itself refuses the
+cached policy (ACCESS_DENIED: 401 malformed_key). serve() applies the same rule.
+
+A header that is no bearer token of ours (nor Basic as above) is denied (API Gateway:
+ACCESS_DENIED); a missing one never reaches the authorizer (UNAUTHORIZED). GATEWAY_RESPONSES
+gives each of API Gateway's own refusals the API's error shape, `{"code", "message"}` with the
+codes serve() uses; the template's GatewayResponses are made from it (tests/infra check them
+equal) and the local gateway answers the same (functions.local.gateway). Those are per API,
+not per route: a refusal API Gateway answers on the Basic route challenges for Bearer too.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -35,6 +53,16 @@ from functions.api.keys import KeyFormatError, parse
 from functions.api.signin import TokenFormatError, parse_session
 
 BEARER = re.compile(r"Bearer +(\S+) *", re.IGNORECASE)
+BASIC = re.compile(r"Basic +(\S+) *", re.IGNORECASE)
+# (method, path) of the routes that take HTTP Basic, and the realm their 401s name.
+BASIC_ROUTES = (("POST", "/v1/authz/freeswitch"),)
+BASIC_REALM = "tollgate-freeswitch"
+BASIC_CHALLENGE = f'Basic realm="{BASIC_REALM}", charset="UTF-8"'
+SEND_BASIC = (
+    "send the API key as HTTP Basic: user <key id>, password the key tg_<key id>_<secret> "
+    '(mod_xml_curl: gateway-credentials="<key id>:<key>", auth-scheme basic), '
+    "or as Authorization: Bearer <key>"
+)
 _DOMAIN = b"tollgate usage key\x00"
 _HASH_DIGITS = 32
 KEY_PREFIX, SESSION_PREFIX = "tgk", "tgs"
@@ -91,30 +119,59 @@ def usage_key_of(presented: str) -> str:
     return f"{SESSION_PREFIX}{session_id}{_tag(presented)}"
 
 
+def basic_key(header: str) -> str | None:
+    """The API key of an `Authorization: Basic` header (its password), None if the header is
+    not Basic; ValueError (a message saying how to send it) for a Basic header that does not
+    carry `<key id>:tg_<key id>_<secret>`. Session tokens are for the portal, not Basic."""
+    found = BASIC.fullmatch(header)
+    if found is None:
+        return None
+    try:
+        text = base64.b64decode(found.group(1), validate=True).decode()
+        user, _, password = text.partition(":")
+        key_id, _ = parse(password)
+    except (ValueError, KeyFormatError):  # binascii.Error, UnicodeDecodeError are ValueErrors
+        raise ValueError(SEND_BASIC) from None
+    if user != key_id:
+        raise ValueError(f"the Basic user must be the key's id ({key_id}), not {user!r}")
+    return password
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     principal: str  # the key or session id; "anonymous" when denied
     usage_key: str | None  # None: denied
+    routes: tuple[tuple[str, str], ...] | None = None  # None: every route of the stage
 
 
 def decide(header: object) -> Decision:
     """What the authorizer answers for an Authorization header's value (never a store read)."""
-    found = BEARER.fullmatch(header) if isinstance(header, str) else None
-    if found is not None:
-        try:
+    if not isinstance(header, str):
+        return Decision("anonymous", None)
+    found = BEARER.fullmatch(header)
+    try:
+        if found is not None:
             usage_key = usage_key_of(found.group(1))
-        except ValueError:
-            pass
-        else:
             return Decision(usage_key[3:19], usage_key)
+        key = basic_key(header)
+        if key is not None:
+            usage_key = usage_key_of(key)
+            return Decision(usage_key[3:19], usage_key, BASIC_ROUTES)
+    except ValueError:
+        pass
     return Decision("anonymous", None)
 
 
 def policy(decision: Decision, method_arn: str) -> dict[str, Any]:
     """The authorizer's answer: Allow (or Deny) every route of the API's stage, as API Gateway
-    caches one answer per token for all routes; with the usage key when allowed."""
+    caches one answer per token for all routes (a Basic token: its routes alone, whatever
+    route asked first); with the usage key when allowed."""
     api_and_stage = "/".join(method_arn.split("/")[:2])  # arn:...:execute-api:...:{api}/{stage}
     effect = "Allow" if decision.usage_key is not None else "Deny"
+    if decision.routes is None:
+        resources = [f"{api_and_stage}/*"]
+    else:  # {api}/{stage}/{METHOD}/{path without its leading /}, as in a methodArn
+        resources = [f"{api_and_stage}/{method}{path}" for method, path in decision.routes]
     answer: dict[str, Any] = {
         "principalId": decision.principal,
         "policyDocument": {
@@ -123,7 +180,7 @@ def policy(decision: Decision, method_arn: str) -> dict[str, Any]:
                 {
                     "Action": "execute-api:Invoke",
                     "Effect": effect,
-                    "Resource": [f"{api_and_stage}/*"],
+                    "Resource": resources,
                 }
             ],
         },
