@@ -1,4 +1,5 @@
 """`tollgate deck check|diff|upload|list|show|rollback`: decks, and an account's rate history;
+`tollgate deck impact`: a supplier's proposed deck replayed over its last days of calls;
 `tollgate plan rule|rules|unrule`: which of an account's rate plans its callers use.
 
 An account may have several rate plans (products), each its own timeline of deck versions
