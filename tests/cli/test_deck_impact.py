@@ -211,6 +211,7 @@ def test_a_bad_deck_exits_2_naming_its_line(tenant, capsys, tmp_path):
     [
         (("direct",), "is a customer, not a supplier"),
         (("mtn", "--currency", "EUR"), "deck currency EUR differs"),
+        (("nobody",), "nobody"),
     ],
 )
 def test_refusals_exit_2(tenant, capsys, argv, message):
