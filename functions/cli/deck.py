@@ -1,4 +1,5 @@
 """`tollgate deck check|diff|upload|list|show|rollback`: decks, and an account's rate history;
+`tollgate deck impact`: a supplier's proposed deck replayed over its last days of calls;
 `tollgate plan rule|rules|unrule`: which of an account's rate plans its callers use.
 
 An account may have several rate plans (products), each its own timeline of deck versions
@@ -128,6 +129,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     by_flag(rollback)
     json_flag(rollback)
     rollback.set_defaults(run=run_deck_rollback)
+
+    impact = actions.add_parser(
+        "impact",
+        help="replay a supplier's recent calls through a proposed deck: cost, margin, losses",
+        description="The rated calls of the last DAYS days that SUPPLIER carried, re-priced "
+        "through NEW (as it will stand once in force, by the supplier's own rounding): per "
+        "destination of NEW and per matched prefix, calls, minutes, old and new cost, the "
+        "revenue of those calls and the margins; destinations and routes whose new cost "
+        "exceeds their revenue are flagged, and calls NEW leaves unrated counted.",
+    )
+    impact.add_argument("tenant")
+    impact.add_argument("supplier")
+    impact.add_argument("deck", help="the proposed deck CSV file")
+    impact.add_argument(
+        "--days", type=_days_back, default=7, help="how many days back to replay (default 7)"
+    )
+    impact.add_argument("--currency", help="the deck's currency (default: the supplier's)")
+    json_flag(impact)
+    impact.set_defaults(run=run_deck_impact)
 
     plan = subparsers.add_parser(
         "plan", help="rate plans: which plan a customer's calls use by their calling number"
@@ -696,3 +716,141 @@ def run_plan_unrule(args: argparse.Namespace) -> int:
     head = f"{account.tenant}/{account.account}: rules for callers {callers} removed"
     emit(args, _rules_payload(account), _rules_text(account, head))
     return 0
+
+
+# --- deck impact: a proposed supplier deck replayed over the calls it would have priced ------
+
+
+def _days_back(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 1 <= days <= 366:
+        raise argparse.ArgumentTypeError(f"--days must be 1..366, got {days}")
+    return days
+
+
+def _stamp(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@guarded
+def run_deck_impact(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from functions.rate import deck_impact
+    from functions.rate.service import rounding_of
+    from functions.store import accounts, lake
+
+    data = _read(args.deck)
+    account = accounts.get_account(args.tenant, args.supplier)
+    if account.kind != "supplier":
+        raise CliError(f"{args.tenant}/{args.supplier} is a {account.kind}, not a supplier")
+    currency = currency_code(args.currency) if args.currency else account.currency
+    if currency != account.currency:
+        raise CliError(
+            f"deck currency {currency} differs from supplier {account.account}'s currency "
+            f"{account.currency}"
+        )
+    try:
+        deck = parse_deck(data, source=args.deck, currency=currency)
+    except InvalidDeckError as error:
+        print(error, file=sys.stderr)
+        return 2
+    until = int(time.time())
+    since = until - args.days * 86_400
+    index, as_of = deck_impact.proposed_index(deck.table, currency, until)
+    rounding = rounding_of(account)  # the supplier's own contract rule, as the rater's
+    # Days are the calls' partitions; one more each side, the window itself cuts exactly.
+    first = datetime.fromtimestamp(since, UTC).date() - timedelta(days=1)
+    last = datetime.fromtimestamp(until, UTC).date() + timedelta(days=1)
+    found = lake.day_files(args.tenant, first, last)
+    charges_columns = (*deck_impact.CHARGES_COLUMNS, "destination")
+    parts, without_charges = [], 0
+    for _, rated, charges in lake.read_file_pairs(
+        args.tenant, found, deck_impact.RATED_COLUMNS, charges_columns
+    ):
+        if charges is None:  # a table from before charges were stored: no old cost to compare
+            without_charges += 1
+            continue
+        parts.append(
+            deck_impact.file_impact(
+                rated, charges, supplier=account.account, currency=currency, index=index,
+                rounding=rounding, since=since, until=until,
+            )
+        )  # fmt: skip
+    impact = deck_impact.summarise(parts)
+    payload = {
+        "tenant": account.tenant,
+        "supplier": account.account,
+        "deck": deck.source,
+        "currency": currency,
+        "since": _stamp(since),
+        "until": _stamp(until),
+        "days": args.days,
+        "as_of": _stamp(as_of),
+        "files_without_charges": without_charges,
+        **deck_impact.impact_json(impact),
+    }
+    emit(args, payload, format_impact(payload))
+    return 0
+
+
+_IMPACT_FIELDS = (
+    "calls", "minutes", "old_cost", "new_cost", "difference", "revenue", "old_margin",
+    "new_margin",
+)  # fmt: skip
+
+
+def format_impact(payload: dict[str, Any]) -> str:
+    lines = [
+        f"{payload['tenant']}/{payload['supplier']}: {payload['deck']} ({payload['currency']}) "
+        f"over the calls of {payload['since']} .. {payload['until']} "
+        f"({payload['days']} days)"
+    ]
+    total = payload["total"]
+    if not total["calls"] and not payload["unrated"]["calls"]:
+        lines.append("no rated calls of this supplier in the period")
+        return "\n".join(lines)
+    header = ("destination", *(f.replace("_", " ") for f in _IMPACT_FIELDS), "")
+    table = [header]
+    for d in payload["destinations"]:
+        table.append((d["destination"], *(str(d[f]) for f in _IMPACT_FIELDS), _loss(d)))
+        if len(d["routes"]) > 1 or d["routes"][0]["loses_money"] != d["loses_money"]:
+            table += [
+                (f"  {r['prefix']}", *(str(r[f]) for f in _IMPACT_FIELDS), _loss(r))
+                for r in d["routes"]
+            ]
+    table.append(("total priced", *(str(total[f]) for f in _IMPACT_FIELDS), ""))
+    for u in payload["unrated"]["destinations"]:
+        cells = ("-" if u[f] is None else str(u[f]) for f in _IMPACT_FIELDS)
+        table.append((f"{u['destination']} (no rate)", *cells, "UNRATED"))
+    lines += _columns(table, right=tuple(range(1, len(_IMPACT_FIELDS) + 1)))
+    losing = payload["losing_destinations"]
+    if losing:
+        lines.append(f"LOSES MONEY (new cost above revenue): {', '.join(losing)}")
+        routes = [r for r in payload["losing_routes"] if r.rsplit(" ", 1)[0] not in losing]
+        if routes:
+            lines.append(f"losing routes: {', '.join(routes)}")
+    elif payload["losing_routes"]:
+        lines.append(f"losing routes: {', '.join(payload['losing_routes'])}")
+    else:
+        lines.append("no destination loses money")
+    unrated = payload["unrated"]
+    if unrated["calls"]:
+        names = ", ".join(u["destination"] for u in unrated["destinations"])
+        noun = "call" if unrated["calls"] == 1 else "calls"
+        lines.append(f"UNRATED by the proposed deck: {unrated['calls']} {noun} ({names})")
+    if payload["other_currency_calls"]:
+        lines.append(
+            f"{payload['other_currency_calls']} calls earn revenue in another currency: "
+            "not counted as revenue"
+        )
+    if payload["files_without_charges"]:
+        lines.append(f"{payload['files_without_charges']} files without charges skipped")
+    return "\n".join(lines)
+
+
+def _loss(figures: dict[str, Any]) -> str:
+    return "LOSS" if figures["loses_money"] else ""

@@ -52,6 +52,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "deck list": ("deck", "list", TENANT, "direct"),
     "deck show": ("deck", "show", TENANT, "direct", "--at", "2024-05-01"),
     "deck rollback": ("deck", "rollback", TENANT, "direct", "1"),
+    "deck impact": ("deck", "impact", TENANT, "tata", "{buy}"),
     "plan rule": ("plan", "rule", TENANT, "direct", "eea", "--callers", "33,49"),
     "plan rules": ("plan", "rules", TENANT, "direct"),
     "plan unrule": ("plan", "unrule", TENANT, "direct", "--callers", "44"),
