@@ -33,6 +33,17 @@ from functions.shared.ids import check_name
 from functions.store import ConflictError, accounts, holds
 
 ROLES = frozenset({"switch", "tenant-admin"})
+RETRY_STOP_SECONDS = 5  # Retry-After of a STOP the store could not record
+
+
+class Unavailable(ApiError):
+    """503 `unavailable` with Retry-After (handler.serve sets the header)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "unavailable", message)
+        self.retry_after = RETRY_STOP_SECONDS
+
+
 MEMBERS = (
     "event",
     "call_id",
@@ -136,7 +147,16 @@ def authorize(request: Request) -> Response:
         dialect = parse_choice(call.query, "dialect", DIALECTS, "json")
         wanted = parse(call.caller.tenant, call.body)
         try:
-            answer = service.authorize(wanted)
+            # Within the time budget; a store that cannot answer in time gives the tenant's
+            # fallback decision as a 200 (`degraded` says why), in the switch's dialect: a 503
+            # would leave the switch to its own error path, and Kamailio's and FreeSWITCH's
+            # configurations act on a decision (allow with a cap, or deny with a SIP cause).
+            answer = service.authorize_in_time(wanted)
+        except service.StoreUnavailable as error:
+            # A STOP decides nothing: it releases the hold, for the record. Not recorded,
+            # it is a 503 the switch may retry; one never retried costs nothing either, the
+            # rated CDR (or the hold's expiry) releases the hold (docs/authorization.md).
+            raise Unavailable(str(error)) from None
         except service.TrunkError as error:
             raise BodyError("trunk", str(error)) from None
         except ConflictError as error:  # the account's money kept moving under the call

@@ -126,7 +126,7 @@ def serve(
         return _answer(work(Call(caller, key, query, _body(request) if body else None)))
     except ApiError as error:
         extra = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        if isinstance(error, throttle.RateLimited):
+        if getattr(error, "retry_after", None) is not None:  # 429 rate_limited, 503 unavailable
             extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}
         if error.field is not None:
