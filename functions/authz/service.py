@@ -259,6 +259,10 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
                 tenant, account.account, int(now.timestamp())
             ):
                 continue  # expired holds gave money back: ask again
+        if not decision.allow and own is not None:
+            # A denied INTERIM writes nothing: what the call holds is its hold as it was (the
+            # price the quote found for less time was never held).
+            return rules.Decision(False, decision.reason, 0, own.amount_micro)
         if dry_run or not decision.allow:
             return decision
         total = decision.max_duration_seconds + answered
