@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from typing import Any
 
 from chalice import Response
@@ -30,7 +31,9 @@ from functions.api.requests import (
 from functions.authz import service
 from functions.rate.authorization import EVENTS
 from functions.shared.ids import check_name
-from functions.store import ConflictError, accounts, holds
+from functions.store import ConflictError, accounts, budget, holds
+
+logger = logging.getLogger(__name__)
 
 ROLES = frozenset({"switch", "tenant-admin"})
 RETRY_STOP_SECONDS = 5  # Retry-After of a STOP the store could not record
@@ -170,4 +173,23 @@ def authorize(request: Request) -> Response:
             json.loads(body) if content_type == "application/json" else Document(body, content_type)
         )
 
-    return serve(request, work, params=("dialect",), roles=ROLES, body=True)
+    # The whole request, its key's authentication too, runs within the authorization's time
+    # budget (functions/store/budget.py): short timeouts, few attempts, one deadline.
+    with budget.within(budget.authz_limits()):
+        try:
+            return serve(request, work, params=("dialect",), roles=ROLES, body=True)
+        except Exception as error:
+            # Only the key's authentication gets here (the service answers a store that
+            # cannot answer in time with the tenant's fallback): no tenant is known, so no
+            # decision either; the switch's own fallback applies.
+            reason = budget.unavailable(error)
+            if reason is None:
+                raise
+            logger.error("authz key not checked: %s", reason, extra={"error": repr(error)})
+            body = {"code": "unavailable", "message": f"the key could not be checked ({reason})"}
+            headers = {
+                "Content-Type": "application/json",
+                "Cache-Control": "no-store",
+                "Retry-After": str(RETRY_STOP_SECONDS),
+            }
+            return Response(body=body, status_code=503, headers=headers)

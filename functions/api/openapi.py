@@ -1233,7 +1233,8 @@ def _authz_paths() -> dict[str, Any]:
                     "409": _error("code conflict: the account's money kept moving; ask again"),
                     "503": _error(
                         "code unavailable, with Retry-After: a STOP the store could not "
-                        "record in time (START and INTERIM get the tenant's fallback as a 200)"
+                        "record in time, or a key it could not check (START and INTERIM get "
+                        "the tenant's fallback as a 200)"
                     ),
                 },
             }

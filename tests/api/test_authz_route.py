@@ -226,8 +226,9 @@ def test_a_store_that_cannot_answer_gets_the_tenants_fallback_in_each_dialect(
     """The store times out (a ReadTimeoutError at botocore's before-send, each attempt of the
     authorization's own clients): a 200 with the tenant's fallback in the asking switch's
     dialect; open allows for the tenant's cap and holds nothing, closed denies as a 503 /
-    NORMAL_TEMPORARY_FAILURE; a STOP is a 503 unavailable with Retry-After. API keys are read
-    outside the budget: authentication does not meet the fault."""
+    NORMAL_TEMPORARY_FAILURE; a STOP is a 503 unavailable with Retry-After. The key's own
+    check is within the budget too: the key as this container last read it stands in (its
+    secret still checked); a key never read here is a 503, no tenant being known."""
     doc, met = document(), set()
 
     def ask(dialect, body):
@@ -260,7 +261,25 @@ def test_a_store_that_cannot_answer_gets_the_tenants_fallback_in_each_dialect(
             "degraded": "store_timeout",
         },
     )
-    assert len(fault.sends) == 2  # the account read, twice: nothing after it
+    assert len(fault.sends) == 4  # the key's read and the account's, twice each: no more
+    # the key as last read stands in for the store, its secret checked all the same
+    wrong = world.keys["switch"][:-1] + ("A" if world.keys["switch"][-1] != "A" else "B")
+    refused = world.http.request(
+        "POST",
+        PATH,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {wrong}"},
+        body=json.dumps(call).encode(),
+    )
+    assert (refused.status_code, refused.json_body["code"]) == (401, "unknown_key")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(apikeys, "_last_known", {})  # a cold container: the key never read here
+        cold = ask("json", call)
+    check(doc, PATH, "post", cold, met)
+    assert (cold.status_code, cold.json_body["code"], cold.headers["Retry-After"]) == (
+        503,
+        "unavailable",
+        "5",
+    )
     kamailio = ask("kamailio", call)
     check(doc, PATH, "post", kamailio, met)
     assert kamailio.json_body == {"allow": True, "reason": "fallback_open", "max_duration": 300}
