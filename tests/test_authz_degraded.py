@@ -291,3 +291,16 @@ def test_the_other_lambdas_keep_their_clients(world):
     assert budget.authz_limits({"TOLLGATE_AUTHZ_READ_TIMEOUT": "0.8"}).read_timeout == 0.8
     with pytest.raises(ValueError, match="TOLLGATE_AUTHZ_DEADLINE"):
         budget.authz_limits({"TOLLGATE_AUTHZ_DEADLINE": "0"})
+
+
+def test_threads_of_a_budgeted_request_keep_its_budget(world, fault):
+    """The route quality reads more than 100 keys in worker threads: each thread runs in a copy
+    of the request's context, so its sends are the budget's (counted by the fault)."""
+    from functions.store import quality
+
+    keys = [{"pk": {"S": f"{OPEN}#Q"}, "sk": {"S": f"K{n:03d}"}} for n in range(150)]
+    assert quality._batch_get(keys) == []
+    assert fault.sends == []  # outside a budget: the plain clients, not counted
+    with budget.within(LIMITS):
+        assert quality._batch_get(keys) == []
+    assert len(fault.sends) == 2  # two pages of 100 and 50, both within the budget
