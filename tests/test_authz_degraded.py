@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from moto.core.botocore_stubber import MockRawResponse
 
 from functions import store
 from functions.authz import service
@@ -26,6 +28,8 @@ from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.test_authz import NOW, stand_in_quote
 
 OPEN, SHUT = "openco", "shutco"
+_DYNAMODB = "com.amazonaws.dynamodb.v20120810"
+_THROTTLED = "ProvisionedThroughputExceededException"
 LIMITS = budget.Limits()  # connect 0.3 + read 0.5, 2 attempts, deadline 1.5 s
 
 
@@ -39,16 +43,23 @@ class Fault:
     sends: list[str] = field(default_factory=list)
     now: float = 1000.0  # the budget's clock
 
-    def before_send(self, request, **_) -> None:
+    throttled: bool = False  # DynamoDB's 400 ProvisionedThroughputExceededException answer
+
+    def before_send(self, request, **_) -> AWSResponse | None:
         if budget.active() is None:
-            return  # only the authorization's calls meet the fault
+            return None  # only the authorization's calls meet the fault
         self.sends.append(request.url)
         self.now += self.slow
         if self.error is not None:
             raise self.error(endpoint_url=request.url)
+        if self.throttled:  # answered before moto's handler can: the request is not served
+            body = json.dumps({"__type": f"{_DYNAMODB}#{_THROTTLED}", "message": "slow down"})
+            headers = {"Content-Type": "application/x-amz-json-1.0"}
+            return AWSResponse(request.url, 400, headers, MockRawResponse(body))
+        return None
 
     def clear(self) -> None:
-        self.error, self.slow = None, 0.0
+        self.error, self.slow, self.throttled = None, 0.0, False
         self.sends.clear()
 
 
@@ -184,6 +195,18 @@ def test_closed_tenant_denies_unavailable(world, fault, capsys):
         "store_timeout",
         "store_unreachable",
     )
+
+
+def test_throttling_after_the_retries_falls_back(world, fault):
+    start(OPEN, "warm-5")
+    before = held(OPEN)
+    fault.clear()
+    fault.throttled = True
+    answer = start(OPEN, "t1")
+    assert (answer["reason"], answer["degraded"]) == ("fallback_open", "store_throttled")
+    assert len(fault.sends) == 2
+    fault.clear()
+    assert held(OPEN) == before
 
 
 def test_a_cold_container_uses_the_environment_default(world, fault, monkeypatch):
