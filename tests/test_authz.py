@@ -154,6 +154,47 @@ def test_interim_extends_and_answers_the_time_left(world):
     assert hold.expires_at == int(later.timestamp()) + 7740 + service.HOLD_GRACE_SECONDS
 
 
+def test_a_credit_limit_changed_mid_call_is_seen_by_the_next_interim(world):
+    """Postpaid, nothing paid: the credit limit is all the money. Raised mid-call, the next
+    INTERIM grants and holds more; cut, it grants and holds less; cut below what the call
+    has already used, it ends the call and holds only what was answered."""
+    a = customer(0, prepaid=False, credit=1_000_000)
+    answer = ask(a, call_id="cl1")
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (5940, "0.995000")
+    accounts.update_account(T, a, {"credit_limit_micro": 1_500_000})
+    at = NOW + dt.timedelta(seconds=1200)
+    answer = ask(a, "interim", call_id="cl1", answered=1200, now=at)
+    # 1.500000 pays 149 minutes in all (0.005000 + 149 x 0.010000): 8940 - 1200 s left
+    assert (answer["allow"], answer["max_duration_seconds"]) == (True, 7740)
+    assert answer["hold_amount"] == "1.495000"
+    assert reserved(a) == 1_495_000
+    accounts.update_account(T, a, {"credit_limit_micro": 500_000})
+    at = NOW + dt.timedelta(seconds=1500)
+    answer = ask(a, "interim", call_id="cl1", answered=1500, now=at)
+    # 0.500000 pays 49 minutes (2940 s): 2940 - 1500 = 1440 s left, 0.495000 held
+    assert (answer["allow"], answer["max_duration_seconds"]) == (True, 1440)
+    assert answer["hold_amount"] == "0.495000"
+    assert reserved(a) == 495_000
+    (hold,) = holds.list_holds(T, a)
+    assert (hold.amount_micro, hold.max_duration_seconds) == (495_000, 2940)
+    assert hold.expires_at == int(at.timestamp()) + 1440 + service.HOLD_GRACE_SECONDS
+    # cut to 0.200000 (19 minutes, 1140 s) after 1800 s answered: nothing more is granted,
+    # and the hold stays as it was (it covers the 30 minutes used, 0.305000): the answer
+    # says what is held, not the 0.195000 the new limit would pay
+    accounts.update_account(T, a, {"credit_limit_micro": 200_000})
+    answer = ask(a, "interim", call_id="cl1", answered=1800, now=NOW + dt.timedelta(seconds=1800))
+    assert (answer["allow"], answer["reason"], answer["max_duration_seconds"]) == (
+        False,
+        "insufficient_funds",
+        0,
+    )
+    assert (answer["hold_amount"], reserved(a)) == ("0.495000", 495_000)
+    assert holds.list_holds(T, a) == [hold]
+    # the STOP keeps the answered time's price: 0.005000 + 30 x 0.010000
+    stop = ask(a, "stop", call_id="cl1", answered=1800, now=NOW + dt.timedelta(seconds=1800))
+    assert (stop["hold_amount"], reserved(a)) == ("0.305000", 305_000)
+
+
 def test_stop_releases_once(world):
     a = customer(1_000_000)
     ask(a)

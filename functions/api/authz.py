@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,9 +34,22 @@ from functions.api.requests import (
 from functions.authz import service
 from functions.rate.authorization import EVENTS
 from functions.shared.ids import check_name
-from functions.store import ConflictError, accounts, holds
+from functions.store import ConflictError, accounts, budget, holds
+
+logger = logging.getLogger(__name__)
 
 ROLES = frozenset({"switch", "tenant-admin"})
+RETRY_STOP_SECONDS = 5  # Retry-After of a STOP the store could not record
+
+
+class Unavailable(ApiError):
+    """503 `unavailable` with Retry-After (handler.serve sets the header)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "unavailable", message)
+        self.retry_after = RETRY_STOP_SECONDS
+
+
 MEMBERS = (
     "event",
     "call_id",
@@ -138,7 +153,16 @@ def authorize(request: Request) -> Response:
         dialect = parse_choice(call.query, "dialect", DIALECTS, "json")
         wanted = parse(call.caller.tenant, call.body)
         try:
-            answer = service.authorize(wanted)
+            # Within the time budget; a store that cannot answer in time gives the tenant's
+            # fallback decision as a 200 (`degraded` says why), in the switch's dialect: a 503
+            # would leave the switch to its own error path, and Kamailio's and FreeSWITCH's
+            # configurations act on a decision (allow with a cap, or deny with a SIP cause).
+            answer = service.authorize_in_time(wanted)
+        except service.StoreUnavailable as error:
+            # A STOP decides nothing: it releases the hold, for the record. Not recorded,
+            # it is a 503 the switch may retry; one never retried costs nothing either, the
+            # rated CDR (or the hold's expiry) releases the hold (docs/authorization.md).
+            raise Unavailable(str(error)) from None
         except service.TrunkError as error:
             raise BodyError("trunk", str(error)) from None
         except ConflictError as error:  # the account's money kept moving under the call
@@ -152,7 +176,30 @@ def authorize(request: Request) -> Response:
             json.loads(body) if content_type == "application/json" else Document(body, content_type)
         )
 
-    return serve(request, work, params=("dialect",), roles=ROLES, body=True)
+    return _within_budget(lambda: serve(request, work, params=("dialect",), roles=ROLES, body=True))
+
+
+def _within_budget(respond: Callable[[], Response]) -> Response:
+    """The whole request, its key's authentication too, within the authorization's time
+    budget (functions/store/budget.py): short timeouts, few attempts, one deadline."""
+    with budget.within(budget.authz_limits()):
+        try:
+            return respond()
+        except Exception as error:
+            # Only the key's authentication gets here (the service answers a store that
+            # cannot answer in time with the tenant's fallback): no tenant is known, so no
+            # decision either; the switch's own fallback applies.
+            reason = budget.unavailable(error)
+            if reason is None:
+                raise
+            logger.error("authz key not checked: %s", reason, extra={"error": repr(error)})
+            body = {"code": "unavailable", "message": f"the key could not be checked ({reason})"}
+            headers = {
+                "Content-Type": "application/json",
+                "Cache-Control": "no-store",
+                "Retry-After": str(RETRY_STOP_SECONDS),
+            }
+            return Response(body=body, status_code=503, headers=headers)
 
 
 # --- FreeSWITCH's own request: mod_xml_curl's dialplan lookup, POST /v1/authz/freeswitch ---
@@ -246,7 +293,9 @@ def authorize_freeswitch(request: Request) -> Response:
         wanted = freeswitch_request(call.caller.tenant, fields)
         options = {"context": _context(fields)}
         try:
-            answer = service.authorize(wanted)
+            answer = service.authorize_in_time(wanted)
+        except service.StoreUnavailable as error:  # a START never raises it
+            raise Unavailable(str(error)) from None
         except service.TrunkError as error:
             raise BodyError("trunk", str(error)) from None
         except ConflictError as error:
@@ -256,4 +305,4 @@ def authorize_freeswitch(request: Request) -> Response:
         )
         return Document(body, content_type)
 
-    return serve(request, work, roles=ROLES, basic=True)
+    return _within_budget(lambda: serve(request, work, roles=ROLES, basic=True))

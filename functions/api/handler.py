@@ -139,7 +139,7 @@ def serve(
     except ApiError as error:
         challenge = BASIC_CHALLENGE if basic else "Bearer"
         extra = {"WWW-Authenticate": challenge} if error.status == 401 else None
-        if isinstance(error, throttle.RateLimited):
+        if getattr(error, "retry_after", None) is not None:  # 429 rate_limited, 503 unavailable
             extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}
         if error.field is not None:

@@ -1168,6 +1168,12 @@ _AUTHZ_SCHEMAS: dict[str, Any] = {
                 "description": "the suppliers to try, in order: supplier, host, port, "
                 "transport, prefix, gateway, cost_per_minute, cost, flagged...",
             },
+            "degraded": {
+                "type": "string",
+                "enum": ["store_timeout", "store_unreachable", "store_throttled"],
+                "description": "present when the store could not answer in time: the "
+                "tenant's fallback decided (reason fallback_open or unavailable)",
+            },
         },
     },
     "XmlCurlForm": {
@@ -1262,6 +1268,11 @@ def _authz_paths() -> dict[str, Any]:
                     "401": _UNAUTHORIZED,
                     "403": _error("code forbidden: not a switch or tenant-admin key"),
                     "409": _error("code conflict: the account's money kept moving; ask again"),
+                    "503": _error(
+                        "code unavailable, with Retry-After: a STOP the store could not "
+                        "record in time, or a key it could not check (START and INTERIM get "
+                        "the tenant's fallback as a 200)"
+                    ),
                 },
             }
         },

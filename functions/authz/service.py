@@ -7,21 +7,36 @@ functions.rate.authorization and writes the hold through functions.store.holds. 
 calls per START on the common path: the account item, the BatchGetItem, the hold's
 transaction (3). A START whose answer money limits, on an account holding money, first
 sweeps the account's expired holds (a Query, and a transaction if any expired).
+
+`authorize_in_time` is the switches' entry (POST /v1/authz): the same answer within a time
+budget (functions/store/budget.py: short timeouts, 2 attempts, a 1.5 s deadline), and when
+the store cannot answer in time, the tenant's fallback (functions.api.dialects.degraded):
+open allows for the tenant's short cap and holds nothing, closed denies `unavailable`. The
+tenant's setting is cached in the warm container (refreshed every FALLBACK_TTL_SECONDS, like
+the route service's decks), so it is known when the store is not; a cold container that
+could not read it uses TOLLGATE_AUTHZ_FALLBACK (closed unless it says open).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from functions.api import dialects
 from functions.rate import authorization as rules
 from functions.rate.deck_cache import DeckCache
 from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rating import DeckIndex
-from functions.store import NotFoundError, accounts, holds, lake
+from functions.store import NotFoundError, accounts, budget, holds, lake, monitoring
+
+logger = logging.getLogger(__name__)
 
 HOLD_GRACE_SECONDS = 300  # a hold outlives its allowed time by this, for the INTERIM or STOP
 # A stopped call's answered price stays held until its rated CDR releases it, at most this
@@ -141,7 +156,20 @@ def authorize(request: Request, *, dry_run: bool = False, now: dt.datetime | Non
     decision = _decide(request, account, index, at, now, dry_run)
     if not decision.allow:
         return decision.answer()
-    return decision.answer(routes_for(request.tenant, name, request.callee, at, decision))
+    try:
+        routes = routes_for(request.tenant, name, request.callee, at, decision)
+    except Exception as error:
+        # The money is decided and held: a route list the store could not give in time
+        # leaves the switch its static routing, as an allowed call without routes always does.
+        why = budget.unavailable(error)
+        if why is None:
+            raise
+        logger.warning(
+            "authz routes unavailable: %s", why,
+            extra={"tenant": request.tenant, "call_id": request.call_id, "error": repr(error)},
+        )  # fmt: skip
+        routes = []
+    return decision.answer(routes)
 
 
 def _settle(
@@ -232,6 +260,10 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
                 tenant, account.account, int(now.timestamp())
             ):
                 continue  # expired holds gave money back: ask again
+        if not decision.allow and own is not None:
+            # A denied INTERIM writes nothing: what the call holds is its hold as it was (the
+            # price the quote found for less time was never held).
+            return rules.Decision(False, decision.reason, 0, own.amount_micro)
         if dry_run or not decision.allow:
             return decision
         total = decision.max_duration_seconds + answered
@@ -256,3 +288,102 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
         except holds.MoneyMoved:
             continue
     raise holds.ConflictError(f"the money of {account.account!r} kept moving; try again")
+
+
+# --- the switches' entry: a time budget and the tenant's fallback ------------------------
+
+FALLBACK_TTL_SECONDS = 60.0  # a changed tenant setting reaches warm containers within this
+fallback_clock = time.monotonic  # tests move it
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    mode: str  # open | closed
+    seconds: int  # the fail-open cap
+    source: str  # tenant (read from the store) | default (TOLLGATE_AUTHZ_FALLBACK)
+
+
+_fallbacks: dict[str, tuple[float, Fallback]] = {}  # tenant -> (read at, its setting)
+
+
+class StoreUnavailable(Exception):
+    """A STOP (or an INTERIM's record) the store could not take in time: `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the store could not answer in time ({reason})")
+        self.reason = reason
+
+
+def default_fallback(env: dict[str, str] | None = None) -> Fallback:
+    """The fallback of a tenant whose setting could not be read: TOLLGATE_AUTHZ_FALLBACK
+    (open|closed; closed if unset) and TOLLGATE_AUTHZ_FALLBACK_SECONDS (the open cap)."""
+    env = dict(os.environ) if env is None else env
+    mode = dialects.check_fallback(env.get("TOLLGATE_AUTHZ_FALLBACK") or dialects.DEFAULT_FALLBACK)
+    raw = env.get("TOLLGATE_AUTHZ_FALLBACK_SECONDS")
+    seconds = dialects.DEFAULT_FALLBACK_SECONDS if not raw else int(raw)
+    return Fallback(mode, dialects.check_fallback_seconds(seconds), "default")
+
+
+def known_fallback(tenant: str) -> Fallback:
+    """The tenant's setting as this container last read it (however old), else the default."""
+    cached = _fallbacks.get(tenant)
+    return cached[1] if cached is not None else default_fallback()
+
+
+def refresh_fallback(tenant: str) -> Fallback:
+    """The tenant's setting, read again when older than FALLBACK_TTL_SECONDS (a store error
+    propagates: the cached one stays)."""
+    cached = _fallbacks.get(tenant)
+    clock = fallback_clock()
+    if cached is not None and 0 <= clock - cached[0] < FALLBACK_TTL_SECONDS:
+        return cached[1]
+    try:
+        found = accounts.get_tenant(tenant)
+        fallback = Fallback(found.authz_fallback, found.authz_fallback_seconds, "tenant")
+    except NotFoundError:
+        fallback = default_fallback()
+    _fallbacks[tenant] = (clock, fallback)
+    return fallback
+
+
+def authorize_in_time(
+    request: Request, *, limits: budget.Limits | None = None, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """`authorize` within the authorization's time budget; when the store cannot answer in
+    time, the tenant's fallback decision (with `degraded`: why), logged and counted. A STOP
+    then raises StoreUnavailable: nothing is decided by it, only recorded."""
+    limits = limits or budget.authz_limits()
+    began = time.monotonic()
+    # The edge may have opened the budget already (its key's check counts against it too).
+    window = nullcontext() if budget.active() is not None else budget.within(limits)
+    try:
+        with window:
+            refresh_fallback(request.tenant)
+            return authorize(request, now=now)
+    except Exception as error:
+        reason = budget.unavailable(error)
+        if reason is None:
+            raise
+        failure = error
+    fallback = known_fallback(request.tenant)
+    took = round(time.monotonic() - began, 3)
+    fields = {
+        "tenant": request.tenant,
+        "call_id": request.call_id,
+        "event": request.event,
+        "account": request.account or request.trunk,
+        "fallback": fallback.mode,
+        "fallback_source": fallback.source,
+        "degraded": reason,
+        "seconds": took,
+        "error": repr(failure),
+    }
+    if request.event == "stop":
+        logger.error("authz stop not recorded: %s", reason, extra=fields)
+        monitoring.put_authz_fallback(request.tenant, "stop_failed", reason, fields)
+        raise StoreUnavailable(reason) from failure
+    answer = dialects.degraded(fallback.mode, reason, max_duration_seconds=fallback.seconds)
+    # A fail-open answer holds nothing (no balance could be read): operations must see each.
+    logger.warning("authz degraded: fail-%s (%s)", fallback.mode, reason, extra=fields)
+    monitoring.put_authz_fallback(request.tenant, fallback.mode, reason, fields)
+    return answer

@@ -28,6 +28,9 @@ REASONS = (
     "unknown_account",
     "not_a_customer",
     "stopped",
+    # the store could not answer in time: the tenant's fallback (functions.api.dialects.degraded)
+    "fallback_open",
+    "unavailable",
 )
 
 

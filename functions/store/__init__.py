@@ -22,6 +22,7 @@ from botocore.config import Config
 from functions.shared.ids import check_name as check_name
 from functions.shared.ids import check_token as check_token
 from functions.shared.settings import settings
+from functions.store import budget
 
 
 class StoreError(Exception):
@@ -86,14 +87,24 @@ def botocore_session() -> botocore.session.Session:
     and thread: functions/store/items.py)."""
     session = botocore.session.get_session()
     session.register_component("data_loader", _loader())
+    budget.register(session)  # no-ops unless a request runs within a budget
     return session
 
 
-@cache
 def client(service: str) -> Any:
-    """One boto3 client per service per process (clients are thread-safe); reset in tests."""
+    """One boto3 client per service per process (clients are thread-safe); reset in tests.
+
+    Inside `budget.within(limits)` (the switches' authorization) the client of `limits`:
+    short timeouts and few attempts (functions/store/budget.py); the other Lambdas' clients
+    keep waiting long and retrying much."""
+    return _client(service, budget.profile())
+
+
+@cache
+def _client(service: str, limits: budget.Limits | None) -> Any:
     session = boto3.session.Session(botocore_session=botocore_session())
-    return session.client(service, config=_CLIENT_CONFIG)
+    config = _CLIENT_CONFIG if limits is None else Config(**budget.client_config(limits))
+    return session.client(service, config=config)
 
 
 def reset() -> None:
@@ -102,7 +113,7 @@ def reset() -> None:
     PynamoDB keeps a connection per model class and the queue adapter caches queue URLs, so
     the adapters that have been imported drop theirs too.
     """
-    client.cache_clear()
+    _client.cache_clear()
     settings.cache_clear()
     for name in ("accounts", "files"):
         adapter = sys.modules.get(f"{__name__}.{name}")

@@ -76,7 +76,7 @@ from functions.rate.recurring import BundleFee, Did, check_dids
 from functions.rate.tiers import Bundle, Tier, TierSchedule
 from functions.rate.trunks import TrunkPlan
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, check_name, client
+from functions.store import ConflictError, NotFoundError, budget, check_name, client
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
@@ -142,28 +142,35 @@ class _DeckItem(_Item):
 
 
 @cache
-def _models(table: str, ledger_table: str) -> SimpleNamespace:
-    meta = bind(_AccountItem, table).Meta
+def _models(table: str, ledger_table: str, limits: budget.Limits | None = None) -> SimpleNamespace:
+    """The models bound to the tables; with `limits` (inside a budget: the switches'
+    authorization), models of their own whose connections time out and retry by them."""
+    meta = bind(_AccountItem, table, limits).Meta
+
+    def bound(base):
+        return bind(base, table, limits)
+
+    timeouts = budget.model_meta(limits) if limits else {}
     return SimpleNamespace(
-        tenant=bind(_TenantItem, table),
-        switch=bind(_SwitchItem, table),
-        account=bind(_AccountItem, table),
-        deck=bind(_DeckItem, table),
-        version=bind(_DeckVersionItem, table),
-        trunk=bind(_TrunkItem, table),
-        audit=bind(_AuditItem, table),
-        did=bind(_DidItem, table),
-        did_number=bind(_DidNumberItem, table),
-        contract=bind(_ContractItem, table),
-        balance=bind(_LedgerBalanceItem, ledger_table),
+        tenant=bound(_TenantItem),
+        switch=bound(_SwitchItem),
+        account=bound(_AccountItem),
+        deck=bound(_DeckItem),
+        version=bound(_DeckVersionItem),
+        trunk=bound(_TrunkItem),
+        audit=bound(_AuditItem),
+        did=bound(_DidItem),
+        did_number=bound(_DidNumberItem),
+        contract=bound(_ContractItem),
+        balance=bind(_LedgerBalanceItem, ledger_table, limits),
         # One connection for the transactions (its client is made once, on first use).
-        connection=Connection(region=meta.region, host=meta.host),
+        connection=Connection(region=meta.region, host=meta.host, **timeouts),
     )
 
 
 def _m() -> SimpleNamespace:
     names = settings()
-    return _models(names.accounts_table, names.ledger_table)
+    return _models(names.accounts_table, names.ledger_table, budget.profile())
 
 
 def _deck_sk(account: str, version: int) -> str:

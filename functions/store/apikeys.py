@@ -45,12 +45,19 @@ from functions.store import (
     NotFoundError,
     StoreError,
     accounts,
+    budget,
     check_name,
     client,
     gateway,
 )
 
 _ATTEMPTS = 5
+# Within a time budget (the switches' authorization), a key this container read at most this
+# long ago stands in for the store when the store cannot answer in time: the switch still
+# gets its tenant's fallback decision. The secret is checked against the digest read then;
+# every request still reads the key first, so a revocation made before an outage applies.
+LAST_KNOWN_SECONDS = 3600.0
+_last_known: dict[str, tuple[float, dict[str, Any]]] = {}
 # Compared against when the key id is unknown, so an unknown id costs what a wrong secret does.
 _NO_DIGEST = "0" * 64
 # Unauthorized's stable codes and their messages (the API will answer 401 with them).
@@ -242,10 +249,7 @@ def authenticate(presented: object, *, ip: str | None = None) -> ApiKey:
         key_id, secret = parse(presented)
     except KeyFormatError:
         raise Unauthorized("malformed_key") from None
-    found = client("dynamodb").get_item(
-        TableName=_table(), Key=_lookup_key(key_id), ConsistentRead=True
-    )
-    item = found.get("Item")
+    item = _lookup(key_id)
     stored = item["digest"]["S"] if item is not None and "digest" in item else _NO_DIGEST
     if not matches(secret, stored) or item is None:
         raise Unauthorized("unknown_key")
@@ -255,6 +259,31 @@ def authenticate(presented: object, *, ip: str | None = None) -> ApiKey:
     if not ip_allowed(ip, key.allow_ips):
         raise Unauthorized("ip_not_allowed")
     return key
+
+
+def _lookup(key_id: str) -> dict[str, Any] | None:
+    """The key's lookup item; within a budget, when the store cannot answer in time, the
+    one last read here (at most LAST_KNOWN_SECONDS ago), else the store's error."""
+    try:
+        found = client("dynamodb").get_item(
+            TableName=_table(), Key=_lookup_key(key_id), ConsistentRead=True
+        )
+    except Exception as error:
+        known = _last_known.get(key_id)
+        if (
+            budget.active() is None
+            or budget.unavailable(error) is None
+            or known is None
+            or not 0 <= budget.clock() - known[0] <= LAST_KNOWN_SECONDS
+        ):
+            raise
+        return known[1]
+    item = found.get("Item")
+    if item is None:
+        _last_known.pop(key_id, None)
+    elif budget.active() is not None:
+        _last_known[key_id] = (budget.clock(), item)
+    return item
 
 
 def get_key(tenant: str, key_id: str) -> ApiKey:

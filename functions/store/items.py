@@ -9,7 +9,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
-from functions.store import botocore_session
+from functions.store import botocore_session, budget
 
 # PynamoDB opens a botocore session per model class and thread, each parsing botocore's
 # service and endpoint JSON again (0.05 s apiece, a dozen models): share the store's loader.
@@ -38,9 +38,11 @@ class Item(Model):
     sk = UnicodeAttribute(range_key=True)
 
 
-def bind(base: type[Item], table: str) -> type[Item]:
-    """`base` as a model of the table named at run time (settings decide, not the class)."""
-    return type(base.__name__, (base,), {"Meta": type("Meta", (), {"table_name": table})})
+def bind(base: type[Item], table: str, limits: budget.Limits | None = None) -> type[Item]:
+    """`base` as a model of the table named at run time (settings decide, not the class);
+    with `limits`, its connection has their timeouts and attempts (functions/store/budget.py)."""
+    meta = {"table_name": table, **(budget.model_meta(limits) if limits else {})}
+    return type(base.__name__, (base,), {"Meta": type("Meta", (), meta)})
 
 
 def conditional_failed(error: PutError | UpdateError) -> bool:

@@ -87,6 +87,31 @@ def put_file_metrics(
     metrics.flush_metrics()
 
 
+# --- authorization answered without the store ----------------------------------------------
+
+AUTHZ = "authz"  # the `service` dimension of the authorization's fallback records
+AUTHZ_FALLBACKS = "AuthzFallbacks"  # answers by a tenant's fallback (or STOPs not recorded)
+
+
+def put_authz_fallback(
+    tenant: str, outcome: str, reason: str, properties: Mapping[str, object]
+) -> None:
+    """One EMF record of an authorization the store could not answer in time: metric
+    AuthzFallbacks under (service, tenant, outcome) and (service) alone, outcome `open`,
+    `closed` or `stop_failed`; why and the call as record properties (Logs Insights finds
+    each call; a dimension per call would make a metric per call)."""
+    metrics = EphemeralMetrics(namespace=NAMESPACE, service=AUTHZ)
+    metrics.add_dimension(name="tenant", value=tenant)
+    metrics.add_dimension(name="outcome", value=outcome)
+    metrics.add_dimensions(service=AUTHZ)
+    metrics.add_metric(name=AUTHZ_FALLBACKS, unit="Count", value=1)
+    metrics.add_metadata(key="reason", value=reason)
+    for key, value in properties.items():
+        if key not in ("tenant", "outcome"):
+            metrics.add_metadata(key=key, value=value)
+    metrics.flush_metrics()
+
+
 # --- per-switch silence alarms --------------------------------------------------------------
 
 

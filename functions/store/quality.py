@@ -20,6 +20,7 @@ prefix called in it (some 250 KB at 5,000 prefixes, under DynamoDB's 400 KB an i
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -139,8 +140,12 @@ def _batch_get(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
     parts = [keys[start : start + _BATCH] for start in range(0, len(keys), _BATCH)]
     if len(parts) <= 1:
         return chunk(parts[0]) if parts else []
+    # Each worker runs in a copy of the caller's context: a time budget (the switches'
+    # authorization, functions/store/budget.py) holds for its reads too.
+    contexts = [contextvars.copy_context() for _ in parts]
     with ThreadPoolExecutor(max_workers=min(WRITERS, len(parts))) as pool:
-        return [item for items in pool.map(chunk, parts) for item in items]
+        pages = pool.map(lambda context, part: context.run(chunk, part), contexts, parts)
+        return [item for items in pages for item in items]
 
 
 def get_stats(

@@ -8,6 +8,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from functions.api.openapi import document
 from functions.authz import service
@@ -15,6 +16,7 @@ from functions.store import accounts, apikeys, holds, ledger
 from tests.api.test_openapi import check
 from tests.api.test_route_walk import get_operations, targets
 from tests.test_authz import stand_in_quote
+from tests.test_authz_degraded import fault  # noqa: F401 (a fixture)
 
 PATH = "/v1/authz"
 
@@ -214,3 +216,112 @@ def test_the_answer_comes_in_the_asking_switchs_dialect(world, switch):
     assert stopped.json_body["reason"] == "stopped"
     bad = ask("sip", call)
     assert (bad.status_code, bad.json_body["field"]) == (400, "dialect")
+
+
+def test_a_store_that_cannot_answer_gets_the_tenants_fallback_in_each_dialect(
+    world,
+    switch,
+    fault,  # noqa: F811 (the fixture imported above)
+):
+    """The store times out (a ReadTimeoutError at botocore's before-send, each attempt of the
+    authorization's own clients): a 200 with the tenant's fallback in the asking switch's
+    dialect; open allows for the tenant's cap and holds nothing, closed denies as a 503 /
+    NORMAL_TEMPORARY_FAILURE; a STOP is a 503 unavailable with Retry-After. The key's own
+    check is within the budget too: the key as this container last read it stands in (its
+    secret still checked); a key never read here is a 503, no tenant being known."""
+    doc, met = document(), set()
+
+    def ask(dialect, body):
+        headers = {"Content-Type": "application/json"}
+        headers["Authorization"] = f"Bearer {world.keys['switch']}"
+        path = f"{PATH}?dialect={dialect}"
+        return world.http.request("POST", path, headers=headers, body=json.dumps(body).encode())
+
+    def tenant_fallback(mode):
+        accounts.update_tenant("acme", {"authz_fallback": mode, "authz_fallback_seconds": 300})
+        service._fallbacks.clear()
+        assert "degraded" not in ask("json", {**START, "call_id": f"fb-warm-{mode}"}).json_body
+        fault.clear()
+        fault.error = ReadTimeoutError
+
+    ledger.record_payment("acme", "RT1", 10_000_000, reference="fallback", account_kind="customer")
+    tenant_fallback("open")
+    reserved = ledger.get_balance("acme", "RT1")[1]
+    call = {**START, "call_id": "fb-1"}
+    plain = ask("json", call)
+    check(doc, PATH, "post", plain, met)
+    assert (plain.status_code, plain.json_body) == (
+        200,
+        {
+            "allow": True,
+            "reason": "fallback_open",
+            "max_duration_seconds": 300,
+            "hold_amount": "0.000000",
+            "routes": [],
+            "degraded": "store_timeout",
+        },
+    )
+    assert len(fault.sends) == 4  # the key's read and the account's, twice each: no more
+    # the key as last read stands in for the store, its secret checked all the same
+    wrong = world.keys["switch"][:-1] + ("A" if world.keys["switch"][-1] != "A" else "B")
+    refused = world.http.request(
+        "POST",
+        PATH,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {wrong}"},
+        body=json.dumps(call).encode(),
+    )
+    assert (refused.status_code, refused.json_body["code"]) == (401, "unknown_key")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(apikeys, "_last_known", {})  # a cold container: the key never read here
+        cold = ask("json", call)
+    check(doc, PATH, "post", cold, met)
+    assert (cold.status_code, cold.json_body["code"], cold.headers["Retry-After"]) == (
+        503,
+        "unavailable",
+        "5",
+    )
+    kamailio = ask("kamailio", call)
+    check(doc, PATH, "post", kamailio, met)
+    assert kamailio.json_body == {"allow": True, "reason": "fallback_open", "max_duration": 300}
+    freeswitch = ask("freeswitch", call)
+    # allowed without routes: FreeSWITCH's static dialplan routes it (docs/authorization.md)
+    assert ET.fromstring(freeswitch.body).find("section/result").get("status") == "not found"
+    stop = ask("json", {"event": "stop", "call_id": "fb-1", "account": "RT1"})
+    check(doc, PATH, "post", stop, met)
+    assert (stop.status_code, stop.json_body["code"], stop.headers["Retry-After"]) == (
+        503,
+        "unavailable",
+        "5",
+    )
+    fault.clear()
+    assert holds.get_hold("acme", "RT1", "fb-1") is None
+    assert ledger.get_balance("acme", "RT1")[1] == reserved
+
+    tenant_fallback("closed")
+    try:
+        plain = ask("json", {**call, "call_id": "fb-2"})
+        check(doc, PATH, "post", plain, met)
+        assert (plain.json_body["allow"], plain.json_body["reason"]) == (False, "unavailable")
+        kamailio = ask("kamailio", {**call, "call_id": "fb-2"})
+        check(doc, PATH, "post", kamailio, met)
+        assert kamailio.json_body == {
+            "allow": False,
+            "reason": "unavailable",
+            "max_duration": 0,
+            "sip_code": 503,
+            "sip_reason": "Service unavailable",
+        }
+        root = ET.fromstring(ask("freeswitch", {**call, "call_id": "fb-2"}).body)
+        actions = [(a.get("application"), a.get("data")) for a in root.iter("action")]
+        assert actions == [("hangup", "NORMAL_TEMPORARY_FAILURE")]
+    finally:
+        fault.clear()
+        accounts.update_tenant("acme", {"authz_fallback": "closed"})
+    # the fault cleared: the next START holds as always
+    after = ask("json", {**call, "call_id": "fb-3"}).json_body
+    assert after["reason"] == "ok" and "degraded" not in after
+    held = holds.get_hold("acme", "RT1", "fb-3")
+    assert (
+        f"{held.amount_micro // 1_000_000}.{held.amount_micro % 1_000_000:06d}"
+        == after["hold_amount"]
+    )
