@@ -23,7 +23,14 @@ PARQUET_COMPRESSION = "zstd"
 _UNIQUE_COLUMNS = frozenset({"line", "call_id", "start_time", "callee", "answer_time", "end_time"})
 # Text whose min/max prunes no query (ids, dialled numbers, deck labels): no statistics.
 _UNSORTED_TEXT = frozenset(
-    {"call_id", "callee", "matched_prefix", "destination", "supplier_prefix"}
+    {
+        "call_id",
+        "callee",
+        "matched_prefix",
+        "destination",
+        "supplier_prefix",
+        "supplier_destination",
+    }
 )
 
 USAGE_EXAMPLE = (

@@ -9,8 +9,9 @@
 
 The first form lists the routes in the order a switch would try them, with each one's cost
 (per minute and for the expected call), quality (ASR, ACD, PDD over the window and the calls
-behind them) and, with --account, the margin left by that customer's own rate (routes under
-the margin guard are dropped, or all flagged when none passes). See functions.rate.routing.
+behind them, per supplier and the destination its deck names) and, with --account, the
+margin left by that customer's own rate (routes under the margin guard are dropped, or all
+flagged when none passes). See functions.rate.routing.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def handle_file_rated(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     summary = outcome.as_json()
     summary["alerts"] = [a["alert_id"] for a in outcome.alerts]
-    # The same event feeds the routes' quality stats (ASR, ACD, PDD per supplier x prefix),
+    # The same event feeds the routes' quality stats (ASR, ACD, PDD per supplier x destination),
     # once per file however often it is delivered (functions.store.quality).
     summary["quality_buckets"] = record_file_quality(
         tenant, file_id, files=files, lake=lake, quality=quality

@@ -78,6 +78,12 @@ RATED_COLUMNS: tuple[Column, ...] = (
     Column("supplier_status", "string", "rated or unrated: the supplier's charge"),
     Column("supplier_reason", "string", "why the supplier's charge is unrated; else null"),
     Column("supplier_prefix", "string", "the supplier deck's prefix that priced the call"),
+    Column(
+        "supplier_destination",
+        "string",
+        "the supplier deck's destination name for that prefix (route quality is kept per "
+        "supplier and this name); null in files rated before it was written",
+    ),
     Column("supplier_rate", RATE, "supplier's rate, supplier_currency units per minute"),
     Column("supplier_amount", MONEY, "what the carrier owes the supplier, in supplier_currency"),
     Column("supplier_currency", "string", "ISO 4217 currency of the supplier's deck"),

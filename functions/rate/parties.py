@@ -710,6 +710,7 @@ def _rated(
         "supplier_status": supplier_status,
         "supplier_reason": side(buy_take, "reason"),
         "supplier_prefix": side(buy_take, "prefix"),
+        "supplier_destination": side(buy_take, "destination"),
         "supplier_rate": side(buy_take, "rate"),
         "supplier_amount": side(buy_take, "amount"),
         "supplier_currency": side(buy_take, "currency"),

@@ -193,6 +193,7 @@ def rate_cdrs(
             "supplier_status": _dict(no_cost, _STATUSES),
             "supplier_reason": _dict(_reason_code(buy), _REASONS),
             "supplier_prefix": _deck_column(supplier, "prefix", buy.row),
+            "supplier_destination": _deck_column(supplier, "destination", buy.row),
             "supplier_rate": _money(buy.rate_e8, RATE_SCALE, no_cost),
             "supplier_amount": _money(buy.amount, scale, no_cost),
             "supplier_currency": _constant(supplier.currency, len(cdrs)),

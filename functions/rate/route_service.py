@@ -15,9 +15,12 @@ GetItem (policy), one BatchGetItem (stats; two when over 100 hour buckets), plus
 not yet compiled.
 
 `record_file_quality(tenant, file_id, files=, lake=, quality=)` feeds the stats from a rated
-file: the file's rated rows (supplier, its own matched prefix, start hour, answered seconds)
-joined by line with the normalised rows' PDD, summed with pyarrow into one bucket per
-(supplier, prefix, hour), and added once per file (functions.store.quality).
+file: the file's rated rows (supplier, the destination name of the supplier deck's matched
+row, else its prefix; start hour, answered seconds) joined by line with the normalised rows'
+PDD, summed with pyarrow into one bucket per (supplier, destination, hour) (the destination
+as `routing.destination_key` makes it, the key routing looks up), and added once per file
+(functions.store.quality). A file rated before `supplier_destination` was written counts
+per prefix, as a deck without names does.
 """
 
 from __future__ import annotations
@@ -36,11 +39,25 @@ import pyarrow.compute as pc
 
 from functions.rate.deck_cache import DeckCache
 from functions.rate.rating import CallerNumbers, DeckIndex, DialledNumbers, price_numbers
-from functions.rate.routing import Candidate, Policy, Stats, match_routes, rank_routes
+from functions.rate.routing import (
+    Candidate,
+    Policy,
+    Stats,
+    destination_key,
+    match_routes,
+    rank_routes,
+)
 from functions.shared.money import RATE_SCALE, Rounding, RoundingMethod, units_to_decimal
 
 DEFAULT_TTL_SECONDS = 60.0
-RATED_COLUMNS = ("line", "start_time", "billsec", "supplier", "supplier_prefix")
+RATED_COLUMNS = (
+    "line",
+    "start_time",
+    "billsec",
+    "supplier",
+    "supplier_prefix",
+    "supplier_destination",
+)
 NORMALIZED_COLUMNS = ("line", "pdd_ms")
 
 
@@ -216,11 +233,25 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return column
 
 
+_SUMS = ("attempts", "answered", "seconds", "pdd_sum_ms", "pdd_count")
+
+
+def _sum_by(table: pa.Table, keys: list[str]) -> pa.Table:
+    grouped = table.group_by(keys).aggregate([(c, "sum") for c in _SUMS])
+    return grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
+
+
 def part_buckets(rated: pa.Table, pdd: pa.Table | None) -> pa.Table:
-    """One rated part's sums per (supplier, prefix, hour): attempts, answered, answered
-    seconds, PDD sum and count (PDD joined from `pdd`: the day's normalised line, pdd_ms)."""
+    """One rated part's sums per (supplier, destination, hour): attempts, answered, answered
+    seconds, PDD sum and count (PDD joined from `pdd`: the day's normalised line, pdd_ms).
+    The destination is `destination_key` of the supplier deck's destination name and prefix
+    (a part without `supplier_destination`, rated before it was written: the prefix)."""
     supplier = _plain(rated.column("supplier"))
     prefix = _plain(rated.column("supplier_prefix"))
+    if "supplier_destination" in rated.column_names:
+        named = _plain(rated.column("supplier_destination"))
+    else:
+        named = pa.nulls(rated.num_rows, pa.string())
     billsec = pc.fill_null(_plain(rated.column("billsec")), 0).cast(pa.int64())
     micros = _plain(rated.column("start_time")).cast(pa.int64())
     if pdd is not None and pdd.num_rows and "pdd_ms" in pdd.column_names:
@@ -233,6 +264,7 @@ def part_buckets(rated: pa.Table, pdd: pa.Table | None) -> pa.Table:
         {
             "supplier": supplier,
             "prefix": prefix,
+            "named": named,
             "hour": pc.divide(micros, 3_600_000_000),
             "attempts": pa.array(np.ones(rated.num_rows, np.int64)),
             "answered": answered.cast(pa.int64()),
@@ -242,17 +274,27 @@ def part_buckets(rated: pa.Table, pdd: pa.Table | None) -> pa.Table:
         }
     )
     keep = pc.and_(pc.is_valid(table.column("supplier")), pc.is_valid(table.column("prefix")))
-    table = table.filter(keep)
-    sums = ("attempts", "answered", "seconds", "pdd_sum_ms", "pdd_count")
-    grouped = table.group_by(["supplier", "prefix", "hour"]).aggregate([(c, "sum") for c in sums])
-    return grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
+    # Per deck row first (a few thousand groups at most), then each row's destination key
+    # in Python, the one function routing looks up with, then per destination.
+    by_row = _sum_by(table.filter(keep), ["supplier", "prefix", "named", "hour"])
+    keys: dict[tuple[str | None, str], str] = {}
+    destination = [
+        keys.get((name, code)) or keys.setdefault((name, code), destination_key(name, code))
+        for name, code in zip(
+            by_row.column("named").to_pylist(), by_row.column("prefix").to_pylist(), strict=True
+        )
+    ]
+    by_row = by_row.drop_columns(["prefix", "named"]).append_column(
+        "destination", pa.array(destination, pa.string())
+    )
+    return _sum_by(by_row, ["supplier", "destination", "hour"])
 
 
 def add_buckets(into: dict[tuple[str, str, int], Stats], grouped: pa.Table) -> None:
     """Sum a part's grouped rows into the file's buckets (a row per bucket, not per call)."""
     columns = grouped.to_pydict()
     for i, supplier in enumerate(columns["supplier"]):
-        key = (supplier, columns["prefix"][i], int(columns["hour"][i]))
+        key = (supplier, columns["destination"][i], int(columns["hour"][i]))
         one = Stats(
             columns["attempts"][i],
             columns["answered"][i],
@@ -266,7 +308,7 @@ def add_buckets(into: dict[tuple[str, str, int], Stats], grouped: pa.Table) -> N
 def record_file_quality(tenant: str, file_id: str, *, files: Any, lake: Any, quality: Any) -> int:
     """Count a rated file into the route quality stats, once; bucket updates made now."""
     days = list(files.get_file(tenant, file_id).meta.get("days", []))
-    buckets: dict[tuple[str, str, int], Stats] = {}
+    buckets: dict[tuple[str, str, int], Stats] = {}  # (supplier, destination, hour)
     with lake.Spool() as spool:
         for day in sorted(days):
             pdd_parts = list(

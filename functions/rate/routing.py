@@ -13,8 +13,11 @@ per-minute price, `order_routes` returns the routes in the order a switch should
   duration: the destination's ACD over the candidates' stats once they hold `min_calls`
   calls, else `expected_seconds` (60 s, like CGRateS *lc at one minute). Every route is
   priced at the same duration, so costs compare like for like.
-* Quality (OpenSIPS qrouting's idea, per supplier x its matched prefix): ASR, ACD and PDD
-  over the stats window count only from `min_calls` attempts; a route under a floor (ASR
+* Quality (OpenSIPS qrouting's idea, per supplier x destination): ASR, ACD and PDD over the
+  stats window, kept per supplier and the destination name of the supplier deck's matched
+  row (`destination_key`: spacing collapsed, case folded; the row's prefix when it has no
+  name), so the hundreds of prefixes a deck names India Mobile count together; they count
+  only from `min_calls` attempts; a route under a floor (ASR
   below `asr_floor`, ACD below `acd_floor`, PDD above `pdd_ceiling_ms`) ranks as if it cost
   `penalty_percent` more. With the defaults (ASR floor 30 %, penalty 50 %) a route at 0.0062
   with 20 % ASR ranks as 0.0093, below one at 0.0065 with 85 %.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
@@ -220,7 +224,22 @@ class Match:
 
     @property
     def key(self) -> tuple[str, str]:
-        return (self.candidate.supplier, self.prefix)
+        """The quality stats' key: the supplier and its deck row's destination."""
+        return (self.candidate.supplier, destination_key(self.destination, self.prefix))
+
+
+DESTINATION_KEY_CHARS = 256
+
+
+def destination_key(destination: str | None, prefix: str) -> str:
+    """The destination a supplier deck row's quality stats are kept under: its destination
+    name with control and format characters dropped, spacing collapsed and case folded
+    ("India  Mobile" and "india mobile" are one), at most 256 characters; the row's prefix
+    when nothing is left of the name (a deck without names keeps per-prefix stats)."""
+    text = "".join(ch for ch in destination or "" if not unicodedata.category(ch).startswith("C")
+                   or ch.isspace())  # fmt: skip
+    name = " ".join(text.split()).casefold()[:DESTINATION_KEY_CHARS].rstrip()
+    return name or prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +426,7 @@ __all__ = [
     "Policy",
     "PolicyError",
     "Stats",
+    "destination_key",
     "match_routes",
     "order_routes",
     "rank_routes",

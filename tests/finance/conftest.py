@@ -69,6 +69,7 @@ def rated_row(
         "supplier": supplier,
         "supplier_reason": supplier_reason,
         "supplier_prefix": None if cost is None else "91",
+        "supplier_destination": None if cost is None else "India",
         "supplier_rate": None if cost is None else D("0.00700000"),
         "supplier_amount": None if cost is None else D(cost),
         "supplier_currency": None if supplier is None else "USD",

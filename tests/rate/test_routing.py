@@ -10,7 +10,14 @@ import pytest
 
 from functions.rate.deck import parse_deck
 from functions.rate.rating import DeckIndex
-from functions.rate.routing import Candidate, Policy, PolicyError, Stats, order_routes
+from functions.rate.routing import (
+    Candidate,
+    Policy,
+    PolicyError,
+    Stats,
+    destination_key,
+    order_routes,
+)
 
 AT = 1_714_564_800  # 2024-05-01T12:00Z
 
@@ -108,6 +115,38 @@ def test_the_issues_example_a_poor_route_ranks_below_a_dearer_good_one():
         "cheap",
         "good",
     ]
+
+
+def test_stats_are_kept_per_destination_so_many_thin_prefixes_count_together():
+    """Issue 14 section 2: a supplier deck names India Mobile on 30 prefixes; each has fewer
+    calls than the minimum, together they pass it, so the 20 % ASR moves the route down
+    (0.0062 at 20 % ranks below 0.0065 at 85 %, as in the issue)."""
+    rows = "".join(f"9170{i:02d},India Mobile,0.0062\n" for i in range(30))
+    cheap = supplier("cheap", "prefix,destination,rate\n" + rows)
+    good = supplier("good", "prefix,destination,rate\n917,India  mobile,0.0065\n")
+    stats = {
+        ("cheap", destination_key("India Mobile", "917012")): Stats(30, 6, 360),
+        ("good", destination_key("India  mobile", "917")): Stats(20, 17, 1020),
+    }
+    routes = order_routes("917012123456", AT, [cheap, good], stats)
+    assert [(r["supplier"], r["prefix"], r["destination"]) for r in routes] == [
+        ("good", "917", "India  mobile"),
+        ("cheap", "917012", "India Mobile"),
+    ]
+    assert [(r["calls"], r["asr"], r["quality"], r["penalty"]) for r in routes] == [
+        (20, "85.0", "ok", "0"),
+        (30, "20.0", "poor", "50"),
+    ]
+    # The same destination whatever the prefix, the case or the spacing of its name.
+    assert destination_key("India Mobile", "917012") == destination_key(" india\tMOBILE ", "9")
+    assert destination_key("India Mobile", "917012") == "india mobile"
+
+
+def test_a_deck_row_without_a_destination_name_keeps_its_prefix_as_the_key():
+    assert destination_key("", "234") == destination_key(None, "234") == "234"
+    assert destination_key(" \x00\u200b ", "44") == "44"  # nothing left of the name
+    assert destination_key("Isle\x07 of Man", "4495") == "isle of man"
+    assert len(destination_key("X" * 1000, "1")) == 256  # bounded
 
 
 def test_stats_count_only_from_the_minimum_of_calls():
@@ -219,3 +258,44 @@ def test_a_route_in_another_currency_never_passes_the_guard():
     only_eur = order_routes("4420", AT, [eur], {}, quote_rate=Decimal("0.01"),
                             quote_currency="USD")  # fmt: skip
     assert [(r["supplier"], r["margin"], r["flagged"]) for r in only_eur] == [("eur", None, True)]
+
+
+def test_a_rated_files_buckets_are_per_destination_and_old_files_per_prefix():
+    """part_buckets: a rated part sums per (supplier, destination key, hour), the supplier
+    deck's names as they come (dictionary or plain); a part written before
+    supplier_destination existed, or a row without a name, counts under its prefix."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from functions.rate.route_service import add_buckets, part_buckets
+
+    start = dt.datetime(2024, 5, 1, 10, 5, tzinfo=dt.UTC)
+    hour = int(start.timestamp()) // 3600
+    rated = pa.table(
+        {
+            "line": [1, 2, 3, 4],
+            "start_time": pa.array([start] * 4, pa.timestamp("us", tz="UTC")),
+            "billsec": [60, 0, 30, 10],
+            "supplier": ["s", "s", "s", "s"],
+            "supplier_prefix": ["917001", "917002", "917003", "44"],
+            "supplier_destination": pa.array(
+                ["India Mobile", "INDIA  MOBILE", "India Mobile", None]
+            ).dictionary_encode(),
+        }
+    )
+    pdd = pa.table({"line": [1, 3], "pdd_ms": [2000, 4000]})
+    buckets: dict = {}
+    add_buckets(buckets, part_buckets(rated, pdd))
+    assert buckets == {
+        ("s", "india mobile", hour): Stats(3, 2, 90, 6000, 2),
+        ("s", "44", hour): Stats(1, 1, 10, 0, 0),
+    }
+    old: dict = {}
+    add_buckets(old, part_buckets(rated.drop_columns(["supplier_destination"]), None))
+    assert old == {
+        ("s", "917001", hour): Stats(1, 1, 60),
+        ("s", "917002", hour): Stats(1, 0, 0),
+        ("s", "917003", hour): Stats(1, 1, 30),
+        ("s", "44", hour): Stats(1, 1, 10),
+    }

@@ -73,7 +73,7 @@ def world(tmp_path_factory):
                 run("deck", "upload", TENANT, name, str(path))
             run("account", "suspend", TENANT, "orange", "--reason", "test")
             file_id = process_file("quality.csv", QUALITY_FILE)
-            yield {"file_id": file_id}
+            yield {"file_id": file_id, "folder": folder}
 
 
 def service() -> RouteService:
@@ -86,13 +86,15 @@ def test_a_rated_file_is_counted_once_per_bucket_however_often_it_comes(world):
     file_id = world["file_id"]
     first = record_file_quality(TENANT, file_id, files=files, lake=lake, quality=quality)
     again = record_file_quality(TENANT, file_id, files=files, lake=lake, quality=quality)
-    assert (first, again) == (2, 0)  # one update per (supplier, prefix, hour), then none
-    found = quality.get_stats(TENANT, [("cheapuk", "44"), ("bt", "44")], HOUR - 2, HOUR + 2)
+    assert (first, again) == (2, 0)  # one update per (supplier, hour), then none
+    # Keyed by the supplier deck's destination name ("UK" on both decks' 44).
+    found = quality.get_stats(TENANT, [("cheapuk", "uk"), ("bt", "uk")], HOUR - 2, HOUR + 2)
     assert found == {
-        ("cheapuk", "44"): Stats(25, 5, 300, 15_000, 5),
-        ("bt", "44"): Stats(25, 20, 600, 25_000, 25),
+        ("cheapuk", "uk"): Stats(25, 5, 300, 15_000, 5),
+        ("bt", "uk"): Stats(25, 20, 600, 25_000, 25),
     }
-    assert quality.get_stats(TENANT, [("bt", "44")], HOUR + 1, HOUR + 3) == {}
+    assert quality.get_stats(TENANT, [("bt", "uk")], HOUR + 1, HOUR + 3) == {}
+    assert quality.get_stats(TENANT, [("bt", "44")], HOUR - 2, HOUR + 2) == {}  # not per prefix
 
 
 def test_the_route_service_orders_by_cost_then_quality_and_guards_the_margin(world):
@@ -122,9 +124,9 @@ def test_the_route_service_orders_by_cost_then_quality_and_guards_the_margin(wor
     ]
 
 
-def test_a_files_stats_cost_updates_per_supplier_and_hour_not_per_prefix(world):
-    """A file over 100 of a supplier's prefixes in one hour: 100 x 5 counters in updates of at
-    most 200 clauses (the expression limit), three in all, not one per prefix; once."""
+def test_a_files_stats_cost_updates_per_supplier_and_hour_not_per_destination(world):
+    """A file over 100 of a supplier's destinations in one hour: 100 x 5 counters in updates
+    of at most 100 clauses, five in all, not one per destination; once."""
     hour = HOUR + 30
     buckets = {("bt", f"{4400 + i}", hour): Stats(2, 1, 30, 4000, 1) for i in range(100)}
     assert quality.add_stats(TENANT, "many-prefixes", buckets) == 5
@@ -134,6 +136,66 @@ def test_a_files_stats_cost_updates_per_supplier_and_hour_not_per_prefix(world):
         ("bt", "4400"): Stats(2, 1, 30, 4000, 1),
         ("bt", "4499"): Stats(2, 1, 30, 4000, 1),
     }
+
+
+def test_destination_names_of_any_text_are_stored_under_bounded_attribute_names(world):
+    """Names with spaces, '#', '|', accents or over the length are their own counters (long
+    or '#' names hashed into a bounded attribute name); a control character, an empty or an
+    overlong key, or a key that is not text is refused before anything is written."""
+    hour = HOUR + 40
+    names = ["india mobile", "côte d'ivoire | orange", "#1 destination", "x" * 256, "x" * 255]
+    buckets = {("bt", name, hour): Stats(i + 1, 1, 10, 0, 0) for i, name in enumerate(names)}
+    assert quality.add_stats(TENANT, "names", buckets) == 1
+    found = quality.get_stats(TENANT, [("bt", n) for n in names], hour, hour)
+    assert found == {("bt", n): Stats(i + 1, 1, 10, 0, 0) for i, n in enumerate(names)}
+    item = quality._batch_get([quality._key(TENANT, "bt", hour)])[0]
+    assert max(len(name) for name in item) <= 50
+    for bad in ("", "a\x00b", "tab\there", "x" * 257, " padded", 44):
+        with pytest.raises(ValueError, match="destination"):
+            quality.add_stats(TENANT, "bad", {("bt", bad, hour): Stats(1)})
+        with pytest.raises(ValueError, match="destination"):
+            quality.get_stats(TENANT, [("bt", bad)], hour, hour)
+    assert quality.get_stats(TENANT, [("bt", "india mobile")], hour, hour) == {
+        ("bt", "india mobile"): Stats(1, 1, 10, 0, 0)
+    }
+
+
+def test_thirty_thin_prefixes_of_one_destination_count_together(world):
+    """Issue 14 section 2: a supplier deck names India Mobile on 30 prefixes, one call each
+    (under the 20-call minimum per prefix); per destination they are 30 calls at 20 % ASR,
+    so the cheaper route (0.0062) ranks below the one at 0.0065 with 85 %."""
+    rows = "".join(f"9170{i:02d},India Mobile,0.0062\n" for i in range(30))
+    for name, text in (
+        ("thin", "prefix,destination,rate\n" + rows),
+        ("solid", "prefix,destination,rate\n917,India Mobile,0.0065\n"),
+    ):
+        run("account", "create", TENANT, name, "--kind", "supplier")
+        path = world["folder"] / f"{name}.csv"
+        path.write_text(text)
+        run("deck", "upload", TENANT, name, str(path))
+    lines = [
+        *(cdr(f"t{i}", "thin", f"9170{i:02d}123456", 60 if i < 6 else 0, None) for i in range(30)),
+        *(cdr(f"s{i}", "solid", "917012123456", 60 if i < 17 else 0, None) for i in range(20)),
+    ]
+    file_id = process_file("india.csv", "\n".join([HEADER + ",pdd_ms", *lines]) + "\n")
+    assert record_file_quality(TENANT, file_id, files=files, lake=lake, quality=quality) == 2
+    found = quality.get_stats(TENANT, [("thin", "india mobile"), ("solid", "india mobile")],
+                              HOUR, HOUR)  # fmt: skip
+    assert found == {
+        ("thin", "india mobile"): Stats(30, 6, 360, 0, 0),
+        ("solid", "india mobile"): Stats(20, 17, 1020, 0, 0),
+    }
+    routes = service().routes_for(TENANT, None, "917012123456", AT, None)
+    assert [(r["supplier"], r["prefix"], r["calls"], r["asr"], r["quality"]) for r in routes] == [
+        ("solid", "917", 20, "85.0", "ok"),
+        ("tata", "91", 0, None, "unknown"),  # 0.0065, no stats: the name breaks the tie
+        ("thin", "917012", 30, "20.0", "poor"),
+    ]
+    assert [(r["cost_per_minute"], r["penalty"]) for r in routes] == [
+        ("0.00650000", "0"),
+        ("0.00650000", "0"),
+        ("0.00620000", "50"),
+    ]
 
 
 def test_targets_and_blocks_are_stored_on_the_supplier_with_the_audit_trail(world):
@@ -247,10 +309,10 @@ def test_the_file_rated_consumer_feeds_the_stats_once(world):
     lines = [cdr("n1", "bt", "442071234500", 90, 2000), cdr("n2", "bt", "442071234501", 0, None)]
     file_id = process_file("quality2.csv", "\n".join([HEADER + ",pdd_ms", *lines]) + "\n")
     event = {"id": "e2", "detail": {"tenant": TENANT, "file_id": file_id}}
-    before = quality.get_stats(TENANT, [("bt", "44")], HOUR, HOUR).get(("bt", "44"), Stats())
+    before = quality.get_stats(TENANT, [("bt", "uk")], HOUR, HOUR).get(("bt", "uk"), Stats())
     assert handle_file_rated(event, context)["quality_buckets"] == 1
     assert handle_file_rated(event, context)["quality_buckets"] == 0  # delivered again
-    after = quality.get_stats(TENANT, [("bt", "44")], HOUR, HOUR)[("bt", "44")]
+    after = quality.get_stats(TENANT, [("bt", "uk")], HOUR, HOUR)[("bt", "uk")]
     assert after == before + Stats(2, 1, 90, 2000, 1)
 
 
