@@ -189,13 +189,12 @@ def amount_text(value: Decimal) -> str:
     exact = value.quantize(AMOUNT)
     if exact != value:
         raise ValueError(f"{value} has more than 6 decimal places")
-    return f"{exact:f}"
+    return f"{exact + 0:f}"  # + 0: a negative zero (-0.000000) is written 0.000000
 
 
 def amount_print(value: Decimal) -> str:
     """An amount on the letter: exact, 6 places, thousands separators (1,234.500000)."""
-    amount_text(value)
-    return f"{value.quantize(AMOUNT):,f}"
+    return f"{Decimal(amount_text(value)):,f}"
 
 
 def minutes_text(seconds: int) -> str:
@@ -204,7 +203,8 @@ def minutes_text(seconds: int) -> str:
 
 
 def _plain(value: Decimal) -> str:
-    return f"{value.normalize():f}" if value == value.to_integral_value() else f"{value:f}"
+    """A threshold or an offset without trailing zeros or exponent: 1000, 0.5, 2.5."""
+    return f"{value.normalize():f}"
 
 
 # --- the numbers -----------------------------------------------------------------------------

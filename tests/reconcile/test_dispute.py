@@ -26,8 +26,11 @@ from functions.reconcile.dispute import (
     LETTER_PDF,
     SUMMARY_JSON,
     Party,
+    amount_print,
+    amount_text,
     by_day,
     dispute_letter_pdf,
+    minutes_text,
     threshold,
     write_dispute_pack,
 )
@@ -120,6 +123,21 @@ def pack(result: Reconciliation, out: Path, **options) -> list[Path]:
 def text(pdf: bytes) -> str:
     reader = pypdf.PdfReader(io.BytesIO(pdf))
     return " ".join(re.sub(r"\s+", " ", page.extract_text()) for page in reader.pages)
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def test_amounts_are_written_exactly_with_six_places_and_never_rounded():
+    assert amount_text(D("1234.5")) == "1234.500000"
+    assert amount_text(D("-0.000001")) == "-0.000001"
+    assert amount_text(D("-0.000000")) == "0.000000"
+    assert amount_print(D("1234567.000001")) == "1,234,567.000001"
+    assert amount_print(D("-1500.25")) == "-1,500.250000"
+    assert minutes_text(125) == "2.0833"
+    assert minutes_text(7) == "0.1167"
+    with pytest.raises(ValueError, match="more than 6 decimal places"):
+        amount_text(D("0.0000001"))
 
 
 # --- the files, to the last digit ----------------------------------------------------------
