@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -335,27 +335,31 @@ def disputed_csv(result: Reconciliation) -> bytes:
     header = list(DISPUTED_COLUMNS)
     if caller:
         header.insert(1, "caller")
-    body = []
-    for r in order.to_pylist():
-        line = [
-            r["class"],
-            r["callee"],
-            _utc(r["our_start"]) if r["our_start"] is not None else "",
-            _utc(r["their_start"]) if r["their_start"] is not None else "",
-            _text(r["our_billsec"]),
-            _text(r["their_billsec"]),
-            _money(r["our_amount"]),
-            _money(r["their_amount"]),
-            _money(r["impact"]),
-            _text(r["our_call_id"]),
-            _text(r["their_call_id"]),
-            _text(r["our_line"]),
-            _text(r["their_line"]),
-        ]
-        if caller:
-            line.insert(1, _text(r["caller"]))
-        body.append(line)
-    return _table(header, body)
+    return _table(header, _disputed_lines(order, caller))
+
+
+def _disputed_lines(order: pa.Table, caller: bool) -> Iterator[list[str]]:
+    """Batch by batch: Python objects for thousands of calls at a time, never all of them."""
+    for batch in order.to_batches(max_chunksize=10_000):
+        for r in batch.to_pylist():
+            line = [
+                r["class"],
+                r["callee"],
+                _utc(r["our_start"]) if r["our_start"] is not None else "",
+                _utc(r["their_start"]) if r["their_start"] is not None else "",
+                _text(r["our_billsec"]),
+                _text(r["their_billsec"]),
+                _money(r["our_amount"]),
+                _money(r["their_amount"]),
+                _money(r["impact"]),
+                _text(r["our_call_id"]),
+                _text(r["their_call_id"]),
+                _text(r["our_line"]),
+                _text(r["their_line"]),
+            ]
+            if caller:
+                line.insert(1, _text(r["caller"]))
+            yield line
 
 
 def day_csv(days: Sequence[DayClass]) -> bytes:

@@ -451,3 +451,19 @@ def test_the_letter_prints_letters_its_font_lacks_as_their_base_letter(result):
     printed = text(pdf)
     assert "Kovári Telekom Kft" in printed  # ő is not in Vera, á is
     assert "quoting reference DSP-1." in printed
+
+
+def test_rows_that_carry_the_a_number_put_it_beside_the_b_number(result, tmp_path):
+    callers = ["4989100", "4989200", "4989300", None, "4989500", "4989600"]
+    with_caller = dataclasses.replace(
+        result, rows=result.rows.append_column("caller", pa.array(callers, pa.string()))
+    )
+    pack(with_caller, tmp_path)
+    lines = (tmp_path / DISPUTED_CSV).read_text().splitlines()
+    assert lines[0].startswith("class,caller,callee,our_start,")
+    assert [line.split(",")[:3] for line in lines[1:]] == [
+        ["duration_mismatch", "4989200", "4930222"],
+        ["rate_mismatch", "4989300", "4930333"],
+        ["missing_theirs", "4989500", "4930555"],
+        ["missing_ours", "", "4930444"],
+    ]
