@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="?",
         choices=REPORT_VIEWS,
         default="traffic",
-        help="traffic (the default) or quality (functions/cli/quality.py)",
+        help="traffic (the default: per customer x destination) or quality (ASR, ACD, NER, "
+        "PDD, MOS per supplier x destination); right after `report`",
     )
     report.add_argument("tenant")
     report.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")

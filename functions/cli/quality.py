@@ -56,8 +56,11 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
         "(named query quality_drops)",
     )
     for name, flag in THRESHOLD_OPTIONS.items():
-        kind = int if name.startswith(("min_", "baseline_")) else float
-        group.add_argument(flag, dest=name, type=kind, metavar="N", help=_HELP[name])
+        whole = name.startswith(("min_", "baseline_"))
+        metavar = "N" if whole else "Z" if name == "z_limit" else "F"
+        group.add_argument(
+            flag, dest=name, type=int if whole else float, metavar=metavar, help=_HELP[name]
+        )
 
 
 def refuse_quality_options(args: argparse.Namespace) -> None:
