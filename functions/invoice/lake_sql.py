@@ -326,6 +326,9 @@ class LocalLakeSql:
             else:
                 data = schema.empty_table()
             self.db.register(table, data)
+        # Athena's (Trino's) approximate percentile under its own name, so SQL using it (the
+        # quality queries' PDD median) runs unchanged here.
+        self.db.execute("CREATE MACRO approx_percentile(x, p) AS approx_quantile(x, p)")
         # From here on SQL can read only what is registered above.
         # Athena's timestamps are UTC: a TIMESTAMP literal means the same instant here.
         self.db.execute("SET TimeZone = 'UTC'")

@@ -53,6 +53,7 @@ _METRICS = (
     "ner",
     "pdd_calls",
     "pdd_ms_avg",
+    "pdd_ms_p50",
     "mos_calls",
     "mos_avg",
 )
@@ -105,7 +106,7 @@ DROPS_TABLE_KEYS = (
     "mos_z",
 )
 # Decimal places of the table format (csv and json keep every digit of the engine's double).
-_PLACES = {"pdd_ms_avg": 0, "mos_avg": 2, "mos_baseline": 2, "mos_sd": 2}
+_PLACES = {"pdd_ms_avg": 0, "pdd_ms_p50": 0, "mos_avg": 2, "mos_baseline": 2, "mos_sd": 2}
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@
 --                 caller hanging up first) is the network's success and FAILED and CONGESTION
 --                 (network failures, routing errors and the rejects a switch does not tell
 --                 apart from them) count against it
---   pdd_ms_avg  = mean post-dial delay in ms over the pdd_calls whose switch wrote one
+--   pdd_ms_avg  = mean post-dial delay in ms over the pdd_calls whose switch wrote one, and
+--   pdd_ms_p50    its median (approximate: Athena's approx_percentile)
 --   mos_avg     = mean MOS over the mos_calls whose switch wrote one
 -- Ratios and means are DOUBLE (statistics, not money); null where there is nothing to divide.
 SELECT
@@ -30,6 +31,7 @@ SELECT
     ) / count(*) AS ner,
     count(pdd_ms) AS pdd_calls,
     avg(CAST(pdd_ms AS DOUBLE)) AS pdd_ms_avg,
+    approx_percentile(CAST(pdd_ms AS DOUBLE), 0.5) AS pdd_ms_p50,
     count(mos) AS mos_calls,
     avg(CAST(mos AS DOUBLE)) AS mos_avg
 FROM cdrs_rated

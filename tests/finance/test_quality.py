@@ -237,6 +237,7 @@ def test_quality_per_supplier_destination_day(qa):
     assert india["ner"] == approx((20 + 6 + 6 + 2 + 40) / 80)  # FAILED, CONGESTION fail
     assert (india["pdd_calls"], india["mos_calls"], india["mos_avg"]) == (26, 0, None)
     assert india["pdd_ms_avg"] == approx((20 * 2000 + 6 * 2500) / 26)
+    assert india["pdd_ms_p50"] == 2000.0
 
     dropped = rows[(D[8], "SUPA", INDIA)]
     assert (dropped["attempts"], dropped["answered"]) == (80, 28)
@@ -281,6 +282,7 @@ def test_quality_per_supplier_destination_hour(qa):
     assert hour10["asr"] == approx(0.2)
     assert hour10["ner"] == approx((8 + 6 + 6 + 2) / 40)
     assert hour10["pdd_ms_avg"] == approx((8 * 2000 + 6 * 2500) / 14)
+    assert hour10["pdd_ms_p50"] == 2000.0
     hour11 = keyed[(D[8], 11, "SUPA", INDIA)]
     assert (hour11["attempts"], hour11["answered"], hour11["asr"], hour11["ner"]) == (
         40,
@@ -288,7 +290,7 @@ def test_quality_per_supplier_destination_hour(qa):
         0.5,
         1.0,
     )
-    assert hour11["pdd_calls"] == 0 and hour11["pdd_ms_avg"] is None
+    assert (hour11["pdd_calls"], hour11["pdd_ms_avg"], hour11["pdd_ms_p50"]) == (0, None, None)
     # Every hour row sums to its day row.
     days = by_key(qa.named("quality_by_supplier_destination_day"), "day", "supplier", "destination")
     for (day, supplier, destination), row in days.items():
@@ -483,18 +485,9 @@ def test_report_quality_table(lake_dir, capsys):
     lines = out.splitlines()
     assert lines[0].split() == list(QUALITY_KEYS["day"])
     supa_uk = next(line for line in lines if "SUPA" in line and UK in line)
-    # asr and ner to 4 places, acd to 2, pdd to 0, mos to 2
-    assert supa_uk.split()[-9:] == [
-        "20",
-        "12",
-        "0.6000",
-        "0.50",
-        "1.0000",
-        "12",
-        "1500",
-        "12",
-        "3.00",
-    ]
+    # asr and ner to 4 places, acd to 2, pdd (mean and median) to 0, mos to 2
+    shown = ["20", "12", "0.6000", "0.50", "1.0000", "12", "1500", "1500", "12", "3.00"]
+    assert supa_uk.split()[-10:] == shown
     assert lines[-1] == "(5 rows)"
     code, out, _ = run(capsys, lake_dir, "quality", TENANT, "--from", D[8], "--to", D[8], "--drops")
     assert code == 0
