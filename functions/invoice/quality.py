@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from functions.invoice.lake_sql import check_day, named_query
@@ -105,6 +105,7 @@ DROPS_TABLE_KEYS = (
     "mos_baseline",
     "mos_z",
 )
+_WIDE = Context(prec=400)  # any double's digits, rounded for the table without an error
 # Decimal places of the table format (csv and json keep every digit of the engine's double).
 _PLACES = {"pdd_ms_avg": 0, "pdd_ms_p50": 0, "mos_avg": 2, "mos_baseline": 2, "mos_sd": 2}
 
@@ -189,9 +190,7 @@ def quality_sql(
     first, last = _days(date_from, date_to)
     where = " AND ".join(_filters(first, last, supplier, destination))
     order = (
-        "day, utc_hour, supplier, destination"
-        if grain == "hour"
-        else ("day, supplier, destination")
+        "day, utc_hour, supplier, destination" if grain == "hour" else "day, supplier, destination"
     )
     return (
         f"SELECT *\nFROM (\n{_body(named_query(QUALITY_QUERY[grain]))}\n) quality\n"
@@ -227,7 +226,8 @@ def drops_sql(
     sql = _body(named_query(DROPS_QUERY))
     for name, literal in limits.literals().items():
         sql = _replace_once(sql, rf"^(\s+)\S+(?= AS {name},?$)", literal, f"{name} threshold")
-    earliest = (dt.date.fromisoformat(first) - dt.timedelta(days=limits.baseline_days)).isoformat()
+    start, back = dt.date.fromisoformat(first), dt.timedelta(days=limits.baseline_days)
+    earliest = (start - back if start - dt.date.min > back else dt.date.min).isoformat()
     window = f"""WHERE "date" BETWEEN '{earliest}' AND '{last}'"""
     sql = _replace_once(sql, rf"^(\s+){re.escape(_WINDOW)}$", window, "day window")
     where = " AND ".join([f"grain = '{grain}'", *_filters(first, last, supplier, destination)])
@@ -247,7 +247,7 @@ def _rounded(row: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
         value = row.get(key)
         if isinstance(value, float) and math.isfinite(value):
             places = _PLACES.get(key, 2 if key.endswith("_z") or key.startswith("acd") else 4)
-            value = Decimal(repr(value)).quantize(Decimal(1).scaleb(-places))
+            value = Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), context=_WIDE)
         out[key] = value
     return out
 

@@ -47,6 +47,7 @@ from functions.invoice.quality import (
     QUALITY_KEYS,
     DropThresholds,
     drops_sql,
+    format_quality,
     quality_sql,
 )
 from functions.shared.cdr import DISPOSITIONS
@@ -522,3 +523,12 @@ def test_bad_grain_is_a_usage_error(lake_dir, capsys):
     with pytest.raises(SystemExit) as exit_:
         run(capsys, lake_dir, "quality", TENANT, "--from", D[1], "--to", D[2], "--by", "week")
     assert exit_.value.code == 2
+
+
+def test_edges_of_the_calendar_and_of_doubles():
+    sql = drops_sql("0001-01-03", "0001-01-04")
+    assert """WHERE "date" BETWEEN '0001-01-01' AND '0001-01-04'""" in sql
+    rows = [{"day": D[1], "asr": 1 / 3, "asr_z": -1e300, "acd_minutes": float("nan")}]
+    table = format_quality(rows, "table", ("day", "asr", "asr_z", "acd_minutes"))
+    assert table.splitlines()[2].split()[:2] == [D[1], "0.3333"]
+    assert format_quality(rows, "csv", ("asr",)) == f"asr\n{1 / 3!r}"
