@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from functions.cli import CliError, OperationError, cli_error, guarded_by
+from functions.cli import CliError, OperationError, cli_error, guarded_by, quality
 from functions.invoice.report import (
     FORMATS,
     REPORT_JSON_KEYS,
@@ -30,6 +30,7 @@ from functions.invoice.report import (
 )
 
 ENGINES = ("auto", "duckdb", "athena")
+REPORT_VIEWS = ("traffic", "quality")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,13 +46,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     query.set_defaults(run=run_query)
 
     report = subparsers.add_parser(
-        "report", help="traffic per customer x destination over days FROM..TO (inclusive)"
+        "report",
+        help="traffic per customer x destination over days FROM..TO (inclusive); "
+        "`report quality TENANT`: ASR, ACD, NER, PDD, MOS per supplier x destination",
+    )
+    report.add_argument(
+        "view",
+        nargs="?",
+        choices=REPORT_VIEWS,
+        default="traffic",
+        help="traffic (the default: per customer x destination) or quality (ASR, ACD, NER, "
+        "PDD, MOS per supplier x destination); right after `report`",
     )
     report.add_argument("tenant")
     report.add_argument("--from", dest="date_from", required=True, metavar="YYYY-MM-DD")
     report.add_argument("--to", dest="date_to", required=True, metavar="YYYY-MM-DD")
     _format_arguments(report)
     _engine_arguments(report)
+    quality.add_arguments(report)
     report.set_defaults(run=run_report)
 
 
@@ -197,6 +209,13 @@ def run_query(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from functions.invoice.lake_sql import check_day, report_sql
 
+    if args.view == "quality":
+        sql, keys = quality.view_sql(args)
+        with open_engine(args, args.tenant, sql) as engine:
+            rows = engine.query(sql)
+        _print(quality.print_quality(args, rows, keys))
+        return 0
+    quality.refuse_quality_options(args)
     first, last = check_day(args.date_from), check_day(args.date_to)
     sql = report_sql(first, last)
     with open_engine(args, args.tenant, sql) as engine:

@@ -196,9 +196,22 @@ def arrow_type(glue_type: str) -> pa.DataType:
     raise ValueError(f"no Arrow type for {glue_type!r}")
 
 
+# The rated table's optional call-quality columns (issue 15), where the switch writes them:
+# the quality named queries read them. A lake whose rated columns do not declare them yet has
+# them as null columns in DuckDB, so those queries run on any lake; once declared, this adds
+# nothing.
+RATED_QUALITY_COLUMNS: tuple[Column, ...] = (
+    Column("pdd_ms", "bigint", "post-dial delay, milliseconds; null where the switch has none"),
+    Column("mos", "decimal(3,2)", "mean opinion score (1-5); null where the switch has none"),
+)
+
+
 def table_schema(table: str) -> pa.Schema:
     """The Arrow schema of a table as queried: its columns, then tenant and date."""
     _, columns = TABLES[table]
+    if table == "cdrs_rated":
+        declared = {c.name for c in columns}
+        columns = (*columns, *(c for c in RATED_QUALITY_COLUMNS if c.name not in declared))
     return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in (*columns, *PARTITION_COLUMNS)])
 
 
@@ -319,6 +332,9 @@ class LocalLakeSql:
             else:
                 data = schema.empty_table()
             self.db.register(table, data)
+        # Athena's (Trino's) approximate percentile under its own name, so SQL using it (the
+        # quality queries' PDD median) runs unchanged here.
+        self.db.execute("CREATE MACRO approx_percentile(x, p) AS approx_quantile(x, p)")
         # From here on SQL can read only what is registered above.
         # Athena's timestamps are UTC: a TIMESTAMP literal means the same instant here.
         self.db.execute("SET TimeZone = 'UTC'")
