@@ -690,6 +690,7 @@ class DayCheck:
     day: dt.date
     switches: list[SwitchDay]
     published: list[str] = field(default_factory=list)  # alert ids published by this run
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -698,6 +699,7 @@ class DayCheck:
             "switches": [s.report for s in self.switches],
             "alerts": sum(len(s.alerts) for s in self.switches),
             "published": self.published,
+            "thresholds": self.thresholds.as_json(),
         }
 
 
@@ -752,7 +754,7 @@ def check_day(
                 rated_of_day=rated_of_day,
             )
         )
-    return DayCheck(tenant, day, out)
+    return DayCheck(tenant, day, out, thresholds=thresholds)
 
 
 def _empty_rated() -> pa.Table:
@@ -806,3 +808,77 @@ def publish_alerts(
             published.append(detail["alert_id"])
     check.published.extend(published)
     return published
+
+
+# --- the service: the stores as ports ----------------------------------------------------
+
+
+class _LakeTables:
+    """The lake adapter's narrow reads of one tenant (functions.store.lake.read_columns)."""
+
+    def __init__(self, lake: Any, tenant: str) -> None:
+        self.lake, self.tenant = lake, tenant
+
+    def read(self, area: str, day: str, file_id: str, columns: Sequence[str]) -> pa.Table:
+        return self.lake.read_columns(area, self.tenant, day, file_id, columns)
+
+
+class _TenantClaims:
+    def __init__(self, files: Any, tenant: str) -> None:
+        self.files, self.tenant = files, tenant
+
+    def claim_alert(self, key: str, now: dt.datetime) -> bool:
+        return self.files.claim_alert(self.tenant, key, now)
+
+    def alert_sent(self, key: str) -> None:
+        self.files.alert_sent(self.tenant, key)
+
+    def release_alert(self, key: str) -> None:
+        self.files.release_alert(self.tenant, key)
+
+
+def run_assurance(
+    tenant: str,
+    day: dt.date,
+    *,
+    files: Any,
+    accounts: Any,
+    lake: Any,
+    events: Any,
+    now: dt.datetime,
+    switch: str | None = None,
+    publish: bool = True,
+) -> DayCheck:
+    """The tenant's check of `day` (every switch, or `switch`), its alerts published once
+    (`publish`: the scheduled job and `tollgate assurance --publish`). Stores: functions.store
+    .files (registry, alert claims), .accounts (switches, settings), .lake, .events."""
+    stored = accounts.get_assurance_settings(tenant)
+    currency = accounts.get_tenant(tenant).currency
+    names = sorted(s.switch for s in accounts.list_switches(tenant))
+    if switch is not None:
+        accounts.get_switch(tenant, switch)  # NotFoundError for an unknown one
+    sequences = {
+        name: SequenceSettings(
+            stored["switches"].get(name, {}).get("sequence_pattern"),
+            stored["switches"].get(name, {}).get("sequence_modulus"),
+        )
+        for name in names
+    }
+    result = check_day(
+        tenant,
+        day,
+        records=files.list_files(tenant),
+        switches=sequences,
+        thresholds=thresholds_from(stored["thresholds"]),
+        currency=currency,
+        tables=_LakeTables(lake, tenant),
+        only=switch,
+    )
+    if publish:
+        publish_alerts(
+            result,
+            store=_TenantClaims(files, tenant),
+            publish=events.publish_assurance_alert,
+            now=now,
+        )
+    return result

@@ -260,6 +260,14 @@ def table_parts(
             yield pa.Table.from_batches([batch])
 
 
+def read_columns(
+    area: str, tenant: str, day: dt.date | str, file_id: str, columns: Sequence[str]
+) -> pa.Table:
+    """Only `columns` (those it has) of a file's table of one day, read in memory: for the
+    daily checks that read a few narrow columns of every file of a day."""
+    return _read_columns(client("s3"), table_key(area, tenant, day, file_id), columns)
+
+
 # --- the spool: tables on local disk, a part at a time ---------------------------------
 
 

@@ -175,6 +175,11 @@ def call(callee, hour, billsec, status, **more):
 
 @pytest.fixture(scope="module")
 def world():
+    return build_world()
+
+
+def build_world() -> SimpleNamespace:
+    """sw1's 14 days and its day D (four files), sw2's one EUR file, one old file."""
     lake = Lake()
     records = []
     d = D.isoformat()
