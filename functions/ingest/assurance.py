@@ -102,9 +102,8 @@ class SequenceSettings:
         if self.pattern is None:
             return None
         found = re.search(self.pattern, name)
-        if found is None or found.group(1) is None:
-            return None
-        return int(found.group(1))
+        digits = found.group(1) if found is not None else None
+        return int(digits) if digits and digits.isdigit() else None
 
 
 def check_sequence_settings(pattern: str | None, modulus: int | None) -> SequenceSettings:
@@ -387,7 +386,7 @@ def price_unbilled(unrated: pa.Table, book: RevenueBook) -> dict[str, dict[str, 
 
 def share(part: int, whole: int) -> Decimal:
     if whole == 0:
-        return Decimal(0)
+        return Decimal(0).quantize(SHARE_PLACES)
     return (Decimal(part) / Decimal(whole)).quantize(SHARE_PLACES, rounding=ROUND_HALF_UP)
 
 
