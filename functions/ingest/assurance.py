@@ -38,6 +38,12 @@ per-file tables, never from a scan of CDRs:
   half up to micro-units once, and the groups are added up. Quarantined rows, missing files
   and silent hours are not priced (nothing says what the calls were): they are counted.
 
+Which files: those with normalised tables of D-14..D (by call day) or a quarantine table of
+D-14..D (by arrival day: ingest always writes one), listed in the lake, and their records
+read in batches, so the reads grow with the files of the window, not with the tenant's
+history or the calls. A file refused whole (`rejected`: unknown format, unreadable) writes
+neither and is not seen here (`tollgate file status` lists it).
+
 Thresholds (per tenant, `Thresholds`): an alert per (switch, day, check) whose value passes
 its threshold: quarantine share > 5 %, unrated share > 2 %, missing sequence numbers > 0,
 silent hours > 0, late files > 0, money not billed > 0. The stores arrive as ports.
@@ -863,10 +869,16 @@ def run_assurance(
         )
         for name in names
     }
+    # The files of the window, found through the lake's day partitions (a file's normalised
+    # tables are filed by call day, its quarantine table, always written, by arrival day),
+    # then their records in batches: reads grow with the window's files, not the tenant's.
+    first = day - dt.timedelta(days=HISTORY_DAYS)
+    listed = {f for _, f in lake.listed_tables("normalized", tenant, first, day)}
+    listed |= {f for _, f in lake.listed_tables("quarantine", tenant, first, day)}
     result = check_day(
         tenant,
         day,
-        records=files.list_files(tenant),
+        records=files.get_files(tenant, sorted(listed)),
         switches=sequences,
         thresholds=thresholds_from(stored["thresholds"]),
         currency=currency,

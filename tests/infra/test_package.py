@@ -682,12 +682,14 @@ CHECK_FRAUD_GRANTS = (
     | _dynamodb("FilesTable", "GetItem", "Query")
     | {("s3:GetObject", f"{LAKE}/rated/*"), ("s3:GetObject", f"{LAKE}/normalized/*")}
 )
-# Revenue assurance: tenants (a scan), switches, settings, the tenant; the file registry and
-# the alert claims; three lake areas' day tables; the alert on the tollgate bus.
+# Revenue assurance: tenants (a scan), switches, settings, the tenant; the window's files
+# (listed in the lake, their records in batches) and the alert claims; three lake areas' day
+# tables; the alert on the tollgate bus.
 ASSURANCE_GRANTS = (
     LOGS
     | _dynamodb("AccountsTable", "Scan", "Query", "GetItem")
-    | _dynamodb("FilesTable", "Query", "PutItem", "UpdateItem", "DeleteItem")
+    | _dynamodb("FilesTable", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem")
+    | {("s3:ListBucket", "LakeBucket.Arn")}
     | {("s3:GetObject", f"{LAKE}/{area}/*") for area in ("normalized", "rated", "quarantine")}
     | {("events:PutEvents", "EventBus.Arn")}
 )
