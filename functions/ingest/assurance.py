@@ -600,6 +600,7 @@ def check_switch_day(
     not_billed = sum(entry["money_not_billed"] for entry in by_reason.values())
     unknown_money = by_reason.get(NO_ACCOUNT, {}).get("money_not_billed", 0)
     for entry in by_reason.values():
+        entry["share"] = str(share(entry["calls"], n_calls))
         entry["money_not_billed"] = units_to_str(entry["money_not_billed"], AMOUNT_SCALE)
 
     report = {

@@ -361,6 +361,7 @@ def test_unrated_calls_by_reason_and_the_money_they_did_not_bill(checked):
     assert calls["unrated_by_reason"] == {
         "no_rate": {
             "calls": 2,
+            "share": "0.181818",
             "answered": 1,
             "answered_seconds": 13,
             "money_not_billed": "0.015224",
@@ -370,6 +371,7 @@ def test_unrated_calls_by_reason_and_the_money_they_did_not_bill(checked):
         },
         "unknown_account": {
             "calls": 2,
+            "share": "0.181818",
             "answered": 2,
             "answered_seconds": 52,
             "money_not_billed": "0.051500",
@@ -491,3 +493,40 @@ def test_a_failed_publish_is_retried_by_the_next_run(checked):
         publish_alerts(checked, store=claims, publish=refuse, now=now)
     assert publish_alerts(checked, store=claims, publish=sent.append, now=now)
     assert len(sent) == 6
+
+
+def test_a_file_not_rated_yet_is_listed_and_its_calls_wait():
+    lake = Lake()
+    d = D.isoformat()
+    records = [
+        record("f1", "sw1", "cdr_1.csv", at(D, 2), [D], rows=2),
+        # The same name again, new content (another object): not a resend of every call,
+        # still a name seen before; ingested, its rating not done yet.
+        record("f2", "sw1", "cdr_1.csv", at(D, 3), [D], status="ingested", rows=1),
+    ]
+    lake.tables[("rated", d, "f1")] = rated(
+        [call("4420711", 1, 60, "rated") | {"matched_prefix": "44", "billed_seconds": 60,
+                                            "customer_amount": "0.06"}] * 2
+    )  # fmt: skip
+    lake.tables[("normalized", d, "f1")] = starts([at(D, 1, 5)] * 2)
+    lake.tables[("normalized", d, "f2")] = starts([at(D, 2, 5)])
+    result = check_day(
+        "acme",
+        D,
+        records=records,
+        switches={"sw1": SequenceSettings(PATTERN)},
+        thresholds=Thresholds(),
+        currency="USD",
+        tables=lake,
+    ).switches[0]
+    report = result.report
+    assert report["files"]["not_rated_yet"] == [
+        {"file_id": "f2", "name": "cdr_1.csv", "status": "ingested"}
+    ]
+    assert report["duplicate_files"] == [
+        {"file_id": "f2", "name": "cdr_1.csv", "why": "name seen before"}
+    ]
+    assert (report["calls"]["calls"], report["duplicate_calls"]) == (2, 0)
+    assert report["sequence"]["repeated"] == ["cdr_1.csv"]
+    assert report["money_not_billed"] == "0.000000" and result.alerts == []
+    assert ("rated", d, "f2") not in lake.reads
