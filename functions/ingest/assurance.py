@@ -18,7 +18,7 @@ per-file tables, never from a scan of CDRs:
 - silent hours: the hours (UTC) of D in which the switch sent no CDR although, on at least
   `usual_days` (default 10) of the 14 days before D, it sent one in that hour;
 - late files: files holding calls of D that arrived more than `late_hours` (default 6) hours
-  after D ended, with their calls of D and what those calls billed;
+  after D ended, with their calls of D and what those calls billed (in the tenant's currency);
 - duplicate files: files holding calls of D every accepted call of which an earlier file had
   already claimed (the rating's duplicate claim: counts.duplicates, no rated or unrated
   call), or whose name repeats an earlier file's of the switch; duplicate calls: the calls of
@@ -508,22 +508,21 @@ def check_switch_day(
         for past in f.days
         if first.isoformat() <= past <= d and f.status != "rejected"
     ]
-    start_parts = [
-        tables.read("normalized", past, f.file_id, ["start_time"]).column("start_time")
+    start_parts = {
+        (f.file_id, past): tables.read("normalized", past, f.file_id, ["start_time"]).column(
+            "start_time"
+        )
         for f, past in history_files
-    ]
+    }
     starts = pa.chunked_array(
-        [c for part in start_parts for c in part.chunks], pa.timestamp("us", tz="UTC")
+        [c for part in start_parts.values() for c in part.chunks], pa.timestamp("us", tz="UTC")
     )
     matrix = hour_matrix(starts, first, HISTORY_DAYS + 1)
     today = matrix[HISTORY_DAYS]
     usual, silent = silent_hours(today, matrix[:HISTORY_DAYS], thresholds.usual_days)
 
     # Calls of D per file: normalised rows (sent), rated rows (new: rated or unrated).
-    sent = {
-        f.file_id: tables.read("normalized", d, f.file_id, ["start_time"]).num_rows
-        for f in with_calls
-    }
+    sent = {f.file_id: len(start_parts[(f.file_id, d)]) for f in with_calls}
     done = [f for f in with_calls if f.status == "done"]
     pending = [f for f in with_calls if f.status != "done"]
     rated_parts = [rated_of_day[f.file_id] for f in done]
@@ -538,7 +537,13 @@ def check_switch_day(
         billed = 0
         if rated is not None and rated.num_rows:
             amounts = rated.column("customer_amount")
-            billed_rows = pc.fill_null(pc.equal(rated.column("status"), "rated"), False)
+            billed_rows = pc.fill_null(
+                pc.and_(
+                    pc.equal(rated.column("status"), "rated"),
+                    pc.equal(rated.column("currency"), book.currency if book else ""),
+                ),
+                False,
+            )
             billed = int(
                 units_from_decimal_array(amounts.filter(billed_rows), AMOUNT_SCALE).sum()
                 if pc.any(billed_rows).as_py()
