@@ -407,6 +407,7 @@ def test_reads_scale_with_files_not_calls(checked, world):
     # Each table read once per (area, day, file), the old file never.
     reads = world.lake.reads
     assert all(r[2] != "old" for r in reads)
+    assert len(reads) == len(set(reads))
     rated_reads = [r for r in reads if r[0] == "rated"]
     assert sorted(r[2] for r in rated_reads) == ["fa", "fb", "fc", "fe", "fl"]
 
