@@ -128,6 +128,16 @@ def run_dunning(event: CloudWatchEvent) -> dict:
     return handle(event.to_dict(), event.context)
 
 
+# 06:30 UTC daily: yesterday's revenue assurance check of every tenant's switches (files,
+# sequence gaps, silent hours, late files, quarantine, unrated calls, money not billed), after
+# the 6-hour late-file margin; each alert published once (functions/ingest/assurance.py).
+@app.schedule(Cron(30, 6, "*", "*", "?", "*"))
+def check_assurance(event: CloudWatchEvent) -> dict:
+    from functions.ingest.handler import handle_assurance_schedule as handle
+
+    return handle(event.to_dict(), event.context)
+
+
 # Stripe's webhook, authenticated by its signature alone (no API key: Stripe cannot send one).
 # Chalice's raw_body is the body as sent, base64-decoded when API Gateway says it is encoded.
 @app.route("/v1/webhooks/stripe/{tenant}", methods=["POST"], content_types=["application/json"])

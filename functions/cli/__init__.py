@@ -48,6 +48,7 @@ COMMAND_MODULES = {
     "audit": ("audit",),
     "routes": ("routes",),
     "authz": ("authz", "authz-cap"),
+    "assurance": ("assurance",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

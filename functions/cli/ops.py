@@ -105,6 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from functions.cli import watch  # `switch watch`: alarms live with monitoring
 
     watch.register(switch_actions)
+    from functions.cli import assurance  # `switch assurance`: the file sequence it checks
+
+    assurance.register_switch(switch_actions)
     _register_switch_admin(switch_actions)
 
     account = subparsers.add_parser("account", help="manage accounts")

@@ -130,3 +130,49 @@ class CorrelatedRateRequests:
 
     def send_rate_request(self, tenant: str, switch: str, file_id: str) -> None:
         queues.send_rate_request(tenant, switch, file_id, correlation_id=self.correlation_id)
+
+
+# --- revenue assurance: yesterday's files and calls of every tenant, once a day -----------
+
+
+class AssurancePassFailed(Exception):
+    """Some tenant's daily assurance check failed; the others were done."""
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handle_assurance_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Check the day before the schedule's time for every tenant (functions.ingest.assurance)
+    and publish each alert once. A tenant that fails does not stop the others; the invocation
+    fails after them (the alarm fires; EventBridge's retry reruns it, and what was published
+    is not published again)."""
+    from functions.ingest.assurance import run_assurance
+    from functions.store import events
+
+    now = (
+        dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+        if "time" in event
+        else dt.datetime.now(dt.UTC)
+    )
+    day = now.date() - dt.timedelta(days=1)
+    summary: dict[str, Any] = {"day": day.isoformat(), "tenants": 0, "alerts": 0, "failed": []}
+    for tenant in accounts.list_tenants():
+        try:
+            checked = run_assurance(
+                tenant.tenant,
+                day,
+                files=files,
+                accounts=accounts,
+                lake=lake,
+                events=events,
+                now=now,
+            )
+        except Exception:
+            logger.exception("assurance check failed", extra={"tenant": tenant.tenant})
+            summary["failed"].append(tenant.tenant)
+            continue
+        summary["tenants"] += 1
+        summary["alerts"] += len(checked.published)
+    logger.info("assurance checks", extra=summary)
+    if summary["failed"]:
+        raise AssurancePassFailed(f"assurance check failed for {', '.join(summary['failed'])}")
+    return summary

@@ -1878,3 +1878,109 @@ def set_contract(
     item.created_at = now()
     item.save()
     return StoredContract(account, kind, terms, start if kind == "bundle" else None)
+
+
+# --- revenue assurance settings (functions.ingest.assurance) -----------------------------
+#   pk={tenant}  sk=ASSURANCE#TENANT            the tenant's thresholds (JSON: changed only)
+#   pk={tenant}  sk=ASSURANCE#SWITCH#{switch}   a switch's sequence pattern and modulus (JSON)
+# Each change is audited: in the switch's trail, or the tenant's for the thresholds.
+
+
+class _AssuranceItem(_Item):
+    values = UnicodeAttribute()  # JSON object
+
+
+@cache
+def _assurance_model(table: str) -> type:
+    return bind(_AssuranceItem, table)
+
+
+def _assurance() -> type:
+    return _assurance_model(settings().accounts_table)
+
+
+SEQUENCE_FIELDS = ("sequence_pattern", "sequence_modulus")
+
+
+def get_assurance_settings(tenant: str) -> dict[str, Any]:
+    """{"thresholds": {name: value changed from the default}, "switches": {switch:
+    {"sequence_pattern", "sequence_modulus"}}}: one Query."""
+    model = _assurance()
+    found: dict[str, Any] = {"thresholds": {}, "switches": {}}
+    for item in model.query(check_name("tenant", tenant), model.sk.startswith("ASSURANCE#")):
+        values = json.loads(item.values)
+        if item.sk == "ASSURANCE#TENANT":
+            found["thresholds"] = values
+        else:
+            found["switches"][item.sk.removeprefix("ASSURANCE#SWITCH#")] = values
+    return found
+
+
+def set_assurance_settings(
+    tenant: str,
+    changes: Mapping[str, Any],
+    *,
+    switch: str | None = None,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> tuple[dict[str, Any], AuditEntry | None]:
+    """Change the tenant's thresholds (`switch` None) or a switch's sequence settings (a
+    None value clears one), with its audit entry. Returns the stored values as they now are
+    and the entry (None: nothing differed). ValueError names the field at fault."""
+    from functions.ingest.assurance import (  # the rules: validation lives with them
+        THRESHOLD_FIELDS,
+        check_sequence_settings,
+        thresholds_from,
+    )
+
+    get_tenant(tenant)
+    if switch is not None:
+        get_switch(tenant, switch)
+    allowed = SEQUENCE_FIELDS if switch is not None else THRESHOLD_FIELDS
+    _check_fields("switch" if switch is not None else "tenant", changes, allowed)
+    reason = _check_reason(reason)
+    actor = _check_actor(actor or caller())
+    model = _assurance()
+    sk = "ASSURANCE#TENANT" if switch is None else f"ASSURANCE#SWITCH#{switch}"
+    for _ in range(_UPDATE_ATTEMPTS):
+        try:
+            item = model.get(tenant, sk, consistent_read=True)
+            current = json.loads(item.values)
+        except DoesNotExist:
+            item, current = None, {}
+        wanted = {k: v for k, v in (current | dict(changes)).items() if v is not None}
+        if switch is not None:
+            modulus = wanted.get("sequence_modulus")
+            if modulus is not None:
+                try:
+                    modulus = int(modulus)
+                except (TypeError, ValueError):
+                    raise ValueError(f"sequence modulus: {modulus!r} is not a number") from None
+                wanted["sequence_modulus"] = modulus
+            check_sequence_settings(wanted.get("sequence_pattern"), modulus)
+        else:
+            checked = thresholds_from(wanted).as_json()
+            wanted = {k: checked[k] for k in wanted}
+        diffs = [
+            Change(f, current.get(f), wanted.get(f))
+            for f in allowed
+            if current.get(f) != wanted.get(f)
+        ]
+        if not diffs:
+            return current, None
+        subject, name = ("switch", switch) if switch is not None else ("tenant", tenant)
+        entry = _entry(tenant, subject, name, diffs, actor, reason)
+        new = model(tenant, sk, values=json.dumps(wanted, sort_keys=True))
+        new.created_at = item.created_at if item is not None else now()
+        unchanged = model.pk.does_not_exist() if item is None else model.values == item.values
+        try:
+            with TransactWrite(connection=_m().connection) as transaction:
+                transaction.save(new, condition=unchanged)
+                transaction.save(_audit_item(entry), condition=_m().audit.pk.does_not_exist())
+        except TransactWriteError as error:
+            codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
+            if codes & {"ConditionalCheckFailed", "TransactionConflict"}:
+                continue
+            raise
+        return wanted, entry
+    raise ConflictError(f"assurance settings of {tenant!r} kept changing meanwhile; run it again")

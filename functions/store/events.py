@@ -52,3 +52,13 @@ def publish_fraud_alert(detail: dict) -> None:
     """One event per fraud alert raised or escalated (route blocking, dashboards, a tenant's
     own systems). Delivery is at least once: consumers key on (alert_id, severity)."""
     _put(FRAUD_SOURCE, FRAUD_ALERT, detail, detail.get("alert_id"))
+
+
+ASSURANCE_SOURCE = "tollgate.assurance"
+ASSURANCE_ALERT = "Tollgate Assurance Alert"
+
+
+def publish_assurance_alert(detail: dict) -> None:
+    """One event per (tenant, switch, day, check) whose threshold the daily revenue assurance
+    check found passed (functions.ingest.assurance): consumers key on `alert_id`."""
+    _put(ASSURANCE_SOURCE, ASSURANCE_ALERT, detail, detail.get("alert_id"))

@@ -53,7 +53,13 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import (
+    DeleteError,
+    DoesNotExist,
+    PutError,
+    TransactWriteError,
+    UpdateError,
+)
 from pynamodb.expressions.condition import Contains
 from pynamodb.expressions.operand import Path, Value
 from pynamodb.transactions import TransactWrite
@@ -701,3 +707,82 @@ def commit_claim(
             return False
         raise
     return True
+
+
+# --- revenue assurance alerts: each published once ---------------------------------------
+#   pk={tenant}  sk=ASSURE#{switch}#{day}#{check}   state pending|sent, claimed_at
+# The daily check claims an alert before publishing it and marks it sent after
+# (functions.ingest.assurance.publish_alerts).
+
+ALERT_LEASE = dt.timedelta(minutes=30)  # a pending claim older than this is claimed again
+
+
+class _AlertClaimItem(Item):
+    state = UnicodeAttribute()
+    claimed_at = UTCDateTimeAttribute()
+
+
+@cache
+def _alert_model(table: str) -> type:
+    return bind(_AlertClaimItem, table)
+
+
+def _alert_sk(key: str) -> str:
+    return f"ASSURE#{key}"
+
+
+def claim_alert(tenant: str, key: str, at: dt.datetime) -> bool:
+    """Claim the alert `key` ({switch}#{day}#{check}) for publishing; False when it was sent,
+    or another run claimed it less than ALERT_LEASE before `at`."""
+    model = _alert_model(settings().files_table)
+    item = model(check_name("tenant", tenant), _alert_sk(key), state="pending", claimed_at=at)
+    free = model.pk.does_not_exist() | (
+        (model.state == "pending") & (model.claimed_at < at - ALERT_LEASE)
+    )
+    try:
+        item.save(condition=free)
+    except PutError as error:
+        if conditional_failed(error):
+            return False
+        raise
+    return True
+
+
+def alert_sent(tenant: str, key: str) -> None:
+    model = _alert_model(settings().files_table)
+    model(check_name("tenant", tenant), _alert_sk(key)).update(
+        actions=[model.state.set("sent")], condition=model.pk.exists()
+    )
+
+
+def release_alert(tenant: str, key: str) -> None:
+    """Forget a pending claim whose publish failed (the next run publishes it)."""
+    model = _alert_model(settings().files_table)
+    try:
+        model(check_name("tenant", tenant), _alert_sk(key)).delete(
+            condition=model.state == "pending"
+        )
+    except DeleteError as error:
+        if not conditional_failed(error):  # sent meanwhile: nothing to release
+            raise
+
+
+def get_files(tenant: str, file_ids: Sequence[str]) -> list[FileRecord]:
+    """The records of these files (those that have one), in file id order: BatchGetItem,
+    100 keys a request, so a day's check reads its files' records, not the tenant's."""
+    model = _m().file
+    tenant = check_name("tenant", tenant)
+    keys = [(tenant, f"FILE#{check_token('file id', f)}") for f in sorted(set(file_ids))]
+    records = [_record(item) for item in model.batch_get(keys, consistent_read=True)]
+    return sorted(records, key=lambda r: r.file_id)
+
+
+def alert_state(tenant: str, key: str) -> str | None:
+    """pending, sent or None (never claimed)."""
+    try:
+        item = _alert_model(settings().files_table).get(
+            check_name("tenant", tenant), _alert_sk(key), consistent_read=True
+        )
+    except DoesNotExist:
+        return None
+    return item.state

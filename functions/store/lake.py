@@ -260,6 +260,23 @@ def table_parts(
             yield pa.Table.from_batches([batch])
 
 
+def read_columns(
+    area: str, tenant: str, day: dt.date | str, file_id: str, columns: Sequence[str]
+) -> pa.Table:
+    """Only `columns` (those it has) of a file's table of one day, read in memory: for the
+    daily checks that read a few narrow columns of every file of a day."""
+    return _read_columns(client("s3"), table_key(area, tenant, day, file_id), columns)
+
+
+def listed_tables(area: str, tenant: str, first: dt.date | str, last: dt.date | str) -> list:
+    """(day, file id) of the tenant's `area` tables of days first..last: one listing walk
+    (a page per 1,000 files), whatever the files hold."""
+    if area not in TABLE_AREAS:
+        raise ValueError(f"invalid area {area!r}: use one of {', '.join(TABLE_AREAS)}")
+    prefix = f"{area}/tenant={check_name('tenant', tenant)}/"
+    return sorted(_listed(client("s3"), prefix, check_day(first), check_day(last)))
+
+
 # --- the spool: tables on local disk, a part at a time ---------------------------------
 
 

@@ -138,6 +138,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                "2024-05-01T10:00Z"),
     "authz": ("authz", TENANT, "direct", "917012345678", "--time", "2024-05-01T10:00Z"),
     "authz-cap": ("authz-cap", TENANT, "3600"),
+    # revenue assurance (issue 15 D)
+    "switch assurance": ("switch", "assurance", TENANT, SWITCH, "--sequence-pattern",
+                         r"first(\d*)\.csv"),
+    "assurance": ("assurance", TENANT, "--day", str(DAY)),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",

@@ -46,6 +46,7 @@ FUNCTIONS = {
     "RunDunning": "run_dunning",
     "CheckFraud": "check_fraud",
     "EvaluateFraud": "evaluate_fraud",
+    "CheckAssurance": "check_assurance",
     "APIHandler": "api_handler",  # app.py's routes (Chalice's one function for them all)
     "UsageKey": "usage_key",  # the routes' authorizer: the usage key a token names
 }
@@ -390,6 +391,18 @@ def test_each_rated_file_is_checked_for_fraud_from_the_tollgate_bus(packaged):
     assert function["Handler"] == "app.check_fraud"
 
 
+def test_the_assurance_check_runs_daily_after_the_late_file_margin(packaged):
+    """06:30 UTC: midnight plus the default 6-hour margin (functions/ingest/assurance.py)."""
+    from functions.ingest.assurance import Thresholds
+
+    function = packaged["template"]["Resources"]["CheckAssurance"]["Properties"]
+    (event,) = function["Events"].values()
+    assert (event["Type"], event["Properties"]["Schedule"]) == ("Schedule", "cron(30 6 * * ? *)")
+    assert Thresholds().late_hours < 6.5
+    assert (function["MemorySize"], function["Timeout"]) == (1024, 900)
+    assert function["Handler"] == "app.check_assurance"
+
+
 def test_the_time_based_fraud_rules_run_every_5_minutes(packaged):
     function = packaged["template"]["Resources"]["EvaluateFraud"]["Properties"]
     (event,) = function["Events"].values()
@@ -669,6 +682,17 @@ CHECK_FRAUD_GRANTS = (
     | _dynamodb("FilesTable", "GetItem", "Query")
     | {("s3:GetObject", f"{LAKE}/rated/*"), ("s3:GetObject", f"{LAKE}/normalized/*")}
 )
+# Revenue assurance: tenants (a scan), switches, settings, the tenant; the window's files
+# (listed in the lake, their records in batches) and the alert claims; three lake areas' day
+# tables; the alert on the tollgate bus.
+ASSURANCE_GRANTS = (
+    LOGS
+    | _dynamodb("AccountsTable", "Scan", "Query", "GetItem")
+    | _dynamodb("FilesTable", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem")
+    | {("s3:ListBucket", "LakeBucket.Arn")}
+    | {("s3:GetObject", f"{LAKE}/{area}/*") for area in ("normalized", "rated", "quarantine")}
+    | {("events:PutEvents", "EventBus.Arn")}
+)
 # The schedule goes over every tenant (list_tenants: a scan), and reads no lake object.
 EVALUATE_FRAUD_GRANTS = FRAUD_GRANTS | _dynamodb("AccountsTable", "Scan")
 
@@ -714,6 +738,7 @@ def test_the_secret_grant_names_the_secrets_the_webhook_reads():
         ("RunDunning", "dunning", DUNNING_GRANTS),
         ("CheckFraud", "fraud-check", CHECK_FRAUD_GRANTS),
         ("EvaluateFraud", "fraud-evaluate", EVALUATE_FRAUD_GRANTS),
+        ("CheckAssurance", "assurance", ASSURANCE_GRANTS),
         ("APIHandler", "api", API_GRANTS),
         ("UsageKey", "usage-key", LOGS),  # the authorizer reads nothing
     ],

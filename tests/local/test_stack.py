@@ -398,6 +398,7 @@ def test_the_project_app_runs_its_ingest_function_on_a_cdr_drop(monkeypatch):
 
     with LocalStack(0, visibility_timeout=1) as stack:
         assert sorted(stack.runner.function_names) == [
+            "check_assurance",  # a cron: fired by hand, like the others
             "check_fraud",  # FileRated: a rule on the tollgate bus, polled
             "close_billing_month",  # a cron: fired by hand (trigger_schedule), never by time
             "evaluate_fraud",  # rate(5 minutes): a timer
