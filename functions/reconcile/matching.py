@@ -66,8 +66,14 @@ def reconcile(
     start_tolerance_seconds: int = 3,
     duration_tolerance_seconds: int = 2,
     amount_tolerance: Decimal = Decimal("0"),
+    clip_to_period: bool = False,
 ) -> Reconciliation:
-    """Match `theirs` against `ours` (both PARTY_SCHEMA) and class every CDR (see module doc)."""
+    """Match `theirs` against `ours` (both PARTY_SCHEMA) and class every CDR (see module doc).
+
+    With `clip_to_period` the sides may hold calls a little outside date_from..date_to (UTC
+    days, inclusive), so that a pair across its edge is still found; only the rows whose
+    start (ours for a pair; theirs after the clock offset) is inside are then kept, and the
+    amounts summed over those CDRs alone."""
     if role not in _ROLES:
         raise ValueError(f"role must be customer or supplier, not {role!r}")
     if start_tolerance_seconds < 0 or duration_tolerance_seconds < 0 or amount_tolerance < 0:
@@ -99,6 +105,15 @@ def reconcile(
     unmatched_t[taken_t] = False
     lone_o = np.flatnonzero(unmatched_o)
     lone_t = np.flatnonzero(unmatched_t)
+    if clip_to_period:
+        low, high = _period(date_from, date_to)
+        inside = (our.start[taken_o] >= low) & (our.start[taken_o] < high)
+        taken_o, taken_t = taken_o[inside], taken_t[inside]
+        duration_off, rate_off = duration_off[inside], rate_off[inside]
+        lone_o = lone_o[(our.start[lone_o] >= low) & (our.start[lone_o] < high)]
+        lone_t = lone_t[(corrected[lone_t] >= low) & (corrected[lone_t] < high)]
+    all_o = np.concatenate([taken_o, lone_o])
+    all_t = np.concatenate([taken_t, lone_t])
 
     pieces: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "matched": (taken_o[~duration_off & ~rate_off], taken_t[~duration_off & ~rate_off]),
@@ -124,8 +139,8 @@ def reconcile(
         duration_tolerance_seconds=duration_tolerance_seconds,
         rows=pa.concat_tables(rows),
         totals=totals,
-        our_amount=_decimal(_exact_sum(our.amount[our.has_amount])),
-        their_amount=_decimal(_exact_sum(their.amount[their.has_amount])),
+        our_amount=_decimal(_exact_sum(our.amount[all_o])),
+        their_amount=_decimal(_exact_sum(their.amount[all_t])),
     )
 
 
@@ -223,6 +238,13 @@ def units_money(units: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     if valid is None or bool(valid.all()):
         return array
     return pc.if_else(pa.array(valid), array, pa.scalar(None, MONEY))
+
+
+def _period(date_from: dt.date, date_to: dt.date) -> tuple[int, int]:
+    """The days date_from..date_to (UTC, inclusive) as [low, high) epoch microseconds."""
+    epoch = dt.date(1970, 1, 1)
+    day = 86_400 * MICROS
+    return (date_from - epoch).days * day, ((date_to - epoch).days + 1) * day
 
 
 def seconds_of(micros: int) -> Decimal:
