@@ -48,6 +48,7 @@ COMMAND_MODULES = {
     "audit": ("audit",),
     "routes": ("routes",),
     "authz": ("authz", "authz-cap"),
+    "reconcile": ("reconcile",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

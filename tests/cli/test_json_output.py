@@ -138,6 +138,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                "2024-05-01T10:00Z"),
     "authz": ("authz", TENANT, "direct", "917012345678", "--time", "2024-05-01T10:00Z"),
     "authz-cap": ("authz-cap", TENANT, "3600"),
+    "reconcile": ("reconcile", TENANT, "tata", "{cdrs}", "--from", str(DAY), "--to", str(DAY)),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
