@@ -1,17 +1,21 @@
 """Pair a partner's CDRs with ours one to one, and class every CDR of either side.
 
-Pure (pyarrow and NumPy), vectorised: no Python loop runs per CDR. The steps, as the
+Pure (pyarrow and NumPy), vectorised: no Python loop runs per CDR. The steps, after the
 reference's "bucketed equi-join, then mutual-best 1:1" (fraud-reconciliation.md §B5):
 
-1. Each side in a canonical order (start, callee, billsec, line, call id, amount): a CDR's
-   place in it is its tie-breaker, so the result does not depend on the input row order.
+1. Callees get codes by their rank among both sides' distinct callees, and each side is put
+   in a canonical order: by one int64 key, callee code x span + start, rows with equal keys
+   by start, billsec, line, amount and call id. A CDR's place in it is its tie-breaker, so
+   the result does not depend on the input row order.
 2. The clock offset (their start minus ours) is the median of the start differences of a
    wide first pass: pairs on the callee within +-WIDE_WINDOW_SECONDS (whose durations agree
    within the tolerance, when there are any). Their starts are corrected by it.
-3. Candidate pairs: an equi-join on (callee, start bucket) with their side expanded to the
-   buckets before and after, kept when the corrected starts are within the start tolerance.
-   Durations are not a join condition: a pair within the start tolerance whose durations
-   differ by more than the tolerance is a duration_mismatch, not two missing calls.
+3. Candidate pairs: the same callee and corrected starts within the start tolerance, found
+   by binary searches of our keys +- the tolerance in their sorted keys (the equi-join on
+   (callee, bucket) with one side expanded to the neighbouring buckets, done as sorted runs,
+   which NumPy does faster than a hash join). Durations are not a condition: a pair within
+   the start tolerance whose durations differ by more than the tolerance is a
+   duration_mismatch, not two missing calls.
 4. One to one, best pairs first: candidates ranked by |start difference|, then |duration
    difference|, then the two CDRs' places; every pair that is the best remaining candidate of
    both its CDRs is taken, the candidates of the CDRs it took are dropped, and again until no
@@ -20,6 +24,7 @@ reference's "bucketed equi-join, then mutual-best 1:1" (fraud-reconciliation.md 
 5. Classes: a pair whose durations differ by more than the tolerance is duration_mismatch;
    else one whose amounts (both present) differ by more than the amount tolerance is
    rate_mismatch; else matched. Their CDRs left alone are missing_ours, ours missing_theirs.
+   Rows come class by class (CLASSES order), each in our (else their) canonical order.
 
 Money is handled as integer micro-units (decimal128(18, 6)'s unscaled integers) and summed
 exactly; totals come back as Decimal.
@@ -39,7 +44,6 @@ from functions.reconcile.result import (
     MONEY,
     PARTY_SCHEMA,
     ROW_SCHEMA,
-    UTC_MICROS,
     ClassTotal,
     Reconciliation,
 )
@@ -78,16 +82,18 @@ def reconcile(
         raise ValueError(f"role must be customer or supplier, not {role!r}")
     if start_tolerance_seconds < 0 or duration_tolerance_seconds < 0 or amount_tolerance < 0:
         raise ValueError("tolerances cannot be negative")
-    ours = _canonical(_conform(ours, "ours"))
-    theirs = _canonical(_conform(theirs, "theirs"))
-    our = _Side.of(ours)
-    their = _Side.of(theirs)
+    ours, theirs = _conform(ours, "ours"), _conform(theirs, "theirs")
+    our, their = _Side.of(ours), _Side.of(theirs)
     callee_codes(our, their)
+    layout = _Layout(our, their, start_tolerance_seconds)
+    _canonical(our, ours, layout)
+    _canonical(their, theirs, layout)
 
-    offset = _clock_offset(our, their, duration_tolerance_seconds)
+    offset = _clock_offset(our, their, layout, duration_tolerance_seconds)
     corrected = their.start - offset
     tolerance = start_tolerance_seconds * MICROS
-    oi, ti = _candidates(our, their.code, corrected, tolerance)
+    their_key = layout.key(their.code, corrected)  # still sorted: the same shift for all
+    oi, ti = _candidates(our.code, our.start, their_key, corrected, layout, tolerance)
     adt = np.abs(corrected[ti] - our.start[oi])
     addur = np.abs(their.billsec[ti] - our.billsec[oi])
     taken_o, taken_t = best_pairs_first(oi, ti, adt, addur, len(our), len(their))
@@ -122,12 +128,7 @@ def reconcile(
         "missing_ours": (np.empty(0, np.int64), lone_t),
         "missing_theirs": (lone_o, np.empty(0, np.int64)),
     }
-    rows = []
-    totals: dict[str, ClassTotal] = {}
-    for name in CLASSES:
-        o, t = pieces[name]
-        rows.append(_rows(name, ours, theirs, o, t))
-        totals[name] = _total(name, our, their, o, t)
+    totals = {name: _total(our, their, *pieces[name]) for name in CLASSES}
     return Reconciliation(
         partner=partner,
         role=role,
@@ -137,7 +138,7 @@ def reconcile(
         clock_offset_seconds=seconds_of(offset),
         start_tolerance_seconds=start_tolerance_seconds,
         duration_tolerance_seconds=duration_tolerance_seconds,
-        rows=pa.concat_tables(rows),
+        rows=_rows(pieces, ours, theirs, our, their),
         totals=totals,
         our_amount=_decimal(_exact_sum(our.amount[all_o])),
         their_amount=_decimal(_exact_sum(their.amount[all_t])),
@@ -148,17 +149,20 @@ def reconcile(
 
 
 class _Side:
-    """One side's columns as NumPy arrays, in the side's canonical order."""
+    """One side's columns as NumPy arrays, in the side's canonical order; `index` maps each
+    place back to the row of the input table."""
 
-    __slots__ = ("amount", "billsec", "callee", "code", "has_amount", "start")
+    __slots__ = ("amount", "billsec", "callee", "code", "has_amount", "index", "line", "start")
 
-    def __init__(self, callee, start, billsec, amount, has_amount) -> None:
-        self.callee: pa.Array = callee
-        self.code = np.empty(0, np.int64)  # the callee as an integer, shared by both sides
+    def __init__(self, callee, start, billsec, amount, has_amount, line=None) -> None:
+        self.callee: pa.Array | None = callee
+        self.code = np.empty(0, np.int64)  # the callee's rank among both sides' callees
         self.start: np.ndarray = start  # int64 microseconds since the epoch
         self.billsec: np.ndarray = billsec
         self.amount: np.ndarray = amount  # int64 micro-units; 0 where null
         self.has_amount: np.ndarray = has_amount
+        self.line: np.ndarray | None = line
+        self.index = np.arange(len(start), dtype=np.int64)
 
     @classmethod
     def of(cls, table: pa.Table) -> _Side:
@@ -169,17 +173,50 @@ class _Side:
             _int64(table.column("billsec")),
             money_units(amount),
             _int64_bools(pc.is_valid(amount)),
+            _int64(table.column("line")),
         )
 
     def __len__(self) -> int:
         return len(self.start)
 
+    def reorder(self, order: np.ndarray) -> None:
+        for name in ("code", "start", "billsec", "amount", "has_amount", "line", "index"):
+            setattr(self, name, getattr(self, name)[order])
+
 
 def callee_codes(our: _Side, their: _Side) -> None:
-    """Number both sides' callees with one dictionary (equal callees, equal codes)."""
+    """Number both sides' callees by their rank among the distinct callees of both: equal
+    callees, equal codes, and the codes depend on the callees alone (not the row order).
+
+    Callees of at most 17 ASCII digits (E.164's are) are read as integers, with their length
+    so that leading zeros count; other text is ranked by a sort of its distinct values."""
     both = pa.concat_arrays([our.callee, their.callee])
-    codes = _int64(pc.dictionary_encode(both).indices.cast(pa.int64()))
+    if len(both) == 0:
+        codes = np.empty(0, np.int64)
+    elif _short_digits(both):
+        value = _int64(pc.cast(both, pa.int64()))
+        length = _int64(pc.utf8_length(both).cast(pa.int64()))
+        codes = np.unique(value * 20 + length, return_inverse=True)[1].astype(np.int64)
+    else:
+        encoded = (
+            pc.dictionary_encode(both).combine_chunks()
+            if isinstance(both, pa.ChunkedArray)
+            else pc.dictionary_encode(both)
+        )
+        rank = np.empty(len(encoded.dictionary), np.int64)
+        rank[_int64(pc.sort_indices(encoded.dictionary))] = np.arange(len(rank))
+        codes = rank[_int64(encoded.indices.cast(pa.int64()))]
     our.code, their.code = codes[: len(our)], codes[len(our) :]
+
+
+def _short_digits(text: pa.Array) -> bool:
+    length = pc.utf8_length(text)
+    return bool(
+        pc.all(pc.utf8_is_digit(text)).as_py()
+        and pc.min(length).as_py() >= 1
+        and pc.max(length).as_py() <= 17
+        and text.null_count == 0
+    )
 
 
 def _conform(table: pa.Table, what: str) -> pa.Table:
@@ -193,12 +230,60 @@ def _conform(table: pa.Table, what: str) -> pa.Table:
     return table
 
 
-def _canonical(table: pa.Table) -> pa.Table:
-    """The side in an order of its content alone: equal tables in any row order come out
-    equal, so each CDR's place is a tie-breaker independent of the input order."""
-    names = ("start_time", "callee", "billsec", "line", "call_id", "amount")
-    keys = [(name, "ascending", "at_start") for name in names]
-    return table.take(pc.sort_indices(table, sort_keys=keys))
+class _Layout:
+    """The one int64 key both sides are sorted on: callee code x span + start bucket.
+
+    Buckets are `quantum` microseconds (1 unless the callees x the time range would not fit
+    in 62 bits); the range covers both sides' starts with room for every window and clock
+    offset the passes use, so a start moved by either stays in it."""
+
+    def __init__(self, our: _Side, their: _Side, start_tolerance_seconds: int) -> None:
+        starts = [s.start for s in (our, their) if len(s)]
+        codes = [s.code for s in (our, their) if len(s)]
+        margin = (3 * WIDE_WINDOW_SECONDS + start_tolerance_seconds) * MICROS + 1
+        self.low = min(int(s.min()) for s in starts) - margin if starts else 0
+        high = max(int(s.max()) for s in starts) + margin if starts else 1
+        count = max(int(c.max()) for c in codes) + 1 if codes else 1
+        self.quantum = max(1, -(-count * (high - self.low + 1) // (1 << 62)))
+        self.span = (high - self.low) // self.quantum + 2
+
+    def key(self, code: np.ndarray, start: np.ndarray) -> np.ndarray:
+        return code * self.span + (start - self.low) // self.quantum
+
+
+def _canonical(side: _Side, table: pa.Table, layout: _Layout) -> None:
+    """Put the side in an order of its content alone: by callee and start (the layout's
+    key), rows with equal keys by start, billsec, line, amount and call id. Equal tables in
+    any row order come out equal, so each CDR's place is a tie-breaker independent of the
+    input order, and the sides are sorted as the candidate search wants them."""
+    if not len(side):
+        return
+    key = layout.key(side.code, side.start)
+    order = np.argsort(key)
+    ordered = key[order]
+    equal = ordered[1:] == ordered[:-1]
+    if equal.any():
+        tied = np.zeros(len(side), bool)
+        tied[1:] |= equal
+        tied[:-1] |= equal
+        places = np.flatnonzero(tied)
+        rows = order[places]
+        run = np.cumsum(np.concatenate([[True], ~equal]))[places]
+        ties = pa.table(
+            {
+                "run": run,
+                "start": side.start[rows],
+                "billsec": side.billsec[rows],
+                "line": side.line[rows],
+                "has_amount": side.has_amount[rows],
+                "amount": side.amount[rows],
+                "call_id": table.column("call_id").take(pa.array(rows)),
+            }
+        )
+        names = ("run", "start", "billsec", "line", "has_amount", "amount", "call_id")
+        within = pc.sort_indices(ties, [(n, "ascending", "at_start") for n in names])
+        order[places] = rows[_int64(within)]
+    side.reorder(order)
 
 
 def _int64(values) -> np.ndarray:
@@ -274,7 +359,7 @@ def _exact_sum(units: np.ndarray) -> int:
 # --- the clock offset -------------------------------------------------------------------
 
 
-def _clock_offset(our: _Side, their: _Side, duration_tolerance: int) -> int:
+def _clock_offset(our: _Side, their: _Side, layout: _Layout, duration_tolerance: int) -> int:
     """Their clock minus ours in microseconds: the median start difference of the pairs on
     the callee within +-WIDE_WINDOW_SECONDS (preferring those whose durations agree), over
     a sample of ours chosen by start second; 0 when no pair is found."""
@@ -282,18 +367,15 @@ def _clock_offset(our: _Side, their: _Side, duration_tolerance: int) -> int:
         return 0
     step = -(-len(our) // OFFSET_SAMPLE)
     sample = np.flatnonzero((our.start // MICROS) % step == 0) if step > 1 else None
-    if sample is not None and len(sample) == 0:
-        sample = None
-    if sample is None:
-        probe = our
-    else:
-        probe = _Side(None, our.start[sample], our.billsec[sample], None, None)
-        probe.code = our.code[sample]
-    oi, ti = _candidates(probe, their.code, their.start, WIDE_WINDOW_SECONDS * MICROS)
+    if sample is None or not len(sample):
+        sample = np.arange(len(our))
+    code, start, billsec = our.code[sample], our.start[sample], our.billsec[sample]
+    their_key = layout.key(their.code, their.start)
+    oi, ti = _candidates(code, start, their_key, their.start, layout, WIDE_WINDOW_SECONDS * MICROS)
     if not len(oi):
         return 0
-    differences = their.start[ti] - probe.start[oi]
-    agreeing = np.abs(their.billsec[ti] - probe.billsec[oi]) <= duration_tolerance
+    differences = their.start[ti] - start[oi]
+    agreeing = np.abs(their.billsec[ti] - billsec[oi]) <= duration_tolerance
     if agreeing.any():
         differences = differences[agreeing]
     ordered = np.sort(differences)
@@ -307,35 +389,32 @@ def _clock_offset(our: _Side, their: _Side, duration_tolerance: int) -> int:
 
 
 def _candidates(
-    our: _Side, their_code: np.ndarray, their_start: np.ndarray, window: int
+    our_code: np.ndarray,
+    our_start: np.ndarray,
+    their_key: np.ndarray,
+    their_start: np.ndarray,
+    layout: _Layout,
+    window: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every (our index, their index) with equal callees and starts within `window`
-    microseconds: an equi-join on (callee, start // window) with their side expanded to the
-    buckets before and after, then filtered on the exact difference."""
-    if not len(our) or not len(their_start):
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    width = max(window, 1)
-    our_bucket = np.floor_divide(our.start, width)
-    their_bucket = np.floor_divide(their_start, width)
-    n = len(their_start)
-    left = pa.table(
-        {
-            "code": pa.array(our.code),
-            "bucket": pa.array(our_bucket),
-            "o": pa.array(np.arange(len(our), dtype=np.int64)),
-        }
-    )
-    right = pa.table(
-        {
-            "code": pa.array(np.tile(their_code, 3)),
-            "bucket": pa.array(np.concatenate([their_bucket - 1, their_bucket, their_bucket + 1])),
-            "t": pa.array(np.tile(np.arange(n, dtype=np.int64), 3)),
-        }
-    )
-    joined = left.join(right, keys=["code", "bucket"], join_type="inner", use_threads=True)
-    oi = _int64(joined.column("o"))
-    ti = _int64(joined.column("t"))
-    near = np.abs(their_start[ti] - our.start[oi]) <= window
+    """Every (our place, their place) with equal callees and starts within `window`
+    microseconds. `their_key` (the layout's key of their starts) is sorted: each of ours
+    finds its run [start - window, start + window] of its callee by two binary searches (in
+    order, as ours are sorted too), the runs are expanded and filtered on the exact
+    difference. (The reference's bucketed equi-join on (callee, bucket) finds the same
+    pairs; sorted runs cost less in NumPy than a hash join.)"""
+    empty = np.empty(0, np.int64)
+    if not len(our_code) or not len(their_key):
+        return empty, empty
+    first = np.searchsorted(their_key, layout.key(our_code, our_start - window), "left")
+    last = np.searchsorted(their_key, layout.key(our_code, our_start + window), "right")
+    counts = last - first
+    total = int(counts.sum())
+    if not total:
+        return empty, empty
+    oi = np.repeat(np.arange(len(our_code), dtype=np.int64), counts)
+    run_start = np.cumsum(counts) - counts
+    ti = np.repeat(first - run_start, counts) + np.arange(total, dtype=np.int64)
+    near = np.abs(their_start[ti] - our_start[oi]) <= window
     return oi[near], ti[near]
 
 
@@ -379,50 +458,60 @@ def best_pairs_first(
 # --- rows and totals --------------------------------------------------------------------
 
 
-def _rows(name: str, ours: pa.Table, theirs: pa.Table, o: np.ndarray, t: np.ndarray) -> pa.Table:
-    """ROW_SCHEMA rows of one class: pairs (o and t of equal length), or one side alone."""
-    count = max(len(o), len(t))
-    mine = ours.take(pa.array(o, pa.int64())) if len(o) else None
-    yours = theirs.take(pa.array(t, pa.int64())) if len(t) else None
-
-    def column(table: pa.Table | None, source: str, kind: pa.DataType):
-        if table is None:
-            return pa.nulls(count, kind)
-        return table.column(source).combine_chunks()
-
-    our_amount = column(mine, "amount", MONEY)
-    their_amount = column(yours, "amount", MONEY)
-    if mine is not None and yours is not None:
-        valid = _int64_bools(pc.and_(pc.is_valid(our_amount), pc.is_valid(their_amount)))
-        difference = units_money(money_units(their_amount) - money_units(our_amount), valid)
-    else:
-        difference = pa.nulls(count, MONEY)
-    callee = (
-        column(mine, "callee", pa.string())
-        if mine is not None
-        else column(yours, "callee", pa.string())
-    )
+def _rows(
+    pieces: dict[str, tuple[np.ndarray, np.ndarray]],
+    ours: pa.Table,
+    theirs: pa.Table,
+    our: _Side,
+    their: _Side,
+) -> pa.Table:
+    """ROW_SCHEMA rows, class by class in CLASSES order: a pair's both CDRs, or one side's
+    alone; each side's columns taken in one go (a null place takes a null row)."""
+    our_places, their_places, names = [], [], []
+    for number, name in enumerate(CLASSES):
+        o, t = pieces[name]
+        count = max(len(o), len(t))
+        our_places.append(o if len(o) else np.full(count, -1, np.int64))
+        their_places.append(t if len(t) else np.full(count, -1, np.int64))
+        names.append(np.full(count, number, np.int64))
+    o, t = np.concatenate(our_places), np.concatenate(their_places)
+    mine = _take(ours, our.index, o)
+    yours = _take(theirs, their.index, t)
+    valid = (o >= 0) & (t >= 0)
+    valid[valid] = our.has_amount[o[valid]] & their.has_amount[t[valid]]
+    difference = np.zeros(len(o), np.int64)
+    difference[valid] = their.amount[t[valid]] - our.amount[o[valid]]
     return pa.table(
         {
-            "class": pa.array([name] * count, pa.string()) if count else pa.array([], pa.string()),
-            "callee": callee,
-            "our_line": column(mine, "line", pa.int64()),
-            "their_line": column(yours, "line", pa.int64()),
-            "our_call_id": column(mine, "call_id", pa.string()),
-            "their_call_id": column(yours, "call_id", pa.string()),
-            "our_start": column(mine, "start_time", UTC_MICROS),
-            "their_start": column(yours, "start_time", UTC_MICROS),
-            "our_billsec": column(mine, "billsec", pa.int64()),
-            "their_billsec": column(yours, "billsec", pa.int64()),
-            "our_amount": our_amount,
-            "their_amount": their_amount,
-            "difference": difference,
+            "class": pa.array(CLASSES, pa.string()).take(pa.array(np.concatenate(names))),
+            "callee": pc.coalesce(mine.column("callee"), yours.column("callee")),
+            "our_line": mine.column("line"),
+            "their_line": yours.column("line"),
+            "our_call_id": mine.column("call_id"),
+            "their_call_id": yours.column("call_id"),
+            "our_start": mine.column("start_time"),
+            "their_start": yours.column("start_time"),
+            "our_billsec": mine.column("billsec"),
+            "their_billsec": yours.column("billsec"),
+            "our_amount": mine.column("amount"),
+            "their_amount": yours.column("amount"),
+            "difference": units_money(difference, valid),
         },
         schema=ROW_SCHEMA,
     )
 
 
-def _total(name: str, our: _Side, their: _Side, o: np.ndarray, t: np.ndarray) -> ClassTotal:
+def _take(table: pa.Table, index: np.ndarray, places: np.ndarray) -> pa.Table:
+    """The table's rows at the sides' `places` (-1: a null row), chunks combined."""
+    missing = places < 0
+    rows = pa.array(
+        index[np.where(missing, 0, places)] if len(index) else np.zeros(len(places), np.int64),
+        mask=missing,
+    )
+    return table.take(rows).combine_chunks()
+
+
+def _total(our: _Side, their: _Side, o: np.ndarray, t: np.ndarray) -> ClassTotal:
     """The class's count, answered seconds (the larger side's for a pair) and their amount
     minus ours over its rows: a pair counts when both sides have an amount (as its row's
     `difference`), a CDR alone with its own amount (a side with no amount counting 0)."""

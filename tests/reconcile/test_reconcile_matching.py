@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -130,6 +131,21 @@ def test_equal_starts_are_ranked_by_duration_difference():
         ("matched", 2, 11),
         ("missing_theirs", 1, None),
     }
+
+
+def test_rows_equal_but_for_the_call_id_are_told_apart_by_it_whatever_the_order():
+    # Two files' rows with the same line, start and duration (call ids b and a): the one
+    # with the smaller call id takes their CDR, in any input order.
+    rows = [(7, "449", 0, 60, None), (7, "449", 0, 60, None), *ANCHORS]
+    ours = side(rows).set_column(1, "call_id", pa.array(["b", "a", *(f"x{i}" for i in range(5))]))
+    theirs = side([(11, "449", 0, 60, None), *ANCHORS])
+    for order in ([0, 1, 2, 3, 4, 5, 6], [1, 0, 6, 5, 4, 3, 2]):
+        result = run(ours.take(pa.array(order)), theirs)
+        rows = result.rows.filter(pc.equal(result.rows.column("callee"), "449")).to_pylist()
+        assert [(r["class"], r["our_call_id"]) for r in rows] == [
+            ("matched", "a"),
+            ("missing_theirs", "b"),
+        ]
 
 
 def test_a_pair_within_the_start_tolerance_but_far_in_duration_is_a_duration_mismatch():
