@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -97,6 +98,28 @@ def their_file(amounts: bool = True) -> str:
     return "\n".join([HEADER + (",amount" if amounts else ""), *rows]) + "\n"
 
 
+def asterisk_file(zone: str) -> str:
+    """Their calls as Asterisk's Master.csv (18 columns) in local wall-clock time of `zone`:
+    no amounts; the unreadable row is left out."""
+    local = ZoneInfo(zone)
+    rows = []
+    for number, (call_id, callee, at, _, fate, jitter, billsec, _) in enumerate(CALLS):
+        if fate == "ours":
+            continue
+        start = (_start(at) + dt.timedelta(seconds=OFFSET + jitter)).astimezone(local)
+        answer = start + dt.timedelta(seconds=5) if billsec else None
+        end = (answer or start) + dt.timedelta(seconds=billsec)
+        stamp = "%Y-%m-%d %H:%M:%S"
+        answered = f'"{answer.strftime(stamp)}"' if answer else ""
+        rows.append(
+            f'"acct","15551230000","{callee}","from-mtn","""x"" <1555>","SIP/a-{number}",'
+            f'"SIP/b-{number}","Dial","SIP/b","{start.strftime(stamp)}",{answered},'
+            f'"{end.strftime(stamp)}",{billsec + 5},{billsec},'
+            f'"{"ANSWERED" if billsec else "NO ANSWER"}","DOCUMENTATION","T-{call_id}",""'
+        )
+    return "\n".join(rows) + "\n"
+
+
 class _NoEvents:
     def publish_file_rated(self, detail: dict) -> None:
         pass
@@ -133,6 +156,7 @@ def world(tmp_path_factory) -> Path:
             )  # fmt: skip
             (folder / "theirs.csv").write_text(their_file())
             (folder / "theirs-bare.csv").write_text(their_file(amounts=False))
+            (folder / "Master.csv").write_text(asterisk_file("Europe/Paris"))
             yield folder
 
 
@@ -181,6 +205,22 @@ def test_a_customer_file_without_amounts(world, capsys):
     assert document["our_amount"] == "0.097066"
     assert document["their_amount"] == "0.000000"
     assert document["classes"]["missing_theirs"]["difference"] == "-0.010500"
+
+
+def test_an_asterisk_file_in_local_time(world, capsys):
+    document = reconcile_json(
+        capsys, "mtn", str(world / "Master.csv"), "--format", "asterisk-csv",
+        "--timezone", "Europe/Paris",
+    )  # fmt: skip
+    assert document["clock_offset_seconds"] == "7"
+    counts = [document[k] for k in ("matched", "duration_mismatch", "rate_mismatch")]
+    assert counts == [5, 1, 0]  # no amounts of theirs: c4 is matched
+    assert [document[k] for k in ("missing_ours", "missing_theirs")] == [1, 1]
+    assert (document["their_amounts"], document["their_unanswered"]) == (False, 1)
+    assert document["our_amount"] == "0.083200"
+    # Read as UTC, the same wall-clock times are an hour or two off: nothing pairs.
+    document = reconcile_json(capsys, "mtn", str(world / "Master.csv"), "--format", "asterisk-csv")
+    assert document["matched"] == 0
 
 
 def test_the_text_report(world, capsys):

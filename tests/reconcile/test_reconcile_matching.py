@@ -171,6 +171,32 @@ def test_amount_tolerance_and_sides_without_amounts():
     assert result.their_amount == 0
 
 
+def test_clipping_to_the_period_keeps_pairs_by_our_start():
+    day = 86_400
+    ours = side([
+        (1, "449", day - 2, 60, Decimal("1")),  # D 23:59:58, theirs after midnight: in
+        (2, "448", -1, 60, Decimal("1")),  # D-1 23:59:59, theirs in D: out (our start)
+        (3, "447", day, 60, Decimal("1")),  # D+1 00:00:00 alone: out
+        *ANCHORS,
+    ])  # fmt: skip
+    theirs = side([
+        (11, "449", day + 5, 60, Decimal("1")),
+        (12, "448", 6, 60, Decimal("1")),
+        (13, "446", day + 8, 60, Decimal("1")),  # D+1 00:00:01 after the offset: out
+        (14, "445", 7, 60, Decimal("1")),  # D 00:00:00 after the offset: in, alone
+        *[(a[0], a[1], a[2] + 7, a[3], a[4]) for a in ANCHORS],
+    ])  # fmt: skip
+    result = run(ours, theirs, clip_to_period=True)
+    assert result.clock_offset_seconds == 7
+    found = pairs(result)
+    assert {p for p in found if p[1] not in range(100, 105)} == {
+        ("matched", 1, 11),
+        ("missing_ours", None, 14),
+    }
+    assert result.our_amount == Decimal("3.7") and result.their_amount == Decimal("4.7")
+    assert run(ours, theirs).totals["matched"].count == 7  # unclipped: all pairs
+
+
 def test_empty_sides():
     empty = PARTY_SCHEMA.empty_table()
     result = run(empty, empty)
