@@ -28,7 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from functions.cli import CliError, day_arg, emit, guarded, json_flag
+from functions.cli import CliError, day_arg, emit, guarded, json_flag, timezone_name
 
 MARGIN_SECONDS = 300  # calls read beyond the period's edges, so pairs across them are found
 ISSUE_MEMBERS = (
@@ -120,12 +120,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threshold-percent",
         type=_decimal,
+        metavar="PERCENT",
         default=Decimal("1"),
         help="a letter when the difference is at least this %% of their amount (default 1)",
     )
     parser.add_argument(
         "--threshold-amount",
         type=_decimal,
+        metavar="AMOUNT",
         default=Decimal("1000"),
         help="... or at least this amount (default 1000)",
     )
@@ -226,7 +228,10 @@ def run_reconcile(args: argparse.Namespace) -> int:
     account = accounts.get_account(args.tenant, args.partner)
     role = args.role or ("supplier" if account.kind == "supplier" else "customer")
     switch = accounts.get_switch(args.tenant, args.switch) if args.switch else None
-    timezone = args.timezone or (switch.timezone if switch else "UTC")
+    if args.timezone:
+        timezone = timezone_name(args.timezone)
+    else:
+        timezone = switch.timezone if switch else "UTC"
     try:
         data = args.file.read_bytes()
     except OSError as error:

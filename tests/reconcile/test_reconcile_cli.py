@@ -239,6 +239,32 @@ def test_the_text_report(world, capsys):
     assert "left out: 1 unanswered of ours, 1 unanswered and 1 unreadable rows of theirs" in out
 
 
+def test_out_writes_the_dispute_pack(world, capsys, tmp_path):
+    """Issue 15 part B's functions.reconcile.dispute writes the pack; a build without it
+    refuses --out (exit 2). MERGE: once dispute.py is merged the ImportError branch is dead."""
+    argv = ["reconcile", TENANT, "mtn", str(world / "theirs.csv"), "--from", str(D), "--to",
+            str(D), "--out", str(tmp_path / "pack"), "--threshold-amount", "0.01",
+            "--json"]  # fmt: skip
+    capsys.readouterr()
+    status = main(argv)
+    out, err = capsys.readouterr()
+    try:
+        import functions.reconcile.dispute  # noqa: F401
+    except ImportError:
+        assert (status, out) == (2, "") and "dispute packs are not available" in err
+        return
+    assert status == 0, err
+    written = [Path(p).name for p in json.loads(out)["dispute_pack"]]
+    # 0.010500 over 0.01: the letter too.
+    assert written == [
+        "disputed_cdrs.csv", "summary_by_day.csv", "summary.json", "dispute_letter.pdf"
+    ]  # fmt: skip
+    disputed = (tmp_path / "pack" / "disputed_cdrs.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in disputed[1:]] == [
+        "duration_mismatch", "rate_mismatch", "missing_theirs", "missing_ours"
+    ]  # fmt: skip
+
+
 def test_bad_input_exits_2(world, capsys, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text(their_file().replace("0.019500", "0.0195001"))  # c4, line 7
@@ -248,9 +274,9 @@ def test_bad_input_exits_2(world, capsys, tmp_path):
         (("mtn", str(bad)), "line 7: amount: '0.0195001' has more than 6 decimal places"),
         (("mtn", str(worse)), "line 4: amount: '12.5.0' is not a decimal amount"),
         (("mtn", str(world / "theirs.csv"), "--format", "nope"), "unknown CDR format 'nope'"),
-        (("mtn", str(world / "theirs.csv"), "--out", str(tmp_path / "pack")),
-         "dispute packs are not available"),
         (("ghost", str(world / "theirs.csv")), "unknown account 'ghost'"),
+        (("mtn", str(world / "theirs.csv"), "--timezone", "Mars/Olympus"), "unknown time zone"),
+        (("mtn", str(world / "theirs.csv"), "--switch", "nope"), "unknown switch 'nope'"),
         (("mtn", str(tmp_path / "none.csv")), "cannot read"),
     ]  # fmt: skip
     for argv, message in cases:
