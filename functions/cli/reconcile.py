@@ -76,9 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("file", type=Path, help="their CDR file (plain or gzip)")
     parser.add_argument(
         "--format",
-        default="generic",
-        help="their file's format, any `tollgate switch create --format` takes (default "
-        "generic: a CSV with a header, optionally an amount, price or cost column)",
+        help="their file's format, any `tollgate switch create --format` takes (default: the "
+        "--switch's, else generic: a CSV with a header, optionally an amount, price or cost "
+        "column)",
     )
     parser.add_argument("--from", dest="first", type=day_arg, required=True, help="first day")
     parser.add_argument("--to", dest="last", type=day_arg, required=True, help="last day")
@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--switch",
-        help="read their file with this switch's time zone, numbering plan and template",
+        help="read their file as this switch's: its format, time zone, numbering plan, "
+        "template and column mapping (with its amount column, if mapped)",
     )
     parser.add_argument(
         "--timezone",
@@ -148,6 +149,7 @@ def reconciliation_payload(result: Any, extra: dict[str, Any] | None = None) -> 
         "classes": {
             name: {
                 "count": total.count,
+                "seconds": total.seconds,
                 "minutes": _minutes(total.minutes),
                 "difference": _money(total.difference),
             }
@@ -186,8 +188,8 @@ def format_reconciliation(payload: dict[str, Any]) -> str:
         for name, c in payload["classes"].items()
     ]
     count = sum(c["count"] for c in payload["classes"].values())
-    minutes = sum(Decimal(c["minutes"]) for c in payload["classes"].values())
-    rows.append(["total", str(count), str(minutes), payload["difference"]])
+    seconds = sum(c["seconds"] for c in payload["classes"].values())
+    rows.append(["total", str(count), _minutes(Decimal(seconds) / 60), payload["difference"]])
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
 
     def line(values: list[str]) -> str:
@@ -237,16 +239,24 @@ def run_reconcile(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CliError(f"cannot read {args.file}: {error.strerror or error}") from None
     source = args.file.name
+    fmt = args.format or (switch.format if switch else "generic")
+    own = switch is not None and switch.format == fmt  # the switch's own layout applies
+    options: dict[str, Any] = {}
+    # A switch's column mapping (issue 15 part C's `mapped` format), where the build has it.
+    mapping = getattr(switch, "column_mapping", None) if own else None
+    if mapping is not None:
+        options["mapping"] = mapping
     try:
         parsed = parse_cdr_file(
             data,
-            args.format,
+            fmt,
             timezone=timezone,
             source=source,
-            template=switch.template if switch and switch.format == args.format else None,
+            template=switch.template if own else None,
             numbering=switch.numbering if switch else None,
+            **options,
         )
-        amounts = _their_amounts(data, args.format, source)
+        amounts = _their_amounts(data, fmt, source, mapping)
     except (CdrFileError, SideError) as error:
         raise CliError(str(error)) from None
 
@@ -289,12 +299,20 @@ def run_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _their_amounts(data: bytes, fmt: str, source: str):
-    """A generic CSV's billed amounts by line; None for the other formats (no price)."""
+def _their_amounts(data: bytes, fmt: str, source: str, mapping: Any = None):
+    """Their billed amounts by line (`line`, `amount`): a generic CSV's amount, price or
+    cost column; a mapped CSV's column mapped as `amount`; else None (no price)."""
+    from functions.ingest.formats.source import decompress, read_csv_rows
+    from functions.reconcile.result import MONEY
+    from functions.reconcile.sides import csv_amounts
+
+    if mapping is not None and "amount" in getattr(mapping, "columns", {}):
+        from functions.ingest.formats.mapped import read_amounts
+
+        amounts = read_amounts(decompress(data, source), mapping, source=source)
+        return amounts.set_column(1, "amount", amounts.column("amount").cast(MONEY))
     if fmt != "generic":
         return None
-    from functions.ingest.formats.source import decompress, read_csv_rows
-    from functions.reconcile.sides import csv_amounts
 
     rows = read_csv_rows(decompress(data, source), source=source, header_line=True)
     return csv_amounts(rows.table.column_names, rows.table, rows.line)

@@ -140,6 +140,8 @@ def world(tmp_path_factory) -> Path:
         with moto_account():
             _run("tenant", "create", TENANT)
             _run("switch", "create", TENANT, SWITCH, "--format", "generic")
+            _run("switch", "create", TENANT, "ast", "--format", "asterisk-csv",
+                 "--timezone", "Europe/Paris")  # fmt: skip
             _run("account", "create", TENANT, "direct", "--kind", "customer")
             _run("account", "create", TENANT, "mtn", "--kind", "supplier")
             for account, text in DECKS.items():
@@ -182,11 +184,16 @@ def test_a_supplier_file_is_reconciled_to_the_last_digit(world, capsys):
         "difference": "0.010500",
     }
     assert document["classes"] == {
-        "matched": {"count": 4, "minutes": "4.20", "difference": "0.000000"},
-        "duration_mismatch": {"count": 1, "minutes": "0.75", "difference": "0.003000"},
-        "rate_mismatch": {"count": 1, "minutes": "1.50", "difference": "0.001500"},
-        "missing_ours": {"count": 1, "minutes": "1.25", "difference": "0.015000"},
-        "missing_theirs": {"count": 1, "minutes": "0.75", "difference": "-0.009000"},
+        "matched": {"count": 4, "seconds": 252, "minutes": "4.20", "difference": "0.000000"},
+        "duration_mismatch": {
+            "count": 1,
+            "seconds": 45,
+            "minutes": "0.75",
+            "difference": "0.003000",
+        },
+        "rate_mismatch": {"count": 1, "seconds": 90, "minutes": "1.50", "difference": "0.001500"},
+        "missing_ours": {"count": 1, "seconds": 75, "minutes": "1.25", "difference": "0.015000"},
+        "missing_theirs": {"count": 1, "seconds": 45, "minutes": "0.75", "difference": "-0.009000"},
     }
     assert (document["role"], document["currency"], document["their_amounts"]) == (
         "supplier", "USD", True,
@@ -218,6 +225,9 @@ def test_an_asterisk_file_in_local_time(world, capsys):
     assert [document[k] for k in ("missing_ours", "missing_theirs")] == [1, 1]
     assert (document["their_amounts"], document["their_unanswered"]) == (False, 1)
     assert document["our_amount"] == "0.083200"
+    # The same through a switch that writes Master.csv in Paris time.
+    same = reconcile_json(capsys, "mtn", str(world / "Master.csv"), "--switch", "ast")
+    assert same == document
     # Read as UTC, the same wall-clock times are an hour or two off: nothing pairs.
     document = reconcile_json(capsys, "mtn", str(world / "Master.csv"), "--format", "asterisk-csv")
     assert document["matched"] == 0
