@@ -54,6 +54,7 @@ WIDE_WINDOW_SECONDS = 120  # the first pass that estimates the clock offset
 # multiple of a step): a median needs no more, and the sample depends on the data only.
 OFFSET_SAMPLE = 200_000
 SCALE = Decimal(1).scaleb(-6)  # MONEY's scale
+KEY_BITS = 62  # the sort key's room: callee codes x start buckets
 
 _ROLES = ("customer", "supplier")
 
@@ -244,7 +245,7 @@ class _Layout:
         self.low = min(int(s.min()) for s in starts) - margin if starts else 0
         high = max(int(s.max()) for s in starts) + margin if starts else 1
         count = max(int(c.max()) for c in codes) + 1 if codes else 1
-        self.quantum = max(1, -(-count * (high - self.low + 1) // (1 << 62)))
+        self.quantum = max(1, -(-count * (high - self.low + 1) // (1 << KEY_BITS)))
         self.span = (high - self.low) // self.quantum + 2
 
     def key(self, code: np.ndarray, start: np.ndarray) -> np.ndarray:

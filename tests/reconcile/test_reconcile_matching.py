@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from functions.reconcile import matching
 from functions.reconcile.matching import (
     best_pairs_first,
     money_units,
@@ -195,6 +196,24 @@ def test_clipping_to_the_period_keeps_pairs_by_our_start():
     }
     assert result.our_amount == Decimal("3.7") and result.their_amount == Decimal("4.7")
     assert run(ours, theirs).totals["matched"].count == 7  # unclipped: all pairs
+
+
+def test_coarse_start_buckets_find_the_same_pairs(monkeypatch):
+    """Many callees over a long period leave the sort key fewer bits per microsecond: starts
+    then share buckets, and the exact filter and tie-breaks must give the same result."""
+    rng = np.random.default_rng(7)
+    starts = rng.integers(0, 40 * 86_400, 300)
+    ours = side([(k, f"44{k % 40:03d}", int(s), 60, Decimal("0.3")) for k, s in enumerate(starts)])
+    theirs = side([
+        (1000 + k, f"44{k % 40:03d}", int(s) + 5 + int(rng.integers(-2, 3)), 60 + k % 4,
+         Decimal("0.3"))
+        for k, s in enumerate(starts) if k % 9
+    ])  # fmt: skip
+    fine = run(ours, theirs)
+    monkeypatch.setattr(matching, "KEY_BITS", 16)
+    coarse = run(ours, theirs)
+    assert coarse.rows.equals(fine.rows) and coarse.totals == fine.totals
+    assert fine.clock_offset_seconds == 5 and fine.totals["missing_theirs"].count == 34
 
 
 def test_empty_sides():
