@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/authz_bench.py
 	$(BIN)/python bench/invoice_cycle_bench.py $(if $(ACCOUNTS),--accounts $(ACCOUNTS))
+	$(BIN)/python bench/reconcile_bench.py
 
 clean:
 	rm -rf $(VENV) $(PACKAGE_VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

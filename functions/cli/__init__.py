@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "routes": ("routes",),
     "authz": ("authz", "authz-cap"),
     "assurance": ("assurance",),
+    "reconcile": ("reconcile",),
 }
 _MODULE_OF = {command: module for module, names in COMMAND_MODULES.items() for command in names}
 

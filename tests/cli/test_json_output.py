@@ -142,6 +142,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "switch assurance": ("switch", "assurance", TENANT, SWITCH, "--sequence-pattern",
                          r"first(\d*)\.csv"),
     "assurance": ("assurance", TENANT, "--day", str(DAY)),
+    "reconcile": ("reconcile", TENANT, "tata", "{cdrs}", "--from", str(DAY), "--to", str(DAY)),
 }  # fmt: skip
 LISTS = {
     "tenant list", "switch list", "account list", "account history", "file status",
