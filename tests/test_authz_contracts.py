@@ -1,0 +1,192 @@
+"""Real-time authorization under the account's contracts (issue 14 §1): the max duration is
+priced with the account's rounding, its tiers and bundles from the period's counters (the
+files table), exactly as the rating engine will charge the call, and a bundle's seconds are
+held by live calls as money is, so concurrent calls never share out more than it has left.
+
+Real moto tables; the real pricing oracle on a deck built in memory (`service.deck_index` is
+the only stand-in: the lake's deck would be the same table). The engine reference is
+`rate_parties` (tests/rate/test_allowance.py `engine_micro`) from the same counter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+
+from functions.authz import service
+from functions.rate.contracts import BUNDLE, TIER, Contracts, Counter, CounterKey, Move
+from functions.rate.rating import DeckIndex
+from functions.rate.tiers import Bundle, Tier, TierSchedule
+from functions.shared.money import Rounding, RoundingMethod
+from functions.store import accounts, files, ledger
+from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.rate.reference import Entry, deck_table
+from tests.rate.test_allowance import engine_micro
+
+T = "acme"
+NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.UTC)
+PERIOD = "2026-12"
+# 0.01 connect fee + 0.06/min billed 60/6 to the UK; 0.0050/min billed 1/1 to the US; and a
+# cent every 600 s to 7 (the rounding's example).
+INDEX = DeckIndex.build(
+    deck_table(
+        [
+            Entry("44", D("0.06"), connect_fee=D("0.01"), first=60, step=6, destination="UK"),
+            Entry("1", D("0.0050"), destination="USA"),
+            Entry("7", D("0.001"), destination="Russia"),
+        ]
+    ),
+    "EUR",
+)
+UK = Bundle("uk", ("44",), included_seconds=6_000, fee_units=0)  # 100 minutes a month
+US = TierSchedule("us", ("1",), "graduated", (Tier(600, 450_000), Tier(None, 400_000)))
+
+
+@pytest.fixture(scope="module")
+def world():
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        patch.setattr(service, "deck_index", lambda *args: INDEX)
+        with moto_account():
+            accounts.create_tenant(T, currency="EUR")
+            yield
+
+
+_made = iter(range(10**6))
+
+
+def customer(paid: int, **kw) -> str:
+    name = f"K{next(_made)}"
+    accounts.create_account(T, name, kind="customer", prepaid=True, **kw)
+    if paid:
+        ledger.record_payment(T, name, paid, reference=f"pay-{name}", account_kind="customer")
+    return name
+
+
+def counted(account: str, kind: str, name: str, seconds: int) -> CounterKey:
+    """A rated file of the period counted `seconds` on the account's contract."""
+    key = CounterKey(account, kind, name, PERIOD)
+    run = f"run-{account}-{name}"
+    assert files.commit_pricing_run(T, run, run, [Move(key, Counter(), seconds, 0)]) == run
+    assert files.read_counter(T, key).seconds == seconds
+    return key
+
+
+def ask(account, event="start", call_id="c1", callee="447700900123", answered=0, now=NOW):
+    request = service.Request(
+        T, event, call_id, account=account, callee=callee, answered_seconds=answered, at=NOW
+    )
+    return service.authorize(request, now=now)
+
+
+def reserved(account: str) -> int:
+    return ledger.get_balance(T, account)[1]
+
+
+def fresh_contracts():
+    """A contract set a moment ago: this container's cache forgets what it read."""
+    getattr(service, "CONTRACTS", {}).clear()
+
+
+def test_the_accounts_rounding_prices_the_max_duration(world):
+    # Rounded up to cents, every call of up to 600 s to 7 costs 0.01, and 601 s costs 0.02:
+    # 0.015 buys 600 s (held 0.01). At the default 6 decimals it would buy 900 s.
+    a = customer(15_000, rounding="up", rounding_decimals=2)
+    answer = ask(a, callee="7495")
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (600, "0.010000")
+    up = Rounding(2, RoundingMethod.UP)
+    assert engine_micro(INDEX, "7495", NOW, 600, up) == 10_000
+    assert engine_micro(INDEX, "7495", NOW, 601, up) == 20_000 > 15_000
+    assert reserved(a) == 10_000
+
+
+def test_a_bundle_with_minutes_left_allows_a_prepaid_account_without_money(world):
+    """100 minutes of UK calls a month, 30 used: 70 minutes to the second, nothing held in
+    money; the engine charges a call of 4,200 s nothing and one of 4,201 s more than 0."""
+    a = customer(0)
+    accounts.set_contract(T, a, UK, start=dt.date(2026, 12, 1))
+    counted(a, BUNDLE, "uk", 1_800)
+    fresh_contracts()
+    answer = ask(a)
+    assert answer == {
+        "allow": True,
+        "reason": "ok",
+        "max_duration_seconds": 4_200,
+        "hold_amount": "0.000000",
+        "routes": [],
+    }
+    bundles = Contracts(bundles=[UK])
+    assert engine_micro(INDEX, "447700900123", NOW, 4_200, contracts=bundles, before=1_800) == 0
+    # 4,201 s bills 4,206: 6 s beyond the bundle, with the connect fee: 0.016000
+    assert (
+        engine_micro(INDEX, "447700900123", NOW, 4_201, contracts=bundles, before=1_800) == 16_000
+    )
+    assert reserved(a) == 0
+    assert ask(a) == answer  # a retried START: the same answer, nothing more held
+    # A UK number outside the bundle's prefixes would be priced by the deck: not here, but
+    # the same account with 0.02 more money buys one 6 s step past the bundle.
+    b = customer(20_000)
+    accounts.set_contract(T, b, UK, start=dt.date(2026, 12, 1))
+    counted(b, BUNDLE, "uk", 1_800)
+    fresh_contracts()
+    answer = ask(b)
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (4_206, "0.016000")
+    assert engine_micro(INDEX, "447700900123", NOW, 4_207, contracts=bundles, before=1_800) == (
+        22_000
+    )
+    assert reserved(b) == 16_000
+
+
+def test_a_tier_past_its_first_bound_prices_at_the_second_tiers_rate(world):
+    """0.0045/min for the month's first 600 s to the US, then 0.0040; 900 s counted: 0.10
+    buys 1,500 s at 0.0040 (the deck's 0.0050 would buy 1,200 s)."""
+    a = customer(100_000)
+    accounts.set_contract(T, a, US)
+    counted(a, TIER, "us", 900)
+    fresh_contracts()
+    answer = ask(a, callee="12125550100")
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (1_500, "0.100000")
+    tiers = Contracts(tiers=[US])
+    assert engine_micro(INDEX, "12125550100", NOW, 1_500, contracts=tiers, before=900) == 100_000
+    assert engine_micro(INDEX, "12125550100", NOW, 1_501, contracts=tiers, before=900) == 100_067
+    assert reserved(a) == 100_000
+
+
+def test_contracts_are_cached_a_minute_and_counters_read_with_the_money(world, monkeypatch):
+    """A START on a warm container reads the account, then the balance, the tenant's cap, the
+    call's hold and the period's counters in ONE BatchGetItem, then writes the hold: 3
+    DynamoDB calls, contracts or not; the contracts are read again after CONTRACTS_TTL."""
+    import botocore.client
+
+    a = customer(100_000)
+    accounts.set_contract(T, a, US)
+    counted(a, TIER, "us", 900)
+    fresh_contracts()
+    clock = [1_000.0]
+    monkeypatch.setattr(service, "contracts_clock", lambda: clock[0])
+    original = botocore.client.BaseClient._make_api_call
+    calls: list[str] = []
+
+    def counting(client, operation, params):
+        calls.append(operation)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    ask(a, call_id="w0", callee="12125550100")  # cold: the contracts are read too
+    assert "Query" in calls
+    calls.clear()
+    answer = ask(a, call_id="w1", callee="12125550100")
+    assert answer["reason"] == "insufficient_funds"  # w0 holds all 0.10
+    calls.clear()
+    b = customer(100_000)
+    ask(b, call_id="w2", callee="12125550100")
+    assert calls == ["GetItem", "BatchGetItem", "TransactWriteItems"]
+    c = customer(100_000)
+    calls.clear()
+    clock[0] += service.CONTRACTS_TTL_SECONDS
+    ask(c, call_id="w3", callee="447700900123")
+    assert calls.count("Query") == 1
