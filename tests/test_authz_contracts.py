@@ -11,6 +11,8 @@ the only stand-in: the lake's deck would be the same table). The engine referenc
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal as D
 
 import pytest
@@ -20,7 +22,7 @@ from functions.rate.contracts import BUNDLE, TIER, Contracts, Counter, CounterKe
 from functions.rate.rating import DeckIndex
 from functions.rate.tiers import Bundle, Tier, TierSchedule
 from functions.shared.money import Rounding, RoundingMethod
-from functions.store import accounts, files, ledger
+from functions.store import accounts, files, holds, ledger
 from tests.conftest import FAKE_ENVIRONMENT, moto_account
 from tests.rate.reference import Entry, deck_table
 from tests.rate.test_allowance import engine_micro
@@ -181,8 +183,8 @@ def test_contracts_are_cached_a_minute_and_counters_read_with_the_money(world, m
     calls.clear()
     answer = ask(a, call_id="w1", callee="12125550100")
     assert answer["reason"] == "insufficient_funds"  # w0 holds all 0.10
-    calls.clear()
     b = customer(100_000)
+    calls.clear()
     ask(b, call_id="w2", callee="12125550100")
     assert calls == ["GetItem", "BatchGetItem", "TransactWriteItems"]
     c = customer(100_000)
@@ -190,3 +192,81 @@ def test_contracts_are_cached_a_minute_and_counters_read_with_the_money(world, m
     clock[0] += service.CONTRACTS_TTL_SECONDS
     ask(c, call_id="w3", callee="447700900123")
     assert calls.count("Query") == 1
+
+
+def test_concurrent_calls_never_share_out_more_bundle_than_is_left(world, atomic_items):
+    """10 minutes of the bundle left, 5 calls start at once, each capped at 240 s: the bundle
+    gives 240 + 240 + 120 s in all (600), the rest is priced at the deck's rate against
+    money (0.01 + 120 s = 0.13, then 0.25 twice) and held; whatever the order."""
+    a = customer(1_000_000)
+    accounts.set_contract(T, a, UK, start=dt.date(2026, 12, 1))
+    counted(a, BUNDLE, "uk", 5_400)
+    fresh_contracts()
+    holds.set_max_duration(T, 240)
+    try:
+        barrier = threading.Barrier(5)
+
+        def start(i: int):
+            barrier.wait()
+            return ask(a, call_id=f"b{i}")
+
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(start, range(5)))
+    finally:
+        holds.set_max_duration(T, holds.DEFAULT_MAX_DURATION)
+    assert {x["max_duration_seconds"] for x in answers} == {240}
+    assert sorted(x["hold_amount"] for x in answers) == [
+        "0.000000",
+        "0.000000",
+        "0.130000",
+        "0.250000",
+        "0.250000",
+    ]
+    live = holds.list_holds(T, a)
+    assert sorted(h.bundle_seconds for h in live) == [0, 0, 120, 240, 240]
+    assert sum(h.amount_micro for h in live) == reserved(a) == 630_000
+    money = holds.read_money(T, a, counters=[CounterKey(a, BUNDLE, "uk", PERIOD)])
+    assert money.bundle_held == {CounterKey(a, BUNDLE, "uk", PERIOD): 600}
+
+
+def test_bundle_seconds_come_back_where_the_money_does(world):
+    """STOP keeps the answered time's bundle seconds until its rated CDR (as it keeps its
+    price), a never-answered call gives them all back, the CDR's release and the sweep of an
+    expired hold give back the rest."""
+    a = customer(0)
+    key = CounterKey(a, BUNDLE, "uk", PERIOD)
+    accounts.set_contract(T, a, UK, start=dt.date(2026, 12, 1))
+    counted(a, BUNDLE, "uk", 5_400)  # 600 s left
+    fresh_contracts()
+    holds.set_max_duration(T, 240)
+    try:
+        assert ask(a, call_id="s1")["max_duration_seconds"] == 240
+        assert ask(a, call_id="s2")["max_duration_seconds"] == 240
+        assert ask(a, call_id="s3")["max_duration_seconds"] == 120  # all the bundle has left
+        assert ask(a, call_id="s4")["reason"] == "insufficient_funds"
+        # s1 answered 100 s, billed 102 (60/6): 102 s stay held, 138 come back
+        stop = ask(a, "stop", call_id="s1", answered=100)
+        assert (stop["reason"], stop["hold_amount"]) == ("stopped", "0.000000")
+        assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 462}
+        assert ask(a, "stop", call_id="s1", answered=100)["hold_amount"] == "0.000000"
+        assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 462}
+        assert ask(a, "stop", call_id="s2")["reason"] == "stopped"  # never answered
+        assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 222}
+        assert ask(a, call_id="s5")["max_duration_seconds"] == 240
+        assert ask(a, call_id="s6")["max_duration_seconds"] == 138
+        # s1's rated CDR: the counter moves by its 102 s and its hold goes
+        key_run = "cdr-s1"
+        read = files.read_counter(T, key)
+        files.commit_pricing_run(T, key_run, key_run, [Move(key, read, 102, 0)])
+        holds.release_calls(T, {"s1"})
+        assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 498}
+        assert ask(a, call_id="s7")["reason"] == "insufficient_funds"
+        # s3 never stops: once expired, a money-limited START sweeps it, its 120 s come back
+        later = NOW + dt.timedelta(seconds=120 + service.HOLD_GRACE_SECONDS + 1)
+        service._swept.clear()
+        answer = ask(a, call_id="s8", now=later)
+        assert answer["max_duration_seconds"] == 120
+        assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 498}
+        assert reserved(a) == 0
+    finally:
+        holds.set_max_duration(T, holds.DEFAULT_MAX_DURATION)
