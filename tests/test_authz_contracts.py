@@ -270,3 +270,64 @@ def test_bundle_seconds_come_back_where_the_money_does(world):
         assert reserved(a) == 0
     finally:
         holds.set_max_duration(T, holds.DEFAULT_MAX_DURATION)
+
+
+def test_a_rated_file_landing_between_the_read_and_the_hold_makes_the_start_read_again(
+    world, monkeypatch
+):
+    """The bundle's counter moves (a rated file of the period used 500 s of it) after the
+    START read it: the hold's ConditionCheck on the counter fails, the START reads again and
+    holds what the 100 s now left allow (96 s, billed 60/6); a retried START gets that same
+    answer."""
+    a = customer(0)
+    key = CounterKey(a, BUNDLE, "uk", PERIOD)
+    accounts.set_contract(T, a, UK, start=dt.date(2026, 12, 1))
+    counted(a, BUNDLE, "uk", 5_400)  # 600 s left
+    fresh_contracts()
+    read_money, landed = holds.read_money, []
+
+    def read_then_rate(*args, **kw):
+        money = read_money(*args, **kw)
+        if not landed:
+            landed.append(files.commit_pricing_run(T, "late", "late", [
+                Move(key, files.read_counter(T, key), 500, 0)
+            ]))  # fmt: skip
+        return money
+
+    monkeypatch.setattr(holds, "read_money", read_then_rate)
+    answer = ask(a, call_id="r1")
+    assert landed == ["late"]
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (96, "0.000000")
+    assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 96}
+    assert ask(a, call_id="r1") == answer
+    assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 96}
+
+
+def test_an_interim_keeps_the_calls_bundle_seconds_and_holds_new_money(world):
+    """All 600 s the bundle has left are the call's; a payment mid-call buys 90 s more past
+    the bundle (0.01 fee + 90 s at 0.06/min = 0.10): the INTERIM holds the money, the bundle
+    seconds stay the call's own (not counted twice against it)."""
+    a = customer(0)
+    key = CounterKey(a, BUNDLE, "uk", PERIOD)
+    accounts.set_contract(T, a, UK, start=dt.date(2026, 12, 1))
+    counted(a, BUNDLE, "uk", 5_400)
+    fresh_contracts()
+    assert ask(a, call_id="i1")["max_duration_seconds"] == 600
+    ledger.record_payment(T, a, 100_000, reference=f"top-{a}", account_kind="customer")
+    answer = ask(a, "interim", call_id="i1", answered=300, now=NOW + dt.timedelta(seconds=300))
+    assert (answer["max_duration_seconds"], answer["hold_amount"]) == (390, "0.100000")
+    bundles = Contracts(bundles=[UK])
+    assert engine_micro(INDEX, "447700900123", NOW, 690, contracts=bundles, before=5_400) == (
+        100_000
+    )
+    assert engine_micro(INDEX, "447700900123", NOW, 691, contracts=bundles, before=5_400) == (
+        106_000
+    )
+    (hold,) = holds.list_holds(T, a)
+    assert (hold.amount_micro, hold.bundle_seconds, hold.max_duration_seconds) == (
+        100_000,
+        600,
+        690,
+    )
+    assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 600}
+    assert reserved(a) == 100_000
