@@ -4,11 +4,14 @@ A hold is checked against the same money the ledger moves, so it lives in the sa
 its condition reads the balance item itself. Key layout (pk is the tenant, as in ledger.py):
     pk={tenant}  sk=BALANCE#{account}           + reserved (sum of the account's holds, micro-units)
                                                 + hold_changes (bumped by every hold write)
+                                                + bundle#{bundle}#{YYYY-MM} (sum of the seconds
+                                                  the live calls hold of a bundle in a period)
     pk={tenant}  sk=HOLD#{account}#{call_id}    account, call_id, amount, max_duration,
-                                                expires_at (epoch s), hold_ttl (DynamoDB TTL)
+                                                expires_at (epoch s), hold_ttl (DynamoDB TTL),
+                                                bundle (its counter key), bundle_seconds
     pk={tenant}  sk=AUTHZ#settings              max_duration (the tenant's cap, seconds)
 
-Placing a hold is ONE TransactWriteItems of two items:
+Placing a hold is ONE TransactWriteItems of two items (three with a bundle, below):
   1. Put HOLD#... under `attribute_not_exists(pk)`: a retried start finds its hold (idempotent
      per call id) and gets the same answer;
   2. Update BALANCE#... `ADD reserved :amount, hold_changes :one` under
@@ -20,6 +23,11 @@ Placing a hold is ONE TransactWriteItems of two items:
      sum fits (ADD is atomic); a balance that fell since the read (a posting) fails the
      condition and the caller re-reads. Two calls starting at once therefore share the money,
      and the sum of the holds never exceeds balance (+ credit limit).
+A call inside a bundle holds its seconds the same way (`BundleHold`): the balance item's
+`bundle#...` ADD under "held + seconds <= included - the counter as read", and a
+ConditionCheck on the counter item (files table) that it has counted no more since; a hold of
+0 micro-units is a hold (a call wholly inside a bundle, a free destination).
+`read_money` reads the period's counters (files.counter_request) in the same BatchGetItem.
 `extend` (interim) moves a hold's amount the same way (money condition when it grows, and
 `amount = :old` on the hold); `release` deletes the hold and gives its amount back, in one
 transaction. `release_calls` (a rated file's calls) is one Query of the tenant's holds and
