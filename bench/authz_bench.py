@@ -8,7 +8,12 @@ max-duration oracle, holds its money and answers three ordered routes. moto stan
 DynamoDB (about a millisecond a call in-process; a real one is some 3-8 ms over the network),
 so the time is printed with and without the stores' share.
 
-    .venv/bin/python bench/authz_bench.py [--calls 500] [--prefixes 20000]
+With `--contracts` the customer also has a graduated tier and a bundle on India mobile (a
+bundle far larger than the run uses): each START then reads the tier's and the bundle's
+counters in the same BatchGetItem and holds bundle seconds with its money (the transaction
+checks the bundle's counter too), still 3 DynamoDB calls.
+
+    .venv/bin/python bench/authz_bench.py [--calls 500] [--prefixes 20000] [--contracts]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ SUPPLIERS = {"vend_a": "0.0065", "vend_b": "0.0062", "vend_c": "0.0070"}  # Indi
 AT = dt.datetime(2026, 12, 5, 10, 0, tzinfo=dt.UTC)
 
 
-def world(prefixes: int) -> None:
+def world(prefixes: int, contracts: bool = False) -> None:
     from functions.rate.routing import check_target
     from functions.rate.samples import generate_deck_csv
     from functions.store import accounts, ledger
@@ -61,6 +66,15 @@ def world(prefixes: int) -> None:
     ledger.record_payment(
         TENANT, "retail", 1_000_000_000_000, reference="BENCH", account_kind="customer"
     )
+    if contracts:
+        from functions.rate.samples import INDIA_MOBILE_PREFIXES
+        from functions.rate.tiers import Bundle, Tier, TierSchedule
+
+        india = tuple(INDIA_MOBILE_PREFIXES)
+        tiers = (Tier(6_000_000, 700_000), Tier(None, 600_000))
+        accounts.set_contract(TENANT, "retail", TierSchedule("india", india, "graduated", tiers))
+        bundle = Bundle("india", india, included_seconds=10**9, fee_units=0)
+        accounts.set_contract(TENANT, "retail", bundle, start=dt.date(2026, 12, 1))
 
 
 class StoreTime:
@@ -90,6 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=500, help="STARTs measured")
     parser.add_argument("--prefixes", type=int, default=20_000, help="codes per deck")
+    parser.add_argument(
+        "--contracts", action="store_true", help="give the customer a tier and a bundle"
+    )
     args = parser.parse_args()
     os.environ.update(FAKE_ENVIRONMENT)
     os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -97,7 +114,7 @@ def main() -> None:
 
     calls = Calls()
     with moto_account():
-        world(args.prefixes)
+        world(args.prefixes, args.contracts)
 
         def start(n: int) -> dict:
             request = service.Request(
@@ -127,6 +144,7 @@ def main() -> None:
         print(
             f"{args.calls} STARTs for one prepaid account, {args.prefixes:,}-prefix decks "
             f"(customer + {len(SUPPLIERS)} suppliers with targets), moto in-process"
+            + (", the customer with a tier and a bundle" if args.contracts else "")
         )
         print(
             f"  p50 {statistics.median(took):6.2f} ms   p99 {percentile(took, 0.99):6.2f} ms  (all)"

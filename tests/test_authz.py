@@ -39,7 +39,7 @@ class Quote:
     prefix: str | None = None
 
 
-def stand_in_quote(index, callee, at, available_micro, *, cap_seconds=10_800):
+def stand_in_quote(index, callee, at, available_micro, *, cap_seconds=10_800, **terms):
     """quote()'s interface: the longest whole-minute time whose price fits, capped."""
     if not callee.isdigit():
         return Quote(False, "bad_number", 0, 0, 0)

@@ -31,9 +31,12 @@ import pyarrow as pa
 
 from functions.api import dialects
 from functions.rate import authorization as rules
+from functions.rate.allowance import counter_keys
+from functions.rate.contracts import Contracts, Counter, RunCounters
 from functions.rate.deck_cache import DeckCache
 from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rating import DeckIndex
+from functions.rate.service import contracts_by_account, rounding_of
 from functions.store import NotFoundError, accounts, budget, holds, lake, monitoring
 
 logger = logging.getLogger(__name__)
@@ -50,11 +53,62 @@ SWEEP_EVERY_SECONDS = 30
 _swept: dict[tuple[str, str], float] = {}
 
 
-def quote(index: Any, callee: str, at: dt.datetime, available_micro: int, *, cap_seconds: int):
-    """The pricing oracle: the ONE place its `quote` is called (functions/rate/allowance.py)."""
+def quote(
+    index: Any, callee: str, at: dt.datetime, available_micro: int, *, cap_seconds: int, **terms
+):
+    """The pricing oracle: the ONE place its `quote` is called (functions/rate/allowance.py).
+    `terms`: the account's rounding, caller, contracts and counters (`_terms`)."""
     from functions.rate.allowance import quote as oracle
 
-    return oracle(index, callee, at, available_micro, cap_seconds=cap_seconds)
+    return oracle(index, callee, at, available_micro, cap_seconds=cap_seconds, **terms)
+
+
+# --- the account's contracts: warm, refreshed every minute ------------------------------
+
+CONTRACTS_TTL_SECONDS = 60.0  # a tier or bundle set reaches warm containers within this
+contracts_clock = time.monotonic  # tests move it
+CONTRACTS: dict[str, tuple[float, dict[str, Contracts]]] = {}  # tenant -> (read at, contracts)
+
+
+def contracts_of(tenant: str, account: str) -> Contracts | None:
+    """The account's tiers and bundles as rating applies them (`contracts_by_account`, periods
+    in the tenant's time zone), from the tenant's contracts this container read less than
+    CONTRACTS_TTL_SECONDS ago: one Query (and the tenant's item, if it has any) a minute per
+    tenant, none on the common path. A contract set or changed within the minute prices the
+    next authorizations from the next read; the period's counters are always read afresh."""
+    cached = CONTRACTS.get(tenant)
+    clock = contracts_clock()
+    if cached is None or not 0 <= clock - cached[0] < CONTRACTS_TTL_SECONDS:
+        stored = accounts.list_contracts(tenant)
+        timezone = accounts.get_tenant(tenant).timezone if stored else "UTC"
+        cached = (clock, contracts_by_account(stored, timezone))
+        CONTRACTS[tenant] = cached
+    return cached[1].get(account)
+
+
+def _terms(
+    account: Any,
+    caller: str,
+    contracts: Contracts | None,
+    money: holds.Money,
+) -> dict[str, Any]:
+    """What the oracle prices this account's call by, besides the deck: its rounding, the
+    caller (an origin deck's), its contracts and the period's counters as read with the money,
+    each bundle's counted seconds plus the seconds the account's OTHER live calls hold of it
+    (`holds.Money.bundle_others`), so a bundle is never promised twice."""
+    counters = None
+    if contracts is not None:
+        read, others = money.counters, money.bundle_others()
+        counters = RunCounters(
+            lambda key: Counter(seconds=read.get(key, Counter()).seconds + others.get(key, 0))
+        )
+    return {
+        "rounding": rounding_of(account),
+        "caller": caller or None,
+        "account": account.account,
+        "contracts": contracts,
+        "counters": counters,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +234,14 @@ def _settle(
     cannot spend that money again while the CDR is on its way; a call never answered (or
     nothing left to price) gives its whole hold back. What stays held, in micro-units."""
     tenant, call_id = request.tenant, request.call_id
+    contracts = contracts_of(tenant, name)
+    keys = counter_keys(name, contracts, request.callee, at)
     for _ in range(MONEY_ATTEMPTS):
-        money = holds.read_money(tenant, name, call_id)
+        money = holds.read_money(tenant, name, call_id, keys)
         own = money.hold
         if own is None:
             return 0
-        amount = 0
+        amount, bundle = 0, None
         if request.answered_seconds > 0 and request.callee:
             account = accounts.get_account(tenant, name)
             index = deck_index(tenant, account, request.caller, trunk_plan)
@@ -193,18 +249,21 @@ def _settle(
                 priced = quote(
                     index, request.callee, at, own.amount_micro,
                     cap_seconds=request.answered_seconds,
+                    **_terms(account, request.caller, contracts, money),
                 )  # fmt: skip
-                amount = priced.hold_micro if priced.allow else 0
-        if amount <= 0:
+                if priced.allow:
+                    amount, bundle = priced.hold_micro, _bundle_hold(priced, contracts, money)
+        seconds = bundle.seconds if bundle is not None else 0
+        if amount <= 0 and seconds <= 0:
             holds.release(tenant, name, call_id)
             return 0
         expires = int(now.timestamp()) + SETTLE_SECONDS
-        if (amount, expires) == (own.amount_micro, own.expires_at):
+        if (amount, expires, seconds) == (own.amount_micro, own.expires_at, own.bundle_seconds):
             return amount
         try:
             holds.extend(
                 tenant, own, amount, request.answered_seconds, expires,
-                money=money, credit_micro=0,
+                money=money, credit_micro=0, bundle=bundle,
             )  # fmt: skip
             return amount
         except holds.MoneyMoved:
@@ -231,11 +290,25 @@ def _sweep_due(tenant: str, account: str, now: dt.datetime) -> bool:
     return True
 
 
+def _bundle_hold(
+    priced: Any, contracts: Contracts | None, money: holds.Money
+) -> holds.BundleHold | None:
+    """The bundle seconds a quote gave the call, to hold with its money (None: none)."""
+    key = getattr(priced, "bundle", None)
+    if key is None or contracts is None or not priced.bundle_seconds:
+        return None
+    (bundle,) = (b for b in contracts.bundles if b.name == key.name)
+    counted = money.counters.get(key, Counter())
+    return holds.BundleHold(key, priced.bundle_seconds, bundle.included_seconds, counted)
+
+
 def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
     tenant, call_id = request.tenant, request.call_id
     swept = False
+    contracts = contracts_of(tenant, account.account)
+    keys = counter_keys(account.account, contracts, request.callee, at)
     for _ in range(MONEY_ATTEMPTS):
-        money = holds.read_money(tenant, account.account, None if dry_run else call_id)
+        money = holds.read_money(tenant, account.account, None if dry_run else call_id, keys)
         own = money.hold
         if request.event == "start" and own is not None:  # a retried START: the same answer
             return rules.Decision(True, "ok", own.max_duration_seconds, own.amount_micro)
@@ -248,13 +321,19 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
             credit_limit_micro=account.credit_limit_micro,
             own_hold_micro=own.amount_micro if own else 0,
         )
-        priced = quote(index, request.callee, at, max(room, 0), cap_seconds=cap)
+        priced = quote(
+            index, request.callee, at, max(room, 0), cap_seconds=cap,
+            **_terms(account, request.caller, contracts, money),
+        )  # fmt: skip
         if request.event == "start":
             decision = rules.decide_start(priced, cap)
         else:
             decision = rules.decide_interim(priced, answered, money.max_duration_seconds)
         limited = rules.money_limited(decision, cap if request.event == "start" else cap - answered)
-        if limited and not swept and money.reserved_micro > (own.amount_micro if own else 0):
+        others = money.reserved_micro > (own.amount_micro if own else 0) or any(
+            money.bundle_others().values()
+        )  # other calls hold money or bundle seconds: one of them may have expired
+        if limited and not swept and others:
             swept = True
             if _sweep_due(tenant, account.account, now) and holds.sweep(
                 tenant, account.account, int(now.timestamp())
@@ -269,20 +348,24 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
         total = decision.max_duration_seconds + answered
         expires = rules.hold_expiry(now, decision.max_duration_seconds, HOLD_GRACE_SECONDS)
         credit = 0 if account.prepaid else account.credit_limit_micro
+        bundle = _bundle_hold(priced, contracts, money)
+        seconds = bundle.seconds if bundle is not None else 0
         try:
             if own is None:
                 placed = holds.place(
                     tenant, account.account, call_id, decision.hold_micro, total, expires,
-                    money=money, credit_micro=credit,
+                    money=money, credit_micro=credit, bundle=bundle,
                 )  # fmt: skip
                 if not placed.created:  # a concurrent START of the same call won
                     return rules.Decision(
                         True, "ok", placed.max_duration_seconds, placed.amount_micro
                     )
-            elif decision.hold_micro != own.amount_micro or expires != own.expires_at:
+            elif (decision.hold_micro, expires, seconds) != (
+                own.amount_micro, own.expires_at, own.bundle_seconds,
+            ):  # fmt: skip
                 holds.extend(
                     tenant, own, decision.hold_micro, total, expires,
-                    money=money, credit_micro=credit,
+                    money=money, credit_micro=credit, bundle=bundle,
                 )  # fmt: skip
             return decision
         except holds.MoneyMoved:

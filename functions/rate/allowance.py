@@ -79,7 +79,10 @@ class Quote:
     of the shortest charged call (one second past the free seconds: connect fee, first
     increment, minimum); the call is refused when even that is not covered. `rate` is the
     per-minute rate applied to the call of `max_duration_seconds` (the tier's under a tier,
-    the override's with one); `destination` and `prefix` are the deck entry's.
+    the override's with one); `destination` and `prefix` are the deck entry's. `bundle` is
+    the counter of the account's bundle that holds the callee (None: none does), and
+    `bundle_seconds` how many of its seconds the call of `max_duration_seconds` would use:
+    what a live call must keep from the account's other calls (functions.store.holds).
     """
 
     allow: bool
@@ -90,6 +93,8 @@ class Quote:
     rate: Decimal | None = None
     destination: str | None = None
     prefix: str | None = None
+    bundle: CounterKey | None = None
+    bundle_seconds: int = 0
 
 
 def dialable(callee: object) -> bool:
@@ -197,8 +202,11 @@ def quote(
         cap_seconds,
     )
 
-    def prices(answered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The engine's price (micro-units) and applied rate of the call at each length."""
+    bundle: list[CounterKey] = []  # the callee's bundle counter, once the contracts name it
+
+    def prices(answered: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The engine's price (micro-units), applied rate and bundle seconds of the call at
+        each length."""
         n = len(answered)
         repeated = DialledNumbers(
             head=np.repeat(numbers.head, n),
@@ -216,12 +224,14 @@ def quote(
         if rate_override_e8 is not None:
             pricing = pricing.with_rate(np.full(n, int(rate_override_e8), np.int64), rounding)
         amount, rate = pricing.amount.astype(np.int64), pricing.rate_e8.astype(np.int64)
+        included = np.zeros(n, np.int64)
         if contracts is not None:
-            amount, rate = contract_amounts(
+            amount, rate, included, key = contract_amounts(
                 account, contracts, pricing, callee, start, rounding, counters
             )
+            bundle[:] = [key] if key is not None else []
         _, extra = surcharges(index, pricing, rounding)
-        return (amount + extra) * 10 ** (AMOUNT_SCALE - rounding.decimals), rate
+        return (amount + extra) * 10 ** (AMOUNT_SCALE - rounding.decimals), rate, included
 
     # durations[0] is the shortest charged call; the rest are the step ends, up to the cap.
     shortest, ends = durations[:1], durations[1:]
@@ -231,27 +241,29 @@ def quote(
         # money runs out: two engine calls of ~2·sqrt(steps) lengths, whatever the cap.
         stride = math.isqrt(len(ends))
         coarse = np.unique(np.append(np.arange(0, len(ends), stride), len(ends) - 1))
-    micro, rate = prices(np.concatenate([shortest, ends[coarse]]))
+    micro, rate, included = prices(np.concatenate([shortest, ends[coarse]]))
     first, first_rate = int(micro[0]), int(rate[0])
     if first > available_micro and len(ends):
         return _deny(INSUFFICIENT_FUNDS, first, prefix=prefix, destination=destination)
-    picked, micro, rate = coarse, micro[1:], rate[1:]
+    picked, micro, rate, included = coarse, micro[1:], rate[1:], included[1:]
     over = np.flatnonzero(micro > available_micro)
     if len(coarse) < len(ends) and len(over) and over[0] > 0:
         # ends[coarse[0]] = ends[0] is in the first charged call's step: covered, so the
         # answer lies from the last covered coarse end up to the first one not covered.
         picked = np.arange(coarse[over[0] - 1], coarse[over[0]] + 1)
-        micro, rate = prices(ends[picked])
+        micro, rate, included = prices(ends[picked])
     # The first step the money does not cover; every shorter call is then covered too (the
     # engine's price never falls as a call grows: tests/rate/test_allowance.py checks it).
     over = micro > available_micro
     last = (int(np.argmax(over)) if over.any() else len(micro)) - 1
+    used = 0  # bundle seconds
     if not len(ends):  # no charged call fits under the cap, only the free seconds: all free
         longest, hold, applied = cap_seconds, 0, first_rate
     elif last < 0:  # not even the first step (never, as prices never fall: refused anyway)
         return _deny(INSUFFICIENT_FUNDS, first, prefix=prefix, destination=destination)
     else:
         longest, hold, applied = int(ends[picked[last]]), int(micro[last]), int(rate[last])
+        used = int(included[last])
     return Quote(
         allow=True,
         reason=OK,
@@ -261,6 +273,8 @@ def quote(
         rate=Decimal(applied).scaleb(-RATE_SCALE),
         destination=destination,
         prefix=prefix,
+        bundle=bundle[0] if bundle else None,
+        bundle_seconds=used,
     )
 
 
@@ -295,10 +309,11 @@ def contract_amounts(
     start: int,
     rounding: Rounding,
     counters: RunCounters | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, CounterKey | None]:
     """Per alternative length of ONE call (`pricing`'s calls: the same callee and start, each
-    answered a different time), its amount (10^-decimals) and rate under the account's
-    contracts, each priced as the next call the period's counters see.
+    answered a different time), its amount (10^-decimals), rate and bundle seconds under the
+    account's contracts, each priced as the next call the period's counters see; and the
+    counter of the bundle that holds the callee (None: none does, or it does not apply).
 
     `apply_contracts` (functions.rate.contracts) prices a file's calls one after another, each
     moving the counters for the next; here the lengths are alternatives, so each starts from
@@ -312,8 +327,10 @@ def contract_amounts(
     rate = np.asarray(pricing.rate_e8).astype(np.int64)
     billed = np.asarray(pricing.billed).astype(np.int64)
     charged = pricing.rated & (billed > 0)
+    included = np.zeros(len(billed), np.int64)
+    bundle_key = None
     if not charged.any() or not (contracts.tiers or contracts.bundles):
-        return amount, rate
+        return amount, rate, included, bundle_key
     labels, codes = month_codes(np.array([start], np.int64), contracts.timezone)
     period = str(labels[codes[0]])
     fee = np.asarray(pricing.connect_fee_e8, dtype=np.int64)
@@ -326,6 +343,7 @@ def contract_amounts(
         key = CounterKey(account, BUNDLE, contracts.bundles[k].name, period) if k >= 0 else None
         if key is not None and counters.applies(key):
             # bundle_split of one call: what the period has left, at most the call's seconds.
+            bundle_key = key
             left = max(contracts.bundles[k].included_seconds - counters.seconds(key), 0)
             included = np.where(charged, np.minimum(billed, left), 0)
             beyond = billed - included
@@ -351,7 +369,29 @@ def contract_amounts(
             rate[rows[order]] = rates
             fees = rounding.divide(fee[rows] * 60, divisor).astype(np.int64)
             amount[rows] = tiered + fees
-    return amount, rate
+    return amount, rate, included, bundle_key
+
+
+def counter_keys(
+    account: str, contracts: Contracts | None, callee: str | None, at: datetime | int
+) -> list[CounterKey]:
+    """The counters `quote` reads for this call under the account's contracts: its bundle's
+    and its tier schedule's (each if its group holds the callee), in the period of `at` (the
+    calendar month in the contracts' time zone, as rating counts it). Empty without contracts
+    or for a callee `quote` refuses as a bad number. A caller that reads them from the store
+    in one round trip gives them to `quote` as `counters`."""
+    if contracts is None or not dialable(callee):
+        return []
+    labels, codes = month_codes(np.array([epoch_second(at)], np.int64), contracts.timezone)
+    period = str(labels[codes[0]])
+    number = pa.array([callee], pa.string())
+    keys = []
+    for kind, items in ((BUNDLE, contracts.bundles), (TIER, contracts.tiers)):
+        if items:
+            k = int(group_of(number, [item.prefixes for item in items])[0])
+            if k >= 0:
+                keys.append(CounterKey(account, kind, items[k].name, period))
+    return keys
 
 
 def quote_for(

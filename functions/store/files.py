@@ -568,6 +568,24 @@ def _stored(item: Any) -> StoredCounter:
     )
 
 
+def counter_request(tenant: str, key: CounterKey) -> tuple[str, dict[str, Any]]:
+    """The table and the raw DynamoDB key of a counter's item, for a caller that reads it in
+    a BatchGetItem with other tables' items (real-time authorization: functions.store.holds
+    reads the call's counters with the account's money) or checks it in a transaction."""
+    table = _m().counter.Meta.table_name
+    return table, {"pk": {"S": check_name("tenant", tenant)}, "sk": {"S": _counter_sk(key)}}
+
+
+def counter_of(raw: Mapping[str, Any] | None) -> Counter:
+    """A counter from its raw DynamoDB item (None or {}: nothing counted yet)."""
+    raw = raw or {}
+
+    def number(name: str) -> int:
+        return int(raw.get(name, {}).get("N", "0"))
+
+    return Counter(number("seconds"), number("charged"), number("version"))
+
+
 def read_counter(tenant: str, key: CounterKey) -> Counter:
     """A tier's or bundle's counter in a period (zero before any run committed on it)."""
     return get_counter(tenant, key).counter

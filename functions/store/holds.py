@@ -4,11 +4,14 @@ A hold is checked against the same money the ledger moves, so it lives in the sa
 its condition reads the balance item itself. Key layout (pk is the tenant, as in ledger.py):
     pk={tenant}  sk=BALANCE#{account}           + reserved (sum of the account's holds, micro-units)
                                                 + hold_changes (bumped by every hold write)
+                                                + bundle#{bundle}#{YYYY-MM} (sum of the seconds
+                                                  the live calls hold of a bundle in a period)
     pk={tenant}  sk=HOLD#{account}#{call_id}    account, call_id, amount, max_duration,
-                                                expires_at (epoch s), hold_ttl (DynamoDB TTL)
+                                                expires_at (epoch s), hold_ttl (DynamoDB TTL),
+                                                bundle (its counter key), bundle_seconds
     pk={tenant}  sk=AUTHZ#settings              max_duration (the tenant's cap, seconds)
 
-Placing a hold is ONE TransactWriteItems of two items:
+Placing a hold is ONE TransactWriteItems of two items (three with a bundle, below):
   1. Put HOLD#... under `attribute_not_exists(pk)`: a retried start finds its hold (idempotent
      per call id) and gets the same answer;
   2. Update BALANCE#... `ADD reserved :amount, hold_changes :one` under
@@ -20,6 +23,11 @@ Placing a hold is ONE TransactWriteItems of two items:
      sum fits (ADD is atomic); a balance that fell since the read (a posting) fails the
      condition and the caller re-reads. Two calls starting at once therefore share the money,
      and the sum of the holds never exceeds balance (+ credit limit).
+A call inside a bundle holds its seconds the same way (`BundleHold`): the balance item's
+`bundle#...` ADD under "held + seconds <= included - the counter as read", and a
+ConditionCheck on the counter item (files table) that it has counted no more since; a hold of
+0 micro-units is a hold (a call wholly inside a bundle, a free destination).
+`read_money` reads the period's counters (files.counter_request) in the same BatchGetItem.
 `extend` (interim) moves a hold's amount the same way (money condition when it grows, and
 `amount = :old` on the hold); `release` deletes the hold and gives its amount back, in one
 transaction. `release_calls` (a rated file's calls) is one Query of the tenant's holds and
@@ -40,13 +48,15 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from functions.rate.contracts import BUNDLE, Counter, CounterKey
 from functions.shared.settings import settings
-from functions.store import ConflictError, check_name, client
+from functions.store import ConflictError, check_name, client, files
 
 DEFAULT_MAX_DURATION = 10_800  # 3 h: the longest call a start may allow, unless set per tenant
 MAX_DURATION_LIMIT = 86_400
@@ -54,6 +64,7 @@ TTL_DELAY = 86_400  # DynamoDB's TTL removes an expired hold one day after it st
 _CALL_ID = re.compile(r"[\x21-\x22\x24-\x7e]{1,256}")  # printable ASCII, no space, no '#'
 _ATTEMPTS = 12
 _BATCH = 98  # holds per release transaction (+ the balance item <= 100 items)
+BUNDLE_HELD = "bundle#"  # + {bundle}#{period}: the balance item's held seconds of a bundle
 
 
 def _table() -> str:
@@ -92,6 +103,25 @@ class Hold:
     max_duration_seconds: int
     expires_at: int  # epoch seconds: the hold counts until then
     created: bool = True  # False: it was there before (a retried start)
+    bundle: CounterKey | None = None  # the account's bundle (in its period) the call uses
+    bundle_seconds: int = 0  # how many of its seconds the call holds
+
+
+@dataclass(frozen=True, slots=True)
+class BundleHold:
+    """The seconds a call holds of a bundle, and what the bundle had when the quote was made:
+    the write holds them only if the other calls' and the counter's still leave room."""
+
+    key: CounterKey
+    seconds: int
+    included: int  # the bundle's seconds per period
+    counted: Counter  # its period's counter as read with the money
+
+
+def _bundle_attribute(key: CounterKey) -> str:
+    """The balance item's attribute that sums the seconds the account's live calls hold of a
+    bundle in a period (a top-level number, so concurrent holds ADD to it atomically)."""
+    return f"{BUNDLE_HELD}{key.name}#{key.period}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +134,22 @@ class Money:
     has_balance: bool  # the balance attribute exists (the conditions differ when it does not)
     max_duration_seconds: int  # the tenant's cap
     hold: Hold | None = None  # the call's own hold, if read_money was given a call id
+    # The period's tier and bundle counters read_money was asked for (zero if none counted).
+    counters: Mapping[CounterKey, Counter] = field(default_factory=dict)
+    # The seconds the account's live calls hold of each bundle and period (those above 0).
+    bundle_held: Mapping[CounterKey, int] = field(default_factory=dict)
+
+    def bundle_others(self) -> dict[CounterKey, int]:
+        """`bundle_held` less what the call's own hold holds: the OTHER live calls' seconds."""
+        others = dict(self.bundle_held)
+        own = self.hold
+        if own is not None and own.bundle is not None and own.bundle in others:
+            others[own.bundle] -= own.bundle_seconds
+        return others
 
 
 def _hold(tenant: str, item: dict[str, Any], *, created: bool) -> Hold:
+    bundle = item.get("bundle", {}).get("S")
     return Hold(
         tenant=tenant,
         account=item["account"]["S"],
@@ -115,23 +158,50 @@ def _hold(tenant: str, item: dict[str, Any], *, created: bool) -> Hold:
         max_duration_seconds=int(item["max_duration"]["N"]),
         expires_at=int(item["expires_at"]["N"]),
         created=created,
+        bundle=CounterKey.parse(bundle) if bundle else None,
+        bundle_seconds=int(item.get("bundle_seconds", {}).get("N", "0")),
     )
 
 
-def read_money(tenant: str, account: str, call_id: str | None = None) -> Money:
-    """The account's balance, its reserved total, the tenant's cap and (given a call id) the
-    call's hold: one BatchGetItem."""
+def _bundle_held(account: str, item: dict[str, Any]) -> dict[CounterKey, int]:
+    held = {}
+    for name, value in item.items():
+        if name.startswith(BUNDLE_HELD) and int(value["N"]):
+            bundle, period = name.removeprefix(BUNDLE_HELD).split("#")
+            held[CounterKey(account, BUNDLE, bundle, period)] = int(value["N"])
+    return held
+
+
+def read_money(
+    tenant: str,
+    account: str,
+    call_id: str | None = None,
+    counters: Sequence[CounterKey] = (),
+) -> Money:
+    """The account's balance, its reserved total, the tenant's cap, (given a call id) the
+    call's hold and (given their keys) the period's tier and bundle counters from the files
+    table: one BatchGetItem over both tables."""
     check_name("tenant", tenant)
     check_name("account", account)
     table = _table()
     keys = [_key(tenant, f"BALANCE#{account}"), _key(tenant, "AUTHZ#settings")]
     if call_id is not None:
         keys.append(_key(tenant, _hold_sk(account, call_id)))
-    request = {table: {"Keys": keys, "ConsistentRead": True}}
+    request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
+    counted: dict[str, CounterKey] = {}
+    for key in dict.fromkeys(counters):
+        files_table, raw = files.counter_request(tenant, key)
+        counted[raw["sk"]["S"]] = key
+        request.setdefault(files_table, {"Keys": [], "ConsistentRead": True})["Keys"].append(raw)
     found: list[dict[str, Any]] = []
+    counter_items: dict[CounterKey, dict[str, Any]] = {}
     while request:
         answer = client("dynamodb").batch_get_item(RequestItems=request)
-        found += answer.get("Responses", {}).get(table, [])
+        for name, items in answer.get("Responses", {}).items():
+            if name == table:
+                found += items
+            else:
+                counter_items.update((counted[item["sk"]["S"]], item) for item in items)
         request = answer.get("UnprocessedKeys") or {}
     by_sk = {item["sk"]["S"]: item for item in found}
     item = by_sk.get(f"BALANCE#{account}", {})
@@ -142,6 +212,8 @@ def read_money(tenant: str, account: str, call_id: str | None = None) -> Money:
         changes=int(item.get("hold_changes", {}).get("N", "0")),
         has_balance="balance" in item,
         max_duration_seconds=int(cap) if cap is not None else DEFAULT_MAX_DURATION,
+        counters={key: files.counter_of(counter_items.get(key)) for key in counted.values()},
+        bundle_held=_bundle_held(account, item),
         hold=(
             _hold(tenant, by_sk[_hold_sk(account, call_id)], created=False)
             if call_id is not None and _hold_sk(account, call_id) in by_sk
@@ -212,29 +284,68 @@ def list_holds(tenant: str, account: str | None = None) -> list[Hold]:
 
 
 def _money_update(
-    tenant: str, account: str, delta: int, money: Money | None, credit_micro: int
+    tenant: str,
+    account: str,
+    delta: int,
+    money: Money | None,
+    credit_micro: int,
+    seconds: Mapping[CounterKey, int] | None = None,
+    guarded: BundleHold | None = None,
 ) -> dict[str, Any]:
     """The balance item's ADD of `delta` to reserved; with `money`, under the condition that
-    reserved + delta <= balance (as read, or more) + credit."""
+    reserved + delta <= balance (as read, or more) + credit. `seconds`: what to ADD to each
+    bundle's held seconds; with `guarded`, under the condition that its bundle's held seconds
+    + its delta <= what the bundle had left by the counter as read (the counter's own
+    ConditionCheck is `_counter_check`'s)."""
     update: dict[str, Any] = {
         "TableName": _table(),
         "Key": _key(tenant, f"BALANCE#{account}"),
         "UpdateExpression": "ADD reserved :d, hold_changes :one",
         "ExpressionAttributeValues": {":d": {"N": str(delta)}, ":one": {"N": "1"}},
     }
+    conditions = []
+    values = update["ExpressionAttributeValues"]
+    for i, (key, moved) in enumerate(sorted((seconds or {}).items())):
+        if not moved and (guarded is None or key != guarded.key):
+            continue
+        update.setdefault("ExpressionAttributeNames", {})[f"#b{i}"] = _bundle_attribute(key)
+        values[f":b{i}"] = {"N": str(moved)}
+        update["UpdateExpression"] += f", #b{i} :b{i}"
+        if guarded is not None and key == guarded.key:
+            room = guarded.included - guarded.counted.seconds - moved
+            if room < 0:
+                raise MoneyMoved(f"no room left for {moved} s of bundle {key.name!r}")
+            values[f":s{i}"] = {"N": str(room)}
+            conditions.append(f"(attribute_not_exists(#b{i}) OR #b{i} <= :s{i})")
+    if conditions:
+        update["ConditionExpression"] = " AND ".join(conditions)
     if money is not None:
         room = money.balance_micro + credit_micro - delta
-        values = update["ExpressionAttributeValues"]
         values[":room"] = {"N": str(room)}
         reserved = "(attribute_not_exists(reserved) OR reserved <= :room)"
         if money.has_balance:
             values[":b"] = {"N": str(money.balance_micro)}
-            update["ConditionExpression"] = f"{reserved} AND balance >= :b"
+            conditions.append(f"{reserved} AND balance >= :b")
         else:
-            update["ConditionExpression"] = f"{reserved} AND attribute_not_exists(balance)"
+            conditions.append(f"{reserved} AND attribute_not_exists(balance)")
+        update["ConditionExpression"] = " AND ".join(conditions)
         if room < 0:  # nothing can fit (attribute_not_exists(reserved) would let it pass)
             raise MoneyMoved(f"no room left for {delta} micro-units on {account!r}")
     return {"Update": update}
+
+
+def _counter_check(tenant: str, guarded: BundleHold) -> dict[str, Any]:
+    """The bundle's counter (files table) has counted no more than when it was read: a rated
+    file that used the bundle since makes the hold read again, as a posting does the money."""
+    table, key = files.counter_request(tenant, guarded.key)
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": key,
+            "ConditionExpression": "attribute_not_exists(seconds) OR seconds <= :c",
+            "ExpressionAttributeValues": {":c": {"N": str(guarded.counted.seconds)}},
+        }
+    }
 
 
 def _transact(items: list[dict[str, Any]]) -> list[str] | None:
@@ -271,15 +382,20 @@ def place(
     *,
     money: Money,
     credit_micro: int,
+    bundle: BundleHold | None = None,
 ) -> Hold:
-    """Hold `amount_micro` for a call, once per call id (see the module's doc).
+    """Hold `amount_micro` (and `bundle`'s seconds) for a call, once per call id (see the
+    module's doc). A hold of 0 (a call inside a bundle, a free destination) is a hold too:
+    its item makes a retried START idempotent and keeps its bundle seconds.
 
     The existing hold (created False) if the call id holds money already; MoneyMoved if the
-    money read in `money` no longer leaves room for the amount (read again and requote).
+    money read in `money`, or the bundle as read in `bundle`, no longer leaves room for the
+    amount or the seconds (read again and requote).
     """
     amount = _int(amount_micro)
-    if amount <= 0:
-        raise ValueError(f"a hold is a positive amount, not {amount}")
+    if amount < 0:
+        raise ValueError(f"a hold is an amount of 0 or more, not {amount}")
+    used = bundle if bundle is not None and _int(bundle.seconds) > 0 else None
     sk = _hold_sk(account, call_id)
     item = {
         **_key(check_name("tenant", tenant), sk),
@@ -289,7 +405,10 @@ def place(
         "max_duration": {"N": str(int(max_duration_seconds))},
         "expires_at": {"N": str(int(expires_at))},
         "hold_ttl": {"N": str(int(expires_at) + TTL_DELAY)},
+        "bundle_seconds": {"N": str(used.seconds if used else 0)},
     }
+    if used is not None:
+        item["bundle"] = {"S": used.key.text}
     put = {
         "Put": {
             "TableName": _table(),
@@ -297,7 +416,12 @@ def place(
             "ConditionExpression": "attribute_not_exists(pk)",
         }
     }
-    reasons = _transact([put, _money_update(tenant, account, amount, money, credit_micro)])
+    seconds = {used.key: used.seconds} if used else None
+    guarded = money if amount > 0 else None
+    items = [put, _money_update(tenant, account, amount, guarded, credit_micro, seconds, used)]
+    if used is not None:
+        items.append(_counter_check(tenant, used))
+    reasons = _transact(items)
     if reasons is None:
         return _hold(tenant, item, created=True)
     if reasons[0] == "ConditionalCheckFailed":
@@ -316,37 +440,71 @@ def extend(
     *,
     money: Money,
     credit_micro: int,
+    bundle: BundleHold | None = None,
 ) -> Hold:
-    """Set a live hold's amount and expiry (an interim); MoneyMoved if the hold or the money
-    changed since read (read both again)."""
+    """Set a live hold's amount, bundle seconds (`bundle`; None: none) and expiry (an interim,
+    a STOP); MoneyMoved if the hold, the money or the bundle changed since read (read them
+    again)."""
     amount = _int(amount_micro)
-    if amount <= 0:
-        raise ValueError(f"a hold is a positive amount, not {amount}")
+    if amount < 0:
+        raise ValueError(f"a hold is an amount of 0 or more, not {amount}")
+    used = bundle if bundle is not None and _int(bundle.seconds) > 0 else None
     delta = amount - hold.amount_micro
+    seconds: dict[CounterKey, int] = {}
+    if hold.bundle is not None and hold.bundle_seconds:
+        seconds[hold.bundle] = -hold.bundle_seconds
+    if used is not None:
+        seconds[used.key] = seconds.get(used.key, 0) + used.seconds
+    grows = used if used is not None and seconds[used.key] > 0 else None
+    values = {
+        ":a": {"N": str(amount)},
+        ":m": {"N": str(int(max_duration_seconds))},
+        ":e": {"N": str(int(expires_at))},
+        ":ttl": {"N": str(int(expires_at) + TTL_DELAY)},
+        ":s": {"N": str(used.seconds if used else 0)},
+        ":old": {"N": str(hold.amount_micro)},
+        ":olde": {"N": str(hold.expires_at)},
+    }
+    expression = "SET amount = :a, max_duration = :m, expires_at = :e, hold_ttl = :ttl, "
+    expression += "bundle_seconds = :s"
+    if used is not None:
+        expression += ", bundle = :k"
+        values[":k"] = {"S": used.key.text}
+    else:
+        expression += " REMOVE bundle"
     update = {
         "Update": {
             "TableName": _table(),
             "Key": _key(tenant, _hold_sk(hold.account, hold.call_id)),
-            "UpdateExpression": "SET amount = :a, max_duration = :m, expires_at = :e, "
-            "hold_ttl = :ttl",
-            "ConditionExpression": "amount = :old AND expires_at = :olde",
-            "ExpressionAttributeValues": {
-                ":a": {"N": str(amount)},
-                ":m": {"N": str(int(max_duration_seconds))},
-                ":e": {"N": str(int(expires_at))},
-                ":ttl": {"N": str(int(expires_at) + TTL_DELAY)},
-                ":old": {"N": str(hold.amount_micro)},
-                ":olde": {"N": str(hold.expires_at)},
-            },
+            "UpdateExpression": expression,
+            "ConditionExpression": "amount = :old AND expires_at = :olde AND "
+            + _same_seconds(hold, values),
+            "ExpressionAttributeValues": values,
         }
     }
     guarded = money if delta > 0 else None
-    reasons = _transact([update, _money_update(tenant, hold.account, delta, guarded, credit_micro)])
+    items = [
+        update,
+        _money_update(tenant, hold.account, delta, guarded, credit_micro, seconds, grows),
+    ]
+    if grows is not None:
+        items.append(_counter_check(tenant, grows))
+    reasons = _transact(items)
     if reasons is not None:
         raise MoneyMoved(f"the hold of call {hold.call_id!r} or its account's money moved")
     return Hold(
-        tenant, hold.account, hold.call_id, amount, int(max_duration_seconds), int(expires_at)
-    )
+        tenant, hold.account, hold.call_id, amount, int(max_duration_seconds), int(expires_at),
+        bundle=used.key if used else None, bundle_seconds=used.seconds if used else 0,
+    )  # fmt: skip
+
+
+def _same_seconds(hold: Hold, values: dict[str, Any]) -> str:
+    """The condition that a hold still holds the bundle seconds it was read with (a hold
+    written before holds kept bundle seconds has no attribute: 0)."""
+    values[":olds"] = {"N": str(hold.bundle_seconds)}
+    if hold.bundle_seconds:
+        return "bundle_seconds = :olds"
+    return "(attribute_not_exists(bundle_seconds) OR bundle_seconds = :olds)"
 
 
 def release(tenant: str, account: str, call_id: str) -> Hold | None:
@@ -362,22 +520,25 @@ def release(tenant: str, account: str, call_id: str) -> Hold | None:
 
 
 def _release_batch(tenant: str, account: str, holds: list[Hold]) -> list[str] | None:
-    deletes = [
-        {
-            "Delete": {
-                "TableName": _table(),
-                "Key": _key(tenant, _hold_sk(account, h.call_id)),
-                "ConditionExpression": "amount = :a AND expires_at = :e",
-                "ExpressionAttributeValues": {
-                    ":a": {"N": str(h.amount_micro)},
-                    ":e": {"N": str(h.expires_at)},
-                },
+    deletes = []
+    seconds: dict[CounterKey, int] = {}
+    for h in holds:
+        values = {":a": {"N": str(h.amount_micro)}, ":e": {"N": str(h.expires_at)}}
+        condition = "amount = :a AND expires_at = :e AND " + _same_seconds(h, values)
+        deletes.append(
+            {
+                "Delete": {
+                    "TableName": _table(),
+                    "Key": _key(tenant, _hold_sk(account, h.call_id)),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": values,
+                }
             }
-        }
-        for h in holds
-    ]
+        )
+        if h.bundle is not None and h.bundle_seconds:
+            seconds[h.bundle] = seconds.get(h.bundle, 0) - h.bundle_seconds
     total = sum(h.amount_micro for h in holds)
-    return _transact([*deletes, _money_update(tenant, account, -total, None, 0)])
+    return _transact([*deletes, _money_update(tenant, account, -total, None, 0, seconds)])
 
 
 def release_calls(tenant: str, call_ids: set[str]) -> list[Hold]:
@@ -412,7 +573,11 @@ def sweep(tenant: str, account: str, now: int) -> bool:
     expired = [h for h in holds if h.expires_at <= now][:_BATCH]
     gone = {h.call_id for h in expired}
     reserved = sum(h.amount_micro for h in holds if h.call_id not in gone)
-    if not expired and reserved == money.reserved_micro:
+    held = dict.fromkeys(money.bundle_held, 0)
+    for h in holds:
+        if h.call_id not in gone and h.bundle is not None and h.bundle_seconds:
+            held[h.bundle] = held.get(h.bundle, 0) + h.bundle_seconds
+    if not expired and reserved == money.reserved_micro and held == dict(money.bundle_held):
         return False
     deletes = [
         {
@@ -426,6 +591,12 @@ def sweep(tenant: str, account: str, now: int) -> bool:
         for h in expired
     ]
     values = {":r": {"N": str(reserved)}, ":one": {"N": "1"}}
+    names = {}
+    assignments = ""
+    for i, (key, total) in enumerate(sorted(held.items())):
+        names[f"#b{i}"] = _bundle_attribute(key)
+        values[f":b{i}"] = {"N": str(total)}
+        assignments += f", #b{i} = :b{i}"
     if money.changes:
         condition = "hold_changes = :v"
         values[":v"] = {"N": str(money.changes)}
@@ -435,9 +606,10 @@ def sweep(tenant: str, account: str, now: int) -> bool:
         "Update": {
             "TableName": _table(),
             "Key": _key(tenant, f"BALANCE#{account}"),
-            "UpdateExpression": "SET reserved = :r ADD hold_changes :one",
+            "UpdateExpression": f"SET reserved = :r{assignments} ADD hold_changes :one",
             "ConditionExpression": condition,
             "ExpressionAttributeValues": values,
+            **({"ExpressionAttributeNames": names} if names else {}),
         }
     }
     return _transact([*deletes, update]) is None

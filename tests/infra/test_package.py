@@ -635,6 +635,9 @@ API_GRANTS = (
     | _dynamodb("LedgerTable", "GetItem", "PutItem", "UpdateItem", "Query")
     # POST /v1/authz: a STOP's and a sweep's Deletes of money holds (functions/store/holds.py)
     | _dynamodb("LedgerTable", "DeleteItem")
+    # POST /v1/authz: the call's tier and bundle counters with the money (one BatchGetItem),
+    # a bundle hold's ConditionCheck on its counter
+    | _dynamodb("FilesTable", "BatchGetItem", "ConditionCheckItem")
     # stripe_event_seen, dues, allocations; allocate_payment's transaction; mark_stripe_event;
     # a page of the API's invoices and the suppliers' profiles (BatchGetItem)
     | _dynamodb("BillingTable", "GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem")
