@@ -331,3 +331,45 @@ def test_an_interim_keeps_the_calls_bundle_seconds_and_holds_new_money(world):
     )
     assert holds.read_money(T, a, counters=[key]).bundle_held == {key: 600}
     assert reserved(a) == 100_000
+
+
+def test_a_start_by_trunk_reads_the_trunk_map_once_a_minute(world, monkeypatch):
+    """A switch that names the trunk (or IP), not the account: the tenant's trunk map is read
+    once a minute per warm container (the switches, and each one's mappings), so a warm
+    START is the same 3 DynamoDB calls as by account; a mapping changed reaches it within
+    TRUNKS_TTL_SECONDS."""
+    import botocore.client
+
+    a, b = customer(10_000_000), customer(10_000_000)  # 3 h at 0.0050/min holds 0.90 each
+    accounts.create_switch(T, "sbc1", format="generic")
+    accounts.map_trunk(T, "sbc1", "ingress", "203.0.113.7", a)
+    clock = [5_000.0]
+    monkeypatch.setattr(service, "trunks_clock", lambda: clock[0])
+    service.TRUNKS.clear()
+    original = botocore.client.BaseClient._make_api_call
+    calls: list[str] = []
+
+    def counting(client, operation, params):
+        calls.append(operation)
+        return original(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+
+    def by_trunk(call_id: str) -> dict:
+        request = service.Request(
+            T, "start", call_id, trunk="203.0.113.7", callee="12125550100", at=NOW
+        )
+        return service.authorize(request, now=NOW)
+
+    by_trunk("t0")  # cold: the trunk map (and the contracts) are read
+    calls.clear()
+    first = by_trunk("t1")
+    assert calls == ["GetItem", "BatchGetItem", "TransactWriteItems"]
+    assert reserved(a) > 0 and reserved(b) == 0
+    assert first["allow"] is True
+    accounts.map_trunk(T, "sbc1", "ingress", "203.0.113.7", b)  # remapped to b
+    by_trunk("t2")
+    assert reserved(b) == 0  # within the minute: still a's
+    clock[0] += service.TRUNKS_TTL_SECONDS
+    by_trunk("t3")
+    assert reserved(b) > 0  # the next read sees the new mapping

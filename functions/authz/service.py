@@ -37,7 +37,7 @@ from functions.rate.deck_cache import DeckCache
 from functions.rate.plans import DEFAULT_PLAN, choose_plans
 from functions.rate.rating import DeckIndex
 from functions.rate.service import contracts_by_account, rounding_of
-from functions.store import NotFoundError, accounts, budget, holds, lake, monitoring
+from functions.store import NotFoundError, accounts, budget, holds, lake, monitoring, on_reset
 
 logger = logging.getLogger(__name__)
 
@@ -129,17 +129,38 @@ class TrunkError(ValueError):
     """A trunk mapped to different accounts on different switches: name the switch."""
 
 
+TRUNKS_TTL_SECONDS = 60.0  # a trunk mapped or remapped reaches warm containers within this
+trunks_clock = time.monotonic  # tests move it
+TRUNKS: dict[str, tuple[float, dict[str, Any]]] = {}  # tenant -> (read at, switch -> TrunkPlan)
+
+
+def trunk_plans(tenant: str) -> dict[str, Any]:
+    """Every switch's trunk map of the tenant, as this container read it less than
+    TRUNKS_TTL_SECONDS ago: the switches and each one's mappings (1 + switches reads) once a
+    minute per tenant, none on a warm START (3 DynamoDB calls, by trunk as by account)."""
+    cached = TRUNKS.get(tenant)
+    clock = trunks_clock()
+    if cached is None or not 0 <= clock - cached[0] < TRUNKS_TTL_SECONDS:
+        plans = {}
+        for found in accounts.list_switches(tenant):
+            try:
+                plans[found.switch] = accounts.get_trunk_plan(tenant, found.switch)
+            except NotFoundError:  # removed between the two reads
+                continue
+        cached = (clock, plans)
+        TRUNKS[tenant] = cached
+    return cached[1]
+
+
 def account_of_trunk(
     tenant: str, trunk: str, switch: str | None = None
 ) -> tuple[str | None, str | None]:
     """The customer a trunk (or IP) is mapped to on ingress, as CDR ingest maps it, and the
     rate plan the mapping names (None: the account's own rules decide)."""
-    switches = [switch] if switch else [s.switch for s in accounts.list_switches(tenant)]
+    plans = trunk_plans(tenant)
     found = set()
-    for name in switches:
-        try:
-            plan = accounts.get_trunk_plan(tenant, name)
-        except NotFoundError:
+    for name, plan in plans.items():
+        if switch is not None and name != switch:
             continue
         if trunk in plan.ingress:
             found.add((plan.ingress[trunk], plan.ingress_plans.get(trunk)))
@@ -387,6 +408,15 @@ class Fallback:
 
 
 _fallbacks: dict[str, tuple[float, Fallback]] = {}  # tenant -> (read at, its setting)
+
+
+@on_reset
+def forget() -> None:
+    """Forget what this container read of the store (another endpoint or account is another
+    world): the contracts, trunk maps, tenant settings and sweeps. Compiled decks are kept,
+    keyed by (tenant, account, version) as the deck cache of the rating function is."""
+    for cache in (CONTRACTS, TRUNKS, _fallbacks, _swept):
+        cache.clear()
 
 
 class StoreUnavailable(Exception):

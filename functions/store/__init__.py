@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -107,6 +108,16 @@ def _client(service: str, limits: budget.Limits | None) -> Any:
     return session.client(service, config=config)
 
 
+_RESET_HOOKS: list[Callable[[], None]] = []
+
+
+def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
+    """Have `reset` call `hook` too: a warm container's cache of store reads (the
+    authorization's contracts, trunk maps, tenant settings) belongs to one endpoint."""
+    _RESET_HOOKS.append(hook)
+    return hook
+
+
 def reset() -> None:
     """Forget cached clients, settings and bound models, e.g. when the endpoint changes.
 
@@ -128,6 +139,8 @@ def reset() -> None:
     routes = sys.modules.get(f"{__name__}.routes")
     if routes is not None:  # its warm route service caches decks and suppliers per tenant
         routes.route_service.cache_clear()
+    for hook in _RESET_HOOKS:
+        hook()
 
 
 def provision() -> None:
