@@ -4,6 +4,7 @@ the embedded local stack."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,12 @@ FAKE_ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "1",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
 }
+# The authorization's time budget (functions/store/budget.py) is real time: 1.5 s a request.
+# On a loaded 2-core machine a START against moto can take longer and would get the tenant's
+# fallback instead of its answer. tests/test_authz_degraded.py tests the budget itself with
+# explicit limits on its own clock; everywhere else the budget must not be what is tested.
+for _name, _value in (("TOLLGATE_AUTHZ_DEADLINE", "30"), ("TOLLGATE_AUTHZ_READ_TIMEOUT", "30")):
+    os.environ.setdefault(_name, _value)
 # The ledger's booking time in tests: 23:30 UTC on 1 May is 05:00 on 2 May in Kolkata.
 BOOKED_AT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
 
