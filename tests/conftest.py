@@ -31,7 +31,7 @@ FAKE_ENVIRONMENT = {
 # On a loaded 2-core machine a START against moto can take longer and would get the tenant's
 # fallback instead of its answer. tests/test_authz_degraded.py tests the budget itself with
 # explicit limits on its own clock; everywhere else the budget must not be what is tested.
-for _name, _value in (("TOLLGATE_AUTHZ_DEADLINE", "30"), ("TOLLGATE_AUTHZ_READ_TIMEOUT", "30")):
+for _name, _value in (("TOLLGATE_AUTHZ_DEADLINE", "30"), ("TOLLGATE_AUTHZ_READ_TIMEOUT", "10")):
     os.environ.setdefault(_name, _value)
 # The ledger's booking time in tests: 23:30 UTC on 1 May is 05:00 on 2 May in Kolkata.
 BOOKED_AT = dt.datetime(2024, 5, 1, 23, 30, tzinfo=dt.UTC)
