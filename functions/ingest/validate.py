@@ -553,18 +553,28 @@ def parse_local_times(
     time), except answer/end times that would then precede the call's start: those take the
     LATER instant, which is what a call spanning the change back actually did.
     """
+    naive = {
+        name: pc.strptime(_blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True)
+        for name in TIME_FIELDS
+    }
+    return localise_times(naive, timezone)
+
+
+def localise_times(
+    naive: dict[str, pa.Array | pa.ChunkedArray], timezone: str
+) -> dict[str, tuple[pa.Array, pa.Array]]:
+    """Zoneless timestamps (start, answer and end) read as wall-clock times in `timezone`,
+    by the rules of `parse_local_times`: per field (UTC instants, problem)."""
     out: dict[str, tuple[pa.Array, pa.Array]] = {}
     start_earliest = None
     for name in TIME_FIELDS:
-        naive = pc.strptime(
-            _blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True
-        )
+        naive_time = naive[name]
         if timezone in ("UTC", "Etc/UTC", "GMT"):
-            out[name] = (pc.cast(naive, UTC_MICROS), pa.nulls(len(naive), pa.string()))
+            out[name] = (pc.cast(naive_time, UTC_MICROS), pa.nulls(len(naive_time), pa.string()))
             continue
-        earliest = _assume(naive, timezone, "earliest")
-        latest = _assume(naive, timezone, "latest")
-        gap = _assume(naive, timezone, "earliest", nonexistent="latest")
+        earliest = _assume(naive_time, timezone, "earliest")
+        latest = _assume(naive_time, timezone, "latest")
+        gap = _assume(naive_time, timezone, "earliest", nonexistent="latest")
         nonexistent = pc.not_equal(earliest, gap)
         if start_earliest is None:
             start_earliest = earliest
