@@ -57,6 +57,8 @@ def test_done_is_0_even_when_there_was_nothing_to_do(acme, capsys):
         (("statement", "acme", "cust", "--from", "2024-05-02", "--to", "2024-05-01"),
          "after it ends"),
         (("deck", "check", "/nonexistent/deck.csv"), "cannot read"),
+        (("switch", "columns", "acme", "ghost", "--column", "calee=D"),
+         "unknown switch 'ghost'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_2(acme, capsys, argv, message):

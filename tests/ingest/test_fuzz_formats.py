@@ -46,9 +46,28 @@ FILES = {
     "asterisk-csv": samples.generate_asterisk_csv(10, seed=5),
     "freeswitch-json": _fs_json_lines(10),
     "vos3000": samples.generate_vos3000_json(10, seed=6, layout="lines"),
+    # The generic sample read through a column mapping, its header names as the columns.
+    "mapped": samples.generate_generic_csv(10, seed=7),
 }
-CSV_FORMATS = ("generic", "freeswitch-csv", "asterisk-csv")
-HEADERS = {"generic": 1}  # lines before the first CDR
+# The column mapping a format's files are read with.
+MAPPINGS = {
+    "mapped": {
+        "columns": {
+            "call_id": "call_id",
+            "caller": "caller",
+            "callee": "callee",
+            "start": "start_time",
+            "answer": "answer_time",
+            "end": "end_time",
+            "duration": "billsec",
+            "disposition": "disposition",
+            "customer": "customer",
+            "supplier": "supplier",
+        }
+    },
+}
+CSV_FORMATS = ("generic", "freeswitch-csv", "asterisk-csv", "mapped")
+HEADERS = {"generic": 1, "mapped": 1}  # lines before the first CDR
 
 LATIN1 = "José Müller".encode("latin-1")  # decodes as Windows-1252
 UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")  # in no Windows-1252 table
@@ -146,12 +165,14 @@ def physical_rows(data: bytes, fmt: str) -> int:
 
 def accounted(data: bytes, fmt: str, *, may_refuse: bool) -> None:
     try:
-        whole = parse_cdr_file(data, fmt, source=SOURCE)
+        whole = parse_cdr_file(data, fmt, source=SOURCE, mapping=MAPPINGS.get(fmt))
     except CdrFileError as error:
         assert may_refuse, f"file refused: {error}"
         assert SOURCE in str(error)
         return
-    parts = list(iter_cdr_chunks(data, fmt, source=SOURCE, chunk_bytes=400))
+    parts = list(
+        iter_cdr_chunks(data, fmt, source=SOURCE, chunk_bytes=400, mapping=MAPPINGS.get(fmt))
+    )
     assert sum(p.rows_in for p in parts) == whole.rows_in
     assert pa.concat_tables([p.cdrs for p in parts]).equals(whole.cdrs)
     assert pa.concat_tables([p.quarantine for p in parts]).equals(whole.quarantine)
@@ -201,6 +222,12 @@ def test_freeswitch_json_lines_damaged_lines_cost_only_their_rows(data):
 @given(st.data())
 def test_vos3000_json_lines_damaged_lines_cost_only_their_rows(data):
     accounted(data.draw(damaged_lines("vos3000")), "vos3000", may_refuse=False)
+
+
+@FUZZ
+@given(st.data())
+def test_mapped_damaged_lines_cost_only_their_rows(data):
+    accounted(data.draw(damaged_lines("mapped")), "mapped", may_refuse=False)
 
 
 @settings(max_examples=30, deadline=None)

@@ -23,7 +23,8 @@ and `end`. Rules, in order:
   billsec (ANSWERED when > 0, else NO_ANSWER). Any call with billsec > 0 is ANSWERED.
 - times (`time_format`): `ISO` (ISO 8601; a time with a zone is exact, one without is a
   wall-clock time in `timezone`), `EPOCH` (seconds since 1970 UTC, decimals allowed),
-  `EPOCH_MS` (milliseconds), or a strptime pattern such as `%d/%m/%Y %H:%M:%S` (wall-clock
+  `EPOCH_MS` (milliseconds; with either, 0 is "never", as such switches write an unanswered
+  call's answer), or a strptime pattern such as `%d/%m/%Y %H:%M:%S` (wall-clock
   in `timezone`, unless the pattern has `%z`). `timezone` defaults to the switch's; wall-clock
   times inside a DST gap are bad_time, never shifted silently (validate.parse_local_times).
 - `amount`: a partner's billed price per call. Ingest ignores it; `read_amounts` reads it for
@@ -355,12 +356,15 @@ def read_times(
     trimmed = {name: _blank_to_null(pc.utf8_trim_whitespace(v)) for name, v in written.items()}
     none = pa.nulls(n, pa.string())
     if time_format in ("EPOCH", "EPOCH_MS"):
+        # Micro-seconds per unit written.
         unit = _SECOND if time_format == "EPOCH" else Decimal(1000)
         out = {}
         for name, value in trimmed.items():
-            exact = cast_or_null(value, _EXACT_SECONDS)
-            micros = pc.multiply(exact, pa.scalar(_SECOND / unit, pa.decimal128(7, 0)))
-            out[name] = (_instant(micros), none, written[name])
+            # 0 is how epoch-writing switches say "never" (an unanswered call's answer).
+            unset = pc.fill_null(pc.equal(value, "0"), False)
+            exact = cast_or_null(pc.if_else(unset, None, value), _EXACT_SECONDS)
+            micros = pc.multiply(exact, pa.scalar(unit, pa.decimal128(7, 0)))
+            out[name] = (_instant(micros), none, pc.if_else(unset, "", written[name]))
         return out
     zoned: dict[str, Any] = {}
     naive: dict[str, Any] = {}
