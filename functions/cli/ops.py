@@ -29,6 +29,8 @@ SWITCH_FORMATS = (
     "asterisk-csv",
     "vos3000",
     "mapped",
+    "kamailio-acc-cdrs",
+    "kamailio-acc",
 )
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 

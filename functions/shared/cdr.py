@@ -74,6 +74,9 @@ QUARANTINE_REASONS = (
     "bad_duration",  # billsec negative or not an integer
     "duplicate_call_id",  # the same attempt earlier in the same file (the first one wins)
     "bad_disposition",  # disposition not one of DISPOSITIONS after the format's mapping
+    # A Kamailio acc row that makes no call with the others: an answered INVITE without its
+    # BYE (an open call), a BYE without its answered INVITE, another method.
+    "unpaired",
 )
 
 QUARANTINE_SCHEMA = pa.schema(

@@ -1,7 +1,8 @@
 """CDR file formats by name, and the one entry point that parses any of them.
 
 Names are the contract with carriers' ingest configuration: generic, freeswitch-csv,
-freeswitch-json, asterisk-csv, vos3000, mapped (any CSV through the switch's column mapping).
+freeswitch-json, asterisk-csv, vos3000, mapped (any CSV through the switch's column mapping),
+kamailio-acc-cdrs and kamailio-acc (Kamailio's acc tables exported as CSV).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.ingest.formats import asterisk, freeswitch, generic, mapped, vos3000
+from functions.ingest.formats import asterisk, freeswitch, generic, kamailio, mapped, vos3000
 from functions.ingest.formats.source import (
     CdrFileError,
     PhysicalLines,
@@ -35,6 +36,8 @@ _PARSERS: dict[str, Parser] = {
     asterisk.NAME: asterisk.parse,
     vos3000.NAME: vos3000.parse,
     mapped.NAME: mapped.parse,
+    kamailio.CDRS_NAME: kamailio.parse_cdrs,
+    kamailio.ACC_NAME: kamailio.parse_acc,
 }
 
 FORMATS: tuple[str, ...] = tuple(_PARSERS)
@@ -50,13 +53,14 @@ _SPLITTABLE = {
     freeswitch.CSV_NAME: False,
     asterisk.NAME: False,
     mapped.NAME: True,
+    kamailio.CDRS_NAME: True,
 }
 # Headerless formats whose layout (field count) is judged once over the whole file.
 _WIDTHS = {freeswitch.CSV_NAME: freeswitch.WIDTHS, asterisk.NAME: asterisk.WIDTHS}
 # Formats whose fields a switch may declare itself (its own template).
 _TEMPLATED = (freeswitch.CSV_NAME,)
 # Formats read through a switch's column mapping (functions.ingest.formats.mapped).
-MAPPED_FORMATS: tuple[str, ...] = (mapped.NAME,)
+MAPPED_FORMATS: tuple[str, ...] = (mapped.NAME, kamailio.CDRS_NAME, kamailio.ACC_NAME)
 # Under 32 MiB with the header and the last line: glibc's malloc serves blocks below its
 # highest mmap threshold (32 MiB on 64-bit) from the heap once one was freed, so each part's
 # copy reuses the last one's memory rather than faulting in fresh pages (~4 ms, not ~15).

@@ -370,7 +370,7 @@ def read_csv_rows(
             quoted_strings_can_be_null=False,
         )
         try:
-            return pcsv.read_csv(
+            table = pcsv.read_csv(
                 io.BytesIO(data),
                 read_options=read_options,
                 parse_options=parse_options,
@@ -378,6 +378,7 @@ def read_csv_rows(
             )
         except pa.ArrowInvalid as exc:
             raise CdrFileError(f"{source}: cannot read as CSV ({exc})") from exc
+        return _all_text(table)
 
     if not data or data.isspace():
         empty = pa.table({n: pa.array([], pa.string()) for n in column_names or []})
@@ -451,6 +452,16 @@ def read_csv_rows(
     )
     rejected = pa.concat_tables([taken, rejected, too_long])
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
+
+
+def _all_text(table: pa.Table) -> pa.Table:
+    """Every column as text: a header name the reader spells otherwise than `_header` (a
+    stray byte, quote or space in it) escapes `column_types` and is typed by inference. Such
+    a column is no format's, so its values need only stay countable and checkable."""
+    if all(pa.types.is_string(t) for t in table.schema.types):
+        return table
+    columns = [pc.fill_null(c.cast(pa.string()), "") for c in table.columns]
+    return pa.table(columns, names=table.column_names)
 
 
 _REREADS = 3
