@@ -590,7 +590,7 @@ def check_column_mapping(format: str, mapping: Mapping[str, Any]) -> dict[str, A
 
     if format not in MAPPED_FORMATS:
         raise ValueError(
-            f"column mapping: only a {' or '.join(MAPPED_FORMATS)} switch takes one, not {format}"
+            f"column mapping: only a {', '.join(MAPPED_FORMATS)} switch takes one, not {format}"
         )
     return ColumnMapping.from_dict(mapping, complete=format == NAME).to_dict()
 
@@ -797,6 +797,14 @@ def _check_switch(wanted: Switch, current: Switch) -> list[_Check]:
             )
         check_template(wanted.template)
     if wanted.column_mapping is not None:
+        if wanted.format != current.format and current.column_mapping is not None:
+            from functions.ingest.formats import MAPPED_FORMATS
+
+            if wanted.format not in MAPPED_FORMATS:
+                raise ValueError(
+                    f"column mapping: a {wanted.format} switch takes none (clear it first: "
+                    "tollgate switch columns --clear)"
+                )
         check_column_mapping(wanted.format, wanted.column_mapping)
     if wanted.default_supplier is None or wanted.default_supplier == current.default_supplier:
         return []

@@ -113,10 +113,27 @@ def test_a_bad_mapping_exits_2_naming_the_member(tenant, capsys, argv, member):
 def test_only_a_mapped_switch_takes_a_mapping(tenant, capsys):
     status, _, err = run_command(capsys, "switch", "columns", tenant, "fs1", *SANSAY)
     assert status == 2
-    assert "column mapping: only a mapped switch takes one, not freeswitch-csv" in err
+    assert (
+        "column mapping: only a mapped, kamailio-acc-cdrs, kamailio-acc switch takes one, "
+        "not freeswitch-csv"
+    ) in err
 
 
 def test_an_unknown_switch_exits_2(tenant, capsys):
     status, _, err = run_command(capsys, "switch", "columns", tenant, "nope", *SANSAY)
     assert status == 2
     assert "unknown switch 'nope'" in err
+
+
+def test_a_mapped_switch_keeps_its_format_while_it_has_a_mapping(tenant, capsys):
+    assert json_document(capsys, "switch", "columns", tenant, "sbc1", *SANSAY)
+    status, _, err = run_command(capsys, "switch", "update", tenant, "sbc1", "--format", "generic")
+    assert status == 2
+    assert "column mapping: a generic switch takes none (clear it first" in err
+    assert accounts.get_switch(tenant, "sbc1").format == "mapped"
+    # Kamailio's formats read a mapping too: the switch may become one with its mapping.
+    status, _, err = run_command(
+        capsys, "switch", "update", tenant, "sbc1", "--format", "kamailio-acc-cdrs"
+    )
+    assert status == 0, err
+    assert accounts.get_switch(tenant, "sbc1").column_mapping == SANSAY_MAPPING
