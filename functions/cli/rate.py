@@ -268,8 +268,8 @@ def _rate(args: argparse.Namespace) -> int:
 def _column_mapping(path: Path | None, fmt: str):
     """--mapping FILE.json as a ColumnMapping (None without one); CliError naming the member
     at fault."""
-    from functions.ingest.formats import MAPPED_FORMATS
-    from functions.ingest.formats.mapped import ColumnMapping, MappingError
+    from functions.ingest.formats import MAPPED_FORMATS, column_mapping
+    from functions.ingest.formats.mapped import MappingError
 
     if path is None:
         if fmt == "mapped":
@@ -282,7 +282,7 @@ def _column_mapping(path: Path | None, fmt: str):
     except ValueError as error:
         raise CliError(f"--mapping {path}: not JSON ({error})") from None
     try:
-        return ColumnMapping.from_dict(data, complete=fmt == "mapped")
+        return column_mapping(fmt, data)
     except MappingError as error:
         raise CliError(f"--mapping {path}: {error}") from None
 

@@ -585,14 +585,13 @@ def check_column_mapping(format: str, mapping: Mapping[str, Any]) -> dict[str, A
     """A switch's column mapping in its stored form, or ValueError (MappingError naming the
     member at fault; a format that reads no mapping)."""
     # Here, not at import: the raters that read switches never load the CSV formats.
-    from functions.ingest.formats import MAPPED_FORMATS
-    from functions.ingest.formats.mapped import NAME, ColumnMapping
+    from functions.ingest.formats import MAPPED_FORMATS, column_mapping
 
     if format not in MAPPED_FORMATS:
         raise ValueError(
             f"column mapping: only a {', '.join(MAPPED_FORMATS)} switch takes one, not {format}"
         )
-    return ColumnMapping.from_dict(mapping, complete=format == NAME).to_dict()
+    return column_mapping(format, mapping).to_dict()
 
 
 def create_switch(

@@ -137,3 +137,15 @@ def test_a_mapped_switch_keeps_its_format_while_it_has_a_mapping(tenant, capsys)
     )
     assert status == 0, err
     assert accounts.get_switch(tenant, "sbc1").column_mapping == SANSAY_MAPPING
+
+
+def test_a_kamailio_acc_switch_renames_only_its_extras(tenant, capsys):
+    created = run_command(capsys, "switch", "create", tenant, "kam", "--format", "kamailio-acc")
+    assert created[0] == 0
+    answer = json_document(capsys, "switch", "columns", tenant, "kam", "--column", "callee=ruri")
+    assert answer["column_mapping"]["columns"] == {"callee": "ruri"}  # need not be complete
+    status, _, err = run_command(
+        capsys, "switch", "columns", tenant, "kam", "--column", "duration=d"
+    )
+    assert status == 2
+    assert "columns.duration: kamailio-acc maps only call_id, caller, callee" in err

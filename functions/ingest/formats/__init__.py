@@ -84,11 +84,7 @@ def _options(
 ) -> dict[str, object]:
     options: dict[str, object] = {"timezone": timezone, "source": source}
     if mapping is not None:
-        if fmt not in MAPPED_FORMATS:
-            raise ValueError(f"format {fmt!r} takes no column mapping")
-        if not isinstance(mapping, mapped.ColumnMapping):
-            mapping = mapped.ColumnMapping.from_dict(mapping, complete=fmt == mapped.NAME)
-        options["mapping"] = mapping
+        options["mapping"] = column_mapping(fmt, mapping)
     if numbering is not None and not numbering.is_default:
         options["numbering"] = numbering
     if template:
@@ -96,6 +92,19 @@ def _options(
             raise ValueError(f"format {fmt!r} takes no template (only {', '.join(_TEMPLATED)})")
         options["template"] = tuple(template)
     return options
+
+
+def column_mapping(fmt: str, mapping: mapped.ColumnMapping | Mapping) -> mapped.ColumnMapping:
+    """A switch's column mapping (or its JSON form) as format `fmt` reads it; ValueError for a
+    format that reads none, MappingError naming a member it cannot use. A `mapped` file needs
+    every required member; a Kamailio switch's mapping only renames its format's defaults."""
+    if fmt not in MAPPED_FORMATS:
+        raise ValueError(f"format {fmt!r} takes no column mapping")
+    if not isinstance(mapping, mapped.ColumnMapping):
+        mapping = mapped.ColumnMapping.from_dict(mapping, complete=fmt == mapped.NAME)
+    if fmt == kamailio.ACC_NAME:
+        kamailio.check_acc_mapping(mapping)
+    return mapping
 
 
 def parse_cdr_file(

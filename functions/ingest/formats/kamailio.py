@@ -127,12 +127,7 @@ def parse_acc(
     numbering: NumberingPlan | None = None,
 ) -> ParsedFile:
     """An `acc` (and `missed_calls`) export, paired into calls (module doc)."""
-    mapping = mapping or ColumnMapping()
-    unknown = [m for m in mapping.columns if m not in ACC_MEMBERS]
-    if unknown:
-        raise MappingError(
-            f"columns.{unknown[0]}", f"{ACC_NAME} maps only {', '.join(ACC_MEMBERS)}"
-        )
+    mapping = check_acc_mapping(mapping or ColumnMapping())
     rows = read_csv_rows(data, source=source, header_line=True, delimiter=mapping.delimiter)
     table = rows.table
     if not table.column_names:
@@ -161,6 +156,17 @@ def parse_acc(
     rejected = pa.concat_tables([rows.rejected, _unpaired(table, calls, rows)])
     mapped = MappedRows(fields=pa.table(fields), raw=raw, rejected=rejected)
     return validate(mapped, numbering)
+
+
+def check_acc_mapping(mapping: ColumnMapping) -> ColumnMapping:
+    """The mapping, or MappingError naming a member a `kamailio-acc` switch cannot map (its
+    times and outcome are the acc table's own columns)."""
+    unknown = [m for m in mapping.columns if m not in ACC_MEMBERS]
+    if unknown:
+        raise MappingError(
+            f"columns.{unknown[0]}", f"{ACC_NAME} maps only {', '.join(ACC_MEMBERS)}"
+        )
+    return mapping
 
 
 class _Calls:
