@@ -267,3 +267,10 @@ def test_offline_rate_reads_a_mapped_file(tmp_path, monkeypatch):
     assert main(argv) == 2  # no mapping
     (tmp_path / "bad.json").write_text(json.dumps({"columns": {"callee": "Number"}}))
     assert main([*argv, "--mapping", str(tmp_path / "bad.json")]) == 2
+
+
+def test_a_mapped_column_named_twice_in_the_header_fails_the_file():
+    text = "B,S,S\n442071234567,2024-05-01T12:00:00Z,2024-05-01T12:00:01Z\n"
+    mapping = {"columns": {"callee": "B", "start": "S", "duration": "B"}}
+    with pytest.raises(CdrFileError, match="header names S more than once"):
+        parse(text, mapping)

@@ -52,6 +52,7 @@ from functions.ingest.formats.mapped import (
     ColumnMapping,
     MappingError,
     _seconds_between,
+    check_header,
     parse_rows,
     read_times,
     sip_disposition,
@@ -138,6 +139,7 @@ def parse_acc(
     missing = [c for c in needed if c not in table.column_names]
     if missing:
         raise CdrFileError(f"{source}: header lacks acc column(s) {', '.join(missing)}")
+    check_header(table.column_names, {**{c: c for c in ACC_COLUMNS}, **columns}, source)
     zone = mapping.timezone or timezone
     calls = _pair(table, columns.get("call_id", "callid"))
     fields = _call_fields(table, calls, columns, mapping.time_format, zone, rows.line)

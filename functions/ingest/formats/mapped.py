@@ -289,9 +289,7 @@ def parse_rows(
         mapping.check_complete()
     except MappingError as error:
         raise CdrFileError(f"{source}: the column mapping is incomplete: {error}") from None
-    missing = [f"{c} ({m})" for m, c in mapping.columns.items() if c not in header]
-    if missing:
-        raise CdrFileError(f"{source}: header lacks mapped column(s) {', '.join(missing)}")
+    check_header(header, mapping.columns, source)
     fields = map_fields(rows.table, mapping, timezone=mapping.timezone or timezone)
     fields["line"] = rows.line
     mapped = MappedRows(
@@ -300,6 +298,16 @@ def parse_rows(
         rejected=rows.rejected,
     )
     return validate(mapped, numbering)
+
+
+def check_header(header: list[str], columns: Mapping[str, str], source: str) -> None:
+    """CdrFileError unless the header names each mapped column exactly once."""
+    missing = [f"{c} ({m})" for m, c in columns.items() if c not in header]
+    if missing:
+        raise CdrFileError(f"{source}: header lacks mapped column(s) {', '.join(missing)}")
+    twice = sorted({c for c in columns.values() if header.count(c) > 1})
+    if twice:
+        raise CdrFileError(f"{source}: header names {', '.join(twice)} more than once")
 
 
 def map_fields(table: pa.Table, mapping: ColumnMapping, *, timezone: str) -> dict[str, Any]:
