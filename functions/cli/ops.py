@@ -22,7 +22,16 @@ from functions.cli import (
     timezone_name,
 )
 
-SWITCH_FORMATS = ("generic", "freeswitch-csv", "freeswitch-json", "asterisk-csv", "vos3000")
+SWITCH_FORMATS = (
+    "generic",
+    "freeswitch-csv",
+    "freeswitch-json",
+    "asterisk-csv",
+    "vos3000",
+    "mapped",
+    "kamailio-acc-cdrs",
+    "kamailio-acc",
+)
 ACCOUNT_KINDS = ("customer", "supplier", "reseller")
 
 
@@ -99,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     json_flag(create)
     create.set_defaults(run=run_switch_create)
     _register_switch_trunks(switch_actions)
+    _register_switch_columns(switch_actions)
     from functions.cli import access  # `switch credentials`: drop roles live with access
 
     access.register_switch_credentials(switch_actions)
@@ -387,6 +397,7 @@ def run_switch_show(args: argparse.Namespace) -> int:
     print(f"  default supplier  {switch.default_supplier or '-'}")
     print(f"  template          {','.join(switch.template) if switch.template else '-'}")
     print(f"  numbering         {_numbering_text(switch.numbering)}")
+    print(f"  columns           {_columns_text(switch.column_mapping)}")
     if not mappings:
         print("  trunks            none mapped: CDRs name their accounts")
     width = max((len(m.key) for m in mappings), default=0)
@@ -394,6 +405,140 @@ def run_switch_show(args: argparse.Namespace) -> int:
         plan = f" (plan {m.plan})" if m.plan else ""
         print(f"  {m.direction:<7} {m.key:<{width}}  -> {m.account}{plan}")
     print("\n".join(_history_lines(payload["history"])))
+    return 0
+
+
+# --- switch columns: a column mapping (functions.ingest.formats.mapped) ----------------------
+
+
+def _register_switch_columns(switch_actions: argparse._SubParsersAction) -> None:
+    columns = switch_actions.add_parser(
+        "columns",
+        help="which CSV column holds which CDR field: a `mapped` switch's column mapping "
+        "(docs/formats.md)",
+        description="Set the switch's whole column mapping (it replaces the one before). "
+        "Example: tollgate switch columns acme sbc1 --column caller=SRC --column callee=DST "
+        "--column start=Start --column answer=Answer --column end=End "
+        "--column disposition=Status --disposition 'Normal=ANSWERED,Busy=BUSY' "
+        "--time-format '%%Y-%%m-%%d %%H:%%M:%%S' --timezone Europe/London --delimiter ';'",
+    )
+    columns.add_argument("tenant")
+    columns.add_argument("switch")
+    columns.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        dest="columns",
+        metavar="MEMBER=HEADER",
+        help="the header column holding MEMBER: call_id, caller, callee, start, answer, end, "
+        "duration, disposition, customer, supplier, ingress_trunk, ingress_ip, egress_trunk, "
+        "egress_ip, pdd_ms, mos, amount; repeatable",
+    )
+    columns.add_argument(
+        "--time-format",
+        metavar="ISO|EPOCH|EPOCH_MS|PATTERN",
+        help="how times are written (default ISO; a strptime pattern is the switch's wall "
+        "clock unless it has %%z)",
+    )
+    columns.add_argument(
+        "--timezone", metavar="TZ", help="zone of wall-clock times (default: the switch's)"
+    )
+    columns.add_argument(
+        "--disposition",
+        action="append",
+        default=[],
+        dest="dispositions",
+        metavar="VALUE=DISPOSITION,...",
+        help="what the switch's dispositions mean, e.g. 'Normal=ANSWERED,Busy=BUSY' (SIP codes "
+        "are known without it); repeatable",
+    )
+    columns.add_argument("--delimiter", metavar="CHAR", help="field separator (default ,)")
+    columns.add_argument("--file", type=Path, metavar="MAPPING.json", help="the mapping as JSON")
+    columns.add_argument("--clear", action="store_true", help="remove the switch's mapping")
+    _change_flags(columns)
+    json_flag(columns)
+    columns.set_defaults(run=run_switch_columns)
+
+
+def _pairs(texts: list[str], option: str, member: str) -> dict[str, str]:
+    """`A=B` texts (each may hold several, comma-separated, for --disposition) as a dict."""
+    out: dict[str, str] = {}
+    for text in texts:
+        for item in text.split(",") if option == "--disposition" else [text]:
+            key, sign, value = item.partition("=")
+            if not sign or not key.strip() or not value.strip():
+                raise CliError(f"invalid {option} {item!r}: use {member}")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def column_mapping_of(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The JSON form of a mapping the flags (or --file) give; None with --clear."""
+    flags = (args.columns, args.time_format, args.timezone, args.dispositions, args.delimiter)
+    given = any(f for f in flags)
+    if args.clear:
+        if given or args.file:
+            raise CliError("--clear takes no other mapping option")
+        return None
+    if args.file:
+        if given:
+            raise CliError("--file takes no other mapping option")
+        try:
+            return json.loads(args.file.read_text())
+        except OSError as error:
+            raise CliError(f"cannot read {args.file}: {error.strerror or error}") from None
+        except ValueError as error:
+            raise CliError(f"{args.file}: not JSON ({error})") from None
+    if not args.columns:
+        raise CliError("give --column MEMBER=HEADER (repeatable), --file or --clear")
+    mapping: dict[str, Any] = {"columns": _pairs(args.columns, "--column", "MEMBER=HEADER")}
+    if args.time_format is not None:
+        mapping["time_format"] = args.time_format
+    if args.timezone is not None:
+        mapping["timezone"] = args.timezone
+    if args.dispositions:
+        mapping["dispositions"] = _pairs(args.dispositions, "--disposition", "VALUE=DISPOSITION")
+    if args.delimiter is not None:
+        mapping["delimiter"] = args.delimiter
+    return mapping
+
+
+def _columns_text(mapping: dict[str, Any] | None) -> str:
+    if not mapping:
+        return "-"
+    columns = ", ".join(f"{m}={c}" for m, c in mapping["columns"].items())
+    extra = [f"times {mapping['time_format']}"]
+    if mapping.get("timezone"):
+        extra.append(f"in {mapping['timezone']}")
+    if mapping.get("dispositions"):
+        extra.append(
+            "dispositions " + ",".join(f"{k}={v}" for k, v in mapping["dispositions"].items())
+        )
+    if mapping.get("delimiter", ",") != ",":
+        extra.append(f"delimiter {mapping['delimiter']!r}")
+    return f"{columns} ({'; '.join(extra)})"
+
+
+@guarded
+def run_switch_columns(args: argparse.Namespace) -> int:
+    from functions.store import accounts
+
+    mapping = column_mapping_of(args)
+    switch, entry = accounts.set_column_mapping(
+        args.tenant, args.switch, mapping, actor=_actor(args), reason=args.reason
+    )
+    audit = None if entry is None else _audit_payload(entry)
+    emit(
+        args,
+        {
+            "tenant": switch.tenant,
+            "switch": switch.switch,
+            "format": switch.format,
+            "column_mapping": switch.column_mapping,
+            "audit": audit,
+        },
+        f"{switch.tenant}/{switch.switch}: columns {_columns_text(switch.column_mapping)}",
+    )
     return 0
 
 
@@ -739,6 +884,7 @@ def _switch_payload(switch: Any) -> dict[str, Any]:
         "default_supplier": switch.default_supplier,
         "template": list(switch.template) if switch.template else None,
         "numbering": _numbering_payload(switch.numbering),
+        "column_mapping": switch.column_mapping,
     }
 
 

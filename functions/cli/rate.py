@@ -55,6 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fx", type=Path, metavar="FX.csv", help="from_currency,to_currency,rate,effective_from"
     )
     parser.add_argument("--timezone", default="UTC", metavar="TZ", help="the switch's time zone")
+    parser.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="MAPPING.json",
+        help="--format mapped: the file's column mapping, as `tollgate switch columns` stores "
+        "it (docs/formats.md)",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="OUT.(csv|parquet)")
     parser.add_argument(
         "--quarantine",
@@ -215,8 +222,11 @@ def _rate(args: argparse.Namespace) -> int:
         except (FxError, UnicodeDecodeError) as error:
             raise CliError(str(error)) from None
 
+    mapping = _column_mapping(args.mapping, args.fmt)
     data = _map(args.cdr_file, "CDR file")
-    parts = iter_cdr_chunks(data, args.fmt, timezone=args.timezone, source=str(args.cdr_file))
+    parts = iter_cdr_chunks(
+        data, args.fmt, timezone=args.timezone, source=str(args.cdr_file), mapping=mapping
+    )
     del data  # the iterator holds the (decompressed) bytes only while it reads them
 
     def rate_and_write(part) -> RatingSummary:
@@ -260,6 +270,28 @@ def _rate(args: argparse.Namespace) -> int:
     tier_lines = _tier_results(tiers, counters, rounding)
     _print_summary(summary, args, quarantine_path, time.perf_counter() - began, tier_lines)
     return 0
+
+
+def _column_mapping(path: Path | None, fmt: str):
+    """--mapping FILE.json as a ColumnMapping (None without one); CliError naming the member
+    at fault."""
+    from functions.ingest.formats import MAPPED_FORMATS, column_mapping
+    from functions.ingest.formats.mapped import MappingError
+
+    if path is None:
+        if fmt == "mapped":
+            raise CliError("--format mapped needs --mapping MAPPING.json (docs/formats.md)")
+        return None
+    if fmt not in MAPPED_FORMATS:
+        raise CliError(f"--mapping: format {fmt} takes no column mapping")
+    try:
+        data = json.loads(_read(path, "mapping"))
+    except ValueError as error:
+        raise CliError(f"--mapping {path}: not JSON ({error})") from None
+    try:
+        return column_mapping(fmt, data)
+    except MappingError as error:
+        raise CliError(f"--mapping {path}: {error}") from None
 
 
 def _plans(decks: list[str], rules: list[str]) -> tuple[dict[str, Path], dict[str, str]]:

@@ -220,6 +220,7 @@ def _parts(
         chunk_bytes=chunk_bytes,
         template=switch.template,
         numbering=switch.numbering,
+        mapping=getattr(switch, "column_mapping", None),
     )
     drop_pages = isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")  # not Windows
     try:

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import pairwise
 
 import numpy as np
@@ -44,6 +45,7 @@ from functions.shared.cdr import (
     ATTEMPT_SCHEMA,
     CDR_SCHEMA,
     DISPOSITIONS,
+    MOS_TYPE,
     QUARANTINE_SCHEMA,
     UTC_MICROS,
     ParsedFile,
@@ -75,8 +77,9 @@ _SHOWN_CHARS = 64
 class MappedRows:
     """A format's output before validation.
 
-    `fields` has `line` (int64), the TEXT_FIELDS and the optional `pdd_ms` and ROUTE_FIELDS as
-    strings exactly as the switch wrote them ("" or null = absent), and for each time field
+    `fields` has `line` (int64), the TEXT_FIELDS and the optional `pdd_ms`, `mos` and
+    ROUTE_FIELDS as strings exactly as the switch wrote them ("" or null = absent), and for
+    each time field
     both `<field>` (parsed,
     timestamp[us, UTC], null when absent or unparsable) and `<field>_text` (what the switch
     wrote, quoted in details). An optional `<field>_problem` string says why a time failed
@@ -121,9 +124,11 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         dup_job = pool.submit(_attempts, fields["call_id"], fields["start_time"], leg)
         billsec_job = pool.submit(parse_whole_numbers, fields["billsec"])
         pdd_job = pool.submit(_pdd, fields)
+        mos_job = pool.submit(parse_mos, fields["mos"] if "mos" in fields.column_names else None, n)
         callee = callee_job.result()
         billsec = billsec_job.result()
         pdd_ms = pdd_job.result()
+        mos = mos_job.result()
         repeated, call_ids, attempts = dup_job.result()
 
     checks = _Checks(n)
@@ -224,6 +229,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         "customer": _blank_to_null(fields["customer"]),
         "supplier": _blank_to_null(fields["supplier"]),
         "pdd_ms": pdd_ms,
+        "mos": mos,
     }
     if not same_text:
         # As sent; a blank one never gets here (missing_field), so it needs no nulling.
@@ -406,6 +412,29 @@ def _pdd(fields: pa.Table) -> pa.Array | pa.ChunkedArray:
     return parse_whole_numbers(fields["pdd_ms"])
 
 
+# The scale a MOS is read at before it is rounded (a switch may write more places than 2).
+_MOS_READ = pa.decimal128(30, 12)
+_MOS_LOWEST, _MOS_HIGHEST = 1, 5
+
+
+def parse_mos(text: pa.Array | pa.ChunkedArray | None, n: int) -> pa.Array | pa.ChunkedArray:
+    """Mean opinion scores as the switch wrote them (`4.41`), rounded half-up to 2 places, as
+    MOS_TYPE; null where absent, not a decimal number, or outside 1 to 5 (MOS's scale).
+
+    A MOS says how the call sounded, not what it costs: one the switch wrote badly is
+    dropped, never a reason to refuse billing the call.
+    """
+    if text is None:
+        return pa.nulls(n, MOS_TYPE)
+    exact = cast_or_null(pc.utf8_trim_whitespace(_blank_to_null(text)), _MOS_READ)
+    rounded = pc.round(exact, ndigits=2, round_mode="half_up")
+    lowest = pa.scalar(Decimal(_MOS_LOWEST), _MOS_READ)
+    highest = pa.scalar(Decimal(_MOS_HIGHEST), _MOS_READ)
+    inside = pc.and_(pc.greater_equal(rounded, lowest), pc.less_equal(rounded, highest))
+    kept = pc.if_else(pc.fill_null(inside, False), rounded, pa.scalar(None, _MOS_READ))
+    return pc.cast(kept, MOS_TYPE)
+
+
 def _disposition(text: pa.Array | pa.ChunkedArray, billsec) -> pa.Array | pa.ChunkedArray:
     answered = pc.fill_null(pc.greater(billsec, 0), False)
     blank = _is_blank(text)
@@ -524,18 +553,28 @@ def parse_local_times(
     time), except answer/end times that would then precede the call's start: those take the
     LATER instant, which is what a call spanning the change back actually did.
     """
+    naive = {
+        name: pc.strptime(_blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True)
+        for name in TIME_FIELDS
+    }
+    return localise_times(naive, timezone)
+
+
+def localise_times(
+    naive: dict[str, pa.Array | pa.ChunkedArray], timezone: str
+) -> dict[str, tuple[pa.Array, pa.Array]]:
+    """Zoneless timestamps (start, answer and end) read as wall-clock times in `timezone`,
+    by the rules of `parse_local_times`: per field (UTC instants, problem)."""
     out: dict[str, tuple[pa.Array, pa.Array]] = {}
     start_earliest = None
     for name in TIME_FIELDS:
-        naive = pc.strptime(
-            _blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True
-        )
+        naive_time = naive[name]
         if timezone in ("UTC", "Etc/UTC", "GMT"):
-            out[name] = (pc.cast(naive, UTC_MICROS), pa.nulls(len(naive), pa.string()))
+            out[name] = (pc.cast(naive_time, UTC_MICROS), pa.nulls(len(naive_time), pa.string()))
             continue
-        earliest = _assume(naive, timezone, "earliest")
-        latest = _assume(naive, timezone, "latest")
-        gap = _assume(naive, timezone, "earliest", nonexistent="latest")
+        earliest = _assume(naive_time, timezone, "earliest")
+        latest = _assume(naive_time, timezone, "latest")
+        gap = _assume(naive_time, timezone, "earliest", nonexistent="latest")
         nonexistent = pc.not_equal(earliest, gap)
         if start_earliest is None:
             start_earliest = earliest

@@ -48,6 +48,10 @@ class Column:
 
 MONEY = "decimal(18,6)"  # amounts: currency units, exact, rounded once (6 places by default)
 RATE = "decimal(18,8)"  # per-minute rates: currency units per minute, exact to 10^-8
+MOS_COMMENT = (
+    "mean opinion score the switch estimated for the call's audio (1.00-5.00, rounded half-up); "
+    "null where it wrote none"
+)
 
 RATED_COLUMNS: tuple[Column, ...] = (
     Column("file_id", "string", "the CDR file's id (as in tollgate file status)"),
@@ -100,6 +104,9 @@ RATED_COLUMNS: tuple[Column, ...] = (
         "the customer's rate plan: its ingress trunk's, else its calling number's rule, "
         "else default",
     ),
+    # Call quality, as in cdrs_normalized: one table answers ASR/ACD/PDD/MOS queries.
+    Column("pdd_ms", "bigint", "post-dial delay, milliseconds; null where the switch wrote none"),
+    Column("mos", "decimal(3,2)", MOS_COMMENT),
 )
 
 CHARGES_COLUMNS: tuple[Column, ...] = (
@@ -158,6 +165,7 @@ NORMALIZED_COLUMNS: tuple[Column, ...] = (
     Column("egress_trunk", "string", "trunk or gateway the call went out on"),
     Column("egress_ip", "string", "IP address the call went out to"),
     Column("egress_leg", "string", "the switch's name for this attempt's outgoing leg"),
+    Column("mos", "decimal(3,2)", MOS_COMMENT),
 )
 
 QUARANTINE_COLUMNS: tuple[Column, ...] = (

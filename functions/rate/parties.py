@@ -47,6 +47,7 @@ from functions.rate.rating import (
     surcharges,
 )
 from functions.rate.recurring import COMPONENT_DID, Did, did_amounts, did_owner
+from functions.shared.cdr import MOS_TYPE
 from functions.shared.money import AMOUNT_SCALE, RATE_SCALE, Rounding, decimal_array
 
 CARRIER = "carrier"  # the counterparty at the top of every chain: the tenant itself
@@ -717,8 +718,21 @@ def _rated(
         "margin": margin,
         # Taken as codes, then decoded: one string per call, not per charge.
         "plan": _plain(charges.column("plan").take(cust_take)),
+        # Call quality, kept for quality queries; absent from normalised tables written
+        # before the switch's format read it (null).
+        **{name: _quality(cdrs, name, kind) for name, kind in QUALITY_TYPES.items()},
     }
     return pa.table(columns)
+
+
+# The rated table's call-quality columns (functions.invoice.lake_sql.RATED_COLUMNS).
+QUALITY_TYPES = {"pdd_ms": pa.int64(), "mos": MOS_TYPE}
+
+
+def _quality(cdrs: pa.Table, name: str, kind: pa.DataType) -> pa.Array:
+    if name not in cdrs.column_names:
+        return pa.nulls(cdrs.num_rows, kind)
+    return cdrs.column(name).combine_chunks().cast(kind)
 
 
 def charge_deltas(charges: pa.Table) -> dict[str, int]:

@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+# A mean opinion score as the lake keeps it: 1.00 to 5.00.
+MOS_TYPE = pa.decimal128(3, 2)
 
 CDR_SCHEMA = pa.schema(
     [
@@ -44,12 +46,19 @@ CDR_SCHEMA = pa.schema(
         # (Asterisk's dstchannel, `SIP/carrierB-0000001b`): two tries of one call, even to the
         # same vendor, differ here. See `attempt_keys`.
         pa.field("egress_leg", pa.string()),
+        # Call quality where the switch writes it: the MOS it estimated for the call's audio
+        # (FreeSWITCH `rtp_audio_in_mos`, a mapped switch's MOS column), rounded half-up to 2
+        # places; null where absent or not a score in [1, 5]. See QUALITY_COLUMNS.
+        pa.field("mos", MOS_TYPE),
     ]
 )
 
 # Where the switch says a call came in and went out; normalised Parquet written before these
 # columns existed lacks them (read as null).
 TRUNK_COLUMNS = ("ingress_trunk", "ingress_ip", "egress_trunk", "egress_ip")
+# Call quality written by some switches only; normalised Parquet written before `mos` existed
+# lacks it (read as null). `pdd_ms` is older than the lake and always present.
+QUALITY_COLUMNS = ("mos",)
 # What tells two attempts of one call apart, first present wins (see `attempt_legs`).
 LEG_COLUMNS = ("egress_leg", "egress_trunk")
 
@@ -65,6 +74,9 @@ QUARANTINE_REASONS = (
     "bad_duration",  # billsec negative or not an integer
     "duplicate_call_id",  # the same attempt earlier in the same file (the first one wins)
     "bad_disposition",  # disposition not one of DISPOSITIONS after the format's mapping
+    # A Kamailio acc row that makes no call with the others: an answered INVITE without its
+    # BYE (an open call), a BYE without its answered INVITE, another method.
+    "unpaired",
 )
 
 QUARANTINE_SCHEMA = pa.schema(

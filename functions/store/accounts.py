@@ -3,7 +3,8 @@
 Key layout (table `settings().accounts_table`; every pk is the tenant):
     pk={tenant}  sk=TENANT                         currency, timezone, authz fallback
     pk={tenant}  sk=SWITCH#{switch}                format, timezone, customer/supplier field,
-                                                   CSV template, numbering plan
+                                                   CSV template, numbering plan, column
+                                                   mapping (JSON)
     pk={tenant}  sk=TRUNK#{switch}#{dir}#{key}     account (dir ingress: a customer, egress: a
                                                    supplier; key a trunk/gateway name or an IP)
     pk={tenant}  sk=ACCOUNT#{account}              kind, parent, prepaid, credit limit, currency,
@@ -110,6 +111,8 @@ class _SwitchItem(_Item):
     international_prefix = UnicodeAttribute(null=True)
     national_prefix = UnicodeAttribute(null=True)
     country_code = UnicodeAttribute(null=True)
+    # A column mapping's JSON (functions.ingest.formats.mapped.ColumnMapping.to_dict).
+    column_mapping = UnicodeAttribute(null=True)
 
 
 class _AccountItem(_Item):
@@ -560,6 +563,9 @@ class Switch:
     template: tuple[str, ...] | None = None
     # How it writes numbers (tech prefixes, international and national prefixes).
     numbering: NumberingPlan = DEFAULT_PLAN
+    # Which of its CSV columns hold which CDR field, for a `mapped` switch (or the renamed
+    # columns of a Kamailio one): ColumnMapping's JSON form; None: none set.
+    column_mapping: Mapping[str, Any] | None = None
 
 
 def _switch(item: _SwitchItem) -> Switch:
@@ -578,7 +584,21 @@ def _switch(item: _SwitchItem) -> Switch:
             national_prefix=item.national_prefix,
             country_code=item.country_code,
         ),
+        column_mapping=json.loads(item.column_mapping) if item.column_mapping else None,
     )
+
+
+def check_column_mapping(format: str, mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A switch's column mapping in its stored form, or ValueError (MappingError naming the
+    member at fault; a format that reads no mapping)."""
+    # Here, not at import: the raters that read switches never load the CSV formats.
+    from functions.ingest.formats import MAPPED_FORMATS, column_mapping
+
+    if format not in MAPPED_FORMATS:
+        raise ValueError(
+            f"column mapping: only a {', '.join(MAPPED_FORMATS)} switch takes one, not {format}"
+        )
+    return column_mapping(format, mapping).to_dict()
 
 
 def create_switch(
@@ -591,6 +611,7 @@ def create_switch(
     supplier_field: str = "supplier",
     default_supplier: str | None = None,
     template: Sequence[str] | None = None,
+    column_mapping: Mapping[str, Any] | None = None,
 ) -> Switch:
     """Register a switch of a known tenant (time zone defaults to the tenant's).
 
@@ -609,6 +630,8 @@ def create_switch(
         if format != CSV_NAME:
             raise ValueError(f"template: only a {CSV_NAME} switch takes one, not {format}")
         template = check_template(template)
+    if column_mapping is not None:
+        column_mapping = check_column_mapping(format, column_mapping)
     item = _m().switch(
         tenant,
         f"SWITCH#{check_name('switch', switch)}",
@@ -618,6 +641,7 @@ def create_switch(
         supplier_field=supplier_field,
         default_supplier=default_supplier,
         template=",".join(template) if template else None,
+        column_mapping=json.dumps(column_mapping) if column_mapping else None,
     )
     item.created_at = now()
     try:
@@ -658,6 +682,22 @@ def set_numbering(
     return update_switch(tenant, switch, {"numbering": plan}, actor=actor, reason=reason)[0]
 
 
+def set_column_mapping(
+    tenant: str,
+    switch: str,
+    mapping: Mapping[str, Any] | None,
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+) -> tuple[Switch, AuditEntry | None]:
+    """Store (None: clear) which CSV columns of a switch's files hold which CDR field; its
+    next files are read by it. ValueError (naming the member) for a mapping its format
+    cannot use."""
+    if mapping is not None:
+        mapping = check_column_mapping(get_switch(tenant, switch).format, mapping)
+    return update_switch(tenant, switch, {"column_mapping": mapping}, actor=actor, reason=reason)
+
+
 SWITCH_FIELDS = (
     "format",
     "timezone",
@@ -666,6 +706,7 @@ SWITCH_FIELDS = (
     "default_supplier",
     "template",
     "numbering",
+    "column_mapping",
 )
 
 
@@ -687,6 +728,8 @@ def _switch_updates(model: type, field: str, value: Any) -> list[tuple[Any, Any]
     """A switch setting as the attributes that store it."""
     if field == "template":
         return [(model.template, ",".join(value) if value else None)]
+    if field == "column_mapping":
+        return [(model.column_mapping, json.dumps(value) if value else None)]
     if field == "numbering":
         return [
             (model.strip_prefixes, ",".join(value.strip) or None),
@@ -711,6 +754,8 @@ def update_switch(
     _check_fields("switch", changes, SWITCH_FIELDS)
     if changes.get("template") is not None:
         changes = {**changes, "template": tuple(n.strip() for n in changes["template"]) or None}
+    if changes.get("column_mapping") is not None:
+        changes = {**changes, "column_mapping": dict(changes["column_mapping"])}
     if "numbering" in changes and not isinstance(changes["numbering"], NumberingPlan):
         raise TypeError("numbering must be a NumberingPlan")
     reason = _check_reason(reason)
@@ -757,6 +802,16 @@ def _check_switch(wanted: Switch, current: Switch) -> list[_Check]:
                 "(clear the template to change the format)"
             )
         check_template(wanted.template)
+    if wanted.column_mapping is not None:
+        if wanted.format != current.format and current.column_mapping is not None:
+            from functions.ingest.formats import MAPPED_FORMATS
+
+            if wanted.format not in MAPPED_FORMATS:
+                raise ValueError(
+                    f"column mapping: a {wanted.format} switch takes none (clear it first: "
+                    "tollgate switch columns --clear)"
+                )
+        check_column_mapping(wanted.format, wanted.column_mapping)
     if wanted.default_supplier is None or wanted.default_supplier == current.default_supplier:
         return []
     supplier = get_account(wanted.tenant, wanted.default_supplier)

@@ -59,6 +59,8 @@ def test_done_is_0_even_when_there_was_nothing_to_do(acme, capsys):
         (("deck", "check", "/nonexistent/deck.csv"), "cannot read"),
         (("reconcile", "acme", "cust", "/nonexistent/theirs.csv", "--from", "2024-05-01",
           "--to", "2024-05-01"), "cannot read"),
+        (("switch", "columns", "acme", "ghost", "--column", "calee=D"),
+         "unknown switch 'ghost'"),
     ],
 )  # fmt: skip
 def test_bad_input_is_2(acme, capsys, argv, message):

@@ -81,6 +81,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "switch watch": ("switch", "watch", TENANT, SWITCH, "--silence-hours", "6"),
     "switch list": ("switch", "list", TENANT),
     "switch update": ("switch", "update", TENANT, SWITCH, "--timezone", "Europe/London"),
+    "switch columns": ("switch", "columns", TENANT, "json-mapped", "--column", "callee=DST",
+                       "--column", "start=S", "--column", "duration=D"),
     "account create": ("account", "create", TENANT, "json-cust", "--kind", "customer"),
     "account list": ("account", "list", TENANT),
     "account show": ("account", "show", TENANT, "direct"),
@@ -194,6 +196,7 @@ def world(tmp_path_factory):
                 )
             )
             assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
+            assert main(["switch", "create", TENANT, "json-mapped", "--format", "mapped"]) == 0
             assert main(["plan", "rule", TENANT, "direct", "uk", "--callers", "44"]) == 0
             did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
             assert main(["did", "add", TENANT, *did]) == 0

@@ -63,6 +63,7 @@ def test_map_show_and_unmap_trunks(acme, capsys):
             "national_prefix": None,
             "country_code": None,
         },
+        "column_mapping": None,
         "ingress": {"198.51.100.4": "cust", "custA": "cust"},
         "egress": {"vendorB": "bt"},
         "ingress_plans": {},  # no ingress trunk names a rate plan

@@ -38,6 +38,7 @@ def test_eighteen_columns_use_uniqueid_and_the_dstchannel_peer_as_supplier():
         "egress_trunk": "carrierB",
         "egress_ip": None,
         "egress_leg": "SIP/carrierB-0000001b",
+        "mos": None,
     }
     assert (second["answer_time"], second["disposition"], second["supplier"]) == (
         None,

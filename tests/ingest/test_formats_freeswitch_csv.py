@@ -39,6 +39,7 @@ def test_example_template_maps_uuid_numbers_and_accountcode():
         "egress_trunk": None,
         "egress_ip": None,
         "egress_leg": None,
+        "mos": None,
     }
 
 

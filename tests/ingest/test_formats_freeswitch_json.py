@@ -62,6 +62,7 @@ def test_single_document_prefers_epochs_and_url_decodes_variables():
         "egress_trunk": None,
         "egress_ip": None,
         "egress_leg": None,
+        "mos": None,
     }
 
 

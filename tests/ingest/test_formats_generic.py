@@ -46,6 +46,7 @@ def test_answered_and_unanswered_calls_become_canonical_cdrs():
             "egress_trunk": None,
             "egress_ip": None,
             "egress_leg": None,
+            "mos": None,
         },
         {
             "line": 3,
@@ -66,6 +67,7 @@ def test_answered_and_unanswered_calls_become_canonical_cdrs():
             "egress_trunk": None,
             "egress_ip": None,
             "egress_leg": None,
+            "mos": None,
         },
     ]
 

@@ -42,6 +42,7 @@ def test_answer_is_stop_minus_hold_time_and_gateways_map_to_parties():
         "egress_trunk": "VEND_B",
         "egress_ip": None,
         "egress_leg": None,
+        "mos": None,
     }
 
 

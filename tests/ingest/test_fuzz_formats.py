@@ -40,15 +40,58 @@ def _fs_json_lines(n: int) -> bytes:
     return "".join(json.dumps(doc) + "\n" for doc in docs).encode()
 
 
+def _kamailio_cdrs(n: int) -> bytes:
+    rows = [
+        f"{i},2024-05-01 12:{i:02d}:07,2024-05-01 12:{i:02d}:50,{43 + i / 1000:.3f},"
+        f"1555123{i:04d},4420712{i:05d},c{i}@10.0.0.5,200,198.51.100.7\n"
+        for i in range(n)
+    ]
+    return ("id,start_time,end_time,duration,src_user,dst_user,callid,sip_code,src_ip\n"
+            + "".join(rows)).encode()  # fmt: skip
+
+
+def _kamailio_acc(n: int) -> bytes:
+    rows = []
+    for i in range(n):
+        call = f"c{i}@10.0.0.5,200,OK"
+        extras = f"1555123{i:04d},4420712{i:05d},198.51.100.7"
+        rows.append(f"{2 * i},INVITE,a{i},b{i},{call},2024-05-01 12:{i:02d}:07,{extras}\n")
+        rows.append(f"{2 * i + 1},BYE,b{i},a{i},{call},2024-05-01 12:{i:02d}:50,{extras}\n")
+    header = "id,method,from_tag,to_tag,callid,sip_code,sip_reason,time,src_user,dst_user,src_ip"
+    return (header + "\n" + "".join(rows)).encode()
+
+
 FILES = {
     "generic": samples.generate_generic_csv(10, seed=3),
     "freeswitch-csv": samples.generate_freeswitch_csv(10, seed=4),
     "asterisk-csv": samples.generate_asterisk_csv(10, seed=5),
     "freeswitch-json": _fs_json_lines(10),
     "vos3000": samples.generate_vos3000_json(10, seed=6, layout="lines"),
+    # The generic sample read through a column mapping, its header names as the columns.
+    "mapped": samples.generate_generic_csv(10, seed=7),
+    "kamailio-acc-cdrs": _kamailio_cdrs(10),
+    "kamailio-acc": _kamailio_acc(10),
 }
-CSV_FORMATS = ("generic", "freeswitch-csv", "asterisk-csv")
-HEADERS = {"generic": 1}  # lines before the first CDR
+# The column mapping a format's files are read with.
+MAPPINGS = {
+    "mapped": {
+        "columns": {
+            "call_id": "call_id",
+            "caller": "caller",
+            "callee": "callee",
+            "start": "start_time",
+            "answer": "answer_time",
+            "end": "end_time",
+            "duration": "billsec",
+            "disposition": "disposition",
+            "customer": "customer",
+            "supplier": "supplier",
+        }
+    },
+}
+# Formats with one CDR per line (kamailio-acc pairs two lines into a call).
+CSV_FORMATS = ("generic", "freeswitch-csv", "asterisk-csv", "mapped", "kamailio-acc-cdrs")
+HEADERS = {"generic": 1, "mapped": 1, "kamailio-acc-cdrs": 1, "kamailio-acc": 1}
 
 LATIN1 = "José Müller".encode("latin-1")  # decodes as Windows-1252
 UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")  # in no Windows-1252 table
@@ -146,12 +189,14 @@ def physical_rows(data: bytes, fmt: str) -> int:
 
 def accounted(data: bytes, fmt: str, *, may_refuse: bool) -> None:
     try:
-        whole = parse_cdr_file(data, fmt, source=SOURCE)
+        whole = parse_cdr_file(data, fmt, source=SOURCE, mapping=MAPPINGS.get(fmt))
     except CdrFileError as error:
         assert may_refuse, f"file refused: {error}"
         assert SOURCE in str(error)
         return
-    parts = list(iter_cdr_chunks(data, fmt, source=SOURCE, chunk_bytes=400))
+    parts = list(
+        iter_cdr_chunks(data, fmt, source=SOURCE, chunk_bytes=400, mapping=MAPPINGS.get(fmt))
+    )
     assert sum(p.rows_in for p in parts) == whole.rows_in
     assert pa.concat_tables([p.cdrs for p in parts]).equals(whole.cdrs)
     assert pa.concat_tables([p.quarantine for p in parts]).equals(whole.quarantine)
@@ -201,6 +246,24 @@ def test_freeswitch_json_lines_damaged_lines_cost_only_their_rows(data):
 @given(st.data())
 def test_vos3000_json_lines_damaged_lines_cost_only_their_rows(data):
     accounted(data.draw(damaged_lines("vos3000")), "vos3000", may_refuse=False)
+
+
+@FUZZ
+@given(st.data())
+def test_mapped_damaged_lines_cost_only_their_rows(data):
+    accounted(data.draw(damaged_lines("mapped")), "mapped", may_refuse=False)
+
+
+@FUZZ
+@given(st.data())
+def test_kamailio_acc_cdrs_damaged_lines_cost_only_their_rows(data):
+    accounted(data.draw(damaged_lines("kamailio-acc-cdrs")), "kamailio-acc-cdrs", may_refuse=False)
+
+
+@FUZZ
+@given(st.data())
+def test_kamailio_acc_damaged_lines_cost_only_their_calls(data):
+    accounted(data.draw(damaged_lines("kamailio-acc")), "kamailio-acc", may_refuse=False)
 
 
 @settings(max_examples=30, deadline=None)

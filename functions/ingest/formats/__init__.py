@@ -1,19 +1,20 @@
 """CDR file formats by name, and the one entry point that parses any of them.
 
 Names are the contract with carriers' ingest configuration: generic, freeswitch-csv,
-freeswitch-json, asterisk-csv, vos3000.
+freeswitch-json, asterisk-csv, vos3000, mapped (any CSV through the switch's column mapping),
+kamailio-acc-cdrs and kamailio-acc (Kamailio's acc tables exported as CSV).
 """
 
 from __future__ import annotations
 
 import mmap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from functions.ingest.formats import asterisk, freeswitch, generic, vos3000
+from functions.ingest.formats import asterisk, freeswitch, generic, kamailio, mapped, vos3000
 from functions.ingest.formats.source import (
     CdrFileError,
     PhysicalLines,
@@ -34,6 +35,9 @@ _PARSERS: dict[str, Parser] = {
     freeswitch.JSON_NAME: freeswitch.parse_json,
     asterisk.NAME: asterisk.parse,
     vos3000.NAME: vos3000.parse,
+    mapped.NAME: mapped.parse,
+    kamailio.CDRS_NAME: kamailio.parse_cdrs,
+    kamailio.ACC_NAME: kamailio.parse_acc,
 }
 
 FORMATS: tuple[str, ...] = tuple(_PARSERS)
@@ -44,11 +48,19 @@ class UnknownFormatError(ValueError):
 
 
 # Line-oriented formats that can be read in parts, and whether their files start with a header.
-_SPLITTABLE = {generic.NAME: True, freeswitch.CSV_NAME: False, asterisk.NAME: False}
+_SPLITTABLE = {
+    generic.NAME: True,
+    freeswitch.CSV_NAME: False,
+    asterisk.NAME: False,
+    mapped.NAME: True,
+    kamailio.CDRS_NAME: True,
+}
 # Headerless formats whose layout (field count) is judged once over the whole file.
 _WIDTHS = {freeswitch.CSV_NAME: freeswitch.WIDTHS, asterisk.NAME: asterisk.WIDTHS}
 # Formats whose fields a switch may declare itself (its own template).
 _TEMPLATED = (freeswitch.CSV_NAME,)
+# Formats read through a switch's column mapping (functions.ingest.formats.mapped).
+MAPPED_FORMATS: tuple[str, ...] = (mapped.NAME, kamailio.CDRS_NAME, kamailio.ACC_NAME)
 # Under 32 MiB with the header and the last line: glibc's malloc serves blocks below its
 # highest mmap threshold (32 MiB on 64-bit) from the heap once one was freed, so each part's
 # copy reuses the last one's memory rather than faulting in fresh pages (~4 ms, not ~15).
@@ -68,8 +80,11 @@ def _options(
     source: str,
     template: Sequence[str] | None,
     numbering: NumberingPlan | None,
+    mapping: mapped.ColumnMapping | Mapping | None = None,
 ) -> dict[str, object]:
     options: dict[str, object] = {"timezone": timezone, "source": source}
+    if mapping is not None:
+        options["mapping"] = column_mapping(fmt, mapping)
     if numbering is not None and not numbering.is_default:
         options["numbering"] = numbering
     if template:
@@ -77,6 +92,19 @@ def _options(
             raise ValueError(f"format {fmt!r} takes no template (only {', '.join(_TEMPLATED)})")
         options["template"] = tuple(template)
     return options
+
+
+def column_mapping(fmt: str, mapping: mapped.ColumnMapping | Mapping) -> mapped.ColumnMapping:
+    """A switch's column mapping (or its JSON form) as format `fmt` reads it; ValueError for a
+    format that reads none, MappingError naming a member it cannot use. A `mapped` file needs
+    every required member; a Kamailio switch's mapping only renames its format's defaults."""
+    if fmt not in MAPPED_FORMATS:
+        raise ValueError(f"format {fmt!r} takes no column mapping")
+    if not isinstance(mapping, mapped.ColumnMapping):
+        mapping = mapped.ColumnMapping.from_dict(mapping, complete=fmt == mapped.NAME)
+    if fmt == kamailio.ACC_NAME:
+        kamailio.check_acc_mapping(mapping)
+    return mapping
 
 
 def parse_cdr_file(
@@ -87,15 +115,17 @@ def parse_cdr_file(
     source: str = "<file>",
     template: Sequence[str] | None = None,
     numbering: NumberingPlan | None = None,
+    mapping: mapped.ColumnMapping | Mapping | None = None,
 ) -> ParsedFile:
     """Parse one CDR file (gzip or plain) of format `fmt` into accepted and quarantined rows.
 
     `timezone` (IANA name) is the switch's zone for formats that write local wall-clock times;
     `source` names the file in error messages; `template` is a FreeSWITCH switch's own CSV
-    template (its variable names in order); `numbering` the switch's numbering plan.
+    template (its variable names in order); `numbering` the switch's numbering plan;
+    `mapping` a switch's column mapping (ColumnMapping, or its JSON form) for MAPPED_FORMATS.
     """
     parser = _parser(fmt)
-    options = _options(fmt, timezone, source, template, numbering)
+    options = _options(fmt, timezone, source, template, numbering, mapping)
     return parser(decompress(data, source), **options)
 
 
@@ -108,6 +138,7 @@ def iter_cdr_chunks(
     chunk_bytes: int | None = None,
     template: Sequence[str] | None = None,
     numbering: NumberingPlan | None = None,
+    mapping: mapped.ColumnMapping | Mapping | None = None,
 ) -> Iterator[ParsedFile]:
     """`parse_cdr_file` in parts of about `chunk_bytes`, with exactly the same rows and reasons.
 
@@ -120,7 +151,7 @@ def iter_cdr_chunks(
     may be a memory map of the file: only the part being parsed is then copied into memory.
     """
     parser = _parser(fmt)
-    options = _options(fmt, timezone, source, template, numbering)
+    options = _options(fmt, timezone, source, template, numbering, mapping)
     data = decompress(data, source)
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     if fmt not in _SPLITTABLE or len(data) <= chunk_bytes + chunk_bytes // 2:

@@ -83,6 +83,11 @@ TRUNK_VARIABLES: dict[str, tuple[str, ...]] = {
     "ingress_ip": ("network_addr", "sip_network_ip"),
     "egress_trunk": ("sip_gateway_name",),
 }
+# Call quality (formats.md §1.1): the MOS FreeSWITCH estimated for the audio it received, and
+# the post-dial delay as the time from the leg's creation to its first ring (180) or early
+# media (183), in ms (each is 0 when that never came). See `pdd_millis`.
+MOS_VARIABLE = "rtp_audio_in_mos"
+PDD_VARIABLES = ("progressmsec", "progress_mediamsec")
 # The last application's argument: for a bridged call, the dial string it bridged to.
 BRIDGE_VARIABLE = "last_arg"
 _GATEWAY = "sofia/gateway/"
@@ -164,6 +169,9 @@ def parse_csv(
     fields = _map_text(table, CSV_FIELDS)
     for canonical, variables in TRUNK_VARIABLES.items():
         fields[canonical] = _first_present(table, variables)
+    fields["mos"] = _column(table, MOS_VARIABLE)
+    if any(v in names for v in PDD_VARIABLES):
+        fields["pdd_ms"] = pdd_millis(*(_column(table, v) for v in PDD_VARIABLES))
     if BRIDGE_VARIABLE in names:
         fields["egress_trunk"] = pc.coalesce(
             fields["egress_trunk"], bridge_gateway(table[BRIDGE_VARIABLE])
@@ -190,6 +198,18 @@ def bridge_gateway(dial_string):
     name = pc.struct_field(pc.extract_regex(dial_string, _GATEWAY_NAME), [0])
     single = pc.equal(pc.count_substring(dial_string, _GATEWAY), 1)
     return pc.if_else(pc.fill_null(single, False), name, pa.scalar(None, pa.string()))
+
+
+def pdd_millis(progress, progress_media):
+    """Post-dial delay in ms as text: the earlier of the first ring (`progressmsec`) and the
+    first early media (`progress_mediamsec`), a 0 meaning it never came; null when neither
+    came or neither is a whole number (a call answered without ringing has no PDD)."""
+    first = None
+    for text in (progress, progress_media):
+        millis = cast_or_null(_blank_to_null(text), pa.int64())
+        millis = pc.if_else(pc.fill_null(pc.greater(millis, 0), False), millis, None)
+        first = millis if first is None else pc.min_element_wise(first, millis)
+    return pc.cast(first, pa.string())
 
 
 def _column(table: pa.Table, name: str):
@@ -266,6 +286,8 @@ JSON_FIELDS: dict[str, tuple[str, ...]] = {
     "ingress_trunk": tuple(f"variables.{v}" for v in TRUNK_VARIABLES["ingress_trunk"]),
     "ingress_ip": ("profile.network_addr", "variables.sip_network_ip"),
     "egress_trunk": tuple(f"variables.{v}" for v in TRUNK_VARIABLES["egress_trunk"]),
+    "mos": (f"variables.{MOS_VARIABLE}",),
+    **{v: (f"variables.{v}",) for v in PDD_VARIABLES},
 }
 
 
@@ -340,6 +362,8 @@ def parse_json_legs(
         "supplier": table["supplier"],
         "ingress_trunk": table["ingress_trunk"],
         "ingress_ip": table["ingress_ip"],
+        "mos": table["mos"],
+        "pdd_ms": pdd_millis(*(table[v] for v in PDD_VARIABLES)),
         "egress_trunk": pc.coalesce(
             _blank_to_null(table["egress_trunk"]), bridge_gateway(table["bridge"])
         ),

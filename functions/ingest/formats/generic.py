@@ -2,8 +2,9 @@
 
 Header (any column order, extra columns ignored):
 call_id,caller,callee,start_time,answer_time,end_time,billsec,disposition,customer,supplier
-plus optional pdd_ms, ingress_trunk, ingress_ip, egress_trunk and egress_ip (where the call
-came in and went out, for switches whose trunks map to accounts). Times are ISO 8601 WITH a
+plus optional pdd_ms, mos (a MOS score, e.g. 4.35), ingress_trunk, ingress_ip, egress_trunk
+and egress_ip (where the call came in and went out, for switches whose trunks map to
+accounts). Times are ISO 8601 WITH a
 zone (`Z`, `+02:00`): a zoneless time cannot be billed without guessing, so it is a bad_time.
 Empty answer_time = unanswered. Disposition is one of DISPOSITIONS (`NO ANSWER` with a space
 is accepted, as Asterisk-minded exports say). With egress_trunk, rows of one call id on
@@ -41,7 +42,7 @@ COLUMNS = (
     "customer",
     "supplier",
 )
-OPTIONAL_COLUMNS = ("pdd_ms", *TRUNK_COLUMNS)
+OPTIONAL_COLUMNS = ("pdd_ms", "mos", *TRUNK_COLUMNS)
 
 
 def parse(

@@ -332,13 +332,15 @@ def read_csv_rows(
     header_line: bool = False,
     quoting: bool = True,
     double_quote: bool = True,
+    delimiter: str = ",",
 ) -> CsvRows:
     """Read every column as text; rows with the wrong field count become `column_count`, rows
     with a field over MAX_FIELD_BYTES `field_too_long` (naming the switch's column), and lines
     `readable_text` takes out their own reason.
 
     With `column_names` the file has no header and the names fix the expected width; otherwise
-    line 1 is the header.
+    line 1 is the header. `delimiter`: one character between fields (`,` unless a switch's
+    column mapping says otherwise).
     """
     invalid: list[tuple[int, str, int]] = []
 
@@ -356,18 +358,19 @@ def read_csv_rows(
         parse_options = pcsv.ParseOptions(
             quote_char='"' if quoting else False,
             double_quote=double_quote,
+            delimiter=delimiter,
             newlines_in_values=False,
             ignore_empty_lines=False,
             invalid_row_handler=on_invalid,
         )
-        names = column_names or _header(data, source)
+        names = column_names or _header(data, source, delimiter)
         convert = pcsv.ConvertOptions(
             column_types=dict.fromkeys(names, pa.string()),
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         )
         try:
-            return pcsv.read_csv(
+            table = pcsv.read_csv(
                 io.BytesIO(data),
                 read_options=read_options,
                 parse_options=parse_options,
@@ -375,6 +378,7 @@ def read_csv_rows(
             )
         except pa.ArrowInvalid as exc:
             raise CdrFileError(f"{source}: cannot read as CSV ({exc})") from exc
+        return _all_text(table)
 
     if not data or data.isspace():
         empty = pa.table({n: pa.array([], pa.string()) for n in column_names or []})
@@ -386,7 +390,7 @@ def read_csv_rows(
     # pyarrow's parser lets a quoted value run over a line end even with newlines_in_values
     # off, so a line cut inside a quote swallows the next: then the rows do not match the
     # lines, and the lines that opened such quotes are taken out and the part read again.
-    last = _open_last_line(text, double_quote) if quoting else None
+    last = _open_last_line(text, double_quote, delimiter) if quoting else None
     if last is not None:
         # The same rule for the last line, which has no next line to swallow.
         text = _LineIndex(text).replace({last: b""})
@@ -450,11 +454,21 @@ def read_csv_rows(
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
 
 
+def _all_text(table: pa.Table) -> pa.Table:
+    """Every column as text: a header name the reader spells otherwise than `_header` (a
+    stray byte, quote or space in it) escapes `column_types` and is typed by inference. Such
+    a column is no format's, so its values need only stay countable and checkable."""
+    if all(pa.types.is_string(t) for t in table.schema.types):
+        return table
+    columns = [pc.fill_null(c.cast(pa.string()), "") for c in table.columns]
+    return pa.table(columns, names=table.column_names)
+
+
 _REREADS = 3
 _UNCLOSED = "a quote opened on this line is never closed"
 
 
-def _open_last_line(text: bytes, double_quote: bool) -> int | None:
+def _open_last_line(text: bytes, double_quote: bool, delimiter: str = ",") -> int | None:
     """The last line (0-based) when it ends inside a quoted value, as pyarrow's parser reads
     it: a quote opens a value only at its start, and inside one `""` is a quote (with
     `double_quote`)."""
@@ -465,6 +479,7 @@ def _open_last_line(text: bytes, double_quote: bool) -> int | None:
     if b'"' not in line:
         return None
     quoted, at_start, i = False, True, 0
+    separator = delimiter.encode()
     while i < len(line):
         c = line[i : i + 1]
         if quoted:
@@ -472,7 +487,7 @@ def _open_last_line(text: bytes, double_quote: bool) -> int | None:
                 i += 2
                 continue
             quoted = c != b'"'
-        elif c == b",":
+        elif c == separator:
             at_start = True
             i += 1
             continue
@@ -553,11 +568,11 @@ def _drop_empty_lines(
     return table.filter(pa.array(keep)), row_lines[keep]
 
 
-def _header(data: bytes, source: str) -> list[str]:
+def _header(data: bytes, source: str, delimiter: str = ",") -> list[str]:
     end = data.find(b"\n")
     first = data[: end if end >= 0 else len(data)].rstrip(b"\r")
     text = decode_text(first, source).strip()
-    return [name.strip().strip('"') for name in text.split(",")]
+    return [name.strip().strip('"') for name in text.split(delimiter)]
 
 
 def _empty_rejects() -> pa.Table:
