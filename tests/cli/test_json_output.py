@@ -348,23 +348,3 @@ def test_the_offline_demo_prints_one_json_document(tmp_path):
     assert document["rows_in"] == document["rated"] + document["unrated"] + document["quarantined"]
     assert document["rows_in"] >= 1000 and document["reconciles"] is True
     assert "$ tollgate rate" in err  # the narrative went to stderr
-
-
-def test_report_quality_reads_the_pipelines_rated_lake(world, capsys):
-    """`report quality` is `report`'s view: one JSON list, from Parquet rated without MOS."""
-    capsys.readouterr()
-    day = str(DAY)
-    status = main(["report", "quality", TENANT, "--from", day, "--to", day, "--engine", "duckdb",
-                   "--by", "hour", "--json"])  # fmt: skip
-    out, err = capsys.readouterr()
-    assert status == 0, err
-    got = {
-        (r["utc_hour"], r["supplier"], r["destination"]): (r["attempts"], r["answered"], r["ner"])
-        for r in json.loads(out)
-    }
-    # c1, c2 answered and c4 not (tata, India); c3 (bt, UK); c5 answered, no rate (tata)
-    assert got == {
-        (10, "tata", "India - Mobile"): (3, 2, 1.0),
-        (10, "bt", "UK"): (1, 1, 1.0),
-        (10, "tata", None): (1, 1, 1.0),
-    }
