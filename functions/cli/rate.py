@@ -222,7 +222,7 @@ def _rate(args: argparse.Namespace) -> int:
         except (FxError, UnicodeDecodeError) as error:
             raise CliError(str(error)) from None
 
-    mapping = _column_mapping(args.mapping, args.fmt)
+    mapping = mapping_option(args.mapping, args.fmt)
     data = _map(args.cdr_file, "CDR file")
     parts = iter_cdr_chunks(
         data, args.fmt, timezone=args.timezone, source=str(args.cdr_file), mapping=mapping
@@ -272,9 +272,9 @@ def _rate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _column_mapping(path: Path | None, fmt: str):
+def mapping_option(path: Path | None, fmt: str):
     """--mapping FILE.json as a ColumnMapping (None without one); CliError naming the member
-    at fault."""
+    at fault. `tollgate reconcile --mapping` reads a partner's spreadsheet with it too."""
     from functions.ingest.formats import MAPPED_FORMATS, column_mapping
     from functions.ingest.formats.mapped import MappingError
 

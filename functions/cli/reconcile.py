@@ -93,6 +93,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "template and column mapping (with its amount column, if mapped)",
     )
     parser.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="MAPPING.json",
+        help="--format mapped: their file's column mapping (docs/formats.md), e.g. a partner's "
+        "spreadsheet with an amount column",
+    )
+    parser.add_argument(
         "--timezone",
         help="the time zone of their file's local times (default: the --switch's, else UTC)",
     )
@@ -242,8 +249,12 @@ def run_reconcile(args: argparse.Namespace) -> int:
     fmt = args.format or (switch.format if switch else "generic")
     own = switch is not None and switch.format == fmt  # the switch's own layout applies
     options: dict[str, Any] = {}
-    # A switch's column mapping (issue 15 part C's `mapped` format), where the build has it.
+    # The column mapping given (a partner's spreadsheet), else the switch's own.
     mapping = getattr(switch, "column_mapping", None) if own else None
+    if args.mapping is not None or (fmt == "mapped" and mapping is None):
+        from functions.cli.rate import mapping_option
+
+        mapping = mapping_option(args.mapping, fmt)
     if mapping is not None:
         options["mapping"] = mapping
     try:

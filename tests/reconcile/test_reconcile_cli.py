@@ -120,6 +120,27 @@ def asterisk_file(zone: str) -> str:
     return "\n".join(rows) + "\n"
 
 
+# A partner's spreadsheet (Kolmisoft's dispute layout: Source, Destination, Start, Billsec,
+# Price), `;`-separated, start as epoch seconds, no call ids: read through a column mapping.
+SHEET_MAPPING = {
+    "columns": {"caller": "Source", "callee": "Destination", "start": "Start",
+                "duration": "Billsec", "amount": "Price"},
+    "time_format": "EPOCH",
+    "delimiter": ";",
+}  # fmt: skip
+
+
+def spreadsheet() -> str:
+    rows = ["Source;Destination;Start;Billsec;Price"]
+    for _, callee, at, _, fate, jitter, billsec, amount in CALLS:
+        if fate == "ours":
+            continue
+        start = _start(at) + dt.timedelta(seconds=OFFSET + jitter)
+        rows.append(f"15551230000;{callee};{int(start.timestamp())};{billsec};{amount}")
+    rows.insert(3, "1555;2348030000010;not-a-time;10;0.001")
+    return "\n".join(rows) + "\n"
+
+
 class _NoEvents:
     def publish_file_rated(self, detail: dict) -> None:
         pass
@@ -159,6 +180,8 @@ def world(tmp_path_factory) -> Path:
             (folder / "theirs.csv").write_text(their_file())
             (folder / "theirs-bare.csv").write_text(their_file(amounts=False))
             (folder / "Master.csv").write_text(asterisk_file("Europe/Paris"))
+            (folder / "sheet.csv").write_text(spreadsheet())
+            (folder / "sheet.json").write_text(json.dumps(SHEET_MAPPING))
             yield folder
 
 
@@ -290,3 +313,32 @@ def test_bad_input_exits_2(world, capsys, tmp_path):
         out, err = capsys.readouterr()
         assert (status, out) == (2, ""), err
         assert message in err
+
+
+def test_a_partners_spreadsheet_through_a_column_mapping(world, capsys):
+    """The same calls as theirs.csv, as a spreadsheet read with --format mapped --mapping: the
+    same classes and money to the last digit (its Price column is their amount)."""
+    document = reconcile_json(
+        capsys, "mtn", str(world / "sheet.csv"), "--format", "mapped",
+        "--mapping", str(world / "sheet.json"),
+    )  # fmt: skip
+    assert {k: document[k] for k in list(document)[:9]} == {
+        "clock_offset_seconds": "7",
+        "matched": 4,
+        "duration_mismatch": 1,
+        "missing_ours": 1,
+        "missing_theirs": 1,
+        "rate_mismatch": 1,
+        "our_amount": "0.083200",
+        "their_amount": "0.093700",
+        "difference": "0.010500",
+    }
+    assert document["their_amounts"] is True and document["their_quarantined"] == 1
+
+
+def test_a_mapped_file_needs_its_mapping(world, capsys):
+    argv = ["reconcile", TENANT, "mtn", str(world / "sheet.csv"), "--format", "mapped",
+            "--from", str(D), "--to", str(D)]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "--format mapped needs --mapping" in capsys.readouterr().err
