@@ -62,6 +62,19 @@ def moto_account() -> Iterator[None]:
 
 
 @contextmanager
+def operator_account() -> Iterator[None]:
+    """`moto_account` as the operator's CLI sees it, for a module-scoped world: the fake
+    credentials set, no local stack endpoint and no named operator in the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in FAKE_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
+            patch.delenv(name, raising=False)
+        with moto_account():
+            yield
+
+
+@contextmanager
 def local_stack(**options: Any) -> Iterator[LocalStack]:
     """The embedded local stack on a free port: moto server, the template's resources and
     app.py's handlers polling their queues, with the store's clients pointed at it.

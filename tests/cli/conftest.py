@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from functions.cli import build_parser, main
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 
 
 def tollgate(*argv: str) -> int:
@@ -43,10 +43,5 @@ def json_document(capsys, *argv: str) -> Any:
 def tenant_numbers() -> Iterator[itertools.count]:
     """One moto account for a test module (provisioning it costs a second or two), shared by
     its tests, each of which makes a tenant of its own in it: `f"acme{next(numbers)}"`."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            yield itertools.count(1)
+    with operator_account():
+        yield itertools.count(1)

@@ -24,7 +24,7 @@ from functions.cli import build_parser, main
 from functions.ingest.service import DroppedFile
 from functions.shared.settings import settings
 from functions.store import accounts, apikeys, billing, client, lake, users
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 from tests.invoice.samples import seed_invoice
 from tests.pipeline.carrier import (
     DAY,
@@ -178,57 +178,50 @@ def test_every_command_has_a_case_here():
 def world(tmp_path_factory):
     """A carrier that has rated a file, with a rejected file and a mapped trunk."""
     folder = tmp_path_factory.mktemp("world")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            with_dead_letter_queues()
-            set_up_carrier(folder)
-            process_file("first.csv", FIRST_FILE)
-            # A file from a switch nobody registered: rejected, to be retried.
-            lost = lake.put_cdr(TENANT, "sbc-lost", "lost.csv", FIRST_FILE.encode())
-            _, etag = lake.get_cdr(TENANT, "sbc-lost", "lost.csv")
-            ingest_drop(
-                DroppedFile(
-                    settings().cdr_bucket, lost.key, etag, TENANT, "sbc-lost", "lost.csv", DAY
-                )
-            )
-            assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
-            assert main(["switch", "create", TENANT, "json-mapped", "--format", "mapped"]) == 0
-            assert main(["plan", "rule", TENANT, "direct", "uk", "--callers", "44"]) == 0
-            did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
-            assert main(["did", "add", TENANT, *did]) == 0
-            india = (
-                "india",
-                "--prefixes",
-                "917",
-                "--mode",
-                "graduated",
-                "--tiers",
-                "1:0.006,:0.005",
-            )
-            assert main(["tier", "set", TENANT, "direct", *india]) == 0
-            paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
-            paths["cdrs"].write_text(FIRST_FILE)
-            for name, account in (("sell", "direct"), ("buy", "tata")):
-                paths[name] = folder / f"{name}.csv"
-                paths[name].write_text(DECKS[account])
-            paths["pdf"] = folder / "invoice.pdf"
-            invoice_cycle_machine()
-            operator = accounts.Actor(by="json", principal="arn:aws:iam::123456789012:user/json")
-            key, _ = apikeys.create_key(TENANT, "finance", actor=operator)
-            paths["password"] = folder / "password.txt"
-            paths["password"].write_text("a long enough password\n")
-            users.create_user(
-                TENANT, "json.leaver", "a long enough password", "finance", account=None,
-                actor=operator,
-            )  # fmt: skip
-            yield {name: str(path) for name, path in paths.items()} | {
-                "invoice": issue_invoice(),
-                "apikey": key.key_id,
-            }
+    with operator_account():
+        with_dead_letter_queues()
+        set_up_carrier(folder)
+        process_file("first.csv", FIRST_FILE)
+        # A file from a switch nobody registered: rejected, to be retried.
+        lost = lake.put_cdr(TENANT, "sbc-lost", "lost.csv", FIRST_FILE.encode())
+        _, etag = lake.get_cdr(TENANT, "sbc-lost", "lost.csv")
+        ingest_drop(
+            DroppedFile(settings().cdr_bucket, lost.key, etag, TENANT, "sbc-lost", "lost.csv", DAY)
+        )
+        assert main(["switch", "map", TENANT, SWITCH, "--ingress", "TG-U", "direct"]) == 0
+        assert main(["switch", "create", TENANT, "json-mapped", "--format", "mapped"]) == 0
+        assert main(["plan", "rule", TENANT, "direct", "uk", "--callers", "44"]) == 0
+        did = ("+15550001111", "--account", "direct", "--monthly", "2", "--from", str(DAY))
+        assert main(["did", "add", TENANT, *did]) == 0
+        india = (
+            "india",
+            "--prefixes",
+            "917",
+            "--mode",
+            "graduated",
+            "--tiers",
+            "1:0.006,:0.005",
+        )
+        assert main(["tier", "set", TENANT, "direct", *india]) == 0
+        paths = {"cdrs": folder / "cdrs.csv", "out": folder / "rated.csv"}
+        paths["cdrs"].write_text(FIRST_FILE)
+        for name, account in (("sell", "direct"), ("buy", "tata")):
+            paths[name] = folder / f"{name}.csv"
+            paths[name].write_text(DECKS[account])
+        paths["pdf"] = folder / "invoice.pdf"
+        invoice_cycle_machine()
+        operator = accounts.Actor(by="json", principal="arn:aws:iam::123456789012:user/json")
+        key, _ = apikeys.create_key(TENANT, "finance", actor=operator)
+        paths["password"] = folder / "password.txt"
+        paths["password"].write_text("a long enough password\n")
+        users.create_user(
+            TENANT, "json.leaver", "a long enough password", "finance", account=None,
+            actor=operator,
+        )  # fmt: skip
+        yield {name: str(path) for name, path in paths.items()} | {
+            "invoice": issue_invoice(),
+            "apikey": key.key_id,
+        }
 
 
 def invoice_cycle_machine() -> None:

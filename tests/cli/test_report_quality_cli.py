@@ -10,22 +10,17 @@ import json
 import pytest
 
 from functions.cli import main
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 from tests.pipeline.carrier import DAY, FIRST_FILE, TENANT, process_file, set_up_carrier
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            set_up_carrier(folder)
-            process_file("first.csv", FIRST_FILE)
-            yield folder
+    with operator_account():
+        set_up_carrier(folder)
+        process_file("first.csv", FIRST_FILE)
+        yield folder
 
 
 def test_report_quality_reads_the_pipelines_rated_lake(world, capsys):

@@ -14,7 +14,7 @@ from functions.ingest import assurance
 from functions.ingest.handler import AssurancePassFailed, handle_assurance_schedule
 from functions.shared.settings import settings
 from functions.store import accounts, client, events, files, lake
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 from tests.ingest.test_assurance import PATTERN, D, build_world
 
 TENANT = "acme"
@@ -49,40 +49,35 @@ def seed(tenant: str, world) -> None:
 @pytest.fixture(scope="module")
 def stack():
     """One moto account: acme seeded with the world, a queue catching assurance alerts."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            for tenant in (BROKEN, TENANT):
-                accounts.create_tenant(tenant)
-                for switch in ("sw1", "sw2"):
-                    accounts.create_switch(tenant, switch, format="generic")
-            world = build_world()
-            seed(TENANT, world)
-            seed(BROKEN, world)
-            client("s3").delete_object(
-                Bucket=settings().lake_bucket,
-                Key=lake.table_key("rated", BROKEN, D.isoformat(), "fa"),
-            )
-            sqs = client("sqs")
-            queue = sqs.create_queue(QueueName="assurance-alerts")["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
-            bus = client("events")
-            bus.put_rule(
-                Name="assurance",
-                EventBusName=settings().event_bus,
-                EventPattern=json.dumps(
-                    {"source": [events.ASSURANCE_SOURCE], "detail-type": [events.ASSURANCE_ALERT]}
-                ),
-            )
-            bus.put_targets(
-                Rule="assurance",
-                EventBusName=settings().event_bus,
-                Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}],
-            )
-            yield queue
+    with operator_account():
+        for tenant in (BROKEN, TENANT):
+            accounts.create_tenant(tenant)
+            for switch in ("sw1", "sw2"):
+                accounts.create_switch(tenant, switch, format="generic")
+        world = build_world()
+        seed(TENANT, world)
+        seed(BROKEN, world)
+        client("s3").delete_object(
+            Bucket=settings().lake_bucket,
+            Key=lake.table_key("rated", BROKEN, D.isoformat(), "fa"),
+        )
+        sqs = client("sqs")
+        queue = sqs.create_queue(QueueName="assurance-alerts")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        bus = client("events")
+        bus.put_rule(
+            Name="assurance",
+            EventBusName=settings().event_bus,
+            EventPattern=json.dumps(
+                {"source": [events.ASSURANCE_SOURCE], "detail-type": [events.ASSURANCE_ALERT]}
+            ),
+        )
+        bus.put_targets(
+            Rule="assurance",
+            EventBusName=settings().event_bus,
+            Targets=[{"Id": "q", "Arn": arn["Attributes"]["QueueArn"]}],
+        )
+        yield queue
 
 
 def delivered(queue: str) -> list[dict]:

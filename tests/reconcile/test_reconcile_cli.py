@@ -30,7 +30,7 @@ from functions.cli import main
 from functions.ingest.service import DroppedFile, ingest
 from functions.rate.service import DeckCache, rate_file
 from functions.store import accounts, files, lake, ledger, queues
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 
 TENANT = "recon"
 SWITCH = "sbc1"
@@ -153,36 +153,31 @@ def _run(*argv: str) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("reconcile")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            _run("tenant", "create", TENANT)
-            _run("switch", "create", TENANT, SWITCH, "--format", "generic")
-            _run("switch", "create", TENANT, "ast", "--format", "asterisk-csv",
-                 "--timezone", "Europe/Paris")  # fmt: skip
-            _run("account", "create", TENANT, "direct", "--kind", "customer")
-            _run("account", "create", TENANT, "mtn", "--kind", "supplier")
-            for account, text in DECKS.items():
-                path = folder / f"{account}.csv"
-                path.write_text(text)
-                _run("deck", "upload", TENANT, account, str(path))
-            obj = lake.put_cdr(TENANT, SWITCH, "ours.csv", our_file().encode())
-            _, etag = lake.get_cdr(TENANT, SWITCH, "ours.csv")
-            dropped = DroppedFile("tollgate-cdr", obj.key, etag, TENANT, SWITCH, "ours.csv", D)
-            ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
-            rate_file(
-                TENANT, SWITCH, dropped.file_id, lake=lake, files=files, accounts=accounts,
-                ledger=ledger, events=_NoEvents(), decks=DeckCache(),
-            )  # fmt: skip
-            (folder / "theirs.csv").write_text(their_file())
-            (folder / "theirs-bare.csv").write_text(their_file(amounts=False))
-            (folder / "Master.csv").write_text(asterisk_file("Europe/Paris"))
-            (folder / "sheet.csv").write_text(spreadsheet())
-            (folder / "sheet.json").write_text(json.dumps(SHEET_MAPPING))
-            yield folder
+    with operator_account():
+        _run("tenant", "create", TENANT)
+        _run("switch", "create", TENANT, SWITCH, "--format", "generic")
+        _run("switch", "create", TENANT, "ast", "--format", "asterisk-csv",
+             "--timezone", "Europe/Paris")  # fmt: skip
+        _run("account", "create", TENANT, "direct", "--kind", "customer")
+        _run("account", "create", TENANT, "mtn", "--kind", "supplier")
+        for account, text in DECKS.items():
+            path = folder / f"{account}.csv"
+            path.write_text(text)
+            _run("deck", "upload", TENANT, account, str(path))
+        obj = lake.put_cdr(TENANT, SWITCH, "ours.csv", our_file().encode())
+        _, etag = lake.get_cdr(TENANT, SWITCH, "ours.csv")
+        dropped = DroppedFile("tollgate-cdr", obj.key, etag, TENANT, SWITCH, "ours.csv", D)
+        ingest(dropped, lake=lake, switches=accounts, files=files, rate_requests=queues)
+        rate_file(
+            TENANT, SWITCH, dropped.file_id, lake=lake, files=files, accounts=accounts,
+            ledger=ledger, events=_NoEvents(), decks=DeckCache(),
+        )  # fmt: skip
+        (folder / "theirs.csv").write_text(their_file())
+        (folder / "theirs-bare.csv").write_text(their_file(amounts=False))
+        (folder / "Master.csv").write_text(asterisk_file("Europe/Paris"))
+        (folder / "sheet.csv").write_text(spreadsheet())
+        (folder / "sheet.json").write_text(json.dumps(SHEET_MAPPING))
+        yield folder
 
 
 def reconcile_json(capsys, *argv: str) -> dict:

@@ -14,7 +14,7 @@ from functions.rate.route_service import RouteService, record_file_quality
 from functions.rate.routing import Stats, check_target
 from functions.store import accounts, files, lake, ledger, quality
 from functions.store import routes as routes_store
-from tests.conftest import FAKE_ENVIRONMENT, moto_account
+from tests.conftest import operator_account
 from tests.pipeline.carrier import HEADER, TENANT, process_file, run, set_up_carrier
 
 OPERATOR = accounts.Actor(by="ops", principal="arn:aws:iam::123456789012:user/ops")
@@ -56,24 +56,19 @@ QUALITY_FILE = (
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("routes")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in FAKE_ENVIRONMENT.items():
-            patch.setenv(name, value)
-        for name in ("AWS_ENDPOINT_URL", "TOLLGATE_OPERATOR"):
-            patch.delenv(name, raising=False)
-        with moto_account():
-            set_up_carrier(folder)
-            for name, text in (
-                ("cheapuk", "prefix,destination,rate\n44,UK,0.0055\n"),
-                ("orange", "prefix,destination,rate\n44,UK,0.0050\n"),
-            ):
-                run("account", "create", TENANT, name, "--kind", "supplier")
-                path = folder / f"{name}.csv"
-                path.write_text(text)
-                run("deck", "upload", TENANT, name, str(path))
-            run("account", "suspend", TENANT, "orange", "--reason", "test")
-            file_id = process_file("quality.csv", QUALITY_FILE)
-            yield {"file_id": file_id, "folder": folder}
+    with operator_account():
+        set_up_carrier(folder)
+        for name, text in (
+            ("cheapuk", "prefix,destination,rate\n44,UK,0.0055\n"),
+            ("orange", "prefix,destination,rate\n44,UK,0.0050\n"),
+        ):
+            run("account", "create", TENANT, name, "--kind", "supplier")
+            path = folder / f"{name}.csv"
+            path.write_text(text)
+            run("deck", "upload", TENANT, name, str(path))
+        run("account", "suspend", TENANT, "orange", "--reason", "test")
+        file_id = process_file("quality.csv", QUALITY_FILE)
+        yield {"file_id": file_id, "folder": folder}
 
 
 def service() -> RouteService:
