@@ -261,9 +261,14 @@ def _details(invoice: Invoice, title: str, number: str, style: Styles) -> Table:
     else:
         rows.append(("Due date", invoice.due_date.isoformat()))
     rows.append(("Currency", invoice.currency))
+    return details_table(rows, style, 40 * mm)
+
+
+def details_table(rows: list[tuple[str, str]], style: Styles, key_width: float) -> Table:
+    """Label and value in two columns, no grid (an invoice's or a letter's details)."""
     table = Table(
         [[_p(k, style["head"]), _p(v, style["body"])] for k, v in rows],
-        colWidths=[40 * mm, WIDTH - 40 * mm],
+        colWidths=[key_width, WIDTH - key_width],
     )
     table.setStyle(
         TableStyle(

@@ -61,6 +61,7 @@ from functions.invoice.pdf import (
     _grid,
     _printable,
     _styles,
+    details_table,
 )
 from functions.invoice.pdf import _p as _paragraph
 from functions.invoice.tables import _table, _utc
@@ -792,18 +793,4 @@ def dispute_letter_pdf(
 
 
 def _details(rows: Sequence[tuple[str, str]], style) -> Table:
-    table = Table(
-        [[_paragraph(k, style["head"]), _paragraph(v, style["body"])] for k, v in rows],
-        colWidths=[30 * mm, WIDTH - 30 * mm],
-    )
-    table.setStyle(
-        TableStyle(
-            [
-                ("FONT", (0, 0), (-1, -1), FONT, 9),
-                ("LEFTPADDING", (0, 0), (-1, -1), 0),
-                ("TOPPADDING", (0, 0), (-1, -1), 1),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-            ]
-        )
-    )
-    return table
+    return details_table(list(rows), style, 30 * mm)
