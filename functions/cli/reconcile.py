@@ -1,10 +1,13 @@
 """`tollgate reconcile`: a partner's CDRs compared with ours, call by call.
 
 Their file (any registered CDR format; a `generic` CSV may carry their billed `amount`,
-`price` or `cost` column) is matched one to one against our rated calls for the partner in
-the days --from..--to (UTC, inclusive): as a customer, the calls it sent us at what we charge
-it; as a supplier, the calls it terminated at what we owe it. Only answered calls (billsec >
-0) are reconciled, on both sides; unanswered ones are counted apart.
+`price` or `cost` column) is matched one to one against our calls for the partner in the
+days --from..--to (UTC, inclusive), at the partner's own charges per call (usage and
+surcharge summed): as a customer, the calls we bill it for (its own calls; for a reseller,
+every call of the customers below it, at its own charge); as a supplier, the calls it
+terminated at what we owe it. Files written before charges existed are read from their
+rated rows (counted as files_without_charges). Only answered calls (billsec > 0) are
+reconciled, on both sides; unanswered ones are counted apart.
 
 The clock offset between the two systems (their clock minus ours) is estimated as the median
 start difference over a wide first pass (same callee within 120 s) and corrected; then calls
@@ -72,7 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("tenant")
-    parser.add_argument("partner", help="the partner's account (a customer or a supplier)")
+    parser.add_argument(
+        "partner", help="the partner's account (a customer, a reseller or a supplier)"
+    )
     parser.add_argument("file", type=Path, help="their CDR file (plain or gzip)")
     parser.add_argument(
         "--format",
@@ -216,6 +221,14 @@ def format_reconciliation(payload: dict[str, Any]) -> str:
         f"{payload['their_unanswered']} unanswered and {payload['their_quarantined']} "
         "unreadable rows of theirs"
     )
+    if payload.get("files_without_charges"):
+        count = payload["files_without_charges"]
+        lines.append(
+            f"{count} file{'s' if count > 1 else ''} of ours "
+            f"{'have' if count > 1 else 'has'} no charges table (written before charges "
+            "existed): read from the rated table, the calling customer's or supplier's calls "
+            "only (none of a reseller's)"
+        )
     if payload.get("dispute_pack"):
         lines.append("dispute pack: " + ", ".join(payload["dispute_pack"]))
     return "\n".join(lines)
@@ -224,8 +237,6 @@ def format_reconciliation(payload: dict[str, Any]) -> str:
 @guarded
 def run_reconcile(args: argparse.Namespace) -> int:
     # Imported here: building the parser must not pay for boto3 or pyarrow.
-    from dataclasses import replace
-
     from functions.ingest.formats import CdrFileError, parse_cdr_file
     from functions.reconcile.matching import reconcile
     from functions.reconcile.sides import SideError, our_side, their_side
@@ -274,10 +285,11 @@ def run_reconcile(args: argparse.Namespace) -> int:
     import datetime as dt
 
     before, after = args.first - dt.timedelta(days=1), args.last + dt.timedelta(days=1)
-    found = [replace(f, charges=False) for f in lake.day_files(args.tenant, before, after)]
-    from functions.reconcile.sides import RATED_COLUMNS
+    found = lake.day_files(args.tenant, before, after)
+    from functions.reconcile.sides import CHARGES_COLUMNS, RATED_COLUMNS
 
-    parts = (rated for _, rated, _ in lake.read_file_pairs(args.tenant, found, RATED_COLUMNS, ()))
+    pairs = lake.read_file_pairs(args.tenant, found, RATED_COLUMNS, CHARGES_COLUMNS)
+    parts = ((rated, charges) for _, rated, charges in pairs)
     period = {"date_from": args.first, "date_to": args.last, "margin_seconds": MARGIN_SECONDS}
     ours = our_side(parts, partner=args.partner, role=role, currency=account.currency, **period)
     theirs = their_side(
@@ -301,6 +313,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
         "our_unanswered": ours.unanswered,
         "their_unanswered": theirs.unanswered,
         "their_quarantined": theirs.quarantined,
+        "files_without_charges": ours.without_charges,
     }
     if args.out is not None:
         written = write_pack(result, args, tenant_name=tenant.tenant, partner=account)

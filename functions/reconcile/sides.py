@@ -4,10 +4,17 @@ Only answered calls (billsec > 0) are reconciled, on either side: the classes ar
 billed calls, as Smartswitch's "answered only" compare. A side's unanswered calls are
 counted apart (`Side.unanswered`), never matched.
 
-- ours: our rated calls for the partner (`our_side`): as a customer, the calls it sent
-  (customer == partner) at what we charge it (customer_amount, plus customer_surcharge when
-  there is one); as a supplier, the calls it terminated (supplier == partner) at what we owe
-  it (supplier_amount). An unrated charge, or one in another currency than the partner's, has
+- ours: our calls for the partner (`our_side`), from each file's charges (`cdrs_charges`,
+  one row per call and party at any depth): the calls on which the partner has a charge of its
+  own, at the sum of those charges (usage, tier, surcharge, did: each rounded on its own). As
+  a customer, the charges it is billed (as the calling customer, as a reseller above it at
+  any level, as a DID's owner); as a supplier, what we owe it. So a reseller's calls are every
+  call of the customers below it, at its own charge. The call's callee, start and answered
+  seconds are its rated row's (same file, same line). A file written before charges existed
+  (no charges table) falls back to its rated rows: as a customer, the calls it sent
+  (customer == partner) at customer_amount plus customer_surcharge; as a supplier, the calls
+  it terminated at supplier_amount; such files are counted (`Side.without_charges`). A call
+  with an unrated charge of the partner's, or one in another currency than the partner's, has
   no amount.
 - theirs: their CDR file parsed by its registered format (`their_side`), callees normalised
   as ingest normalises them, plus their billed amount where the file has one: a `generic`
@@ -41,6 +48,8 @@ RATED_COLUMNS = (
     "supplier_amount",
     "supplier_currency",
 )
+# The lake's charges columns an our-side reader needs (functions.rate.parties.CHARGE_COLUMNS).
+CHARGES_COLUMNS = ("line", "account", "role", "amount", "currency")
 AMOUNT_COLUMNS = ("amount", "price", "cost")  # a generic CSV's billed amount, first found
 ROLES = ("customer", "supplier")
 _WIDE = pa.decimal128(38, 12)
@@ -56,10 +65,11 @@ class Side:
     unanswered: int  # calls with billsec 0, left out
     quarantined: int = 0  # their rows the format's parser refused
     has_amounts: bool = True  # whether the side bills amounts at all
+    without_charges: int = 0  # our files read from their rated rows: no charges table
 
 
 def our_side(
-    parts: Iterable[pa.Table],
+    files: Iterable[tuple[pa.Table, pa.Table | None]],
     *,
     partner: str,
     role: str,
@@ -68,26 +78,93 @@ def our_side(
     date_to: dt.date,
     margin_seconds: int = 0,
 ) -> Side:
-    """Our rated calls (lake `rated` parts, RATED_COLUMNS) for the partner in the days
-    date_from..date_to (UTC, inclusive; `margin_seconds` more each side)."""
+    """Our calls for the partner in the days date_from..date_to (UTC, inclusive;
+    `margin_seconds` more each side), from each file's (rated, charges) pair as the lake
+    holds them (RATED_COLUMNS, CHARGES_COLUMNS; charges None: a file written before charges
+    existed, read from its rated rows)."""
     if role not in ROLES:
         raise ValueError(f"role must be customer or supplier, not {role!r}")
     low, high = _bounds(date_from, date_to, margin_seconds)
-    pieces, unanswered = [], 0
-    for part in parts:
-        party = _text(part, role)
-        keep = pc.fill_null(pc.equal(party, partner), False)
-        start = part.column("start_time").cast(UTC_MICROS)
-        keep = pc.and_(keep, pc.and_(pc.greater_equal(start, low), pc.less(start, high)))
-        mine = part.filter(keep)
+    pieces, unanswered, without = [], 0, 0
+    for rated, charges in files:
+        if charges is None:
+            without += 1
+            mine = _rated_calls(rated, partner, role, currency)
+        else:
+            mine = _charged_calls(rated, charges, partner, role, currency)
+        start = mine.column("start_time")
+        mine = mine.filter(pc.and_(pc.greater_equal(start, low), pc.less(start, high)))
         if not mine.num_rows:
             continue
         answered = pc.greater(mine.column("billsec"), 0)
         unanswered += mine.num_rows - pc.sum(answered.cast(pa.int64())).as_py()
-        mine = mine.filter(answered)
-        pieces.append(_party_rows(mine, role, currency))
+        pieces.append(mine.filter(answered))
     table = pa.concat_tables(pieces) if pieces else PARTY_SCHEMA.empty_table()
-    return Side(table, unanswered)
+    return Side(table, unanswered, without_charges=without)
+
+
+def _charged_calls(
+    rated: pa.Table, charges: pa.Table, partner: str, role: str, currency: str
+) -> pa.Table:
+    """The file's calls on which the partner has a charge of its own (PARTY_SCHEMA), at the
+    sum of those charges: one group_by over the partner's charges, joined to the rated rows
+    by line."""
+    kind = _text(charges, "role")
+    billed = pc.equal(kind, "supplier") if role == "supplier" else pc.not_equal(kind, "supplier")
+    own = pc.and_(pc.equal(_text(charges, "account"), partner), billed)
+    own = charges.filter(pc.fill_null(own, False))
+    if not own.num_rows:
+        return PARTY_SCHEMA.empty_table()
+    same = pc.fill_null(pc.equal(_text(own, "currency"), currency), False)
+    amount = pc.if_else(same, _money(own, "amount"), pa.scalar(None, MONEY))
+    per_call = (
+        pa.table({"line": own.column("line").cast(pa.int64()), "amount": amount})
+        .group_by("line", use_threads=False)
+        .aggregate([("amount", "sum"), ("amount", "count", pc.CountOptions(mode="only_null"))])
+    )
+    complete = pc.equal(per_call.column("amount_count"), 0)  # no unrated charge, one currency
+    total = pc.if_else(complete, per_call.column("amount_sum").cast(MONEY), pa.scalar(None, MONEY))
+    calls = _calls(rated).drop_columns("amount")
+    joined = calls.join(
+        pa.table({"line": per_call.column("line"), "amount": total}),
+        keys="line",
+        join_type="inner",
+        use_threads=False,
+    )
+    joined = joined.take(pc.sort_indices(joined, [("line", "ascending")]))
+    return joined.select(PARTY_SCHEMA.names).cast(PARTY_SCHEMA)
+
+
+def _rated_calls(rated: pa.Table, partner: str, role: str, currency: str) -> pa.Table:
+    """The file's rated rows whose customer (or supplier) is the partner (PARTY_SCHEMA), at the
+    rated table's amounts: a file with no charges table."""
+    mine = rated.filter(pc.fill_null(pc.equal(_text(rated, role), partner), False))
+    if role == "customer":
+        amount = _money(mine, "customer_amount")
+        surcharge = pc.fill_null(_money(mine, "customer_surcharge"), pa.scalar(0, MONEY))
+        amount = pc.add_checked(amount, surcharge).cast(MONEY)
+        in_currency = _text(mine, "currency")
+    else:
+        amount = _money(mine, "supplier_amount")
+        in_currency = _text(mine, "supplier_currency")
+    same = pc.fill_null(pc.equal(in_currency, currency), False)
+    amount = pc.if_else(same, amount, pa.scalar(None, MONEY))
+    return _calls(mine).set_column(5, "amount", amount)
+
+
+def _calls(rows: pa.Table) -> pa.Table:
+    """Rated rows as PARTY_SCHEMA, amounts null."""
+    return pa.table(
+        {
+            "line": rows.column("line").cast(pa.int64()),
+            "call_id": _text(rows, "call_id"),
+            "callee": _text(rows, "callee"),
+            "start_time": rows.column("start_time").cast(UTC_MICROS),
+            "billsec": rows.column("billsec").cast(pa.int64()),
+            "amount": pa.nulls(rows.num_rows, MONEY),
+        },
+        schema=PARTY_SCHEMA,
+    )
 
 
 def _text(part: pa.Table, name: str) -> pa.ChunkedArray:
@@ -103,30 +180,6 @@ def _money(part: pa.Table, name: str) -> pa.ChunkedArray:
     if name not in part.column_names:
         return pa.chunked_array([pa.nulls(part.num_rows, MONEY)])
     return part.column(name).cast(MONEY)
-
-
-def _party_rows(rows: pa.Table, role: str, currency: str) -> pa.Table:
-    if role == "customer":
-        amount = _money(rows, "customer_amount")
-        surcharge = pc.fill_null(_money(rows, "customer_surcharge"), pa.scalar(0, MONEY))
-        amount = pc.add_checked(amount, surcharge).cast(MONEY)
-        in_currency = _text(rows, "currency")
-    else:
-        amount = _money(rows, "supplier_amount")
-        in_currency = _text(rows, "supplier_currency")
-    same = pc.fill_null(pc.equal(in_currency, currency), False)
-    amount = pc.if_else(same, amount, pa.scalar(None, MONEY))
-    return pa.table(
-        {
-            "line": rows.column("line").cast(pa.int64()),
-            "call_id": _text(rows, "call_id"),
-            "callee": _text(rows, "callee"),
-            "start_time": rows.column("start_time").cast(UTC_MICROS),
-            "billsec": rows.column("billsec").cast(pa.int64()),
-            "amount": amount,
-        },
-        schema=PARTY_SCHEMA,
-    )
 
 
 def their_side(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,56 @@ def test_a_file_without_charges_falls_back_to_the_rated_table(world, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "1 file of ours has no charges table" in out
+
+
+def test_our_side_sums_a_partys_charges_per_call():
+    """Pure: the partner's charges of a call summed exactly; a call with an unrated charge of
+    its, or one in another currency, has no amount; other parties' charges are ignored."""
+    import pyarrow as pa
+
+    from functions.reconcile.result import MONEY
+    from functions.reconcile.sides import our_side
+
+    def money(values):
+        return pa.array([None if v is None else Decimal(v) for v in values], MONEY)
+
+    start = dt.datetime(2026, 11, 3, 10, tzinfo=dt.UTC)
+    rated = pa.table(
+        {
+            "line": [2, 3, 4, 5],
+            "call_id": ["a", "b", "c", "d"],
+            "callee": ["2341", "2342", "2343", "2344"],
+            "start_time": [start + dt.timedelta(minutes=i) for i in range(4)],
+            "billsec": [60, 61, 30, 0],
+        }
+    )
+    rows = [  # line, account, role, amount, currency
+        (2, "cust", "customer", "0.015000", "USD"),
+        (2, "resa", "reseller", "0.010000", "USD"),
+        (2, "resa", "reseller", "0.002500", "USD"),  # its surcharge
+        (2, "mtn", "supplier", "0.012000", "USD"),
+        (3, "resa", "reseller", "0.010167", "USD"),
+        (3, "resa", "reseller", None, "USD"),  # an unrated charge: no amount
+        (4, "resa", "reseller", "0.005000", "EUR"),  # another currency: no amount
+        (5, "resa", "reseller", "0", "USD"),  # unanswered: counted apart
+    ]
+    line, account, role, amount, currency = zip(*rows, strict=True)
+    charges = pa.table(
+        {
+            "line": list(line),
+            "account": pa.array(account).dictionary_encode(),
+            "role": pa.array(role).dictionary_encode(),
+            "amount": money(amount),
+            "currency": list(currency),
+        }
+    )
+    period = {"date_from": start.date(), "date_to": start.date(), "currency": "USD"}
+    side = our_side([(rated, charges)], partner="resa", role="customer", **period)
+    assert side.table.column("line").to_pylist() == [2, 3, 4]
+    assert side.table.column("amount").to_pylist() == [Decimal("0.012500"), None, None]
+    assert (side.unanswered, side.without_charges) == (1, 0)
+    side = our_side([(rated, charges)], partner="mtn", role="supplier", **period)
+    assert side.table.column("amount").to_pylist() == [Decimal("0.012000")]
+    assert (
+        our_side([(rated, charges)], partner="resa", role="supplier", **period).table.num_rows == 0
+    )
