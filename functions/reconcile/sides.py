@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from functions.reconcile.result import MONEY, PARTY_SCHEMA, UTC_MICROS
+from functions.shared.money import decimal_array, units_from_decimal_array
 
 # The lake's rated columns an our-side reader needs.
 RATED_COLUMNS = (
@@ -107,32 +108,52 @@ def _charged_calls(
     rated: pa.Table, charges: pa.Table, partner: str, role: str, currency: str
 ) -> pa.Table:
     """The file's calls on which the partner has a charge of its own (PARTY_SCHEMA), at the
-    sum of those charges: one group_by over the partner's charges, joined to the rated rows
-    by line."""
-    kind = _text(charges, "role")
-    billed = pc.equal(kind, "supplier") if role == "supplier" else pc.not_equal(kind, "supplier")
-    own = pc.and_(pc.equal(_text(charges, "account"), partner), billed)
-    own = charges.filter(pc.fill_null(own, False))
+    sum of those charges: one group_by over the partner's charges, its rated rows found by
+    line."""
+    supplier = _equals(charges, "role", "supplier")
+    billed = supplier if role == "supplier" else pc.invert(supplier)
+    own = charges.filter(pc.and_(_equals(charges, "account", partner), billed))
     if not own.num_rows:
         return PARTY_SCHEMA.empty_table()
-    same = pc.fill_null(pc.equal(_text(own, "currency"), currency), False)
-    amount = pc.if_else(same, _money(own, "amount"), pa.scalar(None, MONEY))
+    # Summed as int64 micro-units (exact, and a fast group_by); a charge unrated or in
+    # another currency than the partner's leaves its call without an amount.
+    amount = own.column("amount")
+    unknown = pc.or_(pc.is_null(amount), pc.invert(_equals(own, "currency", currency)))
     per_call = (
-        pa.table({"line": own.column("line").cast(pa.int64()), "amount": amount})
+        pa.table(
+            {
+                "line": own.column("line").cast(pa.int64()),
+                "units": units_from_decimal_array(amount, MONEY.scale),
+                "unknown": unknown,
+            }
+        )
         .group_by("line", use_threads=False)
-        .aggregate([("amount", "sum"), ("amount", "count", pc.CountOptions(mode="only_null"))])
+        .aggregate([("units", "sum"), ("unknown", "any")])
     )
-    complete = pc.equal(per_call.column("amount_count"), 0)  # no unrated charge, one currency
-    total = pc.if_else(complete, per_call.column("amount_sum").cast(MONEY), pa.scalar(None, MONEY))
-    calls = _calls(rated).drop_columns("amount")
-    joined = calls.join(
-        pa.table({"line": per_call.column("line"), "amount": total}),
-        keys="line",
-        join_type="inner",
-        use_threads=False,
-    )
-    joined = joined.take(pc.sort_indices(joined, [("line", "ascending")]))
-    return joined.select(PARTY_SCHEMA.names).cast(PARTY_SCHEMA)
+    unknown = per_call.column("unknown_any").to_numpy(zero_copy_only=False)
+    units = per_call.column("units_sum").to_numpy()
+    total = decimal_array(units, MONEY.scale, unknown)
+    # Each rated row's call in per_call (a hash lookup by line; the file's order is kept).
+    where = pc.index_in(rated.column("line").cast(pa.int64()), value_set=per_call.column("line"))
+    charged = pc.is_valid(where)
+    calls = _calls(rated.filter(charged))
+    return calls.set_column(5, "amount", total.take(where.filter(charged)))
+
+
+def _equals(table: pa.Table, name: str, value: str) -> pa.ChunkedArray:
+    """Whether each row's text column `name` is `value` (false for null or no column); a
+    dictionary column is compared on its dictionary, not row by row."""
+    if name not in table.column_names:
+        return pa.chunked_array([pa.repeat(pa.scalar(False), table.num_rows)])
+    chunks = []
+    for chunk in table.column(name).chunks:
+        if pa.types.is_dictionary(chunk.type):
+            hits = pc.equal(chunk.dictionary.cast(pa.string()), value)
+            chunk = hits.take(chunk.indices)
+        else:
+            chunk = pc.equal(chunk.cast(pa.string()), value)
+        chunks.append(pc.fill_null(chunk, False))
+    return pa.chunked_array(chunks, pa.bool_())
 
 
 def _rated_calls(rated: pa.Table, partner: str, role: str, currency: str) -> pa.Table:
