@@ -253,11 +253,12 @@ def _arrived_sk(day: dt.date | str, switch: str, file_id: str) -> str:
     return f"ARRIVED#{check_day(day)}#{switch}#{file_id}"
 
 
-def _refused(error: PutError | UpdateError | TransactWriteError) -> bool:
-    """The write (alone or the file's record in a transaction) was refused by its condition."""
+def _refused(error: PutError | UpdateError | TransactWriteError, *, conflict: bool = False) -> bool:
+    """The write (alone or the file's record in a transaction) was refused by its condition;
+    with `conflict`, or cancelled by another transaction on the same item at the same time."""
     if isinstance(error, TransactWriteError):
         codes = [r.code if r is not None else None for r in error.cancellation_reasons or []]
-        return "ConditionalCheckFailed" in codes
+        return "ConditionalCheckFailed" in codes or (conflict and "TransactionConflict" in codes)
     return conditional_failed(error)
 
 
@@ -424,7 +425,7 @@ def record_failure(
                 # Optimistic: nobody wrote the item since we read it.
                 existing.update(actions=actions, condition=model.updated_at == existing.updated_at)
         except (PutError, UpdateError, TransactWriteError) as failure:
-            if _refused(failure):
+            if _refused(failure, conflict=True):  # read it again
                 continue
             raise
         return new
