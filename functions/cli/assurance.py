@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "assurance",
         help="switch-to-billing revenue assurance: a day's files and calls per switch",
-        description="Check a day of a tenant's switches: files received, sequence gaps, "
+        description="Check a day of a tenant's switches: files received, files refused "
+        "whole or failed (none of their calls billed), sequence gaps, "
         "silent hours, late and resent files, quarantine and unrated shares, calls on a "
         "trunk mapped to no account, and the money not billed. Or set its thresholds.",
     )
@@ -35,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set",
         action="append",
         metavar="NAME=VALUE",
-        help="change a threshold of the tenant (quarantine_share, unrated_share, sequence_gap, "
-        "silent_hours, late_files, money_not_billed, late_hours, usual_days); NAME= resets "
+        help="change a threshold of the tenant (quarantine_share, unrated_share, "
+        "rejected_files, sequence_gap, silent_hours, late_files, money_not_billed, late_hours, "
+        "usual_days); NAME= resets "
         "it to its default; may be repeated",
     )
     parser.add_argument("--switch", help="check this switch only")
@@ -160,6 +162,7 @@ def _table(payload: dict[str, Any]) -> str:
     head = (
         "switch",
         "files",
+        "refused",
         "missing",
         "resets",
         "silent",
@@ -178,6 +181,7 @@ def _table(payload: dict[str, Any]) -> str:
             (
                 s["switch"],
                 str(len(s["files"]["received"])),
+                str(len(s["rejected_files"])),
                 str(s["sequence"]["missing"]),
                 str(len(s["sequence"]["resets"])),
                 ",".join(f"{h:02d}h" for h in s["hours"]["silent"]) or "-",

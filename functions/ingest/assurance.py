@@ -6,6 +6,12 @@ per-file tables, never from a scan of CDRs:
 
 - files received: the switch's files that ARRIVED on D (the registry's first-ingest time),
   with their names, arrival times and statuses;
+- files refused whole or failed: the files of D `rejected` (unknown or unregistered switch,
+  unknown format, unreadable) or `failed` (crashed on their last delivery, waiting for a
+  retry), with why, their bytes (as the drop's notification said) and rows where known: none
+  of their calls is billed and what they were is not known, so they are counted ("not
+  billed: the whole file"), never priced. A switch nobody registered is checked under the
+  name its files' keys give (incoming/{tenant}/{switch}/...);
 - sequence: the number each received file's name carries (the switch's `sequence_pattern`,
   a regular expression whose first group is the digits, e.g. `cdr_(\\d+)\\.csv`), in arrival
   order, continued from the last numbered file that arrived before D. A step of one is
@@ -38,15 +44,17 @@ per-file tables, never from a scan of CDRs:
   half up to micro-units once, and the groups are added up. Quarantined rows, missing files
   and silent hours are not priced (nothing says what the calls were): they are counted.
 
-Which files: those with normalised tables of D-14..D (by call day) or a quarantine table of
-D-14..D (by arrival day: ingest always writes one), listed in the lake, and their records
-read in batches, so the reads grow with the files of the window, not with the tenant's
-history or the calls. A file refused whole (`rejected`: unknown format, unreadable) writes
-neither and is not seen here (`tollgate file status` lists it).
+Which files: those that arrived on D-14..D whatever their status (the registry's day index,
+functions.store.files.arrived_files: one Query), those with normalised tables of D-14..D (by
+call day: a late file of D arrived after it) or a quarantine table of D-14..D (by arrival
+day), listed in the lake; their records read in batches, so the reads grow with the files of
+the window, not with the tenant's history or the calls. The window rather than D alone: a
+file refused the day before still numbers the sequence D continues.
 
 Thresholds (per tenant, `Thresholds`): an alert per (switch, day, check) whose value passes
-its threshold: quarantine share > 5 %, unrated share > 2 %, missing sequence numbers > 0,
-silent hours > 0, late files > 0, money not billed > 0. The stores arrive as ports.
+its threshold: files refused whole or failed > 0, quarantine share > 5 %, unrated share > 2 %,
+missing sequence numbers > 0, silent hours > 0, late files > 0, money not billed > 0. The
+stores arrive as ports.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ SHARE_PLACES = Decimal("0.000001")  # shares are printed to 6 places (exact comp
 NO_ACCOUNT = "unknown_account"
 ALERT_DETAIL_TYPE = "Tollgate Assurance Alert"
 CHECKS = (
+    "rejected_files",
     "sequence_gap",
     "silent_hours",
     "late_files",
@@ -139,6 +148,7 @@ class Thresholds:
 
     quarantine_share: Decimal = Decimal("0.05")
     unrated_share: Decimal = Decimal("0.02")
+    rejected_files: int = 0  # files of D refused whole or failed: none of their calls billed
     sequence_gap: int = 0  # missing file numbers
     silent_hours: int = 0
     late_files: int = 0
@@ -416,6 +426,9 @@ class SeenFile:
     days: tuple[str, ...]  # UTC days its accepted calls start on
     quarantine_day: str | None
     counts: Mapping[str, int]
+    reason: str | None = None  # rejected: why it was refused; failed: the last exception
+    stage: str | None = None  # failed: where (ingest or rate)
+    size: int | None = None  # bytes, as the drop's notification said (when it did)
 
 
 def seen_file(record: Any) -> SeenFile | None:
@@ -424,6 +437,8 @@ def seen_file(record: Any) -> SeenFile | None:
     meta = record.meta or {}
     if not meta.get("switch") or record.created_at is None:
         return None
+    status = record.status
+    reason = meta.get("error") if status == "rejected" else getattr(record, "error", None)
     return SeenFile(
         file_id=record.file_id,
         switch=meta["switch"],
@@ -433,6 +448,9 @@ def seen_file(record: Any) -> SeenFile | None:
         days=tuple(meta.get("days") or ()),
         quarantine_day=meta.get("quarantine_day"),
         counts=dict(record.counts),
+        reason=reason if status in ("rejected", "failed") else None,
+        stage=getattr(record, "stage", None) if status == "failed" else None,
+        size=meta.get("size") if isinstance(meta.get("size"), int) else None,
     )
 
 
@@ -491,6 +509,24 @@ def check_switch_day(
     by_arrival = sorted(files, key=lambda f: (f.arrived, f.name, f.file_id))
     received = [f for f in by_arrival if day_start <= f.arrived < day_end]
     with_calls = [f for f in by_arrival if d in f.days]
+    # Refused whole (unknown switch or format, unreadable) or failed on its last delivery:
+    # none of the file's calls is billed, and what they were is not known (a failed file
+    # that had been read knows its rows).
+    refused = [
+        {
+            "file_id": f.file_id,
+            "name": f.name,
+            "arrived": _iso(f.arrived),
+            "status": f.status,
+            "reason": f.reason,
+            "stage": f.stage,
+            "rows": f.counts.get("rows", 0) if f.quarantine_day else None,
+            "bytes": f.size,
+            "not_billed": "the whole file",
+        }
+        for f in received
+        if f.status in ("rejected", "failed")
+    ]
 
     # Sequence: from the last numbered file that arrived before D.
     anchor = None
@@ -623,6 +659,7 @@ def check_switch_day(
                 for f in received
             ],
             "with_calls_of_day": len(with_calls),
+            "rejected": len(refused),
             "not_rated_yet": [
                 {"file_id": f.file_id, "name": f.name, "status": f.status} for f in pending
             ],
@@ -630,6 +667,7 @@ def check_switch_day(
         "sequence": {"pattern": settings.pattern, "modulus": settings.modulus, "anchor": anchor}
         | sequence.as_json(),
         "hours": {"calls": [int(n) for n in today], "usual": usual, "silent": silent},
+        "rejected_files": refused,
         "late_files": late,
         "duplicate_files": duplicate_files,
         "duplicate_calls": duplicate_calls,
@@ -654,6 +692,7 @@ def check_switch_day(
         "currency": book.currency if book is not None else None,
     }
     findings = {
+        "rejected_files": (len(refused) > thresholds.rejected_files, len(refused)),
         "sequence_gap": (sequence.missing > thresholds.sequence_gap, sequence.missing),
         "silent_hours": (len(silent) > thresholds.silent_hours, len(silent)),
         "late_files": (len(late) > thresholds.late_files, len(late)),
@@ -725,8 +764,9 @@ def check_day(
     tables: Tables,
     only: str | None = None,
 ) -> DayCheck:
-    """Check every switch of `switches` (or `only`) for `day`: the registry's `records`
-    (every file of the tenant), the lake through `tables`."""
+    """Check every switch of `switches` (or `only`) for `day`, and every switch not in it
+    that sent a file on `day`: the registry's `records` (the files of the window at least),
+    the lake through `tables`."""
     first = day - dt.timedelta(days=HISTORY_DAYS)
     window_start = dt.datetime.combine(first, dt.time(), dt.UTC)
     d = day.isoformat()
@@ -749,7 +789,14 @@ def check_day(
         book = revenue_book(everything, currency)
     else:
         book = revenue_book(_empty_rated(), currency)
-    names = [only] if only else sorted(switches)
+    # A switch nobody registered (its files refused whole) is checked under its own name
+    # when it sent something on the day.
+    unregistered = {
+        f.switch
+        for f in in_window
+        if f.switch not in switches and (d in f.days or f.arrived.date() == day)
+    }
+    names = [only] if only else sorted(set(switches) | unregistered)
     out = []
     for name in names:
         mine = [f for f in in_window if f.switch == name]
@@ -866,7 +913,11 @@ def run_assurance(
     stored = accounts.get_assurance_settings(tenant)
     currency = accounts.get_tenant(tenant).currency
     names = sorted(s.switch for s in accounts.list_switches(tenant))
-    if switch is not None:
+    first = day - dt.timedelta(days=HISTORY_DAYS)
+    # Every file that arrived in the window, whatever its status (the registry's day index:
+    # a file refused whole or failed before it was read has no table in the lake).
+    arrived = files.arrived_files(tenant, first, day)
+    if switch is not None and switch not in names and all(s != switch for _, s, _ in arrived):
         accounts.get_switch(tenant, switch)  # NotFoundError for an unknown one
     sequences = {
         name: SequenceSettings(
@@ -875,11 +926,12 @@ def run_assurance(
         )
         for name in names
     }
-    # The files of the window, found through the lake's day partitions (a file's normalised
-    # tables are filed by call day, its quarantine table, always written, by arrival day),
-    # then their records in batches: reads grow with the window's files, not the tenant's.
-    first = day - dt.timedelta(days=HISTORY_DAYS)
-    listed = {f for _, f in lake.listed_tables("normalized", tenant, first, day)}
+    # And the files of the window found through the lake's day partitions (a file's
+    # normalised tables are filed by call day: a late file of D arrived after it; its
+    # quarantine table, always written, by arrival day), then their records in batches:
+    # reads grow with the window's files, not the tenant's.
+    listed = {f for _, _, f in arrived}
+    listed |= {f for _, f in lake.listed_tables("normalized", tenant, first, day)}
     listed |= {f for _, f in lake.listed_tables("quarantine", tenant, first, day)}
     result = check_day(
         tenant,

@@ -53,6 +53,7 @@ def dropped_files(event: S3Event) -> list[DroppedFile]:
                 switch=where.switch,
                 name=where.name,
                 arrived=dt.datetime.fromisoformat(record.event_time.replace("Z", "+00:00")).date(),
+                size=s3.get_object.size,
             )
         )
     return drops

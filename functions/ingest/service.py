@@ -54,6 +54,7 @@ class DroppedFile:
     switch: str
     name: str
     arrived: dt.date  # the event's day: where the file's quarantine rows are filed
+    size: int | None = None  # bytes, as the event said (kept with a file refused whole)
 
     @property
     def file_id(self) -> str:
@@ -134,6 +135,8 @@ def ingest(
         return IngestOutcome(file_id, "already")
 
     meta = {"switch": drop.switch, "name": drop.name, "key": drop.key, "etag": drop.etag}
+    if drop.size is not None:
+        meta["size"] = drop.size
     with lake.Spool() as spool:
         try:
             switch = switches.get_switch(drop.tenant, drop.switch)

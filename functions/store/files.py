@@ -2,6 +2,10 @@
 
 Key layout (table `settings().files_table`; every pk is the tenant):
     pk={tenant}  sk=FILE#{file_id}              status, switch, day, counts, meta, timestamps
+    pk={tenant}  sk=ARRIVED#{day}#{switch}#{file_id}
+                                                the file arrived on `day` (its first record's
+                                                UTC day), whatever became of it: written in
+                                                the same transaction as the file's record
     pk={tenant}  sk=DEDUP#{switch}#{day}        version, files (committed file ids), set_key
     pk={tenant}  sk=RUN#{file_id}               the committed pricing run of the file
     pk={tenant}  sk=COUNT#{period}#{account}#{kind}#{name}
@@ -66,7 +70,14 @@ from pynamodb.transactions import TransactWrite
 
 from functions.rate.contracts import Counter, CounterKey, Move
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, check_name, check_slot, check_token
+from functions.store import (
+    ConflictError,
+    NotFoundError,
+    check_day,
+    check_name,
+    check_slot,
+    check_token,
+)
 from functions.store.items import IntAttribute, Item, bind, conditional_failed, now
 
 logger = logging.getLogger(__name__)
@@ -101,6 +112,10 @@ class _FileItem(Item):
     retries = IntAttribute(default=0)  # operator retries and redrives, all time
 
 
+class _ArrivedItem(Item):
+    """The day index of the files: one key-only item per file (`arrived_files`)."""
+
+
 class _RunItem(Item):
     run = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
@@ -125,6 +140,7 @@ class _ClaimItem(Item):
 def _models(table: str) -> SimpleNamespace:
     return SimpleNamespace(
         file=bind(_FileItem, table),
+        arrived=bind(_ArrivedItem, table),
         claim=bind(_ClaimItem, table),
         run=bind(_RunItem, table),
         counter=bind(_CounterItem, table),
@@ -224,12 +240,46 @@ def put_file(
         item.retries = int(existing.retries or 0)
     condition = model.pk.does_not_exist() | model.status.is_in(*_REPLACES[status])
     try:
-        item.save(condition=condition)
-    except PutError as error:
-        if conditional_failed(error):
+        _save_with_arrival(item, condition, meta or {})
+    except (PutError, TransactWriteError) as error:
+        if _refused(error):
             return False
         raise
     return True
+
+
+def _arrived_sk(day: dt.date | str, switch: str, file_id: str) -> str:
+    switch, file_id = check_name("switch", switch), check_token("file id", file_id)
+    return f"ARRIVED#{check_day(day)}#{switch}#{file_id}"
+
+
+def _refused(error: PutError | UpdateError | TransactWriteError, *, conflict: bool = False) -> bool:
+    """The write (alone or the file's record in a transaction) was refused by its condition;
+    with `conflict`, or cancelled by another transaction on the same item at the same time."""
+    if isinstance(error, TransactWriteError):
+        codes = [r.code if r is not None else None for r in error.cancellation_reasons or []]
+        return "ConditionalCheckFailed" in codes or (conflict and "TransactionConflict" in codes)
+    return conditional_failed(error)
+
+
+def _save_with_arrival(item: _FileItem, condition: Any, meta: Mapping[str, Any]) -> None:
+    """Save a file's record on `condition`, and in the same transaction its item of the day
+    index (the day it first arrived: `created_at`, kept by every rewrite, so a redelivery or a
+    retry writes the same index item again). A record naming no valid switch (it was never a
+    drop) is saved alone: the day's check could not place it anyway."""
+    switch = meta.get("switch")
+    try:
+        sk = _arrived_sk(
+            item.created_at.astimezone(dt.UTC).date(), switch, item.sk.removeprefix("FILE#")
+        )
+    except (TypeError, ValueError):
+        item.save(condition=condition)
+        return
+    model = _m().arrived
+    connection = Connection(region=model.Meta.region, host=model.Meta.host)
+    with TransactWrite(connection=connection) as transaction:
+        transaction.save(item, condition=condition)
+        transaction.save(model(item.pk, sk))
 
 
 def set_file_status(
@@ -290,6 +340,21 @@ def find_file(tenant: str, file_id: str) -> FileRecord | None:
     return _record(item) if item is not None else None
 
 
+def arrived_files(
+    tenant: str, first: dt.date | str, last: dt.date | str
+) -> list[tuple[str, str, str]]:
+    """(day, switch, file id) of every file that arrived on the days first..last, whatever
+    its status (rejected and failed files too): one Query of the day index, so the reads
+    grow with those days' files, not with the tenant's history."""
+    model = _m().arrived
+    low, high = f"ARRIVED#{check_day(first)}#", f"ARRIVED#{check_day(last)}$"  # '$' > '#'
+    out = []
+    for item in model.query(check_name("tenant", tenant), model.sk.between(low, high)):
+        day, switch, file_id = item.sk.removeprefix("ARRIVED#").split("#")
+        out.append((day, switch, file_id))
+    return out
+
+
 def list_files(tenant: str) -> list[FileRecord]:
     """Every file of the tenant, in file id order."""
     model = _m().file
@@ -335,7 +400,7 @@ def record_failure(
         written = now()
         try:
             if existing is None:
-                model(
+                item = model(
                     check_name("tenant", tenant),
                     f"FILE#{check_token('file id', file_id)}",
                     status=new,
@@ -345,7 +410,8 @@ def record_failure(
                     error=text,
                     stage=stage,
                     failures=1,
-                ).save(condition=model.pk.does_not_exist())
+                )
+                _save_with_arrival(item, model.pk.does_not_exist(), meta or {})
             else:
                 actions = [
                     model.status.set(new),
@@ -358,8 +424,8 @@ def record_failure(
                     actions.append(model.meta.set(_meta(existing) | _plain(meta)))
                 # Optimistic: nobody wrote the item since we read it.
                 existing.update(actions=actions, condition=model.updated_at == existing.updated_at)
-        except (PutError, UpdateError) as failure:
-            if conditional_failed(failure):
+        except (PutError, UpdateError, TransactWriteError) as failure:
+            if _refused(failure, conflict=True):  # read it again
                 continue
             raise
         return new

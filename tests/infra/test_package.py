@@ -686,12 +686,12 @@ CHECK_FRAUD_GRANTS = (
     | {("s3:GetObject", f"{LAKE}/rated/*"), ("s3:GetObject", f"{LAKE}/normalized/*")}
 )
 # Revenue assurance: tenants (a scan), switches, settings, the tenant; the window's files
-# (listed in the lake, their records in batches) and the alert claims; three lake areas' day
-# tables; the alert on the tollgate bus.
+# (the day index queried, the lake listed, their records in batches) and the alert claims;
+# three lake areas' day tables; the alert on the tollgate bus.
 ASSURANCE_GRANTS = (
     LOGS
     | _dynamodb("AccountsTable", "Scan", "Query", "GetItem")
-    | _dynamodb("FilesTable", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem")
+    | _dynamodb("FilesTable", "Query", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem")
     | {("s3:ListBucket", "LakeBucket.Arn")}
     | {("s3:GetObject", f"{LAKE}/{area}/*") for area in ("normalized", "rated", "quarantine")}
     | {("events:PutEvents", "EventBus.Arn")}

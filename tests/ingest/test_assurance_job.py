@@ -4,6 +4,7 @@ daily job publishing each alert once on the tollgate bus, and `tollgate assuranc
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
@@ -12,12 +13,15 @@ import pytest
 from functions.cli import main
 from functions.ingest import assurance
 from functions.ingest.handler import AssurancePassFailed, handle_assurance_schedule
+from functions.ingest.service import DroppedFile, ingest
 from functions.shared.settings import settings
 from functions.store import accounts, client, events, files, lake
 from tests.conftest import operator_account
 from tests.ingest.test_assurance import PATTERN, D, build_world
 
 TENANT = "acme"
+# What the world's sw1 raises on D: every check but refused files (it has none).
+RAISED = [c for c in assurance.CHECKS if c != "rejected_files"]
 BROKEN = "broken"  # a tenant whose lake lost a rated table: its check fails
 AFTER = "2026-11-21T06:30:00Z"  # the schedule's run for D
 NOW = dt.datetime(2026, 11, 21, 6, 30, tzinfo=dt.UTC)
@@ -148,7 +152,8 @@ def test_the_check_on_demand_reads_the_stores_and_publishes_nothing(stack, capsy
     assert sw1["quarantine"]["reasons"] == {"bad_number": 1, "malformed": 1}
     assert sw1["unknown_account"] == {"calls": 3, "money_not_billed": "0.051500"}
     assert sw1["money_not_billed"] == "0.066724"
-    assert [a["check"] for a in sw1["alerts"]] == list(assurance.CHECKS)
+    assert [a["check"] for a in sw1["alerts"]] == RAISED
+    assert sw1["rejected_files"] == [] and sw1["files"]["rejected"] == 0
     assert sw2["alerts"] == [] and report["published"] == []
     assert delivered(stack) == []
     status, text = run(capsys, "assurance", TENANT, "--day", D.isoformat(), "--switch", "sw1")
@@ -163,7 +168,7 @@ def test_the_job_publishes_each_alert_once_and_a_failing_tenant_stops_no_other(s
     with pytest.raises(AssurancePassFailed, match=BROKEN):
         handle_assurance_schedule({"time": AFTER}, LambdaContext())
     first = delivered(stack)
-    assert sorted(e["check"] for e in first) == sorted(assurance.CHECKS)
+    assert sorted(e["check"] for e in first) == sorted(RAISED)
     assert {(e["tenant"], e["switch"], e["day"]) for e in first} == {(TENANT, "sw1", "2026-11-20")}
     money = next(e for e in first if e["check"] == "money_not_billed")
     assert (money["value"], money["currency"]) == ("0.066724", "USD")
@@ -172,7 +177,7 @@ def test_the_job_publishes_each_alert_once_and_a_failing_tenant_stops_no_other(s
     with pytest.raises(AssurancePassFailed):
         handle_assurance_schedule({"time": AFTER}, LambdaContext())
     assert delivered(stack) == []
-    for check in assurance.CHECKS:
+    for check in RAISED:
         assert files.alert_state(TENANT, f"sw1#{D}#{check}") == "sent"
 
 
@@ -218,3 +223,153 @@ def test_a_crash_between_publish_and_record_publishes_once(stack, monkeypatch):
     assert later.published == [repeat["alert_id"]]
     assert repeat["alert_id"] == assurance.alert_id(tenant, "sw1", D, key.split("#")[2])
     assert files.alert_state(tenant, key) == "sent"
+
+
+# --- files refused whole or failed: seen through the registry's arrival index -------------
+
+DROPS = "drops"  # a tenant whose files of D are refused whole or failed
+
+
+class CountedFiles:
+    """The files adapter, with the file ids whose records a check read."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(files, name)
+
+    def get_files(self, tenant, file_ids):
+        self.read += file_ids
+        return files.get_files(tenant, file_ids)
+
+
+class RateRequests:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_rate_request(self, tenant, switch, file_id):
+        self.sent.append(file_id)
+
+
+def drop(monkeypatch, switch: str, name: str, data: bytes, when: dt.datetime):
+    """Drop a file and ingest it at `when` (the registry's clock) through the real service."""
+    where = lake.put_cdr(DROPS, switch, name, data)
+    _, etag = lake.get_cdr(DROPS, switch, name)
+    dropped = DroppedFile(
+        settings().cdr_bucket, where.key, etag.strip('"'), DROPS, switch, name, when.date(),
+        size=len(data),
+    )  # fmt: skip
+    monkeypatch.setattr(files, "now", lambda: when)
+    outcome = ingest(
+        dropped, lake=lake, switches=accounts, files=files, rate_requests=RateRequests()
+    )
+    return dropped, outcome
+
+
+def test_files_refused_whole_or_failed_are_reported_and_alert_once(stack, capsys, monkeypatch):
+    accounts.create_tenant(DROPS)
+    accounts.create_switch(DROPS, "sw1", format="generic")
+    on_d = dt.datetime.combine(D, dt.time(8), dt.UTC)
+    # A switch nobody registered sends a file: refused, none of its calls billed.
+    ghost, outcome = drop(monkeypatch, "ghost", "g_0001.csv", b"call_id,caller\n1,2\n", on_d)
+    assert outcome.status == "rejected"
+    # sw1 sends a file that is not readable at all (a truncated gzip).
+    junk, outcome = drop(
+        monkeypatch, "sw1", "cdr_0007.csv", b"\x1f\x8b\x08junk", on_d + dt.timedelta(hours=1)
+    )
+    assert outcome.status == "rejected"
+    # Redelivered: the same drop again writes nothing new.
+    assert drop(monkeypatch, "sw1", "cdr_0007.csv", b"\x1f\x8b\x08junk", on_d)[1].status == (
+        "already"
+    )
+    # sw1's next file crashed on its last delivery: failed, waiting for a retry.
+    crashed = DroppedFile(
+        settings().cdr_bucket, "incoming/drops/sw1/cdr_0008.csv", "e8", DROPS, "sw1",
+        "cdr_0008.csv", D,
+    )  # fmt: skip
+    monkeypatch.setattr(files, "now", lambda: on_d + dt.timedelta(hours=2))
+    assert (
+        files.record_failure(
+            DROPS,
+            crashed.file_id,
+            "MemoryError: out of memory",
+            stage="ingest",
+            final=True,
+            meta=dataclasses.asdict(crashed),
+        )
+        == "failed"
+    )
+    # Refused files of other days: outside the check's window, never read.
+    before, _ = drop(monkeypatch, "ghost", "g_0000.csv", b"x", on_d - dt.timedelta(days=20))
+    after, _ = drop(monkeypatch, "ghost", "g_0002.csv", b"x", on_d + dt.timedelta(days=1))
+    monkeypatch.undo()
+
+    counted = CountedFiles()
+    delivered(stack)
+    report = None
+    for _ in range(2):  # the rerun publishes nothing again
+        result = assurance.run_assurance(
+            DROPS, D, files=counted, accounts=accounts, lake=lake, events=events, now=NOW
+        )
+        report = report or result.as_json()
+    assert before.file_id not in counted.read and after.file_id not in counted.read
+    assert sorted(set(counted.read)) == sorted([ghost.file_id, junk.file_id, crashed.file_id])
+    by_switch = {s["switch"]: s for s in report["switches"]}
+    assert sorted(by_switch) == ["ghost", "sw1"]
+    [refused] = by_switch["ghost"]["rejected_files"]
+    assert refused["file_id"] == ghost.file_id and refused["name"] == "g_0001.csv"
+    assert refused["status"] == "rejected" and "ghost" in refused["reason"]
+    assert refused["not_billed"] == "the whole file" and refused["rows"] is None
+    assert refused["bytes"] == len(b"call_id,caller\n1,2\n")
+    assert refused["arrived"] == "2026-11-20T08:00:00Z"
+    sw1_files = by_switch["sw1"]["rejected_files"]
+    assert [(f["name"], f["status"]) for f in sw1_files] == [
+        ("cdr_0007.csv", "rejected"),
+        ("cdr_0008.csv", "failed"),
+    ]
+    assert "gzip" in sw1_files[0]["reason"]
+    assert sw1_files[1]["reason"] == "MemoryError: out of memory"
+    assert sw1_files[1]["stage"] == "ingest" and sw1_files[1]["rows"] is None
+    assert [f["bytes"] for f in sw1_files] == [len(b"\x1f\x8b\x08junk"), None]
+    # The day index: one item per file, where it first arrived; a retry's write of the
+    # record (here the refusal again, later) rewrites the same item.
+    monkeypatch.setattr(files, "now", lambda: on_d + dt.timedelta(days=3))
+    assert files.put_file(DROPS, junk.file_id, "rejected", meta={"switch": "sw1"})
+    monkeypatch.undo()
+    assert files.arrived_files(DROPS, D - dt.timedelta(days=30), D + dt.timedelta(days=5)) == [
+        ("2026-10-31", "ghost", before.file_id),
+        *sorted(
+            [("2026-11-20", "ghost", ghost.file_id), ("2026-11-20", "sw1", junk.file_id),
+             ("2026-11-20", "sw1", crashed.file_id)]
+        ),
+        ("2026-11-21", "ghost", after.file_id),
+    ]  # fmt: skip
+    assert [f["name"] for f in by_switch["sw1"]["files"]["received"]] == [
+        "cdr_0007.csv",
+        "cdr_0008.csv",
+    ]
+    alerts = delivered(stack)
+    assert sorted((a["switch"], a["check"], a["value"]) for a in alerts) == [
+        ("ghost", "rejected_files", 1),
+        ("sw1", "rejected_files", 2),
+    ]
+    # The command line shows the same, the unregistered switch by its name.
+    status, shown = run(capsys, "assurance", DROPS, "--day", D.isoformat(), "--json")
+    assert status == 0
+    assert [s["switch"] for s in shown["switches"]] == ["ghost", "sw1"]
+    assert shown["switches"][0]["rejected_files"] == by_switch["ghost"]["rejected_files"]
+    status, shown = run(
+        capsys, "assurance", DROPS, "--day", D.isoformat(), "--switch", "ghost", "--json"
+    )
+    assert status == 0 and [s["switch"] for s in shown["switches"]] == ["ghost"]
+    status, text = run(capsys, "assurance", DROPS, "--day", D.isoformat())
+    assert "ghost: rejected_files 1 (threshold 0)" in text
+    # A tenant that tolerates one refused file a day hears of sw1's two, not of ghost's one.
+    status, shown = run(capsys, "assurance", DROPS, "--set", "rejected_files=1", "--json")
+    assert status == 0 and shown["thresholds"]["rejected_files"] == 1
+    status, shown = run(capsys, "assurance", DROPS, "--day", D.isoformat(), "--json")
+    assert [(s["switch"], s["alerts"]) for s in shown["switches"]] == [
+        ("ghost", []),
+        ("sw1", [{"check": "rejected_files", "value": 2, "threshold": "1"}]),
+    ]

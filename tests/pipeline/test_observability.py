@@ -345,13 +345,14 @@ def test_on_lambda_the_handler_and_each_record_are_traced_with_tenant_and_file()
     [record] = [s for name, s in names.items() if name.endswith("ingest_record")]
     assert record["annotations"]["tenant"] == "acme"
     assert len(record["annotations"]["file_id"]) == 32
-    # the AWS calls the record made (switch look-up, file record), as its subsegments
+    # the AWS calls the record made (switch look-up, the file record written with its item
+    # of the day index in one transaction), as its subsegments
     calls = {
         (s["name"], s["aws"]["operation"])
         for s in _walk(segments)
         if s.get("namespace") == "aws" and s.get("parent_id") == record["id"]
     }
-    assert {("dynamodb", "GetItem"), ("dynamodb", "PutItem")} <= calls
+    assert {("dynamodb", "GetItem"), ("dynamodb", "TransactWriteItems")} <= calls
 
 
 def test_powertools_trace_disabled_runs_the_handler_untraced():
