@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger, Tracer
 from functions.fraud.counters import COLUMNS
 from functions.fraud.service import check_file, evaluate
 from functions.rate.route_service import record_file_quality
+from functions.shared.passes import over_tenants, scheduled_time
 from functions.store import accounts, events, files, fraud, lake, notices, quality
 
 logger = Logger(service="fraud")
@@ -69,29 +70,24 @@ class FraudPassFailed(Exception):
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handle_fraud_schedule(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    now = (
-        dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
-        if "time" in event
-        else _now()
+    now = scheduled_time(event, _now)
+
+    def check(tenant: str):
+        return evaluate(
+            tenant, store=fraud, accounts=accounts, events=events, notices=notices, now=now
+        )
+
+    done = over_tenants(
+        [t.tenant for t in accounts.list_tenants()],
+        check,
+        lambda tenant: logger.exception("fraud pass failed", extra={"tenant": tenant}),
     )
-    summary: dict[str, Any] = {"tenants": 0, "alerts": 0, "suspended": [], "failed": []}
-    for tenant in accounts.list_tenants():
-        try:
-            outcome = evaluate(
-                tenant.tenant,
-                store=fraud,
-                accounts=accounts,
-                events=events,
-                notices=notices,
-                now=now,
-            )
-        except Exception:
-            logger.exception("fraud pass failed", extra={"tenant": tenant.tenant})
-            summary["failed"].append(tenant.tenant)
-            continue
-        summary["tenants"] += 1
-        summary["alerts"] += len(outcome.alerts)
-        summary["suspended"] += [f"{tenant.tenant}/{a}" for a in outcome.suspended]
+    summary: dict[str, Any] = {
+        "tenants": len(done.done),
+        "alerts": sum(len(outcome.alerts) for _, outcome in done.done),
+        "suspended": [f"{t}/{a}" for t, outcome in done.done for a in outcome.suspended],
+        "failed": done.failed,
+    }
     logger.info("fraud pass", extra=summary)
     if summary["failed"]:
         raise FraudPassFailed(f"the fraud pass failed for {', '.join(summary['failed'])}")

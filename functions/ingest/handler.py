@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from functions.ingest.service import DroppedFile, IngestOutcome, ingest
+from functions.shared.passes import over_tenants, scheduled_time
 from functions.store import accounts, batches, files, lake, monitoring, queues
 
 logger = Logger(service=monitoring.INGEST)
@@ -149,30 +150,25 @@ def handle_assurance_schedule(event: dict[str, Any], context: Any) -> dict[str, 
     from functions.ingest.assurance import run_assurance
     from functions.store import events
 
-    now = (
-        dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
-        if "time" in event
-        else dt.datetime.now(dt.UTC)
-    )
+    now = scheduled_time(event, lambda: dt.datetime.now(dt.UTC))
     day = now.date() - dt.timedelta(days=1)
-    summary: dict[str, Any] = {"day": day.isoformat(), "tenants": 0, "alerts": 0, "failed": []}
-    for tenant in accounts.list_tenants():
-        try:
-            checked = run_assurance(
-                tenant.tenant,
-                day,
-                files=files,
-                accounts=accounts,
-                lake=lake,
-                events=events,
-                now=now,
-            )
-        except Exception:
-            logger.exception("assurance check failed", extra={"tenant": tenant.tenant})
-            summary["failed"].append(tenant.tenant)
-            continue
-        summary["tenants"] += 1
-        summary["alerts"] += len(checked.published)
+
+    def check(tenant: str):
+        return run_assurance(
+            tenant, day, files=files, accounts=accounts, lake=lake, events=events, now=now
+        )
+
+    done = over_tenants(
+        [t.tenant for t in accounts.list_tenants()],
+        check,
+        lambda tenant: logger.exception("assurance check failed", extra={"tenant": tenant}),
+    )
+    summary: dict[str, Any] = {
+        "day": day.isoformat(),
+        "tenants": len(done.done),
+        "alerts": sum(len(checked.published) for _, checked in done.done),
+        "failed": done.failed,
+    }
     logger.info("assurance checks", extra=summary)
     if summary["failed"]:
         raise AssurancePassFailed(f"assurance check failed for {', '.join(summary['failed'])}")

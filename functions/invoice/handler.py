@@ -21,6 +21,7 @@ from functions.invoice import cycle
 from functions.rate.recurring_job import RecurringJobError, post_every_tenant, previous_period
 from functions.rate.tier_close import close_every_tenant
 from functions.shared.money import AMOUNT_SCALE, units_to_str
+from functions.shared.passes import over_tenants, scheduled_time
 from functions.store import accounts, billing, documents, files, lake, ledger, mail
 
 logger = Logger(service="invoicing")
@@ -28,7 +29,7 @@ logger = Logger(service="invoicing")
 
 def handle_month_end(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Post the previous month's fees and true-ups for every tenant; a summary of what it did."""
-    moment = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00"))
+    moment = scheduled_time(event, lambda: dt.datetime.now(dt.UTC))
     period = previous_period(moment)
     failed: RecurringJobError | None = None
     try:
@@ -159,36 +160,29 @@ def handle_daily_dunning(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from functions.invoice.dunning_job import run_dunning
     from functions.store import billing, events, mail
 
-    day = dt.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).date()
+    day = scheduled_time(event, lambda: dt.datetime.now(dt.UTC)).date()
     actor = accounts.caller(by="system:dunning")
+
+    def dun(tenant: str):
+        return run_dunning(
+            tenant, day, accounts=accounts, ledger=ledger, billing=billing, mail=mail,
+            events=events, actor=actor,
+        )  # fmt: skip
+
+    done = over_tenants(
+        [t.tenant for t in accounts.list_tenants()],
+        dun,
+        lambda tenant: logger.exception("dunning failed", extra={"tenant": tenant}),
+    )
+    runs = [run for _, run in done.done]
     summary: dict[str, Any] = {
         "day": day.isoformat(),
-        "tenants": 0,
-        "sent": 0,
-        "suspended": 0,
-        "resumed": 0,
-        "failed": [],
+        "tenants": len(runs),
+        "sent": sum(len(run.sent) for run in runs),
+        "suspended": sum(len(run.suspended) for run in runs),
+        "resumed": sum(len(run.resumed) for run in runs),
+        "failed": done.failed,
     }
-    for tenant in accounts.list_tenants():
-        try:
-            run = run_dunning(
-                tenant.tenant,
-                day,
-                accounts=accounts,
-                ledger=ledger,
-                billing=billing,
-                mail=mail,
-                events=events,
-                actor=actor,
-            )
-        except Exception:
-            logger.exception("dunning failed", extra={"tenant": tenant.tenant})
-            summary["failed"].append(tenant.tenant)
-            continue
-        summary["tenants"] += 1
-        summary["sent"] += len(run.sent)
-        summary["suspended"] += len(run.suspended)
-        summary["resumed"] += len(run.resumed)
     logger.info("dunning done", extra=summary)
     if summary["failed"]:
         raise RuntimeError(f"dunning failed for {', '.join(summary['failed'])}")
