@@ -31,14 +31,14 @@ from functions.authz import service
 from functions.cli import main
 from functions.rate.route_service import DEFAULT_TTL_SECONDS
 from functions.shared.settings import settings
-from functions.store import accounts, client, ledger
+from functions.store import accounts, client, holds, ledger
 from functions.store.routes import route_service
 from tests.cli.conftest import json_document, run_command
 
 LONDON = "442071234567"
 LAGOS = "2348031234567"
 WARM_START = ["GetItem", "BatchGetItem", "TransactWriteItems"]
-REBUILD = ["Query", "GetItem"]  # the tenant's suppliers, its routing policy
+REBUILD = ["GetItem", "Query"]  # the routing policy, the tenant's suppliers
 
 
 class Clock:
@@ -205,8 +205,8 @@ def test_a_supplier_upload_and_rollback_reach_the_next_start(world, clock, capsy
     ]
     calls: list[str] = []
     assert _lagos(tenant, calls) == [("mtn", "0.01500000")]  # the very next START
-    # that START read the version with the money (no extra read) and rebuilt the book
-    assert calls == WARM_START[:2] + REBUILD + WARM_START[2:]
+    # its 3 calls read the new version with the money; then the book is rebuilt
+    assert calls == WARM_START + REBUILD
     assert _warm_lagos(tenant) == [("mtn", "0.01500000")]  # and the next is warm again
 
     _run(capsys, "deck", "rollback", tenant, "mtn", str(first))
@@ -277,3 +277,20 @@ def test_a_write_that_bumps_nothing_still_reaches_the_routes_within_a_minute(wor
     )
     clock.now += DEFAULT_TTL_SECONDS
     assert _lagos(tenant) == [("mtn", "0.01200000")]
+
+
+def test_only_the_writes_routing_reads_bump_the_version(world, clock, capsys):
+    """Only writes the route list depends on bump the version (no needless rebuild): a
+    customer suspended and resumed, the tenant's cap set (an update: the version stays)."""
+    tenant, _ = world
+    before = holds.get_routes_version(tenant)
+    assert before > 0  # the fixture's supplier deck and target bumped it
+    accounts.set_account_status(tenant, "rich", "suspended", reason="test")
+    accounts.set_account_status(tenant, "rich", "active")
+    holds.set_max_duration(tenant, holds.DEFAULT_MAX_DURATION)
+    assert holds.get_max_duration(tenant) == holds.DEFAULT_MAX_DURATION
+    assert holds.get_routes_version(tenant) == before
+    _run(capsys, "routes", "block", tenant, "mtn", "99")
+    assert holds.get_routes_version(tenant) == before + 1
+    _run(capsys, "routes", "unblock", tenant, "mtn", "99")
+    assert holds.get_routes_version(tenant) == before + 2
