@@ -19,6 +19,7 @@ could not read it uses TOLLGATE_AUTHZ_FALLBACK (closed unless it says open).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -299,7 +300,9 @@ def routes_for(
     the margin guard against the customer's rate the quote found), as a switch dials them."""
     from functions.store.routes import route_service
 
-    found = route_service().routes_for(tenant, account, callee, at, decision.rate)
+    found = route_service().routes_for(
+        tenant, account, callee, at, decision.rate, routes_version=decision.routes_version
+    )
     return rules.route_answers(found)
 
 
@@ -324,6 +327,8 @@ def _bundle_hold(
 
 
 def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
+    """The decision, with the tenant's routing version read with the money (no extra read:
+    a route list whose supplier, policy or deck changed is rebuilt at the next START)."""
     tenant, call_id = request.tenant, request.call_id
     swept = False
     contracts = contracts_of(tenant, account.account)
@@ -332,7 +337,9 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
         money = holds.read_money(tenant, account.account, None if dry_run else call_id, keys)
         own = money.hold
         if request.event == "start" and own is not None:  # a retried START: the same answer
-            return rules.Decision(True, "ok", own.max_duration_seconds, own.amount_micro)
+            return _versioned(
+                rules.Decision(True, "ok", own.max_duration_seconds, own.amount_micro), money
+            )
         answered = request.answered_seconds if request.event == "interim" else 0
         cap = rules.cap(money.max_duration_seconds, answered)
         room = rules.available(
@@ -364,6 +371,7 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
             # A denied INTERIM writes nothing: what the call holds is its hold as it was (the
             # price the quote found for less time was never held).
             return rules.Decision(False, decision.reason, 0, own.amount_micro)
+        decision = _versioned(decision, money)
         if dry_run or not decision.allow:
             return decision
         total = decision.max_duration_seconds + answered
@@ -378,8 +386,11 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
                     money=money, credit_micro=credit, bundle=bundle,
                 )  # fmt: skip
                 if not placed.created:  # a concurrent START of the same call won
-                    return rules.Decision(
-                        True, "ok", placed.max_duration_seconds, placed.amount_micro
+                    return _versioned(
+                        rules.Decision(
+                            True, "ok", placed.max_duration_seconds, placed.amount_micro
+                        ),
+                        money,
                     )
             elif (decision.hold_micro, expires, seconds) != (
                 own.amount_micro, own.expires_at, own.bundle_seconds,
@@ -392,6 +403,10 @@ def _decide(request, account, index, at, now, dry_run) -> rules.Decision:
         except holds.MoneyMoved:
             continue
     raise holds.ConflictError(f"the money of {account.account!r} kept moving; try again")
+
+
+def _versioned(decision: rules.Decision, money: holds.Money) -> rules.Decision:
+    return dataclasses.replace(decision, routes_version=money.routes_version)
 
 
 # --- the switches' entry: a time budget and the tenant's fallback ------------------------

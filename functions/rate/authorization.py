@@ -49,6 +49,9 @@ class Decision:
     max_duration_seconds: int
     hold_micro: int  # what the call holds (0 when denied or stopped)
     rate: Decimal | None = None  # the customer's per-minute price (the routes' margin guard)
+    # The tenant's routing version read with the money (the route book is rebuilt when it
+    # was built at another); None: not read.
+    routes_version: int | None = None
 
     def answer(self, routes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The API's and the CLI's answer."""

@@ -6,13 +6,22 @@ functions.rate.service, and the ordering itself is functions.rate.routing's.
     service = RouteService(routes=routes_store, lake=lake, quality=quality, accounts=accounts)
     service.routes_for(tenant, account, callee, at, customer_quote_rate) -> list[dict]
 
-A warm container keeps, per tenant, the suppliers (status, targets, blocks), the routing
-policy and their compiled decks for `ttl_seconds` (default 60 s: a deck uploaded or a
-supplier suspended is used by the next call within a minute), and each route's window of
-stats for as long; decks are compiled once per version (DeckCache, keyed as the rater keys
-them). So a warm call makes no store call at all, a cold one: one Query (suppliers), one
-GetItem (policy), one BatchGetItem (stats; two when over 100 hour buckets), plus S3 for decks
-not yet compiled.
+A warm container keeps, per tenant, a book: the suppliers (status, targets, blocks), the
+routing policy and their compiled decks, tagged with the tenant's routing version it was
+built at, and each route's window of stats for `ttl_seconds` (default 60 s); decks are
+compiled once per version (DeckCache, keyed as the rater keys them).
+
+The routing version (functions/store/holds.py) is bumped in the same transaction as every
+write the book depends on: a supplier's deck upload or rollback, its target, blocks, status
+(and kind, currency, rounding), the tenant's policy. The real-time authorization reads it
+with the money it reads anyway and passes it as `routes_version`: a book built at another
+version is rebuilt at once, so such a change reaches the very next call, at no extra read
+while nothing changed. A book is also rebuilt once it is `ttl_seconds` old, whatever the
+version (the backstop for a write that does not bump it, and for callers that pass none,
+such as `tollgate routes`' own service). So a warm call makes no store call at all, a cold
+one (or the first after a change): one Query (suppliers), one GetItem (policy), one
+BatchGetItem (stats, unless warm; two when over 100 hour buckets), plus S3 for decks not yet
+compiled.
 
 `record_file_quality(tenant, file_id, files=, lake=, quality=)` feeds the stats from a rated
 file: the file's rated rows (supplier, the destination name of the supplier deck's matched
@@ -91,6 +100,7 @@ class _Book:
     policy: Policy
     candidates: tuple[Candidate, ...]
     loaded_at: float
+    version: int | None = None  # the tenant's routing version it was built at (None: unknown)
 
 
 class RouteService:
@@ -120,11 +130,16 @@ class RouteService:
             lambda: DeckIndex.build(self.lake.get_deck(tenant, account, version), currency),
         )
 
-    def book(self, tenant: str) -> _Book:
-        """The tenant's policy and candidate suppliers (with their decks), at most ttl old."""
+    def book(self, tenant: str, version: int | None = None) -> _Book:
+        """The tenant's policy and candidate suppliers (with their decks), at most ttl old and,
+        given the tenant's routing `version` as just read, built at that version."""
         now = self.clock()
         book = self._books.get(tenant)
-        if book is not None and now - book.loaded_at < self.ttl:
+        if (
+            book is not None
+            and now - book.loaded_at < self.ttl
+            and (version is None or version == book.version)
+        ):
             return book
         policy = Policy.of(self.routes.get_policy(tenant))
         candidates = tuple(
@@ -140,7 +155,8 @@ class RouteService:
             for s in self.routes.list_suppliers(tenant)
             if s.deck_version is not None
         )
-        book = _Book(policy, candidates, now)
+        # Read after `version` was: a version bumped meanwhile rebuilds once more, harmlessly.
+        book = _Book(policy, candidates, now, version)
         with self._lock:
             self._books[tenant] = book
         return book
@@ -205,14 +221,17 @@ class RouteService:
         *,
         caller: str | None = None,
         quote_currency: str | None = None,
+        routes_version: int | None = None,
     ) -> list[dict[str, Any]]:
         """The ordered routes for a call (functions.rate.routing's dicts). The margin guard
         applies against `customer_quote_rate` (the customer's per-minute price, in
         `quote_currency` when given); None with an account prices it on the account's deck
         (in its currency), None without one: no guard. `caller` matters only to supplier
-        decks with origin entries (without it only their any-caller entries match)."""
+        decks with origin entries (without it only their any-caller entries match).
+        `routes_version`: the tenant's routing version as the caller read it (the book is
+        rebuilt when it was built at another one)."""
         start = epoch_seconds(at)
-        book = self.book(tenant)
+        book = self.book(tenant, routes_version)
         matches = match_routes(callee, start, book.candidates, caller)
         stats = self.stats(tenant, [m.key for m in matches], start // 3600, book.policy)
         if customer_quote_rate is None and account is not None and self.accounts is not None:

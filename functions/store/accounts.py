@@ -166,6 +166,7 @@ def _models(table: str, ledger_table: str, limits: budget.Limits | None = None) 
         did_number=bound(_DidNumberItem),
         contract=bound(_ContractItem),
         balance=bind(_LedgerBalanceItem, ledger_table, limits),
+        authz=bind(_AuthzSettingsItem, ledger_table, limits),
         # One connection for the transactions (its client is made once, on first use).
         connection=Connection(region=meta.region, host=meta.host, **timeouts),
     )
@@ -207,6 +208,24 @@ class _LedgerBalanceItem(Item):
     """The ledger's `BALANCE#{account}` item (functions.store.ledger): it exists once any
     money has moved for the account. Only its existence is read, in the same transaction as
     a change that must not happen to an account with a history of money."""
+
+
+class _AuthzSettingsItem(Item):
+    """The ledger's `AUTHZ#settings` item (functions.store.holds): its `routes_version` is
+    bumped in the same transaction as a change a supplier's routes depend on (its deck head,
+    status, kind, currency, rounding), so the next START rebuilds its route list at once."""
+
+    routes_version = IntAttribute(null=True)
+
+
+# The account fields routing reads of a supplier (functions.store.routes.RouteSupplier).
+ROUTING_FIELDS = frozenset({"kind", "status", "currency", "rounding", "rounding_decimals"})
+
+
+def _routes_bump(tenant: str) -> tuple[Item, list[Any]]:
+    """The update adding 1 to the tenant's routing version (holds.routes_bump's, PynamoDB)."""
+    model = _m().authz
+    return model(tenant, "AUTHZ#settings"), [model.routes_version.add(1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,12 +362,13 @@ def _commit(
     also: Sequence[Any] = (),
     condition: Any = None,
     checks: Sequence[_Check] = (),
+    touch: Sequence[tuple[Item, list[Any]]] = (),
 ) -> None:
     """Write `updates` [(attribute, new value)] and the audit entry in one transaction.
 
     Each updated attribute must still hold the value `item` was read with; `also` are
-    further actions (not conditioned), `checks` other items' conditions. Raises _Stale if
-    any condition failed.
+    further actions (not conditioned), `checks` other items' conditions, `touch` other
+    items' unconditioned updates [(item, actions)]. Raises _Stale if any condition failed.
     """
     model = type(item)
     actions, where = list(also), model.pk.exists()
@@ -368,6 +388,8 @@ def _commit(
                 transaction.save(audit, condition=audit_model.pk.does_not_exist())
                 for check_model, hash_key, range_key, check in checks:
                     transaction.condition_check(check_model, hash_key, range_key, condition=check)
+                for other, other_actions in touch:
+                    transaction.update(other, actions=other_actions)
             return
         except TransactWriteError as error:
             codes = {r.code for r in error.cancellation_reasons or [] if r is not None}
@@ -1242,8 +1264,13 @@ def update_account(
         if "currency" in changed:
             # A deck upload reserves its number before it commits: none may have begun.
             condition = model.deck_seq.does_not_exist()
+        touch = []
+        if "supplier" in (current.kind, wanted.kind) and changed & ROUTING_FIELDS:
+            touch.append(_routes_bump(tenant))  # routes: rebuilt at the next START
         try:
-            _commit(item, updates, entry, also=also, condition=condition, checks=checks)
+            _commit(
+                item, updates, entry, also=also, condition=condition, checks=checks, touch=touch
+            )
         except _Stale:
             continue
         return wanted, entry
@@ -1482,15 +1509,21 @@ def reserve_deck_version(tenant: str, account: str) -> int:
 
 
 def commit_deck_version(
-    record: DeckVersion, *, actor: Actor | None = None, reason: str | None = None
+    record: DeckVersion,
+    *,
+    actor: Actor | None = None,
+    reason: str | None = None,
+    supplier: bool = False,
 ) -> DeckVersion:
     """Record a written version and make it the head, if the head is still `record.base`.
 
     One transaction: the version item (never overwritten), the account's pointer, moved
-    only from `record.base` (None: the account has no deck yet) and, with an `actor`, the
+    only from `record.base` (None: the account has no deck yet), with an `actor` the
     account's audit entry (`deck_version`, or `deck_version[plan]` for another plan, from
-    the base to the new version). Raises HeadMovedError if another version became the head
-    meanwhile; a retry of a commit that went through returns the recorded version.
+    the base to the new version) and, for a `supplier` (its kind as read), the bump of the
+    tenant's routing version (functions.store.holds: the next START's routes use it).
+    Raises HeadMovedError if another version became the head meanwhile; a retry of a commit
+    that went through returns the recorded version.
     """
     tenant = check_name("tenant", record.tenant)
     account = check_name("account", record.account)
@@ -1552,6 +1585,9 @@ def commit_deck_version(
                     & at_base
                     & (accounts_model.currency == record.currency),
                 )
+                if supplier:
+                    bumped, bump = _routes_bump(tenant)
+                    transaction.update(bumped, actions=bump)
             return _deck(item)
         except TransactWriteError as error:
             codes = {r.code for r in error.cancellation_reasons or [] if r is not None}

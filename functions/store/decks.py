@@ -3,8 +3,10 @@
 One code path for `tollgate deck upload|rollback` and the API's PUT /v1/accounts/{id}/deck:
 compose onto the plan's head (functions.rate.timeline), write the version's immutable objects
 in the lake (functions.store.lake), then record it and move the head in one transaction
-(accounts.commit_deck_version), with its audit entry when an actor is given. Losing the race
-to another upload composes again on the new head, under a new number.
+(accounts.commit_deck_version), with its audit entry when an actor is given and, for a
+supplier, the bump of the tenant's routing version (the next START's route list uses the new
+rates at once). Losing the race to another upload composes again on the new head, under a
+new number.
 
 Errors: InvalidDeckError (a ValueError naming each line and field) for a deck that cannot be
 read or composed, EmptyDeckError for one without rates, ValueError for a currency other than
@@ -78,7 +80,9 @@ def _new_version(
     anything is written, and returns `build(version)` -> _Planned.
     """
     for _ in range(_RACE_ATTEMPTS):
-        head = accounts.get_account(tenant, account).plan_head(rate_plan)
+        owner = accounts.get_account(tenant, account)
+        head = owner.plan_head(rate_plan)
+        supplier = owner.kind == "supplier"
         build = plan(head)
         version = accounts.reserve_deck_version(tenant, account)
         planned = build(version)
@@ -101,8 +105,10 @@ def _new_version(
         )
         try:
             if actor is None:
-                return accounts.commit_deck_version(record)
-            return accounts.commit_deck_version(record, actor=actor, reason=reason)
+                return accounts.commit_deck_version(record, supplier=supplier)
+            return accounts.commit_deck_version(
+                record, actor=actor, reason=reason, supplier=supplier
+            )
         except accounts.HeadMovedError:
             continue
     raise ConflictError(

@@ -10,6 +10,8 @@ its condition reads the balance item itself. Key layout (pk is the tenant, as in
                                                 expires_at (epoch s), hold_ttl (DynamoDB TTL),
                                                 bundle (its counter key), bundle_seconds
     pk={tenant}  sk=AUTHZ#settings              max_duration (the tenant's cap, seconds)
+                                                + routes_version (bumped by every write the
+                                                  route list depends on, below)
 
 Placing a hold is ONE TransactWriteItems of two items (three with a bundle, below):
   1. Put HOLD#... under `attribute_not_exists(pk)`: a retried start finds its hold (idempotent
@@ -41,6 +43,17 @@ account's live holds (expires_at > now), deletes expired ones, and commits only 
 also repairs a counter DynamoDB's TTL got ahead of. The service sweeps an account whenever
 an answer is limited by money while the account holds money (the only case where a stale
 hold could change an answer): no extra read on the common path.
+
+The routing version: a warm container keeps each tenant's route book (its suppliers with
+their deck versions, statuses, targets and blocks, and the routing policy;
+functions/rate/route_service.py). Every write that changes what the book is built from --
+a supplier's deck upload or rollback (accounts.commit_deck_version), `tollgate routes
+target|block|unblock|policy` (functions/store/routes.py), a supplier's status, kind,
+currency or rounding (accounts.update_account) -- adds 1 to `routes_version` in the SAME
+TransactWriteItems as the change (`routes_bump`), so a reader that sees the new version sees
+the change (the book is then rebuilt with consistent reads). `read_money` returns it from the
+item the START's BatchGetItem reads anyway: no extra read. `bump_routes` is the bump alone,
+for a writer whose change is not transactional: call it AFTER the change is durable.
 """
 
 from __future__ import annotations
@@ -64,6 +77,7 @@ TTL_DELAY = 86_400  # DynamoDB's TTL removes an expired hold one day after it st
 _CALL_ID = re.compile(r"[\x21-\x22\x24-\x7e]{1,256}")  # printable ASCII, no space, no '#'
 _ATTEMPTS = 12
 _BATCH = 98  # holds per release transaction (+ the balance item <= 100 items)
+ROUTES_VERSION = "routes_version"  # the AUTHZ#settings attribute (see the module doc)
 BUNDLE_HELD = "bundle#"  # + {bundle}#{period}: the balance item's held seconds of a bundle
 
 
@@ -138,6 +152,7 @@ class Money:
     counters: Mapping[CounterKey, Counter] = field(default_factory=dict)
     # The seconds the account's live calls hold of each bundle and period (those above 0).
     bundle_held: Mapping[CounterKey, int] = field(default_factory=dict)
+    routes_version: int = 0  # the tenant's routing version (0: never bumped)
 
     def bundle_others(self) -> dict[CounterKey, int]:
         """`bundle_held` less what the call's own hold holds: the OTHER live calls' seconds."""
@@ -205,7 +220,8 @@ def read_money(
         request = answer.get("UnprocessedKeys") or {}
     by_sk = {item["sk"]["S"]: item for item in found}
     item = by_sk.get(f"BALANCE#{account}", {})
-    cap = by_sk.get("AUTHZ#settings", {}).get("max_duration", {}).get("N")
+    authz = by_sk.get("AUTHZ#settings", {})
+    cap = authz.get("max_duration", {}).get("N")
     return Money(
         balance_micro=int(item.get("balance", {}).get("N", "0")),
         reserved_micro=int(item.get("reserved", {}).get("N", "0")),
@@ -214,6 +230,7 @@ def read_money(
         max_duration_seconds=int(cap) if cap is not None else DEFAULT_MAX_DURATION,
         counters={key: files.counter_of(counter_items.get(key)) for key in counted.values()},
         bundle_held=_bundle_held(account, item),
+        routes_version=int(authz.get(ROUTES_VERSION, {}).get("N", "0")),
         hold=(
             _hold(tenant, by_sk[_hold_sk(account, call_id)], created=False)
             if call_id is not None and _hold_sk(account, call_id) in by_sk
@@ -229,11 +246,50 @@ def set_max_duration(tenant: str, seconds: int) -> int:
         raise TypeError("a max duration is a whole number of seconds")
     if not 1 <= seconds <= MAX_DURATION_LIMIT:
         raise ValueError(f"invalid max duration {seconds}: 1 to {MAX_DURATION_LIMIT} seconds")
-    client("dynamodb").put_item(
+    client("dynamodb").update_item(  # an update: the item's routes_version stays
         TableName=_table(),
-        Item={**_key(tenant, "AUTHZ#settings"), "max_duration": {"N": str(seconds)}},
+        Key=_key(tenant, "AUTHZ#settings"),
+        UpdateExpression="SET max_duration = :s",
+        ExpressionAttributeValues={":s": {"N": str(seconds)}},
     )
     return seconds
+
+
+def routes_bump(tenant: str) -> dict[str, Any]:
+    """The TransactWriteItems action (boto3's low-level form) that adds 1 to the tenant's
+    routing version: put it in the transaction of a change the route list depends on."""
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": _key(check_name("tenant", tenant), "AUTHZ#settings"),
+            "UpdateExpression": "ADD #v :one",
+            "ExpressionAttributeNames": {"#v": ROUTES_VERSION},
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+    }
+
+
+def bump_routes(tenant: str) -> int:
+    """Add 1 to the tenant's routing version on its own (after a change that is durable
+    already, never before it); the new version."""
+    update = routes_bump(tenant)["Update"]
+    found = client("dynamodb").update_item(**update, ReturnValues="UPDATED_NEW")
+    return int(found["Attributes"][ROUTES_VERSION]["N"])
+
+
+def get_routes_version(tenant: str) -> int:
+    """The tenant's routing version, read on its own (0: never bumped)."""
+    item = (
+        client("dynamodb")
+        .get_item(
+            TableName=_table(),
+            Key=_key(check_name("tenant", tenant), "AUTHZ#settings"),
+            ConsistentRead=True,
+        )
+        .get("Item")
+        or {}
+    )
+    return int(item.get(ROUTES_VERSION, {}).get("N", "0"))
 
 
 def get_max_duration(tenant: str) -> int:

@@ -11,7 +11,10 @@ Key layout (table `settings().accounts_table`):
 A change is one TransactWriteItems: the attribute's update, conditioned on the value it was
 read with (and, for a supplier, on the account still being a supplier), and its audit entry
 (accounts.audit_put: subject `account` with field route_target or route_blocks, or subject
-`tenant` with fields routing.{key}). Losing a race reads and decides again.
+`tenant` with fields routing.{key}), and the bump of the tenant's routing version
+(holds.routes_bump: the next START's route list is rebuilt at once). Losing a race reads and
+decides again. `list_suppliers` reads consistently: a book rebuilt because the version moved
+sees the change that moved it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from functions.rate.routing import POLICY_KEYS, Policy, check_block
 from functions.shared.settings import settings
-from functions.store import ConflictError, NotFoundError, accounts, check_name, client
+from functions.store import ConflictError, NotFoundError, accounts, check_name, client, holds
 
 _ATTEMPTS = 8
 
@@ -77,6 +80,7 @@ def list_suppliers(tenant: str) -> list[RouteSupplier]:
         "TableName": _table(),
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :accounts)",
         "FilterExpression": "kind = :supplier",
+        "ConsistentRead": True,  # after a routing version bump: the change that bumped it
         "ExpressionAttributeValues": {
             ":pk": {"S": check_name("tenant", tenant)},
             ":accounts": {"S": "ACCOUNT#"},
@@ -153,7 +157,9 @@ def _set_on_supplier(
             values[":new"] = {"S": _json(new)}
         update["ExpressionAttributeValues"] = values
         try:
-            client("dynamodb").transact_write_items(TransactItems=[{"Update": update}, audit])
+            client("dynamodb").transact_write_items(
+                TransactItems=[{"Update": update}, audit, holds.routes_bump(tenant)]
+            )
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
@@ -274,7 +280,12 @@ def set_policy(
         }
         try:
             client("dynamodb").transact_write_items(
-                TransactItems=[{"Put": put}, audit, {"ConditionCheck": owner}]
+                TransactItems=[
+                    {"Put": put},
+                    audit,
+                    {"ConditionCheck": owner},
+                    holds.routes_bump(tenant),
+                ]
             )
         except ClientError as error:
             if error.response["Error"]["Code"] != "TransactionCanceledException":
