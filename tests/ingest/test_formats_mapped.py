@@ -169,7 +169,9 @@ def test_a_partners_spreadsheet_start_is_the_answer_and_seconds_round_up():
 
 
 def test_read_amounts_gives_each_lines_price_rounded_half_up_to_6_places():
-    amounts = read_amounts(SPREADSHEET.encode(), ColumnMapping.from_dict(SPREADSHEET_MAPPING))
+    mapping = ColumnMapping.from_dict(SPREADSHEET_MAPPING)
+    priced = SPREADSHEET.replace(",n/a\n", ",\n")  # an empty price: a call without one
+    amounts = read_amounts(priced.encode(), mapping)
     assert amounts.schema == pa.schema([("line", pa.int64()), ("amount", pa.decimal128(18, 6))])
     assert amounts.to_pylist() == [
         {"line": 2, "amount": Decimal("0.014300")},
@@ -177,6 +179,9 @@ def test_read_amounts_gives_each_lines_price_rounded_half_up_to_6_places():
         {"line": 4, "amount": Decimal("0.001235")},
         {"line": 5, "amount": None},
     ]
+    # A price that is no number is the partner's claim misread: refused, naming line and column.
+    with pytest.raises(CdrFileError, match=r"line 5: field Price \(amount\): 'n/a'"):
+        read_amounts(SPREADSHEET.encode(), mapping)
     with pytest.raises(MappingError, match=r"columns\.amount: required"):
         read_amounts(CISCO.encode(), ColumnMapping.from_dict(CISCO_MAPPING))
 

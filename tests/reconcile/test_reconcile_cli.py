@@ -337,3 +337,19 @@ def test_a_mapped_file_needs_its_mapping(world, capsys):
     capsys.readouterr()
     assert main(argv) == 2
     assert "--format mapped needs --mapping" in capsys.readouterr().err
+
+
+def test_a_bad_price_in_a_mapped_spreadsheet_is_named(world, capsys, tmp_path):
+    """As for a generic file's amount column: a price that is no number stops the
+    reconciliation (exit 2) naming the file, the line and the column, rather than becoming a
+    call without an amount."""
+    sheet = spreadsheet().splitlines()
+    sheet[2] = sheet[2].rsplit(";", 1)[0] + ";12,5"
+    path = tmp_path / "bad-sheet.csv"
+    path.write_text("\n".join(sheet) + "\n")
+    argv = ["reconcile", TENANT, "mtn", str(path), "--format", "mapped",
+            "--mapping", str(world / "sheet.json"), "--from", str(D), "--to", str(D)]  # fmt: skip
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bad-sheet.csv" in err and "line 3" in err and "Price" in err

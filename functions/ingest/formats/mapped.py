@@ -465,7 +465,8 @@ AMOUNTS_SCHEMA = pa.schema([pa.field("line", pa.int64()), pa.field("amount", AMO
 
 def read_amounts(data: bytes, mapping: ColumnMapping, *, source: str = "<file>") -> pa.Table:
     """Per row the mapping's CSV holds: its physical line and its `amount` column (decimal,
-    rounded half-up to 6 places; null where empty or not a number). Lines are those of
+    rounded half-up to 6 places; null where empty; CdrFileError naming the line where it is no
+    number). Lines are those of
     `parse` (header = line 1), so a reconciliation joins them to the parsed CDRs on `line`;
     rows the CSV reader rejected are absent. MappingError when `amount` is not mapped."""
     column = mapping.columns.get("amount")
@@ -478,6 +479,15 @@ def read_amounts(data: bytes, mapping: ColumnMapping, *, source: str = "<file>")
         raise CdrFileError(f"{source}: header lacks mapped column {column} (amount)")
     value = _blank_to_null(pc.utf8_trim_whitespace(rows.table[column]))
     exact = cast_or_null(value, pa.decimal128(38, 12))
+    # A claim's money that is no number is refused, naming it (a generic file's amount column
+    # is too: functions/reconcile/sides.py); an empty cell is a call without a price.
+    bad = pc.and_(pc.is_valid(value), pc.is_null(exact))
+    if pc.any(bad).as_py():
+        where = pc.index(bad, True).as_py()
+        line, text = rows.line[where].as_py(), value[where].as_py()
+        raise CdrFileError(
+            f"{source}: line {line}: field {column} (amount): {text!r} is not a decimal amount"
+        )
     rounded = pc.round(exact, ndigits=6, round_mode="half_up")
     amount = cast_or_null(rounded, AMOUNT_TYPE)
     return pa.table({"line": rows.line, "amount": amount}, schema=AMOUNTS_SCHEMA)
