@@ -93,6 +93,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "cdr drop": ("cdr", "drop", TENANT, SWITCH, "{cdrs}"),
     "file status": ("file", "status", TENANT),
     "file retry": ("file", "retry", TENANT, "lost.csv"),
+    "file reindex": ("file", "reindex", TENANT),
     "dlq list": ("dlq", "list"),
     "dlq redrive": ("dlq", "redrive"),
     "access provision": ("access", "provision", TENANT),
