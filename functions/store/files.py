@@ -6,6 +6,7 @@ Key layout (table `settings().files_table`; every pk is the tenant):
                                                 the file arrived on `day` (its first record's
                                                 UTC day), whatever became of it: written in
                                                 the same transaction as the file's record
+                                                (`backfill_arrivals`: records older than it)
     pk={tenant}  sk=DEDUP#{switch}#{day}        version, files (committed file ids), set_key
     pk={tenant}  sk=RUN#{file_id}               the committed pricing run of the file
     pk={tenant}  sk=COUNT#{period}#{account}#{kind}#{name}
@@ -360,6 +361,43 @@ def list_files(tenant: str) -> list[FileRecord]:
     model = _m().file
     items = model.query(check_name("tenant", tenant), model.sk.startswith("FILE#"))
     return [_record(item) for item in items]
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalBackfill:
+    """What `backfill_arrivals` found and did."""
+
+    files: int  # records read
+    present: int  # their index item was there already
+    written: int  # index items written now
+    skipped: tuple[tuple[str, str], ...]  # (file id, why it cannot be placed)
+
+
+def backfill_arrivals(tenant: str) -> ArrivalBackfill:
+    """Write the day-index item of every file recorded before the index existed (a one-off
+    migration: one Query of the tenant's whole registry and one of its index, then the missing
+    items in batches). The item is the one `_save_with_arrival` writes (the day of
+    `created_at`, the file's first arrival), so running it again writes nothing. A record
+    without a valid switch or without `created_at` cannot be placed: skipped, and named."""
+    model = _m().arrived
+    tenant = check_name("tenant", tenant)
+    present = {item.sk for item in model.query(tenant, model.sk.startswith("ARRIVED#"))}
+    records = list_files(tenant)
+    wanted, skipped = [], []
+    for record in records:
+        if record.created_at is None:
+            skipped.append((record.file_id, "no arrival time"))
+            continue
+        try:
+            day = record.created_at.astimezone(dt.UTC).date()
+            wanted.append(_arrived_sk(day, record.meta.get("switch"), record.file_id))
+        except (TypeError, ValueError):
+            skipped.append((record.file_id, "no switch"))
+    missing = sorted(set(wanted) - present)
+    with model.batch_write() as batch:  # 25 items a request, unprocessed ones resent
+        for sk in missing:
+            batch.save(model(tenant, sk))
+    return ArrivalBackfill(len(records), len(wanted) - len(missing), len(missing), tuple(skipped))
 
 
 # --- failures and retries --------------------------------------------------------------
