@@ -132,23 +132,26 @@ class TrunkError(ValueError):
 
 TRUNKS_TTL_SECONDS = 60.0  # a trunk mapped or remapped reaches warm containers within this
 trunks_clock = time.monotonic  # tests move it
-TRUNKS: dict[str, tuple[float, dict[str, Any]]] = {}  # tenant -> (read at, switch -> TrunkPlan)
+# tenant -> (read at, switch -> {ingress trunk or IP: (account, its rate plan or None)})
+TRUNKS: dict[str, tuple[float, dict[str, dict[str, tuple[str, str | None]]]]] = {}
 
 
-def trunk_plans(tenant: str) -> dict[str, Any]:
-    """Every switch's trunk map of the tenant, as this container read it less than
+def ingress_maps(tenant: str) -> dict[str, dict[str, tuple[str, str | None]]]:
+    """Every switch's ingress mappings of the tenant, as this container read them less than
     TRUNKS_TTL_SECONDS ago: the switches and each one's mappings (1 + switches reads) once a
     minute per tenant, none on a warm START (3 DynamoDB calls, by trunk as by account)."""
     cached = TRUNKS.get(tenant)
     clock = trunks_clock()
     if cached is None or not 0 <= clock - cached[0] < TRUNKS_TTL_SECONDS:
-        plans = {}
-        for found in accounts.list_switches(tenant):
-            try:
-                plans[found.switch] = accounts.get_trunk_plan(tenant, found.switch)
-            except NotFoundError:  # removed between the two reads
-                continue
-        cached = (clock, plans)
+        maps = {
+            found.switch: {
+                m.key: (m.account, m.plan)
+                for m in accounts.list_trunks(tenant, found.switch)
+                if m.direction == "ingress"
+            }
+            for found in accounts.list_switches(tenant)
+        }
+        cached = (clock, maps)
         TRUNKS[tenant] = cached
     return cached[1]
 
@@ -158,13 +161,11 @@ def account_of_trunk(
 ) -> tuple[str | None, str | None]:
     """The customer a trunk (or IP) is mapped to on ingress, as CDR ingest maps it, and the
     rate plan the mapping names (None: the account's own rules decide)."""
-    plans = trunk_plans(tenant)
-    found = set()
-    for name, plan in plans.items():
-        if switch is not None and name != switch:
-            continue
-        if trunk in plan.ingress:
-            found.add((plan.ingress[trunk], plan.ingress_plans.get(trunk)))
+    found = {
+        mapping[trunk]
+        for name, mapping in ingress_maps(tenant).items()
+        if (switch is None or name == switch) and trunk in mapping
+    }
     if len(found) > 1:
         raise TrunkError(f"trunk {trunk!r} maps to {len(found)} accounts or plans: name the switch")
     return found.pop() if found else (None, None)

@@ -52,8 +52,8 @@ target|block|unblock|policy` (functions/store/routes.py), a supplier's status, k
 currency or rounding (accounts.update_account) -- adds 1 to `routes_version` in the SAME
 TransactWriteItems as the change (`routes_bump`), so a reader that sees the new version sees
 the change (the book is then rebuilt with consistent reads). `read_money` returns it from the
-item the START's BatchGetItem reads anyway: no extra read. `bump_routes` is the bump alone,
-for a writer whose change is not transactional: call it AFTER the change is durable.
+item the START's BatchGetItem reads anyway: no extra read. A writer whose change is not
+transactional must bump AFTER the change is durable, never before it.
 """
 
 from __future__ import annotations
@@ -269,41 +269,28 @@ def routes_bump(tenant: str) -> dict[str, Any]:
     }
 
 
-def bump_routes(tenant: str) -> int:
-    """Add 1 to the tenant's routing version on its own (after a change that is durable
-    already, never before it); the new version."""
-    update = routes_bump(tenant)["Update"]
-    found = client("dynamodb").update_item(**update, ReturnValues="UPDATED_NEW")
-    return int(found["Attributes"][ROUTES_VERSION]["N"])
+def _settings(tenant: str) -> dict:
+    """The tenant's AUTHZ#settings item as stored ({} when never written)."""
+    return (
+        client("dynamodb")
+        .get_item(
+            TableName=_table(),
+            Key=_key(check_name("tenant", tenant), "AUTHZ#settings"),
+            ConsistentRead=True,
+        )
+        .get("Item")
+        or {}
+    )
 
 
 def get_routes_version(tenant: str) -> int:
     """The tenant's routing version, read on its own (0: never bumped)."""
-    item = (
-        client("dynamodb")
-        .get_item(
-            TableName=_table(),
-            Key=_key(check_name("tenant", tenant), "AUTHZ#settings"),
-            ConsistentRead=True,
-        )
-        .get("Item")
-        or {}
-    )
-    return int(item.get(ROUTES_VERSION, {}).get("N", "0"))
+    return int(_settings(tenant).get(ROUTES_VERSION, {}).get("N", "0"))
 
 
 def get_max_duration(tenant: str) -> int:
     """The tenant's cap on the duration a start may allow (DEFAULT_MAX_DURATION unless set)."""
-    item = (
-        client("dynamodb")
-        .get_item(
-            TableName=_table(),
-            Key=_key(check_name("tenant", tenant), "AUTHZ#settings"),
-            ConsistentRead=True,
-        )
-        .get("Item")
-        or {}
-    )
+    item = _settings(tenant)
     cap = item.get("max_duration", {}).get("N")
     return int(cap) if cap is not None else DEFAULT_MAX_DURATION
 
