@@ -60,7 +60,7 @@ from functions.ingest.formats.mapped import (
 from functions.ingest.formats.source import CdrFileError, quarantined, read_csv_rows
 from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import MappedRows, empty_parsed_file, validate
-from functions.shared.cdr import UTC_MICROS, ParsedFile
+from functions.shared.cdr import TRUNK_COLUMNS, UTC_MICROS, ParsedFile
 
 CDRS_NAME = "kamailio-acc-cdrs"
 ACC_NAME = "kamailio-acc"
@@ -85,17 +85,7 @@ ACC_EXTRA = {
     "callee": "dst_user",
     "ingress_ip": "src_ip",
 }
-ACC_MEMBERS = (
-    "call_id",
-    "caller",
-    "callee",
-    "customer",
-    "supplier",
-    "ingress_trunk",
-    "ingress_ip",
-    "egress_trunk",
-    "egress_ip",
-)
+ACC_MEMBERS = ("call_id", "caller", "callee", "customer", "supplier", *TRUNK_COLUMNS)
 
 UNPAIRED = "unpaired"
 
@@ -293,7 +283,7 @@ def _call_fields(
         "disposition": pc.if_else(answered, "ANSWERED", disposition),
         "egress_leg": invite["to_tag"],
     }
-    for member in ("caller", "customer", "supplier", *ACC_MEMBERS[5:]):
+    for member in ("caller", "customer", "supplier", *TRUNK_COLUMNS):
         column = columns.get(member)
         fields[member] = invite[column] if column else blank
     return fields

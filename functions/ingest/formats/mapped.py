@@ -52,7 +52,7 @@ from functions.ingest.validate import (
     localise_times,
     validate,
 )
-from functions.shared.cdr import DISPOSITIONS, UTC_MICROS, ParsedFile
+from functions.shared.cdr import DISPOSITIONS, TRUNK_COLUMNS, UTC_MICROS, ParsedFile
 
 NAME = "mapped"
 
@@ -78,18 +78,7 @@ MEMBERS: dict[str, str] = {
 }
 TIME_MEMBERS = {"start": "start_time", "answer": "answer_time", "end": "end_time"}
 # Members copied to the canonical field of the same name as the switch wrote them.
-TEXT_MEMBERS = (
-    "caller",
-    "callee",
-    "customer",
-    "supplier",
-    "ingress_trunk",
-    "ingress_ip",
-    "egress_trunk",
-    "egress_ip",
-    "pdd_ms",
-    "mos",
-)
+TEXT_MEMBERS = ("caller", "callee", "customer", "supplier", *TRUNK_COLUMNS, "pdd_ms", "mos")
 TIME_FORMATS = ("ISO", "EPOCH", "EPOCH_MS")
 SETTINGS = ("columns", "time_format", "timezone", "dispositions", "delimiter")
 _MAX_NAME = 128
