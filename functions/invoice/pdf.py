@@ -116,10 +116,26 @@ def iban(value: str) -> str:
 def invoice_pdf(invoice: Invoice) -> bytes:
     """The PDF of `invoice`: the same invoice gives the same bytes (reportlab's fixed
     creation date and a document id digested from the content, not the clock)."""
-    _fonts()
-    buffer = io.BytesIO()
+    _fonts()  # before the story's styles and measurements
     title = TITLES[invoice.kind]
     number = invoice.number or "DRAFT"
+    return a4_document(
+        _story(invoice, title, number),
+        title=f"{title} {number}",
+        author=invoice.brand,
+        subject=f"{title} {number} for {invoice.buyer.name}",
+        footer=f"{invoice.brand} · {title} {number}",
+    )
+
+
+def a4_document(
+    story: list, *, title: str, author: str, subject: str, footer: str, padded: bool = True
+) -> bytes:
+    """A4 pages of `story` with the footer line on each, the same story giving the same bytes
+    (reportlab's fixed creation date and a document id digested from the content). `padded`:
+    reportlab's frame padding; without it the tables span exactly the width between margins."""
+    _fonts()
+    buffer = io.BytesIO()
     doc = BaseDocTemplate(
         buffer,
         pagesize=A4,
@@ -127,21 +143,28 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         rightMargin=MARGIN,
         topMargin=MARGIN,
         bottomMargin=MARGIN + 6 * mm,  # room for the footer
-        title=_printable(f"{title} {number}"),
-        author=_printable(invoice.brand),
-        subject=_printable(f"{title} {number} for {invoice.buyer.name}"),
+        title=_printable(title),
+        author=_printable(author),
+        subject=_printable(subject),
         creator="Tollgate",
         invariant=1,  # fixed timestamps and document id: re-rendering gives the same bytes
         pageCompression=1,
         initialFontName=FONT,  # else every page also names an unembedded Helvetica
     )
-    frame = Frame(
-        doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body", showBoundary=0
+    padding = (
+        {}
+        if padded
+        else dict.fromkeys(("leftPadding", "rightPadding", "topPadding", "bottomPadding"), 0)
     )
+    frame = Frame(
+        doc.leftMargin, doc.bottomMargin, doc.width, doc.height, id="body", showBoundary=0,
+        **padding,
+    )  # fmt: skip
     # The footer is drawn when a page ends, so a text extractor reads it after the page's body.
-    footer = _footer(_printable(f"{invoice.brand} · {title} {number}"))
-    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPageEnd=footer)])
-    doc.build(_story(invoice, title, number))
+    doc.addPageTemplates(
+        [PageTemplate(id="page", frames=[frame], onPageEnd=_footer(_printable(footer)))]
+    )
+    doc.build(story)
     return buffer.getvalue()
 
 

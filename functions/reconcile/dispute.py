@@ -25,7 +25,6 @@ seconds / 60 shown to 4 places (the invoices' precision); the CSVs carry the exa
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,14 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
-from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import (
-    BaseDocTemplate,
-    Frame,
     KeepTogether,
-    PageTemplate,
     Paragraph,
     Spacer,
     Table,
@@ -54,13 +49,12 @@ from reportlab.platypus import (
 from functions.invoice.pdf import (
     FONT,
     FONT_BOLD,
-    MARGIN,
     WIDTH,
     _fonts,
-    _footer,
     _grid,
     _printable,
     _styles,
+    a4_document,
     details_table,
 )
 from functions.invoice.pdf import _p as _paragraph
@@ -680,37 +674,7 @@ def dispute_letter_pdf(
     _fonts()
     style = _styles()
     style["right"] = ParagraphStyle("right", parent=style["body"], alignment=TA_RIGHT)
-    buffer = io.BytesIO()
     title = "Billing dispute"
-    doc = BaseDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=MARGIN,
-        rightMargin=MARGIN,
-        topMargin=MARGIN,
-        bottomMargin=MARGIN + 6 * mm,
-        title=_printable(f"{title} {reference}"),
-        author=_printable(sender.name),
-        subject=_printable(f"{title} {reference} to {recipient.name}"),
-        creator="Tollgate",
-        invariant=1,  # fixed timestamps and document id: re-rendering gives the same bytes
-        pageCompression=1,
-        initialFontName=FONT,
-    )
-    # No frame padding: the tables span exactly the width between the margins.
-    frame = Frame(
-        doc.leftMargin,
-        doc.bottomMargin,
-        doc.width,
-        doc.height,
-        id="body",
-        leftPadding=0,
-        rightPadding=0,
-        topPadding=0,
-        bottomPadding=0,
-    )
-    footer = _footer(_printable(f"{sender.name} · {title} {reference}"))
-    doc.addPageTemplates([PageTemplate(id="page", frames=[frame], onPageEnd=footer)])
 
     def p(text: str, kind: str = "body") -> Paragraph:
         return _paragraph(text, style[kind])
@@ -788,8 +752,14 @@ def dispute_letter_pdf(
         ),
     ]
     story.append(KeepTogether(closing))
-    doc.build(story)
-    return buffer.getvalue()
+    return a4_document(
+        story,
+        title=f"{title} {reference}",
+        author=sender.name,
+        subject=f"{title} {reference} to {recipient.name}",
+        footer=f"{sender.name} · {title} {reference}",
+        padded=False,
+    )
 
 
 def _details(rows: Sequence[tuple[str, str]], style) -> Table:
