@@ -30,6 +30,7 @@ from functions.rate.service import DeckCache, rate_file
 from functions.shared.settings import settings
 from functions.store import accounts, files, lake, ledger, queues
 from tests.conftest import operator_account
+from tests.reconcile.test_reconcile_cli import _NoEvents, _row, _run
 
 TENANT = "recres"
 SWITCH = "sbc1"
@@ -57,22 +58,6 @@ CALLS = [
 ]  # fmt: skip
 
 
-def _time(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _row(call_id, callee, start: dt.datetime, billsec, customer, supplier="mtn") -> str:
-    if billsec == 0:
-        return f"{call_id},15551230000,{callee},{_time(start)},,{_time(start)},0,NO_ANSWER,"  \
-            f"{customer},{supplier}"  # fmt: skip
-    answer = start + dt.timedelta(seconds=5)
-    end = answer + dt.timedelta(seconds=billsec)
-    return (
-        f"{call_id},15551230000,{callee},{_time(start)},{_time(answer)},{_time(end)},{billsec},"
-        f"ANSWERED,{customer},{supplier}"
-    )
-
-
 def _start(day: dt.date, seconds: int) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, 1, tzinfo=dt.UTC) + dt.timedelta(
         seconds=seconds
@@ -93,15 +78,6 @@ def their_file(partner: str) -> str:
         if partner in c[5]
     ]
     return "\n".join([HEADER + ",amount", *rows]) + "\n"
-
-
-class _NoEvents:
-    def publish_file_rated(self, detail: dict) -> None:
-        pass
-
-
-def _run(*argv: str) -> None:
-    assert main(list(argv)) == 0, f"tollgate {' '.join(argv)}"
 
 
 def _ingest_and_rate(name: str, text: str, day: dt.date) -> str:
