@@ -10,7 +10,8 @@ import mmap
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -32,6 +33,13 @@ _UNSORTED_TEXT = frozenset(
         "supplier_destination",
     }
 )
+
+# Parts past the parse at once (one being rated, one written): more would only hold memory.
+_IN_FLIGHT = 2
+# Encodings that cost less than PLAIN and store less (both measured on the rate bench): the
+# line numbers rise by one, so their deltas pack into a few bits; call ids, with their
+# lengths apart, leave zstd only the id bytes to compress.
+_ENCODINGS = {"line": "DELTA_BINARY_PACKED", "call_id": "DELTA_LENGTH_BYTE_ARRAY"}
 
 USAGE_EXAMPLE = (
     "tollgate rate cdrs.csv --format generic --customer-deck sell.csv "
@@ -229,8 +237,8 @@ def _rate(args: argparse.Namespace) -> int:
     )
     del data  # the iterator holds the (decompressed) bytes only while it reads them
 
-    def rate_and_write(part) -> RatingSummary:
-        rated = rate_cdrs(
+    def rate(part) -> pa.Table:
+        return rate_cdrs(
             part.cdrs,
             customer,
             supplier,
@@ -241,24 +249,32 @@ def _rate(args: argparse.Namespace) -> int:
             plans=plans,
             plan_rules=plan_rules,
         )
+
+    def write(rating: Future, part) -> RatingSummary:
+        rated = rating.result()
         output.write(rated)
         return summarise(rated, part.quarantine, part.rows_in, rounding.decimals)
 
     summaries, rejected = [], []
-    # Parts flow through two threads: while one part is rated and written on the second,
-    # the next is parsed on this one. Arrow's kernels, numpy and the Parquet encoder release
-    # the GIL, so the two cores share the work.
-    with _Output(args.out, out_kind) as output, ThreadPoolExecutor(max_workers=1) as worker:
-        pending = None
+    # Three stages on three threads: while part k is parsed here, part k-1 is rated and part
+    # k-2 written. Arrow's kernels, numpy and the Parquet encoder release the GIL, so the two
+    # cores share the work; with two stages the writer's share made the rater wait. At most
+    # IN_FLIGHT parts are past the parse at once, which bounds the memory.
+    with (
+        _Output(args.out, out_kind) as output,
+        ThreadPoolExecutor(max_workers=1) as rater,
+        ThreadPoolExecutor(max_workers=1) as writer,
+    ):
+        pending: deque[Future] = deque()
         try:
             for part in parts:
                 rejected.append(part.quarantine)
-                if pending is not None:
-                    summaries.append(pending.result())
-                pending = worker.submit(rate_and_write, part)
+                while len(pending) >= _IN_FLIGHT:
+                    summaries.append(pending.popleft().result())
+                pending.append(writer.submit(write, rater.submit(rate, part), part))
                 del part
-            if pending is not None:
-                summaries.append(pending.result())
+            while pending:
+                summaries.append(pending.popleft().result())
         except (UnknownFormatError, CdrFileError, FxError) as error:
             raise CliError(str(error)) from None
 
@@ -398,6 +414,9 @@ class _Output:
                     # <= 18): the same exact values, cheaper than 16-byte fixed-length arrays.
                     store_decimal_as_integer=True,
                     write_statistics=[c for c in table.column_names if c not in _UNSORTED_TEXT],
+                    column_encoding={
+                        c: e for c, e in _ENCODINGS.items() if c in table.column_names
+                    },
                     # Values handed to each column writer at a time (default 1,024): fewer,
                     # larger batches cost less per value and give the same file.
                     write_batch_size=8192,
