@@ -116,7 +116,7 @@ def parse(
         fields[f"{name}_problem"] = problem
     mapped = MappedRows(
         fields=pa.table(fields),
-        raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
+        raw=rows.raw,
         rejected=rows.rejected,
     )
     return validate(mapped, numbering)

@@ -186,7 +186,7 @@ def parse_csv(
     fields["line"] = rows.line
     mapped = MappedRows(
         fields=pa.table(fields),
-        raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
+        raw=rows.raw,
         rejected=rows.rejected,
     )
     return validate(mapped, numbering)

@@ -78,7 +78,7 @@ def parse(
             fields[name] = table[name]
     mapped = MappedRows(
         fields=pa.table(fields),
-        raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
+        raw=rows.raw,
         rejected=rows.rejected,
     )
     return validate(mapped, numbering)

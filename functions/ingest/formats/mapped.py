@@ -283,7 +283,7 @@ def parse_rows(
     fields["line"] = rows.line
     mapped = MappedRows(
         fields=pa.table(fields),
-        raw=lambda positions: rows.lines.text(rows.line.to_numpy()[positions]),
+        raw=rows.raw,
         rejected=rows.rejected,
     )
     return validate(mapped, numbering)

@@ -322,6 +322,20 @@ class CsvRows:
     line: pa.Array  # int64, physical line of each table row
     rejected: pa.Table  # QUARANTINE_SCHEMA, reason column_count
     lines: PhysicalLines
+    # Whether each row's line is its fields joined by `delimiter`, byte for byte: no quote in
+    # the part for the reader to take away, and no line read as Windows-1252.
+    verbatim: bool = False
+    delimiter: str = ","
+
+    def raw(self, positions: np.ndarray) -> pa.Array:
+        """The raw text of the table rows at `positions` (see `PhysicalLines.text`).
+
+        A verbatim part's rows are their fields joined again, so the bytes need no scan for
+        line ends (the part's longest step when a few rows are quarantined)."""
+        if self.verbatim and self.table.num_columns:
+            rows = self.table.take(pa.array(positions, pa.int64()))
+            return pc.binary_join_element_wise(*rows.columns, self.delimiter).combine_chunks()
+        return self.lines.text(self.line.to_numpy()[positions])
 
 
 def read_csv_rows(
@@ -451,7 +465,8 @@ def read_csv_rows(
         raws,
     )
     rejected = pa.concat_tables([taken, rejected, too_long])
-    return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines)
+    verbatim = not readable.recoded and not (quoting and b'"' in text)
+    return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines, verbatim, delimiter)
 
 
 def _all_text(table: pa.Table) -> pa.Table:
