@@ -1,5 +1,5 @@
 import sys
 
-from functions.cli import main
+from functions.cli import process_main
 
-sys.exit(main())
+sys.exit(process_main())
