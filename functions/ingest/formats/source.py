@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import re
 import zlib
@@ -385,7 +384,9 @@ def read_csv_rows(
         )
         try:
             table = pcsv.read_csv(
-                io.BytesIO(data),
+                # Arrow reads its blocks as slices of the bytes; a Python file object would
+                # hand it each block as a fresh copy, through the GIL.
+                pa.py_buffer(data),
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert,
