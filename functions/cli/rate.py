@@ -189,14 +189,9 @@ def _keep_freed_memory() -> None:
 
 def _rate(args: argparse.Namespace) -> int:
     # Heavy imports here, so `tollgate --help` stays instant.
-    import pyarrow as pa
-
     from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
     from functions.rate.contracts import PeriodCounters
-    from functions.rate.deck import InvalidDeckError, load_deck_index
-    from functions.rate.fx import FxError, parse_fx
-    from functions.rate.rated import RatingSummary, rate_cdrs, summarise
-    from functions.rate.rating import DeckIndex, DeckIndexError
+    from functions.rate.fx import FxError
 
     began = time.perf_counter()
     out_kind = _output_kind(args.out, "--out")
@@ -208,36 +203,14 @@ def _rate(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     tiers = [_tier(text) for text in args.tiers]
     counters = PeriodCounters()
-
-    def deck(path: Path, currency: str) -> DeckIndex:
-        try:
-            # Compiled and indexed once per deck content; later runs map the cached index.
-            index, _skipped = load_deck_index(path, currency=currency)
-        except OSError as error:
-            raise CliError(f"cannot read deck {path}: {error.strerror or error}") from None
-        except (InvalidDeckError, DeckIndexError) as error:
-            raise CliError(f"invalid deck {path}:\n{error}") from None
-        return index
-
-    customer = deck(args.customer_deck, args.customer_currency)
-    supplier = deck(args.supplier_deck, args.supplier_currency) if args.supplier_deck else None
     plan_paths, plan_rules = _plans(args.plan_decks, args.plan_rules)
-    plans = {name: deck(path, args.customer_currency) for name, path in plan_paths.items()}
-    fx = None
-    if args.fx:
-        try:
-            fx = parse_fx(_read(args.fx, "FX table").decode(), str(args.fx))
-        except (FxError, UnicodeDecodeError) as error:
-            raise CliError(str(error)) from None
-
     mapping = mapping_option(args.mapping, args.fmt)
-    data = _map(args.cdr_file, "CDR file")
-    parts = iter_cdr_chunks(
-        data, args.fmt, timezone=args.timezone, source=str(args.cdr_file), mapping=mapping
-    )
-    del data  # the iterator holds the (decompressed) bytes only while it reads them
+    source = str(args.cdr_file)
 
-    def rate(part) -> pa.Table:
+    def rate(part):
+        from functions.rate.rated import rate_cdrs
+
+        customer, supplier, plans, fx = pricing.result()
         return rate_cdrs(
             part.cdrs,
             customer,
@@ -250,42 +223,96 @@ def _rate(args: argparse.Namespace) -> int:
             plan_rules=plan_rules,
         )
 
-    def write(rating: Future, part) -> RatingSummary:
+    def write(rating: Future, part):
+        from functions.rate.rated import summarise
+
         rated = rating.result()
         output.write(rated)
-        return summarise(rated, part.quarantine, part.rows_in, rounding.decimals)
+        quarantine = part.quarantine
+        if quarantine.num_rows:
+            rejected.write(quarantine.add_column(0, "file", _repeat(source, quarantine.num_rows)))
+        return summarise(rated, quarantine, part.rows_in, rounding.decimals)
 
-    summaries, rejected = [], []
+    summaries = []
     # Three stages on three threads: while part k is parsed here, part k-1 is rated and part
-    # k-2 written. Arrow's kernels, numpy and the Parquet encoder release the GIL, so the two
-    # cores share the work; with two stages the writer's share made the rater wait. At most
-    # IN_FLIGHT parts are past the parse at once, which bounds the memory.
+    # k-2 written (its rated rows and its quarantined ones). Arrow's kernels, numpy and the
+    # Parquet encoder release the GIL, so the two cores share the work; with two stages the
+    # writer's share made the rater wait. At most IN_FLIGHT parts are past the parse at once,
+    # which bounds the memory.
     with (
         _Output(args.out, out_kind) as output,
+        _Output(quarantine_path, quarantine_kind) as rejected,
         ThreadPoolExecutor(max_workers=1) as rater,
         ThreadPoolExecutor(max_workers=1) as writer,
     ):
+        # The rating side (its modules; the decks, read and hashed) is made ready on the
+        # rater's thread while the first part is parsed on this one.
+        pricing = rater.submit(_pricing, args, plan_paths)
         pending: deque[Future] = deque()
         try:
+            data = _map(args.cdr_file, "CDR file")
+            parts = iter_cdr_chunks(
+                data, args.fmt, timezone=args.timezone, source=source, mapping=mapping
+            )
+            del data  # the iterator holds the (decompressed) bytes only while it reads them
             for part in parts:
-                rejected.append(part.quarantine)
                 while len(pending) >= _IN_FLIGHT:
                     summaries.append(pending.popleft().result())
                 pending.append(writer.submit(write, rater.submit(rate, part), part))
                 del part
             while pending:
                 summaries.append(pending.popleft().result())
-        except (UnknownFormatError, CdrFileError, FxError) as error:
+        except (CliError, UnknownFormatError, CdrFileError, FxError) as error:
+            pricing.result()  # a deck's or FX table's error first, as it is read first
+            if isinstance(error, CliError):
+                raise
             raise CliError(str(error)) from None
+        if rejected.empty:  # nothing quarantined: the file still says so, with its columns
+            rejected.write(_empty_quarantine())
 
-    quarantine = pa.concat_tables(rejected)
-    quarantine = quarantine.add_column(0, "file", _repeat(str(args.cdr_file), quarantine.num_rows))
-    with _Output(quarantine_path, quarantine_kind) as output:
-        output.write(quarantine)
+    from functions.rate.rated import RatingSummary
+
     summary = RatingSummary.merge(summaries)
     tier_lines = _tier_results(tiers, counters, rounding)
     _print_summary(summary, args, quarantine_path, time.perf_counter() - began, tier_lines)
     return 0
+
+
+def _pricing(args: argparse.Namespace, plan_paths: dict[str, Path]):
+    """(customer deck, supplier deck or None, plan decks, FX table or None), indexed for
+    rating; CliError naming the file at fault."""
+    from functions.rate.deck import InvalidDeckError, load_deck_index
+    from functions.rate.fx import FxError, parse_fx
+    from functions.rate.rating import DeckIndexError
+
+    def deck(path: Path, currency: str):
+        try:
+            # Compiled and indexed once per deck content; later runs map the cached index.
+            index, _skipped = load_deck_index(path, currency=currency)
+        except OSError as error:
+            raise CliError(f"cannot read deck {path}: {error.strerror or error}") from None
+        except (InvalidDeckError, DeckIndexError) as error:
+            raise CliError(f"invalid deck {path}:\n{error}") from None
+        return index
+
+    customer = deck(args.customer_deck, args.customer_currency)
+    supplier = deck(args.supplier_deck, args.supplier_currency) if args.supplier_deck else None
+    plans = {name: deck(path, args.customer_currency) for name, path in plan_paths.items()}
+    fx = None
+    if args.fx:
+        try:
+            fx = parse_fx(_read(args.fx, "FX table").decode(), str(args.fx))
+        except (FxError, UnicodeDecodeError) as error:
+            raise CliError(str(error)) from None
+    return customer, supplier, plans, fx
+
+
+def _empty_quarantine():
+    import pyarrow as pa
+
+    from functions.shared.cdr import QUARANTINE_SCHEMA
+
+    return QUARANTINE_SCHEMA.empty_table().add_column(0, "file", pa.array([], pa.string()))
 
 
 def mapping_option(path: Path | None, fmt: str):
@@ -392,6 +419,11 @@ class _Output:
 
     def __init__(self, path: Path, kind: str) -> None:
         self.path, self.kind, self._writer = path, kind, None
+
+    @property
+    def empty(self) -> bool:
+        """Nothing written yet (the file is not created until the first table)."""
+        return self._writer is None
 
     def __enter__(self) -> _Output:
         self.path.parent.mkdir(parents=True, exist_ok=True)
