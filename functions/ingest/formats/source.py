@@ -381,6 +381,9 @@ def read_csv_rows(
             column_types=dict.fromkeys(names, pa.string()),
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
+            # `readable_text` made the bytes UTF-8 (proven whole, or line by line where they
+            # were not): the reader need not prove every value again.
+            check_utf8=False,
         )
         try:
             table = pcsv.read_csv(
