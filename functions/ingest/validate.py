@@ -142,11 +142,11 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
             checks.add("field_too_long", field, long, too_long_detail)
     for name in REQUIRED_FIELDS:
         text = fields[f"{name}_text" if name in TIME_FIELDS else name]
-        checks.add("missing_field", name, _mask(_is_blank(text)), lambda f, v: f"{f} is empty")
+        checks.add("missing_field", name, _is_blank(text), lambda f, v: f"{f} is empty")
     checks.add(
         "bad_number",
         "callee",
-        _mask(pc.is_null(callee)),
+        pc.is_null(callee),
         lambda f, v: f"{f}: {quoted(v)} is not a dialable number",
     )
     start, answer, end = (fields[f] for f in TIME_FIELDS)
@@ -156,32 +156,32 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         checks.add(
             "bad_time",
             name,
-            _mask(unparsed),
+            unparsed,
             lambda f, v: f"{f}: {quoted(v)} is not a valid time",
             detail_column=problem if problem in fields.column_names else None,
         )
     checks.add(
         "bad_time",
         "answer_time",
-        _mask(pc.less(answer, start)),
+        pc.less(answer, start),
         lambda f, v: f"{f}: {quoted(v)} is before start_time",
     )
     checks.add(
         "bad_time",
         "end_time",
-        _mask(pc.less(end, pc.coalesce(answer, start))),
+        pc.less(end, pc.coalesce(answer, start)),
         lambda f, v: f"{f}: {quoted(v)} is before the call was answered or started",
     )
     checks.add(
         "bad_duration",
         "billsec",
-        _mask(pc.is_null(billsec)),
+        pc.is_null(billsec),
         lambda f, v: f"{f}: {quoted(v)} is not a whole number of seconds",
     )
     checks.add(
         "bad_duration",
         "billsec",
-        _mask(pc.less(billsec, 0)),
+        pc.less(billsec, 0),
         lambda f, v: f"{f}: {quoted(v)} is negative",
     )
     if "pdd_ms" in fields.column_names:
@@ -190,20 +190,20 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         checks.add(
             "bad_duration",
             "pdd_ms",
-            _mask(pc.and_(given, bad_pdd)),
+            pc.and_(given, bad_pdd),
             lambda f, v: f"{f}: {quoted(v)} is not a whole number of milliseconds >= 0",
         )
     checks.add(
         "bad_duration",
         "billsec",
-        _mask(pc.and_(pc.greater(billsec, 0), pc.is_null(answer))),
+        pc.and_(pc.greater(billsec, 0), pc.is_null(answer)),
         lambda f, v: f"{f}: {quoted(v)} seconds billed but the call has no answer_time",
     )
     disposition = _disposition(fields["disposition"], billsec)
     checks.add(
         "bad_disposition",
         "disposition",
-        _mask(pc.invert(pc.is_in(disposition, pa.array(DISPOSITIONS)))),
+        pc.invert(pc.is_in(disposition, pa.array(DISPOSITIONS))),
         lambda f, v: f"{f}: {quoted(v)} is not one of {', '.join(DISPOSITIONS)}",
     )
     checks.add(
@@ -275,12 +275,18 @@ class _Checks:
         self,
         reason: str,
         field: str,
-        mask: np.ndarray,
+        mask: np.ndarray | pa.Array | pa.ChunkedArray,
         detail: Callable[[str, str], str],
         *,
         detail_column: str | None = None,
     ) -> None:
+        """Check `reason` fails the rows `mask` marks: a numpy mask, or Arrow booleans (null
+        passes), which are made a numpy mask only when one row fails (most checks pass)."""
         self._checks.append((reason, field, detail, detail_column))
+        if not isinstance(mask, np.ndarray):
+            if not pc.any(mask).as_py():
+                return
+            mask = _mask(mask)
         if mask.any():
             self._first[mask & (self._first == 0)] = len(self._checks)
 
