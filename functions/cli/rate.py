@@ -192,6 +192,7 @@ def _rate(args: argparse.Namespace) -> int:
     from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
     from functions.rate.contracts import PeriodCounters
     from functions.rate.fx import FxError
+    from functions.rate.rated import RatingSummary, rate_cdrs, summarise
 
     began = time.perf_counter()
     out_kind = _output_kind(args.out, "--out")
@@ -208,8 +209,6 @@ def _rate(args: argparse.Namespace) -> int:
     source = str(args.cdr_file)
 
     def rate(part):
-        from functions.rate.rated import rate_cdrs
-
         customer, supplier, plans, fx = pricing.result()
         return rate_cdrs(
             part.cdrs,
@@ -223,9 +222,7 @@ def _rate(args: argparse.Namespace) -> int:
             plan_rules=plan_rules,
         )
 
-    def write(rating: Future, part):
-        from functions.rate.rated import summarise
-
+    def write(rating: Future, part) -> RatingSummary:
         rated = rating.result()
         output.write(rated)
         quarantine = part.quarantine
@@ -245,7 +242,7 @@ def _rate(args: argparse.Namespace) -> int:
         ThreadPoolExecutor(max_workers=1) as rater,
         ThreadPoolExecutor(max_workers=1) as writer,
     ):
-        # The rating side (its modules; the decks, read and hashed) is made ready on the
+        # The decks (read and hashed, their cached indexes mapped) are made ready on the
         # rater's thread while the first part is parsed on this one.
         pricing = rater.submit(_pricing, args, plan_paths)
         pending: deque[Future] = deque()
@@ -269,8 +266,6 @@ def _rate(args: argparse.Namespace) -> int:
             raise CliError(str(error)) from None
         if rejected.empty:  # nothing quarantined: the file still says so, with its columns
             rejected.write(_empty_quarantine())
-
-    from functions.rate.rated import RatingSummary
 
     summary = RatingSummary.merge(summaries)
     tier_lines = _tier_results(tiers, counters, rounding)
