@@ -15,18 +15,12 @@ import functools
 import gc
 import importlib
 import json
-import os
 import re
 import sys
 import zoneinfo
 from collections.abc import Callable
 from decimal import InvalidOperation
 from typing import Any
-
-# Before numpy loads: its OpenBLAS starts a thread per core that spins while it waits for
-# work. Tollgate does no linear algebra, and on two cores the spinning took 0.1 s of CPU from
-# `tollgate rate`'s own threads (perf, the rate bench).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from functions.shared.money import AMOUNT_SCALE, to_units, units_to_str
 
