@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 from functions import store
 from functions.local.stack import LocalStack
@@ -121,13 +122,17 @@ def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
 
     moto evaluates a condition and applies the write in separate Python steps without a
     lock, so threads could interleave where DynamoDB cannot; this restores that guarantee.
+    Its request handler is locked too: UpdateItem deep-copies the stored item (for the old
+    values) before it calls the backend, and a copy taken while another thread's write
+    changes the item failed with "dictionary changed size during iteration".
     """
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "transact_write_items", "get_item"):
-        original = getattr(DynamoDBBackend, name)
+    for owner in (DynamoDBBackend, DynamoHandler):
+        for name in ("put_item", "update_item", "transact_write_items", "get_item"):
+            original = getattr(owner, name)
 
-        def locked(self, *args, __original=original, **kwargs):
-            with lock:
-                return __original(self, *args, **kwargs)
+            def locked(self, *args, __original=original, **kwargs):
+                with lock:
+                    return __original(self, *args, **kwargs)
 
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
+            monkeypatch.setattr(owner, name, locked)
