@@ -55,3 +55,11 @@ def test_a_part_with_quotes_or_recoded_lines_slices_the_bytes():
     read = read_csv_rows(latin1, source="l.csv", header_line=True)
     assert not read.verbatim  # the table holds the recoding, the quarantine the file's bytes
     assert read.raw(np.arange(2)).to_pylist() == ["Jos\\xe9,1", "b,2"]
+
+
+def test_a_column_the_reader_typed_itself_slices_the_bytes():
+    # A header name spelt otherwise than the reader was told (here a no-break space) escapes
+    # the text types: its column is read as numbers, and "007" would come back as "7".
+    odd = "c0,c1\u00a0,c2\nr1,007,x\nr2,0010,y\n".encode()
+    read = read_csv_rows(odd, source="o.csv", header_line=True)
+    assert read.raw(np.arange(2)).to_pylist() == ["r1,007,x", "r2,0010,y"]

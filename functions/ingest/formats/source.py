@@ -322,7 +322,8 @@ class CsvRows:
     rejected: pa.Table  # QUARANTINE_SCHEMA, reason column_count
     lines: PhysicalLines
     # Whether each row's line is its fields joined by `delimiter`, byte for byte: no quote in
-    # the part for the reader to take away, and no line read as Windows-1252.
+    # the part for the reader to take away, no line read as Windows-1252, and no column the
+    # reader typed itself (its values written back may differ: "007" as "7").
     verbatim: bool = False
     delimiter: str = ","
 
@@ -356,15 +357,17 @@ def read_csv_rows(
     column mapping says otherwise).
     """
     invalid: list[tuple[int, str, int]] = []
+    typed = False  # whether the reader typed a column itself (see `_all_text`)
 
     def on_invalid(row) -> str:
         invalid.append((row.number, row.text, row.actual_columns))
         return "skip"
 
     def read(data: bytes) -> pa.Table:
+        nonlocal typed
         # One thread: the single-threaded reader numbers each invalid row by its line (the
-        # threaded one cannot), and big files are read in parts while a second thread rates
-        # and writes the previous part, so both cores are busy anyway.
+        # threaded one cannot), and big files are read in parts while other threads rate and
+        # write the earlier parts, so both cores are busy anyway.
         read_options = pcsv.ReadOptions(
             use_threads=False, column_names=column_names, block_size=1 << 22
         )
@@ -396,6 +399,7 @@ def read_csv_rows(
             )
         except pa.ArrowInvalid as exc:
             raise CdrFileError(f"{source}: cannot read as CSV ({exc})") from exc
+        typed = typed or not all(pa.types.is_string(t) for t in table.schema.types)
         return _all_text(table)
 
     if not data or data.isspace():
@@ -469,7 +473,7 @@ def read_csv_rows(
         raws,
     )
     rejected = pa.concat_tables([taken, rejected, too_long])
-    verbatim = not readable.recoded and not (quoting and b'"' in text)
+    verbatim = not (readable.recoded or typed or (quoting and b'"' in text))
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines, verbatim, delimiter)
 
 
