@@ -63,3 +63,10 @@ def test_a_column_the_reader_typed_itself_slices_the_bytes():
     odd = "c0,c1\u00a0,c2\nr1,007,x\nr2,0010,y\n".encode()
     read = read_csv_rows(odd, source="o.csv", header_line=True)
     assert read.raw(np.arange(2)).to_pylist() == ["r1,007,x", "r2,0010,y"]
+
+
+def test_a_headerless_part_with_a_byte_order_mark_keeps_it_in_the_first_row():
+    # The reader drops the mark; the file holds it, before the first row's first field.
+    marked = b"\xef\xbb\xbfr1,007,x\nr2,0010,y\n"
+    read = read_csv_rows(marked, source="m.csv", column_names=["a", "b", "c"])
+    assert read.raw(np.arange(2)).to_pylist() == ["\ufeffr1,007,x", "r2,0010,y"]

@@ -322,8 +322,8 @@ class CsvRows:
     rejected: pa.Table  # QUARANTINE_SCHEMA, reason column_count
     lines: PhysicalLines
     # Whether each row's line is its fields joined by `delimiter`, byte for byte: no quote in
-    # the part for the reader to take away, no line read as Windows-1252, and no column the
-    # reader typed itself (its values written back may differ: "007" as "7").
+    # the part for the reader to take away, no byte order mark (the reader drops it), no line
+    # read as Windows-1252, and no column the reader typed itself ("007" would be "7").
     verbatim: bool = False
     delimiter: str = ","
 
@@ -473,7 +473,9 @@ def read_csv_rows(
         raws,
     )
     rejected = pa.concat_tables([taken, rejected, too_long])
-    verbatim = not (readable.recoded or typed or (quoting and b'"' in text))
+    verbatim = not (
+        readable.recoded or typed or text.startswith(UTF8_BOM) or (quoting and b'"' in text)
+    )
     return CsvRows(table, pa.array(row_lines, pa.int64()), rejected, lines, verbatim, delimiter)
 
 
