@@ -359,19 +359,14 @@ class RatingSummary:
 
 
 def _sum_units(column: pa.ChunkedArray, scale: int) -> Decimal:
-    """Exact total of a decimal column: summed as integers, never as floats.
-
-    Two int64 sums, of the high and the low 32 bits of every value, cannot overflow below
-    2^31 rows, and recombine exactly as Python ints.
-    """
-    from functions.shared.money import units_from_decimal_array
-
-    units = units_from_decimal_array(column, scale)
-    if len(units) >= 1 << 31:
-        return units_to_decimal(int(units.astype(object).sum()), scale)
-    high = int(np.sum(units >> 32, dtype=np.int64))
-    low = int(np.sum(units & 0xFFFFFFFF, dtype=np.int64))
-    return units_to_decimal((high << 32) + low, scale)
+    """Exact total of a decimal column: Arrow sums decimal128 values as 128-bit integers into
+    a decimal128(38, scale), never through floats (a column at another scale is first cast
+    to `scale`, exactly or with an error)."""
+    target = pa.decimal128(18, scale)
+    if column.type != target:
+        column = pc.cast(column, target)  # safe cast: fails rather than drop digits
+    total = pc.sum(column).as_py()
+    return units_to_decimal(0, scale) if total is None else total
 
 
 def _count(mask: pa.ChunkedArray | pa.Array) -> int:
@@ -379,8 +374,8 @@ def _count(mask: pa.ChunkedArray | pa.Array) -> int:
 
 
 def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int) -> RatingSummary:
-    status = rated.column("status")
-    n_rated = _count(pc.equal(status, STATUS_RATED))
+    is_rated = pc.equal(rated.column("status"), STATUS_RATED)
+    n_rated = _count(is_rated)
     reasons = Counter(
         {
             row["values"]: row["counts"]
@@ -402,10 +397,7 @@ def summarise(rated: pa.Table, quarantine: pa.Table, rows_in: int, decimals: int
         unrated_reasons=dict(reasons),
         quarantine_reasons=dict(quarantine_reasons),
         supplier_unrated=_count(
-            pc.and_(
-                pc.equal(status, STATUS_RATED),
-                pc.equal(rated.column("supplier_status"), STATUS_UNRATED),
-            )
+            pc.and_(is_rated, pc.equal(rated.column("supplier_status"), STATUS_UNRATED))
         )
         if has_supplier
         else 0,
