@@ -21,7 +21,7 @@ from chalice.app import Request
 
 from functions.api import dialects
 from functions.api.dialects import DIALECTS
-from functions.api.handler import serve
+from functions.api.handler import json_response, serve
 from functions.api.requests import (
     ApiError,
     BodyError,
@@ -46,8 +46,7 @@ class Unavailable(ApiError):
     """503 `unavailable` with Retry-After (handler.serve sets the header)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(503, "unavailable", message)
-        self.retry_after = RETRY_STOP_SECONDS
+        super().__init__(503, "unavailable", message, retry_after=RETRY_STOP_SECONDS)
 
 
 MEMBERS = (
@@ -194,12 +193,7 @@ def _within_budget(respond: Callable[[], Response]) -> Response:
                 raise
             logger.error("authz key not checked: %s", reason, extra={"error": repr(error)})
             body = {"code": "unavailable", "message": f"the key could not be checked ({reason})"}
-            headers = {
-                "Content-Type": "application/json",
-                "Cache-Control": "no-store",
-                "Retry-After": str(RETRY_STOP_SECONDS),
-            }
-            return Response(body=body, status_code=503, headers=headers)
+            return json_response(503, body, {"Retry-After": str(RETRY_STOP_SECONDS)})
 
 
 # --- FreeSWITCH's own request: mod_xml_curl's dialplan lookup, POST /v1/authz/freeswitch ---

@@ -49,7 +49,10 @@ Work = Callable[[Call], Result]
 LIMITER = throttle.Limiter(*throttle.limits_from(os.environ), clock=time.monotonic)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON answer with the API's own headers (never cached), and any `headers` beside."""
     return Response(body=body, status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
@@ -94,7 +97,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 def _answer(result: Result) -> Response:
     if isinstance(result, Answer):
-        return _json(result.status, result.body, result.headers)
+        return json_response(result.status, result.body, result.headers)
     if isinstance(result, Download):
         disposition = f'attachment; filename="{result.filename}"'
         headers = {"Content-Type": result.content_type, "Content-Disposition": disposition}
@@ -108,8 +111,8 @@ def _answer(result: Result) -> Response:
         return Response(result.content, status_code=200, headers={**_HEADERS, **content_type})
     if isinstance(result, Redirect):
         body = {"url": result.url, "expires_in": result.expires_in}
-        return _json(303, body, {"Location": result.url})
-    return _json(200, result)
+        return json_response(303, body, {"Location": result.url})
+    return json_response(200, result)
 
 
 def serve(
@@ -139,12 +142,12 @@ def serve(
     except ApiError as error:
         challenge = BASIC_CHALLENGE if basic else "Bearer"
         extra = {"WWW-Authenticate": challenge} if error.status == 401 else None
-        if getattr(error, "retry_after", None) is not None:  # 429 rate_limited, 503 unavailable
+        if error.retry_after is not None:  # 429 rate_limited, 503 unavailable
             extra = {"Retry-After": str(error.retry_after)}
         answer = {"code": error.code, "message": error.message}
         if error.field is not None:
             answer["field"] = error.field
-        return _json(error.status, answer, extra)
+        return json_response(error.status, answer, extra)
 
 
 def _visible_account_and_balance(

@@ -20,11 +20,21 @@ from functions.api.scope import Caller
 
 
 class ApiError(Exception):
-    """An answer other than success, with a stable `code` (and the field at fault, if any)."""
+    """An answer other than success, with a stable `code` (and the field at fault, if any);
+    `retry_after`: whole seconds the caller should wait, sent as Retry-After (429, 503)."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.retry_after = retry_after
 
 
 class QueryError(ApiError):

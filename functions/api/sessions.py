@@ -25,9 +25,9 @@ def _refusal(error: ApiError) -> Response:
     if error.field is not None:
         answer["field"] = error.field
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else {}
-    if isinstance(error, handler.throttle.RateLimited):
+    if error.retry_after is not None:
         headers = {"Retry-After": str(error.retry_after)}
-    return handler._json(error.status, answer, headers)
+    return handler.json_response(error.status, answer, headers)
 
 
 def create_session(request: Request) -> Response:
@@ -45,4 +45,4 @@ def create_session(request: Request) -> Response:
     except ApiError as error:
         return _refusal(error)
     expires = session.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return handler._json(201, {"token": token, "expires_at": expires})
+    return handler.json_response(201, {"token": token, "expires_at": expires})

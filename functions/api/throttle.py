@@ -42,9 +42,11 @@ class RateLimited(ApiError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
-            429, "rate_limited", f"too many requests for this key; retry in {retry_after} s"
+            429,
+            "rate_limited",
+            f"too many requests for this key; retry in {retry_after} s",
+            retry_after=retry_after,
         )
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)

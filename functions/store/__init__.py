@@ -98,7 +98,7 @@ def client(service: str) -> Any:
     Inside `budget.within(limits)` (the switches' authorization) the client of `limits`:
     short timeouts and few attempts (functions/store/budget.py); the other Lambdas' clients
     keep waiting long and retrying much."""
-    return _client(service, budget.profile())
+    return _client(service, budget.active())
 
 
 @cache

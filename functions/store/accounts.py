@@ -174,7 +174,7 @@ def _models(table: str, ledger_table: str, limits: budget.Limits | None = None) 
 
 def _m() -> SimpleNamespace:
     names = settings()
-    return _models(names.accounts_table, names.ledger_table, budget.profile())
+    return _models(names.accounts_table, names.ledger_table, budget.active())
 
 
 def _deck_sk(account: str, version: int) -> str:

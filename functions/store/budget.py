@@ -3,7 +3,7 @@ authorization (POST /v1/authz), which must answer before the switch gives up on 
 
 The other Lambdas' clients wait long and retry much (functions.store `client`: 5 attempts,
 botocore's 60 s timeouts): a file can wait, a ringing call cannot. Inside `within(limits)`
-the store's adapters use their own clients and PynamoDB models (`profile()` keys their
+the store's adapters use their own clients and PynamoDB models (`active()` keys their
 caches), built with `limits`' short timeouts and attempts, and every attempt is checked
 against the request's deadline:
 
@@ -138,16 +138,6 @@ def within(limits: Limits) -> Iterator[Limits]:
 def active() -> Limits | None:
     state = _active.get()
     return None if state is None else state.limits
-
-
-def profile() -> Limits | None:
-    """What the adapters key their clients and models by: None, or the active limits."""
-    return active()
-
-
-def remaining() -> float | None:
-    state = _active.get()
-    return None if state is None else state.deadline - clock()
 
 
 def _before_send(**_: Any) -> None:
