@@ -47,13 +47,13 @@ from functions.reconcile.result import (
     ClassTotal,
     Reconciliation,
 )
+from functions.shared.money import decimal_array, units_from_decimal_array, units_to_decimal
 
 MICROS = 1_000_000
 WIDE_WINDOW_SECONDS = 120  # the first pass that estimates the clock offset
 # The first pass looks at about this many of our CDRs at most (those whose start second is a
 # multiple of a step): a median needs no more, and the sample depends on the data only.
 OFFSET_SAMPLE = 200_000
-SCALE = Decimal(1).scaleb(-6)  # MONEY's scale
 KEY_BITS = 62  # the sort key's room: callee codes x start buckets
 
 _ROLES = ("customer", "supplier")
@@ -141,8 +141,8 @@ def reconcile(
         duration_tolerance_seconds=duration_tolerance_seconds,
         rows=_rows(pieces, ours, theirs, our, their),
         totals=totals,
-        our_amount=_decimal(_exact_sum(our.amount[all_o])),
-        their_amount=_decimal(_exact_sum(their.amount[all_t])),
+        our_amount=units_to_decimal(_exact_sum(our.amount[all_o]), MONEY.scale),
+        their_amount=units_to_decimal(_exact_sum(their.amount[all_t]), MONEY.scale),
     )
 
 
@@ -172,7 +172,7 @@ class _Side:
             table.column("callee").combine_chunks(),
             _int64(table.column("start_time").cast(pa.int64())),
             _int64(table.column("billsec")),
-            money_units(amount),
+            units_from_decimal_array(amount, MONEY.scale),
             _int64_bools(pc.is_valid(amount)),
             _int64(table.column("line")),
         )
@@ -299,33 +299,6 @@ def _int64_bools(mask) -> np.ndarray:
     return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def money_units(amount: pa.Array) -> np.ndarray:
-    """decimal128(18, 6) values as their unscaled int64 micro-units (0 where null).
-
-    An 18-digit unscaled value fits in the low 64 bits of Arrow's 128-bit two's complement
-    (little-endian), so the low words are the exact integers."""
-    amount = amount.cast(MONEY)
-    if len(amount) == 0:
-        return np.empty(0, np.int64)
-    words = np.frombuffer(amount.buffers()[1], dtype=np.int64)
-    units = words[2 * amount.offset : 2 * (amount.offset + len(amount)) : 2].copy()
-    if amount.null_count:
-        units[~_int64_bools(pc.is_valid(amount))] = 0
-    return units
-
-
-def units_money(units: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """int64 micro-units as a decimal128(18, 6) array (null where not `valid`)."""
-    units = np.ascontiguousarray(units, dtype=np.int64)
-    words = np.empty(2 * len(units), np.int64)
-    words[0::2] = units
-    words[1::2] = units >> 63  # the sign, extended to the high word
-    array = pa.Array.from_buffers(MONEY, len(units), [None, pa.py_buffer(words)])
-    if valid is None or bool(valid.all()):
-        return array
-    return pc.if_else(pa.array(valid), array, pa.scalar(None, MONEY))
-
-
 def _period(date_from: dt.date, date_to: dt.date) -> tuple[int, int]:
     """The days date_from..date_to (UTC, inclusive) as [low, high) epoch microseconds."""
     epoch = dt.date(1970, 1, 1)
@@ -344,10 +317,6 @@ def seconds_of(micros: int) -> Decimal:
 
 def _units(value: Decimal) -> int:
     return int(value.scaleb(6).to_integral_value())
-
-
-def _decimal(units: int) -> Decimal:
-    return Decimal(units) * SCALE
 
 
 def _exact_sum(units: np.ndarray) -> int:
@@ -496,7 +465,7 @@ def _rows(
             "their_billsec": yours.column("billsec"),
             "our_amount": mine.column("amount"),
             "their_amount": yours.column("amount"),
-            "difference": units_money(difference, valid),
+            "difference": decimal_array(difference, MONEY.scale, mask=~valid),
         },
         schema=ROW_SCHEMA,
     )
@@ -523,4 +492,4 @@ def _total(our: _Side, their: _Side, o: np.ndarray, t: np.ndarray) -> ClassTotal
     else:
         seconds = our.billsec[o] if len(o) else their.billsec[t]
     money = _exact_sum(their.amount[t]) - _exact_sum(our.amount[o])
-    return ClassTotal(len(seconds), int(np.sum(seconds)), _decimal(money))
+    return ClassTotal(len(seconds), int(np.sum(seconds)), units_to_decimal(money, MONEY.scale))

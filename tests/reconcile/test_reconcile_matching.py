@@ -14,14 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from functions.reconcile import matching
-from functions.reconcile.matching import (
-    best_pairs_first,
-    money_units,
-    reconcile,
-    seconds_of,
-    units_money,
-)
+from functions.reconcile.matching import best_pairs_first, reconcile, seconds_of
 from functions.reconcile.result import CLASSES, PARTY_SCHEMA, ROW_SCHEMA
+from functions.shared.money import decimal_array, units_from_decimal_array
 
 T0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 DAY = T0.date()
@@ -237,9 +232,10 @@ def test_bad_input_is_refused():
 def test_money_units_round_trip_exactly():
     values = [Decimal("999999999999.999999"), Decimal("-999999999999.999999"), None, Decimal("0")]
     array = pa.array(values, PARTY_SCHEMA.field("amount").type)
-    units = money_units(array.slice(1))
+    units = units_from_decimal_array(array.slice(1), 6)
     assert units.tolist() == [-999999999999999999, 0, 0]
-    back = units_money(money_units(array), np.array([True, True, False, True]))
+    valid = np.array([True, True, False, True])
+    back = decimal_array(units_from_decimal_array(array, 6), 6, mask=~valid)
     assert back.to_pylist() == values
     assert str(seconds_of(7_000_000)) == "7" and str(seconds_of(-2_500_000)) == "-2.5"
 
