@@ -190,6 +190,7 @@ def _keep_freed_memory() -> None:
 def _rate(args: argparse.Namespace) -> int:
     # Heavy imports here, so `tollgate --help` stays instant.
     from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
+    from functions.ingest.validate import empty_quarantine
     from functions.rate.contracts import PeriodCounters
     from functions.rate.fx import FxError
     from functions.rate.rated import RatingSummary, rate_cdrs, summarise
@@ -225,10 +226,12 @@ def _rate(args: argparse.Namespace) -> int:
     def write(rating: Future, part) -> RatingSummary:
         rated = rating.result()
         output.write(rated)
-        quarantine = part.quarantine
-        if quarantine.num_rows:
-            rejected.write(quarantine.add_column(0, "file", _repeat(source, quarantine.num_rows)))
-        return summarise(rated, quarantine, part.rows_in, rounding.decimals)
+        if part.quarantine.num_rows:
+            rejected.write(with_file(part.quarantine))
+        return summarise(rated, part.quarantine, part.rows_in, rounding.decimals)
+
+    def with_file(quarantine):
+        return quarantine.add_column(0, "file", _repeat(source, quarantine.num_rows))
 
     summaries = []
     # Three stages on three threads: while part k is parsed here, part k-1 is rated and part
@@ -265,7 +268,7 @@ def _rate(args: argparse.Namespace) -> int:
                 raise
             raise CliError(str(error)) from None
         if rejected.empty:  # nothing quarantined: the file still says so, with its columns
-            rejected.write(_empty_quarantine())
+            rejected.write(with_file(empty_quarantine()))
 
     summary = RatingSummary.merge(summaries)
     tier_lines = _tier_results(tiers, counters, rounding)
@@ -300,14 +303,6 @@ def _pricing(args: argparse.Namespace, plan_paths: dict[str, Path]):
         except (FxError, UnicodeDecodeError) as error:
             raise CliError(str(error)) from None
     return customer, supplier, plans, fx
-
-
-def _empty_quarantine():
-    import pyarrow as pa
-
-    from functions.shared.cdr import QUARANTINE_SCHEMA
-
-    return QUARANTINE_SCHEMA.empty_table().add_column(0, "file", pa.array([], pa.string()))
 
 
 def mapping_option(path: Path | None, fmt: str):

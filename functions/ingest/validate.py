@@ -112,7 +112,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
     if isinstance(dialled, pa.ChunkedArray):
         dialled = dialled.combine_chunks()
     route = {
-        name: _blank_to_null(fields[name])
+        name: blank_to_null(fields[name])
         if name in fields.column_names
         else pa.nulls(n, pa.string())
         for name in ROUTE_FIELDS
@@ -219,15 +219,15 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
     columns = {
         "line": fields["line"],
         "call_id": fields["call_id"],
-        "caller": _blank_to_null(fields["caller"]),
+        "caller": blank_to_null(fields["caller"]),
         "callee": callee,
         "start_time": start,
         "answer_time": answer,
         "end_time": end,
         "billsec": billsec,
         "disposition": disposition,
-        "customer": _blank_to_null(fields["customer"]),
-        "supplier": _blank_to_null(fields["supplier"]),
+        "customer": blank_to_null(fields["customer"]),
+        "supplier": blank_to_null(fields["supplier"]),
         "pdd_ms": pdd_ms,
         "mos": mos,
     }
@@ -286,7 +286,7 @@ class _Checks:
         if not isinstance(mask, np.ndarray):
             if not pc.any(mask).as_py():
                 return
-            mask = _mask(mask)
+            mask = numpy_mask(mask)
         if mask.any():
             self._first[mask & (self._first == 0)] = len(self._checks)
 
@@ -333,7 +333,7 @@ def over_limit(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     longest = pc.max(size).as_py()
     if longest is None or longest <= MAX_FIELD_BYTES:
         return None
-    return _mask(pc.greater(size, MAX_FIELD_BYTES))
+    return numpy_mask(pc.greater(size, MAX_FIELD_BYTES))
 
 
 def too_long_detail(field: str, value: str) -> str:
@@ -353,7 +353,7 @@ def cut_raw(quarantine: pa.Table) -> pa.Table:
         prefix_over = pc.greater(size, RAW_PREFIX_BYTES)
         too_long = pc.equal(quarantine["reason"], "field_too_long")
         long = pc.or_(long, pc.and_(too_long, prefix_over))
-    cut = _mask(long)
+    cut = numpy_mask(long)
     if not cut.any():
         return quarantine
     rows = pa.array(np.flatnonzero(cut))
@@ -385,7 +385,7 @@ def quoted(value: str) -> str:
     return f"{value[:_SHOWN_CHARS]!r}… ({len(value):,} characters)"
 
 
-def _mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def numpy_mask(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean numpy mask, null counting as False (a null comparison proves nothing)."""
     filled = pc.fill_null(values, False)
     if isinstance(filled, pa.ChunkedArray):
@@ -397,11 +397,11 @@ def _is_blank(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.fill_null(pc.equal(text, ""), True)
 
 
-def _blank_to_null(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+def blank_to_null(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Empty strings as nulls. Only the validity bitmap changes: the text keeps its buffers
     (if_else would copy every string of the column to null a few)."""
     if isinstance(text, pa.ChunkedArray):
-        return pa.chunked_array([_blank_to_null(c) for c in text.chunks], text.type)
+        return pa.chunked_array([blank_to_null(c) for c in text.chunks], text.type)
     kept = pc.fill_null(pc.not_equal(text, ""), False)
     if pc.all(kept).as_py():
         return text
@@ -432,7 +432,7 @@ def parse_mos(text: pa.Array | pa.ChunkedArray | None, n: int) -> pa.Array | pa.
     """
     if text is None:
         return pa.nulls(n, MOS_TYPE)
-    exact = cast_or_null(pc.utf8_trim_whitespace(_blank_to_null(text)), _MOS_READ)
+    exact = cast_or_null(pc.utf8_trim_whitespace(blank_to_null(text)), _MOS_READ)
     rounded = pc.round(exact, ndigits=2, round_mode="half_up")
     lowest = pa.scalar(Decimal(_MOS_LOWEST), _MOS_READ)
     highest = pa.scalar(Decimal(_MOS_HIGHEST), _MOS_READ)
@@ -459,7 +459,7 @@ def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunk
     blanks, junk) go through the exact cast-or-null, so a few bad values cost a few rows'
     work rather than a bisection of the whole column.
     """
-    text = _blank_to_null(text)
+    text = blank_to_null(text)
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
     plain = pc.fill_null(pc.ascii_is_decimal(text), False)
@@ -545,7 +545,7 @@ def _cast_one(value: pa.Scalar, target: pa.DataType):
 
 def parse_iso_times(text: pa.Array | pa.ChunkedArray):
     """ISO 8601 instants that carry a zone (`Z`, `+02:00`, `+0200`) as UTC; null otherwise."""
-    return cast_or_null(_blank_to_null(text), UTC_MICROS)
+    return cast_or_null(blank_to_null(text), UTC_MICROS)
 
 
 def parse_local_times(
@@ -560,7 +560,7 @@ def parse_local_times(
     LATER instant, which is what a call spanning the change back actually did.
     """
     naive = {
-        name: pc.strptime(_blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True)
+        name: pc.strptime(blank_to_null(text[name]), "%Y-%m-%d %H:%M:%S", "us", error_is_null=True)
         for name in TIME_FIELDS
     }
     return localise_times(naive, timezone)
@@ -646,14 +646,14 @@ def _repeated_attempts(attempts: pa.Table) -> np.ndarray:
     candidates = np.flatnonzero(np.isin(keys, collided))
     subset = attempts.take(pa.array(candidates)).combine_chunks()
     subset_ids = subset.column("call_id").chunk(0) if subset.num_rows else ids.slice(0, 0)
-    blank = _mask(_is_blank(subset_ids))
+    blank = numpy_mask(_is_blank(subset_ids))
     # dictionary_encode numbers values in order of first appearance, so a row repeats an
     # earlier one exactly when its code is not above every code seen before it.
     texts = attempt_key_texts(*(subset.column(c) for c in ATTEMPT_SCHEMA.names))
     codes = pc.dictionary_encode(texts).indices.to_numpy(zero_copy_only=False)
     seen_max = np.maximum.accumulate(np.concatenate([[-1], codes[:-1]]))
     repeated = codes <= seen_max
-    unknown = _mask(pc.is_null(subset.column("start_time"))) & ~blank
+    unknown = numpy_mask(pc.is_null(subset.column("start_time"))) & ~blank
     if unknown.any():
         id_codes = pc.dictionary_encode(subset_ids).indices.to_numpy(zero_copy_only=False)
         claimed_from = np.full(int(id_codes.max()) + 1, len(id_codes))

@@ -279,3 +279,12 @@ def test_a_mapped_column_named_twice_in_the_header_fails_the_file():
     mapping = {"columns": {"callee": "B", "start": "S", "duration": "B"}}
     with pytest.raises(CdrFileError, match="header names S more than once"):
         parse(text, mapping)
+
+
+def test_an_answer_derived_from_the_end_and_duration_is_quoted_as_an_iso_time():
+    # No answer column: the answer is the end less the duration, here before the start.
+    mapping = {"columns": {"callee": "Number", "start": "Start", "end": "End", "duration": "Secs"}}
+    text = "Start,End,Number,Secs\n2024-05-01T12:00:00Z,2024-05-01T12:00:30Z,442071234567,100\n"
+    [row] = parse(text, mapping).quarantine.to_pylist()
+    assert (row["reason"], row["field"]) == ("bad_time", "answer_time")
+    assert row["detail"] == "answer_time: '2024-05-01T11:58:50.000000Z' is before start_time"

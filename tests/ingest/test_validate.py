@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from functions.ingest.validate import (
     MappedRows,
-    _blank_to_null,
+    blank_to_null,
     cast_or_null,
     empty_quarantine,
     parse_iso_times,
@@ -162,12 +162,12 @@ def test_local_times_in_spring_gap_are_reported_not_guessed():
 def test_whole_numbers_fast_path_accepts_exactly_what_the_exact_cast_accepts():
     import numpy as np
 
-    from functions.ingest.validate import _blank_to_null, cast_or_null, parse_whole_numbers
+    from functions.ingest.validate import blank_to_null, cast_or_null, parse_whole_numbers
 
     rng = np.random.default_rng(2)
     shapes = ["12", "-5", "+7", "", None, "12s", "99999999999999999999", "0", "007", " 3"]
     text = pa.array([rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)], pa.string())
-    exact = cast_or_null(_blank_to_null(text), pa.int64())
+    exact = cast_or_null(blank_to_null(text), pa.int64())
     assert parse_whole_numbers(text).to_pylist() == exact.to_pylist()
 
 
@@ -184,7 +184,7 @@ def test_blank_to_null_nulls_exactly_the_empty_strings(values, cut):
         (whole.slice(cut), expected[cut:]),
         (pa.chunked_array([whole, whole.slice(cut)]), expected + expected[cut:]),
     ):
-        nulled = _blank_to_null(text)
+        nulled = blank_to_null(text)
         assert nulled.to_pylist() == want
         assert nulled.null_count == want.count(None)
         (nulled if isinstance(nulled, pa.Array) else nulled.combine_chunks()).validate(full=True)

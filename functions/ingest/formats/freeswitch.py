@@ -34,6 +34,7 @@ from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
+    blank_to_null,
     cast_or_null,
     empty_parsed_file,
     parse_local_times,
@@ -206,7 +207,7 @@ def pdd_millis(progress, progress_media):
     came or neither is a whole number (a call answered without ringing has no PDD)."""
     first = None
     for text in (progress, progress_media):
-        millis = cast_or_null(_blank_to_null(text), pa.int64())
+        millis = cast_or_null(blank_to_null(text), pa.int64())
         millis = pc.if_else(pc.fill_null(pc.greater(millis, 0), False), millis, None)
         first = millis if first is None else pc.min_element_wise(first, millis)
     return pc.cast(first, pa.string())
@@ -220,14 +221,10 @@ def _column(table: pa.Table, name: str):
 
 def _first_present(table: pa.Table, variables: tuple[str, ...]):
     """Per row, the first of `variables` (those the table has) with a value; else null."""
-    columns = [_blank_to_null(table[v]) for v in variables if v in table.column_names]
+    columns = [blank_to_null(table[v]) for v in variables if v in table.column_names]
     if not columns:
         return pa.nulls(table.num_rows, pa.string())
     return pc.coalesce(*columns) if len(columns) > 1 else columns[0]
-
-
-def _blank_to_null(text):
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
 def hangup_disposition(cause, answer_text):
@@ -365,7 +362,7 @@ def parse_json_legs(
         "mos": table["mos"],
         "pdd_ms": pdd_millis(*(table[v] for v in PDD_VARIABLES)),
         "egress_trunk": pc.coalesce(
-            _blank_to_null(table["egress_trunk"]), bridge_gateway(table["bridge"])
+            blank_to_null(table["egress_trunk"]), bridge_gateway(table["bridge"])
         ),
     }
     stamps = parse_local_times(

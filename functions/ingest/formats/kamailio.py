@@ -59,7 +59,7 @@ from functions.ingest.formats.mapped import (
 )
 from functions.ingest.formats.source import CdrFileError, quarantined, read_csv_rows
 from functions.ingest.numbers import NumberingPlan
-from functions.ingest.validate import MappedRows, empty_parsed_file, validate
+from functions.ingest.validate import MappedRows, empty_parsed_file, numpy_mask, validate
 from functions.shared.cdr import TRUNK_COLUMNS, UTC_MICROS, ParsedFile
 
 CDRS_NAME = "kamailio-acc-cdrs"
@@ -181,21 +181,14 @@ _WHY = (
 )  # fmt: skip
 
 
-def _mask(values) -> np.ndarray:
-    values = pc.fill_null(values, False)
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    return values.to_numpy(zero_copy_only=False)
-
-
 def _pair(table: pa.Table, call_id_column: str) -> _Calls:
     """Group rows by dialog (call id + both tags, in either order) and decide each row."""
     n = table.num_rows
     method = pc.utf8_upper(pc.utf8_trim_whitespace(table["method"]))
     code = pc.utf8_trim_whitespace(table["sip_code"])
-    invite = _mask(pc.equal(method, "INVITE"))
-    bye = _mask(pc.equal(method, "BYE"))
-    answered = invite & _mask(pc.match_substring_regex(code, r"^2[0-9][0-9]$"))
+    invite = numpy_mask(pc.equal(method, "INVITE"))
+    bye = numpy_mask(pc.equal(method, "BYE"))
+    answered = invite & numpy_mask(pc.match_substring_regex(code, r"^2[0-9][0-9]$"))
     failed = invite & ~answered
     low = pc.min_element_wise(table["from_tag"], table["to_tag"])
     high = pc.max_element_wise(table["from_tag"], table["to_tag"])
@@ -212,8 +205,8 @@ def _pair(table: pa.Table, call_id_column: str) -> _Calls:
     which = pc.index_in(key, value_set=_plain(dialogs["key"]))
     first_answer = pc.take(dialogs["answer_at_min"], which)
     first_bye = pc.take(dialogs["bye_at_min"], which)
-    has_answer = _mask(pc.is_valid(first_answer))
-    has_bye = _mask(pc.is_valid(first_bye))
+    has_answer = numpy_mask(pc.is_valid(first_answer))
+    has_bye = numpy_mask(pc.is_valid(first_bye))
     paired = has_answer & has_bye
     chosen = paired & (position == _numbers(first_answer))
     attempt = failed & ~has_answer

@@ -47,6 +47,7 @@ from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
+    blank_to_null,
     cast_or_null,
     empty_parsed_file,
     localise_times,
@@ -350,7 +351,7 @@ def read_times(
         name: pc.fill_null(v, "") if v is not None else pa.repeat(pa.scalar("", pa.string()), n)
         for name, v in text.items()
     }
-    trimmed = {name: _blank_to_null(pc.utf8_trim_whitespace(v)) for name, v in written.items()}
+    trimmed = {name: blank_to_null(pc.utf8_trim_whitespace(v)) for name, v in written.items()}
     none = pa.nulls(n, pa.string())
     if time_format in ("EPOCH", "EPOCH_MS"):
         # Micro-seconds per unit written.
@@ -435,15 +436,12 @@ def _seconds_between(answer, end):
 
 def _instant(micros):
     whole = cast_or_null(micros, pa.int64())  # a fraction of a microsecond: not a time
-    return pc.cast(whole, pa.int64()).cast(UTC_MICROS)
+    return whole.cast(UTC_MICROS)
 
 
 def _iso(instants):
-    return pc.fill_null(pc.strftime(instants, "%Y-%m-%dT%H:%M:%S.%fZ"), "")
-
-
-def _blank_to_null(text):
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    # Arrow's %S writes the seconds with their fraction (microseconds here).
+    return pc.fill_null(pc.strftime(instants, "%Y-%m-%dT%H:%M:%SZ"), "")
 
 
 # --- the partner's amounts ---------------------------------------------------------------
@@ -466,7 +464,7 @@ def read_amounts(data: bytes, mapping: ColumnMapping, *, source: str = "<file>")
         return AMOUNTS_SCHEMA.empty_table()
     if column not in rows.table.column_names:
         raise CdrFileError(f"{source}: header lacks mapped column {column} (amount)")
-    value = _blank_to_null(pc.utf8_trim_whitespace(rows.table[column]))
+    value = blank_to_null(pc.utf8_trim_whitespace(rows.table[column]))
     exact = cast_or_null(value, pa.decimal128(38, 12))
     # A claim's money that is no number is refused, naming it (a generic file's amount column
     # is too: functions/reconcile/sides.py); an empty cell is a call without a price.

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from functions.ingest.formats.source import CdrFileError, read_json_records
 from functions.ingest.numbers import NumberingPlan
-from functions.ingest.validate import MappedRows, cast_or_null, validate
+from functions.ingest.validate import MappedRows, blank_to_null, cast_or_null, validate
 from functions.shared.cdr import UTC_MICROS, ParsedFile
 
 NAME = "vos3000"
@@ -63,7 +63,7 @@ def parse(
     table = pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})
     start = _millis(table["start"])
     stop = _millis(table["stop"])
-    hold = cast_or_null(_blank_to_null(table["billsec"]), pa.int64())
+    hold = cast_or_null(blank_to_null(table["billsec"]), pa.int64())
     answered = pc.fill_null(pc.greater(hold, 0), False)
     answer_ms = pc.if_else(answered, pc.subtract(stop, pc.multiply(hold, 1000)), None)
     fields = {
@@ -104,12 +104,8 @@ def _first(record: dict, keys: tuple[str, ...]) -> str:
     return ""
 
 
-def _blank_to_null(text):
-    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
-
-
 def _millis(text):
-    return cast_or_null(_blank_to_null(text), pa.int64())
+    return cast_or_null(blank_to_null(text), pa.int64())
 
 
 def _instant(millis):
