@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_SEPARATORS = (" ", "-")
+_SEPARATORS = b" -"  # dropped wherever they stand
 _DIGITS = re.compile(r"[0-9]+")
 _TECH_PREFIX = re.compile(r"[0-9#*+A-Za-z]{1,16}")
 MAX_TECH_PREFIXES = 32
@@ -95,35 +96,47 @@ def normalise_numbers(
     """Normalised digits per row; null where the number is not dialable (or was null).
 
     When no row needs rewriting the input itself is returned (no copy), so a caller can tell
-    `callee is dialled`.
+    `callee is dialled`. Separators and international prefixes are dropped from the column's
+    bytes with NumPy (one scan, one compaction each): the same rule as `normalise_number`,
+    at a fraction of what a kernel per step costs on the half of a column that needs them.
     """
     plan = plan or DEFAULT_PLAN
     if isinstance(dialled, pa.ChunkedArray):
         dialled = dialled.combine_chunks()
-    untouched = pc.fill_null(_untouched(dialled, plan), False)
-    if len(dialled) and pc.all(untouched).as_py():
-        return dialled
-    if len(dialled) >= 1024:
-        # Most switches send bare digits: only the other rows need the rewrite.
-        others = pc.invert(untouched)
-        rewritten = _normalise(dialled.filter(others), plan)
-        return pc.replace_with_mask(dialled, others, rewritten)
-    return _normalise(dialled, plan)
-
-
-def _untouched(dialled: pa.Array, plan: NumberingPlan) -> pa.Array:
-    """Rows that are already normalised: bare digits, not too many, no rule of the plan
-    applies to."""
-    plain = pc.and_not(
-        pc.ascii_is_decimal(dialled), pc.starts_with(dialled, plan.international_prefix)
-    )
-    plain = pc.and_(plain, pc.less_equal(pc.binary_length(dialled), MAX_DIGITS))
-    prefixes = [p for p in plan.strip if p.isdigit()]
+    digits = _strip_tech_prefix(dialled, plan) if plan.strip else dialled
+    text = _Bytes.of(digits)
+    separators = np.zeros(len(text.values), bool)
+    for byte in _SEPARATORS:
+        separators |= text.values == byte
+    text.drop(separators)
+    # All masks come from the same text, so "+00…" loses only its "+": ONE prefix per number,
+    # and a number that had an international prefix is never read as national.
+    plus = text.starts_with(b"+")
+    intl = text.starts_with(plan.international_prefix.encode()) & ~plus
+    national = None
     if plan.national_prefix:
-        prefixes.append(plan.national_prefix)
-    if prefixes:
-        plain = pc.and_not(plain, pc.match_substring_regex(dialled, _starts_with_any(prefixes)))
-    return plain
+        width = len(plan.national_prefix)
+        national = text.starts_with(plan.national_prefix.encode()) & ~plus & ~intl
+        national &= text.lengths() > width
+    text.drop_leading(plus + intl * len(plan.international_prefix))
+    digits = text.array(digits)
+    if national is not None and national.any():
+        rows = pa.array(national)
+        rest = pc.utf8_slice_codeunits(digits.filter(rows), len(plan.national_prefix))
+        international = pc.binary_join_element_wise(plan.country_code, rest, "")
+        digits = pc.replace_with_mask(digits, rows, international)
+    # ascii_is_decimal is false for "" too, which covers "+" or "00" dialled alone.
+    return _null_unless_digits(digits)
+
+
+def _strip_tech_prefix(dialled: pa.Array, plan: NumberingPlan) -> pa.Array:
+    """ONE tech prefix off the rows that start with one (the longest that matches)."""
+    pattern = _starts_with_any(plan.strip)
+    rows = pc.fill_null(pc.match_substring_regex(dialled, pattern), False)
+    if not pc.any(rows).as_py():
+        return dialled
+    stripped = pc.replace_substring_regex(dialled.filter(rows), pattern, "", max_replacements=1)
+    return pc.replace_with_mask(dialled, rows, stripped)
 
 
 def _starts_with_any(prefixes) -> str:
@@ -133,34 +146,75 @@ def _starts_with_any(prefixes) -> str:
     return "^(?:" + "|".join(re.escape(p) for p in ordered) + ")"
 
 
-def _normalise(dialled: pa.Array, plan: NumberingPlan) -> pa.Array:
-    digits = dialled
-    if plan.strip:
-        digits = pc.replace_substring_regex(
-            digits, _starts_with_any(plan.strip), "", max_replacements=1
-        )
-    for separator in _SEPARATORS:
-        digits = pc.replace_substring(digits, separator, "")
-    # All masks come from the same text, so "+00…" loses only its "+": ONE prefix per number,
-    # and a number that had an international prefix is never read as national.
-    plus = pc.starts_with(digits, "+")
-    intl = pc.and_not(pc.starts_with(digits, plan.international_prefix), plus)
-    national = None
-    if plan.national_prefix:
-        width = len(plan.national_prefix)
-        national = pc.and_(
-            pc.and_not(pc.and_not(pc.starts_with(digits, plan.national_prefix), plus), intl),
-            pc.greater(pc.utf8_length(digits), width),
-        )
-    for mask, width in ((plus, 1), (intl, len(plan.international_prefix))):
-        if pc.any(mask).as_py():
-            digits = pc.if_else(mask, pc.utf8_slice_codeunits(digits, width), digits)
-    if national is not None and pc.any(national).as_py():
-        rest = pc.utf8_slice_codeunits(digits, len(plan.national_prefix))
-        international = pc.binary_join_element_wise(plan.country_code, rest, "")
-        digits = pc.if_else(national, international, digits)
-    # ascii_is_decimal is false for "" too, which covers "+" or "00" dialled alone.
-    return _null_unless_digits(digits)
+class _Bytes:
+    """A string column's bytes and offsets as NumPy arrays, for dropping bytes in place of
+    kernels that each copy the column. Only ASCII bytes are ever dropped, so the text stays
+    UTF-8; nulls keep whatever bytes their slots have, and stay null."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values, self.offsets = values, offsets  # offsets from 0, one more than rows
+        self.changed = False
+
+    @classmethod
+    def of(cls, text: pa.Array) -> _Bytes:
+        wide = pa.types.is_large_string(text.type)
+        offsets = np.zeros(len(text) + 1, np.int64)
+        if len(text):
+            stored = np.frombuffer(text.buffers()[1], np.int64 if wide else np.int32)
+            offsets = stored[text.offset : text.offset + len(text) + 1].astype(np.int64)
+        first, size = int(offsets[0]), int(offsets[-1] - offsets[0])
+        data = text.buffers()[2] if len(text) else None
+        values = np.frombuffer(data, np.uint8, size, first) if size else np.zeros(0, np.uint8)
+        return cls(values, offsets - first)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def starts_with(self, prefix: bytes) -> np.ndarray:
+        """Rows whose text starts with `prefix`."""
+        rows = self.lengths() >= len(prefix)
+        if not len(self.values):
+            return rows
+        for k, byte in enumerate(prefix):
+            rows &= np.take(self.values, self.offsets[:-1] + k, mode="clip") == byte
+        return rows
+
+    def drop(self, dropped: np.ndarray) -> None:
+        """Drop the bytes `dropped` marks (a mask over all of them)."""
+        if not dropped.any():
+            return
+        # Dropped bytes before each position; 32-bit counts sum five times faster.
+        width = np.int32 if len(dropped) < 1 << 31 else np.int64
+        before = np.zeros(len(dropped) + 1, width)
+        np.cumsum(dropped, out=before[1:])
+        self.offsets = self.offsets - before[self.offsets]
+        self.values = self.values[~dropped]
+        self.changed = True
+
+    def drop_leading(self, widths: np.ndarray) -> None:
+        """Drop the first `widths[i]` bytes of each row i."""
+        if not widths.any():
+            return
+        dropped = np.zeros(len(self.values), bool)
+        for k in range(int(widths.max())):
+            dropped[self.offsets[:-1][widths > k] + k] = True
+        self.values = self.values[~dropped]
+        self.offsets = self.offsets - np.concatenate([[0], np.cumsum(widths)])
+        self.changed = True
+
+    def array(self, original: pa.Array) -> pa.Array:
+        """The text as an array like `original` (with its nulls); `original` itself when
+        nothing was dropped."""
+        if not self.changed:
+            return original
+        wide = pa.types.is_large_string(original.type)
+        offsets = self.offsets.astype(np.int64 if wide else np.int32)
+        validity = None
+        if original.null_count:
+            # A boolean array's values are a bitmap in the validity-bitmap layout.
+            validity = pc.is_valid(original).buffers()[1]
+        buffers = [validity, pa.py_buffer(offsets), pa.py_buffer(self.values)]
+        return pa.Array.from_buffers(original.type, len(original), buffers)
 
 
 def _null_unless_digits(digits: pa.Array) -> pa.Array:
@@ -172,11 +226,11 @@ def _null_unless_digits(digits: pa.Array) -> pa.Array:
         return digits
     keep = pc.fill_null(dialable, False)
     if digits.offset or keep.offset:
-        return pc.if_else(keep, digits, pa.scalar(None, pa.string()))
+        return pc.if_else(keep, digits, pa.scalar(None, digits.type))
     # A boolean array's values are a bitmap in the validity-bitmap layout, so the mask can
     # become the validity of the same offsets and characters.
     validity = keep.buffers()[1]
-    return pa.Array.from_buffers(pa.string(), len(digits), [validity, *digits.buffers()[1:]])
+    return pa.Array.from_buffers(digits.type, len(digits), [validity, *digits.buffers()[1:]])
 
 
 def normalise_number(dialled: str, plan: NumberingPlan | None = None) -> str | None:
@@ -187,7 +241,8 @@ def normalise_number(dialled: str, plan: NumberingPlan | None = None) -> str | N
         if digits.startswith(prefix):
             digits = digits[len(prefix) :]
             break
-    digits = digits.replace(" ", "").replace("-", "")
+    for separator in _SEPARATORS.decode():
+        digits = digits.replace(separator, "")
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith(plan.international_prefix):

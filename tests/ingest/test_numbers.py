@@ -57,3 +57,20 @@ def test_the_bare_digit_fast_path_agrees_with_the_rule_on_a_large_mixed_column()
     dialled = [rng.choice(np.array(shapes, dtype=object)) for _ in range(5_000)]
     expected = [None if v is None else normalise_number(v) for v in dialled]
     assert normalise_numbers(pa.array(dialled, pa.string())).to_pylist() == expected
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.text(alphabet="0129+- aé٣", max_size=10)), max_size=40),
+    st.integers(0, 5),
+    st.sampled_from([pa.string(), pa.large_string()]),
+)
+def test_the_byte_level_rule_agrees_on_slices_nulls_and_wide_offsets(dialled, cut, text_type):
+    """The vectorised rule drops bytes from the column's own buffers: a sliced column (its
+    offsets do not start at 0), nulls, multi-byte characters and 64-bit offsets must give
+    what the scalar rule gives, row for row."""
+    column = pa.array(["+44 1", *dialled], text_type).slice(min(cut, len(dialled)))
+    expected = [None if v is None else normalise_number(v) for v in column.to_pylist()]
+    got = normalise_numbers(column)
+    got.validate(full=True)
+    assert got.type == text_type
+    assert got.to_pylist() == expected
