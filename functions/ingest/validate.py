@@ -129,7 +129,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         billsec = billsec_job.result()
         pdd_ms = pdd_job.result()
         mos = mos_job.result()
-        repeated, call_ids, attempts = dup_job.result()
+        repeated, call_ids, keys, attempts = dup_job.result()
 
     checks = _Checks(n)
     for name in fields.column_names:
@@ -249,6 +249,7 @@ def validate(rows: MappedRows, numbering: NumberingPlan | None = None) -> Parsed
         rows_in=n + rows.rejected.num_rows,
         call_ids=call_ids,
         attempts=attempts,
+        call_id_keys=keys,
     )
 
 
@@ -606,8 +607,9 @@ def _assume(naive, timezone: str, ambiguous: str, nonexistent: str = "earliest")
 
 def _attempts(
     call_id: pa.Array | pa.ChunkedArray, start: pa.Array | pa.ChunkedArray, leg
-) -> tuple[np.ndarray, pa.Array, pa.Table]:
-    """(rows repeating an earlier row's attempt, the distinct call ids, every row's attempt).
+) -> tuple[np.ndarray, pa.Array, np.ndarray | None, pa.Table]:
+    """(rows repeating an earlier row's attempt, the distinct call ids, their keys when
+    hashed here, every row's attempt).
 
     Most files repeat no call id, which the distinct count alone proves; only then is the
     row-by-row search skipped. Attempts are distinct whenever call ids are, so only rows
@@ -620,13 +622,14 @@ def _attempts(
     )
     blank = _is_blank(ids)
     given = ids.filter(pc.invert(blank)) if pc.any(blank).as_py() else ids
-    ordered = np.sort(call_id_keys(given))
+    keys = call_id_keys(given)
+    ordered = np.sort(keys)
     if not (ordered[1:] == ordered[:-1]).any():  # distinct keys: distinct ids
-        return np.zeros(len(ids), bool), given, attempts
+        return np.zeros(len(ids), bool), given, keys, attempts
     distinct = pc.unique(given)
     if len(distinct) == len(given):
-        return np.zeros(len(ids), bool), distinct, attempts
-    return _repeated_attempts(attempts), distinct, attempts
+        return np.zeros(len(ids), bool), distinct, keys, attempts
+    return _repeated_attempts(attempts), distinct, None, attempts
 
 
 def _repeated_attempts(attempts: pa.Table) -> np.ndarray:

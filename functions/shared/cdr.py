@@ -7,9 +7,13 @@ A file of CDRs is never a list of Python objects: parsers produce a `pa.Table` w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import numpy as np
 
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 # A mean opinion score as the lake keeps it: 1.00 to 5.00.
@@ -110,6 +114,9 @@ class ParsedFile:
     # Every row's attempt, accepted or quarantined, in file order (ATTEMPT_SCHEMA): what a
     # later part's rows with one of these call ids are compared with.
     attempts: pa.Table | None = None
+    # The 64-bit key of each of `call_ids` (functions.ingest.validate.call_id_keys), when
+    # validation has hashed them already: the check across parts need not hash them again.
+    call_id_keys: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         accounted = self.cdrs.num_rows + self.quarantine.num_rows

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.ingest import formats
+from functions.ingest import formats, validate
 from functions.ingest.formats import iter_cdr_chunks, parse_cdr_file
 
 HEADER = (
@@ -112,11 +112,13 @@ def test_a_repeat_is_found_whatever_the_widths_of_the_other_ids_in_its_part():
 
 @pytest.fixture(params=[1, 3], ids=["one key", "three keys"])
 def colliding_keys(request, monkeypatch):
-    """Call id keys that collide (one or three distinct values, never 0)."""
-    real = formats.call_id_keys
+    """Call id keys that collide (one or three distinct values, never 0), wherever they are
+    computed (validation hands its keys on to the check across parts): the hash of each
+    group of ids of one width is what collides."""
+    real = validate._hash_width
     distinct_keys = np.uint64(request.param)
     monkeypatch.setattr(
-        formats, "call_id_keys", lambda ids: real(ids) % distinct_keys + np.uint64(1)
+        validate, "_hash_width", lambda *args: real(*args) % distinct_keys + np.uint64(1)
     )
 
 
@@ -246,3 +248,12 @@ def test_attempts_of_ids_with_colliding_keys_are_found_in_whichever_part_had_the
     for seed in range(3):
         parts = assert_parts_match_whole(routed_file(seed, rows=300), 2_500)
         assert duplicate_lines(parts)
+
+
+def test_the_keys_validation_hands_on_are_the_keys_of_the_call_ids_it_hands_on():
+    lines = [GOOD.format(id=f"a{i}") for i in range(50)] + [BAD_TIME.format(id="x" * 70)]
+    for body in (lines, [*lines, GOOD.format(id="a3")]):  # distinct ids; one repeated
+        part = parse_cdr_file(csv(body), "generic")
+        if part.call_id_keys is not None:
+            assert np.array_equal(part.call_id_keys, validate.call_id_keys(part.call_ids))
+    assert parse_cdr_file(csv(lines), "generic").call_id_keys is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -187,7 +188,7 @@ def iter_cdr_chunks(
         if part.call_ids is not None:
             # Ids so far, scaled to the whole file: the table is sized once, not regrown.
             expected = (earlier.count + len(part.call_ids)) * len(data) // end
-            repeated, holders = earlier.add(part.call_ids, expected)
+            repeated, holders = earlier.add(part.call_ids, expected, part.call_id_keys)
             if len(repeated):
                 before = history.rows_of(repeated, holders)
                 part = _earlier_duplicates(part, repeated, before, lines, first_line)
@@ -231,9 +232,7 @@ def _shift_lines(part: ParsedFile, shift: int) -> ParsedFile:
         line = pc.add(table.column("line"), pa.scalar(shift, pa.int64()))
         return table.set_column(index, table.schema.field("line"), line)
 
-    return ParsedFile(
-        shifted(part.cdrs), shifted(part.quarantine), part.rows_in, part.call_ids, part.attempts
-    )
+    return replace(part, cdrs=shifted(part.cdrs), quarantine=shifted(part.quarantine))
 
 
 _LOAD = 0.35  # the most of a call id table's slots in use
@@ -259,19 +258,22 @@ class _EarlierCallIds:
         self.stored = 0  # ids in the table
         self.clashing: set[str] = set()
 
-    def add(self, ids: pa.Array, expected: int = 0) -> tuple[pa.Array, np.ndarray]:
+    def add(
+        self, ids: pa.Array, expected: int = 0, keys: np.ndarray | None = None
+    ) -> tuple[pa.Array, np.ndarray]:
         """Store a part's call ids (distinct); return those an earlier part already had, with
         the number (from 0) of the first part that had each.
 
-        `expected`: about how many ids the file will have in all, to size the table once.
+        `expected`: about how many ids the file will have in all, to size the table (and the
+        keys by position) once. `keys`: the ids' `call_id_keys`, when already computed.
         """
         start, end = self.count, self.count + len(ids)
         if end >= 1 << 32:
             raise ValueError("more than 2**32 call ids in one file")
-        keys = call_id_keys(ids)
+        keys = call_id_keys(ids) if keys is None else keys
         self._reserve(max(self.stored + len(ids), expected))
         if end > len(self.key_of):
-            grown = np.zeros(max(end, 2 * len(self.key_of)), np.uint64)
+            grown = np.zeros(max(end, 2 * len(self.key_of), expected), np.uint64)
             grown[:start] = self.key_of[:start]
             self.key_of = grown
         self.key_of[start:end] = keys
@@ -432,10 +434,4 @@ def _earlier_duplicates(
     ).cast(part.quarantine.schema)
     quarantine = pa.concat_tables([part.quarantine, cut_raw(duplicates)])
     quarantine = quarantine.take(pc.sort_indices(quarantine.column("line")))
-    return ParsedFile(
-        part.cdrs.filter(pc.invert(repeated)),
-        quarantine,
-        part.rows_in,
-        part.call_ids,
-        part.attempts,
-    )
+    return replace(part, cdrs=part.cdrs.filter(pc.invert(repeated)), quarantine=quarantine)
