@@ -23,7 +23,7 @@ def index_bytes(index: DeckIndex) -> int:
     """Memory an index holds: its numpy arrays, its prefix texts and its deck's rows."""
     fields = (getattr(index, name) for name in index.__slots__)
     arrays = sum(value.nbytes for value in fields if isinstance(value, np.ndarray))
-    return arrays + index.prefix_text.nbytes + index.deck.nbytes
+    return arrays + index.prefix_text.nbytes + index.destination_text.nbytes + index.deck.nbytes
 
 
 def configured_max_bytes() -> int:

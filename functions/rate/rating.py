@@ -92,7 +92,7 @@ class DeckIndexFormatError(ValueError):
 
 # Bump whenever `DeckIndex.build` or the table layout changes: a stored index of another
 # format is then rejected by `DeckIndex.from_table` and rebuilt, never misread.
-INDEX_FORMAT = "deck-index-3"
+INDEX_FORMAT = "deck-index-4"
 _META_FORMAT = b"tollgate.index.format"
 _META_CURRENCY = b"tollgate.index.currency"
 _META_WIDTH = b"tollgate.index.width"
@@ -121,7 +121,11 @@ _ARRAY_FIELDS: dict[str, type] = {
     "free_seconds": np.int64,
     "surcharge_e8": np.int64,
     "closed": np.bool_,
+    "row_prefix": np.int64,
+    "row_destination": np.int64,
 }
+# Text arrays of an index (Arrow strings), stored as they are.
+_TEXT_FIELDS = ("prefix_text", "destination_text")
 _STORED_TYPE = {np.int64: pa.int64(), np.bool_: pa.uint8()}
 _STORED_DTYPE = {np.int64: np.int64, np.bool_: np.uint8}
 # Arrays that must agree in length: a table failing this is foreign, whatever it claims.
@@ -130,7 +134,7 @@ _SAME_LENGTH = (
     ("prefix_len", "prefix_parent", "prefix_text", "key_first", "key_count"),
     ("origin_len", "origin_value", "seg_first", "seg_count"),
     ("seg_key", "seg_end", "seg_row"),
-    (*PRICE_TERMS, "closed", "deck"),
+    (*PRICE_TERMS, "closed", "deck", "row_prefix", "row_destination"),
 )
 
 
@@ -251,6 +255,11 @@ class DeckIndex:
     free_seconds: np.ndarray  # answered calls of up to this many seconds cost 0
     surcharge_e8: np.ndarray  # per minute on top of the rate, 10^-8; 0: none
     closed: np.ndarray
+    # Per deck row, its prefix id and its destination's id in `destination_text` (each
+    # destination once): rated tables name them by code, without a string per call.
+    row_prefix: np.ndarray
+    row_destination: np.ndarray
+    destination_text: pa.Array
 
     @property
     def has_origin(self) -> bool:
@@ -287,6 +296,7 @@ class DeckIndex:
         cell_lo, cell_prefix = _cells(lo, hi, parent)
 
         pid_of_row = pc.index_in(prefixes, value_set=unique).to_numpy().astype(np.int64)
+        destinations = pc.dictionary_encode(deck.column("destination").combine_chunks())
         keys = _keys(pid_of_row, deck.column("origin").combine_chunks(), len(unique))
         key_of_row, key_first, key_count, origin_len, origin_value = keys
         col = {name: deck.column(name).to_numpy() for name in _NUMERIC_COLUMNS}
@@ -322,12 +332,15 @@ class DeckIndex:
             free_seconds=col["free_seconds"].astype(np.int64),
             surcharge_e8=col["surcharge_e8"].astype(np.int64),
             closed=col["closed"].astype(bool),
+            row_prefix=pid_of_row,
+            row_destination=pc.fill_null(destinations.indices, -1).to_numpy().astype(np.int64),
+            destination_text=destinations.dictionary,
         )
 
     def to_table(self) -> pa.Table:
         """The whole index as one single-row table, for `from_table` (e.g. via Arrow IPC).
 
-        Each column is a list holding one whole array: the numpy fields, `prefix_text`, and
+        Each column is a list holding one whole array: the numpy fields, the text fields, and
         the deck's rows as `deck.<column>`. Currency, width and `INDEX_FORMAT` are schema
         metadata.
         """
@@ -336,8 +349,9 @@ class DeckIndex:
             values = np.ascontiguousarray(getattr(self, name), dtype=dtype)
             names.append(name)
             columns.append(_one_row(pa.array(values.view(_STORED_DTYPE[dtype]))))
-        names.append("prefix_text")
-        columns.append(_one_row(self.prefix_text))
+        for name in _TEXT_FIELDS:
+            names.append(name)
+            columns.append(_one_row(getattr(self, name)))
         for field in self.deck.schema:
             names.append(_DECK_COLUMN + field.name)
             columns.append(_one_row(self.deck.column(field.name).combine_chunks()))
@@ -377,10 +391,11 @@ class DeckIndex:
             if stored is None or stored.type != _STORED_TYPE[dtype] or stored.null_count:
                 raise DeckIndexFormatError(f"{INDEX_FORMAT} table: bad column {name}")
             arrays[name] = _numpy_view(stored, dtype)
-        prefix_text = column.get("prefix_text")
-        if prefix_text is None or prefix_text.type != pa.string():
-            raise DeckIndexFormatError(f"{INDEX_FORMAT} table: bad column prefix_text")
-        arrays["prefix_text"] = prefix_text
+        for name in _TEXT_FIELDS:
+            text = column.get(name)
+            if text is None or text.type != pa.string():
+                raise DeckIndexFormatError(f"{INDEX_FORMAT} table: bad column {name}")
+            arrays[name] = text
         deck_names = [n for n in table.column_names if n.startswith(_DECK_COLUMN)]
         deck = pa.Table.from_arrays(
             [column[n] for n in deck_names], names=[n[len(_DECK_COLUMN) :] for n in deck_names]
