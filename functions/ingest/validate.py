@@ -399,14 +399,20 @@ def _is_blank(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 
 
 def blank_to_null(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Empty strings as nulls. Only the validity bitmap changes: the text keeps its buffers
-    (if_else would copy every string of the column to null a few)."""
+    """Empty strings as nulls (see `_valid_where`: the text keeps its buffers)."""
     if isinstance(text, pa.ChunkedArray):
         return pa.chunked_array([blank_to_null(c) for c in text.chunks], text.type)
     kept = pc.fill_null(pc.not_equal(text, ""), False)
     if pc.all(kept).as_py():
         return text
-    if text.offset or not pa.types.is_string(text.type):  # a slice: its bits would not line up
+    return _valid_where(text, kept)
+
+
+def _valid_where(text: pa.Array, kept: pa.Array) -> pa.Array:
+    """`text` with nulls where `kept` (booleans, no nulls, false where `text` is null) is
+    false. Only the validity bitmap changes: the text keeps its buffers (if_else would copy
+    every string of the column to null a few)."""
+    if text.offset or kept.offset or not pa.types.is_string(text.type):  # bits would not line up
         return pc.if_else(kept, text, pa.scalar(None, text.type))
     _validity, offsets, data = text.buffers()
     # `kept` (a fresh array, offset 0, no nulls) has its values bit-packed as a validity map.
@@ -477,42 +483,55 @@ def parse_whole_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chunk
 
 _CAST_BLOCK = 4096
 _RETRIES_PER_BLOCK = 8
+# Whole-column casts tried again after nulling the value Arrow names: a bad value tends to
+# repeat (a switch's placeholder, a bad export), and nulling every copy of it costs one
+# comparison, where casting in blocks costs a second cast of the whole column.
+_WHOLE_RETRIES = 2
 _UNPARSED = "Failed to parse string: '"
 
 
 def cast_or_null(values: pa.Array | pa.ChunkedArray, target: pa.DataType):
     """`pc.cast` that yields null for the values that do not convert, instead of failing.
 
-    The whole-column cast is the fast path. When it fails, the column is cast in blocks, and
-    in a failing block the value Arrow names in its error is nulled (with every copy of it)
-    before trying again, so a few bad values cost a few small casts. Acceptance never depends
-    on what else is in the file: exactly the values Arrow's cast accepts are accepted.
+    The whole-column cast is the fast path. When it fails, the value Arrow names in its
+    error is nulled (with every copy of it) and the whole column cast again, a few times;
+    then the column is cast in blocks, where the same is done block by block, so a few bad
+    values cost a few small casts. Acceptance never depends on what else is in the file:
+    exactly the values Arrow's cast accepts are accepted.
     """
     if isinstance(values, pa.ChunkedArray):
         return pa.chunked_array([cast_or_null(c, target) for c in values.chunks], type=target)
-    try:
-        return pc.cast(values, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
+    cast, values = _cast_nulling_named(values, target, 1 + _WHOLE_RETRIES)
+    if cast is not None:
+        return cast
     if len(values) <= _CAST_BLOCK:
         return _cast_block(values, target)
     blocks = range(0, len(values), _CAST_BLOCK)
     return pa.concat_arrays([_cast_block(values.slice(at, _CAST_BLOCK), target) for at in blocks])
 
 
-def _cast_block(values: pa.Array, target: pa.DataType) -> pa.Array:
-    for _ in range(_RETRIES_PER_BLOCK):
+def _cast_nulling_named(
+    values: pa.Array, target: pa.DataType, tries: int
+) -> tuple[pa.Array | None, pa.Array]:
+    """(the cast, or None when `tries` casts failed or an error named no value of `values`;
+    `values` with every copy of each value an error named nulled)."""
+    for _ in range(tries):
         try:
-            return pc.cast(values, target)
+            return pc.cast(values, target), values
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
             unparsed = _unparsed_value(str(error), target)
         if unparsed is None:
             break
-        same = pc.fill_null(pc.equal(values, unparsed), False)
-        if not pc.any(same).as_py():  # the message did not name a value of this block
+        same = pc.equal(values, unparsed)
+        if not pc.any(same).as_py():  # the message did not name a value of these
             break
-        values = pc.if_else(same, pa.scalar(None, values.type), values)
-    return _bisect(values, target)
+        values = _valid_where(values, pc.invert(pc.fill_null(same, True)))
+    return None, values
+
+
+def _cast_block(values: pa.Array, target: pa.DataType) -> pa.Array:
+    cast, values = _cast_nulling_named(values, target, _RETRIES_PER_BLOCK)
+    return cast if cast is not None else _bisect(values, target)
 
 
 def _unparsed_value(message: str, target: pa.DataType) -> str | None:
