@@ -190,7 +190,7 @@ def _keep_freed_memory() -> None:
 def _rate(args: argparse.Namespace) -> int:
     # Heavy imports here, so `tollgate --help` stays instant.
     from functions.ingest.formats import CdrFileError, UnknownFormatError, iter_cdr_chunks
-    from functions.ingest.validate import empty_quarantine
+    from functions.ingest.validate import columns_one_at_a_time, empty_quarantine
     from functions.rate.contracts import PeriodCounters
     from functions.rate.fx import FxError
     from functions.rate.rated import RatingSummary, rate_cdrs, summarise
@@ -244,6 +244,8 @@ def _rate(args: argparse.Namespace) -> int:
         _Output(quarantine_path, quarantine_kind) as rejected,
         ThreadPoolExecutor(max_workers=1) as rater,
         ThreadPoolExecutor(max_workers=1) as writer,
+        # The three stages keep both cores busy: a part's columns are parsed in turn.
+        columns_one_at_a_time(),
     ):
         # The decks (read and hashed, their cached indexes mapped) are made ready on the
         # rater's thread while the first part is parsed on this one.

@@ -188,3 +188,27 @@ def test_blank_to_null_nulls_exactly_the_empty_strings(values, cut):
         assert nulled.to_pylist() == want
         assert nulled.null_count == want.count(None)
         (nulled if isinstance(nulled, pa.Array) else nulled.combine_chunks()).validate(full=True)
+
+
+def test_columns_worked_on_in_turn_give_the_same_part_as_columns_in_parallel():
+    """`tollgate rate` parses a part's columns on its parse thread alone (its other stages
+    keep the cores busy): the same rows, reasons and details as with the column threads."""
+    import threading
+
+    from functions.ingest.formats import parse_cdr_file
+    from functions.ingest.samples import generate_generic_csv
+    from functions.ingest.validate import column_pool, columns_one_at_a_time
+
+    data = generate_generic_csv(3_000, seed=5, bad_fraction=0.05, duplicate_fraction=0.02)
+    in_parallel = parse_cdr_file(data, "generic")
+    with columns_one_at_a_time():
+        in_turn = parse_cdr_file(data, "generic")
+        with column_pool() as pool:
+            assert pool.submit(threading.get_ident).result() == threading.get_ident()
+            with pytest.raises(ZeroDivisionError):  # a job's error reaches whoever waits
+                pool.submit(lambda: 1 // 0).result()
+    with column_pool() as pool:  # outside the block: threads again
+        assert pool.submit(threading.get_ident).result() != threading.get_ident()
+    assert in_turn.cdrs.equals(in_parallel.cdrs)
+    assert in_turn.quarantine.equals(in_parallel.quarantine)
+    assert in_parallel.quarantine.num_rows > 100

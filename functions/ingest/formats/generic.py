@@ -13,8 +13,6 @@ different egress trunks are attempts of one call (route advance), each kept.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -23,6 +21,7 @@ from functions.ingest.numbers import NumberingPlan
 from functions.ingest.validate import (
     TIME_FIELDS,
     MappedRows,
+    column_pool,
     empty_parsed_file,
     parse_iso_times,
     validate,
@@ -62,7 +61,7 @@ def parse(
         raise CdrFileError(f"{source}: header lacks required column(s) {', '.join(missing)}")
     table = rows.table
     fields: dict[str, pa.Array | pa.ChunkedArray] = {"line": rows.line}
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with column_pool() as pool:
         # Arrow kernels release the GIL, so the three time columns parse on both cores.
         parsed = {name: pool.submit(parse_iso_times, table[name]) for name in TIME_FIELDS}
         for name in COLUMNS:
