@@ -123,7 +123,8 @@ def normalise_numbers(
     if national is not None and national.any():
         rows = pa.array(national)
         rest = pc.utf8_slice_codeunits(digits.filter(rows), len(plan.national_prefix))
-        international = pc.binary_join_element_wise(plan.country_code, rest, "")
+        country = pa.scalar(plan.country_code, digits.type)  # (a large_string column too)
+        international = pc.binary_join_element_wise(country, rest, pa.scalar("", digits.type))
         digits = pc.replace_with_mask(digits, rows, international)
     # ascii_is_decimal is false for "" too, which covers "+" or "00" dialled alone.
     return _null_unless_digits(digits)

@@ -104,7 +104,7 @@ class _InThisThread(Executor):
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # re-raised by result(), as a pool's would be
+        except Exception as error:  # re-raised by result(), as a pool's would be
             future.set_exception(error)
         return future
 
@@ -556,8 +556,8 @@ def _cast_nulling_named(
             return pc.cast(values, target), values
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
             unparsed = _unparsed_value(str(error), target)
-        if unparsed is None:
-            break
+        if unparsed is None or _cast_one(pa.scalar(unparsed), target) is not None:
+            break  # the message named no value, or none that fails on its own
         same = pc.equal(values, unparsed)
         if not pc.any(same).as_py():  # the message did not name a value of these
             break
@@ -571,8 +571,9 @@ def _cast_block(values: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def _unparsed_value(message: str, target: pa.DataType) -> str | None:
-    """The value in Arrow's "Failed to parse string: '<value>' as a scalar of type …"."""
-    end = message.find(f"' as a scalar of type {target}")
+    """The value in Arrow's "Failed to parse string: '<value>' as a scalar of type …" (the
+    last such text ends it: the value itself may hold the same words)."""
+    end = message.rfind(f"' as a scalar of type {target}")
     if not message.startswith(_UNPARSED) or end < len(_UNPARSED):
         return None
     return message[len(_UNPARSED) : end]
@@ -682,8 +683,8 @@ def _attempts(
     if not (ordered[1:] == ordered[:-1]).any():  # distinct keys: distinct ids
         return np.zeros(len(ids), bool), given, keys, attempts
     distinct = pc.unique(given)
-    if len(distinct) == len(given):
-        return np.zeros(len(ids), bool), distinct, keys, attempts
+    if len(distinct) == len(given):  # keys collided, ids did not: `given`, as keyed
+        return np.zeros(len(ids), bool), given, keys, attempts
     return _repeated_attempts(attempts), distinct, None, attempts
 
 

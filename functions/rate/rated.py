@@ -72,16 +72,21 @@ def _deck_text(index: DeckIndex, row: np.ndarray) -> dict[str, pa.DictionaryArra
     and a Parquet writer stores the codes as they are (its dictionary page is the part's
     own) instead of hashing every value again: half the cost of writing these columns.
     """
-    found = np.maximum(row, 0)
     return {
-        "prefix": _coded(index.row_prefix[found], row < 0, index.prefix_text),
-        "destination": _coded(index.row_destination[found], row < 0, index.destination_text),
+        "prefix": _coded(index.row_prefix, row, index.prefix_text),
+        "destination": _coded(index.row_destination, row, index.destination_text),
     }
 
 
-def _coded(code: np.ndarray, missing: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
-    """`values[code]` per call as a dictionary array of the values used; null where missing."""
-    missing = missing | (code < 0)
+def _coded(code_of_row: np.ndarray, row: np.ndarray, values: pa.Array) -> pa.DictionaryArray:
+    """`values[code_of_row[row]]` per call as a dictionary array of the values used; null
+    where `row` is -1 (no deck row) or the row's code is -1 (a null value)."""
+    missing = row < 0
+    if not missing.all():  # (a deck with no rows has no codes to take)
+        code = code_of_row[np.where(missing, 0, row)]
+        missing = missing | (code < 0)
+    if missing.all():
+        return pa.DictionaryArray.from_arrays(pa.nulls(len(row), pa.int32()), values[:0])
     used = np.zeros(len(values), bool)
     used[code[~missing]] = True
     renumbered = (np.cumsum(used, dtype=np.int32) - 1)[np.maximum(code, 0)]

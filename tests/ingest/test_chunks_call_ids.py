@@ -257,3 +257,13 @@ def test_the_keys_validation_hands_on_are_the_keys_of_the_call_ids_it_hands_on()
         if part.call_id_keys is not None:
             assert np.array_equal(part.call_id_keys, validate.call_id_keys(part.call_ids))
     assert parse_cdr_file(csv(lines), "generic").call_id_keys is not None
+
+
+def test_keys_handed_on_when_keys_collide_but_ids_do_not_are_still_the_ids_keys(
+    colliding_keys,
+):
+    lines = [GOOD.format(id=f"a{i}") for i in range(50)]
+    part = parse_cdr_file(csv(lines), "generic")
+    assert part.call_id_keys is not None
+    assert part.call_ids.to_pylist() == [f"a{i}" for i in range(50)]
+    assert np.array_equal(part.call_id_keys, validate.call_id_keys(part.call_ids))

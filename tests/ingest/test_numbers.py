@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from functions.ingest.numbers import normalise_number, normalise_numbers
+from functions.ingest.numbers import NumberingPlan, normalise_number, normalise_numbers
 
 CASES = [
     ("442071234567", "442071234567"),
@@ -63,14 +63,15 @@ def test_the_bare_digit_fast_path_agrees_with_the_rule_on_a_large_mixed_column()
     st.lists(st.one_of(st.none(), st.text(alphabet="0129+- aé٣", max_size=10)), max_size=40),
     st.integers(0, 5),
     st.sampled_from([pa.string(), pa.large_string()]),
+    st.sampled_from([None, NumberingPlan(national_prefix="0", country_code="44")]),
 )
-def test_the_byte_level_rule_agrees_on_slices_nulls_and_wide_offsets(dialled, cut, text_type):
+def test_the_byte_level_rule_agrees_on_slices_nulls_and_wide_offsets(dialled, cut, text_type, plan):
     """The vectorised rule drops bytes from the column's own buffers: a sliced column (its
     offsets do not start at 0), nulls, multi-byte characters and 64-bit offsets must give
-    what the scalar rule gives, row for row."""
-    column = pa.array(["+44 1", *dialled], text_type).slice(min(cut, len(dialled)))
-    expected = [None if v is None else normalise_number(v) for v in column.to_pylist()]
-    got = normalise_numbers(column)
+    what the scalar rule gives, row for row, national numbers included."""
+    column = pa.array(["+44 1", "020 7", *dialled], text_type).slice(min(cut, len(dialled)))
+    expected = [None if v is None else normalise_number(v, plan) for v in column.to_pylist()]
+    got = normalise_numbers(column, plan)
     got.validate(full=True)
     assert got.type == text_type
     assert got.to_pylist() == expected

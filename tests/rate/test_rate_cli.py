@@ -175,6 +175,19 @@ def test_an_empty_file_is_processed_with_nothing_to_rate(files, capsys):
     assert "reconciles" in out
 
 
+def test_a_deck_with_no_rows_leaves_every_call_unrated(files, capsys):
+    """A deck whose rows are all gone (a header only) prices nothing: every accepted call is
+    unrated, with no prefix or destination (it raised IndexError once the deck's prefixes and
+    destinations were taken by code)."""
+    (files / "buy.csv").write_text("prefix,destination,rate\n")
+    assert rate(files, out="rated.parquet") == 0
+    table = pq.read_table(files / "rated.parquet")
+    assert set(table["supplier_status"].to_pylist()) == {"unrated"}
+    assert table["supplier_prefix"].to_pylist() == [None] * 4
+    assert table["supplier_destination"].null_count == 4
+    assert table["destination"].to_pylist() == ["India - Mobile", "UK", "India - Mobile", None]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
