@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import numpy as np
+import pyarrow as pa
 
 from functions.rate.rating import DeckIndex
 
@@ -20,10 +21,10 @@ DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 
 def index_bytes(index: DeckIndex) -> int:
-    """Memory an index holds: its numpy arrays, its prefix texts and its deck's rows."""
+    """Memory an index holds: every array of it (numpy, Arrow texts) and its deck's rows."""
+    held = (np.ndarray, pa.Array, pa.Table)
     fields = (getattr(index, name) for name in index.__slots__)
-    arrays = sum(value.nbytes for value in fields if isinstance(value, np.ndarray))
-    return arrays + index.prefix_text.nbytes + index.destination_text.nbytes + index.deck.nbytes
+    return sum(value.nbytes for value in fields if isinstance(value, held))
 
 
 def configured_max_bytes() -> int:
